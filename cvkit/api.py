@@ -1,0 +1,154 @@
+"""``cvkit.evaluate``: data -> split plan -> jobs -> store -> results, the whole pipeline in one call."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from . import __version__
+from .data import Dataset, load_data
+from .errors import ConfigError
+from .results import Results
+from .runner import JobProgress, Store, make_jobs, run_job, run_jobs
+from .splits import make_plan
+from .trainers import (RESNETS, SELECTION_RULES, TrainConfig, TrainContext, load_plugin)
+from .trainers._context import AUGMENTATIONS, CLASS_WEIGHTS
+
+
+def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int = 5,
+             repeats: int = 3, seeds: int = 1, seed: int = 0, epochs: int = 5, batch_size: int = 32,
+             lr: float = 1e-3, weight_decay: float = 0.0, select: str = "val_auc",
+             class_weight: str = "balanced", augment: str = "flip", stem: str = "standard",
+             weights: str | None = None, val_fraction: float = 0.1, positive: str | None = None,
+             device: str = "auto", out=None, reports_dir="reports", cv=None,
+             hyperparams: dict | None = None, data_options: dict | None = None,
+             progress: JobProgress | bool = False, command: str | None = None) -> Results:
+    """Train the baseline and every variant on the same splits with the same seeds.
+
+    ``variants`` are plugin files or built-in names; ``data`` a :class:`~cvkit.data.Dataset` or a
+    spec for :func:`~cvkit.data.load_data`. ``cv`` may be any scikit-learn splitter (it replaces
+    ``folds``/``repeats``). ``hyperparams`` maps a model name to its hyper-parameter overrides.
+    Finished jobs already in ``out`` are not trained again; identical jobs in sibling run folders
+    under the same reports folder are reused. Returns the run's :class:`~cvkit.results.Results`.
+    """
+    variants = [variants] if isinstance(variants, (str, os.PathLike)) else list(variants)
+    _check_options(select=select, class_weight=class_weight, augment=augment, seeds=seeds,
+                   seed=seed, epochs=epochs, batch_size=batch_size)
+    if isinstance(data, Dataset):
+        dataset = data.with_positive(positive) if positive else data
+    else:
+        dataset = load_data(str(data), positive=positive, **(data_options or {}))
+
+    hyperparams = hyperparams or {}
+    models = {}
+    for role, spec in [("baseline", baseline), *(("variant", v) for v in variants)]:
+        name = Path(str(spec)).stem
+        plugin = load_plugin(str(spec), hyperparams.get(name))
+        if name in models:
+            raise ConfigError(f"two models are named {name!r}; rename one plugin file")
+        models[name] = (role, plugin)
+
+    resolved_device = _resolve_device(device)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                         select=select, class_weight=class_weight, augment=augment, device=device,
+                         backbone=baseline if baseline in RESNETS else "resnet18", stem=stem,
+                         weights=weights)
+    plan = make_plan(dataset.labels, folds, repeats, seed=seed, val_fraction=val_fraction,
+                     groups=dataset.groups, cv=cv, class_names=dataset.class_names)
+    design = dict(folds=plan.n_splits, repeats=plan.n_repeats, seeds=seeds, seed=seed,
+                  val_fraction=val_fraction, plan_digest=plan.digest, custom_cv=cv is not None)
+    identity = dict(data=dataset.fingerprint, design=design, config=config.as_dict(),
+                    device=resolved_device,
+                    models={n: [r, p.digest, p.hyperparams] for n, (r, p) in models.items()})
+    run_dir = Path(out) if out else _default_run_dir(reports_dir, dataset, models, identity)
+
+    _set_threads()
+    with Store(run_dir, create=True) as store:
+        previous = store.get_meta("identity")
+        if previous is not None and previous != json.loads(json.dumps(identity)):
+            raise ConfigError(f"{run_dir} holds a run with other settings ({_differences(previous, identity)}); "
+                              "pass another --out, or delete the folder to start over")
+        if previous is None:
+            _describe_run(store, dataset, plan, models, config, design, identity, resolved_device, command)
+
+        jobs = make_jobs({n: p for n, (_, p) in models.items()}, plan, n_seeds=seeds, master_seed=seed,
+                         config=config, data_fingerprint=dataset.fingerprint, device=resolved_device)
+        context = TrainContext(config=config, n_classes=dataset.n_classes,
+                               in_channels=dataset.images.shape[1],
+                               image_size=tuple(dataset.images.shape[2:]),
+                               class_names=dataset.class_names, positive=dataset.positive,
+                               extra_names=dataset.extra_names, seed=seed, device=resolved_device)
+        display = JobProgress(epochs=epochs) if progress is True else progress or None
+        if display is not None:
+            context.on_epoch = display.epoch_done
+            with display:
+                counts = run_jobs(jobs, store, lambda job: run_job(job, dataset, plan, context),
+                                  progress=display)
+        else:
+            counts = run_jobs(jobs, store, lambda job: run_job(job, dataset, plan, context))
+    results = Results(run_dir)
+    results.counts = counts
+    return results
+
+
+def _describe_run(store, dataset, plan, models, config, design, identity, device, command):
+    store.set_meta("identity", identity)
+    store.set_meta("run", dict(
+        cvkit_version=__version__, command=command, device=device, config=config.as_dict(),
+        design=design,
+        data=dict(name=dataset.name, description=dataset.description, source=dataset.source,
+                  fingerprint=dataset.fingerprint, n_samples=len(dataset),
+                  image_shape=list(dataset.images.shape[1:]), class_names=list(dataset.class_names),
+                  positive=dataset.positive, class_counts=dataset.class_counts,
+                  extra_names=list(dataset.extra_names), has_groups=dataset.groups is not None),
+    ))
+    store.set_meta("plan", plan.to_records())
+    store.write_samples(dataset.sample_ids, dataset.labels, dataset.groups)
+    for name, (role, plugin) in models.items():
+        store.write_model(name, role, plugin.origin, plugin.digest, plugin.hyperparams)
+
+
+def _default_run_dir(reports_dir, dataset, models, identity) -> Path:
+    """Same settings, same folder: rerunning a command resumes it."""
+    names = list(models)
+    label = "-vs-".join(names[1:] + names[:1]) if len(names) > 1 else names[0]
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return Path(reports_dir) / f"{label}-{dataset.name}-{digest}"
+
+
+def _differences(previous: dict, current: dict) -> str:
+    current = json.loads(json.dumps(current))
+    changed = [k for k in current if previous.get(k) != current[k]]
+    return "different " + ", ".join(changed)
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA device is available here; use --device cpu")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ConfigError(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def _set_threads():
+    """One intra-op thread per core this process may use (respects CPU affinity and cgroups)."""
+    import torch
+
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+
+
+def _check_options(*, select, class_weight, augment, seeds, seed, epochs, batch_size):
+    choices = dict(select=(select, SELECTION_RULES), class_weight=(class_weight, CLASS_WEIGHTS),
+                   augment=(augment, AUGMENTATIONS))
+    for option, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"--{option.replace('_', '-')} {value!r}: choose one of {', '.join(allowed)}")
+    for option, value, low in (("seeds", seeds, 1), ("seed", seed, 0), ("epochs", epochs, 1),
+                               ("batch-size", batch_size, 2)):
+        if value < low:
+            raise ConfigError(f"--{option} must be at least {low}, got {value}")

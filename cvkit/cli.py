@@ -1,0 +1,160 @@
+"""The ``cvkit`` command line: ``evaluate``, ``report`` and ``export``."""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+import warnings
+
+from rich.console import Console
+
+from . import __version__
+from .errors import CvkitError
+from .trainers import SELECTION_RULES
+from .trainers._context import AUGMENTATIONS, CLASS_WEIGHTS
+from .trainers._models import STEMS
+
+DEFAULT_EPOCHS = 5
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cvkit", description="Does this variant really beat the baseline?")
+    parser.add_argument("--version", action="version", version=f"cvkit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    ev = commands.add_parser("evaluate", help="cross-validate variants against the baseline")
+    ev.add_argument("variants", nargs="*", help="plugin files (or built-in names) to compare with the baseline")
+    ev.add_argument("--data", default="demo",
+                    help="demo (built-in synthetic set), a MedMNIST .npz, an image folder or a CSV manifest")
+    ev.add_argument("--baseline", default="resnet18", help="resnet18 (default), resnet34, resnet50, logreg or a plugin file")
+    ev.add_argument("--folds", type=int, default=5)
+    ev.add_argument("--repeats", type=int, default=3)
+    ev.add_argument("--seeds", type=int, default=1, help="training seeds per split")
+    ev.add_argument("--seed", type=int, default=0, help="master seed of splits and training seeds")
+    ev.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--lr", type=float, default=1e-3)
+    ev.add_argument("--weight-decay", type=float, default=0.0)
+    ev.add_argument("--select", default="val_auc", choices=SELECTION_RULES, help="checkpoint selection rule")
+    ev.add_argument("--class-weight", default="balanced", choices=CLASS_WEIGHTS)
+    ev.add_argument("--augment", default="flip", choices=AUGMENTATIONS)
+    ev.add_argument("--stem", default="standard", choices=STEMS,
+                    help="ResNet stem: torchvision's standard one or a 3x3 stride-1 small-image stem")
+    ev.add_argument("--weights", default=None, help="pretrained torchvision weights, e.g. DEFAULT (local files only)")
+    ev.add_argument("--val-fraction", type=float, default=0.1, help="inner validation share of each training fold")
+    ev.add_argument("--positive", default=None, help="name of the positive class (default: the minority class)")
+    ev.add_argument("--image-size", type=int, default=None, help="resize images of a folder or manifest to N x N")
+    ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    ev.add_argument("--out", default=None, help="run folder (default: reports/<models>-<data>-<hash>)")
+    ev.add_argument("--reports-dir", default="reports", help="where default run folders go")
+    ev.add_argument("--json", default=None, metavar="PATH", help="also write a machine-readable summary")
+    ev.add_argument("--param", action="append", default=[], metavar="MODEL.NAME=VALUE",
+                    help="hyper-parameter override of one model, e.g. mlp_head.hidden=100")
+
+    rep = commands.add_parser("report", help="print a finished run's summary again from its store")
+    rep.add_argument("run_dir")
+
+    ex = commands.add_parser("export", help="export a run's results")
+    ex.add_argument("run_dir")
+    ex.add_argument("--predictions", metavar="FILE.csv", help="out-of-fold predictions, one row per sample and job")
+    ex.add_argument("--json", metavar="PATH", help="per-fold metrics and summary as JSON")
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["cvkit", *argv])
+    console = Console()
+    errors = Console(stderr=True)
+    warnings.showwarning = lambda message, *a, **k: errors.print(
+        f"cvkit: warning: {message}", markup=False, highlight=False, soft_wrap=True)
+    try:
+        return COMMANDS[args.command](args, console, errors)
+    except CvkitError as exc:
+        if args.debug:
+            raise
+        errors.print(f"cvkit: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        errors.print("cvkit: interrupted; finished jobs are saved, rerun the same command to resume")
+        return 130
+
+
+def _evaluate(args, console, errors) -> int:
+    from .api import evaluate
+    from .data import load_data
+    from .report import render_summary, write_json
+    from .runner import JobProgress
+
+    started = time.perf_counter()
+    options = {"image_size": args.image_size} if args.image_size else {}
+    dataset = load_data(args.data, positive=args.positive, **options)
+    chosen = "named" if args.positive else "default: the minority class; set it with --positive"
+    errors.print(f"positive class: {dataset.positive_name} ({chosen}); labels {dataset.label_mapping}",
+                 markup=False, highlight=False, soft_wrap=True)
+    results = evaluate(
+        args.variants, data=dataset, baseline=args.baseline, folds=args.folds, repeats=args.repeats,
+        seeds=args.seeds, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, select=args.select, class_weight=args.class_weight,
+        augment=args.augment, stem=args.stem, weights=args.weights, val_fraction=args.val_fraction,
+        device=args.device, out=args.out, reports_dir=args.reports_dir,
+        hyperparams=_parse_params(args.param), progress=JobProgress(errors, epochs=args.epochs),
+        command=args.command_line,
+    )
+    render_summary(results, console)
+    counts = results.counts
+    console.print(f"{counts.trained} jobs trained, {counts.resumed} resumed from this run, "
+                  f"{counts.reused} reused from other runs in {time.perf_counter() - started:.1f} s; "
+                  f"results in {results.run_dir}", highlight=False)
+    if args.json:
+        write_json(results, args.json)
+    return 0
+
+
+def _report(args, console, errors) -> int:
+    from .report import render_summary
+    from .results import Results
+
+    render_summary(Results(args.run_dir), console)
+    return 0
+
+
+def _export(args, console, errors) -> int:
+    from .report import write_json, write_predictions_csv
+    from .results import Results
+
+    if not (args.predictions or args.json):
+        raise CvkitError("nothing to export: pass --predictions FILE.csv and/or --json PATH")
+    results = Results(args.run_dir)
+    if args.predictions:
+        rows = write_predictions_csv(results, args.predictions)
+        console.print(f"{rows} prediction rows -> {args.predictions}", highlight=False)
+    if args.json:
+        write_json(results, args.json)
+        console.print(f"summary -> {args.json}", highlight=False)
+    return 0
+
+
+def _parse_params(items) -> dict:
+    params: dict[str, dict] = {}
+    for item in items:
+        target, sep, raw = item.partition("=")
+        model, dot, name = target.partition(".")
+        if not (sep and dot and model and name):
+            raise CvkitError(f"--param {item!r}: write MODEL.NAME=VALUE, e.g. mlp_head.hidden=100")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        params.setdefault(model, {})[name] = value
+    return params
+
+
+COMMANDS = {"evaluate": _evaluate, "report": _report, "export": _export}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Loaders that turn files on disk into a :class:`Dataset`."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from ._dataset import Dataset
+from ._demo import make_demo
+
+# MedMNIST v2 label meanings (the data set's own "label" dict), for the binary sets.
+MEDMNIST_CLASSES = {
+    "breastmnist": ("malignant", "normal/benign"),
+    "pneumoniamnist": ("normal", "pneumonia"),
+}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif"}
+IMAGE_COLUMNS = ("image", "path", "file", "filename")
+ID_COLUMNS = ("id", "sample_id")
+
+
+def load_data(spec: str = "demo", *, positive: str | None = None, **options) -> Dataset:
+    """Load a data set from ``spec``: ``demo``, a MedMNIST ``.npz``, an image folder or a CSV manifest.
+
+    ``positive`` names the positive class; ``None`` takes the minority class.
+    """
+    if spec == "demo":
+        dataset = make_demo(**options)
+    else:
+        path = Path(spec)
+        if not path.exists():
+            raise DataError(f"{spec}: no such file or folder; pass --data demo, a MedMNIST .npz, "
+                            "an image folder (one sub-folder per class) or a CSV manifest")
+        if path.is_dir():
+            dataset = load_image_folder(path, **options)
+        elif path.suffix == ".npz":
+            dataset = load_medmnist(path, **options)
+        elif path.suffix == ".csv":
+            dataset = load_manifest(path, **options)
+        else:
+            raise DataError(f"{spec}: unknown data format {path.suffix!r}; expected .npz, .csv or a folder")
+    if len(np.unique(dataset.labels)) < 2:
+        only = dataset.class_names[int(dataset.labels[0])] if len(dataset) else "none"
+        raise DataError(f"{dataset.source or spec}: only one class present ({only}); "
+                        "a comparison needs samples of at least two classes")
+    return dataset.with_positive(positive)
+
+
+def load_medmnist(path, *, parts=("train", "val", "test"), class_names=None) -> Dataset:
+    """A MedMNIST ``.npz``; the official parts are pooled for cross-validation by default."""
+    path = Path(path)
+    try:
+        archive = np.load(path)
+        images = [archive[f"{part}_images"] for part in parts]
+        labels = [archive[f"{part}_labels"] for part in parts]
+    except KeyError as exc:
+        raise DataError(f"{path}: not a MedMNIST archive, missing array {exc}; "
+                        f"expected {', '.join(p + '_images/_labels' for p in parts)}") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read the archive ({exc}); is the file complete?") from None
+    image_array = np.concatenate(images)
+    label_array = np.concatenate(labels)
+    if label_array.ndim == 2 and label_array.shape[1] > 1:
+        raise DataError(f"{path}: multi-label MedMNIST sets are not supported (labels {label_array.shape})")
+    label_array = label_array.reshape(-1).astype(np.int64)
+    if image_array.ndim == 3:
+        image_array = image_array[:, None]
+    elif image_array.ndim == 4:
+        image_array = np.moveaxis(image_array, -1, 1)
+    key = path.stem.split("_")[0].lower()
+    if class_names is None:
+        n_classes = int(label_array.max()) + 1
+        class_names = MEDMNIST_CLASSES.get(key) or tuple(f"class_{i}" for i in range(n_classes))
+    ids = np.array([f"{part}-{i:05d}" for part, arr in zip(parts, images) for i in range(len(arr))])
+    return Dataset(images=np.ascontiguousarray(image_array.astype(np.uint8)), labels=label_array,
+                   class_names=tuple(class_names), positive=0, sample_ids=ids, name=key,
+                   description=f"MedMNIST {key} ({'+'.join(parts)} pooled)", source=str(path))
+
+
+def load_image_folder(root, *, image_size: int | None = None) -> Dataset:
+    """One sub-folder per class, named by the class; sample ids are the relative paths."""
+    root = Path(root)
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
+    if not class_dirs:
+        raise DataError(f"{root}: no class sub-folders; put the images of each class in a folder "
+                        f"named after the class (e.g. {root}/benign/*.png)")
+    paths, labels = [], []
+    for label, class_dir in enumerate(class_dirs):
+        files = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"{class_dir}: class folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        paths += files
+        labels += [label] * len(files)
+    images = _read_images(paths, image_size, where=lambda i: str(paths[i]))
+    return Dataset(images=images, labels=np.array(labels, dtype=np.int64),
+                   class_names=tuple(d.name for d in class_dirs), positive=0,
+                   sample_ids=np.array([str(p.relative_to(root)) for p in paths]), name=root.name,
+                   description=f"image folder {root.name}", source=str(root))
+
+
+def load_manifest(path, *, image_column: str | None = None, label_column: str = "label",
+                  group_column: str | None = None, id_column: str | None = None,
+                  class_names=None, image_size: int | None = None) -> Dataset:
+    """A CSV with an image path (relative to the CSV), a label, and optional group, id and
+    numeric extra-feature columns (every other column is an extra feature)."""
+    path = Path(path)
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        columns = reader.fieldnames or []
+        rows = list(reader)
+    if not rows:
+        raise DataError(f"{path}: the manifest has no rows")
+    image_column = image_column or next((c for c in IMAGE_COLUMNS if c in columns), None)
+    id_column = id_column or next((c for c in ID_COLUMNS if c in columns), None)
+    if group_column is None:
+        group_column = next((c for c in ("group", "patient_id", "patient") if c in columns), None)
+    missing = [name for name, col in (("image path", image_column), ("label", label_column))
+               if col is None or col not in columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(columns)}; "
+                        f"name the image column one of {', '.join(IMAGE_COLUMNS)} and the label column "
+                        f"{label_column!r}")
+
+    raw_labels = [row[label_column].strip() for row in rows]
+    if class_names is None:
+        class_names = tuple(sorted(set(raw_labels), key=_natural_key))
+    lookup = {name: i for i, name in enumerate(class_names)}
+    for line, value in enumerate(raw_labels, start=2):
+        if value not in lookup:
+            raise DataError(f"{path}, row {line}: unknown label {value!r}; known classes: "
+                            f"{', '.join(class_names)}")
+    labels = np.array([lookup[v] for v in raw_labels], dtype=np.int64)
+
+    base = path.parent
+    image_paths = [base / row[image_column].strip() for row in rows]
+    images = _read_images(image_paths, image_size,
+                          where=lambda i: f"{path}, row {i + 2} ({rows[i][image_column]})")
+
+    used = {image_column, label_column, group_column, id_column}
+    extra_names = tuple(c for c in columns if c not in used)
+    extra = None
+    if extra_names:
+        extra = np.empty((len(rows), len(extra_names)))
+        for j, column in enumerate(extra_names):
+            for i, row in enumerate(rows):
+                try:
+                    extra[i, j] = float(row[column])
+                except ValueError:
+                    raise DataError(f"{path}, row {i + 2}: column {column!r} holds {row[column]!r}, not a number; "
+                                    "extra feature columns must be numeric") from None
+            if not np.isfinite(extra[:, j]).all():
+                bad = int(np.flatnonzero(~np.isfinite(extra[:, j]))[0]) + 2
+                raise DataError(f"{path}, row {bad}: column {column!r} is missing or not finite; "
+                                "fill it in or drop the column")
+    ids = (np.array([row[id_column] for row in rows]) if id_column
+           else np.array([row[image_column] for row in rows]))
+    if len(set(ids.tolist())) != len(ids):
+        dup = next(v for v in ids.tolist() if ids.tolist().count(v) > 1)
+        raise DataError(f"{path}: duplicate sample id {dup!r}; every row needs its own id")
+    groups = np.array([row[group_column] for row in rows]) if group_column else None
+    return Dataset(images=images, labels=labels, class_names=tuple(class_names), positive=0,
+                   sample_ids=ids, name=path.stem, groups=groups, extra=extra,
+                   extra_names=extra_names, description=f"manifest {path.name}", source=str(path))
+
+
+def _read_images(paths, image_size, where) -> np.ndarray:
+    """Read image files into uint8 (N, C, H, W): grey unless any image has colour."""
+    from PIL import Image, UnidentifiedImageError
+
+    loaded = []
+    for i, p in enumerate(paths):
+        try:
+            with Image.open(p) as im:
+                im.load()
+                loaded.append(im.copy())
+        except FileNotFoundError:
+            raise DataError(f"{where(i)}: image file not found") from None
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DataError(f"{where(i)}: cannot read the image ({exc}); is the file corrupt or truncated?") from None
+    colour = any(im.mode not in ("L", "I", "I;16", "1", "F") for im in loaded)
+    mode = "RGB" if colour else "L"
+    arrays = []
+    for i, im in enumerate(loaded):
+        im = im.convert(mode)
+        if image_size:
+            im = im.resize((image_size, image_size), Image.BILINEAR)
+        arrays.append(np.asarray(im, dtype=np.uint8))
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        first = arrays[0].shape
+        odd = next(i for i, a in enumerate(arrays) if a.shape != first)
+        raise DataError(f"{where(odd)}: image size {arrays[odd].shape[:2]} differs from {first[:2]} of the "
+                        "first image; pass --image-size N to resize all images")
+    stacked = np.stack(arrays)
+    return stacked[:, None] if stacked.ndim == 3 else np.moveaxis(stacked, -1, 1).copy()
+
+
+def _natural_key(text: str):
+    return (0, int(text), "") if text.lstrip("-").isdigit() else (1, 0, text)

@@ -1,0 +1,142 @@
+"""A run's results, read back from its store: predictions, per-fold metrics and paired differences."""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from .runner import Store
+from .stats import METRICS, classification_metrics
+
+
+class ResultFrames(NamedTuple):
+    metrics: pd.DataFrame
+    predictions: pd.DataFrame
+
+
+class Results:
+    """Everything a run has finished, as tidy tables. Reports are pure functions of this object."""
+
+    def __init__(self, run_dir):
+        self.run_dir = Path(run_dir)
+        with Store(self.run_dir) as store:
+            self.run = store.get_meta("run")
+            self.models = store.models()
+            self.jobs = store.jobs()
+            samples = store.samples()
+            rows = store.predictions()
+            self.history = pd.DataFrame(store.history())
+        data = self.run["data"]
+        self.class_names = tuple(data["class_names"])
+        self.positive = data["positive"]
+        self.sample_ids = np.array([s[1] for s in samples])
+        self.labels = np.array([s[2] for s in samples], dtype=np.int64)
+        self._rows = rows
+        self.counts = None  # set by evaluate: how many jobs were trained, resumed, reused
+
+    @property
+    def baseline(self) -> str:
+        return next(m["name"] for m in self.models if m["role"] == "baseline")
+
+    @property
+    def variants(self) -> list[str]:
+        return [m["name"] for m in self.models if m["role"] == "variant"]
+
+    @property
+    def model_names(self) -> list[str]:
+        return [self.baseline, *self.variants]
+
+    @property
+    def positive_name(self) -> str:
+        return self.class_names[self.positive]
+
+    @cached_property
+    def predictions(self) -> pd.DataFrame:
+        """One row per (model, repeat, fold, seed, sample): the true label and each class's
+        probability under the job's selected checkpoint."""
+        columns = ["model", "repeat", "fold", "seed_index", "seed", "rule", "sample_idx"]
+        frame = pd.DataFrame([r[:7] for r in self._rows], columns=columns)
+        probs = np.array([r[7] for r in self._rows]).reshape(len(self._rows), len(self.class_names))
+        frame.insert(7, "sample_id", self.sample_ids[frame["sample_idx"]] if len(frame) else [])
+        frame.insert(8, "label", self.labels[frame["sample_idx"]] if len(frame) else [])
+        frame.insert(9, "label_name", [self.class_names[i] for i in frame["label"]])
+        for j, name in enumerate(self.class_names):
+            frame[f"prob_{name}"] = probs[:, j]
+        return frame
+
+    @cached_property
+    def metrics(self) -> pd.DataFrame:
+        """One row per finished job: its test-fold metrics for the positive class."""
+        records = []
+        prob_columns = [f"prob_{c}" for c in self.class_names]
+        keys = ["model", "repeat", "fold", "seed_index", "seed"]
+        for key, part in self.predictions.groupby(keys, sort=False):
+            scores = classification_metrics(part["label"].to_numpy(), part[prob_columns].to_numpy(),
+                                            self.positive)
+            records.append({**dict(zip(keys, key)), "n_test": len(part), **scores})
+        return pd.DataFrame(records, columns=[*keys, "n_test", *METRICS])
+
+    def summary(self) -> pd.DataFrame:
+        """Per model: mean and standard deviation over jobs of every metric."""
+        grouped = self.metrics.groupby("model", sort=False)[list(METRICS)]
+        table = grouped.agg(["mean", "std"])
+        table.columns = [f"{m}_{s}" for m, s in table.columns]
+        table.insert(0, "n_jobs", grouped.size())
+        return table.reindex([m for m in self.model_names if m in table.index])
+
+    def paired_differences(self, variant: str, metric: str = "auc") -> pd.DataFrame:
+        """Per (repeat, fold): the baseline's and the variant's score (averaged over seeds) and
+        their difference, variant minus baseline. Rows exist only where both finished."""
+        per_fold = (self.metrics.groupby(["model", "repeat", "fold"])[metric].mean()
+                    .unstack("model"))
+        if self.baseline not in per_fold or variant not in per_fold:
+            return pd.DataFrame(columns=["repeat", "fold", "baseline", "variant", "difference"])
+        pair = per_fold[[self.baseline, variant]].dropna()
+        return pd.DataFrame({"repeat": pair.index.get_level_values(0),
+                             "fold": pair.index.get_level_values(1),
+                             "baseline": pair[self.baseline].to_numpy(),
+                             "variant": pair[variant].to_numpy(),
+                             "difference": (pair[variant] - pair[self.baseline]).to_numpy()})
+
+    def class_weights(self) -> dict[str, float] | None:
+        """Loss weight of each class, averaged over the training folds (None when unweighted)."""
+        import json
+
+        weights = [json.loads(j["class_weight"]) for j in self.jobs
+                   if j["status"] == "done" and j["class_weight"] not in (None, "null")]
+        if not weights:
+            return None
+        mean = np.mean(weights, axis=0)
+        return {name: float(w) for name, w in zip(self.class_names, mean)}
+
+    def to_pandas(self) -> ResultFrames:
+        """``(metrics, predictions)``: per-job metrics and per-sample out-of-fold predictions."""
+        return ResultFrames(self.metrics.copy(), self.predictions.copy())
+
+    def to_json(self) -> dict:
+        """A machine-readable summary: the run, and per model its per-fold metrics and summary."""
+        models = {}
+        for name in self.model_names:
+            rows = self.metrics[self.metrics["model"] == name]
+            models[name] = dict(
+                role="baseline" if name == self.baseline else "variant",
+                folds=_records(rows.drop(columns="model")),
+                mean={m: _number(rows[m].mean()) for m in METRICS},
+                std={m: _number(rows[m].std()) for m in METRICS},
+            )
+        differences = {v: {m: _records(self.paired_differences(v, m)) for m in METRICS}
+                       for v in self.variants}
+        return dict(run_dir=str(self.run_dir), run=self.run, models=models,
+                    paired_differences=differences)
+
+
+def _number(x):
+    return None if x is None or (isinstance(x, float) and np.isnan(x)) else float(x)
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return [{k: (_number(v) if isinstance(v, float) else int(v) if isinstance(v, (np.integer,)) else v)
+             for k, v in row.items()} for row in frame.to_dict(orient="records")]

@@ -1,0 +1,125 @@
+"""Jobs: one training of one model on one split with one seed, identified by its content."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+import traceback
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..errors import PluginError
+from ..trainers import Plugin, TrainConfig, TrainContext, plugin_frame
+
+
+@dataclass(frozen=True)
+class Job:
+    model: str
+    plugin: Plugin = field(repr=False)
+    repeat: int
+    fold: int
+    seed_index: int
+    seed: int
+    key: str
+
+
+@dataclass
+class JobResult:
+    """What a finished job hands back to the runner, which alone writes the store."""
+
+    job: Job
+    probs_by_rule: dict[str, np.ndarray]
+    test_indices: np.ndarray
+    selected_rule: str
+    selected_epoch: int | None
+    history: list[dict]
+    duration_s: float
+    environment: dict
+    class_weight: list[float] | None = None
+
+
+def job_seed(master_seed: int, repeat: int, fold: int, seed_index: int) -> int:
+    """The training seed of a (repeat, fold, seed index): the same for the baseline and every variant."""
+    return int(np.random.SeedSequence([master_seed, repeat, fold, seed_index]).generate_state(1)[0])
+
+
+def make_jobs(models: dict[str, Plugin], plan, *, n_seeds: int, master_seed: int,
+              config: TrainConfig, data_fingerprint: str, device: str) -> list[Job]:
+    """Expand (model x repeat x fold x seed) into jobs, in model-major order."""
+    jobs = []
+    for name, plugin in models.items():
+        for split in plan:
+            for seed_index in range(n_seeds):
+                seed = job_seed(master_seed, split.repeat, split.fold, seed_index)
+                identity = dict(plugin=plugin.digest, hyperparams=plugin.hyperparams,
+                                config=config.as_dict(), data=data_fingerprint, split=split.digest,
+                                seed=seed, device=device)
+                key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+                jobs.append(Job(name, plugin, split.repeat, split.fold, seed_index, seed, key))
+    return jobs
+
+
+def run_job(job: Job, dataset, plan, context: TrainContext) -> JobResult:
+    """Train and predict one job. Anything the plugin does wrong becomes a ``PluginError`` that
+    names the plugin file and line."""
+    split = plan.splits[job.repeat * plan.n_splits + job.fold]
+    assert (split.repeat, split.fold) == (job.repeat, job.fold)
+    context = replace(context, seed=job.seed, hyperparams=job.plugin.hyperparams)
+    train, val, test = (dataset.subset(idx) for idx in (split.train, split.val, split.test))
+    started = time.perf_counter()
+    try:
+        trainer = job.plugin.make_trainer(context)
+        trainer.fit(train, val, context)
+        if hasattr(trainer, "predict_proba_by_rule"):
+            probs_by_rule = trainer.predict_proba_by_rule(test)
+            selected = trainer.selected_rule_
+        else:
+            probs_by_rule = {"final": trainer.predict_proba(test)}
+            selected = "final"
+    except PluginError:
+        raise
+    except Exception as exc:
+        where = plugin_frame(exc, job.plugin)
+        raise PluginError(f"{where}: {job.model} failed on repeat {job.repeat}, fold {job.fold}: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    for rule, probs in probs_by_rule.items():
+        probs_by_rule[rule] = check_probabilities(probs, len(test), dataset.n_classes, job.plugin)
+    return JobResult(
+        job=job, probs_by_rule=probs_by_rule, test_indices=split.test, selected_rule=selected,
+        selected_epoch=getattr(trainer, "selected_epoch_", None),
+        history=list(getattr(trainer, "history_", [])), duration_s=time.perf_counter() - started,
+        environment=environment(context.device), class_weight=getattr(trainer, "class_weight_", None),
+    )
+
+
+def check_probabilities(probs, n: int, n_classes: int, plugin: Plugin) -> np.ndarray:
+    """A trainer's ``predict_proba`` output, or a ``PluginError`` saying what is wrong with it."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.shape != (n, n_classes):
+        raise PluginError(f"{plugin.origin}: predict_proba returned shape {probs.shape}, expected "
+                          f"({n}, {n_classes}): one row per sample, one column per class")
+    if not np.isfinite(probs).all():
+        raise PluginError(f"{plugin.origin}: predict_proba returned NaN or infinite probabilities; "
+                          "check the model for diverging training (learning rate, inputs)")
+    if (probs < 0).any() or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-4):
+        raise PluginError(f"{plugin.origin}: predict_proba rows must be probabilities summing to 1; "
+                          "apply softmax to the logits")
+    return probs
+
+
+def environment(device: str) -> dict:
+    import torch
+
+    env = dict(python=platform.python_version(), torch=torch.__version__, numpy=np.__version__,
+               platform=platform.platform(), threads=torch.get_num_threads(), cpus=os.cpu_count(),
+               device=device)
+    if device.startswith("cuda"):
+        env["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return env
+
+
+def describe_failure(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))

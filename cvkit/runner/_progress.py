@@ -1,0 +1,40 @@
+"""Live progress of a run: finished jobs and the epochs of the job in training."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+class JobProgress:
+    """A rich display with one bar for jobs and one for the current job's epochs.
+
+    Renders nothing when the console is not a terminal, so piped output stays clean."""
+
+    def __init__(self, console: Console | None = None, *, epochs: int = 0):
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=self.console, transient=True,
+                                 disable=not self.console.is_terminal)
+        self.epochs = epochs
+        self.jobs_task = self.epoch_task = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.__exit__(*exc)
+
+    def start(self, total: int, done: int) -> None:
+        self.jobs_task = self.progress.add_task("jobs", total=total, completed=done)
+        self.epoch_task = self.progress.add_task("epochs", total=self.epochs or None)
+
+    def job_started(self, job) -> None:
+        label = f"{job.model} r{job.repeat} f{job.fold}" + (f" s{job.seed_index}" if job.seed_index else "")
+        self.progress.reset(self.epoch_task, total=self.epochs or None, description=label)
+
+    def epoch_done(self, record: dict) -> None:
+        self.progress.advance(self.epoch_task)
+
+    def job_done(self, job) -> None:
+        self.progress.advance(self.jobs_task)

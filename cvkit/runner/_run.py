@@ -1,0 +1,60 @@
+"""Bring a run's store up to date: skip finished jobs, reuse identical ones, train the rest."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._executor import LocalExecutor
+from ._jobs import describe_failure
+from ._store import sibling_stores
+
+
+@dataclass
+class RunCounts:
+    trained: int = 0
+    resumed: int = 0
+    reused: int = 0
+
+
+def run_jobs(jobs, store, work, *, executor=None, progress=None) -> RunCounts:
+    """Make every job of ``jobs`` done in ``store``.
+
+    A job already done in this store is skipped (resume); one whose content key is done in
+    another run of the same reports folder is copied from there (e.g. an unchanged baseline);
+    the rest go to ``executor`` and each result is committed as soon as it arrives, so an
+    interrupted run loses at most the jobs in flight. A plugin failure is recorded in the store
+    and stops the run.
+    """
+    counts = RunCounts()
+    done = store.done_keys()
+    pending = []
+    for job in jobs:
+        if job.key in done:
+            store.link_done(job)
+            counts.resumed += 1
+        else:
+            pending.append(job)
+    if pending:
+        for other in sibling_stores(store.run_dir):
+            with other:
+                available = other.done_keys()
+                still = []
+                for job in pending:
+                    if job.key in available and store.import_job(job, other):
+                        counts.reused += 1
+                    else:
+                        still.append(job)
+                pending = still
+
+    executor = executor or LocalExecutor()
+    if progress:
+        progress.start(len(jobs), len(jobs) - len(pending))
+    outcomes = executor.map(work, pending, on_start=progress.job_started if progress else None)
+    for job, result, error in outcomes:
+        if error is not None:
+            store.write_failure(job, describe_failure(error))
+            raise error
+        store.write_result(result)
+        counts.trained += 1
+        if progress:
+            progress.job_done(job)
+    return counts

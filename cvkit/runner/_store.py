@@ -1,0 +1,193 @@
+"""The run store: one SQLite file per run folder, written one finished job per transaction."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import StoreError
+
+STORE_NAME = "cvkit.sqlite"
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS samples (
+    idx INTEGER PRIMARY KEY, sample_id TEXT NOT NULL, label INTEGER NOT NULL, grp TEXT);
+CREATE TABLE IF NOT EXISTS models (
+    name TEXT PRIMARY KEY, role TEXT NOT NULL, origin TEXT NOT NULL, digest TEXT NOT NULL,
+    hyperparams TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    model TEXT NOT NULL, repeat INTEGER NOT NULL, fold INTEGER NOT NULL, seed_index INTEGER NOT NULL,
+    seed INTEGER NOT NULL, key TEXT NOT NULL, status TEXT NOT NULL, selected_rule TEXT,
+    selected_epoch INTEGER, duration_s REAL, finished_at TEXT, environment TEXT, class_weight TEXT,
+    error TEXT, reused_from TEXT, PRIMARY KEY (model, repeat, fold, seed_index));
+CREATE INDEX IF NOT EXISTS jobs_key ON jobs (key);
+CREATE TABLE IF NOT EXISTS predictions (
+    job_key TEXT NOT NULL, rule TEXT NOT NULL, sample_idx INTEGER NOT NULL, probs TEXT NOT NULL,
+    PRIMARY KEY (job_key, rule, sample_idx));
+CREATE TABLE IF NOT EXISTS history (
+    job_key TEXT NOT NULL, epoch INTEGER NOT NULL, train_loss REAL, val_loss REAL, val_acc REAL,
+    val_auc REAL, PRIMARY KEY (job_key, epoch));
+"""
+HISTORY_COLUMNS = ("train_loss", "val_loss", "val_acc", "val_auc")
+
+
+class Store:
+    """Reads and writes one run folder's ``cvkit.sqlite``."""
+
+    def __init__(self, run_dir, *, create: bool = False):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / STORE_NAME
+        if not create and not self.path.is_file():
+            raise StoreError(f"{self.run_dir}: no cvkit run here (missing {STORE_NAME}); "
+                             "pass the folder that cvkit evaluate wrote")
+        try:
+            if create:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"{self.path}: cannot open the run store ({exc})") from None
+        version = self.get_meta("schema_version")
+        if version is None:
+            self.set_meta("schema_version", SCHEMA_VERSION)
+        elif version != SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: store schema {version} is not the {SCHEMA_VERSION} this cvkit "
+                             "reads; use the cvkit version that wrote it or start a new run folder")
+
+    def close(self):
+        self.db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- run description ------------------------------------------------------------------------
+    def get_meta(self, key: str, default=None):
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def set_meta(self, key: str, value) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    def write_samples(self, sample_ids, labels, groups) -> None:
+        rows = [(i, str(s), int(l), None if groups is None else str(groups[i]))
+                for i, (s, l) in enumerate(zip(sample_ids, labels))]
+        with self.db:
+            self.db.execute("DELETE FROM samples")
+            self.db.executemany("INSERT INTO samples VALUES (?, ?, ?, ?)", rows)
+
+    def write_model(self, name: str, role: str, origin: str, digest: str, hyperparams: dict) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?)",
+                            (name, role, origin, digest, json.dumps(hyperparams, sort_keys=True)))
+
+    def models(self) -> list[dict]:
+        rows = self.db.execute("SELECT name, role, origin, digest, hyperparams FROM models "
+                               "ORDER BY role = 'variant', rowid").fetchall()
+        return [dict(name=n, role=r, origin=o, digest=d, hyperparams=json.loads(h)) for n, r, o, d, h in rows]
+
+    def samples(self):
+        rows = self.db.execute("SELECT idx, sample_id, label, grp FROM samples ORDER BY idx").fetchall()
+        return rows
+
+    # -- jobs -----------------------------------------------------------------------------------
+    def done_keys(self) -> set[str]:
+        return {k for (k,) in self.db.execute("SELECT key FROM jobs WHERE status = 'done'")}
+
+    def write_result(self, result) -> None:
+        """Commit one finished job (its predictions under every rule, its history) atomically."""
+        job = result.job
+        predictions = [(job.key, rule, int(i), json.dumps(p.tolist()))
+                       for rule, probs in result.probs_by_rule.items()
+                       for i, p in zip(result.test_indices, probs)]
+        history = [(job.key, r["epoch"], *(r.get(c) for c in HISTORY_COLUMNS)) for r in result.history]
+        with self.db:
+            self.db.execute("DELETE FROM predictions WHERE job_key = ?", (job.key,))
+            self.db.execute("DELETE FROM history WHERE job_key = ?", (job.key,))
+            self.db.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?)", predictions)
+            self.db.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?)", history)
+            self._write_job(job, "done", result.selected_rule, result.selected_epoch, result.duration_s,
+                            json.dumps(result.environment), json.dumps(result.class_weight), None, None)
+
+    def write_failure(self, job, error: str) -> None:
+        with self.db:
+            self._write_job(job, "failed", None, None, None, None, None, error, None)
+
+    def link_done(self, job) -> bool:
+        """Record ``job`` as done if a job with the same content key is already in this store."""
+        row = self.db.execute("SELECT selected_rule, selected_epoch, duration_s, environment, class_weight, "
+                              "reused_from FROM jobs WHERE key = ? AND status = 'done'", (job.key,)).fetchone()
+        if row is None:
+            return False
+        with self.db:
+            self._write_job(job, "done", *row[:5], None, row[5])
+        return True
+
+    def import_job(self, job, other: "Store") -> bool:
+        """Copy a finished job with the same content key from another run's store (baseline reuse)."""
+        row = other.db.execute("SELECT selected_rule, selected_epoch, duration_s, environment, class_weight "
+                               "FROM jobs WHERE key = ? AND status = 'done'", (job.key,)).fetchone()
+        if row is None:
+            return False
+        predictions = other.db.execute("SELECT * FROM predictions WHERE job_key = ?", (job.key,)).fetchall()
+        history = other.db.execute("SELECT * FROM history WHERE job_key = ?", (job.key,)).fetchall()
+        with self.db:
+            self.db.execute("DELETE FROM predictions WHERE job_key = ?", (job.key,))
+            self.db.execute("DELETE FROM history WHERE job_key = ?", (job.key,))
+            self.db.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?)", predictions)
+            self.db.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?)", history)
+            self._write_job(job, "done", *row, None, other.run_dir.name)
+        return True
+
+    def _write_job(self, job, status, rule, epoch, duration, env, class_weight, error, reused_from):
+        self.db.execute(
+            "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (job.model, job.repeat, job.fold, job.seed_index, job.seed, job.key, status, rule, epoch,
+             duration, datetime.now(timezone.utc).isoformat(timespec="seconds"), env, class_weight,
+             error, reused_from))
+
+    def jobs(self) -> list[dict]:
+        cursor = self.db.execute("SELECT * FROM jobs ORDER BY model, repeat, fold, seed_index")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def predictions(self, *, rule: str | None = None):
+        """Rows of (model, repeat, fold, seed_index, seed, rule, sample_idx, probs) for done jobs;
+        ``rule=None`` gives each job's selected checkpoint."""
+        condition = "p.rule = j.selected_rule" if rule is None else "p.rule = ?"
+        params = () if rule is None else (rule,)
+        rows = self.db.execute(
+            "SELECT j.model, j.repeat, j.fold, j.seed_index, j.seed, p.rule, p.sample_idx, p.probs "
+            "FROM jobs j JOIN predictions p ON p.job_key = j.key "
+            f"WHERE j.status = 'done' AND {condition} "
+            "ORDER BY j.model, j.repeat, j.fold, j.seed_index, p.sample_idx", params).fetchall()
+        return [(*r[:7], np.array(json.loads(r[7]))) for r in rows]
+
+    def history(self):
+        cursor = self.db.execute(
+            "SELECT j.model, j.repeat, j.fold, j.seed_index, h.* FROM jobs j JOIN history h "
+            "ON h.job_key = j.key WHERE j.status = 'done' ORDER BY j.model, j.repeat, j.fold, "
+            "j.seed_index, h.epoch")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def sibling_stores(run_dir):
+    """Stores of the other runs in the same reports folder, candidates for reusing finished jobs."""
+    run_dir = Path(run_dir).resolve()
+    for path in sorted(run_dir.parent.glob(f"*/{STORE_NAME}")):
+        if path.parent != run_dir:
+            try:
+                yield Store(path.parent)
+            except StoreError:
+                continue  # an unreadable neighbour only means nothing to reuse from it

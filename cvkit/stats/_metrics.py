@@ -1,0 +1,33 @@
+"""Per-fold classification metrics for the named positive class."""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+METRICS = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity")
+
+
+def classification_metrics(labels, probs, positive: int) -> dict[str, float]:
+    """AUC, accuracy, balanced accuracy, sensitivity and specificity of one set of predictions.
+
+    ``probs`` is ``(n, n_classes)``; the predicted class is the most probable one (for two classes,
+    probability of ``positive`` >= 0.5). Sensitivity and specificity treat ``positive`` against
+    all other classes; AUC is that of the positive class's probability (NaN if only one class).
+    """
+    labels = np.asarray(labels)
+    probs = np.asarray(probs, dtype=np.float64)
+    is_positive = labels == positive
+    if probs.shape[1] == 2:
+        predicted = np.where(probs[:, positive] >= 0.5, positive, 1 - positive)
+    else:
+        predicted = probs.argmax(axis=1)
+    said_positive = predicted == positive
+    recalls = [np.mean(predicted[labels == c] == c) for c in np.unique(labels)]
+    both = is_positive.any() and (~is_positive).any()
+    return dict(
+        auc=float(roc_auc_score(is_positive, probs[:, positive])) if both else float("nan"),
+        accuracy=float(np.mean(predicted == labels)),
+        balanced_accuracy=float(np.mean(recalls)),
+        sensitivity=float(np.mean(said_positive[is_positive])) if is_positive.any() else float("nan"),
+        specificity=float(np.mean(~said_positive[~is_positive])) if (~is_positive).any() else float("nan"),
+    )

@@ -1,0 +1,145 @@
+"""Plugins: a Python file (or a built-in name) that tells cvkit how to train one model variant.
+
+A plugin file defines one of
+- ``build_model(context) -> torch.nn.Module``: cvkit's torch trainer does the rest;
+- ``build_estimator(context)``: a scikit-learn classifier (``ESTIMATOR_INPUTS`` = ``"pixels"``,
+  ``"extra"`` or ``"both"`` says what it sees);
+- ``make_trainer(context)``: any object with ``fit(train, val, context)`` and
+  ``predict_proba(data) -> (n, n_classes)``.
+``HYPERPARAMS`` (a dict) declares hyper-parameters and their defaults; they reach the plugin as
+``context.hyperparams`` and are part of every job's identity.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib.util
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..errors import PluginError
+from ._models import RESNETS, resnet
+from ._sklearn import SklearnTrainer
+from ._torch import TorchTrainer
+
+HOOKS = ("build_model", "build_estimator", "make_trainer")
+BUILTINS = RESNETS + ("logreg",)
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """A loaded plugin: its name, where it came from, a digest of its source, and its trainer factory."""
+
+    name: str
+    path: str | None
+    digest: str
+    factory: Callable = field(repr=False)
+    hyperparams: dict = field(default_factory=dict)
+
+    @property
+    def origin(self) -> str:
+        return self.path or f"built-in {self.name}"
+
+    def make_trainer(self, context):
+        return self.factory(context)
+
+
+def load_plugin(spec: str, hyperparams: dict | None = None) -> Plugin:
+    """Load a plugin from a file path or a built-in name (``resnet18``, ``resnet34``,
+    ``resnet50``, ``logreg``), with ``hyperparams`` overriding the plugin's defaults."""
+    if spec in BUILTINS:
+        return _builtin(spec, hyperparams or {})
+    path = Path(spec)
+    if path.suffix != ".py" or not path.is_file():
+        hint = difflib.get_close_matches(spec, BUILTINS, n=1)
+        raise PluginError(f"{spec}: no such plugin file" + (f"; did you mean {hint[0]!r}?" if hint else
+                          f"; pass a .py file or one of {', '.join(BUILTINS)}"))
+    source = path.read_bytes()
+    module = _import(path, source)
+    hooks = [name for name in HOOKS if callable(getattr(module, name, None))]
+    if len(hooks) != 1:
+        found = f"defines {' and '.join(hooks)}" if hooks else "defines none of"
+        raise PluginError(f"{path}: {found} {', '.join(h + '(context)' for h in HOOKS)}; define exactly one")
+    defaults = getattr(module, "HYPERPARAMS", {})
+    if not isinstance(defaults, dict):
+        raise PluginError(f"{path}: HYPERPARAMS must be a dict of name -> default value")
+    params = _merge(defaults, hyperparams or {}, str(path))
+    hook = getattr(module, hooks[0])
+    if hooks[0] == "build_model":
+        factory = lambda context: TorchTrainer(hook)  # noqa: E731
+    elif hooks[0] == "build_estimator":
+        inputs = getattr(module, "ESTIMATOR_INPUTS", "pixels")
+        factory = lambda context: SklearnTrainer(hook(context), inputs)  # noqa: E731
+    else:
+        factory = hook
+    digest = hashlib.sha256(source + engine_digest().encode()).hexdigest()
+    return Plugin(path.stem, str(path), digest, factory, params)
+
+
+def engine_digest() -> str:
+    """Hash of cvkit's own training code: a change to the recipe invalidates stored jobs."""
+    h = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(source.read_bytes())
+    return h.hexdigest()
+
+
+def plugin_frame(exc: BaseException, plugin: Plugin) -> str:
+    """``file:line`` of the deepest traceback frame inside the plugin file, or the plugin's origin."""
+    if plugin.path:
+        target = str(Path(plugin.path).resolve())
+        for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+            if str(Path(frame.filename).resolve()) == target:
+                return f"{plugin.path}:{frame.lineno}"
+    return plugin.origin
+
+
+def _builtin(name: str, hyperparams: dict) -> Plugin:
+    digest = hashlib.sha256(f"builtin:{name}:{engine_digest()}".encode()).hexdigest()
+    if name == "logreg":
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        params = _merge({"C": 1.0, "inputs": "pixels"}, hyperparams, name)
+        estimator = make_pipeline(StandardScaler(), LogisticRegression(C=params["C"], max_iter=5000))
+        return Plugin(name, None, digest, lambda context: SklearnTrainer(estimator, params["inputs"]), params)
+
+    def build_model(context):
+        config = context.config
+        return resnet(name, in_channels=context.in_channels, n_classes=context.n_classes,
+                      stem=config.stem, weights=config.weights)
+
+    _merge({}, hyperparams, name)
+    return Plugin(name, None, digest, lambda context: TorchTrainer(build_model), {})
+
+
+def _merge(defaults: dict, overrides: dict, where: str) -> dict:
+    unknown = [k for k in overrides if k not in defaults]
+    if unknown:
+        known = ", ".join(defaults) or "none"
+        raise PluginError(f"{where}: unknown hyper-parameter(s) {', '.join(unknown)}; it declares: {known}")
+    return {**defaults, **overrides}
+
+
+def _import(path: Path, source: bytes):
+    name = f"cvkit_plugin_{path.stem}_{hashlib.sha256(source).hexdigest()[:12]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    try:
+        compile(source, str(path), "exec")
+    except SyntaxError as exc:
+        raise PluginError(f"{path}:{exc.lineno}: syntax error: {exc.msg}; fix the plugin file") from None
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        line = next((f.lineno for f in reversed(traceback.extract_tb(exc.__traceback__))
+                     if Path(f.filename).resolve() == path.resolve()), "?")
+        raise PluginError(f"{path}:{line}: importing the plugin failed: {type(exc).__name__}: {exc}") from None
+    sys.modules[name] = module  # lets worker processes unpickle objects the plugin defines
+    return module

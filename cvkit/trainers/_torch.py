@@ -1,0 +1,170 @@
+"""cvkit's torch trainer: the training recipe every ``build_model`` plugin and the baseline share.
+
+The whole fold lives in memory as tensors; batches are index slices and augmentation is applied
+to the batch tensor, so no per-sample Python runs in the training loop.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+from ._context import SELECTION_RULES, TrainContext
+
+PREDICT_BATCH = 512
+
+
+class TorchTrainer:
+    """Trains ``build_model(context)`` with the run's recipe and keeps one checkpoint per
+    selection rule (``val_auc``, ``val_loss``, ``val_acc``, ``last``), chosen on validation only."""
+
+    def __init__(self, build_model):
+        self.build_model = build_model
+
+    def fit(self, train, val, context: TrainContext):
+        config = context.config
+        device = torch.device(context.device)
+        torch.manual_seed(context.seed)
+        generator = torch.Generator().manual_seed(context.seed)
+        if device.type == "cuda":
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
+
+        model = self.build_model(context)
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"build_model must return a torch.nn.Module, got {type(model).__name__}")
+        model = model.to(device)
+        self.takes_extra_ = len(inspect.signature(model.forward).parameters) >= 2
+        self.extra_mean_, self.extra_scale_ = _fit_scaler(train.extra)
+        self.device_ = device
+
+        x_train, e_train = self._tensors(train)
+        y_train = torch.as_tensor(train.labels, device=device)
+        x_val, e_val = self._tensors(val)
+        weight = None
+        if config.class_weight == "balanced":
+            counts = np.bincount(train.labels, minlength=context.n_classes).astype(np.float64)
+            weight = torch.tensor(len(train) / (context.n_classes * np.maximum(counts, 1)),
+                                  dtype=torch.float32, device=device)
+        self.class_weight_ = None if weight is None else weight.tolist()
+        loss_fn = nn.CrossEntropyLoss(weight=weight)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+        self.history_ = []
+        best = {rule: (-math.inf, -1, None) for rule in SELECTION_RULES}
+        for epoch in range(config.epochs):
+            model.train()
+            order = torch.randperm(len(train), generator=generator).to(device)
+            total, seen = 0.0, 0
+            for batch in _batches(order, config.batch_size):
+                xb = x_train[batch]
+                if config.augment == "flip":
+                    xb = _random_hflip(xb, generator)
+                optimizer.zero_grad(set_to_none=True)
+                logits = self._forward(model, xb, None if e_train is None else e_train[batch])
+                loss = loss_fn(logits, y_train[batch])
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(batch)
+                seen += len(batch)
+
+            val_logits = self._logits(model, x_val, e_val)
+            if not (math.isfinite(total) and torch.isfinite(val_logits).all()):
+                raise FloatingPointError(f"the model's loss or outputs are NaN or infinite at epoch {epoch + 1}; "
+                                         "training diverged (try a lower --lr) or the model computes NaN")
+            val_probs = torch.softmax(val_logits, dim=1).cpu().numpy().astype(np.float64)
+            y_val = torch.as_tensor(val.labels, device=device)
+            record = dict(
+                epoch=epoch + 1,
+                train_loss=total / max(seen, 1),
+                val_loss=float(loss_fn(val_logits, y_val)),
+                val_acc=float(np.mean(val_probs.argmax(1) == val.labels)),
+                val_auc=_auc(val.labels, val_probs, context.positive),
+            )
+            self.history_.append(record)
+            context.on_epoch(record)
+            scores = dict(val_auc=record["val_auc"], val_loss=-record["val_loss"],
+                          val_acc=record["val_acc"], last=float(epoch))
+            for rule, score in scores.items():
+                if score > best[rule][0]:  # strict: ties keep the earlier epoch
+                    best[rule] = (score, epoch + 1, None)
+            changed = {rule for rule in SELECTION_RULES if best[rule][1] == epoch + 1}
+            if changed:
+                state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                for rule in changed:
+                    best[rule] = (best[rule][0], epoch + 1, state)
+
+        self.model_ = model
+        # A rule that never scored (a one-class validation part has no AUC) falls back to the last epoch.
+        self.checkpoints_ = {rule: (b[1], b[2]) if b[2] is not None else (best["last"][1], best["last"][2])
+                             for rule, b in best.items()}
+        self.selected_rule_ = config.select
+        self.selected_epoch_ = self.checkpoints_[config.select][0]
+        return self
+
+    def predict_proba(self, data) -> np.ndarray:
+        return self.predict_proba_by_rule(data)[self.selected_rule_]
+
+    def predict_proba_by_rule(self, data) -> dict[str, np.ndarray]:
+        """Test probabilities under the checkpoint each selection rule picked."""
+        x, e = self._tensors(data)
+        out = {}
+        for rule, (_, state) in self.checkpoints_.items():
+            self.model_.load_state_dict(state)
+            out[rule] = torch.softmax(self._logits(self.model_, x, e), dim=1).cpu().numpy().astype(np.float64)
+        self.model_.load_state_dict(self.checkpoints_[self.selected_rule_][1])
+        return out
+
+    def _tensors(self, data):
+        x = torch.as_tensor(data.images, device=self.device_).float().div_(127.5).sub_(1.0)
+        if data.extra is None:
+            return x, None
+        e = (data.extra - self.extra_mean_) / self.extra_scale_
+        return x, torch.as_tensor(e, dtype=torch.float32, device=self.device_)
+
+    def _forward(self, model, x, extra):
+        return model(x, extra) if self.takes_extra_ else model(x)
+
+    @torch.no_grad()
+    def _logits(self, model, x, extra):
+        model.eval()
+        parts = [self._forward(model, x[i:i + PREDICT_BATCH],
+                               None if extra is None else extra[i:i + PREDICT_BATCH])
+                 for i in range(0, len(x), PREDICT_BATCH)]
+        return torch.cat(parts).float()
+
+
+def _batches(order, batch_size):
+    """Index batches of one epoch; a last batch of a single sample is dropped, because BatchNorm
+    cannot train on it (as the hand-written loop does)."""
+    n = len(order)
+    stop = n - 1 if n % batch_size == 1 and n > 1 else n
+    for start in range(0, stop, batch_size):
+        yield order[start:start + batch_size]
+
+
+def _random_hflip(x, generator):
+    flip = torch.rand(len(x), generator=generator).to(x.device) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+def _fit_scaler(extra):
+    if extra is None:
+        return None, None
+    mean = extra.mean(axis=0)
+    scale = extra.std(axis=0)
+    return mean, np.where(scale > 0, scale, 1.0)
+
+
+def _auc(labels, probs, positive):
+    """Validation AUC of the positive class (one-vs-rest for several classes); NaN when the
+    validation part holds a single class, so that the rule never selects on it."""
+    if len(np.unique(labels)) < 2:
+        return math.nan
+    if probs.shape[1] == 2:
+        return float(roc_auc_score(labels == positive, probs[:, positive]))
+    return float(roc_auc_score(labels, probs, multi_class="ovr"))

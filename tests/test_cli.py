@@ -1,0 +1,63 @@
+import csv
+import json
+
+import pytest
+
+from cvkit.cli import main
+
+
+def _evaluate(tiny_npz, out, *extra):
+    return main(["evaluate", "plugins/fc_attention.py", "--data", str(tiny_npz), "--folds", "3",
+                 "--repeats", "1", "--epochs", "1", "--out", str(out), *extra])
+
+
+def test_evaluate_prints_tables_and_writes_json_and_export(tiny_npz, tmp_path, capsys):
+    assert _evaluate(tiny_npz, tmp_path / "run", "--json", str(tmp_path / "s.json")) == 0
+    captured = capsys.readouterr()
+    assert "positive class: malignant (default: the minority class" in captured.err
+    assert "Test-fold metrics, positive class = malignant" in captured.out
+    assert "fc_attention minus resnet18, per fold" in captured.out
+    assert "6 jobs trained, 0 resumed" in captured.out
+
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert set(summary["models"]) == {"resnet18", "fc_attention"}
+    assert len(summary["models"]["fc_attention"]["folds"]) == 3
+    assert summary["run"]["data"]["class_names"][summary["run"]["data"]["positive"]] == "malignant"
+
+    assert main(["export", str(tmp_path / "run"), "--predictions", str(tmp_path / "p.csv")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    assert len(rows) == 2 * 60
+    assert {"model", "repeat", "fold", "seed_index", "seed", "sample_id", "label",
+            "prob_malignant", "prob_normal/benign"} <= set(rows[0])
+    assert abs(float(rows[0]["prob_malignant"]) + float(rows[0]["prob_normal/benign"]) - 1) < 1e-6
+
+    assert _evaluate(tiny_npz, tmp_path / "run") == 0
+    assert "0 jobs trained, 6 resumed" in capsys.readouterr().out
+
+
+def test_named_positive_class(tiny_npz, tmp_path, capsys):
+    assert _evaluate(tiny_npz, tmp_path / "run", "--positive", "normal/benign") == 0
+    assert "positive class = normal/benign" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["evaluate", "plugins/nope.py"], "cvkit: error: plugins/nope.py: no such plugin file"),
+    (["evaluate", "--data", "missing.npz"], "cvkit: error: missing.npz: no such file or folder"),
+    (["evaluate", "--folds", "1"], "cvkit: error: --folds must be at least 2, got 1"),
+    (["evaluate", "--positive", "cancer"], "cvkit: error: positive class 'cancer' is not a class of demo"),
+    (["report", "/nonexistent/run"], "cvkit: error: /nonexistent/run: no cvkit run here"),
+    (["export", "/nonexistent/run", "--predictions", "x.csv"], "no cvkit run here"),
+])
+def test_user_mistakes_exit_2_with_one_line(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.startswith("cvkit: error")]) == 1
+
+
+def test_report_reprints_a_finished_run(tiny_npz, tmp_path, capsys):
+    _evaluate(tiny_npz, tmp_path / "run")
+    first = capsys.readouterr().out
+    assert main(["report", str(tmp_path / "run")]) == 0
+    assert capsys.readouterr().out.split("Test-fold")[1] in first
