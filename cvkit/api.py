@@ -42,6 +42,11 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
 
     hyperparams = hyperparams or {}
     models = {}
+    names = [Path(str(spec)).stem for spec in (baseline, *variants)]
+    unknown = sorted(set(hyperparams) - set(names))
+    if unknown:
+        raise ConfigError(f"hyper-parameters given for {', '.join(unknown)}, which is not a model of this run "
+                          f"({', '.join(names)})")
     for role, spec in [("baseline", baseline), *(("variant", v) for v in variants)]:
         name = Path(str(spec)).stem
         plugin = load_plugin(str(spec), hyperparams.get(name))
@@ -93,7 +98,6 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
 
 
 def _describe_run(store, dataset, plan, models, config, design, identity, device, command):
-    store.set_meta("identity", identity)
     store.set_meta("run", dict(
         cvkit_version=__version__, command=command, device=device, config=config.as_dict(),
         design=design,
@@ -107,6 +111,7 @@ def _describe_run(store, dataset, plan, models, config, design, identity, device
     store.write_samples(dataset.sample_ids, dataset.labels, dataset.groups)
     for name, (role, plugin) in models.items():
         store.write_model(name, role, plugin.origin, plugin.digest, plugin.hyperparams)
+    store.set_meta("identity", identity)  # last: a run described only in part is described again
 
 
 def _default_run_dir(reports_dir, dataset, models, identity) -> Path:

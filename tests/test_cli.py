@@ -61,3 +61,33 @@ def test_report_reprints_a_finished_run(tiny_npz, tmp_path, capsys):
     first = capsys.readouterr().out
     assert main(["report", str(tmp_path / "run")]) == 0
     assert capsys.readouterr().out.split("Test-fold")[1] in first
+
+
+def test_manifest_with_too_few_samples_of_a_class_for_the_folds(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    rows = ["image,label,patient_id"]
+    for i in range(12):
+        Image.fromarray(np.full((8, 8), i * 10, dtype=np.uint8)).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,{'malignant' if i < 3 else 'benign'},p{i}")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    assert main(["evaluate", "--data", str(tmp_path / "m.csv"), "--folds", "5", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "cvkit: error: class 'malignant' has only 3 samples, fewer than --folds 5; use --folds 3" in err
+
+
+def test_progress_shows_jobs_and_epochs_on_a_terminal(tiny, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    import cvkit
+    from cvkit.runner import JobProgress
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=100)
+    cvkit.evaluate([], data=tiny, folds=2, repeats=1, epochs=2, out=tmp_path / "run",
+                   progress=JobProgress(console, epochs=2))
+    text = buffer.getvalue()
+    assert "resnet18 r0 f1" in text and "jobs" in text and "2/2" in text

@@ -156,3 +156,7 @@ def test_single_class_is_rejected(manifest):
 def test_unknown_data_path_says_what_is_accepted(tmp_path):
     with pytest.raises(DataError, match="no such file or folder; pass --data demo"):
         load_data(str(tmp_path / "nope.csv"))
+
+
+def test_medmnist_resize(tiny_npz):
+    assert load_medmnist(tiny_npz, image_size=24).images.shape == (60, 1, 24, 24)

@@ -129,3 +129,9 @@ def test_sklearn_baseline_and_custom_splitter(tiny, tmp_path):
     results = cvkit.evaluate([], data=tiny, baseline="logreg", out=tmp_path / "run",
                              cv=StratifiedKFold(4, shuffle=True, random_state=0))
     assert len(results.metrics) == 4 and results.metrics["auc"].notna().all()
+
+
+def test_hyperparameters_for_a_model_not_in_the_run(tiny, tmp_path):
+    with pytest.raises(ConfigError, match="hyper-parameters given for fc_atention, which is not a model"):
+        cvkit.evaluate("plugins/fc_attention.py", data=tiny, out=tmp_path / "run",
+                       hyperparams={"fc_atention": {"x": 1}}, **FAST)

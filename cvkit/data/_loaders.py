@@ -47,7 +47,8 @@ def load_data(spec: str = "demo", *, positive: str | None = None, **options) -> 
     return dataset.with_positive(positive)
 
 
-def load_medmnist(path, *, parts=("train", "val", "test"), class_names=None) -> Dataset:
+def load_medmnist(path, *, parts=("train", "val", "test"), class_names=None,
+                  image_size: int | None = None) -> Dataset:
     """A MedMNIST ``.npz``; the official parts are pooled for cross-validation by default."""
     path = Path(path)
     try:
@@ -68,6 +69,8 @@ def load_medmnist(path, *, parts=("train", "val", "test"), class_names=None) -> 
         image_array = image_array[:, None]
     elif image_array.ndim == 4:
         image_array = np.moveaxis(image_array, -1, 1)
+    if image_size and image_array.shape[-2:] != (image_size, image_size):
+        image_array = _resize(image_array, image_size)
     key = path.stem.split("_")[0].lower()
     if class_names is None:
         n_classes = int(label_array.max()) + 1
@@ -194,6 +197,17 @@ def _read_images(paths, image_size, where) -> np.ndarray:
                         "first image; pass --image-size N to resize all images")
     stacked = np.stack(arrays)
     return stacked[:, None] if stacked.ndim == 3 else np.moveaxis(stacked, -1, 1).copy()
+
+
+def _resize(images: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of uint8 (N, C, H, W) images to size x size, one PIL call per image plane."""
+    from PIL import Image
+
+    out = np.empty((*images.shape[:2], size, size), dtype=np.uint8)
+    for i, image in enumerate(images):
+        for c, plane in enumerate(image):
+            out[i, c] = np.asarray(Image.fromarray(plane).resize((size, size), Image.BILINEAR))
+    return out
 
 
 def _natural_key(text: str):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+from rich import box
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
@@ -32,33 +33,39 @@ def header(results) -> Panel:
     weights = results.class_weights()
     weight_text = ("none" if weights is None else
                    ", ".join(f"{name} {w:.2f}" for name, w in weights.items()))
-    lines = [
-        f"data       {data['name']}: {data['n_samples']} samples ({counts})",
-        f"labels     {mapping}",
-        f"weights    class weights in the loss: {weight_text}",
-        f"design     {design['folds']} folds x {design['repeats']} repeats x {design['seeds']} seed(s), "
-        f"master seed {design['seed']}, validation {design['val_fraction']:.0%} of each training fold",
-        f"training   {config['epochs']} epochs, batch {config['batch_size']}, lr {config['lr']:g}, "
-        f"checkpoint by {config['select']}, device {run['device']}",
-        f"run        {results.run_dir}",
+    rows = [
+        ("data", f"{data['name']}: {data['n_samples']} samples ({counts})"),
+        ("", data.get("description", "")),
+        ("labels", mapping),
+        ("weights", f"class weights in the loss: {weight_text}"),
+        ("design", f"{design['folds']} folds x {design['repeats']} repeats x {design['seeds']} seed(s), "
+                   f"master seed {design['seed']}, validation {design['val_fraction']:.0%} of each "
+                   "training fold"),
+        ("training", f"{config['epochs']} epochs, batch {config['batch_size']}, lr {config['lr']:g}, "
+                     f"checkpoint by {config['select']}, device {run['device']}"),
+        ("run", str(results.run_dir)),
     ]
-    if data.get("description"):
-        lines.insert(1, f"           {data['description']}")
-    return Panel(Text("\n".join(lines)), title="cvkit", title_align="left", expand=False)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    for name, value in rows:
+        if value:
+            grid.add_row(name, Text(value))
+    return Panel(grid, title="cvkit", title_align="left", expand=False)
 
 
 def metrics_table(results) -> Table:
     summary = results.summary()
-    table = Table(title=f"Test-fold metrics, positive class = {results.positive_name} "
-                        "(mean ± sd over folds)", title_justify="left")
-    table.add_column("model")
-    table.add_column("jobs", justify="right")
+    jobs = ", ".join(f"{name} {int(n)}" for name, n in summary["n_jobs"].items())
+    table = Table(title=f"Test-fold metrics, positive class = {results.positive_name}: mean ± sd over "
+                        f"folds (jobs: {jobs}); * = baseline", title_justify="left",
+                  box=box.SIMPLE_HEAD)
+    table.add_column("model", no_wrap=True)
     for metric in METRICS:
-        table.add_column(LABELS[metric], justify="right")
+        table.add_column(LABELS[metric], justify="right", no_wrap=True)
     for name, row in summary.iterrows():
-        role = " (baseline)" if name == results.baseline else ""
-        table.add_row(f"{name}{role}", str(int(row["n_jobs"])),
-                      *(_mean_sd(row[f"{m}_mean"], row[f"{m}_std"]) for m in METRICS))
+        mark = "*" if name == results.baseline else ""
+        table.add_row(f"{name}{mark}", *(_mean_sd(row[f"{m}_mean"], row[f"{m}_std"]) for m in METRICS))
     return table
 
 
@@ -66,7 +73,7 @@ def differences_table(results, variant: str) -> Group:
     auc = results.paired_differences(variant, "auc")
     acc = results.paired_differences(variant, "accuracy")
     table = Table(title=f"{variant} minus {results.baseline}, per fold (same split, same seed)",
-                  title_justify="left")
+                  title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("repeat", "fold", f"AUC {results.baseline}", f"AUC {variant}", "Δ AUC", "Δ Acc"):
         table.add_column(column, justify="right")
     for (_, a), (_, b) in zip(auc.iterrows(), acc.iterrows()):
@@ -92,7 +99,11 @@ def _signed(x) -> str:
     return "–" if x is None or math.isnan(x) else f"{x:+.3f}"
 
 
-def _mean_sd(mean, sd) -> str:
+def _mean_sd(mean, sd) -> Text:
+    """Mean above, ± sd below in dim: keeps five metrics within 80 columns."""
     if mean is None or math.isnan(mean):
-        return "–"
-    return f"{mean:.3f}" if sd is None or math.isnan(sd) else f"{mean:.3f} ± {sd:.3f}"
+        return Text("–")
+    text = Text(f"{mean:.3f}")
+    if sd is not None and not math.isnan(sd):
+        text.append(f"\n±{sd:.3f}", style="dim")
+    return text
