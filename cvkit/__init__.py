@@ -2,7 +2,8 @@
 __version__ = "0.1.0"
 
 from .api import evaluate  # noqa: E402
+from .comparison import compare  # noqa: E402
 from .errors import CvkitError  # noqa: E402
 from .results import Results  # noqa: E402
 
-__all__ = ["CvkitError", "Results", "__version__", "evaluate"]
+__all__ = ["CvkitError", "Results", "__version__", "compare", "evaluate"]

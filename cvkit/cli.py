@@ -12,6 +12,7 @@ from rich.console import Console
 
 from . import __version__
 from .errors import CvkitError
+from .stats import METRICS
 from .trainers import SELECTION_RULES
 from .trainers._context import AUGMENTATIONS, CLASS_WEIGHTS
 from .trainers._models import STEMS
@@ -53,15 +54,29 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", default=None, metavar="PATH", help="also write a machine-readable summary")
     ev.add_argument("--param", action="append", default=[], metavar="MODEL.NAME=VALUE",
                     help="hyper-parameter override of one model, e.g. mlp_head.hidden=100")
+    _comparison_options(ev)
+
+    cmp = commands.add_parser("compare", help="recompute tests and verdicts from a run's store (no training)")
+    cmp.add_argument("run_dir")
+    cmp.add_argument("--baseline", default=None, help="compare against this model of the run instead")
+    cmp.add_argument("--json", default=None, metavar="PATH", help="also write a machine-readable summary")
+    _comparison_options(cmp)
 
     rep = commands.add_parser("report", help="print a finished run's summary again from its store")
     rep.add_argument("run_dir")
+    _comparison_options(rep)
 
     ex = commands.add_parser("export", help="export a run's results")
     ex.add_argument("run_dir")
     ex.add_argument("--predictions", metavar="FILE.csv", help="out-of-fold predictions, one row per sample and job")
     ex.add_argument("--json", metavar="PATH", help="per-fold metrics and summary as JSON")
     return parser
+
+
+def _comparison_options(parser) -> None:
+    parser.add_argument("--metric", default="auc", choices=METRICS, help="primary metric of the verdict")
+    parser.add_argument("--rope", type=float, default=0.01, help="region of practical equivalence, ± this")
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level (Holm across variants)")
 
 
 def main(argv=None) -> int:
@@ -86,8 +101,9 @@ def main(argv=None) -> int:
 
 def _evaluate(args, console, errors) -> int:
     from .api import evaluate
+    from .comparison import compare
     from .data import load_data
-    from .report import render_summary, write_json
+    from .report import render_comparison, render_summary, write_json
     from .runner import JobProgress
 
     started = time.perf_counter()
@@ -105,21 +121,39 @@ def _evaluate(args, console, errors) -> int:
         hyperparams=_parse_params(args.param), progress=JobProgress(errors, epochs=args.epochs),
         command=args.command_line,
     )
+    report = compare(results, metric=args.metric, rope=args.rope, alpha=args.alpha)
     render_summary(results, console)
+    render_comparison(report, console)
     counts = results.counts
     console.print(f"{counts.trained} jobs trained, {counts.resumed} resumed from this run, "
                   f"{counts.reused} reused from other runs in {time.perf_counter() - started:.1f} s; "
                   f"results in {results.run_dir}", highlight=False)
     if args.json:
-        write_json(results, args.json)
+        write_json(results, args.json, report)
     return 0
 
 
 def _report(args, console, errors) -> int:
-    from .report import render_summary
+    from .comparison import compare
+    from .report import render_comparison, render_summary
     from .results import Results
 
-    render_summary(Results(args.run_dir), console)
+    results = Results(args.run_dir)
+    render_summary(results, console)
+    render_comparison(compare(results, metric=args.metric, rope=args.rope, alpha=args.alpha), console)
+    return 0
+
+
+def _compare(args, console, errors) -> int:
+    from .comparison import compare
+    from .report import render_comparison, write_json
+    from .results import Results
+
+    results = Results(args.run_dir)
+    report = compare(results, metric=args.metric, rope=args.rope, alpha=args.alpha, baseline=args.baseline)
+    render_comparison(report, console)
+    if args.json:
+        write_json(results, args.json, report)
     return 0
 
 
@@ -154,7 +188,7 @@ def _parse_params(items) -> dict:
     return params
 
 
-COMMANDS = {"evaluate": _evaluate, "report": _report, "export": _export}
+COMMANDS = {"evaluate": _evaluate, "compare": _compare, "report": _report, "export": _export}
 
 if __name__ == "__main__":
     sys.exit(main())

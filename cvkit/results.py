@@ -24,10 +24,12 @@ class Results:
         self.run_dir = Path(run_dir)
         with Store(self.run_dir) as store:
             self.run = store.get_meta("run")
+            self.plan = store.get_meta("plan")
             self.models = store.models()
             self.jobs = store.jobs()
             samples = store.samples()
             rows = store.predictions()
+            self.rules = store.rules()
             self.history = pd.DataFrame(store.history())
         data = self.run["data"]
         self.class_names = tuple(data["class_names"])
@@ -50,6 +52,13 @@ class Results:
         return [self.baseline, *self.variants]
 
     @property
+    def fold_sizes(self) -> tuple[float, float]:
+        """Mean (training, test) size of an outer fold; training includes the inner validation part."""
+        n_train = np.mean([len(s["train"]) + len(s["val"]) for s in self.plan])
+        n_test = np.mean([len(s["test"]) for s in self.plan])
+        return float(n_train), float(n_test)
+
+    @property
     def positive_name(self) -> str:
         return self.class_names[self.positive]
 
@@ -57,9 +66,26 @@ class Results:
     def predictions(self) -> pd.DataFrame:
         """One row per (model, repeat, fold, seed, sample): the true label and each class's
         probability under the job's selected checkpoint."""
+        return self._frame(self._rows)
+
+    @cached_property
+    def metrics(self) -> pd.DataFrame:
+        """One row per finished job: its test-fold metrics for the positive class."""
+        return self._metrics(self.predictions)
+
+    def rule_predictions(self, rule: str) -> pd.DataFrame:
+        """Predictions under another checkpoint: a selection rule (``val_loss``, ``val_auc``,
+        ``val_acc``, ``last``) or one epoch (``epoch:3``)."""
+        with Store(self.run_dir) as store:
+            return self._frame(store.predictions(rule=rule))
+
+    def rule_metrics(self, rule: str) -> pd.DataFrame:
+        return self._metrics(self.rule_predictions(rule))
+
+    def _frame(self, rows) -> pd.DataFrame:
         columns = ["model", "repeat", "fold", "seed_index", "seed", "rule", "sample_idx"]
-        frame = pd.DataFrame([r[:7] for r in self._rows], columns=columns)
-        probs = np.array([r[7] for r in self._rows]).reshape(len(self._rows), len(self.class_names))
+        frame = pd.DataFrame([r[:7] for r in rows], columns=columns)
+        probs = np.array([r[7] for r in rows]).reshape(len(rows), len(self.class_names))
         frame.insert(7, "sample_id", self.sample_ids[frame["sample_idx"]] if len(frame) else [])
         frame.insert(8, "label", self.labels[frame["sample_idx"]] if len(frame) else [])
         frame.insert(9, "label_name", [self.class_names[i] for i in frame["label"]])
@@ -67,13 +93,11 @@ class Results:
             frame[f"prob_{name}"] = probs[:, j]
         return frame
 
-    @cached_property
-    def metrics(self) -> pd.DataFrame:
-        """One row per finished job: its test-fold metrics for the positive class."""
+    def _metrics(self, predictions) -> pd.DataFrame:
         records = []
         prob_columns = [f"prob_{c}" for c in self.class_names]
         keys = ["model", "repeat", "fold", "seed_index", "seed"]
-        for key, part in self.predictions.groupby(keys, sort=False):
+        for key, part in predictions.groupby(keys, sort=False):
             scores = classification_metrics(part["label"].to_numpy(), part[prob_columns].to_numpy(),
                                             self.positive)
             records.append({**dict(zip(keys, key)), "n_test": len(part), **scores})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from ..errors import CvkitError
@@ -16,8 +17,25 @@ def write_predictions_csv(results, path) -> int:
     return len(frame)
 
 
-def write_json(results, path) -> None:
-    _write(path, lambda f: json.dump(results.to_json(), f, indent=1, allow_nan=False))
+def write_json(results, path, comparison=None) -> None:
+    """The run's per-fold metrics and, when given, every test, interval and verdict of ``comparison``."""
+    summary = results.to_json()
+    if comparison is not None:
+        summary["comparison"] = comparison.to_json()
+    _write(path, lambda f: json.dump(_finite(summary), f, indent=1, allow_nan=False))
+
+
+def _finite(value):
+    """JSON has no NaN or infinity: write null instead."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
+        return _finite(value.item())
+    return value
 
 
 def _write(path, write) -> None:

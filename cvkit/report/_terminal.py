@@ -107,3 +107,142 @@ def _mean_sd(mean, sd) -> Text:
     if sd is not None and not math.isnan(sd):
         text.append(f"\n±{sd:.3f}", style="dim")
     return text
+
+
+VERDICT_STYLE = dict(better="bold green", worse="bold red", equivalent="bold cyan", inconclusive="bold yellow")
+
+
+def render_comparison(report, console: Console | None = None) -> None:
+    """Print the comparison table, the sample-level evidence, the verdicts and the checks."""
+    console = console or Console()
+    if report.comparisons:
+        console.print(comparison_table(report))
+        console.print(sample_tests_table(report))
+    if report.selection and report.comparisons:
+        console.print(selection_table(report))
+    for c in report.comparisons:
+        console.print(verdict_panel(c))
+    console.print(checks_panel(report))
+
+
+def comparison_table(report) -> Table:
+    name = _metric_name(report.metric)
+    table = Table(title=f"Does the variant beat {report.baseline}? Δ{name} = variant - baseline over "
+                        f"{report.n_folds} folds x {report.n_repeats} repeats, corrected for overlapping "
+                        "training sets; Bayes: P(better/equivalent/worse), ROPE ±"
+                        f"{report.rope:g}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("variant", overflow="fold")
+    for column in (f"Δ{name}\n95% CI", "p\nHolm", "P(v>b)\n95% CI", "Bayes\n>/=/<"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    for c in report.comparisons:
+        t, bayes = c.ttest, c.bayes
+        table.add_row(
+            c.variant,
+            _two_lines(f"{t.mean:+.3f}", f"[{_compact(t.low)},{_compact(t.high)}]"),
+            _two_lines(_p(t.pvalue), _p(c.pvalue_holm)),
+            _two_lines(f"{c.prob.statistic:.2f}", f"[{_short(c.prob.low)},{_short(c.prob.high)}]"),
+            f"{_short(bayes.p_better)}/{_short(bayes.p_equivalent)}/{_short(bayes.p_worse)}",
+            Text(c.verdict, style=VERDICT_STYLE[c.verdict]))
+    return table
+
+
+def sample_tests_table(report) -> Group:
+    name = _metric_name(report.metric)
+    table = Table(title="Sample-level tests on each repeat's out-of-fold predictions (first seed)",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("variant", overflow="fold")
+    for column in ("repeat", "McNemar b/c", "mid-p", "DeLong ΔAUC", "p"):
+        table.add_column(column, justify="right", no_wrap=True)
+    lines = []
+    for c in report.comparisons:
+        for i, s in enumerate(c.sample_tests):
+            table.add_row(c.variant if i == 0 else "", str(s.repeat), f"{s.mcnemar.b}/{s.mcnemar.c}",
+                          _p(s.mcnemar.pvalue), f"{s.delong.difference:+.3f}", _p(s.delong.pvalue))
+        if c.bootstrap is not None:
+            b = c.bootstrap
+            lines.append(f"{c.variant}: paired stratified bootstrap over samples, Δ{name} {b.estimate:+.3f} "
+                         f"[{b.low:+.3f}, {b.high:+.3f}] ({b.method}, {b.n_resamples} resamples)")
+    lines.append("McNemar, DeLong and the bootstrap compare two fitted models on these samples and ignore "
+                 "training-seed variance (two seeds of one model often differ significantly): supporting "
+                 "evidence, never the verdict.")
+    return Group(table, Text("\n".join(lines), style="dim"))
+
+
+def selection_table(report) -> Table:
+    name = _metric_name(report.metric)
+    table = Table(title=f"Checkpoint selection rule: mean {name} on the outer test folds, and Δ with p",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("rule")
+    table.add_column(report.baseline, justify="right")
+    variants = [c.variant for c in report.comparisons]
+    for variant in variants:
+        table.add_column(variant, justify="right", no_wrap=True)
+    for entry in report.selection:
+        cells = [_fmt(entry["means"].get(report.baseline))]
+        for variant in variants:
+            mean = entry["means"].get(variant)
+            t = entry["comparisons"].get(variant)
+            text = Text(_fmt(mean))
+            if t:
+                text.append(f"  Δ{t['mean']:+.3f} p={_p(t['pvalue'])}", style="dim")
+            cells.append(text)
+        table.add_row(entry["rule"], *cells)
+    return table
+
+
+def verdict_panel(c) -> Panel:
+    title = Text(f"{c.variant} vs {c.baseline}: ")
+    title.append(c.verdict.upper(), style=VERDICT_STYLE[c.verdict])
+    return Panel(Text(c.paragraph), title=title, title_align="left")
+
+
+def checks_panel(report) -> Panel:
+    name = _metric_name(report.metric)
+    low, high = report.single_split
+    lines = [f"Single-split illusion: one train/test split of {report.baseline} would have shown {name} "
+             f"anywhere from {low:.3f} to {high:.3f}."]
+    if report.noise is not None:
+        n = report.noise
+        lines.append(f"Seed noise floor: {report.baseline}'s {name} varies by sd {n.seed_sd:.3f} from the "
+                     f"training seed alone and by sd {n.split_sd:.3f} between splits "
+                     f"({report.n_seeds} seeds per split; seed share {n.seed_share:.0%}).")
+    if report.aa is not None:
+        aa = report.aa
+        lines.append(f"A/A check ({report.baseline}, even vs odd seeds): {aa.verdict}; Δ{name} "
+                     f"{aa.ttest.mean:+.3f} [{aa.ttest.low:+.3f}, {aa.ttest.high:+.3f}], p = {_p(aa.ttest.pvalue)}. "
+                     + ("As expected: the machinery sees no difference between a model and itself."
+                        if aa.verdict in ("inconclusive", "equivalent") else
+                        "A model differs from itself: something in this run is miscalibrated."))
+    elif report.n_seeds < 2:
+        lines.append("No A/A check or seed noise floor: run with --seeds 2 or more to measure them.")
+    text = Text("\n".join(lines))
+    for warning in report.warnings:
+        text.append(f"\nwarning: {warning}", style="yellow")
+    return Panel(text, title="Calibration and caveats", title_align="left")
+
+
+def _two_lines(top: str, bottom: str) -> Text:
+    text = Text(top)
+    text.append(f"\n{bottom}", style="dim")
+    return text
+
+
+def _compact(x: float) -> str:
+    """A signed difference without its leading zero: +.070, -1.20."""
+    return f"{x:+.3f}".replace("0.", ".", 1) if abs(x) < 1 else f"{x:+.2f}"
+
+
+def _short(p: float) -> str:
+    """A probability in three characters: .36, 1.0, 0.0."""
+    return "1.0" if p >= 0.995 else f"{p:.2f}".lstrip("0") if p >= 0.005 else "0.0"
+
+
+def _metric_name(metric: str) -> str:
+    return "AUC" if metric == "auc" else LABELS.get(metric, metric)
+
+
+def _p(p) -> str:
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"

@@ -67,8 +67,17 @@ def run_job(job: Job, dataset, plan, context: TrainContext) -> JobResult:
     names the plugin file and line."""
     split = plan.splits[job.repeat * plan.n_splits + job.fold]
     assert (split.repeat, split.fold) == (job.repeat, job.fold)
-    context = replace(context, seed=job.seed, hyperparams=job.plugin.hyperparams)
     train, val, test = (dataset.subset(idx) for idx in (split.train, split.val, split.test))
+    epoch_probs = {}
+    report_epoch = context.on_epoch
+
+    def on_epoch(record, predict):
+        # Outer-test predictions per epoch: stored apart, for learning curves and the
+        # checkpoint-selection analysis; no decision of the trainer ever sees them.
+        epoch_probs[f"epoch:{record['epoch']}"] = predict(test)
+        report_epoch(record, predict)
+
+    context = replace(context, seed=job.seed, hyperparams=job.plugin.hyperparams, on_epoch=on_epoch)
     started = time.perf_counter()
     try:
         trainer = job.plugin.make_trainer(context)
@@ -87,6 +96,7 @@ def run_job(job: Job, dataset, plan, context: TrainContext) -> JobResult:
                           f"{type(exc).__name__}: {exc}") from exc
     for rule, probs in probs_by_rule.items():
         probs_by_rule[rule] = check_probabilities(probs, len(test), dataset.n_classes, job.plugin)
+    probs_by_rule.update(epoch_probs)
     return JobResult(
         job=job, probs_by_rule=probs_by_rule, test_indices=split.test, selected_rule=selected,
         selected_epoch=getattr(trainer, "selected_epoch_", None),

@@ -33,7 +33,7 @@ class JobProgress:
         label = f"{job.model} r{job.repeat} f{job.fold}" + (f" s{job.seed_index}" if job.seed_index else "")
         self.progress.reset(self.epoch_task, total=self.epochs or None, description=label)
 
-    def epoch_done(self, record: dict) -> None:
+    def epoch_done(self, record: dict, predict=None) -> None:
         self.progress.advance(self.epoch_task)
 
     def job_done(self, job) -> None:

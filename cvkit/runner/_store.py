@@ -173,6 +173,10 @@ class Store:
             "ORDER BY j.model, j.repeat, j.fold, j.seed_index, p.sample_idx", params).fetchall()
         return [(*r[:7], np.array(json.loads(r[7]))) for r in rows]
 
+    def rules(self) -> list[str]:
+        """Every checkpoint name stored: selection rules and ``epoch:N`` curves."""
+        return [r for (r,) in self.db.execute("SELECT DISTINCT rule FROM predictions ORDER BY rule")]
+
     def history(self):
         cursor = self.db.execute(
             "SELECT j.model, j.repeat, j.fold, j.seed_index, h.* FROM jobs j JOIN history h "

@@ -1,4 +1,24 @@
-"""Stats stage: pure functions on arrays of labels, probabilities and per-fold scores."""
-from ._metrics import METRICS, classification_metrics
+"""Stats stage: pure functions on arrays of labels, probabilities and per-fold scores.
 
-__all__ = ["METRICS", "classification_metrics"]
+Differences are always variant minus baseline (positive = the variant is better). Fold-level
+tests (corrected t, Bayesian correlated t) compare *training procedures*; sample-level tests
+(McNemar, DeLong, bootstrap over samples) compare two *trained models* and ignore seed variance.
+"""
+from ._metrics import METRICS, classification_metrics
+from ._power import (DesignOption, DetectableEffect, corrected_ttest_power, design_needed,
+                     mcnemar_detectable_difference, minimal_detectable_effect)
+from ._runs import (ProbOutperformResult, VarianceComponents, benjamini_hochberg, holm,
+                    prob_outperform, variance_components)
+from ._samples import (BootstrapResult, DeLongResult, McNemarResult, bootstrap_diff, delong,
+                       mcnemar)
+from ._ttest import (BayesResult, CorrectedTTestResult, bayes_correlated_ttest, corrected_ttest,
+                     naive_paired_ttest)
+
+__all__ = [
+    "METRICS", "BayesResult", "BootstrapResult", "CorrectedTTestResult", "DeLongResult",
+    "DesignOption", "DetectableEffect", "McNemarResult", "ProbOutperformResult",
+    "VarianceComponents", "bayes_correlated_ttest", "benjamini_hochberg", "bootstrap_diff",
+    "classification_metrics", "corrected_ttest", "corrected_ttest_power", "delong",
+    "design_needed", "holm", "mcnemar", "mcnemar_detectable_difference",
+    "minimal_detectable_effect", "naive_paired_ttest", "prob_outperform", "variance_components",
+]

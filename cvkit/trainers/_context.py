@@ -43,7 +43,9 @@ class TrainContext:
     seed: int
     device: str
     hyperparams: dict = field(default_factory=dict)
-    on_epoch: Callable[[dict], None] = field(default=lambda record: None, repr=False)
+    # Called after every epoch with the epoch's record and a function that predicts with the
+    # model as it is now; the runner uses it to record outer-test curves the trainer never sees.
+    on_epoch: Callable[[dict, Callable], None] = field(default=lambda record, predict: None, repr=False)
 
     @property
     def n_extra(self) -> int:

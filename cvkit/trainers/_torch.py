@@ -86,7 +86,7 @@ class TorchTrainer:
                 val_auc=_auc(val.labels, val_probs, context.positive),
             )
             self.history_.append(record)
-            context.on_epoch(record)
+            context.on_epoch(record, lambda data: self._probabilities(model, data))
             scores = dict(val_auc=record["val_auc"], val_loss=-record["val_loss"],
                           val_acc=record["val_acc"], last=float(epoch))
             for rule, score in scores.items():
@@ -111,13 +111,16 @@ class TorchTrainer:
 
     def predict_proba_by_rule(self, data) -> dict[str, np.ndarray]:
         """Test probabilities under the checkpoint each selection rule picked."""
-        x, e = self._tensors(data)
         out = {}
         for rule, (_, state) in self.checkpoints_.items():
             self.model_.load_state_dict(state)
-            out[rule] = torch.softmax(self._logits(self.model_, x, e), dim=1).cpu().numpy().astype(np.float64)
+            out[rule] = self._probabilities(self.model_, data)
         self.model_.load_state_dict(self.checkpoints_[self.selected_rule_][1])
         return out
+
+    def _probabilities(self, model, data) -> np.ndarray:
+        x, e = self._tensors(data)
+        return torch.softmax(self._logits(model, x, e), dim=1).cpu().numpy().astype(np.float64)
 
     def _tensors(self, data):
         x = torch.as_tensor(data.images, device=self.device_).float().div_(127.5).sub_(1.0)

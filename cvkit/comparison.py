@@ -1,0 +1,351 @@
+"""``cvkit.compare``: from a run's stored results to tests, intervals and a verdict per variant.
+
+The verdict rests on fold-level tests of the *training procedure* (corrected t, Bayesian
+correlated t). Sample-level tests (McNemar, DeLong, bootstrap over samples) compare two trained
+models and ignore seed variance: they are reported beside the verdict, never instead of it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import stats
+from .errors import ConfigError
+
+VERDICTS = ("better", "worse", "equivalent", "inconclusive")
+SELECTION_RULES = ("val_auc", "val_loss", "val_acc", "last")
+
+
+@dataclass
+class SampleTests:
+    """Per repeat (first training seed): McNemar and DeLong on that repeat's out-of-fold predictions."""
+
+    repeat: int
+    mcnemar: stats.McNemarResult
+    delong: stats.DeLongResult
+
+
+@dataclass
+class Comparison:
+    variant: str
+    baseline: str
+    metric: str
+    diffs: np.ndarray                      # per (repeat, fold), seeds averaged: variant - baseline
+    baseline_scores: np.ndarray            # same order
+    variant_scores: np.ndarray
+    ttest: stats.CorrectedTTestResult
+    bayes: stats.BayesResult
+    prob: stats.ProbOutperformResult
+    mde: stats.DetectableEffect
+    design: list[stats.DesignOption]
+    sample_tests: list[SampleTests] = field(default_factory=list)
+    bootstrap: stats.BootstrapResult | None = None
+    pvalue_holm: float = float("nan")
+    verdict: str = "inconclusive"
+    paragraph: str = ""
+    diff_components: stats.VarianceComponents | None = None
+
+    @property
+    def wins(self) -> int:
+        return int(np.sum(self.diffs > 0))
+
+
+@dataclass
+class ComparisonReport:
+    metric: str
+    alpha: float
+    rope: float
+    baseline: str
+    comparisons: list[Comparison]
+    aa: Comparison | None                   # baseline vs itself under other seeds (seeds >= 2)
+    noise: stats.VarianceComponents | None  # baseline's score: between splits vs seeds
+    single_split: tuple[float, float]       # range of the baseline's score over single splits
+    selection: list[dict]                   # what each checkpoint rule would have given
+    n_folds: int
+    n_repeats: int
+    n_seeds: int
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return dict(metric=self.metric, alpha=self.alpha, rope=self.rope, baseline=self.baseline,
+                    design=dict(folds=self.n_folds, repeats=self.n_repeats, seeds=self.n_seeds),
+                    single_split_range=list(self.single_split),
+                    seed_noise=None if self.noise is None else _components_json(self.noise),
+                    comparisons={c.variant: _comparison_json(c) for c in self.comparisons},
+                    aa_check=None if self.aa is None else _comparison_json(self.aa),
+                    checkpoint_selection=self.selection, warnings=self.warnings)
+
+
+def compare(results, *, metric: str = "auc", rope: float = 0.01, alpha: float = 0.05,
+            baseline: str | None = None, n_resamples: int = 10000, seed: int = 0) -> ComparisonReport:
+    """Compare every other model of ``results`` with ``baseline`` (default: the run's baseline)."""
+    if metric not in stats.METRICS:
+        raise ConfigError(f"--metric {metric!r}: choose one of {', '.join(stats.METRICS)}")
+    if not 0 < alpha < 1 or rope < 0:
+        raise ConfigError(f"need 0 < alpha < 1 and rope >= 0, got alpha {alpha}, rope {rope}")
+    baseline = baseline or results.baseline
+    if baseline not in results.model_names:
+        raise ConfigError(f"--baseline {baseline!r} is not a model of this run ({', '.join(results.model_names)})")
+    metrics = results.metrics
+    if metrics.empty:
+        raise ConfigError(f"{results.run_dir}: no finished jobs to compare yet")
+    design = results.run["design"]
+    n_folds, n_repeats, n_seeds = design["folds"], design["repeats"], design["seeds"]
+    n_train, n_test = results.fold_sizes
+    context = _Context(results, metric, rope, alpha, n_train, n_test, n_folds, n_repeats, n_resamples, seed)
+
+    comparisons = [context.compare(baseline, v, metrics) for v in results.model_names if v != baseline]
+    adjusted = stats.holm([c.ttest.pvalue for c in comparisons])
+    for c, p in zip(comparisons, adjusted):
+        c.pvalue_holm = float(p)
+        c.verdict = context.verdict(c.ttest, c.bayes, p)
+    noise = context.seed_noise(metrics, baseline) if n_seeds >= 2 else None
+    for c in comparisons:
+        c.paragraph = context.paragraph(c, noise)
+
+    aa = None
+    if n_seeds >= 2:
+        aa = context.self_comparison(baseline, metrics)
+        aa.verdict = context.verdict(aa.ttest, aa.bayes, aa.ttest.pvalue)
+        aa.paragraph = context.paragraph(aa, noise)
+
+    base = metrics[(metrics.model == baseline) & (metrics.seed_index == 0)][metric].dropna()
+    report = ComparisonReport(
+        metric=metric, alpha=alpha, rope=rope, baseline=baseline, comparisons=comparisons, aa=aa,
+        noise=noise, single_split=(float(base.min()), float(base.max())),
+        selection=context.selection_analysis(baseline), n_folds=n_folds, n_repeats=n_repeats,
+        n_seeds=n_seeds)
+    report.warnings = _warnings(report, results, n_test)
+    return report
+
+
+class _Context:
+    """The shared settings of one comparison report, and the steps that use them."""
+
+    def __init__(self, results, metric, rope, alpha, n_train, n_test, n_folds, n_repeats,
+                 n_resamples, seed):
+        self.results, self.metric, self.rope, self.alpha = results, metric, rope, alpha
+        self.n_train, self.n_test = n_train, n_test
+        self.n_folds, self.n_repeats = n_folds, n_repeats
+        self.n_resamples, self.seed = n_resamples, seed
+
+    def compare(self, baseline, variant, metrics) -> Comparison:
+        a, b = (self._per_fold(metrics, m) for m in (baseline, variant))
+        both = a.index.intersection(b.index)
+        a, b = a.loc[both].to_numpy(), b.loc[both].to_numpy()
+        comparison = self._fold_tests(baseline, variant, a, b)
+        jobs_a = self._per_job(metrics, baseline)
+        jobs_b = self._per_job(metrics, variant)
+        paired = jobs_a.index.intersection(jobs_b.index)
+        comparison.prob = stats.prob_outperform(jobs_a.loc[paired], jobs_b.loc[paired], seed=self.seed)
+        comparison.sample_tests, comparison.bootstrap = self._sample_tests(baseline, variant)
+        seeds = metrics[metrics.model == variant]["seed_index"].nunique()
+        if seeds >= 2:
+            diff = (jobs_b.loc[paired] - jobs_a.loc[paired]).reset_index()
+            split = diff["repeat"] * 10_000 + diff["fold"]
+            comparison.diff_components = stats.variance_components(diff[self.metric], split)
+        return comparison
+
+    def self_comparison(self, baseline, metrics) -> Comparison:
+        """The A/A check: the baseline's even-numbered seeds against its odd-numbered ones."""
+        rows = metrics[metrics.model == baseline].copy()
+        rows["half"] = rows["seed_index"] % 2
+        per_fold = rows.groupby(["half", "repeat", "fold"])[self.metric].mean().unstack("half").dropna()
+        a, b = per_fold[0].to_numpy(), per_fold[1].to_numpy()
+        name = f"{baseline} (odd seeds)"
+        comparison = self._fold_tests(f"{baseline} (even seeds)", name, a, b)
+        comparison.prob = stats.prob_outperform(a, b, seed=self.seed)
+        return comparison
+
+    def _fold_tests(self, baseline, variant, a, b) -> Comparison:
+        diffs = b - a
+        ttest = stats.corrected_ttest(diffs, self.n_train, self.n_test)
+        rho = self.n_test / (self.n_train + self.n_test)
+        bayes = stats.bayes_correlated_ttest(diffs, rho=rho, rope=self.rope)
+        sd = float(np.std(diffs, ddof=1))
+        mde = stats.minimal_detectable_effect(self.n_folds, self.n_repeats, sd,
+                                              test_train_ratio=self.n_test / self.n_train)
+        target = max(abs(ttest.mean), self.rope)
+        design = stats.design_needed(target, sd) if sd > 0 and target > 0 else []
+        return Comparison(variant, baseline, self.metric, diffs, a, b, ttest, bayes,
+                          prob=None, mde=mde, design=design)
+
+    def verdict(self, ttest, bayes, pvalue) -> str:
+        if pvalue < self.alpha and (ttest.low > 0 or ttest.high < 0):
+            return "better" if ttest.mean > 0 else "worse"
+        if bayes.p_equivalent >= 0.95:
+            return "equivalent"
+        return "inconclusive"
+
+    def _per_fold(self, metrics, model):
+        rows = metrics[metrics.model == model]
+        return rows.groupby(["repeat", "fold"])[self.metric].mean().dropna()
+
+    def _per_job(self, metrics, model):
+        rows = metrics[metrics.model == model]
+        return rows.set_index(["repeat", "fold", "seed_index"])[self.metric].dropna()
+
+    def _sample_tests(self, baseline, variant):
+        """McNemar and DeLong per repeat, and the paired bootstrap over samples, all on the
+        out-of-fold predictions of the first training seed."""
+        results = self.results
+        predictions = results.predictions
+        positive_column = f"prob_{results.positive_name}"
+        tables = {}
+        for model in (baseline, variant):
+            rows = predictions[(predictions.model == model) & (predictions.seed_index == 0)]
+            tables[model] = rows.pivot(index="repeat", columns="sample_idx", values=positive_column)
+        repeats = tables[baseline].index.intersection(tables[variant].index)
+        a = tables[baseline].loc[repeats]
+        b = tables[variant].loc[repeats]
+        complete = a.columns[a.notna().all() & b.notna().all()] if len(repeats) else []
+        if len(complete) == 0:
+            return [], None
+        labels = results.labels[np.asarray(complete)]
+        is_positive = labels == results.positive
+        a, b = a[complete].to_numpy(), b[complete].to_numpy()
+        tests = []
+        for repeat, score_a, score_b in zip(repeats, a, b):
+            predicted_a = self._predicted(score_a, labels)
+            predicted_b = self._predicted(score_b, labels)
+            tests.append(SampleTests(int(repeat), stats.mcnemar(labels, predicted_a, predicted_b),
+                                     stats.delong(is_positive, score_a, score_b)))
+        bootstrap = stats.bootstrap_diff(is_positive, a, b, metric=self.metric,
+                                         n_resamples=self.n_resamples, seed=self.seed)
+        return tests, bootstrap
+
+    def _predicted(self, score, labels):
+        """Predicted labels from the positive-class probability (>= 0.5 means positive). With more
+        than two classes this scores positive-vs-rest: 'not positive' is right for any other class."""
+        positive = self.results.positive
+        said_positive = score >= 0.5
+        if len(self.results.class_names) == 2:
+            return np.where(said_positive, positive, 1 - positive)
+        return np.where(said_positive, positive, np.where(labels == positive, -1, labels))
+
+    def seed_noise(self, metrics, model) -> stats.VarianceComponents:
+        rows = metrics[metrics.model == model].dropna(subset=[self.metric])
+        counts = rows.groupby(["repeat", "fold"]).size()
+        complete = counts[counts == counts.max()].index
+        rows = rows.set_index(["repeat", "fold"]).loc[complete].reset_index()
+        return stats.variance_components(rows[self.metric], rows["repeat"] * 10_000 + rows["fold"])
+
+    def selection_analysis(self, baseline) -> list[dict]:
+        """What each checkpoint-selection rule would have given on the outer test folds."""
+        rows = []
+        for rule in SELECTION_RULES:
+            if rule not in self.results.rules:
+                continue
+            metrics = self.results.rule_metrics(rule)
+            means = metrics.groupby("model")[self.metric].mean()
+            entry = dict(rule=rule, means={m: _num(v) for m, v in means.items()}, comparisons={})
+            a = self._per_fold(metrics, baseline)
+            for variant in self.results.model_names:
+                if variant == baseline:
+                    continue
+                b = self._per_fold(metrics, variant)
+                both = a.index.intersection(b.index)
+                if len(both) < 2:
+                    continue
+                t = stats.corrected_ttest(b.loc[both] - a.loc[both], self.n_train, self.n_test)
+                entry["comparisons"][variant] = dict(mean=t.mean, low=t.low, high=t.high, pvalue=t.pvalue)
+            rows.append(entry)
+        return rows
+
+    def paragraph(self, c: Comparison, noise) -> str:
+        name = self.metric.upper() if self.metric == "auc" else self.metric.replace("_", " ")
+        t = c.ttest
+        lead = {
+            "better": f"{c.variant} reliably beats {c.baseline}",
+            "worse": f"{c.variant} is reliably worse than {c.baseline}",
+            "equivalent": f"{c.variant} and {c.baseline} are practically equivalent "
+                          f"(within ±{self.rope:g} {name})",
+            "inconclusive": f"{c.variant} does not reliably beat {c.baseline}",
+        }[c.verdict]
+        holm = "" if np.isnan(c.pvalue_holm) or c.pvalue_holm == t.pvalue else f", Holm-adjusted {c.pvalue_holm:.2g}"
+        parts = [f"{lead}: Δ{name} = {t.mean:+.3f}, 95% CI [{t.low:+.3f}, {t.high:+.3f}], "
+                 f"p = {t.pvalue:.2g} (corrected t{holm})",
+                 f"it won {c.wins} of {len(c.diffs)} folds"]
+        if noise is not None:
+            parts.append(f"seed noise alone moves {name} by ±{2 * noise.seed_sd:.3f}")
+        parts.append(f"this design cannot reliably detect differences below {c.mde.effect:.3f}")
+        text = "; ".join(parts) + "."
+        if c.verdict == "inconclusive" and c.design:
+            text += " " + _design_advice(c, self.n_folds, self.n_repeats, name)
+        return text
+
+
+def _design_advice(c: Comparison, n_folds, n_repeats, name) -> str:
+    target = max(abs(c.ttest.mean), 1e-12)
+    options = []
+    for option in c.design:
+        if option.n_repeats is not None:
+            options.append(f"{option.n_folds} folds x {option.n_repeats} repeats")
+        else:
+            options.append(f"no number of repeats of {option.n_folds}-fold CV "
+                           f"(it cannot go below {option.limit:.3f})")
+    return (f"To detect a difference of {target:.3f} {name} with 80% power would take "
+            + "; ".join(options) + ". More repeats of the same folds add little: more folds or more data do.")
+
+
+def _warnings(report, results, n_test) -> list[str]:
+    warnings = []
+    if n_test < 50:
+        warnings.append(f"test folds hold only {n_test:.0f} samples: single-fold scores are very noisy")
+    counts = results.run["data"]["class_counts"]
+    if min(counts.values()) / max(sum(counts.values()), 1) < 0.2:
+        warnings.append("classes are imbalanced: read balanced accuracy and AUC rather than accuracy")
+    for c in report.comparisons:
+        sample_p = [t.delong.pvalue for t in c.sample_tests] + [t.mcnemar.pvalue for t in c.sample_tests]
+        if sample_p and min(sample_p) < report.alpha and c.verdict == "inconclusive":
+            warnings.append(f"{c.variant}: a sample-level test is significant but the fold-level test is not; "
+                            "sample-level tests ignore seed variance (two seeds of one model often differ)")
+    for entry in report.selection:
+        for variant, t in entry["comparisons"].items():
+            main = next((c for c in report.comparisons if c.variant == variant), None)
+            if main is not None and np.sign(t["mean"]) != np.sign(main.ttest.mean) and abs(t["mean"]) > report.rope:
+                warnings.append(f"{variant}: checkpoint rule {entry['rule']} gives Δ {t['mean']:+.3f}, the other "
+                                f"sign than the selected rule: the conclusion depends on the selection rule")
+    if report.aa is not None and report.aa.verdict in ("better", "worse"):
+        warnings.append("the A/A check (baseline against itself, other seeds) claims a difference: "
+                        "treat every verdict of this run with suspicion")
+    return warnings
+
+
+def _num(x):
+    x = float(x)
+    return None if np.isnan(x) else x
+
+
+def _components_json(v: stats.VarianceComponents) -> dict:
+    return dict(between_split=v.between_split, within_split=v.within_split, seed_sd=v.seed_sd,
+                split_sd=v.split_sd, n_splits=v.n_splits, n_seeds=v.n_seeds)
+
+
+def _comparison_json(c: Comparison) -> dict:
+    t, bayes = c.ttest, c.bayes
+    out = dict(
+        variant=c.variant, baseline=c.baseline, metric=c.metric, verdict=c.verdict, paragraph=c.paragraph,
+        mean_difference=t.mean, wins=c.wins, n_folds=len(c.diffs),
+        corrected_ttest=dict(statistic=t.statistic, pvalue=t.pvalue, pvalue_holm=_num(c.pvalue_holm),
+                             df=t.df, se=t.se, ci_low=t.low, ci_high=t.high),
+        bayesian=dict(p_worse=bayes.p_worse, p_equivalent=bayes.p_equivalent, p_better=bayes.p_better,
+                      rope=bayes.rope),
+        prob_outperform=None if c.prob is None else dict(statistic=c.prob.statistic, ci_low=c.prob.low,
+                                                         ci_high=c.prob.high, n=c.prob.n),
+        minimal_detectable_effect=c.mde.effect,
+        design_needed=[dict(folds=o.n_folds, repeats=o.n_repeats, limit=o.limit) for o in c.design],
+        per_repeat=[dict(repeat=s.repeat,
+                         mcnemar=dict(statistic=s.mcnemar.statistic, pvalue=s.mcnemar.pvalue, b=s.mcnemar.b,
+                                      c=s.mcnemar.c, method=s.mcnemar.method),
+                         delong=dict(auc_baseline=s.delong.auc_a, auc_variant=s.delong.auc_b,
+                                     difference=s.delong.difference, se=s.delong.se,
+                                     statistic=_num(s.delong.statistic), pvalue=s.delong.pvalue))
+                    for s in c.sample_tests],
+        bootstrap=None if c.bootstrap is None else dict(
+            estimate=c.bootstrap.estimate, ci_low=c.bootstrap.low, ci_high=c.bootstrap.high,
+            method=c.bootstrap.method, n_resamples=c.bootstrap.n_resamples),
+        difference_components=None if c.diff_components is None else _components_json(c.diff_components),
+    )
+    return out

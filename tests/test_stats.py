@@ -1,0 +1,262 @@
+"""Each statistic against a reference implementation on fixed vectors."""
+import numpy as np
+import pytest
+from scipy import stats as sps
+from sklearn.metrics import accuracy_score, roc_auc_score
+
+from cvkit import stats
+
+RNG = np.random.default_rng(20240601)
+DIFFS = np.array([0.021, -0.004, 0.035, 0.012, -0.018, 0.027, 0.009, 0.001, 0.044, -0.011,
+                  0.016, 0.030, -0.007, 0.019, 0.005])  # 5 folds x 3 repeats
+
+
+# -- corrected resampled t-test -------------------------------------------------------------------
+def _sklearn_gallery_corrected_ttest(differences, n_train, n_test):
+    """The scikit-learn gallery's corrected t-test (after the fix of PR #19966), written as there."""
+    kr = len(differences)
+    corrected_var = np.var(differences, ddof=1) * (1 / kr + n_test / n_train)
+    t_stat = np.mean(differences) / np.sqrt(corrected_var)
+    p_val = sps.t.sf(np.abs(t_stat), kr - 1) * 2
+    return t_stat, p_val
+
+
+def test_corrected_ttest_by_hand():
+    result = stats.corrected_ttest(DIFFS, n_train=342, n_test=86)
+    J, mean, var = 15, DIFFS.mean(), DIFFS.var(ddof=1)
+    se = np.sqrt((1 / J + 86 / 342) * var)
+    assert result.statistic == pytest.approx(mean / se)
+    assert result.pvalue == pytest.approx(2 * sps.t.sf(abs(mean / se), 14))
+    assert result.df == 14 and result.mean == pytest.approx(mean)
+    half = sps.t.ppf(0.975, 14) * se
+    assert (result.low, result.high) == pytest.approx((mean - half, mean + half))
+
+
+def test_corrected_ttest_matches_independent_implementation():
+    t, p = _sklearn_gallery_corrected_ttest(DIFFS, 342, 86)
+    result = stats.corrected_ttest(DIFFS, 342, 86)
+    assert result.statistic == pytest.approx(t) and result.pvalue == pytest.approx(p)
+
+
+def test_corrected_ttest_avoids_the_published_mistakes():
+    J, var = len(DIFFS), DIFFS.var(ddof=1)
+    right = stats.corrected_ttest(DIFFS, 342, 86).statistic
+    wrong_first_term = DIFFS.mean() / np.sqrt((1 / (342 + 86) + 86 / 342) * var)
+    wrong_rho = DIFFS.mean() / np.sqrt((1 / J + 86 / (342 + 86)) * var)
+    assert right < wrong_rho and abs(right - wrong_first_term) > 1e-3
+    assert wrong_rho / right == pytest.approx(np.sqrt((1 / J + 86 / 342) / (1 / J + 86 / 428)))
+
+
+def test_corrected_ttest_is_one_sided_bayes_with_flat_rope():
+    """The Bayesian correlated t with rope 0 is the corrected t's one-sided p (an identity)."""
+    t = stats.corrected_ttest(DIFFS, 342, 86)
+    bayes = stats.bayes_correlated_ttest(DIFFS, rho=86 / 428, rope=0.0)
+    assert bayes.p_worse == pytest.approx(t.pvalue / 2)
+
+
+def test_corrected_ttest_constant_differences():
+    assert stats.corrected_ttest(np.zeros(5), 40, 10).pvalue == 1.0
+    assert stats.corrected_ttest(np.full(5, 0.1), 40, 10).pvalue == 0.0
+    with pytest.raises(ValueError, match="NaN"):
+        stats.corrected_ttest([0.1, np.nan, 0.2], 40, 10)
+
+
+# -- Bayesian correlated t ------------------------------------------------------------------------
+@pytest.mark.parametrize("rope", [0.0, 0.01, 0.02])
+def test_bayes_correlated_ttest_matches_baycomp(rope):
+    from baycomp import two_on_single
+
+    baseline = 0.85 + RNG.normal(0, 0.02, 15)
+    variant = baseline + DIFFS
+    probs = two_on_single(baseline, variant, rope=rope, runs=3)
+    p_left, p_rope, p_right = probs if rope else (probs[0], 0.0, probs[1])
+    ours = stats.bayes_correlated_ttest(variant - baseline, rho=1 / 5, rope=rope)
+    assert (ours.p_worse, ours.p_equivalent, ours.p_better) == pytest.approx((p_left, p_rope, p_right), abs=1e-9)
+
+
+# -- McNemar --------------------------------------------------------------------------------------
+def _pairs(b, c, both_right=50, both_wrong=10):
+    y = np.ones(b + c + both_right + both_wrong, dtype=int)
+    a = np.concatenate([np.ones(b), np.zeros(c), np.ones(both_right), np.zeros(both_wrong)]).astype(int)
+    v = np.concatenate([np.zeros(b), np.ones(c), np.ones(both_right), np.zeros(both_wrong)]).astype(int)
+    return y, a, v
+
+
+@pytest.mark.parametrize("b, c", [(3, 11), (10, 12), (0, 6), (25, 9), (1, 1)])
+def test_mcnemar_matches_statsmodels(b, c):
+    from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
+
+    y, a, v = _pairs(b, c)
+    table = [[50, b], [c, 10]]
+    exact = stats.mcnemar(y, a, v, method="exact")
+    assert (exact.b, exact.c) == (b, c)
+    assert exact.pvalue == pytest.approx(sm_mcnemar(table, exact=True).pvalue)
+    chi2 = stats.mcnemar(y, a, v, method="chi2")
+    reference = sm_mcnemar(table, exact=False, correction=True)
+    if b == c:  # statsmodels gives (|b - c| - 1)^2 / n = 1/n here; the corrected statistic is 0
+        assert (chi2.statistic, chi2.pvalue) == (0.0, 1.0) and reference.statistic == pytest.approx(1 / (b + c))
+    else:
+        assert chi2.statistic == pytest.approx(reference.statistic)
+        assert chi2.pvalue == pytest.approx(reference.pvalue)
+
+
+def test_mcnemar_mid_p_by_definition_and_mlxtend():
+    from mlxtend.evaluate import mcnemar as mlx_mcnemar
+
+    y, a, v = _pairs(4, 13)
+    n, k = 17, 4
+    mid = 2 * (sum(sps.binom.pmf(i, n, 0.5) for i in range(k)) + sps.binom.pmf(k, n, 0.5) / 2)
+    assert stats.mcnemar(y, a, v).pvalue == pytest.approx(mid)
+    assert stats.mcnemar(y, a, v).pvalue < stats.mcnemar(y, a, v, method="exact").pvalue
+    _, p_exact = mlx_mcnemar(np.array([[50, 4], [13, 10]]), exact=True)
+    assert stats.mcnemar(y, a, v, method="exact").pvalue == pytest.approx(p_exact)
+
+
+def test_mcnemar_without_disagreement_is_p_one():
+    y, a, v = _pairs(0, 0)
+    for method in ("midp", "exact", "chi2"):
+        assert stats.mcnemar(y, a, v, method=method).pvalue == 1.0
+
+
+# -- DeLong ---------------------------------------------------------------------------------------
+def _delong_direct(y, a, b):
+    """DeLong et al. (1988) with explicit O(m n) placement values."""
+    x_idx, y_idx = np.flatnonzero(y), np.flatnonzero(~y)
+    m, n = len(x_idx), len(y_idx)
+    out = []
+    for s in (a, b):
+        psi = (s[x_idx][:, None] > s[y_idx][None, :]) + 0.5 * (s[x_idx][:, None] == s[y_idx][None, :])
+        out.append((psi.mean(), psi.mean(axis=1), psi.mean(axis=0)))
+    (auc_a, v10a, v01a), (auc_b, v10b, v01b) = out
+    s10, s01 = np.cov(np.vstack([v10a, v10b])), np.cov(np.vstack([v01a, v01b]))
+    s = s10 / m + s01 / n
+    z = (auc_b - auc_a) / np.sqrt(s[0, 0] + s[1, 1] - 2 * s[0, 1])
+    return auc_a, auc_b, z, 2 * sps.norm.sf(abs(z))
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_delong_matches_direct_version_and_sklearn(ties):
+    y = RNG.random(300) < 0.3
+    a = y * 0.8 + RNG.normal(0, 1, 300)
+    b = y * 1.1 + 0.5 * a + RNG.normal(0, 1, 300)
+    if ties:
+        a, b = np.round(a, 1), np.round(b, 1)
+    result = stats.delong(y, a, b)
+    auc_a, auc_b, z, p = _delong_direct(y, a, b)
+    assert result.auc_a == pytest.approx(roc_auc_score(y, a)) == pytest.approx(auc_a)
+    assert result.auc_b == pytest.approx(roc_auc_score(y, b)) == pytest.approx(auc_b)
+    assert result.statistic == pytest.approx(z) and result.pvalue == pytest.approx(p)
+    assert 0 <= result.pvalue <= 1  # a probability, not log10(p)
+
+
+# -- bootstrap ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def scored():
+    rng = np.random.default_rng(3)
+    y = rng.random(150) < 0.35
+    a = 1 / (1 + np.exp(-(1.2 * y - 0.6 + rng.normal(0, 1, 150))))
+    b = 1 / (1 + np.exp(-(1.6 * y - 0.8 + rng.normal(0, 1, 150))))
+    return y, a, b
+
+
+@pytest.mark.parametrize("metric, method", [("auc", "percentile"), ("auc", "bca"),
+                                            ("accuracy", "percentile"), ("accuracy", "bca")])
+def test_bootstrap_matches_scipy_unstratified(scored, metric, method):
+    y, a, b = scored
+    def mann_whitney_auc(s, i):
+        positives, negatives = s[i][y[i]], s[i][~y[i]]
+        return sps.mannwhitneyu(positives, negatives).statistic / (len(positives) * len(negatives))
+
+    score = mann_whitney_auc if metric == "auc" else (lambda s, i: accuracy_score(y[i], s[i] >= 0.5))
+    reference = sps.bootstrap((np.arange(len(y)),), lambda i: score(b, i) - score(a, i), vectorized=False,
+                              n_resamples=4000, method="BCa" if method == "bca" else "percentile",
+                              random_state=np.random.default_rng(1)).confidence_interval
+    ours = stats.bootstrap_diff(y, a, b, metric=metric, n_resamples=4000, method=method, stratified=False)
+    point = score(b, np.arange(len(y))) - score(a, np.arange(len(y)))
+    assert ours.estimate == pytest.approx(point)
+    width = reference.high - reference.low
+    assert ours.low == pytest.approx(reference.low, abs=0.08 * width)
+    assert ours.high == pytest.approx(reference.high, abs=0.08 * width)
+
+
+def test_bootstrap_with_repeats_averages_the_metric(scored):
+    y, a, b = scored
+    rows_a = np.vstack([a, np.clip(a + 0.05, 0, 1), a[::-1] * 0 + a])
+    rows_b = np.vstack([b, b, np.clip(b - 0.02, 0, 1)])
+    result = stats.bootstrap_diff(y, rows_a, rows_b, n_resamples=500)
+    expected = np.mean([roc_auc_score(y, rb) - roc_auc_score(y, ra) for ra, rb in zip(rows_a, rows_b)])
+    assert result.estimate == pytest.approx(expected)
+
+
+def test_stratified_bootstrap_keeps_class_counts():
+    from cvkit.stats._samples import _resample_weights
+
+    positive = np.arange(40) < 9
+    weights = _resample_weights(positive, 200, True, np.random.default_rng(0))
+    assert (weights[:, positive].sum(1) == 9).all() and (weights.sum(1) == 40).all()
+
+
+# -- P(A > B), multiplicity, variance components, power -------------------------------------------
+def test_prob_outperform():
+    r = stats.prob_outperform([0.8, 0.8, 0.7, 0.9], [0.9, 0.8, 0.6, 0.95])
+    assert r.statistic == pytest.approx((1 + 0.5 + 0 + 1) / 4)
+    assert r.low <= r.statistic <= r.high
+    assert stats.prob_outperform(np.zeros(20), np.ones(20)).low == 1.0
+
+
+def test_holm_and_bh_by_their_formulas():
+    p = np.array([0.01, 0.04, 0.03, 0.005])
+    order = np.argsort(p)
+    m = len(p)
+    holm = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        holm[i] = running
+    assert stats.holm(p) == pytest.approx(holm)
+    bh = np.empty(m)
+    running = 1.0
+    for rank, i in reversed(list(enumerate(order))):
+        running = min(running, p[i] * m / (rank + 1))
+        bh[i] = running
+    assert stats.benjamini_hochberg(p) == pytest.approx(bh)
+
+
+@pytest.mark.filterwarnings("ignore::statsmodels.tools.sm_exceptions.ConvergenceWarning")
+def test_variance_components_match_statsmodels_mixedlm():
+    import pandas as pd
+    import statsmodels.formula.api as smf
+
+    rng = np.random.default_rng(5)
+    split_effect = np.repeat(rng.normal(0, 0.03, 15), 4)
+    scores = 0.85 + split_effect + rng.normal(0, 0.015, 60)
+    splits = np.repeat(np.arange(15), 4)
+    ours = stats.variance_components(scores, splits)
+    fit = smf.mixedlm("score ~ 1", pd.DataFrame({"score": scores, "split": splits}),
+                      groups=splits).fit(reml=True)
+    assert ours.within_split == pytest.approx(fit.scale, rel=1e-4)
+    assert ours.between_split == pytest.approx(float(fit.cov_re.iloc[0, 0]), rel=1e-3)
+    assert ours.seed_sd == pytest.approx(np.sqrt(fit.scale), rel=1e-4)
+
+
+@pytest.mark.parametrize("folds, repeats, expected", [(5, 1, 2.52), (5, 3, 1.70), (5, 10, 1.49), (10, 10, 0.98)])
+def test_minimal_detectable_effect_reference_values(folds, repeats, expected):
+    assert stats.minimal_detectable_effect(folds, repeats).effect_sd_units == pytest.approx(expected, abs=0.01)
+
+
+def test_effective_sample_size_never_exceeds_k_minus_1():
+    assert stats.minimal_detectable_effect(5, 3).effective_n == pytest.approx(3.16, abs=0.01)
+    assert stats.minimal_detectable_effect(10, 10).effective_n == pytest.approx(8.26, abs=0.01)
+    assert stats.minimal_detectable_effect(5, 1000).effective_n < 4
+    five, ten = stats.design_needed(0.5, 1.0)
+    assert five.n_repeats is None and five.limit > 0.5       # no number of 5-fold repeats suffices
+    assert ten.n_repeats is None and ten.limit > 0.5
+    easy = stats.design_needed(2.0, 1.0)
+    assert easy[0].n_repeats is not None and easy[0].n_repeats <= 3
+
+
+def test_mcnemar_detectable_difference_connor():
+    delta = stats.mcnemar_detectable_difference(780, 0.15)
+    z_a, z_b = sps.norm.ppf(0.975), sps.norm.ppf(0.8)
+    n = (z_a * np.sqrt(0.15) + z_b * np.sqrt(0.15 - delta ** 2)) ** 2 / delta ** 2
+    assert n == pytest.approx(780) and 0.025 < delta < 0.045
