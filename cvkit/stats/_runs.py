@@ -73,7 +73,8 @@ def benjamini_hochberg(pvalues) -> np.ndarray:
 def variance_components(scores, splits) -> VarianceComponents:
     """Split the variance of a per-fold score (or paired difference) into a between-split part
     and a within-split (training seed) part: balanced one-way random effects, ANOVA estimates
-    sigma2_seed = MSW and sigma2_split = max(0, (MSB - MSW) / s)."""
+    sigma2_seed = MSW and sigma2_split = max(0, (MSB - MSW) / s). With one score per (split,
+    seed), the seed variance and the residual are a single component: the within-split one."""
     scores = np.asarray(scores, dtype=np.float64).ravel()
     splits = np.asarray(splits).ravel()
     labels, counts = np.unique(splits, return_counts=True)
