@@ -12,7 +12,7 @@ from rich.console import Console
 
 from . import __version__
 from .errors import CvkitError
-from .stats import METRICS
+from .stats import VERDICT_METRICS
 from .trainers import SELECTION_RULES
 from .trainers._context import AUGMENTATIONS, CLASS_WEIGHTS
 from .trainers._models import STEMS
@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None, help="run folder (default: reports/<models>-<data>-<hash>)")
     ev.add_argument("--reports-dir", default="reports", help="where default run folders go")
     ev.add_argument("--json", default=None, metavar="PATH", help="also write a machine-readable summary")
+    ev.add_argument("--report", default="html,md,latex", metavar="FORMATS",
+                    help="reports written into the run folder: any of html,md,latex, or none")
     ev.add_argument("--param", action="append", default=[], metavar="MODEL.NAME=VALUE",
                     help="hyper-parameter override of one model, e.g. mlp_head.hidden=100")
     _comparison_options(ev)
@@ -62,8 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--json", default=None, metavar="PATH", help="also write a machine-readable summary")
     _comparison_options(cmp)
 
-    rep = commands.add_parser("report", help="print a finished run's summary again from its store")
+    rep = commands.add_parser("report", help="regenerate a run's reports from its store (no training)")
     rep.add_argument("run_dir")
+    rep.add_argument("--html", action="store_true", help="write report.html (default: every format)")
+    rep.add_argument("--md", action="store_true", help="write report.md and its figures")
+    rep.add_argument("--latex", action="store_true", help="write table.tex")
+    rep.add_argument("--open", action="store_true", help="open the HTML report in a browser")
+    rep.add_argument("--json", default=None, metavar="PATH", help="also write a machine-readable summary")
     _comparison_options(rep)
 
     ex = commands.add_parser("export", help="export a run's results")
@@ -74,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _comparison_options(parser) -> None:
-    parser.add_argument("--metric", default="auc", choices=METRICS, help="primary metric of the verdict")
+    parser.add_argument("--metric", default="auc", choices=VERDICT_METRICS, help="primary metric of the verdict")
     parser.add_argument("--rope", type=float, default=0.01, help="region of practical equivalence, ± this")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level (Holm across variants)")
 
@@ -130,7 +137,23 @@ def _evaluate(args, console, errors) -> int:
                   f"results in {results.run_dir}", highlight=False)
     if args.json:
         write_json(results, args.json, report)
+    formats = [] if args.report == "none" else [f.strip() for f in args.report.split(",") if f.strip()]
+    _write_documents(results, report, formats, console)
     return 0
+
+
+def _write_documents(results, report, formats, console, open_html=False) -> None:
+    from .report import write_reports
+
+    if not formats:
+        return
+    written = write_reports(results, report, formats)
+    console.print("reports: " + ", ".join(str(p) for p in written.values()), highlight=False)
+    if open_html and "html" in written:
+        import webbrowser
+
+        if not webbrowser.open(written["html"].resolve().as_uri()):
+            console.print(f"no browser found; open {written['html']} yourself", highlight=False)
 
 
 def _report(args, console, errors) -> int:
@@ -138,9 +161,16 @@ def _report(args, console, errors) -> int:
     from .report import render_comparison, render_summary
     from .results import Results
 
+    from .report import FORMATS, write_json
+
     results = Results(args.run_dir)
+    report = compare(results, metric=args.metric, rope=args.rope, alpha=args.alpha)
     render_summary(results, console)
-    render_comparison(compare(results, metric=args.metric, rope=args.rope, alpha=args.alpha), console)
+    render_comparison(report, console)
+    if args.json:
+        write_json(results, args.json, report)
+    formats = [f for f, chosen in zip(FORMATS, (args.html, args.md, args.latex)) if chosen] or list(FORMATS)
+    _write_documents(results, report, formats, console, open_html=args.open)
     return 0
 
 

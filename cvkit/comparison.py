@@ -80,8 +80,8 @@ class ComparisonReport:
 def compare(results, *, metric: str = "auc", rope: float = 0.01, alpha: float = 0.05,
             baseline: str | None = None, n_resamples: int = 10000, seed: int = 0) -> ComparisonReport:
     """Compare every other model of ``results`` with ``baseline`` (default: the run's baseline)."""
-    if metric not in stats.METRICS:
-        raise ConfigError(f"--metric {metric!r}: choose one of {', '.join(stats.METRICS)}")
+    if metric not in stats.VERDICT_METRICS:
+        raise ConfigError(f"--metric {metric!r}: choose one of {', '.join(stats.VERDICT_METRICS)}")
     if not 0 < alpha < 1 or rope < 0:
         raise ConfigError(f"need 0 < alpha < 1 and rope >= 0, got alpha {alpha}, rope {rope}")
     baseline = baseline or results.baseline
@@ -95,7 +95,15 @@ def compare(results, *, metric: str = "auc", rope: float = 0.01, alpha: float = 
     n_train, n_test = results.fold_sizes
     context = _Context(results, metric, rope, alpha, n_train, n_test, n_folds, n_repeats, n_resamples, seed)
 
-    comparisons = [context.compare(baseline, v, metrics) for v in results.model_names if v != baseline]
+    pending = []
+    comparisons = []
+    for variant in results.model_names:
+        if variant == baseline:
+            continue
+        if context.n_paired_folds(baseline, variant, metrics) < 2:
+            pending.append(variant)  # an unfinished run: nothing to test yet
+            continue
+        comparisons.append(context.compare(baseline, variant, metrics))
     adjusted = stats.holm([c.ttest.pvalue for c in comparisons])
     for c, p in zip(comparisons, adjusted):
         c.pvalue_holm = float(p)
@@ -104,9 +112,8 @@ def compare(results, *, metric: str = "auc", rope: float = 0.01, alpha: float = 
     for c in comparisons:
         c.paragraph = context.paragraph(c, noise)
 
-    aa = None
-    if n_seeds >= 2:
-        aa = context.self_comparison(baseline, metrics)
+    aa = context.self_comparison(baseline, metrics) if n_seeds >= 2 else None
+    if aa is not None:
         aa.verdict = context.verdict(aa.ttest, aa.bayes, aa.ttest.pvalue)
         aa.paragraph = context.paragraph(aa, noise)
 
@@ -116,7 +123,8 @@ def compare(results, *, metric: str = "auc", rope: float = 0.01, alpha: float = 
         noise=noise, single_split=(float(base.min()), float(base.max())),
         selection=context.selection_analysis(baseline), n_folds=n_folds, n_repeats=n_repeats,
         n_seeds=n_seeds)
-    report.warnings = _warnings(report, results, n_test)
+    report.warnings = [f"{v}: fewer than 2 folds finished for both models; not compared yet" for v in pending]
+    report.warnings += _warnings(report, results, n_test)
     return report
 
 
@@ -147,11 +155,16 @@ class _Context:
             comparison.diff_components = stats.variance_components(diff[self.metric], split)
         return comparison
 
+    def n_paired_folds(self, baseline, variant, metrics) -> int:
+        return len(self._per_fold(metrics, baseline).index.intersection(self._per_fold(metrics, variant).index))
+
     def self_comparison(self, baseline, metrics) -> Comparison:
         """The A/A check: the baseline's even-numbered seeds against its odd-numbered ones."""
         rows = metrics[metrics.model == baseline].copy()
         rows["half"] = rows["seed_index"] % 2
         per_fold = rows.groupby(["half", "repeat", "fold"])[self.metric].mean().unstack("half").dropna()
+        if len(per_fold) < 2 or per_fold.shape[1] < 2:
+            return None
         a, b = per_fold[0].to_numpy(), per_fold[1].to_numpy()
         name = f"{baseline} (odd seeds)"
         comparison = self._fold_tests(f"{baseline} (even seeds)", name, a, b)
@@ -224,9 +237,11 @@ class _Context:
             return np.where(said_positive, positive, 1 - positive)
         return np.where(said_positive, positive, np.where(labels == positive, -1, labels))
 
-    def seed_noise(self, metrics, model) -> stats.VarianceComponents:
+    def seed_noise(self, metrics, model) -> stats.VarianceComponents | None:
         rows = metrics[metrics.model == model].dropna(subset=[self.metric])
         counts = rows.groupby(["repeat", "fold"]).size()
+        if counts.empty or counts.max() < 2:
+            return None
         complete = counts[counts == counts.max()].index
         rows = rows.set_index(["repeat", "fold"]).loc[complete].reset_index()
         return stats.variance_components(rows[self.metric], rows["repeat"] * 10_000 + rows["fold"])

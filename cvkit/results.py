@@ -125,6 +125,10 @@ class Results:
                              "variant": pair[variant].to_numpy(),
                              "difference": (pair[variant] - pair[self.baseline]).to_numpy()})
 
+    def training_seconds(self) -> float:
+        """Training time of the finished jobs (as recorded when each was first trained)."""
+        return float(sum(j["duration_s"] or 0.0 for j in self.jobs if j["status"] == "done"))
+
     def class_weights(self) -> dict[str, float] | None:
         """Loss weight of each class, averaged over the training folds (None when unweighted)."""
         import json

@@ -56,13 +56,6 @@ def test_user_mistakes_exit_2_with_one_line(args, message, capsys):
     assert len([line for line in err.splitlines() if line.startswith("cvkit: error")]) == 1
 
 
-def test_report_reprints_a_finished_run(tiny_npz, tmp_path, capsys):
-    _evaluate(tiny_npz, tmp_path / "run")
-    first = capsys.readouterr().out
-    assert main(["report", str(tmp_path / "run")]) == 0
-    assert capsys.readouterr().out.split("Test-fold")[1] in first
-
-
 def test_manifest_with_too_few_samples_of_a_class_for_the_folds(tmp_path, capsys):
     import numpy as np
     from PIL import Image

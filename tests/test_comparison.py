@@ -73,8 +73,8 @@ def test_compare_with_another_baseline_and_bad_options(two_variants):
     assert report.baseline == "logreg" and {c.variant for c in report.comparisons} == {"resnet18", "fc_attention"}
     with pytest.raises(ConfigError, match="--baseline 'vgg' is not a model of this run"):
         cvkit.compare(two_variants, baseline="vgg")
-    with pytest.raises(ConfigError, match="--metric 'f1'"):
-        cvkit.compare(two_variants, metric="f1")
+    with pytest.raises(ConfigError, match="--metric 'brier'"):
+        cvkit.compare(two_variants, metric="brier")  # lower is better: not a verdict metric
 
 
 def test_cli_compare_json_has_stable_keys(two_variants, tmp_path, capsys):

@@ -1,5 +1,6 @@
 import numpy as np
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score, roc_auc_score
+from sklearn.metrics import (accuracy_score, balanced_accuracy_score, brier_score_loss, f1_score,
+                             recall_score, roc_auc_score)
 
 from cvkit.stats import classification_metrics
 
@@ -16,6 +17,8 @@ def test_metrics_match_scikit_learn_with_positive_label_zero():
     assert np.isclose(m["balanced_accuracy"], balanced_accuracy_score(labels, predicted))
     assert np.isclose(m["sensitivity"], recall_score(labels, predicted, pos_label=0))
     assert np.isclose(m["specificity"], recall_score(labels, predicted, pos_label=1))
+    assert np.isclose(m["f1"], f1_score(labels, predicted, pos_label=0))
+    assert np.isclose(m["brier"], brier_score_loss(labels == 0, p_pos))
 
 
 def test_auc_is_nan_with_one_class():

@@ -160,14 +160,19 @@ def scored():
 
 
 @pytest.mark.parametrize("metric, method", [("auc", "percentile"), ("auc", "bca"),
-                                            ("accuracy", "percentile"), ("accuracy", "bca")])
+                                            ("accuracy", "percentile"), ("accuracy", "bca"), ("f1", "percentile")])
 def test_bootstrap_matches_scipy_unstratified(scored, metric, method):
     y, a, b = scored
     def mann_whitney_auc(s, i):
         positives, negatives = s[i][y[i]], s[i][~y[i]]
         return sps.mannwhitneyu(positives, negatives).statistic / (len(positives) * len(negatives))
 
-    score = mann_whitney_auc if metric == "auc" else (lambda s, i: accuracy_score(y[i], s[i] >= 0.5))
+    def f1(s, i):
+        said, truth = s[i] >= 0.5, y[i]
+        return 2 * np.sum(said & truth) / (2 * np.sum(said & truth) + np.sum(said != truth))
+
+    score = {"auc": mann_whitney_auc, "accuracy": lambda s, i: accuracy_score(y[i], s[i] >= 0.5),
+             "f1": f1}[metric]
     reference = sps.bootstrap((np.arange(len(y)),), lambda i: score(b, i) - score(a, i), vectorized=False,
                               n_resamples=4000, method="BCa" if method == "bca" else "percentile",
                               random_state=np.random.default_rng(1)).confidence_interval

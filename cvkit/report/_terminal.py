@@ -9,10 +9,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .. import stats
 from ..stats import METRICS
 
-LABELS = dict(auc="AUC", accuracy="Acc", balanced_accuracy="BAcc", sensitivity="Sens",
-              specificity="Spec")
+LABELS = dict(auc="AUC", accuracy="accuracy", balanced_accuracy="balanced acc.", sensitivity="sensitivity",
+              specificity="specificity", f1="F1", brier="Brier")
 
 
 def render_summary(results, console: Console | None = None) -> None:
@@ -43,6 +44,7 @@ def header(results) -> Panel:
                    "training fold"),
         ("training", f"{config['epochs']} epochs, batch {config['batch_size']}, lr {config['lr']:g}, "
                      f"checkpoint by {config['select']}, device {run['device']}"),
+        ("jobs", f"{len(results.jobs)} jobs, {results.training_seconds():.0f} s of training"),
         ("run", str(results.run_dir)),
     ]
     grid = Table.grid(padding=(0, 2))
@@ -54,18 +56,39 @@ def header(results) -> Panel:
     return Panel(grid, title="cvkit", title_align="left", expand=False)
 
 
+def metric_intervals(results) -> dict[str, dict[str, tuple[float, float, float]]]:
+    """Per model and metric: mean over folds and its 95% CI, widened for the overlap of training
+    sets between folds (the corrected resampled t interval of the mean)."""
+    n_train, n_test = results.fold_sizes
+    out = {}
+    for model in results.model_names:
+        rows = results.metrics[results.metrics.model == model]
+        out[model] = {}
+        for metric in METRICS:
+            scores = rows.groupby(["repeat", "fold"])[metric].mean().dropna().to_numpy()
+            if len(scores) >= 2:
+                ci = stats.corrected_ttest(scores, n_train, n_test)
+                out[model][metric] = (ci.mean, ci.low, ci.high)
+            else:
+                value = float(scores[0]) if len(scores) else math.nan
+                out[model][metric] = (value, math.nan, math.nan)
+    return out
+
+
 def metrics_table(results) -> Table:
-    summary = results.summary()
-    jobs = ", ".join(f"{name} {int(n)}" for name, n in summary["n_jobs"].items())
-    table = Table(title=f"Test-fold metrics, positive class = {results.positive_name}: mean ± sd over "
-                        f"folds (jobs: {jobs}); * = baseline", title_justify="left",
-                  box=box.SIMPLE_HEAD)
-    table.add_column("model", no_wrap=True)
+    intervals = metric_intervals(results)
+    table = Table(title=f"Test-fold metrics, positive class = {results.positive_name}: mean over folds and "
+                        "corrected 95% CI (* = baseline; Brier: lower is better)",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("metric")
+    for model in results.model_names:
+        table.add_column(model + ("*" if model == results.baseline else ""), justify="right", no_wrap=True)
     for metric in METRICS:
-        table.add_column(LABELS[metric], justify="right", no_wrap=True)
-    for name, row in summary.iterrows():
-        mark = "*" if name == results.baseline else ""
-        table.add_row(f"{name}{mark}", *(_mean_sd(row[f"{m}_mean"], row[f"{m}_std"]) for m in METRICS))
+        cells = []
+        for model in results.model_names:
+            mean, low, high = intervals[model][metric]
+            cells.append(_two_lines(_fmt(mean), "" if math.isnan(low) else f"[{_fmt(low)}, {_fmt(high)}]"))
+        table.add_row(LABELS[metric], *cells)
     return table
 
 
@@ -224,7 +247,8 @@ def checks_panel(report) -> Panel:
 
 def _two_lines(top: str, bottom: str) -> Text:
     text = Text(top)
-    text.append(f"\n{bottom}", style="dim")
+    if bottom:
+        text.append(f"\n{bottom}", style="dim")
     return text
 
 

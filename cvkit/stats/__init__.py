@@ -4,7 +4,7 @@ Differences are always variant minus baseline (positive = the variant is better)
 tests (corrected t, Bayesian correlated t) compare *training procedures*; sample-level tests
 (McNemar, DeLong, bootstrap over samples) compare two *trained models* and ignore seed variance.
 """
-from ._metrics import METRICS, classification_metrics
+from ._metrics import METRICS, VERDICT_METRICS, classification_metrics
 from ._power import (DesignOption, DetectableEffect, corrected_ttest_power, design_needed,
                      mcnemar_detectable_difference, minimal_detectable_effect)
 from ._runs import (ProbOutperformResult, VarianceComponents, benjamini_hochberg, holm,
@@ -15,7 +15,7 @@ from ._ttest import (BayesResult, CorrectedTTestResult, bayes_correlated_ttest, 
                      naive_paired_ttest)
 
 __all__ = [
-    "METRICS", "BayesResult", "BootstrapResult", "CorrectedTTestResult", "DeLongResult",
+    "METRICS", "VERDICT_METRICS", "BayesResult", "BootstrapResult", "CorrectedTTestResult", "DeLongResult",
     "DesignOption", "DetectableEffect", "McNemarResult", "ProbOutperformResult",
     "VarianceComponents", "bayes_correlated_ttest", "benjamini_hochberg", "bootstrap_diff",
     "classification_metrics", "corrected_ttest", "corrected_ttest_power", "delong",

@@ -4,15 +4,19 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-METRICS = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity")
+METRICS = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "brier")
+# Metrics where higher is better: the ones a verdict may be based on.
+VERDICT_METRICS = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1")
 
 
 def classification_metrics(labels, probs, positive: int) -> dict[str, float]:
-    """AUC, accuracy, balanced accuracy, sensitivity and specificity of one set of predictions.
+    """AUC, accuracy, balanced accuracy, sensitivity, specificity, F1 and Brier score of one set
+    of predictions.
 
     ``probs`` is ``(n, n_classes)``; the predicted class is the most probable one (for two classes,
-    probability of ``positive`` >= 0.5). Sensitivity and specificity treat ``positive`` against
-    all other classes; AUC is that of the positive class's probability (NaN if only one class).
+    probability of ``positive`` >= 0.5). Sensitivity, specificity, F1 and the Brier score treat
+    ``positive`` against all other classes; AUC is that of the positive class's probability (NaN
+    if only one class). Lower is better only for the Brier score.
     """
     labels = np.asarray(labels)
     probs = np.asarray(probs, dtype=np.float64)
@@ -30,4 +34,12 @@ def classification_metrics(labels, probs, positive: int) -> dict[str, float]:
         balanced_accuracy=float(np.mean(recalls)),
         sensitivity=float(np.mean(said_positive[is_positive])) if is_positive.any() else float("nan"),
         specificity=float(np.mean(~said_positive[~is_positive])) if (~is_positive).any() else float("nan"),
+        f1=_f1(is_positive, said_positive),
+        brier=float(np.mean((probs[:, positive] - is_positive) ** 2)),
     )
+
+
+def _f1(is_positive, said_positive) -> float:
+    tp = np.sum(is_positive & said_positive)
+    wrong = np.sum(is_positive != said_positive)
+    return float(2 * tp / (2 * tp + wrong)) if tp + wrong else float("nan")

@@ -13,7 +13,7 @@ import numpy as np
 from scipy import stats
 
 METHODS = ("midp", "exact", "chi2")
-BOOTSTRAP_METRICS = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity")
+BOOTSTRAP_METRICS = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1")
 
 
 @dataclass(frozen=True)
@@ -166,6 +166,10 @@ class _WeightedDifference:
 
     def _rate(self, weights, correct):
         pos, neg = self.positive, ~self.positive
+        if self.metric == "f1":
+            tp = weights[:, pos] @ correct[pos]
+            wrong = weights @ ~correct
+            return 2 * tp / (2 * tp + wrong)
         sens = (weights[:, pos] @ correct[pos]) / weights[:, pos].sum(axis=1)
         spec = (weights[:, neg] @ correct[neg]) / weights[:, neg].sum(axis=1)
         if self.metric == "sensitivity":

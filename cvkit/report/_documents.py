@@ -1,0 +1,236 @@
+"""Report documents: a self-contained HTML page, a Markdown page with PNG figures, a LaTeX table.
+
+All three are pure functions of the run's results and its comparison report: ``cvkit report``
+regenerates them from the store at any time without training.
+"""
+from __future__ import annotations
+
+import base64
+import math
+from pathlib import Path
+
+from .. import __version__
+from ..errors import CvkitError
+from ..stats import METRICS
+from ._figures import render_figures
+from ._terminal import LABELS, metric_intervals
+
+FORMATS = ("html", "md", "latex")
+
+
+def write_reports(results, report, formats=FORMATS, out_dir=None) -> dict[str, Path]:
+    """Write the chosen formats into ``out_dir`` (default: the run folder); returns their paths."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise CvkitError(f"--report {','.join(unknown)}: choose from {', '.join(FORMATS)}")
+    out_dir = Path(out_dir or results.run_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        context = document_context(results, report)
+        figures = render_figures(results, report) if {"html", "md"} & set(formats) else {}
+        written = {}
+        if "html" in formats:
+            written["html"] = out_dir / "report.html"
+            written["html"].write_text(render_html(context, figures), encoding="utf-8")
+        if "md" in formats:
+            written["md"] = out_dir / "report.md"
+            figure_dir = out_dir / "figures"
+            figure_dir.mkdir(exist_ok=True)
+            for name, (_, png) in figures.items():
+                (figure_dir / f"{name}.png").write_bytes(png)
+            written["md"].write_text(render_markdown(context, figures), encoding="utf-8")
+        if "latex" in formats:
+            written["latex"] = out_dir / "table.tex"
+            written["latex"].write_text(render_latex(context), encoding="utf-8")
+    except OSError as exc:
+        raise CvkitError(f"{out_dir}: cannot write the report ({exc.strerror}); check the folder's permissions") from None
+    return written
+
+
+def document_context(results, report) -> dict:
+    """Everything the documents show, as plain values (strings are escaped by each renderer)."""
+    run, data = results.run, results.run["data"]
+    intervals = metric_intervals(results)
+    environments = [j["environment"] for j in results.jobs if j.get("environment")]
+    torch_version = _first_json_field(environments, "torch")
+    weights = results.class_weights()
+    jobs = results.jobs
+    models = []
+    for model in results.models:
+        models.append(dict(name=model["name"], role=model["role"], origin=model["origin"],
+                           digest=model["digest"][:16], hyperparams=model["hyperparams"],
+                           metrics={m: intervals[model["name"]][m] for m in METRICS}))
+    comparisons = [dict(
+        variant=c.variant, verdict=c.verdict, paragraph=c.paragraph, mean=c.ttest.mean, low=c.ttest.low,
+        high=c.ttest.high, pvalue=c.ttest.pvalue, pvalue_holm=c.pvalue_holm, wins=c.wins, n=len(c.diffs),
+        prob=c.prob.statistic, prob_low=c.prob.low, prob_high=c.prob.high, p_better=c.bayes.p_better,
+        p_equivalent=c.bayes.p_equivalent, p_worse=c.bayes.p_worse, mde=c.mde.effect,
+        sample_tests=[dict(repeat=s.repeat, b=s.mcnemar.b, c=s.mcnemar.c, mcnemar_p=s.mcnemar.pvalue,
+                           delong_diff=s.delong.difference, delong_p=s.delong.pvalue) for s in c.sample_tests],
+        bootstrap=None if c.bootstrap is None else dict(estimate=c.bootstrap.estimate, low=c.bootstrap.low,
+                                                        high=c.bootstrap.high, method=c.bootstrap.method,
+                                                        n=c.bootstrap.n_resamples),
+    ) for c in report.comparisons]
+    aa = None if report.aa is None else dict(verdict=report.aa.verdict, paragraph=report.aa.paragraph)
+    return dict(
+        title=f"cvkit: {' vs '.join(results.variants) or results.baseline} on {data['name']}",
+        metric=_metric_label(report.metric), metric_key=report.metric, rope=report.rope,
+        alpha=report.alpha, baseline=report.baseline, data=data, positive=results.positive_name,
+        label_mapping=[(i, name, i == results.positive) for i, name in enumerate(results.class_names)],
+        class_weights=weights, design=run["design"], config=run["config"], device=run["device"],
+        command=run.get("command") or "(Python API)", cvkit_version=run.get("cvkit_version", __version__),
+        torch_version=torch_version, total_time=results.training_seconds(), n_jobs=len(jobs), models=models,
+        metric_names=[(m, LABELS[m]) for m in METRICS], comparisons=comparisons, aa=aa,
+        noise=None if report.noise is None else dict(seed_sd=report.noise.seed_sd, split_sd=report.noise.split_sd,
+                                                     n_seeds=report.noise.n_seeds),
+        single_split=report.single_split, selection=report.selection, warnings=report.warnings,
+        seeds=sorted({j["seed"] for j in jobs}),
+    )
+
+
+def render_html(context: dict, figures: dict) -> str:
+    import jinja2
+
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("cvkit.report", "templates"),
+                                     autoescape=True, undefined=jinja2.StrictUndefined)
+    environment.filters.update(num=_num, signed=_signed, pval=_pval)
+    images = {name: (caption, base64.b64encode(png).decode("ascii")) for name, (caption, png) in figures.items()}
+    return environment.get_template("report.html.j2").render(**context, figures=images)
+
+
+def render_markdown(context: dict, figures: dict) -> str:
+    esc = _markdown_escape
+    lines = [f"# {esc(context['title'])}", ""]
+    for c in context["comparisons"]:
+        lines += [f"**{esc(c['variant'])} vs {esc(context['baseline'])}: {c['verdict'].upper()}.** "
+                  f"{esc(c['paragraph'])}", ""]
+    if context["aa"]:
+        lines += [f"**A/A check:** {context['aa']['verdict']}. {esc(context['aa']['paragraph'])}", ""]
+    data = context["data"]
+    mapping = ", ".join(f"{i} = {esc(n)}" + (" (positive)" if p else "") for i, n, p in context["label_mapping"])
+    lines += ["## Set-up", "",
+              f"- data: {esc(data['name'])}, {data['n_samples']} samples "
+              f"({', '.join(f'{esc(k)} {v}' for k, v in data['class_counts'].items())})",
+              f"- labels: {mapping}",
+              f"- design: {context['design']['folds']} folds x {context['design']['repeats']} repeats x "
+              f"{context['design']['seeds']} seed(s), master seed {context['design']['seed']}",
+              f"- command: `{context['command']}`", ""]
+    header = "| metric | " + " | ".join(esc(m["name"]) + (" (baseline)" if m["role"] == "baseline" else "")
+                                         for m in context["models"]) + " |"
+    lines += [f"## Metrics (positive class: {esc(context['positive'])}; mean and corrected 95% CI)", "",
+              header, "|---|" + "---:|" * len(context["models"])]
+    for key, label in context["metric_names"]:
+        cells = [_interval_text(m["metrics"][key]) for m in context["models"]]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if context["comparisons"]:
+        lines += ["", f"## Comparisons (Δ{context['metric']} = variant - {esc(context['baseline'])})", "",
+                  "| variant | Δ | 95% CI | p | p (Holm) | P(variant > baseline) | Bayes better / equiv. / worse | verdict |",
+                  "|---|---:|---|---:|---:|---:|---|---|"]
+        for c in context["comparisons"]:
+            lines.append(f"| {esc(c['variant'])} | {_signed(c['mean'])} | [{_signed(c['low'])}, {_signed(c['high'])}] | "
+                         f"{_pval(c['pvalue'])} | {_pval(c['pvalue_holm'])} | {_num(c['prob'], 2)} | "
+                         f"{_num(c['p_better'], 2)} / {_num(c['p_equivalent'], 2)} / {_num(c['p_worse'], 2)} | "
+                         f"{c['verdict']} |")
+    if figures:
+        lines += ["", "## Figures", ""]
+        for name, (caption, _) in figures.items():
+            lines += [f"![{esc(caption)}](figures/{name}.png)", "", f"*{esc(caption)}*", ""]
+    if context["warnings"]:
+        lines += ["## Warnings", ""] + [f"- {esc(w)}" for w in context["warnings"]]
+    return "\n".join(lines) + "\n"
+
+
+def render_latex(context: dict) -> str:
+    """A booktabs table for papers: model, mean [95% CI] per metric, then Δ and p per variant."""
+    esc = _latex_escape
+    shown = [(k, label) for k, label in context["metric_names"]]
+    lines = [
+        "% Generated by cvkit " + str(context["cvkit_version"]) + "; needs \\usepackage{booktabs}",
+        "\\begin{table}[t]",
+        "\\centering",
+        "\\small",
+        "\\begin{tabular}{l" + "c" * len(shown) + "}",
+        "\\toprule",
+        "Model & " + " & ".join(esc(label) for _, label in shown) + " \\\\",
+        "\\midrule",
+    ]
+    for m in context["models"]:
+        name = esc(m["name"]) + (" (baseline)" if m["role"] == "baseline" else "")
+        cells = [_interval_text(m["metrics"][k]) for k, _ in shown]
+        lines.append(f"{name} & " + " & ".join(cells) + " \\\\")
+    if context["comparisons"]:
+        lines += ["\\midrule",
+                  f"\\multicolumn{{{len(shown) + 1}}}{{l}}{{$\\Delta$ {esc(context['metric'])} vs "
+                  f"{esc(context['baseline'])} (corrected resampled $t$-test, Holm-adjusted $p$)}} \\\\"]
+        for c in context["comparisons"]:
+            lines.append(f"{esc(c['variant'])} & \\multicolumn{{{len(shown)}}}{{l}}{{${_signed(c['mean'])}$ "
+                         f"[${_signed(c['low'])}$, ${_signed(c['high'])}$], $p = {_pval(c['pvalue'])}$, "
+                         f"$p_\\mathrm{{Holm}} = {_pval(c['pvalue_holm'])}$, {esc(c['verdict'])}}} \\\\")
+    design = context["design"]
+    lines += [
+        "\\bottomrule",
+        "\\end{tabular}",
+        f"\\caption{{{esc(context['data']['name'])}: {design['folds']}-fold cross-validation repeated "
+        f"{design['repeats']} times, positive class {esc(context['positive'])}; mean over folds with the "
+        "corrected 95\\% confidence interval.}",
+        "\\label{tab:cvkit}",
+        "\\end{table}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _first_json_field(environments, field):
+    import json
+
+    for env in environments:
+        try:
+            value = json.loads(env).get(field)
+        except (TypeError, ValueError):
+            continue
+        if value:
+            return value
+    return "unknown"
+
+
+def _metric_label(metric: str) -> str:
+    return "AUC" if metric == "auc" else LABELS.get(metric, metric)
+
+
+def _is_number(x) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
+def _num(x, digits=3) -> str:
+    return f"{x:.{digits}f}" if _is_number(x) else "–"
+
+
+def _signed(x) -> str:
+    return f"{x:+.3f}" if _is_number(x) else "–"
+
+
+def _pval(p) -> str:
+    if not _is_number(p):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _interval_text(values) -> str:
+    mean, low, high = values
+    return _num(mean) + ("" if not _is_number(low) else f" [{_num(low)}, {_num(high)}]")
+
+
+def _markdown_escape(text) -> str:
+    """Plain text inside Markdown: no HTML, no table breaks, no emphasis."""
+    text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    for char in "\\|*_`[]#":
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                 "<": r"\textless{}", ">": r"\textgreater{}"}
+
+
+def _latex_escape(text) -> str:
+    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in str(text))

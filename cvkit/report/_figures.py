@@ -1,0 +1,239 @@
+"""The report's figures, drawn with matplotlib from a run's results and its comparison report.
+
+One consistent style: the Okabe-Ito colour-blind-safe palette, labelled axes with units, and
+every figure returned as PNG bytes so that HTML can embed it and Markdown can link it.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+WIN, LOSS, TIE = "#009E73", "#D55E00", "#999999"
+
+
+def render_figures(results, report) -> dict[str, tuple[str, bytes]]:
+    """Every figure that applies to this run: name -> (caption, PNG bytes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
+                         "axes.prop_cycle": matplotlib.cycler(color=OKABE_ITO), "figure.dpi": 100})
+    figures = {}
+    builders = [
+        ("roc", "ROC curves from the out-of-fold predictions (mean over repeats, shaded: 95% "
+                "bootstrap band over samples)", _roc),
+        ("paired_folds", "Paired per-fold scores: each line joins the baseline and the variant on the same "
+                         "split and seed, coloured by which won", _paired_folds),
+        ("difference", "Per-fold differences with the corrected 95% CI of their mean, zero and the ROPE", _difference),
+        ("variance", "Seed noise and split-to-split spread of the baseline, and the range a single split "
+                     "would have shown", _variance),
+        ("learning_curves", "Learning curves per fold: training and validation loss, validation AUC; dots "
+                            "mark the selected checkpoint", _learning_curves),
+        ("selection_rules", "Outer-test score under each checkpoint-selection rule (mean and sd over folds)",
+         _selection_rules),
+        ("calibration", "Reliability diagram of the positive-class probability (pooled out-of-fold)", _calibration),
+        ("confusion", "Confusion matrices, pooled over folds and averaged over repeats", _confusion),
+    ]
+    for name, caption, build in builders:
+        figure = build(plt, results, report)
+        if figure is not None:
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png", bbox_inches="tight", metadata={"Software": None})
+            plt.close(figure)
+            figures[name] = (caption, buffer.getvalue())
+    return figures
+
+
+def _positive_scores(results, model):
+    """(repeats x samples) positive-class probabilities of the first seed, and the label mask."""
+    p = results.predictions
+    rows = p[(p.model == model) & (p.seed_index == 0)]
+    table = rows.pivot(index="repeat", columns="sample_idx", values=f"prob_{results.positive_name}").dropna(axis=1)
+    positive = results.labels[table.columns.to_numpy()] == results.positive
+    return table.to_numpy(), positive
+
+
+def _roc(plt, results, report):
+    from sklearn.metrics import roc_curve
+
+    grid = np.linspace(0, 1, 101)
+    rng = np.random.default_rng(0)
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    for color, model in zip(OKABE_ITO, results.model_names):
+        scores, positive = _positive_scores(results, model)
+        if scores.size == 0 or positive.all() or not positive.any():
+            continue
+        curves = [np.interp(grid, *roc_curve(positive, s)[:2]) for s in scores]
+        pos, neg = np.flatnonzero(positive), np.flatnonzero(~positive)
+        band = []
+        for _ in range(200):  # stratified resamples of the samples, shared by every repeat
+            idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+            band.append(np.mean([np.interp(grid, *roc_curve(positive[idx], s[idx])[:2]) for s in scores], axis=0))
+        low, high = np.percentile(band, [2.5, 97.5], axis=0)
+        ax.fill_between(grid, low, high, color=color, alpha=0.2, linewidth=0)
+        ax.plot(grid, np.mean(curves, axis=0), color=color, label=model)
+    ax.plot([0, 1], [0, 1], color=TIE, linestyle=":", linewidth=1)
+    ax.set(xlabel="false positive rate (1 - specificity)", ylabel="true positive rate (sensitivity)",
+           title=f"ROC, positive class: {results.positive_name}", xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right", frameon=False)
+    return fig
+
+
+def _paired_folds(plt, results, report):
+    if not report.comparisons:
+        return None
+    n = len(report.comparisons)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.8), squeeze=False)
+    for ax, c in zip(axes[0], report.comparisons):
+        for a, b in zip(c.baseline_scores, c.variant_scores):
+            color = WIN if b > a else LOSS if b < a else TIE
+            ax.plot([0, 1], [a, b], color=color, marker="o", markersize=3, linewidth=1, alpha=0.8)
+        ax.set_xticks([0, 1], [c.baseline, c.variant])
+        ax.set_xlim(-0.3, 1.3)
+        ax.set(ylabel=f"{_name(report.metric)} per fold", title=f"{c.variant}: won {c.wins} of {len(c.diffs)}")
+    fig.tight_layout()
+    return fig
+
+
+def _difference(plt, results, report):
+    if not report.comparisons:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 0.9 + 0.7 * len(report.comparisons)))
+    rng = np.random.default_rng(0)
+    ax.axvspan(-report.rope, report.rope, color=TIE, alpha=0.2, label=f"ROPE ±{report.rope:g}")
+    ax.axvline(0, color="black", linewidth=0.8)
+    for row, c in enumerate(report.comparisons):
+        jitter = rng.uniform(-0.15, 0.15, len(c.diffs))
+        ax.scatter(c.diffs, row + jitter, s=12, color=OKABE_ITO[0], alpha=0.7, zorder=3)
+        ax.errorbar(c.ttest.mean, row, xerr=[[c.ttest.mean - c.ttest.low], [c.ttest.high - c.ttest.mean]],
+                    fmt="D", color=OKABE_ITO[5], capsize=4, zorder=4)
+    ax.set_yticks(range(len(report.comparisons)), [c.variant for c in report.comparisons])
+    ax.set(xlabel=f"Δ {_name(report.metric)} (variant - {report.baseline})", ylim=(-0.6, len(report.comparisons) - 0.4))
+    ax.legend(loc="upper right", frameon=False, fontsize=8)
+    return fig
+
+
+def _variance(plt, results, report):
+    metrics = results.metrics
+    base = metrics[(metrics.model == report.baseline) & (metrics.seed_index == 0)][report.metric].dropna()
+    if base.empty:
+        return None
+    panels = 2 if report.noise is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 3.2), squeeze=False)
+    ax = axes[0][0]
+    ax.scatter(base, np.zeros(len(base)) + np.random.default_rng(0).uniform(-0.1, 0.1, len(base)),
+               color=OKABE_ITO[0], s=14)
+    ax.hlines(0, base.min(), base.max(), color=OKABE_ITO[5], linewidth=3, alpha=0.5)
+    ax.set_yticks([])
+    ax.set(xlabel=f"{_name(report.metric)} of {report.baseline} on one split",
+           title=f"single-split range {base.min():.3f} to {base.max():.3f}")
+    if report.noise is not None:
+        ax = axes[0][1]
+        n = report.noise
+        ax.bar(["between splits", "training seed"], [n.split_sd, n.seed_sd], color=[OKABE_ITO[0], OKABE_ITO[1]])
+        ax.set(ylabel=f"standard deviation of {_name(report.metric)}", title=f"{report.baseline}: {n.n_seeds} seeds per split")
+    fig.tight_layout()
+    return fig
+
+
+def _learning_curves(plt, results, report):
+    history = results.history
+    if history.empty:
+        return None
+    models = [m for m in results.model_names if m in set(history["model"])]
+    jobs = {(j["model"], j["repeat"], j["fold"], j["seed_index"]): j["selected_epoch"] for j in results.jobs}
+    fig, axes = plt.subplots(len(models), 2, figsize=(8, 2.6 * len(models)), squeeze=False)
+    for row, model in enumerate(models):
+        loss_ax, auc_ax = axes[row]
+        for key, part in history[history.model == model].groupby(["repeat", "fold", "seed_index"]):
+            loss_ax.plot(part["epoch"], part["train_loss"], color=OKABE_ITO[0], alpha=0.35, linewidth=1)
+            loss_ax.plot(part["epoch"], part["val_loss"], color=OKABE_ITO[1], alpha=0.35, linewidth=1)
+            auc_ax.plot(part["epoch"], part["val_auc"], color=OKABE_ITO[2], alpha=0.35, linewidth=1)
+            selected = jobs.get((model, *key))
+            chosen = part[part["epoch"] == selected]
+            auc_ax.scatter(chosen["epoch"], chosen["val_auc"], color="black", s=10, zorder=3)
+        loss_ax.plot([], [], color=OKABE_ITO[0], label="training loss")
+        loss_ax.plot([], [], color=OKABE_ITO[1], label="validation loss")
+        loss_ax.legend(frameon=False, fontsize=8)
+        loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss", title=model)
+        auc_ax.set(xlabel="epoch", ylabel="validation AUC", title=f"{model}: validation AUC")
+    fig.tight_layout()
+    return fig
+
+
+def _selection_rules(plt, results, report):
+    if not report.selection:
+        return None
+    rules = [e["rule"] for e in report.selection]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    width = 0.8 / len(results.model_names)
+    for i, model in enumerate(results.model_names):
+        means, sds = [], []
+        for rule in rules:
+            m = results.rule_metrics(rule)
+            values = m[m.model == model][report.metric].dropna()
+            means.append(values.mean() if len(values) else np.nan)
+            sds.append(values.std() if len(values) > 1 else 0)
+        ax.bar(np.arange(len(rules)) + i * width, means, width, yerr=sds, capsize=2, label=model,
+               color=OKABE_ITO[i % len(OKABE_ITO)])
+    ax.set_xticks(np.arange(len(rules)) + width * (len(results.model_names) - 1) / 2, rules)
+    ax.set(xlabel="checkpoint chosen by", ylabel=f"outer-test {_name(report.metric)}")
+    lows = [e["means"].get(m) for e in report.selection for m in results.model_names]
+    finite = [v for v in lows if v is not None]
+    if finite:
+        ax.set_ylim(max(0, min(finite) - 0.1), min(1.0, max(finite) + 0.08))
+    ax.legend(frameon=False, fontsize=8, ncol=2)
+    return fig
+
+
+def _calibration(plt, results, report):
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    bins = np.linspace(0, 1, 11)
+    for color, model in zip(OKABE_ITO, results.model_names):
+        scores, positive = _positive_scores(results, model)
+        if scores.size == 0:
+            continue
+        s, y = scores.ravel(), np.tile(positive, len(scores))
+        which = np.clip(np.digitize(s, bins) - 1, 0, 9)
+        filled = [b for b in range(10) if np.any(which == b)]
+        ax.plot([s[which == b].mean() for b in filled], [y[which == b].mean() for b in filled],
+                marker="o", markersize=3, color=color, label=model)
+    ax.plot([0, 1], [0, 1], color=TIE, linestyle=":", linewidth=1, label="perfect calibration")
+    ax.set(xlabel=f"predicted probability of {results.positive_name}",
+           ylabel=f"observed share of {results.positive_name}", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def _confusion(plt, results, report):
+    p = results.predictions
+    names = results.class_names
+    models = results.model_names
+    fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3), squeeze=False)
+    prob_columns = [f"prob_{c}" for c in names]
+    for ax, model in zip(axes[0], models):
+        rows = p[(p.model == model) & (p.seed_index == 0)]
+        if rows.empty:
+            ax.axis("off")
+            continue
+        predicted = rows[prob_columns].to_numpy().argmax(axis=1)
+        matrix = np.zeros((len(names), len(names)))
+        np.add.at(matrix, (rows["label"].to_numpy(), predicted), 1)
+        matrix /= max(rows["repeat"].nunique(), 1)
+        ax.imshow(matrix, cmap="Blues")
+        for (i, j), value in np.ndenumerate(matrix):
+            ax.text(j, i, f"{value:.0f}", ha="center", va="center",
+                    color="white" if value > matrix.max() / 2 else "black")
+        ax.set_xticks(range(len(names)), names, rotation=20)
+        ax.set_yticks(range(len(names)), names)
+        ax.set(xlabel="predicted", ylabel="true", title=model)
+    fig.tight_layout()
+    return fig
+
+
+def _name(metric: str) -> str:
+    return "AUC" if metric == "auc" else metric.replace("_", " ")
