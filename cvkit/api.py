@@ -4,16 +4,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
+import numpy as np
+
 from . import __version__
-from .data import Dataset, load_data
+from .data import Dataset, check_missing, load_data, with_extra
 from .errors import ConfigError
 from .results import Results
 from .runner import JobProgress, Store, make_jobs, run_job, run_jobs
 from .splits import make_plan
-from .trainers import (RESNETS, SELECTION_RULES, TrainConfig, TrainContext, load_plugin)
+from .trainers import SELECTION_RULES, TrainConfig, TrainContext, load_plugin
+from .trainers._models import is_backbone
 from .trainers._context import AUGMENTATIONS, CLASS_WEIGHTS
+from .trainers._features import IMPUTATIONS
 
 
 def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int = 5,
@@ -21,7 +26,8 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
              lr: float = 1e-3, weight_decay: float = 0.0, select: str = "val_auc",
              class_weight: str = "balanced", augment: str = "flip", stem: str = "standard",
              weights: str | None = None, val_fraction: float = 0.1, positive: str | None = None,
-             device: str = "auto", out=None, reports_dir="reports", cv=None,
+             device: str = "auto", out=None, reports_dir="reports", cv=None, extra: str | None = None,
+             impute: str = "none", nested: bool = False, inner_folds: int = 3,
              hyperparams: dict | None = None, data_options: dict | None = None,
              progress: JobProgress | bool = False, command: str | None = None) -> Results:
     """Train the baseline and every variant on the same splits with the same seeds.
@@ -39,30 +45,45 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
         dataset = data.with_positive(positive) if positive else data
     else:
         dataset = load_data(str(data), positive=positive, **(data_options or {}))
+    dataset = with_extra(dataset, extra)
+    if impute not in IMPUTATIONS:
+        raise ConfigError(f"--impute {impute!r}: choose one of {', '.join(IMPUTATIONS)}")
+    check_missing(dataset, impute)
 
     hyperparams = hyperparams or {}
     models = {}
-    names = [Path(str(spec)).stem for spec in (baseline, *variants)]
+    names = [Path(str(spec)).stem if str(spec).endswith(".py") else str(spec) for spec in (baseline, *variants)]
     unknown = sorted(set(hyperparams) - set(names))
     if unknown:
         raise ConfigError(f"hyper-parameters given for {', '.join(unknown)}, which is not a model of this run "
                           f"({', '.join(names)})")
     for role, spec in [("baseline", baseline), *(("variant", v) for v in variants)]:
-        name = Path(str(spec)).stem
+        name = Path(str(spec)).stem if str(spec).endswith(".py") else str(spec)
         plugin = load_plugin(str(spec), hyperparams.get(name))
+        if plugin.search and nested:
+            plugin = plugin.nested(inner_folds, val_fraction)
+        elif plugin.search:
+            space = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in plugin.search.items())
+            warnings.warn(f"{plugin.origin} declares a search space ({space}); without --nested its defaults "
+                          f"{plugin.hyperparams} are used", stacklevel=2)
         if name in models:
             raise ConfigError(f"two models are named {name!r}; rename one plugin file")
         models[name] = (role, plugin)
 
+    if nested and not any(p.search for _, p in models.values()):
+        warnings.warn("--nested: no model of this run declares a SEARCH space; nothing is searched", stacklevel=2)
+    if nested and inner_folds < 2:
+        raise ConfigError(f"--inner-folds must be at least 2, got {inner_folds}")
     resolved_device = _resolve_device(device)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          select=select, class_weight=class_weight, augment=augment, device=device,
-                         backbone=baseline if baseline in RESNETS else "resnet18", stem=stem,
-                         weights=weights)
+                         backbone=baseline if is_backbone(baseline) else "resnet18", stem=stem,
+                         weights=weights, weights_digest=_file_digest(weights), impute=impute)
     plan = make_plan(dataset.labels, folds, repeats, seed=seed, val_fraction=val_fraction,
                      groups=dataset.groups, cv=cv, class_names=dataset.class_names)
     design = dict(folds=plan.n_splits, repeats=plan.n_repeats, seeds=seeds, seed=seed,
-                  val_fraction=val_fraction, plan_digest=plan.digest, custom_cv=cv is not None)
+                  val_fraction=val_fraction, plan_digest=plan.digest, custom_cv=cv is not None,
+                  nested=nested, inner_folds=inner_folds if nested else None)
     identity = dict(data=dataset.fingerprint, design=design, config=config.as_dict(),
                     device=resolved_device,
                     models={n: [r, p.digest, p.hyperparams] for n, (r, p) in models.items()})
@@ -105,7 +126,8 @@ def _describe_run(store, dataset, plan, models, config, design, identity, device
                   fingerprint=dataset.fingerprint, n_samples=len(dataset),
                   image_shape=list(dataset.images.shape[1:]), class_names=list(dataset.class_names),
                   positive=dataset.positive, class_counts=dataset.class_counts,
-                  extra_names=list(dataset.extra_names), has_groups=dataset.groups is not None),
+                  extra_names=list(dataset.extra_names), has_groups=dataset.groups is not None,
+                  missing_extra=0 if dataset.extra is None else int(np.isnan(dataset.extra).sum())),
     ))
     store.set_meta("plan", plan.to_records())
     store.write_samples(dataset.sample_ids, dataset.labels, dataset.groups)
@@ -126,6 +148,13 @@ def _differences(previous: dict, current: dict) -> str:
     current = json.loads(json.dumps(current))
     changed = [k for k in current if previous.get(k) != current[k]]
     return "different " + ", ".join(changed)
+
+
+def _file_digest(weights: str | None) -> str | None:
+    """SHA-256 of a local checkpoint file, so that a changed file never reuses old jobs."""
+    if not weights or not Path(weights).is_file():
+        return None
+    return hashlib.sha256(Path(weights).read_bytes()).hexdigest()
 
 
 def _resolve_device(device: str) -> str:

@@ -15,6 +15,7 @@ from .errors import CvkitError
 from .stats import VERDICT_METRICS
 from .trainers import SELECTION_RULES
 from .trainers._context import AUGMENTATIONS, CLASS_WEIGHTS
+from .trainers._features import IMPUTATIONS
 from .trainers._models import STEMS
 
 DEFAULT_EPOCHS = 5
@@ -30,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("variants", nargs="*", help="plugin files (or built-in names) to compare with the baseline")
     ev.add_argument("--data", default="demo",
                     help="demo (built-in synthetic set), a MedMNIST .npz, an image folder or a CSV manifest")
-    ev.add_argument("--baseline", default="resnet18", help="resnet18 (default), resnet34, resnet50, logreg or a plugin file")
+    ev.add_argument("--baseline", default="resnet18",
+                    help="resnet18 (default), resnet34/50/101, densenet121, timm:NAME, logreg or a plugin file")
     ev.add_argument("--folds", type=int, default=5)
     ev.add_argument("--repeats", type=int, default=3)
     ev.add_argument("--seeds", type=int, default=1, help="training seeds per split")
@@ -44,16 +46,27 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--augment", default="flip", choices=AUGMENTATIONS)
     ev.add_argument("--stem", default="standard", choices=STEMS,
                     help="ResNet stem: torchvision's standard one or a 3x3 stride-1 small-image stem")
-    ev.add_argument("--weights", default=None, help="pretrained torchvision weights, e.g. DEFAULT (local files only)")
+    ev.add_argument("--weights", default=None,
+                    help="DEFAULT (torchvision weights from the local hub cache; never downloaded) or a checkpoint PATH")
     ev.add_argument("--val-fraction", type=float, default=0.1, help="inner validation share of each training fold")
     ev.add_argument("--positive", default=None, help="name of the positive class (default: the minority class)")
-    ev.add_argument("--image-size", type=int, default=None, help="resize images of a folder or manifest to N x N")
+    ev.add_argument("--image-size", type=int, default=None, help="resize images to N x N")
+    ev.add_argument("--extra", default=None, metavar="CSV|handcrafted",
+                    help="extra per-image features: a CSV joined by sample_id, or 'handcrafted' (intensity, "
+                         "shape and texture features computed from each image)")
+    ev.add_argument("--impute", default="none", choices=IMPUTATIONS,
+                    help="fill missing extra values with the mean or median of each training fold")
+    ev.add_argument("--demo-extra-signal", type=float, default=None, metavar="S",
+                    help="demo data only: how informative its extra features are (0 = pure noise, default 1)")
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     ev.add_argument("--out", default=None, help="run folder (default: reports/<models>-<data>-<hash>)")
     ev.add_argument("--reports-dir", default="reports", help="where default run folders go")
     ev.add_argument("--json", default=None, metavar="PATH", help="also write a machine-readable summary")
     ev.add_argument("--report", default="html,md,latex", metavar="FORMATS",
                     help="reports written into the run folder: any of html,md,latex, or none")
+    ev.add_argument("--nested", action="store_true",
+                    help="choose each plugin's SEARCH hyper-parameters by inner CV inside every outer training fold")
+    ev.add_argument("--inner-folds", type=int, default=3, help="inner folds of --nested (default 3)")
     ev.add_argument("--param", action="append", default=[], metavar="MODEL.NAME=VALUE",
                     help="hyper-parameter override of one model, e.g. mlp_head.hidden=100")
     _comparison_options(ev)
@@ -115,6 +128,10 @@ def _evaluate(args, console, errors) -> int:
 
     started = time.perf_counter()
     options = {"image_size": args.image_size} if args.image_size else {}
+    if args.demo_extra_signal is not None:
+        if args.data != "demo":
+            raise CvkitError("--demo-extra-signal applies to --data demo only")
+        options["extra_signal"] = args.demo_extra_signal
     dataset = load_data(args.data, positive=args.positive, **options)
     chosen = "named" if args.positive else "default: the minority class; set it with --positive"
     errors.print(f"positive class: {dataset.positive_name} ({chosen}); labels {dataset.label_mapping}",
@@ -124,7 +141,8 @@ def _evaluate(args, console, errors) -> int:
         seeds=args.seeds, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, select=args.select, class_weight=args.class_weight,
         augment=args.augment, stem=args.stem, weights=args.weights, val_fraction=args.val_fraction,
-        device=args.device, out=args.out, reports_dir=args.reports_dir,
+        device=args.device, out=args.out, reports_dir=args.reports_dir, extra=args.extra, impute=args.impute,
+        nested=args.nested, inner_folds=args.inner_folds,
         hyperparams=_parse_params(args.param), progress=JobProgress(errors, epochs=args.epochs),
         command=args.command_line,
     )

@@ -66,6 +66,8 @@ class ComparisonReport:
     n_repeats: int
     n_seeds: int
     warnings: list[str] = field(default_factory=list)
+    ranking: tuple[list[str], stats.FriedmanResult] | None = None  # 3+ models, over repeats
+    nested: dict = field(default_factory=dict)  # model -> hyper-parameters chosen per outer fold
 
     def to_json(self) -> dict:
         return dict(metric=self.metric, alpha=self.alpha, rope=self.rope, baseline=self.baseline,
@@ -74,7 +76,13 @@ class ComparisonReport:
                     seed_noise=None if self.noise is None else _components_json(self.noise),
                     comparisons={c.variant: _comparison_json(c) for c in self.comparisons},
                     aa_check=None if self.aa is None else _comparison_json(self.aa),
-                    checkpoint_selection=self.selection, warnings=self.warnings)
+                    checkpoint_selection=self.selection, warnings=self.warnings,
+                    friedman=None if self.ranking is None else dict(
+                        models=self.ranking[0], statistic=self.ranking[1].statistic,
+                        pvalue=self.ranking[1].pvalue, mean_ranks=self.ranking[1].mean_ranks.tolist(),
+                        critical_difference=self.ranking[1].critical_difference,
+                        n_blocks=self.ranking[1].n_blocks),
+                    nested=self.nested)
 
 
 def compare(results, *, metric: str = "auc", rope: float = 0.01, alpha: float = 0.05,
@@ -123,6 +131,8 @@ def compare(results, *, metric: str = "auc", rope: float = 0.01, alpha: float = 
         noise=noise, single_split=(float(base.min()), float(base.max())),
         selection=context.selection_analysis(baseline), n_folds=n_folds, n_repeats=n_repeats,
         n_seeds=n_seeds)
+    report.ranking = _ranking(metrics, results.model_names, metric)
+    report.nested = nested_choices(results)
     report.warnings = [f"{v}: fewer than 2 folds finished for both models; not compared yet" for v in pending]
     report.warnings += _warnings(report, results, n_test)
     return report
@@ -289,6 +299,38 @@ class _Context:
         if c.verdict == "inconclusive" and c.design:
             text += " " + _design_advice(c, self.n_folds, self.n_repeats, name)
         return text
+
+
+def nested_choices(results) -> dict:
+    """Per model searched with --nested: the hyper-parameters chosen in each outer fold, the most
+    frequent choice and its share (1.0 = the same choice everywhere: a stable search)."""
+    import json
+    from collections import Counter
+
+    out = {}
+    for job in results.jobs:
+        info = json.loads(job["info"]) if job.get("info") else None
+        if not info or "choice" not in info:
+            continue
+        entry = out.setdefault(job["model"], dict(choices=[], inner_folds=info.get("inner_folds")))
+        entry["choices"].append(dict(repeat=job["repeat"], fold=job["fold"], seed_index=job["seed_index"],
+                                     params=info["choice"]))
+    for entry in out.values():
+        counts = Counter(json.dumps(c["params"], sort_keys=True) for c in entry["choices"])
+        modal, n = counts.most_common(1)[0]
+        entry.update(most_common=json.loads(modal), stability=n / len(entry["choices"]))
+    return out
+
+
+def _ranking(metrics, models, metric):
+    """Friedman test and Nemenyi critical difference over the repeats (each repeat's mean score per
+    model is one block: repeats re-partition the data, folds within a repeat are not independent)."""
+    if len(models) < 3 or len(models) > 10:
+        return None
+    table = metrics.groupby(["repeat", "model"])[metric].mean().unstack("model").reindex(columns=models).dropna()
+    if len(table) < 2:
+        return None
+    return list(models), stats.friedman(table.to_numpy())
 
 
 def _design_advice(c: Comparison, n_folds, n_repeats, name) -> str:

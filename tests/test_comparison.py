@@ -34,6 +34,8 @@ def test_compare_tests_each_variant_on_the_paired_fold_differences(two_variants)
     holm = stats.holm([c.ttest.pvalue for c in report.comparisons])
     assert [c.pvalue_holm for c in report.comparisons] == pytest.approx(list(holm))
     assert report.aa is None and report.noise is None
+    models, friedman = report.ranking  # three models, two repeats as blocks
+    assert models == ["resnet18", "fc_attention", "logreg"] and friedman.n_blocks == 2
 
 
 def test_verdict_follows_the_rules():

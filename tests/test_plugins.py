@@ -154,3 +154,40 @@ def test_misbehaving_plugins_fail_with_the_file_named(source, message, write_plu
     path = write_plugin("bad", source)
     with pytest.raises(PluginError, match=message):
         cvkit.evaluate(str(path), data=tiny, folds=5, repeats=1, epochs=1, out=tmp_path / "run")
+
+
+def test_more_backbones_by_name():
+    import torch
+    from cvkit.trainers import classifier
+
+    model = classifier("densenet121", in_channels=1, n_classes=3, stem="small")
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 3)
+    assert load_plugin("resnet101").name == "resnet101"
+
+
+def test_weights_from_a_local_checkpoint(tmp_path):
+    import torch
+    from cvkit.trainers import classifier
+
+    path = tmp_path / "fine_tuned.pt"
+    trained = classifier("resnet18", in_channels=1, n_classes=2)
+    torch.save(trained.state_dict(), path)
+    loaded = classifier("resnet18", in_channels=1, n_classes=4, weights=str(path))  # other head: kept fresh
+    assert torch.equal(loaded.layer3[0].conv1.weight, trained.layer3[0].conv1.weight)
+    assert torch.equal(loaded.conv1.weight, trained.conv1.weight)
+    with pytest.raises(ConfigError, match="does not fit resnet34"):
+        classifier("resnet34", in_channels=1, n_classes=2, weights=str(path))
+    with pytest.raises(ConfigError, match="no such checkpoint file"):
+        classifier("resnet18", in_channels=1, n_classes=2, weights=str(tmp_path / "missing.pt"))
+
+
+def test_timm_backbone_says_how_to_install_timm():
+    from cvkit.trainers import classifier
+
+    try:
+        import timm  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="needs timm: pip install timm"):
+            classifier("timm:resnet10t", in_channels=1, n_classes=2)
+    else:
+        assert classifier("timm:resnet10t", in_channels=1, n_classes=2) is not None

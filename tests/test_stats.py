@@ -265,3 +265,14 @@ def test_mcnemar_detectable_difference_connor():
     z_a, z_b = sps.norm.ppf(0.975), sps.norm.ppf(0.8)
     n = (z_a * np.sqrt(0.15) + z_b * np.sqrt(0.15 - delta ** 2)) ** 2 / delta ** 2
     assert n == pytest.approx(780) and 0.025 < delta < 0.045
+
+
+def test_friedman_matches_scipy_and_demsar_critical_difference():
+    scores = np.array([[0.80, 0.82, 0.79, 0.70], [0.81, 0.85, 0.80, 0.72], [0.79, 0.83, 0.81, 0.69]])
+    result = stats.friedman(scores)
+    reference = sps.friedmanchisquare(*scores.T)
+    assert result.statistic == pytest.approx(reference.statistic) and result.pvalue == pytest.approx(reference.pvalue)
+    assert result.mean_ranks.tolist() == pytest.approx([(2 + 2 + 3) / 3, 1.0, (3 + 3 + 2) / 3, 4.0])
+    assert result.critical_difference == pytest.approx(2.569 * np.sqrt(4 * 5 / (6 * 3)))
+    with pytest.raises(ValueError, match="at least 3 models"):
+        stats.friedman(scores[:, :2])

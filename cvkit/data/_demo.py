@@ -6,7 +6,7 @@ texture and sometimes posterior acoustic shadowing. A share of each class is dra
 class's appearance, so a small CNN reaches an AUC clearly above chance but clearly below 1.
 Three extra features come with it: age (shifted for malignant by ``extra_signal`` standard
 deviations), lesion size in mm (from the drawn lesion, so partly redundant with the image) and a
-pure-noise column.
+pure-noise column. ``extra_signal=0`` makes all three pure noise (sizes are shuffled).
 """
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ def make_demo(n_samples: int = 428, *, image_size: int = 32, malignant_fraction:
 
     age = rng.normal(52.0, 12.0, n_samples) + extra_signal * 12.0 * (labels - labels.mean())
     size_mm = radius_px * 1.6 + rng.normal(0.0, 1.5, n_samples)
+    if extra_signal == 0:  # every extra column pure noise: sizes shuffled away from their lesions
+        size_mm = rng.permutation(size_mm)
     noise = rng.normal(0.0, 1.0, n_samples)
     extra = np.column_stack([np.round(age, 1), np.round(size_mm, 2), noise])
 

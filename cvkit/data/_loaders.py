@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import DataError
 from ._dataset import Dataset
 from ._demo import make_demo
+from ._extra import _number
 
 # MedMNIST v2 label meanings (the data set's own "label" dict), for the binary sets.
 MEDMNIST_CLASSES = {
@@ -144,18 +145,7 @@ def load_manifest(path, *, image_column: str | None = None, label_column: str = 
     extra_names = tuple(c for c in columns if c not in used)
     extra = None
     if extra_names:
-        extra = np.empty((len(rows), len(extra_names)))
-        for j, column in enumerate(extra_names):
-            for i, row in enumerate(rows):
-                try:
-                    extra[i, j] = float(row[column])
-                except ValueError:
-                    raise DataError(f"{path}, row {i + 2}: column {column!r} holds {row[column]!r}, not a number; "
-                                    "extra feature columns must be numeric") from None
-            if not np.isfinite(extra[:, j]).all():
-                bad = int(np.flatnonzero(~np.isfinite(extra[:, j]))[0]) + 2
-                raise DataError(f"{path}, row {bad}: column {column!r} is missing or not finite; "
-                                "fill it in or drop the column")
+        extra = np.array([[_number(row[c], path, i + 2, c) for c in extra_names] for i, row in enumerate(rows)])
     ids = (np.array([row[id_column] for row in rows]) if id_column
            else np.array([row[image_column] for row in rows]))
     if len(set(ids.tolist())) != len(ids):

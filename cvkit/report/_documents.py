@@ -84,7 +84,7 @@ def document_context(results, report) -> dict:
         noise=None if report.noise is None else dict(seed_sd=report.noise.seed_sd, split_sd=report.noise.split_sd,
                                                      n_seeds=report.noise.n_seeds),
         single_split=report.single_split, selection=report.selection, warnings=report.warnings,
-        seeds=sorted({j["seed"] for j in jobs}),
+        seeds=sorted({j["seed"] for j in jobs}), nested=report.nested,
     )
 
 

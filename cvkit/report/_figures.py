@@ -37,6 +37,8 @@ def render_figures(results, report) -> dict[str, tuple[str, bytes]]:
          _selection_rules),
         ("calibration", "Reliability diagram of the positive-class probability (pooled out-of-fold)", _calibration),
         ("confusion", "Confusion matrices, pooled over folds and averaged over repeats", _confusion),
+        ("critical_difference", "Critical-difference diagram: mean rank over repeats (1 = best); models joined "
+                                "by a bar are within the Nemenyi critical difference", _critical_difference),
     ]
     for name, caption, build in builders:
         figure = build(plt, results, report)
@@ -232,6 +234,32 @@ def _confusion(plt, results, report):
         ax.set_yticks(range(len(names)), names)
         ax.set(xlabel="predicted", ylabel="true", title=model)
     fig.tight_layout()
+    return fig
+
+
+def _critical_difference(plt, results, report):
+    if report.ranking is None:
+        return None
+    models, f = report.ranking
+    order = np.argsort(f.mean_ranks)
+    k = len(models)
+    fig, ax = plt.subplots(figsize=(6.4, 1.2 + 0.3 * k))
+    ax.set_xlim(k + 0.2, 0.8)  # rank 1 on the right, as Demsar draws it
+    ax.set_ylim(0, k + 1.5)
+    ax.hlines(k + 0.9, 1, 1 + f.critical_difference, color="black", linewidth=2)
+    ax.text(1 + f.critical_difference / 2, k + 1.1, f"CD = {f.critical_difference:.2f}", ha="center")
+    for row, i in enumerate(order):
+        y = k - row - 0.2
+        ax.plot([f.mean_ranks[i], f.mean_ranks[i]], [y, k + 0.5], color=TIE, linewidth=0.8)
+        ax.plot(f.mean_ranks[i], k + 0.5, "o", color=OKABE_ITO[row % len(OKABE_ITO)])
+        ax.text(f.mean_ranks[i], y - 0.1, f"{models[i]} ({f.mean_ranks[i]:.2f})", ha="center", va="top", fontsize=8)
+    for row, i in enumerate(order):  # bars over groups within the critical difference
+        close = [j for j in order if 0 <= f.mean_ranks[j] - f.mean_ranks[i] < f.critical_difference]
+        if len(close) > 1:
+            ax.hlines(k + 0.3 - 0.12 * row, f.mean_ranks[i], max(f.mean_ranks[j] for j in close), linewidth=3,
+                      color=OKABE_ITO[0], alpha=0.6)
+    ax.axis("off")
+    ax.set_title(f"Friedman over {f.n_blocks} repeats: p = {f.pvalue:.3f}")
     return fig
 
 

@@ -38,6 +38,7 @@ def header(results) -> Panel:
         ("data", f"{data['name']}: {data['n_samples']} samples ({counts})"),
         ("", data.get("description", "")),
         ("labels", mapping),
+        ("extra", _extra_text(data)),
         ("weights", f"class weights in the loss: {weight_text}"),
         ("design", f"{design['folds']} folds x {design['repeats']} repeats x {design['seeds']} seed(s), "
                    f"master seed {design['seed']}, validation {design['val_fraction']:.0%} of each "
@@ -54,6 +55,15 @@ def header(results) -> Panel:
         if value:
             grid.add_row(name, Text(value))
     return Panel(grid, title="cvkit", title_align="left", expand=False)
+
+
+def _extra_text(data) -> str:
+    names = data.get("extra_names") or []
+    if not names:
+        return ""
+    missing = data.get("missing_extra", 0)
+    imputed = f"; {missing} missing values imputed within each training fold" if missing else ""
+    return f"{len(names)} extra features ({', '.join(names)}){imputed}"
 
 
 def metric_intervals(results) -> dict[str, dict[str, tuple[float, float, float]]]:
@@ -239,6 +249,16 @@ def checks_panel(report) -> Panel:
                         "A model differs from itself: something in this run is miscalibrated."))
     elif report.n_seeds < 2:
         lines.append("No A/A check or seed noise floor: run with --seeds 2 or more to measure them.")
+    for model, entry in report.nested.items():
+        choice = ", ".join(f"{k}={v}" for k, v in entry["most_common"].items())
+        lines.append(f"Nested search for {model} ({entry['inner_folds']} inner folds): {choice} was chosen in "
+                     f"{entry['stability']:.0%} of {len(entry['choices'])} outer folds.")
+    if report.ranking is not None:
+        models, f = report.ranking
+        ranks = ", ".join(f"{m} {r:.2f}" for m, r in sorted(zip(models, f.mean_ranks), key=lambda x: x[1]))
+        lines.append(f"Ranking of all {len(models)} models over {f.n_blocks} repeats (Friedman): chi2 = "
+                     f"{f.statistic:.2f}, p = {_p(f.pvalue)}; mean ranks {ranks}; models whose ranks differ by "
+                     f"less than the Nemenyi critical difference {f.critical_difference:.2f} are not distinguishable.")
     text = Text("\n".join(lines))
     for warning in report.warnings:
         text.append(f"\nwarning: {warning}", style="yellow")

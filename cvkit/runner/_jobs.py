@@ -39,6 +39,7 @@ class JobResult:
     duration_s: float
     environment: dict
     class_weight: list[float] | None = None
+    info: dict | None = None  # what the trainer reports about itself, e.g. a nested search's choice
 
 
 def job_seed(master_seed: int, repeat: int, fold: int, seed_index: int) -> int:
@@ -102,6 +103,7 @@ def run_job(job: Job, dataset, plan, context: TrainContext) -> JobResult:
         selected_epoch=getattr(trainer, "selected_epoch_", None),
         history=list(getattr(trainer, "history_", [])), duration_s=time.perf_counter() - started,
         environment=environment(context.device), class_weight=getattr(trainer, "class_weight_", None),
+        info=getattr(trainer, "info_", None),
     )
 
 

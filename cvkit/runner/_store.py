@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import StoreError
 
 STORE_NAME = "cvkit.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     model TEXT NOT NULL, repeat INTEGER NOT NULL, fold INTEGER NOT NULL, seed_index INTEGER NOT NULL,
     seed INTEGER NOT NULL, key TEXT NOT NULL, status TEXT NOT NULL, selected_rule TEXT,
     selected_epoch INTEGER, duration_s REAL, finished_at TEXT, environment TEXT, class_weight TEXT,
-    error TEXT, reused_from TEXT, PRIMARY KEY (model, repeat, fold, seed_index));
+    error TEXT, reused_from TEXT, info TEXT, PRIMARY KEY (model, repeat, fold, seed_index));
 CREATE INDEX IF NOT EXISTS jobs_key ON jobs (key);
 CREATE TABLE IF NOT EXISTS predictions (
     job_key TEXT NOT NULL, rule TEXT NOT NULL, sample_idx INTEGER NOT NULL, probs TEXT NOT NULL,
@@ -117,7 +117,8 @@ class Store:
             self.db.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?)", predictions)
             self.db.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?)", history)
             self._write_job(job, "done", result.selected_rule, result.selected_epoch, result.duration_s,
-                            json.dumps(result.environment), json.dumps(result.class_weight), None, None)
+                            json.dumps(result.environment), json.dumps(result.class_weight), None, None,
+                            json.dumps(result.info))
 
     def write_failure(self, job, error: str) -> None:
         with self.db:
@@ -126,16 +127,16 @@ class Store:
     def link_done(self, job) -> bool:
         """Record ``job`` as done if a job with the same content key is already in this store."""
         row = self.db.execute("SELECT selected_rule, selected_epoch, duration_s, environment, class_weight, "
-                              "reused_from FROM jobs WHERE key = ? AND status = 'done'", (job.key,)).fetchone()
+                              "reused_from, info FROM jobs WHERE key = ? AND status = 'done'", (job.key,)).fetchone()
         if row is None:
             return False
         with self.db:
-            self._write_job(job, "done", *row[:5], None, row[5])
+            self._write_job(job, "done", *row[:5], None, row[5], row[6])
         return True
 
     def import_job(self, job, other: "Store") -> bool:
         """Copy a finished job with the same content key from another run's store (baseline reuse)."""
-        row = other.db.execute("SELECT selected_rule, selected_epoch, duration_s, environment, class_weight "
+        row = other.db.execute("SELECT selected_rule, selected_epoch, duration_s, environment, class_weight, info "
                                "FROM jobs WHERE key = ? AND status = 'done'", (job.key,)).fetchone()
         if row is None:
             return False
@@ -146,15 +147,15 @@ class Store:
             self.db.execute("DELETE FROM history WHERE job_key = ?", (job.key,))
             self.db.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?)", predictions)
             self.db.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?)", history)
-            self._write_job(job, "done", *row, None, other.run_dir.name)
+            self._write_job(job, "done", *row[:5], None, other.run_dir.name, row[5])
         return True
 
-    def _write_job(self, job, status, rule, epoch, duration, env, class_weight, error, reused_from):
+    def _write_job(self, job, status, rule, epoch, duration, env, class_weight, error, reused_from, info=None):
         self.db.execute(
-            "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (job.model, job.repeat, job.fold, job.seed_index, job.seed, job.key, status, rule, epoch,
              duration, datetime.now(timezone.utc).isoformat(timespec="seconds"), env, class_weight,
-             error, reused_from))
+             error, reused_from, info))
 
     def jobs(self) -> list[dict]:
         cursor = self.db.execute("SELECT * FROM jobs ORDER BY model, repeat, fold, seed_index")

@@ -7,8 +7,8 @@ tests (corrected t, Bayesian correlated t) compare *training procedures*; sample
 from ._metrics import METRICS, VERDICT_METRICS, classification_metrics
 from ._power import (DesignOption, DetectableEffect, corrected_ttest_power, design_needed,
                      mcnemar_detectable_difference, minimal_detectable_effect)
-from ._runs import (ProbOutperformResult, VarianceComponents, benjamini_hochberg, holm,
-                    prob_outperform, variance_components)
+from ._runs import (FriedmanResult, ProbOutperformResult, VarianceComponents, benjamini_hochberg,
+                    friedman, holm, prob_outperform, variance_components)
 from ._samples import (BootstrapResult, DeLongResult, McNemarResult, bootstrap_diff, delong,
                        mcnemar)
 from ._ttest import (BayesResult, CorrectedTTestResult, bayes_correlated_ttest, corrected_ttest,
@@ -16,9 +16,9 @@ from ._ttest import (BayesResult, CorrectedTTestResult, bayes_correlated_ttest, 
 
 __all__ = [
     "METRICS", "VERDICT_METRICS", "BayesResult", "BootstrapResult", "CorrectedTTestResult", "DeLongResult",
-    "DesignOption", "DetectableEffect", "McNemarResult", "ProbOutperformResult",
+    "DesignOption", "DetectableEffect", "FriedmanResult", "McNemarResult", "ProbOutperformResult",
     "VarianceComponents", "bayes_correlated_ttest", "benjamini_hochberg", "bootstrap_diff",
     "classification_metrics", "corrected_ttest", "corrected_ttest_power", "delong",
-    "design_needed", "holm", "mcnemar", "mcnemar_detectable_difference",
+    "design_needed", "friedman", "holm", "mcnemar", "mcnemar_detectable_difference",
     "minimal_detectable_effect", "naive_paired_ttest", "prob_outperform", "variance_components",
 ]

@@ -85,3 +85,34 @@ def variance_components(scores, splits) -> VarianceComponents:
     msw = float(((table - table.mean(axis=1, keepdims=True)) ** 2).sum() / (g * (s - 1)))
     msb = float(s * ((table.mean(axis=1) - table.mean()) ** 2).sum() / (g - 1)) if g > 1 else 0.0
     return VarianceComponents(max(0.0, (msb - msw) / s), msw, g, s)
+
+
+# Studentized range quantiles q_0.05 / sqrt(2) for the Nemenyi test (Demsar 2006, Table 5a).
+NEMENYI_Q05 = {2: 1.960, 3: 2.343, 4: 2.569, 5: 2.728, 6: 2.850, 7: 2.949, 8: 3.031, 9: 3.102, 10: 3.164}
+
+
+@dataclass(frozen=True)
+class FriedmanResult:
+    statistic: float
+    pvalue: float
+    mean_ranks: np.ndarray       # per model, 1 = best
+    critical_difference: float   # Nemenyi, alpha 0.05: ranks further apart than this differ
+    n_blocks: int
+
+
+def friedman(scores) -> FriedmanResult:
+    """Friedman test over independent blocks (rows: e.g. CV repeats' pooled scores, or data sets;
+    columns: three or more models; higher is better) with the Nemenyi critical difference.
+    Never use correlated folds as blocks."""
+    from scipy import stats as sps
+
+    scores = np.asarray(scores, dtype=np.float64)
+    n, k = scores.shape
+    if k < 3 or n < 2:
+        raise ValueError(f"the Friedman test needs at least 3 models and 2 blocks, got {k} and {n}")
+    if k not in NEMENYI_Q05:
+        raise ValueError(f"the Nemenyi table covers 2 to 10 models, got {k}")
+    ranks = sps.rankdata(-scores, axis=1)
+    statistic, pvalue = sps.friedmanchisquare(*scores.T)
+    cd = NEMENYI_Q05[k] * np.sqrt(k * (k + 1) / (6 * n))
+    return FriedmanResult(float(statistic), float(pvalue), ranks.mean(axis=0), float(cd), n)

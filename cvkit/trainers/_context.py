@@ -24,6 +24,8 @@ class TrainConfig:
     backbone: str = "resnet18"
     stem: str = "standard"
     weights: str | None = None
+    weights_digest: str | None = None  # content hash of a local --weights checkpoint: part of every job key
+    impute: str = "none"
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -7,26 +7,28 @@ A plugin file defines one of
 - ``make_trainer(context)``: any object with ``fit(train, val, context)`` and
   ``predict_proba(data) -> (n, n_classes)``.
 ``HYPERPARAMS`` (a dict) declares hyper-parameters and their defaults; they reach the plugin as
-``context.hyperparams`` and are part of every job's identity.
+``context.hyperparams`` and are part of every job's identity. ``SEARCH`` (a dict of name -> list of
+values) declares a search space that ``--nested`` explores by inner cross-validation.
 """
 from __future__ import annotations
 
 import difflib
 import hashlib
 import importlib.util
+import json
 import sys
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from ..errors import PluginError
-from ._models import RESNETS, resnet
+from ._models import BACKBONES, classifier, is_backbone
 from ._sklearn import SklearnTrainer
 from ._torch import TorchTrainer
 
 HOOKS = ("build_model", "build_estimator", "make_trainer")
-BUILTINS = RESNETS + ("logreg",)
+BUILTINS = BACKBONES + ("logreg",)
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Plugin:
     digest: str
     factory: Callable = field(repr=False)
     hyperparams: dict = field(default_factory=dict)
+    search: dict = field(default_factory=dict)
 
     @property
     def origin(self) -> str:
@@ -46,11 +49,21 @@ class Plugin:
     def make_trainer(self, context):
         return self.factory(context)
 
+    def nested(self, inner_folds: int, val_fraction: float) -> "Plugin":
+        """This plugin with its hyper-parameters chosen by nested cross-validation over ``search``."""
+        from ._search import NestedSearchTrainer
+
+        identity = json.dumps([self.digest, self.search, inner_folds, val_fraction], sort_keys=True)
+        return replace(self, digest=hashlib.sha256(identity.encode()).hexdigest(),
+                       factory=lambda context: NestedSearchTrainer(self.factory, self.search, inner_folds,
+                                                                   val_fraction))
+
 
 def load_plugin(spec: str, hyperparams: dict | None = None) -> Plugin:
-    """Load a plugin from a file path or a built-in name (``resnet18``, ``resnet34``,
-    ``resnet50``, ``logreg``), with ``hyperparams`` overriding the plugin's defaults."""
-    if spec in BUILTINS:
+    """Load a plugin from a file path or a built-in name (a backbone such as ``resnet18``,
+    ``densenet121`` or ``timm:<name>``, or ``logreg``), with ``hyperparams`` overriding the
+    plugin's defaults."""
+    if spec in BUILTINS or is_backbone(spec):
         return _builtin(spec, hyperparams or {})
     path = Path(spec)
     if path.suffix != ".py" or not path.is_file():
@@ -67,6 +80,10 @@ def load_plugin(spec: str, hyperparams: dict | None = None) -> Plugin:
     if not isinstance(defaults, dict):
         raise PluginError(f"{path}: HYPERPARAMS must be a dict of name -> default value")
     params = _merge(defaults, hyperparams or {}, str(path))
+    search = getattr(module, "SEARCH", {})
+    if not isinstance(search, dict) or not all(isinstance(v, (list, tuple)) and v for v in search.values()):
+        raise PluginError(f"{path}: SEARCH must be a dict of name -> non-empty list of values")
+    _merge(defaults, search, f"{path} SEARCH")
     hook = getattr(module, hooks[0])
     if hooks[0] == "build_model":
         factory = lambda context: TorchTrainer(hook)  # noqa: E731
@@ -76,7 +93,7 @@ def load_plugin(spec: str, hyperparams: dict | None = None) -> Plugin:
     else:
         factory = hook
     digest = hashlib.sha256(source + engine_digest().encode()).hexdigest()
-    return Plugin(path.stem, str(path), digest, factory, params)
+    return Plugin(path.stem, str(path), digest, factory, params, {k: list(v) for k, v in search.items()})
 
 
 def engine_digest() -> str:
@@ -110,8 +127,8 @@ def _builtin(name: str, hyperparams: dict) -> Plugin:
 
     def build_model(context):
         config = context.config
-        return resnet(name, in_channels=context.in_channels, n_classes=context.n_classes,
-                      stem=config.stem, weights=config.weights)
+        return classifier(name, in_channels=context.in_channels, n_classes=context.n_classes,
+                          stem=config.stem, weights=config.weights)
 
     _merge({}, hyperparams, name)
     return Plugin(name, None, digest, lambda context: TorchTrainer(build_model), {})

@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import clone
 
+from ._features import fit_extra_transform
+
 INPUTS = ("pixels", "extra", "both")
 
 
@@ -18,6 +20,7 @@ class SklearnTrainer:
         self.inputs = inputs
 
     def fit(self, train, val, context):
+        self.extra_transform_ = fit_extra_transform(train.extra, context.config.impute)
         self.estimator_ = clone(self.estimator)
         if "random_state" in self.estimator_.get_params():
             self.estimator_.set_params(random_state=context.seed % 2**32)
@@ -37,6 +40,7 @@ class SklearnTrainer:
             parts.append(data.images.reshape(len(data), -1).astype(np.float64) / 255.0)
         if self.inputs in ("extra", "both"):
             if data.extra is None:
-                raise ValueError(f"inputs={self.inputs!r} needs extra features, but {data.name} has none")
-            parts.append(data.extra)
+                raise ValueError(f"inputs={self.inputs!r} needs extra features, but {data.name} has none; "
+                                 "pass --extra FILE.csv or --extra handcrafted")
+            parts.append(self.extra_transform_.transform(data.extra))
         return np.hstack(parts)

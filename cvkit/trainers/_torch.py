@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from ._context import SELECTION_RULES, TrainContext
+from ._features import fit_extra_transform
 
 PREDICT_BATCH = 512
 
@@ -39,7 +40,7 @@ class TorchTrainer:
             raise TypeError(f"build_model must return a torch.nn.Module, got {type(model).__name__}")
         model = model.to(device)
         self.takes_extra_ = len(inspect.signature(model.forward).parameters) >= 2
-        self.extra_mean_, self.extra_scale_ = _fit_scaler(train.extra)
+        self.extra_transform_ = fit_extra_transform(train.extra, config.impute)
         self.device_ = device
 
         x_train, e_train = self._tensors(train)
@@ -126,7 +127,7 @@ class TorchTrainer:
         x = torch.as_tensor(data.images, device=self.device_).float().div_(127.5).sub_(1.0)
         if data.extra is None:
             return x, None
-        e = (data.extra - self.extra_mean_) / self.extra_scale_
+        e = self.extra_transform_.transform(data.extra)
         return x, torch.as_tensor(e, dtype=torch.float32, device=self.device_)
 
     def _forward(self, model, x, extra):
@@ -153,14 +154,6 @@ def _batches(order, batch_size):
 def _random_hflip(x, generator):
     flip = torch.rand(len(x), generator=generator).to(x.device) < 0.5
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
-
-
-def _fit_scaler(extra):
-    if extra is None:
-        return None, None
-    mean = extra.mean(axis=0)
-    scale = extra.std(axis=0)
-    return mean, np.where(scale > 0, scale, 1.0)
 
 
 def _auc(labels, probs, positive):
