@@ -27,7 +27,7 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
              class_weight: str = "balanced", augment: str = "flip", stem: str = "standard",
              weights: str | None = None, val_fraction: float = 0.1, positive: str | None = None,
              device: str = "auto", out=None, reports_dir="reports", cv=None, extra: str | None = None,
-             impute: str = "none", nested: bool = False, inner_folds: int = 3,
+             impute: str = "none", nested: bool = False, inner_folds: int = 3, holdout: str | None = None,
              hyperparams: dict | None = None, data_options: dict | None = None,
              progress: JobProgress | bool = False, command: str | None = None) -> Results:
     """Train the baseline and every variant on the same splits with the same seeds.
@@ -49,6 +49,10 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
     if impute not in IMPUTATIONS:
         raise ConfigError(f"--impute {impute!r}: choose one of {', '.join(IMPUTATIONS)}")
     check_missing(dataset, impute)
+    dataset, holdout_data = dataset.split_off(holdout)
+    # Everything the predictions depend on: the CV data and, when there is one, the hold-out set.
+    content = (dataset.fingerprint if holdout_data is None else
+               hashlib.sha256(f"{dataset.fingerprint}+{holdout_data.fingerprint}".encode()).hexdigest())
 
     hyperparams = hyperparams or {}
     models = {}
@@ -84,7 +88,7 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
     design = dict(folds=plan.n_splits, repeats=plan.n_repeats, seeds=seeds, seed=seed,
                   val_fraction=val_fraction, plan_digest=plan.digest, custom_cv=cv is not None,
                   nested=nested, inner_folds=inner_folds if nested else None)
-    identity = dict(data=dataset.fingerprint, design=design, config=config.as_dict(),
+    identity = dict(data=content, design=design, config=config.as_dict(),
                     device=resolved_device,
                     models={n: [r, p.digest, p.hyperparams] for n, (r, p) in models.items()})
     run_dir = Path(out) if out else _default_run_dir(reports_dir, dataset, models, identity)
@@ -96,10 +100,11 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
             raise ConfigError(f"{run_dir} holds a run with other settings ({_differences(previous, identity)}); "
                               "pass another --out, or delete the folder to start over")
         if previous is None:
-            _describe_run(store, dataset, plan, models, config, design, identity, resolved_device, command)
+            _describe_run(store, dataset, holdout_data, plan, models, config, design, identity, resolved_device,
+                          command)
 
         jobs = make_jobs({n: p for n, (_, p) in models.items()}, plan, n_seeds=seeds, master_seed=seed,
-                         config=config, data_fingerprint=dataset.fingerprint, device=resolved_device)
+                         config=config, data_fingerprint=content, device=resolved_device)
         context = TrainContext(config=config, n_classes=dataset.n_classes,
                                in_channels=dataset.images.shape[1],
                                image_size=tuple(dataset.images.shape[2:]),
@@ -109,16 +114,16 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
         if display is not None:
             context.on_epoch = display.epoch_done
             with display:
-                counts = run_jobs(jobs, store, lambda job: run_job(job, dataset, plan, context),
+                counts = run_jobs(jobs, store, lambda job: run_job(job, dataset, plan, context, holdout_data),
                                   progress=display)
         else:
-            counts = run_jobs(jobs, store, lambda job: run_job(job, dataset, plan, context))
+            counts = run_jobs(jobs, store, lambda job: run_job(job, dataset, plan, context, holdout_data))
     results = Results(run_dir)
     results.counts = counts
     return results
 
 
-def _describe_run(store, dataset, plan, models, config, design, identity, device, command):
+def _describe_run(store, dataset, holdout, plan, models, config, design, identity, device, command):
     store.set_meta("run", dict(
         cvkit_version=__version__, command=command, device=device, config=config.as_dict(),
         design=design,
@@ -128,9 +133,11 @@ def _describe_run(store, dataset, plan, models, config, design, identity, device
                   positive=dataset.positive, class_counts=dataset.class_counts,
                   extra_names=list(dataset.extra_names), has_groups=dataset.groups is not None,
                   missing_extra=0 if dataset.extra is None else int(np.isnan(dataset.extra).sum())),
+        holdout=None if holdout is None else dict(n_samples=len(holdout), class_counts=holdout.class_counts,
+                                                  fingerprint=holdout.fingerprint),
     ))
     store.set_meta("plan", plan.to_records())
-    store.write_samples(dataset.sample_ids, dataset.labels, dataset.groups)
+    store.write_samples(dataset.sample_ids, dataset.labels, dataset.groups, holdout)
     for name, (role, plugin) in models.items():
         store.write_model(name, role, plugin.origin, plugin.digest, plugin.hyperparams)
     store.set_meta("identity", identity)  # last: a run described only in part is described again

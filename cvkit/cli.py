@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", default=None, metavar="PATH", help="also write a machine-readable summary")
     ev.add_argument("--report", default="html,md,latex", metavar="FORMATS",
                     help="reports written into the run folder: any of html,md,latex, or none")
+    ev.add_argument("--holdout", default=None, metavar="PART",
+                    help="keep an official part (e.g. test: MedMNIST's test arrays, or a manifest's split column) "
+                         "out of all cross-validation; every fold model predicts it")
     ev.add_argument("--nested", action="store_true",
                     help="choose each plugin's SEARCH hyper-parameters by inner CV inside every outer training fold")
     ev.add_argument("--inner-folds", type=int, default=3, help="inner folds of --nested (default 3)")
@@ -142,7 +145,7 @@ def _evaluate(args, console, errors) -> int:
         weight_decay=args.weight_decay, select=args.select, class_weight=args.class_weight,
         augment=args.augment, stem=args.stem, weights=args.weights, val_fraction=args.val_fraction,
         device=args.device, out=args.out, reports_dir=args.reports_dir, extra=args.extra, impute=args.impute,
-        nested=args.nested, inner_folds=args.inner_folds,
+        nested=args.nested, inner_folds=args.inner_folds, holdout=args.holdout,
         hyperparams=_parse_params(args.param), progress=JobProgress(errors, epochs=args.epochs),
         command=args.command_line,
     )

@@ -68,6 +68,7 @@ class ComparisonReport:
     warnings: list[str] = field(default_factory=list)
     ranking: tuple[list[str], stats.FriedmanResult] | None = None  # 3+ models, over repeats
     nested: dict = field(default_factory=dict)  # model -> hyper-parameters chosen per outer fold
+    holdout: list[dict] = field(default_factory=list)  # per model: hold-out score beside the CV estimate
 
     def to_json(self) -> dict:
         return dict(metric=self.metric, alpha=self.alpha, rope=self.rope, baseline=self.baseline,
@@ -82,7 +83,7 @@ class ComparisonReport:
                         pvalue=self.ranking[1].pvalue, mean_ranks=self.ranking[1].mean_ranks.tolist(),
                         critical_difference=self.ranking[1].critical_difference,
                         n_blocks=self.ranking[1].n_blocks),
-                    nested=self.nested)
+                    nested=self.nested, holdout=self.holdout)
 
 
 def compare(results, *, metric: str = "auc", rope: float = 0.01, alpha: float = 0.05,
@@ -133,6 +134,7 @@ def compare(results, *, metric: str = "auc", rope: float = 0.01, alpha: float = 
         n_seeds=n_seeds)
     report.ranking = _ranking(metrics, results.model_names, metric)
     report.nested = nested_choices(results)
+    report.holdout = holdout_scores(results, metric, seed=seed, n_resamples=min(n_resamples, 2000))
     report.warnings = [f"{v}: fewer than 2 folds finished for both models; not compared yet" for v in pending]
     report.warnings += _warnings(report, results, n_test)
     return report
@@ -301,6 +303,46 @@ class _Context:
         return text
 
 
+def cv_interval(results, model: str, metric: str) -> tuple[float, float, float]:
+    """Mean over folds of a model's metric and its 95% CI, widened for the overlap of training
+    sets between folds (the corrected resampled t interval of the mean)."""
+    rows = results.metrics[results.metrics.model == model]
+    scores = rows.groupby(["repeat", "fold"])[metric].mean().dropna().to_numpy()
+    if len(scores) < 2:
+        return (float(scores[0]) if len(scores) else float("nan")), float("nan"), float("nan")
+    ci = stats.corrected_ttest(scores, *results.fold_sizes)
+    return ci.mean, ci.low, ci.high
+
+
+def holdout_scores(results, metric: str, *, seed: int = 0, n_resamples: int = 2000) -> list[dict]:
+    """Per model, on the hold-out set that no cross-validation saw: the score of the fold models'
+    averaged probabilities with a stratified bootstrap CI over hold-out samples, the mean score of
+    the single fold models, and the gap to the cross-validation estimate."""
+    if "holdout" not in results.rules or metric not in stats.BOOTSTRAP_METRICS:
+        return []
+    predictions = results.rule_predictions("holdout")
+    job_metrics = results.rule_metrics("holdout")
+    column = f"prob_{results.positive_name}"
+    out = []
+    for model in results.model_names:
+        rows = predictions[predictions.model == model]
+        if rows.empty:
+            continue
+        table = rows.pivot_table(index=["repeat", "fold", "seed_index"], columns="sample_idx", values=column)
+        labels = results.labels[table.columns.to_numpy()] == results.positive
+        if labels.all() or not labels.any():
+            continue  # a hold-out set of one class has no AUC or balanced score
+        averaged = stats.bootstrap_score(labels, table.to_numpy().mean(axis=0), metric=metric,
+                                         n_resamples=n_resamples, seed=seed)
+        per_job = job_metrics[job_metrics.model == model][metric].to_numpy()
+        cv_mean, cv_low, cv_high = cv_interval(results, model, metric)
+        out.append(dict(model=model, n=int(table.shape[1]), score=averaged.estimate, low=averaged.low,
+                        high=averaged.high, fold_model_mean=float(np.mean(per_job)),
+                        fold_model_sd=float(np.std(per_job, ddof=1)) if len(per_job) > 1 else float("nan"),
+                        cv_mean=cv_mean, cv_low=cv_low, cv_high=cv_high, gap=averaged.estimate - cv_mean))
+    return out
+
+
 def nested_choices(results) -> dict:
     """Per model searched with --nested: the hyper-parameters chosen in each outer fold, the most
     frequent choice and its share (1.0 = the same choice everywhere: a stable search)."""
@@ -364,6 +406,10 @@ def _warnings(report, results, n_test) -> list[str]:
             if main is not None and np.sign(t["mean"]) != np.sign(main.ttest.mean) and abs(t["mean"]) > report.rope:
                 warnings.append(f"{variant}: checkpoint rule {entry['rule']} gives Δ {t['mean']:+.3f}, the other "
                                 f"sign than the selected rule: the conclusion depends on the selection rule")
+    for h in report.holdout:
+        if not (np.isnan(h["cv_low"]) or h["cv_low"] <= h["score"] <= h["cv_high"]):
+            warnings.append(f"{h['model']}: the hold-out score {h['score']:.3f} lies outside the cross-validation CI "
+                            f"[{h['cv_low']:.3f}, {h['cv_high']:.3f}]: the hold-out set may differ from the rest")
     if report.aa is not None and report.aa.verdict in ("better", "worse"):
         warnings.append("the A/A check (baseline against itself, other seeds) claims a difference: "
                         "treat every verdict of this run with suspicion")

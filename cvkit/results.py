@@ -36,6 +36,7 @@ class Results:
         self.positive = data["positive"]
         self.sample_ids = np.array([s[1] for s in samples])
         self.labels = np.array([s[2] for s in samples], dtype=np.int64)
+        self.is_holdout = np.array([bool(s[4]) for s in samples], dtype=bool)
         self._rows = rows
         self.counts = None  # set by evaluate: how many jobs were trained, resumed, reused
 
@@ -80,6 +81,7 @@ class Results:
             return self._frame(store.predictions(rule=rule))
 
     def rule_metrics(self, rule: str) -> pd.DataFrame:
+        """Per-job metrics under another checkpoint, or on the hold-out set (``holdout``)."""
         return self._metrics(self.rule_predictions(rule))
 
     def _frame(self, rows) -> pd.DataFrame:

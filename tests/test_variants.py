@@ -133,3 +133,27 @@ def test_nested_run_reports_the_choice_per_outer_fold(tiny, tmp_path):
     entry = cvkit.compare(results).nested["mlp_head"]
     assert len(entry["choices"]) == 3 and entry["inner_folds"] == 2
     assert entry["most_common"]["hidden"] in (100, 500, 1000) and 1 / 3 <= entry["stability"] <= 1
+
+
+def test_holdout_part_stays_out_of_cross_validation(tiny_npz, tmp_path):
+    results = cvkit.evaluate([], data=str(tiny_npz), folds=3, repeats=1, epochs=1, holdout="test",
+                             out=tmp_path / "run")
+    assert results.is_holdout.sum() == 10 and not results.is_holdout[:50].any()
+    tested = results.predictions["sample_idx"]
+    assert tested.max() < 50 and len(tested) == 50  # every CV sample tested once, no hold-out sample
+    holdout = results.rule_predictions("holdout")
+    assert len(holdout) == 3 * 10 and set(holdout["sample_id"]) == {f"test-{i:05d}" for i in range(10)}
+    entry = cvkit.compare(results).holdout[0]
+    assert entry["model"] == "resnet18" and entry["n"] == 10
+    assert entry["gap"] == pytest.approx(entry["score"] - entry["cv_mean"])
+    assert entry["low"] <= entry["score"] <= entry["high"]
+
+
+def test_holdout_needs_official_parts(tiny, tmp_path):
+    with pytest.raises(DataError, match="--holdout test: demo has no official parts"):
+        cvkit.evaluate([], data=tiny, holdout="test", out=tmp_path / "run")
+    parted = replace(tiny, parts=np.array(["train"] * 50 + ["final"] * 10))
+    with pytest.raises(DataError, match="has 0 of 60 samples in part 'test'; its parts are final, train"):
+        parted.split_off("test")
+    cv, held = parted.split_off("final")
+    assert (len(cv), len(held)) == (50, 10)

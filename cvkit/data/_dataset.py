@@ -31,6 +31,7 @@ class Dataset:
     extra_names: tuple[str, ...] = ()
     description: str = ""
     source: str = field(default="", compare=False)
+    parts: np.ndarray | None = None  # official part of each sample (e.g. train/val/test), if the data has one
 
     def __post_init__(self):
         images, labels = self.images, self.labels
@@ -48,6 +49,8 @@ class Dataset:
                             f"({len(self.class_names)} class names), got {labels.min()}..{labels.max()}")
         if not 0 <= self.positive < len(self.class_names):
             raise DataError(f"{self.name}: positive class index {self.positive} is not a class")
+        if self.parts is not None and len(self.parts) != n:
+            raise DataError(f"{self.name}: {n} images but {len(self.parts)} part labels")
         if self.groups is not None and len(self.groups) != n:
             raise DataError(f"{self.name}: {n} images but {len(self.groups)} group ids")
         if self.extra is not None:
@@ -101,8 +104,23 @@ class Dataset:
             positive=self.positive, sample_ids=self.sample_ids[idx], name=self.name,
             groups=None if self.groups is None else self.groups[idx],
             extra=None if self.extra is None else self.extra[idx],
+            parts=None if self.parts is None else self.parts[idx],
             extra_names=self.extra_names, description=self.description, source=self.source,
         )
+
+    def split_off(self, part: str | None) -> tuple["Dataset", "Dataset | None"]:
+        """``(cross-validation data, hold-out data)``: the samples of the official ``part`` (e.g.
+        MedMNIST's ``test`` arrays, or a manifest's ``split`` column) are kept out of all CV."""
+        if part is None:
+            return self, None
+        if self.parts is None:
+            raise DataError(f"--holdout {part}: {self.name} has no official parts; use a MedMNIST archive or "
+                            "a manifest with a 'split' column")
+        mask = self.parts == part
+        if not mask.any() or mask.all():
+            raise DataError(f"--holdout {part}: {self.name} has {int(mask.sum())} of {len(self)} samples in part "
+                            f"{part!r}; its parts are {', '.join(sorted(set(self.parts.tolist())))}")
+        return self.subset(np.flatnonzero(~mask)), self.subset(np.flatnonzero(mask))
 
     def with_positive(self, positive: str | None) -> "Dataset":
         """Name the positive class; ``None`` picks the minority class (ties: the lower index)."""

@@ -77,8 +77,9 @@ def load_medmnist(path, *, parts=("train", "val", "test"), class_names=None,
         n_classes = int(label_array.max()) + 1
         class_names = MEDMNIST_CLASSES.get(key) or tuple(f"class_{i}" for i in range(n_classes))
     ids = np.array([f"{part}-{i:05d}" for part, arr in zip(parts, images) for i in range(len(arr))])
+    part_of = np.array([part for part, arr in zip(parts, images) for _ in range(len(arr))])
     return Dataset(images=np.ascontiguousarray(image_array.astype(np.uint8)), labels=label_array,
-                   class_names=tuple(class_names), positive=0, sample_ids=ids, name=key,
+                   class_names=tuple(class_names), positive=0, sample_ids=ids, name=key, parts=part_of,
                    description=f"MedMNIST {key} ({'+'.join(parts)} pooled)", source=str(path))
 
 
@@ -106,8 +107,8 @@ def load_image_folder(root, *, image_size: int | None = None) -> Dataset:
 def load_manifest(path, *, image_column: str | None = None, label_column: str = "label",
                   group_column: str | None = None, id_column: str | None = None,
                   class_names=None, image_size: int | None = None) -> Dataset:
-    """A CSV with an image path (relative to the CSV), a label, and optional group, id and
-    numeric extra-feature columns (every other column is an extra feature)."""
+    """A CSV with an image path (relative to the CSV), a label, and optional group, id, ``split``
+    (official part, e.g. test) and numeric extra-feature columns (every other column)."""
     path = Path(path)
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
@@ -141,7 +142,8 @@ def load_manifest(path, *, image_column: str | None = None, label_column: str = 
     images = _read_images(image_paths, image_size,
                           where=lambda i: f"{path}, row {i + 2} ({rows[i][image_column]})")
 
-    used = {image_column, label_column, group_column, id_column}
+    split_column = "split" if "split" in columns else None
+    used = {image_column, label_column, group_column, id_column, split_column}
     extra_names = tuple(c for c in columns if c not in used)
     extra = None
     if extra_names:
@@ -152,8 +154,9 @@ def load_manifest(path, *, image_column: str | None = None, label_column: str = 
         dup = next(v for v in ids.tolist() if ids.tolist().count(v) > 1)
         raise DataError(f"{path}: duplicate sample id {dup!r}; every row needs its own id")
     groups = np.array([row[group_column] for row in rows]) if group_column else None
+    parts = np.array([row[split_column].strip() for row in rows]) if split_column else None
     return Dataset(images=images, labels=labels, class_names=tuple(class_names), positive=0,
-                   sample_ids=ids, name=path.stem, groups=groups, extra=extra,
+                   sample_ids=ids, name=path.stem, groups=groups, extra=extra, parts=parts,
                    extra_names=extra_names, description=f"manifest {path.name}", source=str(path))
 
 

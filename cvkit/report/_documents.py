@@ -84,7 +84,7 @@ def document_context(results, report) -> dict:
         noise=None if report.noise is None else dict(seed_sd=report.noise.seed_sd, split_sd=report.noise.split_sd,
                                                      n_seeds=report.noise.n_seeds),
         single_split=report.single_split, selection=report.selection, warnings=report.warnings,
-        seeds=sorted({j["seed"] for j in jobs}), nested=report.nested,
+        seeds=sorted({j["seed"] for j in jobs}), nested=report.nested, holdout=report.holdout,
     )
 
 
@@ -131,6 +131,12 @@ def render_markdown(context: dict, figures: dict) -> str:
                          f"{_pval(c['pvalue'])} | {_pval(c['pvalue_holm'])} | {_num(c['prob'], 2)} | "
                          f"{_num(c['p_better'], 2)} / {_num(c['p_equivalent'], 2)} / {_num(c['p_worse'], 2)} | "
                          f"{c['verdict']} |")
+    if context["holdout"]:
+        lines += ["", f"## Hold-out set ({context['holdout'][0]['n']} samples, never in any fold)", "",
+                  "| model | CV mean [95% CI] | hold-out [95% CI] | gap |", "|---|---:|---:|---:|"]
+        for h in context["holdout"]:
+            lines.append(f"| {esc(h['model'])} | {_interval_text((h['cv_mean'], h['cv_low'], h['cv_high']))} | "
+                         f"{_interval_text((h['score'], h['low'], h['high']))} | {_signed(h['gap'])} |")
     if figures:
         lines += ["", "## Figures", ""]
         for name, (caption, _) in figures.items():

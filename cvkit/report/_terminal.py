@@ -9,7 +9,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .. import stats
+from ..comparison import cv_interval
 from ..stats import METRICS
 
 LABELS = dict(auc="AUC", accuracy="accuracy", balanced_accuracy="balanced acc.", sensitivity="sensitivity",
@@ -67,22 +67,9 @@ def _extra_text(data) -> str:
 
 
 def metric_intervals(results) -> dict[str, dict[str, tuple[float, float, float]]]:
-    """Per model and metric: mean over folds and its 95% CI, widened for the overlap of training
-    sets between folds (the corrected resampled t interval of the mean)."""
-    n_train, n_test = results.fold_sizes
-    out = {}
-    for model in results.model_names:
-        rows = results.metrics[results.metrics.model == model]
-        out[model] = {}
-        for metric in METRICS:
-            scores = rows.groupby(["repeat", "fold"])[metric].mean().dropna().to_numpy()
-            if len(scores) >= 2:
-                ci = stats.corrected_ttest(scores, n_train, n_test)
-                out[model][metric] = (ci.mean, ci.low, ci.high)
-            else:
-                value = float(scores[0]) if len(scores) else math.nan
-                out[model][metric] = (value, math.nan, math.nan)
-    return out
+    """Per model and metric: mean over folds and its corrected 95% CI."""
+    return {model: {metric: cv_interval(results, model, metric) for metric in METRICS}
+            for model in results.model_names}
 
 
 def metrics_table(results) -> Table:
@@ -153,6 +140,8 @@ def render_comparison(report, console: Console | None = None) -> None:
         console.print(sample_tests_table(report))
     if report.selection and report.comparisons:
         console.print(selection_table(report))
+    if report.holdout:
+        console.print(holdout_table(report))
     for c in report.comparisons:
         console.print(verdict_panel(c))
     console.print(checks_panel(report))
@@ -221,6 +210,20 @@ def selection_table(report) -> Table:
                 text.append(f"  Δ{t['mean']:+.3f} p={_p(t['pvalue'])}", style="dim")
             cells.append(text)
         table.add_row(entry["rule"], *cells)
+    return table
+
+
+def holdout_table(report) -> Table:
+    name = _metric_name(report.metric)
+    n = report.holdout[0]["n"]
+    table = Table(title=f"Hold-out set ({n} samples, never in any fold) beside the cross-validation estimate of {name}",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("model", "CV mean\n95% CI", "hold-out\n95% CI", "fold models\nmean ± sd", "gap"):
+        table.add_column(column, justify="left" if column == "model" else "right", no_wrap=column != "model")
+    for h in report.holdout:
+        table.add_row(h["model"], _two_lines(_fmt(h["cv_mean"]), f"[{_fmt(h['cv_low'])}, {_fmt(h['cv_high'])}]"),
+                      _two_lines(_fmt(h["score"]), f"[{_fmt(h['low'])}, {_fmt(h['high'])}]"),
+                      f"{_fmt(h['fold_model_mean'])} ± {_fmt(h['fold_model_sd'])}", _signed(h["gap"]))
     return table
 
 

@@ -40,6 +40,8 @@ class JobResult:
     environment: dict
     class_weight: list[float] | None = None
     info: dict | None = None  # what the trainer reports about itself, e.g. a nested search's choice
+    holdout_probs: np.ndarray | None = None     # the fold model's predictions of the hold-out set
+    holdout_indices: np.ndarray | None = None
 
 
 def job_seed(master_seed: int, repeat: int, fold: int, seed_index: int) -> int:
@@ -63,9 +65,10 @@ def make_jobs(models: dict[str, Plugin], plan, *, n_seeds: int, master_seed: int
     return jobs
 
 
-def run_job(job: Job, dataset, plan, context: TrainContext) -> JobResult:
-    """Train and predict one job. Anything the plugin does wrong becomes a ``PluginError`` that
-    names the plugin file and line."""
+def run_job(job: Job, dataset, plan, context: TrainContext, holdout=None) -> JobResult:
+    """Train and predict one job (its test fold and, when given, the ``holdout`` set, whose
+    samples are numbered after the data set's). Anything the plugin does wrong becomes a
+    ``PluginError`` that names the plugin file and line."""
     split = plan.splits[job.repeat * plan.n_splits + job.fold]
     assert (split.repeat, split.fold) == (job.repeat, job.fold)
     train, val, test = (dataset.subset(idx) for idx in (split.train, split.val, split.test))
@@ -89,6 +92,7 @@ def run_job(job: Job, dataset, plan, context: TrainContext) -> JobResult:
         else:
             probs_by_rule = {"final": trainer.predict_proba(test)}
             selected = "final"
+        holdout_probs = None if holdout is None else trainer.predict_proba(holdout)
     except PluginError:
         raise
     except Exception as exc:
@@ -98,12 +102,15 @@ def run_job(job: Job, dataset, plan, context: TrainContext) -> JobResult:
     for rule, probs in probs_by_rule.items():
         probs_by_rule[rule] = check_probabilities(probs, len(test), dataset.n_classes, job.plugin)
     probs_by_rule.update(epoch_probs)
+    if holdout_probs is not None:
+        holdout_probs = check_probabilities(holdout_probs, len(holdout), dataset.n_classes, job.plugin)
     return JobResult(
         job=job, probs_by_rule=probs_by_rule, test_indices=split.test, selected_rule=selected,
         selected_epoch=getattr(trainer, "selected_epoch_", None),
         history=list(getattr(trainer, "history_", [])), duration_s=time.perf_counter() - started,
         environment=environment(context.device), class_weight=getattr(trainer, "class_weight_", None),
-        info=getattr(trainer, "info_", None),
+        info=getattr(trainer, "info_", None), holdout_probs=holdout_probs,
+        holdout_indices=None if holdout is None else np.arange(len(dataset), len(dataset) + len(holdout)),
     )
 
 

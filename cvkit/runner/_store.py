@@ -11,12 +11,13 @@ import numpy as np
 from ..errors import StoreError
 
 STORE_NAME = "cvkit.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS samples (
-    idx INTEGER PRIMARY KEY, sample_id TEXT NOT NULL, label INTEGER NOT NULL, grp TEXT);
+    idx INTEGER PRIMARY KEY, sample_id TEXT NOT NULL, label INTEGER NOT NULL, grp TEXT,
+    holdout INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS models (
     name TEXT PRIMARY KEY, role TEXT NOT NULL, origin TEXT NOT NULL, digest TEXT NOT NULL,
     hyperparams TEXT NOT NULL);
@@ -79,12 +80,16 @@ class Store:
         with self.db:
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
-    def write_samples(self, sample_ids, labels, groups) -> None:
-        rows = [(i, str(s), int(l), None if groups is None else str(groups[i]))
+    def write_samples(self, sample_ids, labels, groups, holdout=None) -> None:
+        """The cross-validation samples, then (flagged) the hold-out samples, numbered after them."""
+        rows = [(i, str(s), int(l), None if groups is None else str(groups[i]), 0)
                 for i, (s, l) in enumerate(zip(sample_ids, labels))]
+        if holdout is not None:
+            rows += [(len(rows) + i, str(s), int(l), None, 1)
+                     for i, (s, l) in enumerate(zip(holdout.sample_ids, holdout.labels))]
         with self.db:
             self.db.execute("DELETE FROM samples")
-            self.db.executemany("INSERT INTO samples VALUES (?, ?, ?, ?)", rows)
+            self.db.executemany("INSERT INTO samples VALUES (?, ?, ?, ?, ?)", rows)
 
     def write_model(self, name: str, role: str, origin: str, digest: str, hyperparams: dict) -> None:
         with self.db:
@@ -97,7 +102,7 @@ class Store:
         return [dict(name=n, role=r, origin=o, digest=d, hyperparams=json.loads(h)) for n, r, o, d, h in rows]
 
     def samples(self):
-        rows = self.db.execute("SELECT idx, sample_id, label, grp FROM samples ORDER BY idx").fetchall()
+        rows = self.db.execute("SELECT idx, sample_id, label, grp, holdout FROM samples ORDER BY idx").fetchall()
         return rows
 
     # -- jobs -----------------------------------------------------------------------------------
@@ -110,6 +115,9 @@ class Store:
         predictions = [(job.key, rule, int(i), json.dumps(p.tolist()))
                        for rule, probs in result.probs_by_rule.items()
                        for i, p in zip(result.test_indices, probs)]
+        if result.holdout_probs is not None:
+            predictions += [(job.key, "holdout", int(i), json.dumps(p.tolist()))
+                            for i, p in zip(result.holdout_indices, result.holdout_probs)]
         history = [(job.key, r["epoch"], *(r.get(c) for c in HISTORY_COLUMNS)) for r in result.history]
         with self.db:
             self.db.execute("DELETE FROM predictions WHERE job_key = ?", (job.key,))

@@ -110,13 +110,31 @@ def bootstrap_diff(y_true, score_a, score_b, metric: str = "auc", n_resamples: i
     """
     if metric not in BOOTSTRAP_METRICS:
         raise ValueError(f"metric must be one of {', '.join(BOOTSTRAP_METRICS)}, got {metric!r}")
-    if method not in ("bca", "percentile"):
-        raise ValueError(f"method must be 'bca' or 'percentile', got {method!r}")
     positive = _positive_mask(y_true)
     a, b = (np.atleast_2d(np.asarray(s, dtype=np.float64)) for s in (score_a, score_b))
     if a.shape != b.shape or a.shape[1] != len(positive):
         raise ValueError(f"scores of shape {a.shape} and {b.shape} do not match {len(positive)} labels")
-    statistic = _WeightedDifference(positive, a, b, metric, threshold)
+    sign = np.repeat([-1.0, 1.0], len(a)) / len(a)  # mean over repeats of variant minus baseline
+    statistic = _WeightedStatistic(positive, np.concatenate([a, b]), sign, metric, threshold)
+    return _bootstrap(statistic, positive, n_resamples, method, stratified, seed, confidence)
+
+
+def bootstrap_score(y_true, score, metric: str = "auc", n_resamples: int = 10000, method: str = "percentile",
+                    stratified: bool = True, seed: int = 0, confidence: float = 0.95,
+                    threshold: float = 0.5) -> BootstrapResult:
+    """Bootstrap CI of one model's metric over samples (e.g. on a fixed hold-out set); ``score``
+    is ``(n,)`` or ``(repeats, n)`` positive-class probabilities, the metric averaged over rows."""
+    if metric not in BOOTSTRAP_METRICS:
+        raise ValueError(f"metric must be one of {', '.join(BOOTSTRAP_METRICS)}, got {metric!r}")
+    positive = _positive_mask(y_true)
+    rows = np.atleast_2d(np.asarray(score, dtype=np.float64))
+    statistic = _WeightedStatistic(positive, rows, np.full(len(rows), 1 / len(rows)), metric, threshold)
+    return _bootstrap(statistic, positive, n_resamples, method, stratified, seed, confidence)
+
+
+def _bootstrap(statistic, positive, n_resamples, method, stratified, seed, confidence) -> BootstrapResult:
+    if method not in ("bca", "percentile"):
+        raise ValueError(f"method must be 'bca' or 'percentile', got {method!r}")
     weights = _resample_weights(positive, n_resamples, stratified, np.random.default_rng(seed))
     replicates = statistic(weights)
     estimate = float(statistic(np.ones((1, len(positive))))[0])
@@ -129,13 +147,14 @@ def bootstrap_diff(y_true, score_a, score_b, metric: str = "auc", n_resamples: i
                            confidence, method, n_resamples)
 
 
-class _WeightedDifference:
-    """metric(b) - metric(a), averaged over repeats, for a batch of sample-weight vectors."""
+class _WeightedStatistic:
+    """sign @ metric(rows): a weighted sum of per-row metrics (e.g. variant minus baseline,
+    averaged over repeats), for a batch of sample-weight vectors."""
 
-    def __init__(self, positive, a, b, metric, threshold):
+    def __init__(self, positive, rows, sign, metric, threshold):
         self.positive, self.metric = positive, metric
-        self.scores = np.concatenate([a, b])           # (2R, n): baseline rows, then variant rows
-        self.sign = np.repeat([-1.0, 1.0], len(a)) / len(a)
+        self.scores = rows
+        self.sign = sign
         if metric == "auc":
             x, y = self.scores[:, positive], self.scores[:, ~positive]
             order = np.argsort(y, axis=1, kind="stable")
