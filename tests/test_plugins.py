@@ -5,7 +5,6 @@ import cvkit
 from cvkit.errors import ConfigError, PluginError
 from cvkit.trainers import TrainConfig, TrainContext, load_plugin, resnet
 
-from conftest import BREASTMNIST  # noqa: F401  (keeps import order stable for pytest's rootdir)
 
 
 def _context(data, **config):

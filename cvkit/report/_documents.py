@@ -6,14 +6,14 @@ regenerates them from the store at any time without training.
 from __future__ import annotations
 
 import base64
-import math
 from pathlib import Path
 
 from .. import __version__
 from ..errors import CvkitError
 from ..stats import METRICS
 from ._figures import render_figures
-from ._terminal import LABELS, metric_intervals
+from ._format import LABELS, is_number, metric_label, number, pvalue, signed
+from ._terminal import metric_intervals
 
 FORMATS = ("html", "md", "latex")
 
@@ -74,7 +74,7 @@ def document_context(results, report) -> dict:
     aa = None if report.aa is None else dict(verdict=report.aa.verdict, paragraph=report.aa.paragraph)
     return dict(
         title=f"cvkit: {' vs '.join(results.variants) or results.baseline} on {data['name']}",
-        metric=_metric_label(report.metric), metric_key=report.metric, rope=report.rope,
+        metric=metric_label(report.metric), metric_key=report.metric, rope=report.rope,
         alpha=report.alpha, baseline=report.baseline, data=data, positive=results.positive_name,
         label_mapping=[(i, name, i == results.positive) for i, name in enumerate(results.class_names)],
         class_weights=weights, design=run["design"], config=run["config"], device=run["device"],
@@ -93,7 +93,7 @@ def render_html(context: dict, figures: dict) -> str:
 
     environment = jinja2.Environment(loader=jinja2.PackageLoader("cvkit.report", "templates"),
                                      autoescape=True, undefined=jinja2.StrictUndefined)
-    environment.filters.update(num=_num, signed=_signed, pval=_pval)
+    environment.filters.update(num=number, signed=signed, pval=pvalue)
     images = {name: (caption, base64.b64encode(png).decode("ascii")) for name, (caption, png) in figures.items()}
     return environment.get_template("report.html.j2").render(**context, figures=images)
 
@@ -127,16 +127,16 @@ def render_markdown(context: dict, figures: dict) -> str:
                   "| variant | Δ | 95% CI | p | p (Holm) | P(variant > baseline) | Bayes better / equiv. / worse | verdict |",
                   "|---|---:|---|---:|---:|---:|---|---|"]
         for c in context["comparisons"]:
-            lines.append(f"| {esc(c['variant'])} | {_signed(c['mean'])} | [{_signed(c['low'])}, {_signed(c['high'])}] | "
-                         f"{_pval(c['pvalue'])} | {_pval(c['pvalue_holm'])} | {_num(c['prob'], 2)} | "
-                         f"{_num(c['p_better'], 2)} / {_num(c['p_equivalent'], 2)} / {_num(c['p_worse'], 2)} | "
+            lines.append(f"| {esc(c['variant'])} | {signed(c['mean'])} | [{signed(c['low'])}, {signed(c['high'])}] | "
+                         f"{pvalue(c['pvalue'])} | {pvalue(c['pvalue_holm'])} | {number(c['prob'], 2)} | "
+                         f"{number(c['p_better'], 2)} / {number(c['p_equivalent'], 2)} / {number(c['p_worse'], 2)} | "
                          f"{c['verdict']} |")
     if context["holdout"]:
         lines += ["", f"## Hold-out set ({context['holdout'][0]['n']} samples, never in any fold)", "",
                   "| model | CV mean [95% CI] | hold-out [95% CI] | gap |", "|---|---:|---:|---:|"]
         for h in context["holdout"]:
             lines.append(f"| {esc(h['model'])} | {_interval_text((h['cv_mean'], h['cv_low'], h['cv_high']))} | "
-                         f"{_interval_text((h['score'], h['low'], h['high']))} | {_signed(h['gap'])} |")
+                         f"{_interval_text((h['score'], h['low'], h['high']))} | {signed(h['gap'])} |")
     if figures:
         lines += ["", "## Figures", ""]
         for name, (caption, _) in figures.items():
@@ -169,9 +169,9 @@ def render_latex(context: dict) -> str:
                   f"\\multicolumn{{{len(shown) + 1}}}{{l}}{{$\\Delta$ {esc(context['metric'])} vs "
                   f"{esc(context['baseline'])} (corrected resampled $t$-test, Holm-adjusted $p$)}} \\\\"]
         for c in context["comparisons"]:
-            lines.append(f"{esc(c['variant'])} & \\multicolumn{{{len(shown)}}}{{l}}{{${_signed(c['mean'])}$ "
-                         f"[${_signed(c['low'])}$, ${_signed(c['high'])}$], $p = {_pval(c['pvalue'])}$, "
-                         f"$p_\\mathrm{{Holm}} = {_pval(c['pvalue_holm'])}$, {esc(c['verdict'])}}} \\\\")
+            lines.append(f"{esc(c['variant'])} & \\multicolumn{{{len(shown)}}}{{l}}{{${signed(c['mean'])}$ "
+                         f"[${signed(c['low'])}$, ${signed(c['high'])}$], $p = {pvalue(c['pvalue'])}$, "
+                         f"$p_\\mathrm{{Holm}} = {pvalue(c['pvalue_holm'])}$, {esc(c['verdict'])}}} \\\\")
     design = context["design"]
     lines += [
         "\\bottomrule",
@@ -198,31 +198,9 @@ def _first_json_field(environments, field):
     return "unknown"
 
 
-def _metric_label(metric: str) -> str:
-    return "AUC" if metric == "auc" else LABELS.get(metric, metric)
-
-
-def _is_number(x) -> bool:
-    return x is not None and not (isinstance(x, float) and math.isnan(x))
-
-
-def _num(x, digits=3) -> str:
-    return f"{x:.{digits}f}" if _is_number(x) else "–"
-
-
-def _signed(x) -> str:
-    return f"{x:+.3f}" if _is_number(x) else "–"
-
-
-def _pval(p) -> str:
-    if not _is_number(p):
-        return "–"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
 def _interval_text(values) -> str:
     mean, low, high = values
-    return _num(mean) + ("" if not _is_number(low) else f" [{_num(low)}, {_num(high)}]")
+    return number(mean) + ("" if not is_number(low) else f" [{number(low)}, {number(high)}]")
 
 
 def _markdown_escape(text) -> str:

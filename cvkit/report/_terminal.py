@@ -11,9 +11,8 @@ from rich.text import Text
 
 from ..comparison import cv_interval
 from ..stats import METRICS
+from ._format import LABELS, metric_label, number, pvalue, signed
 
-LABELS = dict(auc="AUC", accuracy="accuracy", balanced_accuracy="balanced acc.", sensitivity="sensitivity",
-              specificity="specificity", f1="F1", brier="Brier")
 
 
 def render_summary(results, console: Console | None = None) -> None:
@@ -84,7 +83,7 @@ def metrics_table(results) -> Table:
         cells = []
         for model in results.model_names:
             mean, low, high = intervals[model][metric]
-            cells.append(_two_lines(_fmt(mean), "" if math.isnan(low) else f"[{_fmt(low)}, {_fmt(high)}]"))
+            cells.append(_two_lines(number(mean), "" if math.isnan(low) else f"[{number(low)}, {number(high)}]"))
         table.add_row(LABELS[metric], *cells)
     return table
 
@@ -97,36 +96,18 @@ def differences_table(results, variant: str) -> Group:
     for column in ("repeat", "fold", f"AUC {results.baseline}", f"AUC {variant}", "Δ AUC", "Δ Acc"):
         table.add_column(column, justify="right")
     for (_, a), (_, b) in zip(auc.iterrows(), acc.iterrows()):
-        table.add_row(str(int(a["repeat"])), str(int(a["fold"])), _fmt(a["baseline"]),
-                      _fmt(a["variant"]), _signed(a["difference"]), _signed(b["difference"]))
+        table.add_row(str(int(a["repeat"])), str(int(a["fold"])), number(a["baseline"]),
+                      number(a["variant"]), signed(a["difference"]), signed(b["difference"]))
     if len(auc):
         wins = int((auc["difference"] > 0).sum())
         table.add_section()
-        table.add_row("mean", "", _fmt(auc["baseline"].mean()), _fmt(auc["variant"].mean()),
-                      _signed(auc["difference"].mean()), _signed(acc["difference"].mean()))
+        table.add_row("mean", "", number(auc["baseline"].mean()), number(auc["variant"].mean()),
+                      signed(auc["difference"].mean()), signed(acc["difference"].mean()))
         note = Text(f"{variant} has the higher AUC in {wins} of {len(auc)} folds. Fold differences share "
                     "training data and are not independent: read no significance into them here.",
                     style="dim")
         return Group(table, note)
     return Group(table)
-
-
-def _fmt(x) -> str:
-    return "–" if x is None or math.isnan(x) else f"{x:.3f}"
-
-
-def _signed(x) -> str:
-    return "–" if x is None or math.isnan(x) else f"{x:+.3f}"
-
-
-def _mean_sd(mean, sd) -> Text:
-    """Mean above, ± sd below in dim: keeps five metrics within 80 columns."""
-    if mean is None or math.isnan(mean):
-        return Text("–")
-    text = Text(f"{mean:.3f}")
-    if sd is not None and not math.isnan(sd):
-        text.append(f"\n±{sd:.3f}", style="dim")
-    return text
 
 
 VERDICT_STYLE = dict(better="bold green", worse="bold red", equivalent="bold cyan", inconclusive="bold yellow")
@@ -148,7 +129,7 @@ def render_comparison(report, console: Console | None = None) -> None:
 
 
 def comparison_table(report) -> Table:
-    name = _metric_name(report.metric)
+    name = metric_label(report.metric)
     table = Table(title=f"Does the variant beat {report.baseline}? Δ{name} = variant - baseline over "
                         f"{report.n_folds} folds x {report.n_repeats} repeats, corrected for overlapping "
                         "training sets; Bayes: P(better/equivalent/worse), ROPE ±"
@@ -162,7 +143,7 @@ def comparison_table(report) -> Table:
         table.add_row(
             c.variant,
             _two_lines(f"{t.mean:+.3f}", f"[{_compact(t.low)},{_compact(t.high)}]"),
-            _two_lines(_p(t.pvalue), _p(c.pvalue_holm)),
+            _two_lines(pvalue(t.pvalue), pvalue(c.pvalue_holm)),
             _two_lines(f"{c.prob.statistic:.2f}", f"[{_short(c.prob.low)},{_short(c.prob.high)}]"),
             f"{_short(bayes.p_better)}/{_short(bayes.p_equivalent)}/{_short(bayes.p_worse)}",
             Text(c.verdict, style=VERDICT_STYLE[c.verdict]))
@@ -170,7 +151,7 @@ def comparison_table(report) -> Table:
 
 
 def sample_tests_table(report) -> Group:
-    name = _metric_name(report.metric)
+    name = metric_label(report.metric)
     table = Table(title="Sample-level tests on each repeat's out-of-fold predictions (first seed)",
                   title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("variant", overflow="fold")
@@ -180,7 +161,7 @@ def sample_tests_table(report) -> Group:
     for c in report.comparisons:
         for i, s in enumerate(c.sample_tests):
             table.add_row(c.variant if i == 0 else "", str(s.repeat), f"{s.mcnemar.b}/{s.mcnemar.c}",
-                          _p(s.mcnemar.pvalue), f"{s.delong.difference:+.3f}", _p(s.delong.pvalue))
+                          pvalue(s.mcnemar.pvalue), f"{s.delong.difference:+.3f}", pvalue(s.delong.pvalue))
         if c.bootstrap is not None:
             b = c.bootstrap
             lines.append(f"{c.variant}: paired stratified bootstrap over samples, Δ{name} {b.estimate:+.3f} "
@@ -192,7 +173,7 @@ def sample_tests_table(report) -> Group:
 
 
 def selection_table(report) -> Table:
-    name = _metric_name(report.metric)
+    name = metric_label(report.metric)
     table = Table(title=f"Checkpoint selection rule: mean {name} on the outer test folds, and Δ with p",
                   title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("rule")
@@ -201,29 +182,29 @@ def selection_table(report) -> Table:
     for variant in variants:
         table.add_column(variant, justify="right", no_wrap=True)
     for entry in report.selection:
-        cells = [_fmt(entry["means"].get(report.baseline))]
+        cells = [number(entry["means"].get(report.baseline))]
         for variant in variants:
             mean = entry["means"].get(variant)
             t = entry["comparisons"].get(variant)
-            text = Text(_fmt(mean))
+            text = Text(number(mean))
             if t:
-                text.append(f"  Δ{t['mean']:+.3f} p={_p(t['pvalue'])}", style="dim")
+                text.append(f"  Δ{t['mean']:+.3f} p={pvalue(t['pvalue'])}", style="dim")
             cells.append(text)
         table.add_row(entry["rule"], *cells)
     return table
 
 
 def holdout_table(report) -> Table:
-    name = _metric_name(report.metric)
+    name = metric_label(report.metric)
     n = report.holdout[0]["n"]
     table = Table(title=f"Hold-out set ({n} samples, never in any fold) beside the cross-validation estimate of {name}",
                   title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("model", "CV mean\n95% CI", "hold-out\n95% CI", "fold models\nmean ± sd", "gap"):
         table.add_column(column, justify="left" if column == "model" else "right", no_wrap=column != "model")
     for h in report.holdout:
-        table.add_row(h["model"], _two_lines(_fmt(h["cv_mean"]), f"[{_fmt(h['cv_low'])}, {_fmt(h['cv_high'])}]"),
-                      _two_lines(_fmt(h["score"]), f"[{_fmt(h['low'])}, {_fmt(h['high'])}]"),
-                      f"{_fmt(h['fold_model_mean'])} ± {_fmt(h['fold_model_sd'])}", _signed(h["gap"]))
+        table.add_row(h["model"], _two_lines(number(h["cv_mean"]), f"[{number(h['cv_low'])}, {number(h['cv_high'])}]"),
+                      _two_lines(number(h["score"]), f"[{number(h['low'])}, {number(h['high'])}]"),
+                      f"{number(h['fold_model_mean'])} ± {number(h['fold_model_sd'])}", signed(h["gap"]))
     return table
 
 
@@ -234,7 +215,7 @@ def verdict_panel(c) -> Panel:
 
 
 def checks_panel(report) -> Panel:
-    name = _metric_name(report.metric)
+    name = metric_label(report.metric)
     low, high = report.single_split
     lines = [f"Single-split illusion: one train/test split of {report.baseline} would have shown {name} "
              f"anywhere from {low:.3f} to {high:.3f}."]
@@ -246,7 +227,7 @@ def checks_panel(report) -> Panel:
     if report.aa is not None:
         aa = report.aa
         lines.append(f"A/A check ({report.baseline}, even vs odd seeds): {aa.verdict}; Δ{name} "
-                     f"{aa.ttest.mean:+.3f} [{aa.ttest.low:+.3f}, {aa.ttest.high:+.3f}], p = {_p(aa.ttest.pvalue)}. "
+                     f"{aa.ttest.mean:+.3f} [{aa.ttest.low:+.3f}, {aa.ttest.high:+.3f}], p = {pvalue(aa.ttest.pvalue)}. "
                      + ("As expected: the machinery sees no difference between a model and itself."
                         if aa.verdict in ("inconclusive", "equivalent") else
                         "A model differs from itself: something in this run is miscalibrated."))
@@ -260,7 +241,7 @@ def checks_panel(report) -> Panel:
         models, f = report.ranking
         ranks = ", ".join(f"{m} {r:.2f}" for m, r in sorted(zip(models, f.mean_ranks), key=lambda x: x[1]))
         lines.append(f"Ranking of all {len(models)} models over {f.n_blocks} repeats (Friedman): chi2 = "
-                     f"{f.statistic:.2f}, p = {_p(f.pvalue)}; mean ranks {ranks}; models whose ranks differ by "
+                     f"{f.statistic:.2f}, p = {pvalue(f.pvalue)}; mean ranks {ranks}; models whose ranks differ by "
                      f"less than the Nemenyi critical difference {f.critical_difference:.2f} are not distinguishable.")
     text = Text("\n".join(lines))
     for warning in report.warnings:
@@ -283,13 +264,3 @@ def _compact(x: float) -> str:
 def _short(p: float) -> str:
     """A probability in three characters: .36, 1.0, 0.0."""
     return "1.0" if p >= 0.995 else f"{p:.2f}".lstrip("0") if p >= 0.005 else "0.0"
-
-
-def _metric_name(metric: str) -> str:
-    return "AUC" if metric == "auc" else LABELS.get(metric, metric)
-
-
-def _p(p) -> str:
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return "–"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"

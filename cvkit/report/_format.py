@@ -1,0 +1,29 @@
+"""How numbers and metric names are written, the same in the terminal and in every document."""
+from __future__ import annotations
+
+import math
+
+LABELS = dict(auc="AUC", accuracy="accuracy", balanced_accuracy="balanced acc.", sensitivity="sensitivity",
+              specificity="specificity", f1="F1", brier="Brier")
+
+
+def is_number(x) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
+def number(x, digits: int = 3) -> str:
+    return f"{x:.{digits}f}" if is_number(x) else "–"
+
+
+def signed(x) -> str:
+    return f"{x:+.3f}" if is_number(x) else "–"
+
+
+def pvalue(p) -> str:
+    if not is_number(p):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def metric_label(metric: str) -> str:
+    return LABELS.get(metric, metric)
