@@ -39,6 +39,8 @@ class Results:
         self.is_holdout = np.array([bool(s[4]) for s in samples], dtype=bool)
         self._rows = rows
         self.counts = None  # set by evaluate: how many jobs were trained, resumed, reused
+        self._rule_frames: dict[str, pd.DataFrame] = {}
+        self._rule_metrics: dict[str, pd.DataFrame] = {}
 
     @property
     def baseline(self) -> str:
@@ -76,13 +78,18 @@ class Results:
 
     def rule_predictions(self, rule: str) -> pd.DataFrame:
         """Predictions under another checkpoint: a selection rule (``val_loss``, ``val_auc``,
-        ``val_acc``, ``last``) or one epoch (``epoch:3``)."""
-        with Store(self.run_dir) as store:
-            return self._frame(store.predictions(rule=rule))
+        ``val_acc``, ``last``), one epoch (``epoch:3``) or the hold-out set (``holdout``).
+        Read from the store once per rule; treat the frame as read-only."""
+        if rule not in self._rule_frames:
+            with Store(self.run_dir) as store:
+                self._rule_frames[rule] = self._frame(store.predictions(rule=rule))
+        return self._rule_frames[rule]
 
     def rule_metrics(self, rule: str) -> pd.DataFrame:
-        """Per-job metrics under another checkpoint, or on the hold-out set (``holdout``)."""
-        return self._metrics(self.rule_predictions(rule))
+        """Per-job metrics under ``rule`` (see :meth:`rule_predictions`), computed once per rule."""
+        if rule not in self._rule_metrics:
+            self._rule_metrics[rule] = self._metrics(self.rule_predictions(rule))
+        return self._rule_metrics[rule]
 
     def _frame(self, rows) -> pd.DataFrame:
         columns = ["model", "repeat", "fold", "seed_index", "seed", "rule", "sample_idx"]

@@ -13,6 +13,7 @@ values) declares a search space that ``--nested`` explores by inner cross-valida
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -96,8 +97,10 @@ def load_plugin(spec: str, hyperparams: dict | None = None) -> Plugin:
     return Plugin(path.stem, str(path), digest, factory, params, {k: list(v) for k, v in search.items()})
 
 
+@functools.cache
 def engine_digest() -> str:
-    """Hash of cvkit's own training code: a change to the recipe invalidates stored jobs."""
+    """Hash of cvkit's own training code: a change to the recipe invalidates stored jobs.
+    Computed once per process: the code does not change while it runs."""
     h = hashlib.sha256()
     for source in sorted(Path(__file__).parent.glob("*.py")):
         h.update(source.read_bytes())
