@@ -1,6 +1,7 @@
 """``cvkit.evaluate``: data -> split plan -> jobs -> store -> results, the whole pipeline in one call."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -13,11 +14,11 @@ from . import __version__
 from .data import Dataset, check_missing, load_data, with_extra
 from .errors import ConfigError
 from .results import Results
-from .runner import JobProgress, Store, make_jobs, run_job, run_jobs
+from .runner import JobProgress, JobRunner, Store, choose_concurrency, make_executor, make_jobs, run_jobs
 from .splits import make_plan
 from .trainers import SELECTION_RULES, TrainConfig, TrainContext, load_plugin
-from .trainers._models import is_backbone
-from .trainers._context import AUGMENTATIONS, CLASS_WEIGHTS
+from .trainers._models import classifier, is_backbone
+from .trainers._context import AUGMENTATIONS, CLASS_WEIGHTS, PRECISIONS
 from .trainers._features import IMPUTATIONS
 
 
@@ -28,7 +29,8 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
              weights: str | None = None, val_fraction: float = 0.1, positive: str | None = None,
              device: str = "auto", out=None, reports_dir="reports", cv=None, extra: str | None = None,
              impute: str = "none", nested: bool = False, inner_folds: int = 3, holdout: str | None = None,
-             hyperparams: dict | None = None, data_options: dict | None = None,
+             hyperparams: dict | None = None, data_options: dict | None = None, jobs: int | str = "auto",
+             threads_per_job: int | None = None, precision: str = "auto",
              progress: JobProgress | bool = False, command: str | None = None) -> Results:
     """Train the baseline and every variant on the same splits with the same seeds.
 
@@ -36,11 +38,15 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
     spec for :func:`~cvkit.data.load_data`. ``cv`` may be any scikit-learn splitter (it replaces
     ``folds``/``repeats``). ``hyperparams`` maps a model name to its hyper-parameter overrides.
     Finished jobs already in ``out`` are not trained again; identical jobs in sibling run folders
-    under the same reports folder are reused. Returns the run's :class:`~cvkit.results.Results`.
+    under the same reports folder are reused. ``jobs`` trainings run side by side (``"auto"``: as
+    many as the cores or the GPU and the memory allow); on a CPU each uses ``threads_per_job``
+    threads (default 1), which, unlike ``jobs``, can change the predictions' last bits. Returns the
+    run's :class:`~cvkit.results.Results`.
     """
     variants = [variants] if isinstance(variants, (str, os.PathLike)) else list(variants)
     _check_options(select=select, class_weight=class_weight, augment=augment, seeds=seeds,
-                   seed=seed, epochs=epochs, batch_size=batch_size)
+                   seed=seed, epochs=epochs, batch_size=batch_size, jobs=jobs, threads_per_job=threads_per_job,
+                   precision=precision)
     if isinstance(data, Dataset):
         dataset = data.with_positive(positive) if positive else data
     else:
@@ -82,7 +88,8 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          select=select, class_weight=class_weight, augment=augment, device=device,
                          backbone=baseline if is_backbone(baseline) else "resnet18", stem=stem,
-                         weights=weights, weights_digest=_file_digest(weights), impute=impute)
+                         weights=weights, weights_digest=_file_digest(weights), impute=impute,
+                         precision=precision)
     plan = make_plan(dataset.labels, folds, repeats, seed=seed, val_fraction=val_fraction,
                      groups=dataset.groups, cv=cv, class_names=dataset.class_names)
     design = dict(folds=plan.n_splits, repeats=plan.n_repeats, seeds=seeds, seed=seed,
@@ -93,7 +100,6 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
                     models={n: [r, p.digest, p.hyperparams] for n, (r, p) in models.items()})
     run_dir = Path(out) if out else _default_run_dir(reports_dir, dataset, models, identity)
 
-    _set_threads()
     with Store(run_dir, create=True) as store:
         previous = store.get_meta("identity")
         if previous is not None and previous != json.loads(json.dumps(identity)):
@@ -103,23 +109,21 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
             _describe_run(store, dataset, holdout_data, plan, models, config, design, identity, resolved_device,
                           command)
 
-        jobs = make_jobs({n: p for n, (_, p) in models.items()}, plan, n_seeds=seeds, master_seed=seed,
+        job_list = make_jobs({n: p for n, (_, p) in models.items()}, plan, n_seeds=seeds, master_seed=seed,
                          config=config, data_fingerprint=content, device=resolved_device)
         context = TrainContext(config=config, n_classes=dataset.n_classes,
                                in_channels=dataset.images.shape[1],
                                image_size=tuple(dataset.images.shape[2:]),
                                class_names=dataset.class_names, positive=dataset.positive,
                                extra_names=dataset.extra_names, seed=seed, device=resolved_device)
+        work = JobRunner(dataset, plan, context, holdout_data)
+        concurrency = _concurrency(jobs, threads_per_job, config, dataset, resolved_device)
         display = JobProgress(epochs=epochs) if progress is True else progress or None
-        if display is not None:
-            context.on_epoch = display.epoch_done
-            with display:
-                counts = run_jobs(jobs, store, lambda job: run_job(job, dataset, plan, context, holdout_data),
-                                  progress=display)
-        else:
-            counts = run_jobs(jobs, store, lambda job: run_job(job, dataset, plan, context, holdout_data))
+        with display or contextlib.nullcontext():
+            counts = run_jobs(job_list, store, work, executor=make_executor(concurrency), progress=display)
     results = Results(run_dir)
     results.counts = counts
+    results.concurrency = concurrency
     return results
 
 
@@ -176,20 +180,29 @@ def _resolve_device(device: str) -> str:
     return device
 
 
-def _set_threads():
-    """One intra-op thread per core this process may use (respects CPU affinity and cgroups)."""
-    import torch
+def _concurrency(jobs, threads_per_job, config, dataset, device):
+    """How many jobs train side by side, estimated from the run's backbone, images and device."""
+    if jobs == "auto":
+        model = classifier(config.backbone, in_channels=dataset.images.shape[1], n_classes=dataset.n_classes,
+                           stem=config.stem)
+        n_parameters = sum(p.numel() for p in model.parameters())
+    else:
+        n_parameters = 0
+    return choose_concurrency(device=device, jobs=jobs, threads_per_job=threads_per_job,
+                              n_parameters=n_parameters, sample_bytes=4 * int(np.prod(dataset.images.shape[1:])),
+                              n_samples=len(dataset), batch_size=config.batch_size)
 
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
 
-
-def _check_options(*, select, class_weight, augment, seeds, seed, epochs, batch_size):
+def _check_options(*, select, class_weight, augment, seeds, seed, epochs, batch_size, jobs, threads_per_job,
+                   precision):
     choices = dict(select=(select, SELECTION_RULES), class_weight=(class_weight, CLASS_WEIGHTS),
-                   augment=(augment, AUGMENTATIONS))
+                   augment=(augment, AUGMENTATIONS), precision=(precision, PRECISIONS))
     for option, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"--{option.replace('_', '-')} {value!r}: choose one of {', '.join(allowed)}")
+    if jobs != "auto" and not (isinstance(jobs, int) and jobs >= 1):
+        raise ConfigError(f"--jobs must be auto or a number of at least 1, got {jobs!r}")
     for option, value, low in (("seeds", seeds, 1), ("seed", seed, 0), ("epochs", epochs, 1),
-                               ("batch-size", batch_size, 2)):
+                               ("batch-size", batch_size, 2), ("threads-per-job", threads_per_job or 1, 1)):
         if value < low:
             raise ConfigError(f"--{option} must be at least {low}, got {value}")

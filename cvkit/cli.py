@@ -14,7 +14,7 @@ from . import __version__
 from .errors import CvkitError
 from .stats import VERDICT_METRICS
 from .trainers import SELECTION_RULES
-from .trainers._context import AUGMENTATIONS, CLASS_WEIGHTS
+from .trainers._context import AUGMENTATIONS, CLASS_WEIGHTS, PRECISIONS
 from .trainers._features import IMPUTATIONS
 from .trainers._models import STEMS
 
@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--demo-extra-signal", type=float, default=None, metavar="S",
                     help="demo data only: how informative its extra features are (0 = pure noise, default 1)")
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    ev.add_argument("--jobs", default="auto", type=_jobs,
+                    help="trainings run side by side (default auto: from the cores or GPU, model and memory)")
+    ev.add_argument("--threads-per-job", type=int, default=None, metavar="N",
+                    help="CPU threads of each training (default 1; changes the predictions' last bits)")
+    ev.add_argument("--precision", default="auto", choices=PRECISIONS,
+                    help="auto: bf16 autocast on a GPU that supports it, fp32 on CPU")
     ev.add_argument("--out", default=None, help="run folder (default: reports/<models>-<data>-<hash>)")
     ev.add_argument("--reports-dir", default="reports", help="where default run folders go")
     ev.add_argument("--json", default=None, metavar="PATH", help="also write a machine-readable summary")
@@ -94,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--predictions", metavar="FILE.csv", help="out-of-fold predictions, one row per sample and job")
     ex.add_argument("--json", metavar="PATH", help="per-fold metrics and summary as JSON")
     return parser
+
+
+def _jobs(text: str):
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number, got {text!r}") from None
 
 
 def _comparison_options(parser) -> None:
@@ -146,7 +161,8 @@ def _evaluate(args, console, errors) -> int:
         augment=args.augment, stem=args.stem, weights=args.weights, val_fraction=args.val_fraction,
         device=args.device, out=args.out, reports_dir=args.reports_dir, extra=args.extra, impute=args.impute,
         nested=args.nested, inner_folds=args.inner_folds, holdout=args.holdout,
-        hyperparams=_parse_params(args.param), progress=JobProgress(errors, epochs=args.epochs),
+        hyperparams=_parse_params(args.param), jobs=args.jobs, threads_per_job=args.threads_per_job,
+        precision=args.precision, progress=JobProgress(errors, epochs=args.epochs),
         command=args.command_line,
     )
     report = compare(results, metric=args.metric, rope=args.rope, alpha=args.alpha)
@@ -154,8 +170,8 @@ def _evaluate(args, console, errors) -> int:
     render_comparison(report, console)
     counts = results.counts
     console.print(f"{counts.trained} jobs trained, {counts.resumed} resumed from this run, "
-                  f"{counts.reused} reused from other runs in {time.perf_counter() - started:.1f} s; "
-                  f"results in {results.run_dir}", highlight=False)
+                  f"{counts.reused} reused from other runs in {time.perf_counter() - started:.1f} s "
+                  f"({results.concurrency.reason}); results in {results.run_dir}", highlight=False)
     if args.json:
         write_json(results, args.json, report)
     formats = [] if args.report == "none" else [f.strip() for f in args.report.split(",") if f.strip()]

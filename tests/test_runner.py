@@ -75,12 +75,12 @@ def test_interrupted_run_keeps_finished_jobs(tiny, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(job, *args)
 
-    monkeypatch.setattr("cvkit.api.run_job", flaky)
-    with pytest.raises(KeyboardInterrupt):
-        cvkit.evaluate([], data=tiny, out=tmp_path / "run", **FAST)
+    monkeypatch.setattr(jobs_module, "run_job", flaky)
+    with pytest.raises(KeyboardInterrupt):  # in process (jobs=1), where the patch applies
+        cvkit.evaluate([], data=tiny, out=tmp_path / "run", jobs=1, **FAST)
     with Store(tmp_path / "run") as store:
         assert len(store.done_keys()) == 3
-    monkeypatch.setattr("cvkit.api.run_job", real)
+    monkeypatch.setattr(jobs_module, "run_job", real)
     resumed = cvkit.evaluate([], data=tiny, out=tmp_path / "run", **FAST)
     assert (resumed.counts.resumed, resumed.counts.trained) == (3, 3)
 

@@ -1,17 +1,198 @@
-"""Executors run jobs and hand back their outcomes; only the runner writes the store."""
+"""Executors run jobs and hand back their outcomes; only the runner writes the store.
+
+Every executor has ``map(work, jobs, *, on_start=None, on_epoch=None)``, which yields
+``(job, result, error)`` per job as jobs finish (exactly one of result and error is None).
+``work`` is a picklable callable ``work(job, on_epoch)``.
+
+On a CPU each job trains with a fixed number of intra-op threads (one, unless
+``--threads-per-job`` says otherwise) and the cores are filled with jobs running side by side:
+a job's predictions depend on its thread count, never on how many jobs run at once or where, so
+every executor gives the same predictions. Small convolutional models keep two threads poorly
+busy (a ResNet-18 step at 28 pixels is a chain of small kernels), so one job per core trains
+about 1.4 times as many images per second as one job on two cores (``benchmarks/train_step.py``).
+"""
 from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import signal
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+
+# Resident memory of one CPU worker beyond its data and model: the torch runtime and allocator
+# slack, measured for a ResNet-18 job at 28 pixels (about 450 MiB).
+WORKER_BASE_BYTES = 600 * 2**20
+
+
+def available_cores() -> int:
+    """Cores this process may use (respects CPU affinity and cgroup cpusets)."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new processes (MemAvailable), or 4 GiB when unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 * 2**30
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    """How many jobs train at once and with how many threads each, and why."""
+
+    workers: int
+    threads: int
+    reason: str
+
+
+def choose_concurrency(*, device: str, jobs: int | str = "auto", threads_per_job: int | None = None,
+                       n_parameters: int, sample_bytes: int, n_samples: int, batch_size: int) -> Concurrency:
+    """The number of side-by-side jobs: ``jobs`` when given, else as many as the cores (CPU) or
+    the GPU (several small jobs keep one GPU busy; one large one already does) allow, within the
+    available memory. Each job's memory is estimated from its model (weights, gradients and Adam
+    state: 16 bytes per parameter), its data (float32 copies of the images) and its batch's
+    activations (about 200 floats per input value for a ResNet)."""
+    threads = threads_per_job or 1
+    cores = available_cores()
+    per_job = (WORKER_BASE_BYTES + 16 * n_parameters + 2 * n_samples * sample_bytes
+               + 200 * batch_size * sample_bytes)
+    if jobs != "auto":
+        return Concurrency(int(jobs), threads, f"{jobs} at a time, {threads} thread{'s' * (threads > 1)} each")
+    by_memory = max(1, int(0.8 * available_memory() // per_job))
+    if device.startswith("cuda"):
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        gpu_per_job = 16 * n_parameters + 4 * n_samples * sample_bytes + 200 * batch_size * sample_bytes
+        # Launch-bound small jobs: concurrency pays up to a handful of processes per GPU.
+        small = sample_bytes <= 64 * 64 * 3 * 4
+        wanted = min(8 if small else 2, max(1, int(0.8 * free // max(gpu_per_job, 1))))
+        workers = max(1, min(wanted, cores, by_memory))
+        return Concurrency(workers, threads, f"{workers} at a time on the GPU")
+    workers = max(1, min(cores // threads, by_memory))
+    limit = "memory" if by_memory < cores // threads else "cores"
+    return Concurrency(workers, threads, f"{workers} at a time, {threads} thread{'s' * (threads > 1)} each, "
+                                         f"limited by {limit}")
+
+
+def make_executor(concurrency: Concurrency):
+    if concurrency.workers <= 1:
+        return LocalExecutor(concurrency.threads)
+    return ProcessExecutor(concurrency.workers, concurrency.threads)
 
 
 class LocalExecutor:
-    """Runs jobs one after another in this process (torch uses every core for each job).
+    """Runs jobs one after another in this process."""
 
-    ``map`` yields ``(job, result, error)`` per job: exactly one of result and error is None."""
+    def __init__(self, threads: int = 1):
+        self.threads = threads
 
-    def map(self, work, jobs, *, on_start=None):
+    def map(self, work, jobs, *, on_start=None, on_epoch=None):
+        _prepare_process(self.threads)
         for job in jobs:
             if on_start:
                 on_start(job)
             try:
-                yield job, work(job), None
+                yield job, work(job, on_epoch), None
             except Exception as exc:  # handed to the runner, which records and decides
                 yield job, None, exc
+
+
+class ProcessExecutor:
+    """Runs jobs in ``workers`` worker processes, each job with ``threads`` threads.
+
+    ``work`` is pickled once per worker, not per job; epochs finished in the workers reach
+    ``on_epoch`` through a queue. Ctrl-C stops scheduling, stops the jobs in flight and returns
+    what has finished."""
+
+    def __init__(self, workers: int, threads: int = 1):
+        self.workers, self.threads = workers, threads
+
+    def map(self, work, jobs, *, on_start=None, on_epoch=None):
+        jobs = list(jobs)
+        if not jobs:
+            return
+        # Fork is unsafe once torch's threads exist; a fork server (with torch imported once)
+        # starts clean workers in a fraction of a second instead of spawn's full imports.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["torch", "cvkit.runner", "cvkit.trainers"])
+        epochs = context.SimpleQueue() if on_epoch else None
+        pool = ProcessPoolExecutor(min(self.workers, len(jobs)), mp_context=context, initializer=_init_worker,
+                                   initargs=(work, self.threads, epochs))
+        waiting = iter(jobs)
+        running = {}
+        by_key = {job.key: job for job in jobs}
+
+        def submit():
+            job = next(waiting, None)
+            if job is not None:
+                running[pool.submit(_run_in_worker, job)] = job
+                if on_start:
+                    on_start(job)
+
+        try:
+            for _ in range(min(self.workers, len(jobs))):
+                submit()
+            while running:
+                finished, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+                _drain(epochs, on_epoch, by_key)
+                for future in finished:
+                    job = running.pop(future)
+                    submit()
+                    error = future.exception()
+                    yield job, (None if error else future.result()), error
+            _drain(epochs, on_epoch, by_key)
+        finally:
+            for future in running:
+                future.cancel()
+            if running:  # interrupted: end the jobs in flight now rather than after their last epoch
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    process.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _drain(epochs, on_epoch, by_key):
+    """Hand the epochs the workers reported to ``on_epoch``."""
+    if epochs is None:
+        return
+    while not epochs.empty():
+        key, record = epochs.get()
+        on_epoch(by_key[key], record)
+
+
+_WORKER = {}
+
+
+def _init_worker(work, threads, epochs):
+    # The parent handles Ctrl-C and ends the workers; a worker must not die mid-write on its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _prepare_process(threads)
+    _WORKER.update(work=work, epochs=epochs)
+
+
+def _run_in_worker(job):
+    epochs = _WORKER["epochs"]
+    # Only the key travels back: unpickling a job in the parent would load its plugin again.
+    report = None if epochs is None else (lambda job, record: epochs.put((job.key, record)))
+    return _WORKER["work"](job, report)
+
+
+def _prepare_process(threads: int) -> None:
+    """Fix this process's thread count (predictions depend on it) and keep freed tensor memory
+    in the heap: glibc returns every large block to the kernel by default, so each training
+    step would page-fault its activations and gradients in afresh (about 10% of a small step)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 * 2**20)  # M_MMAP_THRESHOLD: blocks under 32 MiB come from the heap
+        libc.mallopt(-1, 256 * 2**20)  # M_TRIM_THRESHOLD: keep up to 256 MiB of free heap
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass

@@ -65,6 +65,23 @@ def make_jobs(models: dict[str, Plugin], plan, *, n_seeds: int, master_seed: int
     return jobs
 
 
+@dataclass
+class JobRunner:
+    """Runs any job of one run: everything a job needs besides itself, pickled once per worker
+    process. ``on_epoch(job, record)`` (set by the executor) hears every finished epoch."""
+
+    dataset: object
+    plan: object
+    context: TrainContext
+    holdout: object = None
+
+    def __call__(self, job: Job, on_epoch=None) -> JobResult:
+        context = self.context
+        if on_epoch is not None:
+            context = replace(context, on_epoch=lambda record, predict: on_epoch(job, record))
+        return run_job(job, self.dataset, self.plan, context, self.holdout)
+
+
 def run_job(job: Job, dataset, plan, context: TrainContext, holdout=None) -> JobResult:
     """Train and predict one job (its test fold and, when given, the ``holdout`` set, whose
     samples are numbered after the data set's). Anything the plugin does wrong becomes a

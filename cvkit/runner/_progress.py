@@ -1,4 +1,4 @@
-"""Live progress of a run: finished jobs and the epochs of the job in training."""
+"""Live progress of a run: finished jobs and the epochs trained so far, whichever executor runs them."""
 from __future__ import annotations
 
 from rich.console import Console
@@ -6,7 +6,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 class JobProgress:
-    """A rich display with one bar for jobs and one for the current job's epochs.
+    """A rich display with one bar for jobs and one for the epochs of the jobs still to train.
 
     Renders nothing when the console is not a terminal, so piped output stays clean."""
 
@@ -17,6 +17,7 @@ class JobProgress:
                                  disable=not self.console.is_terminal)
         self.epochs = epochs
         self.jobs_task = self.epoch_task = None
+        self.running = {}
 
     def __enter__(self):
         self.progress.__enter__()
@@ -27,14 +28,22 @@ class JobProgress:
 
     def start(self, total: int, done: int) -> None:
         self.jobs_task = self.progress.add_task("jobs", total=total, completed=done)
-        self.epoch_task = self.progress.add_task("epochs", total=self.epochs or None)
+        self.epoch_task = self.progress.add_task("epochs", total=(total - done) * self.epochs or None)
 
     def job_started(self, job) -> None:
-        label = f"{job.model} r{job.repeat} f{job.fold}" + (f" s{job.seed_index}" if job.seed_index else "")
-        self.progress.reset(self.epoch_task, total=self.epochs or None, description=label)
+        self.running[job.key] = f"{job.model} r{job.repeat} f{job.fold}" + (
+            f" s{job.seed_index}" if job.seed_index else "")
+        self._describe()
 
-    def epoch_done(self, record: dict, predict=None) -> None:
+    def epoch_done(self, job, record: dict) -> None:
         self.progress.advance(self.epoch_task)
 
     def job_done(self, job) -> None:
+        self.running.pop(job.key, None)
         self.progress.advance(self.jobs_task)
+        self._describe()
+
+    def _describe(self) -> None:
+        labels = list(self.running.values())
+        text = ", ".join(labels[:2]) + (f" +{len(labels) - 2}" if len(labels) > 2 else "")
+        self.progress.update(self.epoch_task, description=text or "epochs")

@@ -20,7 +20,7 @@ def run_jobs(jobs, store, work, *, executor=None, progress=None) -> RunCounts:
 
     A job already done in this store is skipped (resume); one whose content key is done in
     another run of the same reports folder is copied from there (e.g. an unchanged baseline);
-    the rest go to ``executor`` and each result is committed as soon as it arrives, so an
+    the rest go to ``executor`` (``work(job, on_epoch)`` trains one) and each result is committed as soon as it arrives, so an
     interrupted run loses at most the jobs in flight. A plugin failure is recorded in the store
     and stops the run.
     """
@@ -48,7 +48,8 @@ def run_jobs(jobs, store, work, *, executor=None, progress=None) -> RunCounts:
     executor = executor or LocalExecutor()
     if progress:
         progress.start(len(jobs), len(jobs) - len(pending))
-    outcomes = executor.map(work, pending, on_start=progress.job_started if progress else None)
+    outcomes = executor.map(work, pending, on_start=progress.job_started if progress else None,
+                            on_epoch=progress.epoch_done if progress else None)
     for job, result, error in outcomes:
         if error is not None:
             store.write_failure(job, describe_failure(error))

@@ -7,6 +7,7 @@ from typing import Callable
 SELECTION_RULES = ("val_auc", "val_loss", "val_acc", "last")
 CLASS_WEIGHTS = ("balanced", "none")
 AUGMENTATIONS = ("flip", "none")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class TrainConfig:
     weights: str | None = None
     weights_digest: str | None = None  # content hash of a local --weights checkpoint: part of every job key
     impute: str = "none"
+    precision: str = "auto"  # bf16 autocast on a GPU that supports it ("auto", "bf16") or "fp32"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -47,8 +49,16 @@ class TrainContext:
     hyperparams: dict = field(default_factory=dict)
     # Called after every epoch with the epoch's record and a function that predicts with the
     # model as it is now; the runner uses it to record outer-test curves the trainer never sees.
-    on_epoch: Callable[[dict, Callable], None] = field(default=lambda record, predict: None, repr=False)
+    on_epoch: Callable[[dict, Callable], None] = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.on_epoch is None:
+            self.on_epoch = _ignore_epoch
 
     @property
     def n_extra(self) -> int:
         return len(self.extra_names)
+
+
+def _ignore_epoch(record, predict):
+    """The default epoch listener (a module-level function, so contexts pickle to worker processes)."""

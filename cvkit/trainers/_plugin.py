@@ -42,6 +42,13 @@ class Plugin:
     factory: Callable = field(repr=False)
     hyperparams: dict = field(default_factory=dict)
     search: dict = field(default_factory=dict)
+    spec: str | None = None  # how it was loaded, so that a worker process can load it again
+    nested_args: tuple | None = None
+
+    def __reduce__(self):
+        # The factory closes over the imported module: workers re-load the file instead, and
+        # refuse it if it changed since the run started.
+        return _reload, (self.spec or self.name, self.hyperparams, self.nested_args, self.digest)
 
     @property
     def origin(self) -> str:
@@ -56,7 +63,7 @@ class Plugin:
 
         identity = json.dumps([self.digest, self.search, inner_folds, val_fraction], sort_keys=True)
         return replace(self, digest=hashlib.sha256(identity.encode()).hexdigest(),
-                       factory=lambda context: NestedSearchTrainer(self.factory, self.search, inner_folds,
+                       nested_args=(inner_folds, val_fraction), factory=lambda context: NestedSearchTrainer(self.factory, self.search, inner_folds,
                                                                    val_fraction))
 
 
@@ -94,7 +101,18 @@ def load_plugin(spec: str, hyperparams: dict | None = None) -> Plugin:
     else:
         factory = hook
     digest = hashlib.sha256(source + engine_digest().encode()).hexdigest()
-    return Plugin(path.stem, str(path), digest, factory, params, {k: list(v) for k, v in search.items()})
+    return Plugin(path.stem, str(path), digest, factory, params, {k: list(v) for k, v in search.items()},
+                  spec=spec)
+
+
+def _reload(spec: str, hyperparams: dict, nested_args: tuple | None, digest: str) -> Plugin:
+    plugin = load_plugin(spec, hyperparams)
+    if nested_args is not None:
+        plugin = plugin.nested(*nested_args)
+    if plugin.digest != digest:
+        raise PluginError(f"{plugin.origin} changed while the run was going; rerun the command to "
+                          "train with the new version")
+    return plugin
 
 
 @functools.cache

@@ -1,10 +1,15 @@
 """cvkit's torch trainer: the training recipe every ``build_model`` plugin and the baseline share.
 
-The whole fold lives in memory as tensors; batches are index slices and augmentation is applied
-to the batch tensor, so no per-sample Python runs in the training loop.
+The whole fold lives in memory as tensors (on the GPU, copied there once per job); batches are
+index slices and augmentation is applied to the batch tensor, so no per-sample Python runs in the
+training loop. Adam is the fused single-kernel implementation (the same update rule as the
+hand-written loop's default Adam, a third less time per step on CPU), convolutions with a 1x1
+output use an exact shortcut (``_kernels``), and on a GPU the model runs channels-last with bf16
+autocast when ``precision`` allows it.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 
@@ -15,6 +20,7 @@ from torch import nn
 
 from ._context import SELECTION_RULES, TrainContext
 from ._features import fit_extra_transform
+from ._kernels import use_exact_shortcuts
 
 PREDICT_BATCH = 512
 
@@ -38,7 +44,10 @@ class TorchTrainer:
         model = self.build_model(context)
         if not isinstance(model, nn.Module):
             raise TypeError(f"build_model must return a torch.nn.Module, got {type(model).__name__}")
-        model = model.to(device)
+        self.autocast_ = _autocast(device, config.precision)
+        model = use_exact_shortcuts(model).to(device)
+        if device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
         self.takes_extra_ = len(inspect.signature(model.forward).parameters) >= 2
         self.extra_transform_ = fit_extra_transform(train.extra, config.impute)
         self.device_ = device
@@ -53,7 +62,9 @@ class TorchTrainer:
                                   dtype=torch.float32, device=device)
         self.class_weight_ = None if weight is None else weight.tolist()
         loss_fn = nn.CrossEntropyLoss(weight=weight)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        params = [p for p in model.parameters() if p.requires_grad]
+        fused = all(p.dtype in (torch.float32, torch.float64) and p.device.type in ("cpu", "cuda") for p in params)
+        optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
 
         self.history_ = []
         best = {rule: (-math.inf, -1, None) for rule in SELECTION_RULES}
@@ -124,14 +135,19 @@ class TorchTrainer:
         return torch.softmax(self._logits(model, x, e), dim=1).cpu().numpy().astype(np.float64)
 
     def _tensors(self, data):
-        x = torch.as_tensor(data.images, device=self.device_).float().div_(127.5).sub_(1.0)
+        x = torch.as_tensor(data.images)
+        if self.device_.type == "cuda":  # one pinned, asynchronous copy of the whole part per job
+            x = x.pin_memory().to(self.device_, non_blocking=True).to(memory_format=torch.channels_last)
+        x = x.float().div_(127.5).sub_(1.0)
         if data.extra is None:
             return x, None
         e = self.extra_transform_.transform(data.extra)
         return x, torch.as_tensor(e, dtype=torch.float32, device=self.device_)
 
     def _forward(self, model, x, extra):
-        return model(x, extra) if self.takes_extra_ else model(x)
+        with self.autocast_:
+            logits = model(x, extra) if self.takes_extra_ else model(x)
+        return logits.float()
 
     @torch.no_grad()
     def _logits(self, model, x, extra):
@@ -140,6 +156,16 @@ class TorchTrainer:
                                None if extra is None else extra[i:i + PREDICT_BATCH])
                  for i in range(0, len(x), PREDICT_BATCH)]
         return torch.cat(parts).float()
+
+
+def _autocast(device, precision):
+    """bf16 autocast on a GPU that supports it (``precision`` ``auto`` or ``bf16``), else nothing:
+    on CPU bf16 is slower and changes results for no gain."""
+    if precision == "fp32" or device.type != "cuda":
+        return contextlib.nullcontext()
+    if precision == "auto" and not torch.cuda.is_bf16_supported():
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16)
 
 
 def _batches(order, batch_size):
