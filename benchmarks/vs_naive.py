@@ -1,33 +1,26 @@
 """cvkit against the hand-written anchor (../shared/bench/naive_cv.py), in alternating pairs.
 
-Both train the same model (ResNet-18 with a 1-channel stem, Adam, the same epochs, batch size,
-flip augmentation, checkpoint by validation AUC, no class weights) on the same outer and inner
-splits. Prints per pair the wall-time ratio anchor/cvkit, its median, each side's mean AUC and
-cvkit's peak resident memory.
+One comparison: the baseline (ResNet-18 with a 1-channel stem) and one variant (the attention fc
+head), 5 folds x 3 repeats. The anchor trains them in two runs of its loop; cvkit in one
+``cvkit evaluate plugins/fc_attention.py``. Both use the same models, Adam, epochs, batch size,
+flip augmentation, checkpoint by validation AUC, no class weights, and the same outer and inner
+splits. Per pair: the wall-time ratio anchor/cvkit, its median over pairs, each side's mean AUC
+per model, and cvkit's peak memory (all its processes; PSS).
 
-    python benchmarks/vs_naive.py [--pairs 3] [--folds 5 --repeats 3 --epochs 5] [--data PATH]
+    python benchmarks/vs_naive.py [--pairs 3] [--folds 5 --repeats 3 --epochs 5] [--data PATH] [--device cpu]
 """
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _measure import run_measured
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-
-
-def timed(command, cwd):
-    """Wall seconds and peak resident memory (MiB) of one command, measured by GNU time."""
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as stats:
-        started = time.perf_counter()
-        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", stats.name, *command], cwd=cwd, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wall = time.perf_counter() - started
-        return wall, int(stats.read().split()[-1]) / 1024
+MODELS = ("resnet18", "fc_attention")
 
 
 def main():
@@ -37,25 +30,34 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--image-size", type=int, default=28)
     parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cvkit-args", default="", help="extra cvkit evaluate options, e.g. '--jobs 4'")
     args = parser.parse_args()
     common = ["--folds", str(args.folds), "--repeats", str(args.repeats), "--epochs", str(args.epochs),
-              "--batch-size", str(args.batch_size), "--data", args.data]
+              "--batch-size", str(args.batch_size), "--data", args.data, "--device", args.device]
+    resize = ["--image-size", str(args.image_size)] if args.image_size != 28 else []
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
         for pair in range(args.pairs):
-            anchor_json, cvkit_json = Path(tmp, f"anchor{pair}.json"), Path(tmp, f"cvkit{pair}.json")
-            anchor_wall, _ = timed([sys.executable, str(SHARED / "bench" / "naive_cv.py"), "--model", "resnet18",
-                                    *common, "--device", "cpu", "--out", str(anchor_json)], cwd=tmp)
-            cvkit_wall, cvkit_mib = timed([sys.executable, "-m", "cvkit.cli", "evaluate", "--baseline", "resnet18",
-                                           *common, "--device", "cpu", "--class-weight", "none", "--select",
-                                           "val_auc", "--report", "none", "--out", str(Path(tmp, f"run{pair}")),
-                                           "--json", str(cvkit_json)], cwd=ROOT)
-            anchor_auc = json.loads(anchor_json.read_text())["auc_mean"]
-            cvkit_auc = json.loads(cvkit_json.read_text())["models"]["resnet18"]["mean"]["auc"]
+            anchor_wall, anchor_auc = 0.0, {}
+            for model in MODELS:
+                out = Path(tmp, f"anchor-{model}-{pair}.json")
+                wall, _ = run_measured([sys.executable, str(SHARED / "bench" / "naive_cv.py"), "--model", model,
+                                        *common, *resize, "--out", str(out)], cwd=tmp)
+                anchor_wall += wall
+                anchor_auc[model] = json.loads(out.read_text())["auc_mean"]
+            summary = Path(tmp, f"cvkit{pair}.json")
+            cvkit_wall, cvkit_mib = run_measured(
+                [sys.executable, "-m", "cvkit.cli", "evaluate", "plugins/fc_attention.py", *common, *resize,
+                 "--class-weight", "none", "--select", "val_auc", "--report", "none",
+                 "--out", str(Path(tmp, f"run{pair}")), "--json", str(summary), *args.cvkit_args.split()], cwd=ROOT)
+            models = json.loads(summary.read_text())["models"]
             ratios.append(anchor_wall / cvkit_wall)
-            print(f"pair {pair}: anchor {anchor_wall:.1f} s (AUC {anchor_auc:.4f}), cvkit {cvkit_wall:.1f} s "
-                  f"(AUC {cvkit_auc:.4f}, peak {cvkit_mib:.0f} MiB): anchor/cvkit = {ratios[-1]:.2f}", flush=True)
+            aucs = ", ".join(f"{m} anchor {anchor_auc[m]:.4f} / cvkit {models[m]['mean']['auc']:.4f}" for m in MODELS)
+            print(f"pair {pair}: anchor {anchor_wall:.1f} s, cvkit {cvkit_wall:.1f} s (peak {cvkit_mib:.0f} MiB): "
+                  f"anchor/cvkit = {ratios[-1]:.2f}; mean AUC {aucs}", flush=True)
     print(f"median anchor/cvkit wall-time ratio over {len(ratios)} pairs: {statistics.median(ratios):.2f}")
 
 

@@ -115,12 +115,14 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
                                in_channels=dataset.images.shape[1],
                                image_size=tuple(dataset.images.shape[2:]),
                                class_names=dataset.class_names, positive=dataset.positive,
-                               extra_names=dataset.extra_names, seed=seed, device=resolved_device)
+                               extra_names=dataset.extra_names, seed=seed, device=resolved_device,
+                               cache_dir=str(run_dir.resolve().parent / ".cache" / "features"))
         work = JobRunner(dataset, plan, context, holdout_data)
         concurrency = _concurrency(jobs, threads_per_job, config, dataset, resolved_device)
         display = JobProgress(epochs=epochs) if progress is True else progress or None
         with display or contextlib.nullcontext():
-            counts = run_jobs(job_list, store, work, executor=make_executor(concurrency), progress=display)
+            counts = run_jobs(job_list, store, work, executor=make_executor(concurrency, resolved_device),
+                              progress=display)
     results = Results(run_dir)
     results.counts = counts
     results.concurrency = concurrency
@@ -183,8 +185,11 @@ def _resolve_device(device: str) -> str:
 def _concurrency(jobs, threads_per_job, config, dataset, device):
     """How many jobs train side by side, estimated from the run's backbone, images and device."""
     if jobs == "auto":
-        model = classifier(config.backbone, in_channels=dataset.images.shape[1], n_classes=dataset.n_classes,
-                           stem=config.stem)
+        import torch
+
+        with torch.device("meta"):  # shapes only: no memory, and no torch computation in this process
+            model = classifier(config.backbone, in_channels=dataset.images.shape[1],
+                               n_classes=dataset.n_classes, stem=config.stem)
         n_parameters = sum(p.numel() for p in model.parameters())
     else:
         n_parameters = 0

@@ -47,6 +47,7 @@ class TrainContext:
     seed: int
     device: str
     hyperparams: dict = field(default_factory=dict)
+    cache_dir: str | None = None  # where frozen-backbone features are kept (shared by sibling runs)
     # Called after every epoch with the epoch's record and a function that predicts with the
     # model as it is now; the runner uses it to record outer-test curves the trainer never sees.
     on_epoch: Callable[[dict, Callable], None] = field(default=None, repr=False)

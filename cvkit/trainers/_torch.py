@@ -20,6 +20,7 @@ from torch import nn
 
 from ._context import SELECTION_RULES, TrainContext
 from ._features import fit_extra_transform
+from ._frozen import FeatureCache, FrozenFeatures
 from ._kernels import use_exact_shortcuts
 
 PREDICT_BATCH = 512
@@ -48,11 +49,21 @@ class TorchTrainer:
         model = use_exact_shortcuts(model).to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
-        self.takes_extra_ = len(inspect.signature(model.forward).parameters) >= 2
+        # A frozen backbone's features are computed once and the head trains on them.
+        self.frozen_ = model if isinstance(model, FrozenFeatures) else None
+        if self.frozen_ is not None:
+            model = self.frozen_.head
+            self.takes_extra_ = self.frozen_.head_takes_extra
+            self.features_ = _feature_cache(context.cache_dir)
+        else:
+            self.takes_extra_ = len(inspect.signature(model.forward).parameters) >= 2
         self.extra_transform_ = fit_extra_transform(train.extra, config.impute)
         self.device_ = device
 
         x_train, e_train = self._tensors(train)
+        mirrored = None
+        if config.augment == "flip" and self.frozen_ is not None:
+            mirrored = self._tensors(train, mirrored=True)[0]
         y_train = torch.as_tensor(train.labels, device=device)
         x_val, e_val = self._tensors(val)
         weight = None
@@ -67,6 +78,7 @@ class TorchTrainer:
         optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
 
         self.history_ = []
+        self.epoch_predictions_ = []  # (epoch, data, probabilities) predicted for the runner
         best = {rule: (-math.inf, -1, None) for rule in SELECTION_RULES}
         for epoch in range(config.epochs):
             model.train()
@@ -75,7 +87,9 @@ class TorchTrainer:
             for batch in _batches(order, config.batch_size):
                 xb = x_train[batch]
                 if config.augment == "flip":
-                    xb = _random_hflip(xb, generator)
+                    flip = (torch.rand(len(batch), generator=generator) < 0.5).to(device)
+                    flip = flip.view(-1, *[1] * (xb.dim() - 1))
+                    xb = torch.where(flip, xb.flip(-1) if mirrored is None else mirrored[batch], xb)
                 optimizer.zero_grad(set_to_none=True)
                 logits = self._forward(model, xb, None if e_train is None else e_train[batch])
                 loss = loss_fn(logits, y_train[batch])
@@ -98,7 +112,7 @@ class TorchTrainer:
                 val_auc=_auc(val.labels, val_probs, context.positive),
             )
             self.history_.append(record)
-            context.on_epoch(record, lambda data: self._probabilities(model, data))
+            context.on_epoch(record, lambda data: self._remember(epoch + 1, data, self._probabilities(model, data)))
             scores = dict(val_auc=record["val_auc"], val_loss=-record["val_loss"],
                           val_acc=record["val_acc"], last=float(epoch))
             for rule, score in scores.items():
@@ -124,25 +138,46 @@ class TorchTrainer:
     def predict_proba_by_rule(self, data) -> dict[str, np.ndarray]:
         """Test probabilities under the checkpoint each selection rule picked."""
         out = {}
-        for rule, (_, state) in self.checkpoints_.items():
-            self.model_.load_state_dict(state)
-            out[rule] = self._probabilities(self.model_, data)
+        for rule, (epoch, state) in self.checkpoints_.items():
+            # A checkpoint's predictions of data already predicted at its epoch are those
+            # predictions: the same weights, in eval mode, on the same batch.
+            known = [probs for e, d, probs in self.epoch_predictions_ if e == epoch and d is data]
+            if known:
+                out[rule] = known[0]
+            else:
+                self.model_.load_state_dict(state)
+                out[rule] = self._probabilities(self.model_, data)
         self.model_.load_state_dict(self.checkpoints_[self.selected_rule_][1])
         return out
+
+    def _remember(self, epoch, data, probs):
+        self.epoch_predictions_.append((epoch, data, probs))
+        return probs
 
     def _probabilities(self, model, data) -> np.ndarray:
         x, e = self._tensors(data)
         return torch.softmax(self._logits(model, x, e), dim=1).cpu().numpy().astype(np.float64)
 
-    def _tensors(self, data):
-        x = torch.as_tensor(data.images)
-        if self.device_.type == "cuda":  # one pinned, asynchronous copy of the whole part per job
-            x = x.pin_memory().to(self.device_, non_blocking=True).to(memory_format=torch.channels_last)
-        x = x.float().div_(127.5).sub_(1.0)
+    def _tensors(self, data, mirrored=False):
+        """The model's inputs for ``data``: scaled images, or a frozen backbone's features (of the
+        mirrored images when ``mirrored``); and the transformed extra features."""
+        if self.frozen_ is not None:
+            images = np.ascontiguousarray(data.images[..., ::-1]) if mirrored else data.images
+            x = self.features_.features(self.frozen_.backbone, images, self.device_, self._scale)
+        else:
+            x = torch.as_tensor(data.images)
+            if self.device_.type == "cuda":  # one pinned, asynchronous copy of the whole part per job
+                x = x.pin_memory().to(self.device_, non_blocking=True)
+            x = self._scale(x)
         if data.extra is None:
             return x, None
         e = self.extra_transform_.transform(data.extra)
         return x, torch.as_tensor(e, dtype=torch.float32, device=self.device_)
+
+    def _scale(self, images):
+        """uint8 images -> the float inputs every model sees, in [-1, 1]."""
+        x = images.float().div_(127.5).sub_(1.0)
+        return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
 
     def _forward(self, model, x, extra):
         with self.autocast_:
@@ -156,6 +191,16 @@ class TorchTrainer:
                                None if extra is None else extra[i:i + PREDICT_BATCH])
                  for i in range(0, len(x), PREDICT_BATCH)]
         return torch.cat(parts).float()
+
+
+_CACHES: dict = {}
+
+
+def _feature_cache(directory) -> FeatureCache:
+    """One feature cache per folder and process, kept across the jobs a worker runs."""
+    if directory not in _CACHES:
+        _CACHES[directory] = FeatureCache(directory)
+    return _CACHES[directory]
 
 
 def _autocast(device, precision):
@@ -175,11 +220,6 @@ def _batches(order, batch_size):
     stop = n - 1 if n % batch_size == 1 and n > 1 else n
     for start in range(0, stop, batch_size):
         yield order[start:start + batch_size]
-
-
-def _random_hflip(x, generator):
-    flip = torch.rand(len(x), generator=generator).to(x.device) < 0.5
-    return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
 def _auc(labels, probs, positive):

@@ -1,0 +1,187 @@
+"""The speed work changes how jobs are computed, never what: each shortcut is checked against the
+plain computation, and every executor must give the same predictions."""
+import itertools
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import cvkit
+from cvkit.errors import PluginError
+from cvkit.runner import choose_concurrency
+from cvkit.trainers import FrozenFeatures, TrainConfig, TrainContext, load_plugin
+from cvkit.trainers._frozen import FeatureCache
+from cvkit.trainers._kernels import use_exact_shortcuts
+from cvkit.trainers._torch import TorchTrainer
+
+FAST = dict(folds=3, repeats=1, epochs=2)
+
+
+def _probs(results):
+    return results.predictions.sort_values(["model", "repeat", "fold", "sample_id"]).filter(like="prob_").to_numpy()
+
+
+@pytest.mark.parametrize("kernel, stride, padding, size", [
+    case for case in itertools.product([1, 2, 3, 5, 7], [1, 2, 3], [0, 1, 2, 3], [1, 2, 3, 4])
+    if case[2] <= case[0] // 2 and case[3] + 2 * case[2] >= case[0]
+])
+def test_exact_convolution_shortcut_matches_the_convolution(kernel, stride, padding, size):
+    plain = nn.Conv2d(3, 5, kernel, stride=stride, padding=padding)
+    fast = nn.Conv2d(3, 5, kernel, stride=stride, padding=padding)
+    fast.load_state_dict(plain.state_dict())
+    use_exact_shortcuts(fast)
+    x = torch.randn(4, 3, size, size + 1, requires_grad=True)
+    x_fast = x.detach().clone().requires_grad_()
+    y, y_fast = plain(x), fast(x_fast)
+    grad = torch.randn_like(y)
+    y.backward(grad)
+    y_fast.backward(grad)
+    assert y.shape == y_fast.shape
+    for a, b in [(y, y_fast), (x.grad, x_fast.grad), (plain.weight.grad, fast.weight.grad),
+                 (plain.bias.grad, fast.bias.grad)]:
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_exact_shortcuts_leave_the_state_dict_and_subclasses_alone():
+    model = cvkit.trainers.resnet("resnet18", in_channels=1, n_classes=2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    use_exact_shortcuts(model)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+    class Custom(nn.Conv2d):
+        pass
+
+    custom = use_exact_shortcuts(nn.Sequential(Custom(1, 1, 3)))[0]
+    assert type(custom) is Custom
+
+
+def test_a_trained_resnet_at_28_pixels_is_the_same_function_with_the_shortcut():
+    """A whole ResNet-18 at MedMNIST's size, whose layer4 runs on 1x1 maps: same outputs, same
+    gradients for every parameter."""
+    torch.manual_seed(0)
+    plain = cvkit.trainers.resnet("resnet18", in_channels=1, n_classes=2)
+    fast = cvkit.trainers.resnet("resnet18", in_channels=1, n_classes=2)
+    fast.load_state_dict(plain.state_dict())
+    use_exact_shortcuts(fast)
+    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 2, (8,))
+    for model in (plain, fast):
+        nn.functional.cross_entropy(model(x), y).backward()
+    torch.testing.assert_close(plain(x), fast(x), rtol=1e-4, atol=1e-5)
+    for (name, a), b in zip(plain.named_parameters(), fast.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_fused_adam_follows_the_plain_adam_update():
+    torch.manual_seed(0)
+    weights = [torch.randn(50, 20, requires_grad=True) for _ in range(2)]
+    copies = [w.detach().clone().requires_grad_() for w in weights]
+    plain = torch.optim.Adam(weights, lr=1e-2, weight_decay=1e-3)
+    fused = torch.optim.Adam(copies, lr=1e-2, weight_decay=1e-3, fused=True)
+    for step in range(20):
+        for group, optimizer in ((weights, plain), (copies, fused)):
+            optimizer.zero_grad()
+            sum(((w - step) ** 2).sum() for w in group).backward()
+            optimizer.step()
+    for a, b in zip(weights, copies):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_worker_processes_give_the_same_predictions_as_one_process(tiny, tmp_path):
+    one = cvkit.evaluate("plugins/fc_attention.py", data=tiny, out=tmp_path / "one", jobs=1, **FAST)
+    two = cvkit.evaluate("plugins/fc_attention.py", data=tiny, out=tmp_path / "two", jobs=2, **FAST)
+    assert (one.concurrency.workers, two.concurrency.workers) == (1, 2)
+    assert np.array_equal(_probs(one), _probs(two))
+    threads = {json.loads(job["environment"])["threads"] for job in two.jobs}
+    assert threads == {1}
+
+
+def test_concurrency_follows_cores_memory_and_the_override(monkeypatch):
+    from cvkit.runner import _executor
+
+    monkeypatch.setattr(_executor, "available_cores", lambda: 8)
+    monkeypatch.setattr(_executor, "available_memory", lambda: 64 * 2**30)
+    small = dict(device="cpu", n_parameters=11_000_000, sample_bytes=4 * 28 * 28, n_samples=780, batch_size=32)
+    assert choose_concurrency(**small).workers == 8
+    assert choose_concurrency(**small, threads_per_job=2).workers == 4
+    assert choose_concurrency(**small, jobs=3).workers == 3
+    monkeypatch.setattr(_executor, "available_memory", lambda: 2 * 2**30)
+    limited = choose_concurrency(**small)
+    assert 1 <= limited.workers < 8 and "memory" in limited.reason
+    big = dict(small, sample_bytes=4 * 3 * 224 * 224, n_samples=5000)
+    assert choose_concurrency(**big).workers == 1
+
+
+def test_plugins_travel_to_worker_processes_by_reloading_and_refuse_a_changed_file(write_plugin):
+    path = write_plugin("head", open("plugins/fc_attention.py").read())
+    plugin = load_plugin(str(path)).nested(3, 0.1)
+    again = pickle.loads(pickle.dumps(plugin))
+    assert (again.digest, again.hyperparams, again.nested_args) == (plugin.digest, plugin.hyperparams, (3, 0.1))
+    path.write_text(path.read_text() + "\n# edited while running\n")
+    with pytest.raises(PluginError, match="head.py changed while the run was going"):
+        pickle.loads(pickle.dumps(plugin))
+
+
+class _Probe(nn.Module):
+    def __init__(self, frozen):
+        super().__init__()
+        self.frozen = frozen
+
+    def forward(self, x):
+        return self.frozen(x)
+
+
+def _frozen_model(context):
+    torch.manual_seed(123)  # the same backbone for every job, like pretrained weights
+    features = nn.Sequential(nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                             nn.Flatten())
+    torch.manual_seed(context.seed)
+    return FrozenFeatures(features, nn.Linear(8, context.n_classes))
+
+
+def _context(data, tmp_path, **config):
+    return TrainContext(config=TrainConfig(**{"epochs": 3, **config}), n_classes=data.n_classes,
+                        in_channels=1, image_size=(16, 16), class_names=data.class_names,
+                        positive=data.positive, extra_names=(), seed=5, device="cpu",
+                        cache_dir=str(tmp_path / "cache"))
+
+
+def test_frozen_backbone_features_train_the_same_head_as_the_full_model(tiny, tmp_path):
+    train, val, test = tiny.subset(range(40)), tiny.subset(range(40, 50)), tiny.subset(range(50, 60))
+    context = _context(tiny, tmp_path)
+    cached = TorchTrainer(_frozen_model).fit(train, val, context)
+    # The same model hidden in a wrapper: the trainer cannot see the frozen part and runs it every step.
+    plain = TorchTrainer(lambda c: _Probe(_frozen_model(c))).fit(train, val, context)
+    np.testing.assert_allclose(cached.predict_proba(test), plain.predict_proba(test), rtol=1e-5, atol=1e-6)
+    assert [r["val_loss"] for r in cached.history_] == pytest.approx([r["val_loss"] for r in plain.history_])
+
+
+def test_frozen_features_are_computed_once_per_image_and_reused_from_disk(tiny, tmp_path, monkeypatch):
+    from cvkit.trainers import _frozen
+
+    computed = []
+    real = _frozen._extract
+    monkeypatch.setattr(_frozen, "_extract", lambda b, images, *a: computed.append(len(images)) or real(b, images, *a))
+    context = _context(tiny, tmp_path)
+    folds = [(range(0, 40), range(40, 50), range(50, 60)), (range(20, 60), range(10, 20), range(0, 10))]
+    for train, val, test in folds:
+        trainer = TorchTrainer(_frozen_model).fit(tiny.subset(train), tiny.subset(val), context)
+        trainer.predict_proba(tiny.subset(test))
+    # 60 distinct images and their 60 mirror images, each computed once over both jobs
+    assert sum(computed) == 120
+    computed.clear()
+    fresh = FeatureCache(tmp_path / "cache")  # another process: reads the shards on disk
+    backbone = _frozen_model(context).backbone
+    features = fresh.features(backbone, tiny.images, "cpu", lambda x: x.float().div_(127.5).sub_(1.0))
+    assert computed == [] and features.shape == (60, 8)
+    with torch.no_grad():
+        direct = backbone(torch.as_tensor(tiny.images).float().div_(127.5).sub_(1.0))
+    torch.testing.assert_close(features, direct, rtol=1e-5, atol=1e-6)
+
+
+def test_frozen_probe_plugin_runs_end_to_end(tiny, tmp_path):
+    results = cvkit.evaluate("plugins/frozen_probe.py", data=tiny, out=tmp_path / "run", **FAST)
+    assert set(results.metrics["model"]) == {"resnet18", "frozen_probe"}
+    assert any((tmp_path / ".cache" / "features").iterdir())
