@@ -173,7 +173,7 @@ def test_frozen_features_are_computed_once_per_image_and_reused_from_disk(tiny, 
     assert sum(computed) == 120
     computed.clear()
     fresh = FeatureCache(tmp_path / "cache")  # another process: reads the shards on disk
-    backbone = _frozen_model(context).backbone
+    backbone = use_exact_shortcuts(_frozen_model(context).backbone)  # as the trainer runs it
     features = fresh.features(backbone, tiny.images, "cpu", lambda x: x.float().div_(127.5).sub_(1.0))
     assert computed == [] and features.shape == (60, 8)
     with torch.no_grad():
@@ -185,3 +185,17 @@ def test_frozen_probe_plugin_runs_end_to_end(tiny, tmp_path):
     results = cvkit.evaluate("plugins/frozen_probe.py", data=tiny, out=tmp_path / "run", **FAST)
     assert set(results.metrics["model"]) == {"resnet18", "frozen_probe"}
     assert any((tmp_path / ".cache" / "features").iterdir())
+
+
+def test_checkpoint_predictions_reused_from_the_epochs_equal_fresh_ones(tiny):
+    train, val, test = tiny.subset(range(40)), tiny.subset(range(40, 50)), tiny.subset(range(50, 60))
+    context = TrainContext(config=TrainConfig(epochs=4), n_classes=2, in_channels=1, image_size=(16, 16),
+                           class_names=tiny.class_names, positive=tiny.positive, extra_names=(), seed=3,
+                           device="cpu", on_epoch=lambda record, predict: predict(test))
+    trainer = load_plugin("resnet18").make_trainer(context).fit(train, val, context)
+    assert len(trainer.epoch_predictions_) == 4
+    reused = trainer.predict_proba_by_rule(test)
+    trainer.epoch_predictions_ = []  # forget them: every checkpoint is loaded and predicts again
+    fresh = trainer.predict_proba_by_rule(test)
+    assert reused.keys() == fresh.keys()
+    assert all(np.array_equal(reused[rule], fresh[rule]) for rule in reused)

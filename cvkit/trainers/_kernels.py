@@ -9,6 +9,9 @@ they do in the full convolution. ``benchmarks/train_step.py`` measures what this
 """
 from __future__ import annotations
 
+import functools
+
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -25,8 +28,15 @@ class _OneByOneOutputConv2d(nn.Conv2d):
         if (not one_output or rows <= 0 or cols <= 0 or isinstance(self.padding, str) or self.groups != 1
                 or self.dilation != (1, 1) or self.padding_mode != "zeros"):
             return super()._conv_forward(x, weight, bias)
-        taps = weight[:, :, ph:ph + rows, pw:pw + cols].flatten(1)
+        # One gather of the taps (its gradient is one scatter into zeros), not two strided slices.
+        index = _tap_index(kh, kw, ph, pw, rows, cols, weight.device)
+        taps = weight.flatten(2).index_select(2, index).flatten(1)
         return F.linear(x[:, :, :rows, :cols].flatten(1), taps, bias)[:, :, None, None]
+
+
+@functools.lru_cache(maxsize=None)
+def _tap_index(kh, kw, ph, pw, rows, cols, device):
+    return torch.tensor([u * kw + v for u in range(ph, ph + rows) for v in range(pw, pw + cols)], device=device)
 
 
 def use_exact_shortcuts(model: nn.Module) -> nn.Module:
