@@ -2,7 +2,7 @@
 
 Memory is the sum of the processes' proportional set sizes (PSS, from /proc/PID/smaps_rollup):
 pages shared between the workers (torch's libraries) count once, not once per process, so the
-sum is the machine's memory actually in use. Sampled every 0.2 s.
+sum is the machine's memory actually in use. Sampled every second (reading smaps costs CPU time).
 """
 import os
 import subprocess
@@ -36,8 +36,9 @@ def tree_pss_bytes(pid: int) -> int:
     return total
 
 
-def run_measured(command, cwd=None, env=None) -> tuple[float, float]:
-    """Run ``command``; return (wall seconds, peak memory of its process tree in MiB)."""
+def run_measured(command, cwd=None, env=None, memory=True) -> tuple[float, float]:
+    """Run ``command``; return (wall seconds, peak memory of its process tree in MiB, or 0 when
+    ``memory`` is false)."""
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                env={**os.environ, **(env or {})})
@@ -46,9 +47,9 @@ def run_measured(command, cwd=None, env=None) -> tuple[float, float]:
 
     def sample():
         nonlocal peak
-        while not done.is_set():
+        while memory and not done.is_set():
             peak = max(peak, tree_pss_bytes(process.pid))
-            done.wait(0.2)
+            done.wait(1.0)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()

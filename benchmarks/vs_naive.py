@@ -45,14 +45,16 @@ def main():
             for model in MODELS:
                 out = Path(tmp, f"anchor-{model}-{pair}.json")
                 wall, _ = run_measured([sys.executable, str(SHARED / "bench" / "naive_cv.py"), "--model", model,
-                                        *common, *resize, "--out", str(out)], cwd=tmp)
+                                        *common, *resize, "--out", str(out)], cwd=tmp, memory=False)
                 anchor_wall += wall
                 anchor_auc[model] = json.loads(out.read_text())["auc_mean"]
             summary = Path(tmp, f"cvkit{pair}.json")
             cvkit_wall, cvkit_mib = run_measured(
                 [sys.executable, "-m", "cvkit.cli", "evaluate", "plugins/fc_attention.py", *common, *resize,
                  "--class-weight", "none", "--select", "val_auc", "--report", "none",
-                 "--out", str(Path(tmp, f"run{pair}")), "--json", str(summary), *args.cvkit_args.split()], cwd=ROOT)
+                 # a folder of its own: no sibling run to reuse jobs from
+                 "--out", str(Path(tmp, f"pair{pair}", "run")), "--json", str(summary), *args.cvkit_args.split()],
+                cwd=ROOT)
             models = json.loads(summary.read_text())["models"]
             ratios.append(anchor_wall / cvkit_wall)
             aucs = ", ".join(f"{m} anchor {anchor_auc[m]:.4f} / cvkit {models[m]['mean']['auc']:.4f}" for m in MODELS)
