@@ -14,7 +14,7 @@ from . import __version__
 from .data import Dataset, check_missing, load_data, with_extra
 from .errors import ConfigError
 from .results import Results
-from .runner import JobProgress, JobRunner, Store, choose_concurrency, make_executor, make_jobs, run_jobs
+from .runner import EXECUTORS, Concurrency, JobProgress, JobRunner, Store, choose_concurrency, make_executor, make_jobs, run_jobs
 from .splits import make_plan
 from .trainers import SELECTION_RULES, TrainConfig, TrainContext, load_plugin
 from .trainers._models import classifier, is_backbone
@@ -30,7 +30,9 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
              device: str = "auto", out=None, reports_dir="reports", cv=None, extra: str | None = None,
              impute: str = "none", nested: bool = False, inner_folds: int = 3, holdout: str | None = None,
              hyperparams: dict | None = None, data_options: dict | None = None, jobs: int | str = "auto",
-             threads_per_job: int | None = None, precision: str = "auto",
+             threads_per_job: int | None = None, precision: str = "auto", executor: str = "local",
+             address: str | None = None, cpus_per_job: float | None = None, gpus_per_job: float = 0.0,
+             retries: int = 2,
              progress: JobProgress | bool = False, command: str | None = None) -> Results:
     """Train the baseline and every variant on the same splits with the same seeds.
 
@@ -40,13 +42,15 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
     Finished jobs already in ``out`` are not trained again; identical jobs in sibling run folders
     under the same reports folder are reused. ``jobs`` trainings run side by side (``"auto"``: as
     many as the cores or the GPU and the memory allow); on a CPU each uses ``threads_per_job``
-    threads (default 1), which, unlike ``jobs``, can change the predictions' last bits. Returns the
-    run's :class:`~cvkit.results.Results`.
+    threads (default 1), which, unlike ``jobs``, can change the predictions' last bits.
+    ``executor`` is ``local``, ``process`` or ``ray`` (at ``address``, with ``cpus_per_job`` and
+    ``gpus_per_job`` per task); every executor gives the same predictions. A job whose worker dies
+    runs again up to ``retries`` times. Returns the run's :class:`~cvkit.results.Results`.
     """
     variants = [variants] if isinstance(variants, (str, os.PathLike)) else list(variants)
     _check_options(select=select, class_weight=class_weight, augment=augment, seeds=seeds,
                    seed=seed, epochs=epochs, batch_size=batch_size, jobs=jobs, threads_per_job=threads_per_job,
-                   precision=precision)
+                   precision=precision, executor=executor, retries=retries)
     if isinstance(data, Dataset):
         dataset = data.with_positive(positive) if positive else data
     else:
@@ -121,8 +125,12 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
         concurrency = _concurrency(jobs, threads_per_job, config, dataset, resolved_device)
         display = JobProgress(epochs=epochs) if progress is True else progress or None
         with display or contextlib.nullcontext():
-            counts = run_jobs(job_list, store, work, executor=make_executor(concurrency, resolved_device),
-                              progress=display)
+            runner = make_executor(concurrency, resolved_device, kind=executor, address=address,
+                                   cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job, retries=retries)
+            if executor == "ray":
+                concurrency = Concurrency(0, concurrency.threads, f"Ray tasks of {runner.cpus_per_job:g} CPU, "
+                                                                  f"{gpus_per_job:g} GPU")
+            counts = run_jobs(job_list, store, work, executor=runner, progress=display)
     results = Results(run_dir)
     results.counts = counts
     results.concurrency = concurrency
@@ -199,12 +207,16 @@ def _concurrency(jobs, threads_per_job, config, dataset, device):
 
 
 def _check_options(*, select, class_weight, augment, seeds, seed, epochs, batch_size, jobs, threads_per_job,
-                   precision):
+                   precision, executor, retries):
     choices = dict(select=(select, SELECTION_RULES), class_weight=(class_weight, CLASS_WEIGHTS),
                    augment=(augment, AUGMENTATIONS), precision=(precision, PRECISIONS))
     for option, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"--{option.replace('_', '-')} {value!r}: choose one of {', '.join(allowed)}")
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
+    if retries < 0:
+        raise ConfigError(f"--retries must be at least 0, got {retries}")
     if jobs != "auto" and not (isinstance(jobs, int) and jobs >= 1):
         raise ConfigError(f"--jobs must be auto or a number of at least 1, got {jobs!r}")
     for option, value, low in (("seeds", seeds, 1), ("seed", seed, 0), ("epochs", epochs, 1),

@@ -63,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="trainings run side by side (default auto: from the cores or GPU, model and memory)")
     ev.add_argument("--threads-per-job", type=int, default=None, metavar="N",
                     help="CPU threads of each training (default 1; changes the predictions' last bits)")
+    ev.add_argument("--executor", default="local", choices=("local", "process", "ray"),
+                    help="local: this machine (default); process: always worker processes; ray: a Ray cluster")
+    ev.add_argument("--address", default=None, help="--executor ray: the cluster's HOST:PORT (default: start a local one)")
+    ev.add_argument("--cpus-per-job", type=float, default=None, help="--executor ray: CPUs each task declares")
+    ev.add_argument("--gpus-per-job", type=float, default=0.0, help="--executor ray: GPUs each task declares (0.25 ...)")
+    ev.add_argument("--retries", type=int, default=2, help="runs of a job whose worker died, beyond the first")
+    ev.add_argument("--mlflow", default=None, metavar="TRACKING_URI", nargs="?", const="",
+                    help="also export the run to MLflow (default tracking URI: MLflow's own default)")
     ev.add_argument("--precision", default="auto", choices=PRECISIONS,
                     help="auto: bf16 autocast on a GPU that supports it, fp32 on CPU")
     ev.add_argument("--out", default=None, help="run folder (default: reports/<models>-<data>-<hash>)")
@@ -95,8 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--json", default=None, metavar="PATH", help="also write a machine-readable summary")
     _comparison_options(rep)
 
-    ex = commands.add_parser("export", help="export a run's results")
-    ex.add_argument("run_dir")
+    ex = commands.add_parser("export", help="export a run's results: files, or `export mlflow RUN_DIR`")
+    ex.add_argument("target", nargs="+", metavar="RUN_DIR", help="RUN_DIR, or mlflow RUN_DIR")
+    ex.add_argument("--tracking-uri", default=None, help="mlflow: where to log (default: MLflow's own default)")
+    ex.add_argument("--experiment", default=None, help="mlflow: experiment name (default: the run folder's name)")
     ex.add_argument("--predictions", metavar="FILE.csv", help="out-of-fold predictions, one row per sample and job")
     ex.add_argument("--json", metavar="PATH", help="per-fold metrics and summary as JSON")
     return parser
@@ -162,7 +172,8 @@ def _evaluate(args, console, errors) -> int:
         device=args.device, out=args.out, reports_dir=args.reports_dir, extra=args.extra, impute=args.impute,
         nested=args.nested, inner_folds=args.inner_folds, holdout=args.holdout,
         hyperparams=_parse_params(args.param), jobs=args.jobs, threads_per_job=args.threads_per_job,
-        precision=args.precision, progress=JobProgress(errors, epochs=args.epochs),
+        precision=args.precision, executor=args.executor, address=args.address, cpus_per_job=args.cpus_per_job,
+        gpus_per_job=args.gpus_per_job, retries=args.retries, progress=JobProgress(errors, epochs=args.epochs),
         command=args.command_line,
     )
     report = compare(results, metric=args.metric, rope=args.rope, alpha=args.alpha)
@@ -176,6 +187,8 @@ def _evaluate(args, console, errors) -> int:
         write_json(results, args.json, report)
     formats = [] if args.report == "none" else [f.strip() for f in args.report.split(",") if f.strip()]
     _write_documents(results, report, formats, console)
+    if args.mlflow is not None:
+        _export_mlflow(results, args.mlflow, None, console, report)
     return 0
 
 
@@ -228,15 +241,32 @@ def _export(args, console, errors) -> int:
     from .report import write_json, write_predictions_csv
     from .results import Results
 
+    if args.target[0] == "mlflow":
+        if len(args.target) != 2:
+            raise CvkitError("write: cvkit export mlflow RUN_DIR [--tracking-uri URI]")
+        return _export_mlflow(Results(args.target[1]), args.tracking_uri, args.experiment, console)
+    if len(args.target) != 1:
+        raise CvkitError(f"export takes one RUN_DIR, got {' '.join(args.target)}")
     if not (args.predictions or args.json):
-        raise CvkitError("nothing to export: pass --predictions FILE.csv and/or --json PATH")
-    results = Results(args.run_dir)
+        raise CvkitError("nothing to export: pass --predictions FILE.csv and/or --json PATH, or use "
+                         "cvkit export mlflow RUN_DIR")
+    results = Results(args.target[0])
     if args.predictions:
         rows = write_predictions_csv(results, args.predictions)
         console.print(f"{rows} prediction rows -> {args.predictions}", highlight=False)
     if args.json:
         write_json(results, args.json)
         console.print(f"summary -> {args.json}", highlight=False)
+    return 0
+
+
+def _export_mlflow(results, tracking_uri, experiment, console, comparison=None) -> int:
+    from .comparison import compare
+    from .report import export_mlflow
+
+    comparison = comparison or compare(results)
+    ids = export_mlflow(results, comparison, tracking_uri=tracking_uri or None, experiment=experiment)
+    console.print(f"MLflow: {len(ids)} runs logged ({', '.join(results.model_names)})", highlight=False)
     return 0
 
 

@@ -8,10 +8,12 @@ from pathlib import Path
 from ..errors import CvkitError
 
 
-def write_predictions_csv(results, path) -> int:
-    """One row per (model, repeat, fold, seed, sample_id): true label and each class's probability.
-    Returns the number of rows written."""
+def write_predictions_csv(results, path, *, model: str | None = None) -> int:
+    """One row per (model, repeat, fold, seed, sample_id): true label and each class's probability
+    (of one ``model`` when given). Returns the number of rows written."""
     frame = results.predictions.drop(columns=["sample_idx", "rule"])
+    if model is not None:
+        frame = frame[frame["model"] == model]
     frame = frame.rename(columns={"label": "label_index", "label_name": "label"})
     _write(path, lambda f: frame.to_csv(f, index=False, float_format="%.10g"))
     return len(frame)

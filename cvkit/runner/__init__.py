@@ -1,10 +1,10 @@
 """Runner stage: jobs, the executor that trains them, and the store that keeps every result."""
-from ._executor import Concurrency, LocalExecutor, ProcessExecutor, choose_concurrency, make_executor
+from ._executor import EXECUTORS, Concurrency, LocalExecutor, ProcessExecutor, choose_concurrency, make_executor
 from ._jobs import Job, JobResult, JobRunner, check_probabilities, job_seed, make_jobs, run_job
 from ._progress import JobProgress
 from ._run import RunCounts, run_jobs
 from ._store import STORE_NAME, Store
 
-__all__ = ["STORE_NAME", "Concurrency", "Job", "JobProgress", "JobResult", "JobRunner", "LocalExecutor",
+__all__ = ["EXECUTORS", "STORE_NAME", "Concurrency", "Job", "JobProgress", "JobResult", "JobRunner", "LocalExecutor",
            "ProcessExecutor", "RunCounts", "Store", "check_probabilities", "choose_concurrency", "job_seed",
            "make_executor", "make_jobs", "run_job", "run_jobs"]

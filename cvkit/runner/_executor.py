@@ -13,12 +13,14 @@ about 1.4 times as many images per second as one job on two cores (``benchmarks/
 """
 from __future__ import annotations
 
+import collections
 import ctypes
 import multiprocessing
 import os
 import signal
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 # Resident memory of one CPU worker beyond its data and model: the torch runtime and allocator
@@ -82,10 +84,22 @@ def choose_concurrency(*, device: str, jobs: int | str = "auto", threads_per_job
                                          f"limited by {limit}")
 
 
-def make_executor(concurrency: Concurrency, device: str = "cpu"):
-    if concurrency.workers <= 1:
+EXECUTORS = ("local", "process", "ray")
+
+
+def make_executor(concurrency: Concurrency, device: str = "cpu", *, kind: str = "local", address: str | None = None,
+                  cpus_per_job: float | None = None, gpus_per_job: float = 0.0, retries: int = 2):
+    """``local``: this machine, one job in this process or several in worker processes;
+    ``process``: always worker processes (a crashing job cannot take the run down);
+    ``ray``: Ray tasks on the cluster at ``address`` (a local one when None)."""
+    if kind == "ray":
+        from ._ray import RayExecutor
+
+        return RayExecutor(address, cpus_per_job=cpus_per_job or concurrency.threads, gpus_per_job=gpus_per_job,
+                           threads=concurrency.threads, retries=retries)
+    if kind == "local" and concurrency.workers <= 1:
         return LocalExecutor(concurrency.threads)
-    return ProcessExecutor(concurrency.workers, concurrency.threads, device=device)
+    return ProcessExecutor(concurrency.workers, concurrency.threads, device=device, retries=retries)
 
 
 class LocalExecutor:
@@ -108,12 +122,13 @@ class LocalExecutor:
 class ProcessExecutor:
     """Runs jobs in ``workers`` worker processes, each job with ``threads`` threads.
 
-    ``work`` is pickled once per worker, not per job; epochs finished in the workers reach
-    ``on_epoch`` through a queue. Ctrl-C stops scheduling, stops the jobs in flight and returns
-    what has finished."""
+    ``work`` is handed to each worker once, not per job; epochs finished in the workers reach
+    ``on_epoch`` through a queue. A worker that dies (killed, out of memory) loses only the jobs
+    in flight: they run again in a fresh pool, up to ``retries`` times. Ctrl-C stops scheduling,
+    stops the jobs in flight and returns what has finished."""
 
-    def __init__(self, workers: int, threads: int = 1, *, device: str = "cpu"):
-        self.workers, self.threads = workers, threads
+    def __init__(self, workers: int, threads: int = 1, *, device: str = "cpu", retries: int = 2):
+        self.workers, self.threads, self.retries = workers, threads, retries
         # CPU: fork, so that workers share the parent's imported modules page for page (the
         # parent has run no torch computation, so no thread pool is forked half-alive). A GPU
         # cannot be used in a forked child once the parent touched CUDA: a fork server with torch
@@ -128,29 +143,40 @@ class ProcessExecutor:
         if self.start_method == "forkserver":
             context.set_forkserver_preload(["torch", "cvkit.runner", "cvkit.trainers"])
         epochs = context.SimpleQueue() if on_epoch else None
-        pool = ProcessPoolExecutor(min(self.workers, len(jobs)), mp_context=context, initializer=_init_worker,
-                                   initargs=(work, self.threads, epochs))
-        waiting = iter(jobs)
-        running = {}
+        size = min(self.workers, len(jobs))
+
+        def new_pool():
+            return ProcessPoolExecutor(size, mp_context=context, initializer=_init_worker,
+                                       initargs=(work, self.threads, epochs))
+
+        pool = new_pool()
+        waiting = collections.deque(jobs)
+        running = {}  # future -> (job, the pool it runs in)
+        losses = collections.Counter()  # how often a job's worker process died under it
         by_key = {job.key: job for job in jobs}
-
-        def submit():
-            job = next(waiting, None)
-            if job is not None:
-                running[pool.submit(_run_in_worker, job)] = job
-                if on_start:
-                    on_start(job)
-
         try:
-            for _ in range(min(self.workers, len(jobs))):
-                submit()
-            while running:
+            while waiting or running:
+                while waiting and len(running) < size:
+                    job = waiting.popleft()
+                    running[pool.submit(_run_in_worker, job)] = (job, pool)
+                    if on_start:
+                        on_start(job)
                 finished, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
                 _drain(epochs, on_epoch, by_key)
                 for future in finished:
-                    job = running.pop(future)
-                    submit()
+                    job, its_pool = running.pop(future)
                     error = future.exception()
+                    if isinstance(error, BrokenProcessPool):
+                        # A worker died (killed, out of memory): the jobs in flight are lost, not failed.
+                        if its_pool is pool:
+                            pool.shutdown(wait=True, cancel_futures=True)
+                            pool = new_pool()
+                        losses[job.key] += 1
+                        if losses[job.key] <= self.retries:
+                            waiting.appendleft(job)
+                            continue
+                        error = RuntimeError(f"the worker process training it died {losses[job.key]} times "
+                                             "(killed, or out of memory?)")
                     yield job, (None if error else future.result()), error
             _drain(epochs, on_epoch, by_key)
         finally:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import JobsFailed
 from ._executor import LocalExecutor
 from ._jobs import describe_failure
 from ._store import sibling_stores
@@ -13,6 +14,7 @@ class RunCounts:
     trained: int = 0
     resumed: int = 0
     reused: int = 0
+    failed: int = 0
 
 
 def run_jobs(jobs, store, work, *, executor=None, progress=None) -> RunCounts:
@@ -21,8 +23,9 @@ def run_jobs(jobs, store, work, *, executor=None, progress=None) -> RunCounts:
     A job already done in this store is skipped (resume); one whose content key is done in
     another run of the same reports folder is copied from there (e.g. an unchanged baseline);
     the rest go to ``executor`` (``work(job, on_epoch)`` trains one) and each result is committed as soon as it arrives, so an
-    interrupted run loses at most the jobs in flight. A plugin failure is recorded in the store
-    and stops the run.
+    interrupted run loses at most the jobs in flight. A job that fails is recorded in the store
+    with its error while the others go on; ``JobsFailed`` then names the failures, and a rerun
+    trains only them.
     """
     counts = RunCounts()
     done = store.done_keys()
@@ -50,12 +53,20 @@ def run_jobs(jobs, store, work, *, executor=None, progress=None) -> RunCounts:
         progress.start(len(jobs), len(jobs) - len(pending))
     outcomes = executor.map(work, pending, on_start=progress.job_started if progress else None,
                             on_epoch=progress.epoch_done if progress else None)
-    for job, result, error in outcomes:
-        if error is not None:
-            store.write_failure(job, describe_failure(error))
-            raise error
-        store.write_result(result)
-        counts.trained += 1
-        if progress:
-            progress.job_done(job)
+    failures = []
+    try:
+        for job, result, error in outcomes:
+            if error is None:
+                store.write_result(result)
+                counts.trained += 1
+            else:
+                store.write_failure(job, describe_failure(error))
+                failures.append((job, error))
+            if progress:
+                progress.job_done(job)
+    finally:
+        outcomes.close()  # on Ctrl-C: the executor stops its workers now
+    counts.failed = len(failures)
+    if failures:
+        raise JobsFailed(failures, len(jobs))
     return counts

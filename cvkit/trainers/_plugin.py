@@ -101,8 +101,9 @@ def load_plugin(spec: str, hyperparams: dict | None = None) -> Plugin:
     else:
         factory = hook
     digest = hashlib.sha256(source + engine_digest().encode()).hexdigest()
+    # Workers (a Ray node's among them) may run in another folder: they load it by absolute path.
     return Plugin(path.stem, str(path), digest, factory, params, {k: list(v) for k, v in search.items()},
-                  spec=spec)
+                  spec=str(path.resolve()))
 
 
 def _reload(spec: str, hyperparams: dict, nested_args: tuple | None, digest: str) -> Plugin:

@@ -1,0 +1,105 @@
+"""Export a run to MLflow: one MLflow run per model, in an experiment named after the run folder.
+
+Each MLflow run holds the model's parameters (recipe, design, hyper-parameters, plugin and data
+digests), its per-fold metrics (step = repeat x folds + fold) and summary metrics (mean and the
+corrected 95% interval), the verdict against the baseline as tags, and as artifacts the run's
+HTML report and the model's out-of-fold predictions. Exporting the same run again replaces the
+earlier export instead of duplicating it.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..stats import METRICS
+
+INSTALL = 'pip install -e ".[mlflow]"'
+
+
+def export_mlflow(results, comparison, *, tracking_uri: str | None = None,
+                  experiment: str | None = None) -> list[str]:
+    """Log ``results`` (with ``comparison``'s verdicts) to MLflow; returns the MLflow run ids."""
+    try:
+        from mlflow.exceptions import MlflowException
+    except ImportError:
+        raise ConfigError(f"MLflow export needs MLflow, which is not installed: {INSTALL}") from None
+    try:
+        return _export(results, comparison, tracking_uri, experiment)
+    except MlflowException as exc:  # an unreachable server, a refused store: one line, not a traceback
+        raise ConfigError(f"MLflow ({tracking_uri or 'default tracking URI'}): {exc.message}") from None
+
+
+def _export(results, comparison, tracking_uri, experiment) -> list[str]:
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    from ..comparison import cv_interval
+    from ._documents import write_reports
+    from ._export import write_predictions_csv
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    name = experiment or results.run_dir.resolve().name
+    found = client.get_experiment_by_name(name)
+    experiment_id = found.experiment_id if found else client.create_experiment(name)
+    identity = str(results.run_dir.resolve())
+    for old in client.search_runs([experiment_id], f"tags.`cvkit.run_dir` = '{_quoted(identity)}'"):
+        client.delete_run(old.info.run_id)
+
+    verdicts = {c.variant: c for c in comparison.comparisons}
+    run, design, config = results.run, results.run["design"], results.run["config"]
+    steps = {(r, f): r * design["folds"] + f for r in range(design["repeats"]) for f in range(design["folds"])}
+    models = {m["name"]: m for m in results.models}
+    ids = []
+    for model in results.model_names:
+        tags = {"mlflow.runName": model, "cvkit.run_dir": identity, "cvkit.model": model,
+                "cvkit.role": "baseline" if model == results.baseline else "variant",
+                "cvkit.positive_class": results.positive_name, "cvkit.version": run["cvkit_version"]}
+        if model in verdicts:
+            c = verdicts[model]
+            tags.update({"cvkit.verdict": c.verdict, "cvkit.verdict_metric": c.metric,
+                         "cvkit.baseline": c.baseline, "cvkit.p_holm": f"{c.pvalue_holm:.4g}",
+                         "cvkit.verdict_text": c.paragraph[:5000]})
+        params = {**{f"config.{k}": v for k, v in config.items()}, **{f"design.{k}": v for k, v in design.items()},
+                  **{f"hyperparam.{k}": v for k, v in models[model]["hyperparams"].items()},
+                  "plugin.origin": models[model]["origin"], "plugin.digest": models[model]["digest"],
+                  "data.name": run["data"]["name"], "data.fingerprint": run["data"]["fingerprint"],
+                  "data.n_samples": run["data"]["n_samples"]}
+        now = int(time.time() * 1000)
+        metrics = []
+        rows = results.metrics[results.metrics.model == model]
+        for row in rows.itertuples():
+            step = steps[(row.repeat, row.fold)] + row.seed_index * len(steps)
+            metrics += [Metric(f"fold.{m}", float(getattr(row, m)), now, step) for m in METRICS
+                        if _finite(getattr(row, m))]
+        for m in METRICS:
+            mean, low, high = cv_interval(results, model, m)
+            metrics += [Metric(key, value, now, 0) for key, value in
+                        ((f"{m}", mean), (f"{m}.ci_low", low), (f"{m}.ci_high", high)) if _finite(value)]
+        mlflow_run = client.create_run(experiment_id, tags=tags, run_name=model)
+        run_id = mlflow_run.info.run_id
+        client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+                         tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        for start in range(0, len(metrics), 900):  # MLflow accepts 1000 metrics per batch
+            client.log_batch(run_id, metrics=metrics[start:start + 900])
+        with tempfile.TemporaryDirectory() as tmp:
+            report = results.run_dir / "report.html"
+            if not report.is_file():  # a run made through the API has no report yet
+                report = write_reports(results, comparison, ("html",), out_dir=tmp)["html"]
+            client.log_artifact(run_id, str(report))
+            path = Path(tmp, f"predictions_{model}.csv")
+            write_predictions_csv(results, path, model=model)
+            client.log_artifact(run_id, str(path))
+        client.set_terminated(run_id)
+        ids.append(run_id)
+    return ids
+
+
+def _finite(value) -> bool:
+    return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _quoted(text: str) -> str:
+    return text.replace("'", "\\'")

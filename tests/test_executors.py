@@ -1,0 +1,168 @@
+"""Executors: every one gives the same predictions; lost workers and failing jobs cost only themselves."""
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+import cvkit
+from cvkit.errors import ConfigError, JobsFailed
+
+FAST = dict(folds=3, repeats=1, epochs=1)
+
+# Kills the process training it the first time it runs (a marker file remembers), as a crashed or
+# OOM-killed worker would die; the second attempt trains normally.
+SUICIDAL = '''
+import os, signal
+from pathlib import Path
+from cvkit.trainers import classifier
+
+MARKER = Path({marker!r})
+
+def build_model(context):
+    if not MARKER.exists():
+        MARKER.write_text("killed once")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return classifier("resnet18", in_channels=context.in_channels, n_classes=context.n_classes)
+'''
+
+# Raises while a marker file exists: a failure that the user can fix without editing the plugin.
+FLAKY = '''
+from pathlib import Path
+from cvkit.trainers import classifier
+
+def build_model(context):
+    if Path({marker!r}).exists():
+        raise RuntimeError("the scanner archive is offline")
+    return classifier("resnet18", in_channels=context.in_channels, n_classes=context.n_classes)
+'''
+
+
+def _probs(results):
+    frame = results.predictions.sort_values(["model", "repeat", "fold", "sample_id"])
+    return frame.filter(like="prob_").to_numpy()
+
+
+def _job_rows(run_dir):
+    with sqlite3.connect(run_dir / "cvkit.sqlite") as db:
+        return db.execute("SELECT model, repeat, fold, status FROM jobs").fetchall()
+
+
+def test_process_executor_gives_the_same_predictions_as_in_process(tiny, tmp_path):
+    local = cvkit.evaluate("plugins/fc_attention.py", data=tiny, out=tmp_path / "a" / "run", jobs=1, **FAST)
+    process = cvkit.evaluate("plugins/fc_attention.py", data=tiny, out=tmp_path / "b" / "run",
+                             executor="process", jobs=2, **FAST)
+    assert np.array_equal(_probs(local), _probs(process))
+
+
+def test_a_killed_worker_loses_only_its_job_which_runs_again(tiny, tmp_path, write_plugin):
+    plugin = write_plugin("suicidal", SUICIDAL.format(marker=str(tmp_path / "marker")))
+    results = cvkit.evaluate(str(plugin), data=tiny, out=tmp_path / "run", executor="process", jobs=2, **FAST)
+    assert (tmp_path / "marker").exists()
+    rows = _job_rows(tmp_path / "run")
+    assert len(rows) == 6 and {r[3] for r in rows} == {"done"}
+    assert len(set((m, r, f) for m, r, f, _ in rows)) == 6  # each job exactly once
+    assert results.counts.trained == 6
+
+
+def test_a_failing_plugin_fails_only_its_jobs_and_a_rerun_retries_only_them(tiny, tmp_path, write_plugin):
+    marker = tmp_path / "offline"
+    marker.write_text("")
+    plugin = write_plugin("flaky", FLAKY.format(marker=str(marker)))
+    with pytest.raises(JobsFailed, match=r"3 of 6 jobs failed, the others are saved: .*flaky.py:7: flaky failed "
+                                         r"on repeat 0, fold \d: RuntimeError: the scanner archive is offline"):
+        cvkit.evaluate(str(plugin), data=tiny, out=tmp_path / "run", **FAST)
+    statuses = {(m, f): s for m, _, f, s in _job_rows(tmp_path / "run")}
+    assert {s for (m, _), s in statuses.items() if m == "resnet18"} == {"done"}
+    assert {s for (m, _), s in statuses.items() if m == "flaky"} == {"failed"}
+    marker.unlink()
+    again = cvkit.evaluate(str(plugin), data=tiny, out=tmp_path / "run", **FAST)
+    assert (again.counts.resumed, again.counts.trained, again.counts.failed) == (3, 3, 0)
+
+
+def test_cli_reports_failed_jobs_in_one_line_and_exits_2(tiny_npz, tmp_path, write_plugin, capsys):
+    from cvkit.cli import main
+
+    marker = tmp_path / "offline"
+    marker.write_text("")
+    plugin = write_plugin("flaky", FLAKY.format(marker=str(marker)))
+    code = main(["evaluate", str(plugin), "--data", tiny_npz, "--folds", "3", "--repeats", "1", "--epochs", "1",
+                 "--out", tmp_path / "run", "--report", "none"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "cvkit: error: 3 of 6 jobs failed, the others are saved" in err and "Traceback" not in err
+
+
+def test_ray_executor_without_ray_says_how_to_install(tiny, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ConfigError, match=r'--executor ray needs Ray, which is not installed: pip install -e "\.\[ray\]"'):
+        cvkit.evaluate([], data=tiny, out=tmp_path / "run", executor="ray", **FAST)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A real Ray cluster on 127.0.0.1: a head node and one more worker node."""
+    import os
+
+    # Ray swaps 127.0.0.1 for the machine's network address unless told the cluster is local-only;
+    # read when ray is first imported, and inherited by its processes.
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args=dict(num_cpus=1, node_ip_address="127.0.0.1",
+                                                                include_dashboard=False))
+    cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+    cluster.wait_for_nodes()
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def test_ray_executor_gives_the_same_predictions_as_local(tiny, tmp_path, ray_cluster):
+    local = cvkit.evaluate("plugins/fc_attention.py", data=tiny, out=tmp_path / "a" / "run", jobs=1, **FAST)
+    on_ray = cvkit.evaluate("plugins/fc_attention.py", data=tiny, out=tmp_path / "b" / "run", executor="ray",
+                            address=ray_cluster.address, **FAST)
+    assert np.array_equal(_probs(local), _probs(on_ray))
+    assert {json.loads(job["environment"])["threads"] for job in on_ray.jobs} == {1}
+
+
+def test_ray_run_survives_a_killed_worker(tiny, tmp_path, write_plugin, ray_cluster):
+    plugin = write_plugin("suicidal", SUICIDAL.format(marker=str(tmp_path / "marker")))
+    results = cvkit.evaluate(str(plugin), data=tiny, out=tmp_path / "run", executor="ray",
+                             address=ray_cluster.address, **FAST)
+    assert (tmp_path / "marker").exists()  # a worker was killed mid-run
+    rows = _job_rows(tmp_path / "run")
+    assert len(rows) == 6 and {r[3] for r in rows} == {"done"}
+    assert results.counts.trained == 6
+
+
+def test_mlflow_export_is_read_back_by_mlflow_itself(tiny, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps file stores behind this switch
+    from mlflow.tracking import MlflowClient
+
+    from cvkit.cli import main
+
+    run_dir = tmp_path / "run"
+    cvkit.evaluate("plugins/fc_attention.py", data=tiny, out=run_dir, folds=3, repeats=2, epochs=1)
+    uri = (tmp_path / "mlruns").as_uri()
+    for _ in range(2):  # exporting again replaces the earlier export
+        assert main(["export", "mlflow", run_dir, "--tracking-uri", uri]) == 0
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("run")
+    runs = {r.data.tags["cvkit.model"]: r for r in client.search_runs([experiment.experiment_id])}
+    assert set(runs) == {"resnet18", "fc_attention"}
+    variant, baseline = runs["fc_attention"], runs["resnet18"]
+    assert variant.data.tags["cvkit.verdict"] in {"better", "worse", "equivalent", "inconclusive"}
+    assert variant.data.tags["cvkit.baseline"] == "resnet18" and "cvkit.verdict" not in baseline.data.tags
+    assert variant.data.params["config.epochs"] == "1" and variant.data.params["design.folds"] == "3"
+    results = cvkit.Results(run_dir)
+    folds = client.get_metric_history(variant.info.run_id, "fold.auc")
+    expected = results.metrics[results.metrics.model == "fc_attention"]["auc"].to_numpy()
+    assert sorted(m.value for m in folds) == pytest.approx(sorted(expected))
+    assert variant.data.metrics["auc"] == pytest.approx(expected.mean())
+    artifacts = {a.path for a in client.list_artifacts(variant.info.run_id)}
+    assert {"report.html", "predictions_fc_attention.csv"} <= artifacts
