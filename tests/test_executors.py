@@ -166,3 +166,39 @@ def test_mlflow_export_is_read_back_by_mlflow_itself(tiny, tmp_path, monkeypatch
     assert variant.data.metrics["auc"] == pytest.approx(expected.mean())
     artifacts = {a.path for a in client.list_artifacts(variant.info.run_id)}
     assert {"report.html", "predictions_fc_attention.csv"} <= artifacts
+
+
+class _StopAfterFirstJob:
+    """A progress display whose user presses Ctrl-C as soon as the first job has finished."""
+
+    def start(self, total, done):
+        pass
+
+    def job_started(self, job):
+        pass
+
+    def epoch_done(self, job, record):
+        pass
+
+    def job_done(self, job):
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize("executor", ["process", "ray"])
+def test_ctrl_c_keeps_finished_jobs_and_a_rerun_resumes(executor, tiny, tmp_path, request):
+    options = dict(executor=executor, jobs=2, **FAST)
+    if executor == "ray":
+        options["address"] = request.getfixturevalue("ray_cluster").address
+    with pytest.raises(KeyboardInterrupt):
+        cvkit.evaluate("plugins/fc_attention.py", data=tiny, out=tmp_path / "run", progress=_StopAfterFirstJob(),
+                       **options)
+    finished = [r for r in _job_rows(tmp_path / "run") if r[3] == "done"]
+    assert 1 <= len(finished) < 6
+    resumed = cvkit.evaluate("plugins/fc_attention.py", data=tiny, out=tmp_path / "run", **options)
+    assert resumed.counts.resumed == len(finished) and resumed.counts.trained == 6 - len(finished)
