@@ -9,7 +9,8 @@ On a CPU each job trains with a fixed number of intra-op threads (one, unless
 a job's predictions depend on its thread count, never on how many jobs run at once or where, so
 every executor gives the same predictions. Small convolutional models keep two threads poorly
 busy (a ResNet-18 step at 28 pixels is a chain of small kernels), so one job per core trains
-about 1.4 times as many images per second as one job on two cores (``benchmarks/train_step.py``).
+about 1.3 times as many images per second as one job on both cores (658 against 506 images/s on
+two cores, ``benchmarks/train_step.py``).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 # Resident memory of one CPU worker beyond its data and model: the torch runtime and allocator
-# slack, measured for a ResNet-18 job at 28 pixels (about 450 MiB).
+# slack (a ResNet-18 job at 28 pixels measured 450-650 MiB in all).
 WORKER_BASE_BYTES = 600 * 2**20
 
 
