@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .data import Dataset, check_missing, load_data, with_extra
+from .data import Dataset, check_missing, find_duplicates, load_data, with_extra
 from .errors import ConfigError
 from .results import Results
 from .runner import EXECUTORS, Concurrency, JobProgress, JobRunner, Store, choose_concurrency, make_executor, make_jobs, run_jobs
@@ -32,7 +32,7 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
              hyperparams: dict | None = None, data_options: dict | None = None, jobs: int | str = "auto",
              threads_per_job: int | None = None, precision: str = "auto", executor: str = "local",
              address: str | None = None, cpus_per_job: float | None = None, gpus_per_job: float = 0.0,
-             retries: int = 2,
+             retries: int = 2, dedupe: bool = False,
              progress: JobProgress | bool = False, command: str | None = None) -> Results:
     """Train the baseline and every variant on the same splits with the same seeds.
 
@@ -45,7 +45,9 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
     threads (default 1), which, unlike ``jobs``, can change the predictions' last bits.
     ``executor`` is ``local``, ``process`` or ``ray`` (at ``address``, with ``cpus_per_job`` and
     ``gpus_per_job`` per task); every executor gives the same predictions. A job whose worker dies
-    runs again up to ``retries`` times. Returns the run's :class:`~cvkit.results.Results`.
+    runs again up to ``retries`` times. Duplicate images (exact, or equal average hashes confirmed
+    on the pixels) are reported before training; ``dedupe`` keeps one of each. Returns the run's
+    :class:`~cvkit.results.Results`.
     """
     variants = [variants] if isinstance(variants, (str, os.PathLike)) else list(variants)
     _check_options(select=select, class_weight=class_weight, augment=augment, seeds=seeds,
@@ -60,6 +62,12 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
         raise ConfigError(f"--impute {impute!r}: choose one of {', '.join(IMPUTATIONS)}")
     check_missing(dataset, impute)
     dataset, holdout_data = dataset.split_off(holdout)
+    duplicates = find_duplicates(dataset.images)
+    if dedupe and duplicates:
+        dropped = {pair.second for pair in duplicates}
+        dataset = dataset.subset([i for i in range(len(dataset)) if i not in dropped])
+        warnings.warn(f"--dedupe: dropped {len(dropped)} duplicate image(s), kept one of each", stacklevel=2)
+        duplicates = []
     # Everything the predictions depend on: the CV data and, when there is one, the hold-out set.
     content = (dataset.fingerprint if holdout_data is None else
                hashlib.sha256(f"{dataset.fingerprint}+{holdout_data.fingerprint}".encode()).hexdigest())
@@ -96,6 +104,8 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
                          precision=precision)
     plan = make_plan(dataset.labels, folds, repeats, seed=seed, val_fraction=val_fraction,
                      groups=dataset.groups, cv=cv, class_names=dataset.class_names)
+    if duplicates:
+        warnings.warn(_duplicate_warning(duplicates, plan, dataset.groups), stacklevel=2)
     design = dict(folds=plan.n_splits, repeats=plan.n_repeats, seeds=seeds, seed=seed,
                   val_fraction=val_fraction, plan_digest=plan.digest, custom_cv=cv is not None,
                   nested=nested, inner_folds=inner_folds if nested else None)
@@ -135,6 +145,25 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
     results.counts = counts
     results.concurrency = concurrency
     return results
+
+
+def _duplicate_warning(pairs, plan, groups) -> str:
+    """What the duplicate pairs mean for this plan: how many end up on both sides of a split."""
+    crossing = 0
+    for pair in pairs:
+        for split in plan:
+            test = set(split.test.tolist())
+            if (pair.first in test) != (pair.second in test):
+                crossing += 1
+                break
+    exact = sum(p.exact for p in pairs)
+    text = (f"{len(pairs)} duplicate image pair(s) ({exact} exact, {len(pairs) - exact} near-identical), "
+            f"{crossing} of them split between training and test in some fold: a model scored on an image it "
+            "trained on looks better than it is. --dedupe keeps one image of each")
+    if groups is None:
+        return text + "; if duplicates mean the same patient, give a group (patient_id) column"
+    apart = sum(groups[p.first] != groups[p.second] for p in pairs)
+    return text + (f"; {apart} pair(s) lie in different groups: check the patient ids" if apart else "")
 
 
 def _describe_run(store, dataset, holdout, plan, models, config, design, identity, device, command):

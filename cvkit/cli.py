@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--extra", default=None, metavar="CSV|handcrafted",
                     help="extra per-image features: a CSV joined by sample_id, or 'handcrafted' (intensity, "
                          "shape and texture features computed from each image)")
+    ev.add_argument("--dedupe", action="store_true",
+                    help="keep one image of each exact or near-identical duplicate (reported either way)")
     ev.add_argument("--impute", default="none", choices=IMPUTATIONS,
                     help="fill missing extra values with the mean or median of each training fold")
     ev.add_argument("--demo-extra-signal", type=float, default=None, metavar="S",
@@ -173,7 +175,7 @@ def _evaluate(args, console, errors) -> int:
         nested=args.nested, inner_folds=args.inner_folds, holdout=args.holdout,
         hyperparams=_parse_params(args.param), jobs=args.jobs, threads_per_job=args.threads_per_job,
         precision=args.precision, executor=args.executor, address=args.address, cpus_per_job=args.cpus_per_job,
-        gpus_per_job=args.gpus_per_job, retries=args.retries, progress=JobProgress(errors, epochs=args.epochs),
+        gpus_per_job=args.gpus_per_job, retries=args.retries, dedupe=args.dedupe, progress=JobProgress(errors, epochs=args.epochs),
         command=args.command_line,
     )
     report = compare(results, metric=args.metric, rope=args.rope, alpha=args.alpha)
