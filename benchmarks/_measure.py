@@ -4,11 +4,28 @@ Memory is the sum of the processes' proportional set sizes (PSS, from /proc/PID/
 pages shared between the workers (torch's libraries) count once, not once per process, so the
 sum is the machine's memory actually in use. Sampled every second (reading smaps costs CPU time).
 """
+import argparse
 import os
 import subprocess
 import threading
 import time
 from pathlib import Path
+
+
+BREASTMNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "breastmnist.npz"
+
+
+def add_design_options(parser: argparse.ArgumentParser) -> None:
+    """The data and design options the cvkit benchmarks share (default: BreastMNIST, 5x3, 5 epochs)."""
+    parser.add_argument("--data", default=str(BREASTMNIST))
+    parser.add_argument("--folds", default="5")
+    parser.add_argument("--repeats", default="3")
+    parser.add_argument("--epochs", default="5")
+
+
+def design_arguments(args) -> list[str]:
+    """Those options as ``cvkit evaluate`` arguments."""
+    return ["--data", args.data, "--folds", args.folds, "--repeats", args.repeats, "--epochs", args.epochs]
 
 
 def _children(pid: int) -> list[int]:

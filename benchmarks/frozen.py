@@ -17,25 +17,23 @@ from pathlib import Path
 import torch
 
 import cvkit
+from _measure import add_design_options, design_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "breastmnist.npz"))
-    parser.add_argument("--folds", default="5")
-    parser.add_argument("--repeats", default="3")
-    parser.add_argument("--epochs", default="5")
+    add_design_options(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = Path(tmp, "resnet18.pt")
         torch.manual_seed(0)
         torch.save(cvkit.trainers.resnet("resnet18", in_channels=1, n_classes=2).state_dict(), checkpoint)
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "cvkit.cli", "evaluate", "plugins/frozen_probe.py", "--data", args.data,
-                        "--weights", str(checkpoint), "--folds", args.folds, "--repeats", args.repeats,
-                        "--epochs", args.epochs, "--report", "none", "--out", str(Path(tmp, "run"))],
+        subprocess.run([sys.executable, "-m", "cvkit.cli", "evaluate", "plugins/frozen_probe.py",
+                        *design_arguments(args), "--weights", str(checkpoint), "--report", "none",
+                        "--out", str(Path(tmp, "run"))],
                        cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - started
         results = cvkit.Results(Path(tmp, "run"))

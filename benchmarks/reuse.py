@@ -12,24 +12,20 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _measure import run_measured
+from _measure import add_design_options, design_arguments, run_measured
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "breastmnist.npz"))
-    parser.add_argument("--folds", default="5")
-    parser.add_argument("--repeats", default="3")
-    parser.add_argument("--epochs", default="5")
+    add_design_options(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as reports:
         walls = []
         for variant in ("plugins/fc_attention.py", "plugins/mlp_head.py"):
-            wall, _ = run_measured([sys.executable, "-m", "cvkit.cli", "evaluate", variant, "--data", args.data,
-                                    "--folds", args.folds, "--repeats", args.repeats, "--epochs", args.epochs,
-                                    "--reports-dir", reports, "--report", "none"], cwd=ROOT)
+            wall, _ = run_measured([sys.executable, "-m", "cvkit.cli", "evaluate", variant, *design_arguments(args),
+                                    "--reports-dir", reports, "--report", "none"], cwd=ROOT, memory=False)
             walls.append(wall)
             print(f"{variant}: {wall:.1f} s", flush=True)
     print(f"second comparison / first = {walls[1] / walls[0]:.2f}")

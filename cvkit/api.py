@@ -149,13 +149,8 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
 
 def _duplicate_warning(pairs, plan, groups) -> str:
     """What the duplicate pairs mean for this plan: how many end up on both sides of a split."""
-    crossing = 0
-    for pair in pairs:
-        for split in plan:
-            test = set(split.test.tolist())
-            if (pair.first in test) != (pair.second in test):
-                crossing += 1
-                break
+    tests = [set(split.test.tolist()) for split in plan]
+    crossing = sum(any((p.first in test) != (p.second in test) for test in tests) for p in pairs)
     exact = sum(p.exact for p in pairs)
     text = (f"{len(pairs)} duplicate image pair(s) ({exact} exact, {len(pairs) - exact} near-identical), "
             f"{crossing} of them split between training and test in some fold: a model scored on an image it "

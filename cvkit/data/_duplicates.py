@@ -22,14 +22,15 @@ class DuplicatePair:
 
 
 def average_hashes(images: np.ndarray) -> np.ndarray:
-    """One 64-bit average hash per image (uint8, NCHW), as a (n, 64) boolean array."""
+    """One 64-bit average hash per image (uint8, NCHW), as a uint64 array."""
     grey = images.astype(np.float64).mean(axis=1)
     n, h, w = grey.shape
     rows = np.array_split(np.arange(h), HASH_SIDE)
     cols = np.array_split(np.arange(w), HASH_SIDE)
     blocks = np.stack([np.stack([grey[:, r][:, :, c].mean(axis=(1, 2)) for c in cols], axis=1) for r in rows],
                       axis=1)
-    return (blocks > blocks.mean(axis=(1, 2), keepdims=True)).reshape(n, -1)
+    bits = (blocks > blocks.mean(axis=(1, 2), keepdims=True)).reshape(n, -1)
+    return np.packbits(bits, axis=1).view(">u8").ravel().astype(np.uint64)
 
 
 def find_duplicates(images: np.ndarray, *, max_distance: int = 0) -> list[DuplicatePair]:
@@ -47,10 +48,9 @@ def find_duplicates(images: np.ndarray, *, max_distance: int = 0) -> list[Duplic
         digests.setdefault(key, []).append(i)
     if min(images.shape[2:]) < HASH_SIDE or len(images) < 2:
         return pairs
-    bits = average_hashes(images).astype(np.uint8)
-    for start in range(0, len(bits), 512):  # chunks keep the distance matrix small
-        block = bits[start:start + 512]
-        distance = (block[:, None, :] != bits[None, :, :]).sum(axis=2)
+    codes = average_hashes(images)
+    for start in range(0, len(codes), 1024):  # chunks keep the distance matrix small
+        distance = np.bitwise_count(codes[start:start + 1024, None] ^ codes[None, :])
         for a, j in zip(*np.nonzero(distance <= max_distance)):
             i = start + a
             if i < j and (i, j) not in exact and _similar(images[i], images[j]):

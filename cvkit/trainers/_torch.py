@@ -10,6 +10,7 @@ autocast when ``precision`` allows it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import math
 
@@ -193,14 +194,10 @@ class TorchTrainer:
         return torch.cat(parts).float()
 
 
-_CACHES: dict = {}
-
-
+@functools.cache
 def _feature_cache(directory) -> FeatureCache:
     """One feature cache per folder and process, kept across the jobs a worker runs."""
-    if directory not in _CACHES:
-        _CACHES[directory] = FeatureCache(directory)
-    return _CACHES[directory]
+    return FeatureCache(directory)
 
 
 def _autocast(device, precision):
