@@ -5,7 +5,8 @@ settings do not leak) and reports the median over chunks of steps.
 
     anchor           the hand-written loop's step: Adam, all cores, batch 32
     fused            fused Adam (cvkit), all cores
-    fused+shortcut   plus the exact 1x1-output convolution shortcut (cvkit)
+    fused+shortcut   plus the exact shortcuts (cvkit): 1x1-output convolutions as one matrix
+                     product, max pooling with the channels-last kernel
     stacked-K        K models trained as one batched model (torch.func vmap of stacked
                      parameters: grouped convolutions), all cores
     side-by-side     cvkit's CPU default: one job per core, one thread each (total of all jobs)

@@ -45,6 +45,21 @@ def test_exact_convolution_shortcut_matches_the_convolution(kernel, stride, padd
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("values", ["ties", "relu"])
+def test_channels_last_pool_picks_the_same_maxima_and_gradients(values):
+    torch.manual_seed(0)
+    x = torch.randint(0, 3, (8, 16, 14, 14)).float() if values == "ties" else torch.relu(torch.randn(8, 16, 14, 14))
+    plain, fast = nn.MaxPool2d(3, 2, 1), use_exact_shortcuts(nn.Sequential(nn.MaxPool2d(3, 2, 1)))[0]
+    assert type(fast) is not nn.MaxPool2d
+    x_plain, x_fast = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y_plain, y_fast = plain(x_plain), fast(x_fast)
+    grad = torch.randn_like(y_plain)
+    y_plain.backward(grad)
+    y_fast.backward(grad)
+    assert torch.equal(y_plain, y_fast) and y_fast.is_contiguous()
+    assert torch.equal(x_plain.grad, x_fast.grad) and x_fast.grad.is_contiguous()
+
+
 def test_exact_shortcuts_leave_the_state_dict_and_subclasses_alone():
     model = cvkit.trainers.resnet("resnet18", in_channels=1, n_classes=2)
     before = {k: v.clone() for k, v in model.state_dict().items()}
