@@ -30,10 +30,7 @@ def join_extra_csv(dataset: Dataset, path) -> Dataset:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such extra-feature file; pass a CSV with a sample_id column, or 'handcrafted'")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = reader.fieldnames or []
-        rows = list(reader)
+    columns, rows = read_csv(path)
     id_column = next((c for c in ID_COLUMNS if c in columns), None)
     if id_column is None:
         raise DataError(f"{path}: no sample id column; name it one of {', '.join(ID_COLUMNS)} "
@@ -88,6 +85,18 @@ def check_missing(dataset: Dataset, impute: str) -> None:
         raise DataError(f"extra feature column {dataset.extra_names[column]!r} has {missing[column]} missing "
                         "value(s); pass --impute mean or --impute median (fitted on each training fold), "
                         "or fill them in")
+
+
+def read_csv(path) -> tuple[list[str], list[dict]]:
+    """(columns, rows) of a UTF-8 CSV file, or a ``DataError`` naming the file."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            return list(reader.fieldnames or []), list(reader)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text CSV file (not UTF-8); save it as CSV (UTF-8)") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
 
 
 def _number(text, path, line, column) -> float:

@@ -1,15 +1,16 @@
 """Loaders that turn files on disk into a :class:`Dataset`."""
 from __future__ import annotations
 
-import csv
+import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ._dataset import Dataset
 from ._demo import make_demo
-from ._extra import _number
+from ._extra import _number, read_csv
 
 # MedMNIST v2 label meanings (the data set's own "label" dict), for the binary sets.
 MEDMNIST_CLASSES = {
@@ -19,6 +20,7 @@ MEDMNIST_CLASSES = {
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif"}
 IMAGE_COLUMNS = ("image", "path", "file", "filename")
 ID_COLUMNS = ("id", "sample_id")
+GREY_MODES = ("L", "I", "I;16", "1", "F")
 
 
 def load_data(spec: str = "demo", *, positive: str | None = None, **options) -> Dataset:
@@ -26,6 +28,9 @@ def load_data(spec: str = "demo", *, positive: str | None = None, **options) -> 
 
     ``positive`` names the positive class; ``None`` takes the minority class.
     """
+    size = options.get("image_size")
+    if size is not None and size < 4:
+        raise ConfigError(f"--image-size must be at least 4, got {size}")
     if spec == "demo":
         dataset = make_demo(**options)
     else:
@@ -45,7 +50,8 @@ def load_data(spec: str = "demo", *, positive: str | None = None, **options) -> 
         only = dataset.class_names[int(dataset.labels[0])] if len(dataset) else "none"
         raise DataError(f"{dataset.source or spec}: only one class present ({only}); "
                         "a comparison needs samples of at least two classes")
-    return dataset.with_positive(positive)
+    spec = spec if spec == "demo" else str(Path(spec).resolve())
+    return replace(dataset.with_positive(positive), loaded_with=dict(spec=spec, options=options))
 
 
 def load_medmnist(path, *, parts=("train", "val", "test"), class_names=None,
@@ -59,12 +65,20 @@ def load_medmnist(path, *, parts=("train", "val", "test"), class_names=None,
     except KeyError as exc:
         raise DataError(f"{path}: not a MedMNIST archive, missing array {exc}; "
                         f"expected {', '.join(p + '_images/_labels' for p in parts)}") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: cannot read the archive ({exc}); is the file complete?") from None
+    if any(l.ndim == 2 and l.shape[1] > 1 for l in labels):
+        raise DataError(f"{path}: multi-label MedMNIST sets are not supported "
+                        f"(labels {', '.join(str(l.shape) for l in labels)})")
+    for name, arrays in (("images", images), ("labels", labels)):
+        if len({a.shape[1:] for a in arrays}) > 1:
+            raise DataError(f"{path}: the parts' {name} differ in shape "
+                            f"({', '.join(f'{p} {a.shape}' for p, a in zip(parts, arrays))}); is the archive from one data set?")
     image_array = np.concatenate(images)
     label_array = np.concatenate(labels)
-    if label_array.ndim == 2 and label_array.shape[1] > 1:
-        raise DataError(f"{path}: multi-label MedMNIST sets are not supported (labels {label_array.shape})")
+    if len(image_array) != len(label_array):
+        raise DataError(f"{path}: {len(image_array)} images but {len(label_array)} labels; "
+                        "each *_images array needs a *_labels array of the same length")
     label_array = label_array.reshape(-1).astype(np.int64)
     if image_array.ndim == 3:
         image_array = image_array[:, None]
@@ -110,10 +124,7 @@ def load_manifest(path, *, image_column: str | None = None, label_column: str = 
     """A CSV with an image path (relative to the CSV), a label, and optional group, id, ``split``
     (official part, e.g. test) and numeric extra-feature columns (every other column)."""
     path = Path(path)
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = reader.fieldnames or []
-        rows = list(reader)
+    columns, rows = read_csv(path)
     if not rows:
         raise DataError(f"{path}: the manifest has no rows")
     image_column = image_column or next((c for c in IMAGE_COLUMNS if c in columns), None)
@@ -127,7 +138,11 @@ def load_manifest(path, *, image_column: str | None = None, label_column: str = 
                         f"name the image column one of {', '.join(IMAGE_COLUMNS)} and the label column "
                         f"{label_column!r}")
 
-    raw_labels = [row[label_column].strip() for row in rows]
+    raw_labels = [(row[label_column] or "").strip() for row in rows]
+    empty = next((line for line, value in enumerate(raw_labels, start=2) if not value), None)
+    if empty is not None:
+        raise DataError(f"{path}, row {empty}: empty label; every row needs its class in column "
+                        f"{label_column!r} (drop unlabelled rows)")
     if class_names is None:
         class_names = tuple(sorted(set(raw_labels), key=_natural_key))
     lookup = {name: i for i, name in enumerate(class_names)}
@@ -174,10 +189,17 @@ def _read_images(paths, image_size, where) -> np.ndarray:
             raise DataError(f"{where(i)}: image file not found") from None
         except (UnidentifiedImageError, OSError) as exc:
             raise DataError(f"{where(i)}: cannot read the image ({exc}); is the file corrupt or truncated?") from None
-    colour = any(im.mode not in ("L", "I", "I;16", "1", "F") for im in loaded)
-    mode = "RGB" if colour else "L"
+    # An RGB file whose channels are equal is a grey image saved as colour; a true colour image
+    # among grey ones (a Doppler overlay, an annotated screenshot) is a data problem, not a mode.
+    colour = [im.mode not in GREY_MODES and not _equal_channels(im) for im in loaded]
+    if any(colour) and not all(colour):
+        odd = colour.index(not colour[0])
+        kinds = ("colour", "grey") if colour[odd] else ("grey", "colour")
+        raise DataError(f"{where(odd)}: a {kinds[0]} image among {kinds[1]} ones ({sum(colour)} of {len(loaded)} "
+                        "images are colour); convert them all to grey or all to colour")
+    mode = "RGB" if any(colour) else "L"
     arrays = []
-    for i, im in enumerate(loaded):
+    for im in loaded:
         im = im.convert(mode)
         if image_size:
             im = im.resize((image_size, image_size), Image.BILINEAR)
@@ -190,6 +212,11 @@ def _read_images(paths, image_size, where) -> np.ndarray:
                         "first image; pass --image-size N to resize all images")
     stacked = np.stack(arrays)
     return stacked[:, None] if stacked.ndim == 3 else np.moveaxis(stacked, -1, 1).copy()
+
+
+def _equal_channels(image) -> bool:
+    rgb = np.asarray(image.convert("RGB"))
+    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:

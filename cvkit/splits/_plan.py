@@ -92,6 +92,12 @@ def make_plan(labels, n_splits: int = 5, n_repeats: int = 3, *, seed: int = 0,
         train, val = _inner_split(np.asarray(train_val), y, groups, val_fraction, seed, names)
         splits.append(Split(repeat, fold, np.sort(train), np.sort(val), np.sort(np.asarray(test))))
     for s in splits:
+        absent = [names[c] for c in np.unique(y) if not np.any(y[s.train] == c)]
+        if absent:
+            where = ("its samples lie in too few groups to spread over the folds; use fewer folds or check "
+                     "the group column" if groups is not None else "use fewer folds")
+            raise SplitError(f"class {absent[0]!r} is missing from the training part of repeat {s.repeat}, "
+                             f"fold {s.fold}: {where}")
         missing = [names[c] for c in np.unique(y) if not np.any(y[s.test] == c)]
         if missing:
             warnings.warn(f"test fold (repeat {s.repeat}, fold {s.fold}) has no sample of "

@@ -74,8 +74,12 @@ def mcnemar(y_true, pred_a, pred_b, method: str = "midp") -> McNemarResult:
 
 def delong(y_true, score_a, score_b) -> DeLongResult:
     """DeLong's test for two correlated AUCs (DeLong et al. 1988), in the O(n log n) midrank
-    form of Sun & Xu (2014). ``y_true`` marks the positive class (True/1)."""
+    form of Sun & Xu (2014). ``y_true`` marks the positive class (True/1); the variance needs at
+    least two samples of each class (``ValueError`` otherwise)."""
     positive = _positive_mask(y_true)
+    if min(positive.sum(), (~positive).sum()) < 2:
+        raise ValueError("DeLong's test needs at least 2 positive and 2 negative samples, "
+                         f"got {positive.sum()} and {(~positive).sum()}")
     scores = np.vstack([np.asarray(score_a, dtype=np.float64), np.asarray(score_b, dtype=np.float64)])
     x, y = scores[:, positive], scores[:, ~positive]
     m, n = x.shape[1], y.shape[1]
