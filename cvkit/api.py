@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,9 @@ from . import __version__
 from .data import Dataset, check_missing, find_duplicates, load_data, with_extra
 from .errors import ConfigError
 from .results import Results
-from .runner import EXECUTORS, Concurrency, JobProgress, JobRunner, Store, choose_concurrency, make_executor, make_jobs, run_jobs
-from .splits import make_plan
+from .runner import (EXECUTORS, Concurrency, JobProgress, JobRunner, Store, check_writable, choose_concurrency,
+                     Verification, make_executor, make_jobs, run_jobs, store_bytes, verify_jobs)
+from .splits import SplitPlan, make_plan
 from .trainers import SELECTION_RULES, TrainConfig, TrainContext, load_plugin
 from .trainers._models import classifier, is_backbone
 from .trainers._context import AUGMENTATIONS, CLASS_WEIGHTS, PRECISIONS
@@ -53,89 +55,39 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
     _check_options(select=select, class_weight=class_weight, augment=augment, seeds=seeds,
                    seed=seed, epochs=epochs, batch_size=batch_size, jobs=jobs, threads_per_job=threads_per_job,
                    precision=precision, executor=executor, retries=retries)
-    if isinstance(data, Dataset):
-        dataset = data.with_positive(positive) if positive else data
-    else:
-        dataset = load_data(str(data), positive=positive, **(data_options or {}))
-    dataset = with_extra(dataset, extra)
-    if impute not in IMPUTATIONS:
-        raise ConfigError(f"--impute {impute!r}: choose one of {', '.join(IMPUTATIONS)}")
-    check_missing(dataset, impute)
-    dataset, holdout_data = dataset.split_off(holdout)
-    duplicates = find_duplicates(dataset.images)
-    if dedupe and duplicates:
-        dropped = {pair.second for pair in duplicates}
-        dataset = dataset.subset([i for i in range(len(dataset)) if i not in dropped])
-        warnings.warn(f"--dedupe: dropped {len(dropped)} duplicate image(s), kept one of each", stacklevel=2)
-        duplicates = []
-    # Everything the predictions depend on: the CV data and, when there is one, the hold-out set.
-    content = (dataset.fingerprint if holdout_data is None else
-               hashlib.sha256(f"{dataset.fingerprint}+{holdout_data.fingerprint}".encode()).hexdigest())
-
-    hyperparams = hyperparams or {}
-    models = {}
-    names = [Path(str(spec)).stem if str(spec).endswith(".py") else str(spec) for spec in (baseline, *variants)]
-    unknown = sorted(set(hyperparams) - set(names))
-    if unknown:
-        raise ConfigError(f"hyper-parameters given for {', '.join(unknown)}, which is not a model of this run "
-                          f"({', '.join(names)})")
-    for role, spec in [("baseline", baseline), *(("variant", v) for v in variants)]:
-        name = Path(str(spec)).stem if str(spec).endswith(".py") else str(spec)
-        plugin = load_plugin(str(spec), hyperparams.get(name))
-        if plugin.search and nested:
-            plugin = plugin.nested(inner_folds, val_fraction)
-        elif plugin.search:
-            space = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in plugin.search.items())
-            warnings.warn(f"{plugin.origin} declares a search space ({space}); without --nested its defaults "
-                          f"{plugin.hyperparams} are used", stacklevel=2)
-        if name in models:
-            raise ConfigError(f"two models are named {name!r}; rename one plugin file")
-        models[name] = (role, plugin)
-
-    if nested and not any(p.search for _, p in models.values()):
-        warnings.warn("--nested: no model of this run declares a SEARCH space; nothing is searched", stacklevel=2)
-    if nested and inner_folds < 2:
-        raise ConfigError(f"--inner-folds must be at least 2, got {inner_folds}")
-    resolved_device = _resolve_device(device)
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                         select=select, class_weight=class_weight, augment=augment, device=device,
-                         backbone=baseline if is_backbone(baseline) else "resnet18", stem=stem,
-                         weights=weights, weights_digest=_file_digest(weights), impute=impute,
-                         precision=precision)
-    plan = make_plan(dataset.labels, folds, repeats, seed=seed, val_fraction=val_fraction,
-                     groups=dataset.groups, cv=cv, class_names=dataset.class_names)
-    if duplicates:
-        warnings.warn(_duplicate_warning(duplicates, plan, dataset.groups), stacklevel=2)
-    design = dict(folds=plan.n_splits, repeats=plan.n_repeats, seeds=seeds, seed=seed,
-                  val_fraction=val_fraction, plan_digest=plan.digest, custom_cv=cv is not None,
-                  nested=nested, inner_folds=inner_folds if nested else None)
-    identity = dict(data=content, design=design, config=config.as_dict(),
-                    device=resolved_device,
-                    models={n: [r, p.digest, p.hyperparams] for n, (r, p) in models.items()})
-    run_dir = Path(out) if out else _default_run_dir(reports_dir, dataset, models, identity)
+    loaded = (data.loaded_with or {}) if isinstance(data, Dataset) else dict(spec=str(data), options=data_options)
+    recipe = dict(variants=[str(v) for v in variants], data=loaded.get("spec"),
+                  baseline=str(baseline), seeds=seeds, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
+                  weight_decay=weight_decay, select=select, class_weight=class_weight, augment=augment,
+                  stem=stem, weights=weights, val_fraction=val_fraction, positive=positive,
+                  device=device, extra=extra, impute=impute, nested=nested, inner_folds=inner_folds,
+                  holdout=holdout, hyperparams=hyperparams, data_options=loaded.get("options"), precision=precision,
+                  dedupe=dedupe)
+    setup = _prepare(recipe, data=data, folds=folds, repeats=repeats, cv=cv)
+    run_dir = Path(out) if out else _default_run_dir(reports_dir, setup.dataset, setup.models, setup.identity)
+    # Stored rows: every test sample under each checkpoint rule and epoch, and the hold-out set.
+    holdout_rows = 0 if setup.holdout is None else len(setup.holdout)
+    rows = seeds * len(setup.models) * sum(len(split.test) * (len(SELECTION_RULES) + epochs) + holdout_rows
+                                           for split in setup.plan)
+    check_writable(run_dir, store_bytes(rows, setup.dataset.n_classes))
 
     with Store(run_dir, create=True) as store:
         previous = store.get_meta("identity")
-        if previous is not None and previous != json.loads(json.dumps(identity)):
-            raise ConfigError(f"{run_dir} holds a run with other settings ({_differences(previous, identity)}); "
+        if previous is not None and previous != json.loads(json.dumps(setup.identity)):
+            raise ConfigError(f"{run_dir} holds a run with other settings ({_differences(previous, setup.identity)}); "
                               "pass another --out, or delete the folder to start over")
         if previous is None:
-            _describe_run(store, dataset, holdout_data, plan, models, config, design, identity, resolved_device,
-                          command)
-
-        job_list = make_jobs({n: p for n, (_, p) in models.items()}, plan, n_seeds=seeds, master_seed=seed,
-                         config=config, data_fingerprint=content, device=resolved_device)
-        context = TrainContext(config=config, n_classes=dataset.n_classes,
-                               in_channels=dataset.images.shape[1],
-                               image_size=tuple(dataset.images.shape[2:]),
-                               class_names=dataset.class_names, positive=dataset.positive,
-                               extra_names=dataset.extra_names, seed=seed, device=resolved_device,
-                               cache_dir=str(run_dir.resolve().parent / ".cache" / "features"))
-        work = JobRunner(dataset, plan, context, holdout_data)
-        concurrency = _concurrency(jobs, threads_per_job, config, dataset, resolved_device)
+            # What the predictions depend on, kept so that `cvkit verify` can redo any job from any folder
+            # (the weights path stays as given: it is part of the job keys).
+            stored = None if cv is not None or recipe["data"] is None else dict(
+                recipe, data=_absolute(recipe["data"]), baseline=_absolute(baseline), extra=_absolute(extra),
+                variants=[_absolute(v) for v in variants], positive=setup.dataset.positive_name)
+            _describe_run(store, setup, command, stored)
+        job_list, work = _jobs(setup, run_dir)
+        concurrency = _concurrency(jobs, threads_per_job, setup.config, setup.dataset, setup.device)
         display = JobProgress(epochs=epochs) if progress is True else progress or None
         with display or contextlib.nullcontext():
-            runner = make_executor(concurrency, resolved_device, kind=executor, address=address,
+            runner = make_executor(concurrency, setup.device, kind=executor, address=address,
                                    cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job, retries=retries)
             if executor == "ray":
                 concurrency = Concurrency(0, concurrency.threads, f"Ray tasks of {runner.cpus_per_job:g} CPU, "
@@ -145,6 +97,134 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
     results.counts = counts
     results.concurrency = concurrency
     return results
+
+
+def verify(run_dir, *, jobs: int = 3, seed: int = 0) -> Verification:
+    """Train ``jobs`` finished jobs of the run in ``run_dir`` again, sampled with ``seed``, and
+    compare their predictions with the stored ones: bit for bit on a CPU, within
+    :data:`~cvkit.runner.GPU_TOLERANCE` on a GPU. A job that differs is trained once more to tell
+    nondeterminism in this process from a different environment."""
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    with Store(run_dir) as store:
+        recipe, run = store.get_meta("recipe"), store.get_meta("run")
+        if recipe is None:
+            raise ConfigError(f"{run_dir}: the run keeps no recipe to redo its jobs (it was made from a Python "
+                              "Dataset object, with a custom splitter, or by an older cvkit); verify needs a run "
+                              "made by cvkit evaluate")
+        design = run["design"]
+        plan = SplitPlan.from_records(store.get_meta("plan"), n_splits=design["folds"], n_repeats=design["repeats"],
+                                      seed=design["seed"], val_fraction=design["val_fraction"])
+        setup = _prepare(recipe, data=recipe["data"], plan=plan)
+        previous = store.get_meta("identity")
+        if previous != json.loads(json.dumps(setup.identity)):
+            raise ConfigError(f"{run_dir}: the run's inputs changed since it ran ({_differences(previous, setup.identity)}); "
+                              "verify redoes the same jobs only: restore them, or evaluate into a new folder")
+        job_list, work = _jobs(setup, Path(run_dir))
+        return verify_jobs(job_list, store, work, n_jobs=jobs, seed=seed)
+
+
+@dataclass
+class _Setup:
+    """A run's inputs, prepared: data, models, recipe, split plan and identity."""
+
+    dataset: Dataset
+    holdout: Dataset | None
+    models: dict
+    config: TrainConfig
+    plan: object
+    design: dict
+    identity: dict
+    device: str
+    seeds: int
+    seed: int
+
+
+def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None) -> _Setup:
+    """Load the data and the models of ``recipe`` and make the split plan (or take ``plan``)."""
+    r = recipe
+    if isinstance(data, Dataset):
+        dataset = data.with_positive(r["positive"]) if r["positive"] else data
+    else:
+        dataset = load_data(str(data), positive=r["positive"], **(r["data_options"] or {}))
+    dataset = with_extra(dataset, r["extra"])
+    if r["impute"] not in IMPUTATIONS:
+        raise ConfigError(f"--impute {r['impute']!r}: choose one of {', '.join(IMPUTATIONS)}")
+    check_missing(dataset, r["impute"])
+    dataset, holdout_data = dataset.split_off(r["holdout"])
+    duplicates = find_duplicates(dataset.images)
+    if r["dedupe"] and duplicates:
+        dropped = {pair.second for pair in duplicates}
+        dataset = dataset.subset([i for i in range(len(dataset)) if i not in dropped])
+        warnings.warn(f"--dedupe: dropped {len(dropped)} duplicate image(s), kept one of each", stacklevel=3)
+        duplicates = []
+    # Everything the predictions depend on: the CV data and, when there is one, the hold-out set.
+    content = (dataset.fingerprint if holdout_data is None else
+               hashlib.sha256(f"{dataset.fingerprint}+{holdout_data.fingerprint}".encode()).hexdigest())
+
+    hyperparams = r["hyperparams"] or {}
+    baseline, nested = r["baseline"], r["nested"]
+    specs = [("baseline", baseline), *(("variant", v) for v in r["variants"])]
+    names = [Path(str(spec)).stem if str(spec).endswith(".py") else str(spec) for _, spec in specs]
+    unknown = sorted(set(hyperparams) - set(names))
+    if unknown:
+        raise ConfigError(f"hyper-parameters given for {', '.join(unknown)}, which is not a model of this run "
+                          f"({', '.join(names)})")
+    models = {}
+    for name, (role, spec) in zip(names, specs):
+        plugin = load_plugin(str(spec), hyperparams.get(name))
+        if plugin.search and nested:
+            plugin = plugin.nested(r["inner_folds"], r["val_fraction"])
+        elif plugin.search:
+            space = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in plugin.search.items())
+            warnings.warn(f"{plugin.origin} declares a search space ({space}); without --nested its defaults "
+                          f"{plugin.hyperparams} are used", stacklevel=3)
+        if name in models:
+            raise ConfigError(f"two models are named {name!r}; rename one plugin file")
+        models[name] = (role, plugin)
+
+    if nested and not any(p.search for _, p in models.values()):
+        warnings.warn("--nested: no model of this run declares a SEARCH space; nothing is searched", stacklevel=3)
+    if nested and r["inner_folds"] < 2:
+        raise ConfigError(f"--inner-folds must be at least 2, got {r['inner_folds']}")
+    device = _resolve_device(r["device"])
+    config = TrainConfig(epochs=r["epochs"], batch_size=r["batch_size"], lr=r["lr"], weight_decay=r["weight_decay"],
+                         select=r["select"], class_weight=r["class_weight"], augment=r["augment"], device=r["device"],
+                         backbone=baseline if is_backbone(baseline) else "resnet18", stem=r["stem"],
+                         weights=r["weights"], weights_digest=_file_digest(r["weights"]), impute=r["impute"],
+                         precision=r["precision"])
+    if plan is None:
+        plan = make_plan(dataset.labels, folds, repeats, seed=r["seed"], val_fraction=r["val_fraction"],
+                         groups=dataset.groups, cv=cv, class_names=dataset.class_names)
+    if duplicates:
+        warnings.warn(_duplicate_warning(duplicates, plan, dataset.groups), stacklevel=3)
+    design = dict(folds=plan.n_splits, repeats=plan.n_repeats, seeds=r["seeds"], seed=r["seed"],
+                  val_fraction=r["val_fraction"], plan_digest=plan.digest, custom_cv=cv is not None,
+                  nested=nested, inner_folds=r["inner_folds"] if nested else None)
+    identity = dict(data=content, design=design, config=config.as_dict(), device=device,
+                    models={n: [role, p.digest, p.hyperparams] for n, (role, p) in models.items()})
+    return _Setup(dataset, holdout_data, models, config, plan, design, identity, device, r["seeds"], r["seed"])
+
+
+def _jobs(setup: _Setup, run_dir: Path):
+    """The run's jobs and the ``JobRunner`` that trains any of them."""
+    dataset = setup.dataset
+    job_list = make_jobs({n: p for n, (_, p) in setup.models.items()}, setup.plan, n_seeds=setup.seeds,
+                         master_seed=setup.seed, config=setup.config, data_fingerprint=setup.identity["data"],
+                         device=setup.device)
+    context = TrainContext(config=setup.config, n_classes=dataset.n_classes, in_channels=dataset.images.shape[1],
+                           image_size=tuple(dataset.images.shape[2:]), class_names=dataset.class_names,
+                           positive=dataset.positive, extra_names=dataset.extra_names, seed=setup.seed,
+                           device=setup.device, cache_dir=str(run_dir.resolve().parent / ".cache" / "features"))
+    return job_list, JobRunner(dataset, setup.plan, context, setup.holdout)
+
+
+def _absolute(spec):
+    """A path given relative to the working folder, made absolute; names (demo, resnet18) as given."""
+    if spec is None:
+        return None
+    path = Path(str(spec))
+    return str(path.resolve()) if path.exists() else str(spec)
 
 
 def _duplicate_warning(pairs, plan, groups) -> str:
@@ -161,10 +241,11 @@ def _duplicate_warning(pairs, plan, groups) -> str:
     return text + (f"; {apart} pair(s) lie in different groups: check the patient ids" if apart else "")
 
 
-def _describe_run(store, dataset, holdout, plan, models, config, design, identity, device, command):
+def _describe_run(store, setup: _Setup, command, recipe):
+    dataset, holdout = setup.dataset, setup.holdout
     store.set_meta("run", dict(
-        cvkit_version=__version__, command=command, device=device, config=config.as_dict(),
-        design=design,
+        cvkit_version=__version__, command=command, device=setup.device, config=setup.config.as_dict(),
+        design=setup.design,
         data=dict(name=dataset.name, description=dataset.description, source=dataset.source,
                   fingerprint=dataset.fingerprint, n_samples=len(dataset),
                   image_shape=list(dataset.images.shape[1:]), class_names=list(dataset.class_names),
@@ -174,11 +255,13 @@ def _describe_run(store, dataset, holdout, plan, models, config, design, identit
         holdout=None if holdout is None else dict(n_samples=len(holdout), class_counts=holdout.class_counts,
                                                   fingerprint=holdout.fingerprint),
     ))
-    store.set_meta("plan", plan.to_records())
+    if recipe is not None:
+        store.set_meta("recipe", recipe)
+    store.set_meta("plan", setup.plan.to_records())
     store.write_samples(dataset.sample_ids, dataset.labels, dataset.groups, holdout)
-    for name, (role, plugin) in models.items():
+    for name, (role, plugin) in setup.models.items():
         store.write_model(name, role, plugin.origin, plugin.digest, plugin.hyperparams)
-    store.set_meta("identity", identity)  # last: a run described only in part is described again
+    store.set_meta("identity", setup.identity)  # last: a run described only in part is described again
 
 
 def _default_run_dir(reports_dir, dataset, models, identity) -> Path:
@@ -192,6 +275,10 @@ def _default_run_dir(reports_dir, dataset, models, identity) -> Path:
 def _differences(previous: dict, current: dict) -> str:
     current = json.loads(json.dumps(current))
     changed = [k for k in current if previous.get(k) != current[k]]
+    if "models" in changed:
+        models = [m for m in current["models"].keys() | previous.get("models", {}).keys()
+                  if previous.get("models", {}).get(m) != current["models"].get(m)]
+        changed[changed.index("models")] = f"models ({', '.join(sorted(models))})"
     return "different " + ", ".join(changed)
 
 

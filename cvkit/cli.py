@@ -1,4 +1,4 @@
-"""The ``cvkit`` command line: ``evaluate``, ``report`` and ``export``."""
+"""The ``cvkit`` command line: ``evaluate``, ``compare``, ``report``, ``export`` and ``verify``."""
 from __future__ import annotations
 
 import argparse
@@ -105,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--json", default=None, metavar="PATH", help="also write a machine-readable summary")
     _comparison_options(rep)
 
+    ver = commands.add_parser("verify", help="train stored jobs again and compare their predictions bit for bit")
+    ver.add_argument("run_dir")
+    ver.add_argument("--jobs", type=int, default=3, help="how many finished jobs to train again (default 3)")
+    ver.add_argument("--seed", type=int, default=0, help="which jobs: the seed of the sample")
+
     ex = commands.add_parser("export", help="export a run's results: files, or `export mlflow RUN_DIR`")
     ex.add_argument("target", nargs="+", metavar="RUN_DIR", help="RUN_DIR, or mlflow RUN_DIR")
     ex.add_argument("--tracking-uri", default=None, help="mlflow: where to log (default: MLflow's own default)")
@@ -157,7 +162,7 @@ def _evaluate(args, console, errors) -> int:
     from .runner import JobProgress
 
     started = time.perf_counter()
-    options = {"image_size": args.image_size} if args.image_size else {}
+    options = {} if args.image_size is None else {"image_size": args.image_size}
     if args.demo_extra_signal is not None:
         if args.data != "demo":
             raise CvkitError("--demo-extra-signal applies to --data demo only")
@@ -192,6 +197,18 @@ def _evaluate(args, console, errors) -> int:
     if args.mlflow is not None:
         _export_mlflow(results, args.mlflow, None, console, report)
     return 0
+
+
+def _verify(args, console, errors) -> int:
+    from .api import verify
+    from .report import render_verification
+
+    started = time.perf_counter()
+    verification = verify(args.run_dir, jobs=args.jobs, seed=args.seed)
+    render_verification(verification, console)
+    console.print(f"{len(verification.checks)} of {verification.n_done} finished jobs trained again in "
+                  f"{time.perf_counter() - started:.1f} s", highlight=False)
+    return 0 if verification.ok else 1
 
 
 def _write_documents(results, report, formats, console, open_html=False) -> None:
@@ -287,7 +304,7 @@ def _parse_params(items) -> dict:
     return params
 
 
-COMMANDS = {"evaluate": _evaluate, "compare": _compare, "report": _report, "export": _export}
+COMMANDS = {"evaluate": _evaluate, "compare": _compare, "report": _report, "export": _export, "verify": _verify}
 
 if __name__ == "__main__":
     sys.exit(main())

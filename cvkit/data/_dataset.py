@@ -32,6 +32,9 @@ class Dataset:
     description: str = ""
     source: str = field(default="", compare=False)
     parts: np.ndarray | None = None  # official part of each sample (e.g. train/val/test), if the data has one
+    # The load_data call that gives this data set again ({"spec": ..., "options": {...}}), for
+    # `cvkit verify`; None for data sets built in Python or cut from another.
+    loaded_with: dict | None = field(default=None, compare=False)
 
     def __post_init__(self):
         images, labels = self.images, self.labels

@@ -2,7 +2,7 @@
 from ._documents import FORMATS, write_reports
 from ._export import write_json, write_predictions_csv
 from ._mlflow import export_mlflow
-from ._terminal import render_comparison, render_summary
+from ._terminal import render_comparison, render_summary, render_verification
 
-__all__ = ["FORMATS", "export_mlflow", "render_comparison", "render_summary", "write_json", "write_predictions_csv",
+__all__ = ["FORMATS", "export_mlflow", "render_comparison", "render_summary", "render_verification", "write_json", "write_predictions_csv",
            "write_reports"]

@@ -264,3 +264,22 @@ def _compact(x: float) -> str:
 def _short(p: float) -> str:
     """A probability in three characters: .36, 1.0, 0.0."""
     return "1.0" if p >= 0.995 else f"{p:.2f}".lstrip("0") if p >= 0.005 else "0.0"
+
+
+def render_verification(verification, console: Console | None = None) -> None:
+    """One row per job trained again; under the table, what to suspect for each job that differs."""
+    console = console or Console()
+    rule = "bit for bit" if verification.tolerance == 0 else f"within {verification.tolerance:g}"
+    table = Table(title=f"jobs trained again, predictions compared {rule}", box=box.SIMPLE_HEAD, title_justify="left")
+    for column in ("model", "repeat", "fold", "seed", "values", "result"):
+        table.add_column(column, justify="right" if column in ("repeat", "fold", "seed", "values") else "left")
+    for check in verification.checks:
+        job = check.job
+        result = (Text("identical", style="green") if check.identical else
+                  Text(f"{check.n_different} differ, largest by {check.max_difference:.3g}", style="red"))
+        table.add_row(job.model, str(job.repeat), str(job.fold), str(job.seed_index), str(check.n_values), result)
+    console.print(table)
+    for check in verification.checks:
+        if not check.identical:
+            job = check.job
+            console.print(Text(f"{job.model} repeat {job.repeat} fold {job.fold}: {check.suspect}"), soft_wrap=True)

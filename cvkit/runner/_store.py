@@ -1,8 +1,12 @@
 """The run store: one SQLite file per run folder, written one finished job per transaction."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import sqlite3
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -77,7 +81,7 @@ class Store:
         return default if row is None else json.loads(row[0])
 
     def set_meta(self, key: str, value) -> None:
-        with self.db:
+        with self._transaction(f"the run description ({key})"):
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
     def write_samples(self, sample_ids, labels, groups, holdout=None) -> None:
@@ -87,12 +91,12 @@ class Store:
         if holdout is not None:
             rows += [(len(rows) + i, str(s), int(l), None, 1)
                      for i, (s, l) in enumerate(zip(holdout.sample_ids, holdout.labels))]
-        with self.db:
+        with self._transaction("the sample list"):
             self.db.execute("DELETE FROM samples")
             self.db.executemany("INSERT INTO samples VALUES (?, ?, ?, ?, ?)", rows)
 
     def write_model(self, name: str, role: str, origin: str, digest: str, hyperparams: dict) -> None:
-        with self.db:
+        with self._transaction(f"model {name}"):
             self.db.execute("INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?)",
                             (name, role, origin, digest, json.dumps(hyperparams, sort_keys=True)))
 
@@ -119,7 +123,7 @@ class Store:
             predictions += [(job.key, "holdout", int(i), json.dumps(p.tolist()))
                             for i, p in zip(result.holdout_indices, result.holdout_probs)]
         history = [(job.key, r["epoch"], *(r.get(c) for c in HISTORY_COLUMNS)) for r in result.history]
-        with self.db:
+        with self._transaction(_describe(job)):
             self.db.execute("DELETE FROM predictions WHERE job_key = ?", (job.key,))
             self.db.execute("DELETE FROM history WHERE job_key = ?", (job.key,))
             self.db.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?)", predictions)
@@ -129,7 +133,7 @@ class Store:
                             json.dumps(result.info))
 
     def write_failure(self, job, error: str) -> None:
-        with self.db:
+        with self._transaction(f"the failure of {_describe(job)}"):
             self._write_job(job, "failed", None, None, None, None, None, error, None)
 
     def link_done(self, job) -> bool:
@@ -138,7 +142,7 @@ class Store:
                               "reused_from, info FROM jobs WHERE key = ? AND status = 'done'", (job.key,)).fetchone()
         if row is None:
             return False
-        with self.db:
+        with self._transaction(_describe(job)):
             self._write_job(job, "done", *row[:5], None, row[5], row[6])
         return True
 
@@ -150,13 +154,23 @@ class Store:
             return False
         predictions = other.db.execute("SELECT * FROM predictions WHERE job_key = ?", (job.key,)).fetchall()
         history = other.db.execute("SELECT * FROM history WHERE job_key = ?", (job.key,)).fetchall()
-        with self.db:
+        with self._transaction(_describe(job)):
             self.db.execute("DELETE FROM predictions WHERE job_key = ?", (job.key,))
             self.db.execute("DELETE FROM history WHERE job_key = ?", (job.key,))
             self.db.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?)", predictions)
             self.db.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?)", history)
             self._write_job(job, "done", *row[:5], None, other.run_dir.name, row[5])
         return True
+
+    @contextlib.contextmanager
+    def _transaction(self, what: str):
+        """One atomic write; a full disk or a folder made read-only mid-run becomes one line."""
+        try:
+            with self.db:
+                yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot save {what} ({exc}); free disk space or fix the folder's "
+                             "permissions, then rerun the same command: every job saved before is kept") from None
 
     def _write_job(self, job, status, rule, epoch, duration, env, class_weight, error, reused_from, info=None):
         self.db.execute(
@@ -182,6 +196,14 @@ class Store:
             "ORDER BY j.model, j.repeat, j.fold, j.seed_index, p.sample_idx", params).fetchall()
         return [(*r[:7], np.array(json.loads(r[7]))) for r in rows]
 
+    def job_predictions(self, key: str) -> dict[str, dict[int, np.ndarray]]:
+        """Every stored prediction of one job: {rule: {sample index: probabilities}}."""
+        out = {}
+        for rule, sample, probs in self.db.execute(
+                "SELECT rule, sample_idx, probs FROM predictions WHERE job_key = ?", (key,)):
+            out.setdefault(rule, {})[sample] = np.array(json.loads(probs))
+        return out
+
     def rules(self) -> list[str]:
         """Every checkpoint name stored: selection rules and ``epoch:N`` curves."""
         return [r for (r,) in self.db.execute("SELECT DISTINCT rule FROM predictions ORDER BY rule")]
@@ -193,6 +215,36 @@ class Store:
             "j.seed_index, h.epoch")
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def _describe(job) -> str:
+    return f"{job.model} repeat {job.repeat} fold {job.fold}"
+
+
+def check_writable(run_dir, needed_bytes: int) -> None:
+    """Before any training: the run folder can be created and written, and its disk has room for
+    the store. Found after hours of training, either would cost the jobs in flight."""
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".cvkit-probe-") as probe:
+            probe.write(bytes(4096))
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        raise StoreError(f"{run_dir}: cannot write the run folder ({exc.strerror or exc}); pass --out (or "
+                         "--reports-dir) a folder you can write to") from None
+    free = shutil.disk_usage(run_dir).free
+    if free < needed_bytes:
+        raise StoreError(f"{run_dir}: {free / 2**20:.0f} MiB free on its disk, the run needs about "
+                         f"{needed_bytes / 2**20:.0f} MiB; free some space or pass --out a folder on another disk")
+
+
+def store_bytes(n_predictions: int, n_classes: int) -> int:
+    """A generous size of a store holding ``n_predictions`` stored probability rows: one row is a
+    few keys and a JSON list, under 40 + 25 bytes per class; twice that for the WAL and indexes,
+    and 16 MiB to spare."""
+    return 2 * n_predictions * (40 + 25 * n_classes) + 16 * 2**20
 
 
 def sibling_stores(run_dir):

@@ -1,0 +1,147 @@
+"""Crash safety: a run killed at any moment (SIGKILL, the whole process group, workers included)
+resumes to exactly the store and the numbers of a run that was never interrupted; a full disk or
+an unwritable folder is one line, and nothing saved before is lost."""
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cvkit.cli import main
+from cvkit.runner import Store
+
+TINY_CNN = """
+from torch import nn
+
+
+def build_model(context):
+    return nn.Sequential(nn.Conv2d(context.in_channels, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(4, context.n_classes))
+"""
+JOB_COLUMNS = "model, repeat, fold, seed_index, seed, key, status, selected_rule, selected_epoch"
+
+
+def _command(plugin, out, summary):
+    return [sys.executable, "-m", "cvkit.cli", "evaluate", str(plugin), "--data", "demo", "--image-size", "12",
+            "--baseline", "logreg", "--folds", "4", "--repeats", "2", "--epochs", "2", "--jobs", "2",
+            "--report", "none", "--out", str(out), "--json", str(summary)]
+
+
+def _start(command, cwd):
+    return subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)  # its own process group: the kill reaches the workers
+
+
+def _contents(run_dir):
+    with sqlite3.connect(run_dir / "cvkit.sqlite") as db:
+        jobs = db.execute(f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY model, repeat, fold").fetchall()
+        predictions = db.execute("SELECT * FROM predictions ORDER BY job_key, rule, sample_idx").fetchall()
+        history = db.execute("SELECT * FROM history ORDER BY job_key, epoch").fetchall()
+    return jobs, predictions, history
+
+
+def _check_consistent(run_dir):
+    """Whatever moment the kill hit: an intact database, and every job marked done complete."""
+    path = run_dir / "cvkit.sqlite"
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        done = db.execute("SELECT key, selected_rule FROM jobs WHERE status = 'done'").fetchall()
+        for key, rule in done:
+            n = db.execute("SELECT count(*) FROM predictions WHERE job_key = ? AND rule = ?", (key, rule)).fetchone()[0]
+            assert n > 0, f"job {key} is done without predictions"
+            rules = db.execute("SELECT rule, count(*) FROM predictions WHERE job_key = ? GROUP BY rule",
+                               (key,)).fetchall()
+            assert {count for _, count in rules} == {n}, f"job {key} has a half-written prediction set"
+    return len(done)
+
+
+def test_ten_random_kills_resume_to_the_uninterrupted_store_and_numbers(tmp_path):
+    plugin = tmp_path / "tiny_cnn.py"
+    plugin.write_text(TINY_CNN)
+    # Separate parents: a run reuses finished jobs from sibling run folders.
+    reference, killed = tmp_path / "reference" / "run", tmp_path / "killed" / "run"
+    started = time.perf_counter()
+    process = _start(_command(plugin, reference, tmp_path / "reference.json"), tmp_path)
+    assert process.wait() == 0, process.stderr.read().decode()
+    duration = time.perf_counter() - started
+
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    progress = []
+    for tenth in range(10):  # one random moment in each tenth of an uninterrupted run's duration
+        process = _start(_command(plugin, killed, tmp_path / "killed.json"), tmp_path)
+        time.sleep(duration * (tenth + rng.random()) / 10)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        progress.append(_check_consistent(killed))
+    process = _start(_command(plugin, killed, tmp_path / "killed.json"), tmp_path)
+    assert process.wait() == 0, f"seed {seed}: " + process.stderr.read().decode()
+    print(f"kill seed {seed}: jobs saved after each kill {progress}")
+    assert 0 < max(progress), f"no kill landed after a job was saved: {progress}"
+
+    assert _contents(killed) == _contents(reference), f"kill seed {seed}, done jobs after each kill {progress}"
+    ours, theirs = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("killed", "reference"))
+    for summary in (ours, theirs):
+        summary.pop("run_dir", None)
+        summary.pop("counts", None)
+    assert ours["models"] == theirs["models"] and ours["comparison"] == theirs["comparison"]
+
+
+def _evaluate(tiny_npz, out):
+    return ["evaluate", "--data", str(tiny_npz), "--baseline", "logreg", "--folds", "3", "--repeats", "1",
+            "--report", "none", "--out", str(out)]
+
+
+def test_unwritable_reports_folder_is_refused_before_training(tiny_npz, tmp_path, capsys):
+    if os.geteuid() == 0:  # root writes through file modes: use a file system that refuses everyone
+        parent = Path("/sys/kernel")
+        if not parent.is_dir():
+            pytest.skip("no read-only folder to try as root")
+    else:
+        parent = tmp_path / "readonly"
+        parent.mkdir()
+        parent.chmod(0o555)
+    assert main(_evaluate(tiny_npz, parent / "run")) == 2
+    err = capsys.readouterr().err
+    assert "cannot write the run folder" in err and "pass --out" in err and "Traceback" not in err
+
+
+def test_a_disk_too_full_for_the_store_is_refused_before_training(tiny_npz, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 2**20, 2**20))
+    assert main(_evaluate(tiny_npz, tmp_path / "run")) == 2
+    err = capsys.readouterr().err
+    assert "1 MiB free on its disk, the run needs about" in err
+    assert not (tmp_path / "run" / "cvkit.sqlite").exists()
+
+
+def test_disk_full_mid_run_keeps_the_saved_jobs_and_the_rerun_finishes(tiny_npz, tmp_path, capsys, monkeypatch):
+    """SQLite's own 'database or disk is full': after the first job, the store may not grow."""
+    write_result = Store.write_result
+
+    def then_full(self, result):
+        write_result(self, result)
+        pages = self.db.execute("PRAGMA page_count").fetchone()[0]
+        self.db.execute(f"PRAGMA max_page_count = {pages}")
+
+    monkeypatch.setattr(Store, "write_result", then_full)
+    assert main(_evaluate(tiny_npz, tmp_path / "run")) == 2
+    err = capsys.readouterr().err
+    assert "database or disk is full" in err and "rerun the same command" in err and "Traceback" not in err
+    with sqlite3.connect(tmp_path / "run" / "cvkit.sqlite") as db:
+        saved = db.execute("SELECT count(*) FROM jobs WHERE status = 'done'").fetchone()[0]
+    assert saved == 1
+
+    monkeypatch.setattr(Store, "write_result", write_result)
+    assert main(_evaluate(tiny_npz, tmp_path / "run")) == 0
+    assert f"{saved} resumed from this run" in capsys.readouterr().out
