@@ -148,6 +148,9 @@ def build_model(context):
     (WRONG_SHAPE.replace("np.full((len(data), 3), 1 / 3)", "np.full((len(data), 2), 0.7)"),
      "bad.py: predict_proba rows must be probabilities summing to 1"),
     (RAISES, r"bad.py:3: bad failed on repeat 0, fold 0: RuntimeError: out of ideas"),
+    ("import torch\n" + RAISES.replace('RuntimeError("out of ideas")', 'torch.OutOfMemoryError("Tried to allocate 20 GiB")'),
+     r"bad.py:4: .*OutOfMemoryError: Tried to allocate 20 GiB; lower --batch-size or --jobs"),
+    (RAISES.replace('RuntimeError("out of ideas")', "MemoryError()"), r"bad.py:3: bad failed on repeat 0, fold 0: MemoryError; lower --batch-size"),
 ])
 def test_misbehaving_plugins_fail_with_the_file_named(source, message, write_plugin, tiny, tmp_path):
     path = write_plugin("bad", source)

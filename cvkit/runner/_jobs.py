@@ -114,8 +114,11 @@ def run_job(job: Job, dataset, plan, context: TrainContext, holdout=None) -> Job
         raise
     except Exception as exc:
         where = plugin_frame(exc, job.plugin)
+        hint = ("; lower --batch-size or --jobs (trainings at once)"
+                if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" else "")
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise PluginError(f"{where}: {job.model} failed on repeat {job.repeat}, fold {job.fold}: "
-                          f"{type(exc).__name__}: {exc}") from exc
+                          f"{detail}{hint}") from exc
     for rule, probs in probs_by_rule.items():
         probs_by_rule[rule] = check_probabilities(probs, len(test), dataset.n_classes, job.plugin)
     probs_by_rule.update(epoch_probs)
