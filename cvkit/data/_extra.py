@@ -34,7 +34,7 @@ def join_extra_csv(dataset: Dataset, path) -> Dataset:
     id_column = next((c for c in ID_COLUMNS if c in columns), None)
     if id_column is None:
         raise DataError(f"{path}: no sample id column; name it one of {', '.join(ID_COLUMNS)} "
-                        f"(the data set's ids look like {dataset.sample_ids[0]!r})")
+                        f"(the data set's ids look like {str(dataset.sample_ids[0])!r})")
     names = tuple(c for c in columns if c != id_column)
     by_id = {}
     for line, row in enumerate(rows, start=2):

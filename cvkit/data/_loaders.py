@@ -60,11 +60,13 @@ def load_medmnist(path, *, parts=("train", "val", "test"), class_names=None,
     path = Path(path)
     try:
         archive = np.load(path)
+        names = [f"{part}_{kind}" for part in parts for kind in ("images", "labels")]
+        missing = [name for name in names if name not in archive.files]
+        if missing:
+            raise DataError(f"{path}: not a MedMNIST archive, missing array(s) {', '.join(missing)}; "
+                            f"expected {', '.join(names)}")
         images = [archive[f"{part}_images"] for part in parts]
         labels = [archive[f"{part}_labels"] for part in parts]
-    except KeyError as exc:
-        raise DataError(f"{path}: not a MedMNIST archive, missing array {exc}; "
-                        f"expected {', '.join(p + '_images/_labels' for p in parts)}") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: cannot read the archive ({exc}); is the file complete?") from None
     if any(l.ndim == 2 and l.shape[1] > 1 for l in labels):

@@ -58,7 +58,8 @@ class Store:
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"{self.path}: cannot open the run store ({exc})") from None
+            raise StoreError(f"{self.path}: cannot open the run store ({exc}); it is damaged or not a cvkit "
+                             "store: pass another folder, or move it away and run again") from None
         version = self.get_meta("schema_version")
         if version is None:
             self.set_meta("schema_version", SCHEMA_VERSION)
