@@ -19,17 +19,20 @@ from cvkit.runner import Store
 TINY_CNN = """
 from torch import nn
 
+WIDTH = {width}
+
 
 def build_model(context):
-    return nn.Sequential(nn.Conv2d(context.in_channels, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                         nn.Flatten(), nn.Linear(4, context.n_classes))
+    return nn.Sequential(nn.Conv2d(context.in_channels, WIDTH, 3), nn.ReLU(), nn.Conv2d(WIDTH, WIDTH, 3), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(WIDTH, context.n_classes))
 """
 JOB_COLUMNS = "model, repeat, fold, seed_index, seed, key, status, selected_rule, selected_epoch"
 
 
-def _command(plugin, out, summary):
-    return [sys.executable, "-m", "cvkit.cli", "evaluate", str(plugin), "--data", "demo", "--image-size", "12",
-            "--baseline", "logreg", "--folds", "4", "--repeats", "2", "--epochs", "2", "--jobs", "2",
+def _command(plugins, out, summary):
+    baseline, variant = plugins
+    return [sys.executable, "-m", "cvkit.cli", "evaluate", str(variant), "--data", "demo", "--image-size", "16",
+            "--baseline", str(baseline), "--folds", "4", "--repeats", "5", "--epochs", "3", "--jobs", "2",
             "--report", "none", "--out", str(out), "--json", str(summary)]
 
 
@@ -63,30 +66,56 @@ def _check_consistent(run_dir):
     return len(done)
 
 
+def _done(run_dir) -> int:
+    try:
+        with sqlite3.connect(f"file:{run_dir / 'cvkit.sqlite'}?mode=ro", uri=True, timeout=5) as db:
+            return db.execute("SELECT count(*) FROM jobs WHERE status = 'done'").fetchone()[0]
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
+def _wait_for(process, condition, poll=0.01):
+    while process.poll() is None and not condition():
+        time.sleep(poll)
+
+
 def test_ten_random_kills_resume_to_the_uninterrupted_store_and_numbers(tmp_path):
-    plugin = tmp_path / "tiny_cnn.py"
-    plugin.write_text(TINY_CNN)
+    """Two kills at random moments of the start-up (store creation, run description), eight at
+    random moments of the training phase: after 1 or 2 more jobs are saved, plus a random delay
+    of up to a job's length (mid-training, mid-commit, between jobs)."""
+    plugin = [tmp_path / "narrow_cnn.py", tmp_path / "wide_cnn.py"]
+    for path, width in zip(plugin, (8, 16)):
+        path.write_text(TINY_CNN.format(width=width))
     # Separate parents: a run reuses finished jobs from sibling run folders.
     reference, killed = tmp_path / "reference" / "run", tmp_path / "killed" / "run"
     started = time.perf_counter()
     process = _start(_command(plugin, reference, tmp_path / "reference.json"), tmp_path)
+    _wait_for(process, lambda: _done(reference) > 0)
+    start_up = time.perf_counter() - started
     assert process.wait() == 0, process.stderr.read().decode()
-    duration = time.perf_counter() - started
+    per_job = (time.perf_counter() - started - start_up) / _done(reference)
 
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     progress = []
-    for tenth in range(10):  # one random moment in each tenth of an uninterrupted run's duration
+    for kill in range(10):
         process = _start(_command(plugin, killed, tmp_path / "killed.json"), tmp_path)
-        time.sleep(duration * (tenth + rng.random()) / 10)
+        if kill < 2:
+            time.sleep(rng.uniform(0, start_up))
+        else:
+            target = _done(killed) + rng.randint(1, 2)
+            _wait_for(process, lambda: _done(killed) >= target)
+            time.sleep(rng.uniform(0, per_job))
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         progress.append(_check_consistent(killed))
     process = _start(_command(plugin, killed, tmp_path / "killed.json"), tmp_path)
     assert process.wait() == 0, f"seed {seed}: " + process.stderr.read().decode()
-    print(f"kill seed {seed}: jobs saved after each kill {progress}")
-    assert 0 < max(progress), f"no kill landed after a job was saved: {progress}"
+    total = _done(reference)
+    print(f"kill seed {seed}: start-up {start_up:.1f} s, {per_job:.2f} s per job; jobs saved after each kill "
+          f"{progress} of {total}")
+    assert sum(0 < saved < total for saved in progress) >= 4, f"too few kills in the training phase: {progress}"
 
     assert _contents(killed) == _contents(reference), f"kill seed {seed}, done jobs after each kill {progress}"
     ours, theirs = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("killed", "reference"))
