@@ -55,13 +55,11 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
     _check_options(select=select, class_weight=class_weight, augment=augment, seeds=seeds,
                    seed=seed, epochs=epochs, batch_size=batch_size, jobs=jobs, threads_per_job=threads_per_job,
                    precision=precision, executor=executor, retries=retries)
-    loaded = (data.loaded_with or {}) if isinstance(data, Dataset) else dict(spec=str(data), options=data_options)
-    recipe = dict(variants=[str(v) for v in variants], data=loaded.get("spec"),
-                  baseline=str(baseline), seeds=seeds, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
-                  weight_decay=weight_decay, select=select, class_weight=class_weight, augment=augment,
-                  stem=stem, weights=weights, val_fraction=val_fraction, positive=positive,
+    recipe = dict(variants=[str(v) for v in variants], baseline=str(baseline), seeds=seeds, seed=seed, epochs=epochs,
+                  batch_size=batch_size, lr=lr, weight_decay=weight_decay, select=select, class_weight=class_weight,
+                  augment=augment, stem=stem, weights=weights, val_fraction=val_fraction, positive=positive,
                   device=device, extra=extra, impute=impute, nested=nested, inner_folds=inner_folds,
-                  holdout=holdout, hyperparams=hyperparams, data_options=loaded.get("options"), precision=precision,
+                  holdout=holdout, hyperparams=hyperparams, data_options=data_options, precision=precision,
                   dedupe=dedupe)
     setup = _prepare(recipe, data=data, folds=folds, repeats=repeats, cv=cv)
     run_dir = Path(out) if out else _default_run_dir(reports_dir, setup.dataset, setup.models, setup.identity)
@@ -77,12 +75,7 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
             raise ConfigError(f"{run_dir} holds a run with other settings ({_differences(previous, setup.identity)}); "
                               "pass another --out, or delete the folder to start over")
         if previous is None:
-            # What the predictions depend on, kept so that `cvkit verify` can redo any job from any folder
-            # (the weights path stays as given: it is part of the job keys).
-            stored = None if cv is not None or recipe["data"] is None else dict(
-                recipe, data=_absolute(recipe["data"]), baseline=_absolute(baseline), extra=_absolute(extra),
-                variants=[_absolute(v) for v in variants], positive=setup.dataset.positive_name)
-            _describe_run(store, setup, command, stored)
+            _describe_run(store, setup, command, None if cv is not None else _stored_recipe(recipe, setup))
         job_list, work = _jobs(setup, run_dir)
         concurrency = _concurrency(jobs, threads_per_job, setup.config, setup.dataset, setup.device)
         display = JobProgress(epochs=epochs) if progress is True else progress or None
@@ -138,6 +131,7 @@ class _Setup:
     device: str
     seeds: int
     seed: int
+    source: dict | None  # the load_data call that gave the data, when one did
 
 
 def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None) -> _Setup:
@@ -147,6 +141,7 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
         dataset = data.with_positive(r["positive"]) if r["positive"] else data
     else:
         dataset = load_data(str(data), positive=r["positive"], **(r["data_options"] or {}))
+    source = dataset.loaded_with
     dataset = with_extra(dataset, r["extra"])
     if r["impute"] not in IMPUTATIONS:
         raise ConfigError(f"--impute {r['impute']!r}: choose one of {', '.join(IMPUTATIONS)}")
@@ -203,7 +198,8 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
                   nested=nested, inner_folds=r["inner_folds"] if nested else None)
     identity = dict(data=content, design=design, config=config.as_dict(), device=device,
                     models={n: [role, p.digest, p.hyperparams] for n, (role, p) in models.items()})
-    return _Setup(dataset, holdout_data, models, config, plan, design, identity, device, r["seeds"], r["seed"])
+    return _Setup(dataset, holdout_data, models, config, plan, design, identity, device, r["seeds"], r["seed"],
+                  source)
 
 
 def _jobs(setup: _Setup, run_dir: Path):
@@ -219,12 +215,17 @@ def _jobs(setup: _Setup, run_dir: Path):
     return job_list, JobRunner(dataset, setup.plan, context, setup.holdout)
 
 
-def _absolute(spec):
-    """A path given relative to the working folder, made absolute; names (demo, resnet18) as given."""
-    if spec is None:
+def _stored_recipe(recipe: dict, setup: _Setup) -> dict | None:
+    """What the predictions depend on, kept so that `cvkit verify` can redo any job from any
+    folder: absolute data, extra-feature and plugin paths, and the positive class actually used.
+    The weights path stays as given: it is part of the job keys. None for data built in Python."""
+    if setup.source is None:
         return None
-    path = Path(str(spec))
-    return str(path.resolve()) if path.exists() else str(spec)
+    specs = [plugin.spec or plugin.name for _, plugin in setup.models.values()]
+    extra = recipe["extra"]
+    return dict(recipe, data=setup.source["spec"], data_options=setup.source["options"],
+                baseline=specs[0], variants=specs[1:], positive=setup.dataset.positive_name,
+                extra=extra if extra in (None, "handcrafted") else str(Path(extra).resolve()))
 
 
 def _duplicate_warning(pairs, plan, groups) -> str:

@@ -63,7 +63,8 @@ class Plugin:
 
         identity = json.dumps([self.digest, self.search, inner_folds, val_fraction], sort_keys=True)
         return replace(self, digest=hashlib.sha256(identity.encode()).hexdigest(),
-                       nested_args=(inner_folds, val_fraction), factory=lambda context: NestedSearchTrainer(self.factory, self.search, inner_folds,
+                       nested_args=(inner_folds, val_fraction),
+                       factory=lambda context: NestedSearchTrainer(self.factory, self.search, inner_folds,
                                                                    val_fraction))
 
 
