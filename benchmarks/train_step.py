@@ -6,11 +6,13 @@ settings do not leak) and reports the median over chunks of steps.
     anchor           the hand-written loop's step: Adam, all cores, batch 32
     fused            fused Adam (cvkit), all cores
     fused+shortcut   plus the exact shortcuts (cvkit): 1x1-output convolutions as one matrix
-                     product, max pooling with the channels-last kernel
+                     product (Adam training only the tap a 1x1 map meets), max pooling with
+                     the channels-last kernel
     stacked-K        K models trained as one batched model (torch.func vmap of stacked
                      parameters: grouped convolutions), all cores
     side-by-side     cvkit's CPU default: one job per core, one thread each (total of all jobs)
-    batch-N          one model at batch N: what sharing weights across a large batch would give
+    batch-N          one model at batch N with the shortcuts: what sharing weights across a
+                     large batch would give
 
     python benchmarks/train_step.py [--device cpu|cuda] [--image-size 28] [--steps 40]
 """
@@ -37,7 +39,7 @@ def resnet18_gray():
 
 
 def measure(config: str, device: str, size: int, steps: int, batch: int, threads: int | None) -> float:
-    from cvkit.trainers._kernels import use_exact_shortcuts
+    from cvkit.trainers._kernels import single_tap_parameters, use_exact_shortcuts
 
     if threads:
         torch.set_num_threads(threads)
@@ -46,7 +48,8 @@ def measure(config: str, device: str, size: int, steps: int, batch: int, threads
     if config.startswith("batch-"):
         batch = int(config.split("-")[1])
     models = [resnet18_gray().to(device) for _ in range(max(stacked, 1))]
-    if config != "anchor" and not stacked:
+    shortcuts = config == "fused+shortcut" or config.startswith("batch-")
+    if shortcuts:
         use_exact_shortcuts(models[0])
     if stacked:
         from torch.func import functional_call, stack_module_state, vmap
@@ -65,8 +68,9 @@ def measure(config: str, device: str, size: int, steps: int, batch: int, threads
             optimizer.step()
     else:
         model = models[0]
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=None if config == "anchor" else True)
         x = torch.randn(batch, 1, size, size, device=device)
+        params = single_tap_parameters(model, lambda: model(x)) if shortcuts else model.parameters()
+        optimizer = torch.optim.Adam(params, lr=1e-3, fused=None if config == "anchor" else True)
         y = torch.randint(0, 2, (batch,), device=device)
 
         def step():

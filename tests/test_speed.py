@@ -14,7 +14,7 @@ from cvkit.errors import PluginError
 from cvkit.runner import choose_concurrency
 from cvkit.trainers import FrozenFeatures, TrainConfig, TrainContext, load_plugin
 from cvkit.trainers._frozen import FeatureCache
-from cvkit.trainers._kernels import use_exact_shortcuts
+from cvkit.trainers._kernels import single_tap_parameters, use_exact_shortcuts
 from cvkit.trainers._torch import TorchTrainer
 
 FAST = dict(folds=3, repeats=1, epochs=2)
@@ -87,6 +87,49 @@ def test_a_trained_resnet_at_28_pixels_is_the_same_function_with_the_shortcut():
     torch.testing.assert_close(plain(x), fast(x), rtol=1e-4, atol=1e-5)
     for (name, a), b in zip(plain.named_parameters(), fast.parameters()):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-2])
+def test_training_single_taps_is_the_same_training(weight_decay):
+    """Adam on the one tap a 1x1 map meets, instead of on the whole weight, gives bit for bit the
+    same model: the other taps' gradients are always zero, so Adam never moves them (with weight
+    decay they shrink, but a 1x1 map never reaches them)."""
+    torch.manual_seed(0)
+    models = [use_exact_shortcuts(cvkit.trainers.resnet("resnet18", in_channels=1, n_classes=2)) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 2, (16,))
+    whole = list(models[0].parameters())
+    split = single_tap_parameters(models[1], lambda: models[1](x[:2]))
+    assert sum(p.numel() for p in split) == sum(p.numel() for p in whole) - 3 * 512 * 512 * 8  # layer4's 1x1 maps
+    checkpoints = []
+    for model, params in zip(models, (whole, split)):
+        optimizer = torch.optim.Adam(params, lr=1e-2, weight_decay=weight_decay, fused=True)
+        for _ in range(3):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+        checkpoints.append({k: v.clone() for k, v in model.state_dict().items()})
+        model.eval()
+    assert torch.equal(models[0](x), models[1](x))
+    assert checkpoints[0].keys() == checkpoints[1].keys()
+    moved = [k for k in checkpoints[0] if not torch.equal(checkpoints[0][k], checkpoints[1][k])]
+    assert moved == ([] if weight_decay == 0 else ["layer4.0.conv2.weight", "layer4.1.conv1.weight",
+                                                    "layer4.1.conv2.weight"])
+    # A checkpoint loaded into the model reaches the trained taps: the taps live in the weight.
+    models[1].load_state_dict(checkpoints[0])
+    assert torch.equal(models[0](x), models[1](x))
+
+
+def test_single_tap_probe_leaves_the_random_numbers_alone_and_refuses_other_map_sizes():
+    model = use_exact_shortcuts(nn.Sequential(nn.Conv2d(4, 3, 3, padding=1), nn.Conv2d(3, 2, 1)))
+    torch.manual_seed(1)
+    expected = torch.rand(3)
+    torch.manual_seed(1)
+    params = single_tap_parameters(model, lambda: (torch.rand(5), model(torch.randn(2, 4, 1, 1))))
+    assert torch.equal(torch.rand(3), expected)
+    assert [tuple(p.shape) for p in params] == [(3, 4), (3,), (2, 3, 1, 1), (2,)]  # 1x1 kernels need no split
+    with pytest.raises(RuntimeError, match="given 2x2 maps"):
+        model(torch.randn(2, 4, 2, 2))
 
 
 def test_fused_adam_follows_the_plain_adam_update():

@@ -22,7 +22,7 @@ from torch import nn
 from ._context import SELECTION_RULES, TrainContext
 from ._features import fit_extra_transform
 from ._frozen import FeatureCache, FrozenFeatures
-from ._kernels import use_exact_shortcuts
+from ._kernels import single_tap_parameters, use_exact_shortcuts
 
 PREDICT_BATCH = 512
 
@@ -74,7 +74,8 @@ class TorchTrainer:
                                   dtype=torch.float32, device=device)
         self.class_weight_ = None if weight is None else weight.tolist()
         loss_fn = nn.CrossEntropyLoss(weight=weight)
-        params = [p for p in model.parameters() if p.requires_grad]
+        params = single_tap_parameters(model, lambda: self._forward(model, x_train[:2],
+                                                                     None if e_train is None else e_train[:2]))
         fused = all(p.dtype in (torch.float32, torch.float64) and p.device.type in ("cpu", "cuda") for p in params)
         optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
 
