@@ -12,7 +12,7 @@ Zero gradients still cost: every step wrote a zero gradient the size of the whol
 weights never move (Adam's step for a gradient that was always zero is zero). When every input
 a convolution sees is a single pixel, ``single_tap_parameters`` hands the optimizer that one
 tap instead, as a view into the weight (which is laid out tap by tap for it), so the state dict
-and every checkpoint stay the full weight. A quarter less time per ResNet-18 step at 28 pixels.
+and every checkpoint stay the full weight. About a fifth less time per ResNet-18 step at 28 px.
 
 PyTorch's CPU max pooling of a contiguous (NCHW) batch is a scalar loop; the channels-last kernel
 is vectorised and picks the same maxima and the same indices (ties included), about 19 times

@@ -4,8 +4,9 @@ The whole fold lives in memory as tensors (on the GPU, copied there once per job
 index slices and augmentation is applied to the batch tensor, so no per-sample Python runs in the
 training loop. Adam is the fused single-kernel implementation (the same update rule as the
 hand-written loop's default Adam, a third less time per step on CPU), convolutions with a 1x1
-output use an exact shortcut (``_kernels``), and on a GPU the model runs channels-last with bf16
-autocast when ``precision`` allows it.
+output use an exact shortcut and Adam trains only the weights such a convolution can reach
+(``_kernels``), and on a GPU the model runs channels-last with bf16 autocast when ``precision``
+allows it.
 """
 from __future__ import annotations
 
