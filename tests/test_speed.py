@@ -128,8 +128,29 @@ def test_single_tap_probe_leaves_the_random_numbers_alone_and_refuses_other_map_
     params = single_tap_parameters(model, lambda: (torch.rand(5), model(torch.randn(2, 4, 1, 1))))
     assert torch.equal(torch.rand(3), expected)
     assert [tuple(p.shape) for p in params] == [(3, 4), (3,), (2, 3, 1, 1), (2,)]  # 1x1 kernels need no split
-    with pytest.raises(RuntimeError, match="given 2x2 maps"):
+    with pytest.raises(RuntimeError, match="given 2x2 maps.*nn.Conv2d subclass"):
         model(torch.randn(2, 4, 2, 2))
+
+
+def test_a_weight_used_outside_its_single_tap_convolution_is_refused_or_kept_whole():
+    class ReadsWeight(nn.Module):  # uses the convolution's weight beyond the convolution
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(4, 3, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(x).flatten(1) + self.conv.weight.sum()
+
+    model = use_exact_shortcuts(ReadsWeight())
+    params = single_tap_parameters(model, lambda: model(torch.randn(2, 4, 1, 1)))
+    assert params[0].shape == (3, 4)
+    with pytest.raises(RuntimeError, match="used outside that convolution"):
+        model(torch.randn(2, 4, 1, 1)).sum().backward()
+
+    tied = use_exact_shortcuts(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)))
+    tied[1].weight = tied[0].weight
+    params = single_tap_parameters(tied, lambda: tied(torch.randn(2, 4, 1, 1)))
+    assert [tuple(p.shape) for p in params] == [(4, 4, 3, 3), (4,), (4,)]  # shared: not split
 
 
 def test_fused_adam_follows_the_plain_adam_update():

@@ -22,6 +22,7 @@ runs channels-last and hands back an NCHW batch, so the layers after it see what
 """
 from __future__ import annotations
 
+import collections
 import functools
 
 import torch
@@ -39,9 +40,8 @@ class _OneByOneOutputConv2d(nn.Conv2d):
         h, w = x.shape[-2:]
         if self.single_tap is not None:
             if (h, w) != (1, 1):
-                raise RuntimeError(f"a {kh}x{kw} convolution that cvkit trains through its centre tap, because "
-                                   f"it saw only 1x1 maps before training, was given {h}x{w} maps; a model "
-                                   "whose feature maps change size during training needs a trainer of its own")
+                raise RuntimeError(f"a {kh}x{kw} convolution that saw 1x1 maps before training, so that cvkit "
+                                   f"trains only its centre tap, was given {h}x{w} maps; {KEEP_WHOLE}")
             return F.linear(x.flatten(1), self.single_tap, bias)[:, :, None, None]
         # Output (0, 0) sees input rows 0 .. rows-1 through taps ph .. ph+rows-1; the rest is padding.
         rows, cols = min(h, kh - ph), min(w, kw - pw)
@@ -68,7 +68,18 @@ class _OneByOneOutputConv2d(nn.Conv2d):
         by_tap = self.weight.detach().permute(2, 3, 0, 1).contiguous()
         self.weight.data = by_tap.permute(2, 3, 0, 1)  # the same values, strided tap by tap
         self.single_tap = by_tap[ph, pw].requires_grad_()
+        # Nothing trains the whole weight now: a gradient reaching it means the model uses it elsewhere.
+        self.weight.register_hook(_used_elsewhere)
         return self.single_tap
+
+
+KEEP_WHOLE = ("to train such a convolution's whole weight, make it an nn.Conv2d subclass "
+              "(class Conv(nn.Conv2d): pass), which cvkit leaves as it is")
+
+
+def _used_elsewhere(grad):
+    raise RuntimeError("a convolution weight that cvkit trains through its centre tap only (its convolution "
+                       f"sees 1x1 maps) is also used outside that convolution; {KEEP_WHOLE}")
 
 
 @functools.lru_cache(maxsize=None)
@@ -127,7 +138,9 @@ def single_tap_parameters(model: nn.Module, probe) -> list[torch.Tensor]:
             hook.remove()
         for module, training in modes.items():
             module.training = training
-    split = {m for m in shortcuts if sizes.get(m) == {(1, 1)} and m.kernel_size != (1, 1) and m._one_output(1, 1)}
+    owners = collections.Counter(id(p) for m in model.modules() for p in m.parameters(recurse=False))
+    split = {m for m in shortcuts if sizes.get(m) == {(1, 1)} and m.kernel_size != (1, 1) and m._one_output(1, 1)
+             and owners[id(m.weight)] == 1}  # a weight shared with another module stays whole
     taps = {id(m.weight): m.split_single_tap() for m in split}
     return [taps.get(id(p), p) for p in model.parameters() if p.requires_grad]
 
