@@ -8,16 +8,14 @@ probe, whose first job extracts and caches the features that every later job reu
     python benchmarks/frozen.py [--data PATH] [--folds 5 --repeats 3 --epochs 5]
 """
 import argparse
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 import cvkit
-from _measure import add_design_options, design_arguments
+from _measure import add_design_options, design_arguments, run_measured
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,12 +28,9 @@ def main():
         checkpoint = Path(tmp, "resnet18.pt")
         torch.manual_seed(0)
         torch.save(cvkit.trainers.resnet("resnet18", in_channels=1, n_classes=2).state_dict(), checkpoint)
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "cvkit.cli", "evaluate", "plugins/frozen_probe.py",
-                        *design_arguments(args), "--weights", str(checkpoint), "--report", "none",
-                        "--out", str(Path(tmp, "run"))],
-                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-        wall = time.perf_counter() - started
+        wall, _ = run_measured([sys.executable, "-m", "cvkit.cli", "evaluate", "plugins/frozen_probe.py",
+                                *design_arguments(args), "--weights", str(checkpoint), "--report", "none",
+                                "--out", str(Path(tmp, "run"))], cwd=ROOT, memory=False)
         results = cvkit.Results(Path(tmp, "run"))
         print(f"whole run: {wall:.1f} s wall")
         for model in ("resnet18", "frozen_probe"):

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _measure import run_measured
+from _measure import BREASTMNIST, run_measured
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -26,7 +26,7 @@ MODELS = ("resnet18", "fc_attention")
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default=str(SHARED / "data" / "breastmnist.npz"))
+    parser.add_argument("--data", default=str(BREASTMNIST))
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=5)

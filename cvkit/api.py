@@ -111,7 +111,8 @@ def verify(run_dir, *, jobs: int = 3, seed: int = 0) -> Verification:
         setup = _prepare(recipe, data=recipe["data"], plan=plan)
         previous = store.get_meta("identity")
         if previous != json.loads(json.dumps(setup.identity)):
-            raise ConfigError(f"{run_dir}: the run's inputs changed since it ran ({_differences(previous, setup.identity)}); "
+            raise ConfigError(f"{run_dir}: the run's inputs changed since it ran "
+                              f"({_differences(previous, setup.identity)}); "
                               "verify redoes the same jobs only: restore them, or evaluate into a new folder")
         job_list, work = _jobs(setup, Path(run_dir))
         return verify_jobs(job_list, store, work, n_jobs=jobs, seed=seed)

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from . import __version__
 from .errors import CvkitError
+from .runner._executor import EXECUTORS
 from .stats import VERDICT_METRICS
 from .trainers import SELECTION_RULES
 from .trainers._context import AUGMENTATIONS, CLASS_WEIGHTS, PRECISIONS
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="trainings run side by side (default auto: from the cores or GPU, model and memory)")
     ev.add_argument("--threads-per-job", type=int, default=None, metavar="N",
                     help="CPU threads of each training (default 1; changes the predictions' last bits)")
-    ev.add_argument("--executor", default="local", choices=("local", "process", "ray"),
+    ev.add_argument("--executor", default="local", choices=EXECUTORS,
                     help="local: this machine (default); process: always worker processes; ray: a Ray cluster")
     ev.add_argument("--address", default=None, help="--executor ray: the cluster's HOST:PORT (default: start a local one)")
     ev.add_argument("--cpus-per-job", type=float, default=None, help="--executor ray: CPUs each task declares")
@@ -180,7 +181,8 @@ def _evaluate(args, console, errors) -> int:
         nested=args.nested, inner_folds=args.inner_folds, holdout=args.holdout,
         hyperparams=_parse_params(args.param), jobs=args.jobs, threads_per_job=args.threads_per_job,
         precision=args.precision, executor=args.executor, address=args.address, cpus_per_job=args.cpus_per_job,
-        gpus_per_job=args.gpus_per_job, retries=args.retries, dedupe=args.dedupe, progress=JobProgress(errors, epochs=args.epochs),
+        gpus_per_job=args.gpus_per_job, retries=args.retries, dedupe=args.dedupe,
+        progress=JobProgress(errors, epochs=args.epochs),
         command=args.command_line,
     )
     report = compare(results, metric=args.metric, rope=args.rope, alpha=args.alpha)

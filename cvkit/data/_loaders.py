@@ -75,7 +75,8 @@ def load_medmnist(path, *, parts=("train", "val", "test"), class_names=None,
     for name, arrays in (("images", images), ("labels", labels)):
         if len({a.shape[1:] for a in arrays}) > 1:
             raise DataError(f"{path}: the parts' {name} differ in shape "
-                            f"({', '.join(f'{p} {a.shape}' for p, a in zip(parts, arrays))}); is the archive from one data set?")
+                            f"({', '.join(f'{p} {a.shape}' for p, a in zip(parts, arrays))}); "
+                            "is the archive from one data set?")
     image_array = np.concatenate(images)
     label_array = np.concatenate(labels)
     if len(image_array) != len(label_array):

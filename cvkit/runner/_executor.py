@@ -9,7 +9,7 @@ On a CPU each job trains with a fixed number of intra-op threads (one, unless
 a job's predictions depend on its thread count, never on how many jobs run at once or where, so
 every executor gives the same predictions. Small convolutional models keep two threads poorly
 busy (a ResNet-18 step at 28 pixels is a chain of small kernels), so one job per core trains
-about 1.3 times as many images per second as one job on both cores (658 against 506 images/s on
+about 1.5 times as many images per second as one job on both cores (722 against 490 images/s on
 two cores, ``benchmarks/train_step.py``).
 """
 from __future__ import annotations

@@ -23,9 +23,9 @@ def run_jobs(jobs, store, work, *, executor=None, progress=None) -> RunCounts:
     A job already done in this store is skipped (resume); one whose content key is done in
     another run of the same reports folder is copied from there (e.g. an unchanged baseline);
     the rest go to ``executor`` (``work(job, on_epoch)`` trains one) and each result is committed
-    as soon as it arrives, so an interrupted run loses at most the jobs in flight. A job that fails is recorded in the store
-    with its error while the others go on; ``JobsFailed`` then names the failures, and a rerun
-    trains only them.
+    as soon as it arrives, so an interrupted run loses at most the jobs in flight. A job that
+    fails is recorded in the store with its error while the others go on; ``JobsFailed`` then
+    names the failures, and a rerun trains only them.
     """
     counts = RunCounts()
     done = store.done_keys()

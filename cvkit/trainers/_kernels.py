@@ -36,7 +36,7 @@ class _OneByOneOutputConv2d(nn.Conv2d):
     single_tap = None  # the trainable tap, once ``single_tap_parameters`` split it off
 
     def _conv_forward(self, x, weight, bias):
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        (kh, kw), (ph, pw) = self.kernel_size, self.padding
         h, w = x.shape[-2:]
         if self.single_tap is not None:
             if (h, w) != (1, 1):
