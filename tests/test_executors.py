@@ -38,6 +38,85 @@ def build_model(context):
 '''
 
 
+# Kills the process training it on the run's fourth model build, once: with 3 two-epoch jobs on 2
+# workers that is the second part of the job split to fill the idle worker (first part, two
+# whole jobs, then the rest). Each build takes a numbered file, which only one process can create.
+KILLS_THE_REST = '''
+import os, signal
+from pathlib import Path
+from cvkit.trainers import classifier
+
+CALLS = Path({calls!r})
+
+def build_model(context):
+    number = 1
+    while True:
+        try:
+            os.close(os.open(CALLS / str(number), os.O_CREAT | os.O_EXCL))
+            break
+        except FileExistsError:
+            number += 1
+    if number == 4:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return classifier("resnet18", in_channels=context.in_channels, n_classes=context.n_classes)
+'''
+
+
+def _stored(run_dir):
+    """Every stored prediction (each rule and epoch) and history row, by model, fold and sample."""
+    with sqlite3.connect(run_dir / "cvkit.sqlite") as db:
+        return [db.execute(f"SELECT j.fold, x.* FROM {table} x JOIN jobs j ON j.key = x.job_key "
+                           f"ORDER BY 1, 3, 4").fetchall() for table in ("predictions", "history")]
+
+
+class _Starts:
+    """A progress listener that remembers which jobs started, as often as they did."""
+
+    def __init__(self):
+        self.started = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def start(self, total, done):
+        pass
+
+    def job_started(self, job):
+        self.started.append(job.fold)
+
+    def epoch_done(self, job, record):
+        pass
+
+    def job_done(self, job):
+        pass
+
+
+def test_a_job_trained_in_two_parts_by_two_workers_is_stored_as_trained_in_one(tiny, tmp_path):
+    design = dict(folds=3, repeats=1, epochs=3)
+    local = cvkit.evaluate([], data=tiny, out=tmp_path / "a" / "run", jobs=1, **design)
+    starts = _Starts()
+    split = cvkit.evaluate([], data=tiny, out=tmp_path / "b" / "run", jobs=2, progress=starts, **design)
+    assert len(starts.started) == 4 and len(set(starts.started)) == 3  # one of the 3 jobs ran in two parts
+    assert split.counts.trained == 3
+    predictions, history = _stored(tmp_path / "a" / "run")
+    assert len(predictions) == 60 * (4 + 3) and len(history) == 9  # 4 rules and 3 epochs per test sample
+    assert _stored(tmp_path / "b" / "run") == [predictions, history]
+
+
+def test_a_worker_killed_in_the_second_part_of_a_job_loses_only_that_part(tiny, tmp_path, write_plugin):
+    (tmp_path / "calls").mkdir()
+    plugin = write_plugin("kills_the_rest", KILLS_THE_REST.format(calls=str(tmp_path / "calls")))
+    design = dict(folds=3, repeats=1, epochs=2)
+    results = cvkit.evaluate([], baseline=str(plugin), data=tiny, out=tmp_path / "a" / "run", jobs=2, **design)
+    assert len(list((tmp_path / "calls").iterdir())) == 5  # the lost part was built and trained again
+    assert results.counts.trained == 3 and {r[3] for r in _job_rows(tmp_path / "a" / "run")} == {"done"}
+    plain = cvkit.evaluate([], data=tiny, out=tmp_path / "b" / "run", jobs=1, **design)
+    assert np.array_equal(_probs(results), _probs(plain))
+
+
 def _probs(results):
     frame = results.predictions.sort_values(["model", "repeat", "fold", "sample_id"])
     return frame.filter(like="prob_").to_numpy()

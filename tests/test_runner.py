@@ -69,11 +69,11 @@ def test_interrupted_run_keeps_finished_jobs(tiny, tmp_path, monkeypatch):
     real = jobs_module.run_job
     calls = []
 
-    def flaky(job, *args):
+    def flaky(job, *args, **parts):
         calls.append(job)
         if len(calls) == 4:
             raise KeyboardInterrupt
-        return real(job, *args)
+        return real(job, *args, **parts)
 
     monkeypatch.setattr(jobs_module, "run_job", flaky)
     with pytest.raises(KeyboardInterrupt):  # in process (jobs=1), where the patch applies

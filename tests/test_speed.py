@@ -278,3 +278,74 @@ def test_checkpoint_predictions_reused_from_the_epochs_equal_fresh_ones(tiny):
     fresh = trainer.predict_proba_by_rule(test)
     assert reused.keys() == fresh.keys()
     assert all(np.array_equal(reused[rule], fresh[rule]) for rule in reused)
+
+
+class _DropoutNet(nn.Module):
+    """Dropout draws from the global generator: resuming must restore it."""
+
+    def __init__(self, n_classes):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                                  nn.Flatten(), nn.Dropout(0.5))
+        self.head = nn.Linear(8, n_classes)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+@pytest.mark.parametrize("model", ["resnet18", "dropout", "frozen"])
+def test_a_job_paused_and_resumed_in_a_fresh_trainer_trains_as_in_one_go(tiny, tmp_path, model):
+    import io
+
+    build = {"resnet18": load_plugin("resnet18").make_trainer(None).build_model,
+             "dropout": lambda context: _DropoutNet(context.n_classes), "frozen": _frozen_model}[model]
+    train, val, test = tiny.subset(range(40)), tiny.subset(range(40, 50)), tiny.subset(range(50, 60))
+    context = _context(tiny, tmp_path, epochs=4, weight_decay=1e-3)
+    whole = TorchTrainer(build).fit(train, val, context)
+    for stop_after in (1, 3):
+        first = TorchTrainer(build).fit(train, val, context, stop_after=stop_after)
+        assert not hasattr(first, "model_") and first.paused_["epoch"] == stop_after
+        state = io.BytesIO()
+        torch.save(first.paused_, state)  # as it travels to another process
+        torch.rand(1000)  # that process's generators are elsewhere
+        rest = TorchTrainer(build).fit(train, val, context,
+                                       resume=torch.load(io.BytesIO(state.getvalue()), weights_only=True))
+        assert rest.history_ == whole.history_ and rest.checkpoints_.keys() == whole.checkpoints_.keys()
+        assert rest.selected_epoch_ == whole.selected_epoch_
+        expected, got = whole.predict_proba_by_rule(test), rest.predict_proba_by_rule(test)
+        assert all(np.array_equal(expected[rule], got[rule]) for rule in expected)
+        assert np.array_equal(whole.predict_proba(train), rest.predict_proba(train))
+
+
+def test_only_torch_trained_plugins_pause_between_epochs(write_plugin):
+    assert load_plugin("resnet18").pausable and load_plugin("plugins/fc_attention.py").pausable
+    assert not load_plugin("logreg").pausable
+    assert not load_plugin("plugins/fc_attention.py").nested(3, 0.1).pausable
+    custom = write_plugin("custom", "from cvkit.trainers import SklearnTrainer\n"
+                                    "def make_trainer(context):\n    return None\n")
+    assert not load_plugin(str(custom)).pausable
+
+
+def _jobs(n, epochs=5):
+    from cvkit.runner import Job
+
+    return [Job("m", None, 0, i, 0, i, f"job{i}", epochs) for i in range(n)]
+
+
+@pytest.mark.parametrize("workers, n, epochs, before, after", [
+    (2, 15, 5, 40, 38),  # the idle last round of 15 jobs on 2 workers, mostly filled
+    (2, 3, 5, 10, 8),
+    (4, 15, 5, 20, 19),
+    (2, 30, 5, 75, 75),  # full rounds: nothing to fill
+    (2, 1, 5, 5, 5),  # one job cannot run faster in parts
+    (2, 15, 1, 8, 8),  # one epoch cannot be split
+    (2, 15, 0, 8, 8),  # not pausable (a scikit-learn model, a nested search)
+])
+def test_jobs_are_split_only_where_that_fills_idle_workers(workers, n, epochs, before, after):
+    from cvkit.runner._executor import _span, plan_parts
+
+    jobs = _jobs(n, epochs)
+    parts = plan_parts(jobs, workers)
+    assert _span(jobs, {}, workers) == before and _span(jobs, parts, workers) == after
+    assert bool(parts) == (after < before)
+    assert all(0 < first < epochs for first in parts.values())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import platform
@@ -10,6 +11,7 @@ import traceback
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import torch
 
 from ..errors import PluginError
 from ..trainers import Plugin, TrainConfig, TrainContext, plugin_frame
@@ -24,6 +26,19 @@ class Job:
     seed_index: int
     seed: int
     key: str
+    pausable_epochs: int = 0  # its epochs, when its trainer can pause between them; 0: it trains in one go
+
+
+@dataclass
+class PausedJob:
+    """A job trained for its first ``epochs``: its trainer's state as ``torch.save`` bytes (plain
+    bytes travel between processes without shared-memory handles) and what the runner collected."""
+
+    job: Job
+    epochs: int
+    state: bytes
+    epoch_probs: dict[str, np.ndarray]
+    duration_s: float
 
 
 @dataclass
@@ -61,31 +76,37 @@ def make_jobs(models: dict[str, Plugin], plan, *, n_seeds: int, master_seed: int
                                 config=config.as_dict(), data=data_fingerprint, split=split.digest,
                                 seed=seed, device=device)
                 key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
-                jobs.append(Job(name, plugin, split.repeat, split.fold, seed_index, seed, key))
+                jobs.append(Job(name, plugin, split.repeat, split.fold, seed_index, seed, key,
+                                config.epochs if plugin.pausable else 0))
     return jobs
 
 
 @dataclass
 class JobRunner:
     """Runs any job of one run: everything a job needs besides itself, pickled once per worker
-    process. ``on_epoch(job, record)`` (set by the executor) hears every finished epoch."""
+    process. ``on_epoch(job, record)`` (set by the executor) hears every finished epoch;
+    ``stop_after`` and ``resume`` train a pausable job in two parts (see ``run_job``)."""
 
     dataset: object
     plan: object
     context: TrainContext
     holdout: object = None
 
-    def __call__(self, job: Job, on_epoch=None) -> JobResult:
+    def __call__(self, job: Job, on_epoch=None, *, stop_after: int | None = None,
+                 resume: PausedJob | None = None) -> JobResult | PausedJob:
         context = self.context
         if on_epoch is not None:
             context = replace(context, on_epoch=lambda record, predict: on_epoch(job, record))
-        return run_job(job, self.dataset, self.plan, context, self.holdout)
+        return run_job(job, self.dataset, self.plan, context, self.holdout, stop_after=stop_after, resume=resume)
 
 
-def run_job(job: Job, dataset, plan, context: TrainContext, holdout=None) -> JobResult:
+def run_job(job: Job, dataset, plan, context: TrainContext, holdout=None, *, stop_after: int | None = None,
+            resume: PausedJob | None = None) -> JobResult | PausedJob:
     """Train and predict one job (its test fold and, when given, the ``holdout`` set, whose
     samples are numbered after the data set's). Anything the plugin does wrong becomes a
-    ``PluginError`` that names the plugin file and line."""
+    ``PluginError`` that names the plugin file and line. A pausable job may train in two parts:
+    ``stop_after`` epochs give a ``PausedJob``, which ``resume`` (in any process) finishes with the
+    result the job gives in one go."""
     split = plan.splits[job.repeat * plan.n_splits + job.fold]
     assert (split.repeat, split.fold) == (job.repeat, job.fold)
     train, val, test = (dataset.subset(idx) for idx in (split.train, split.val, split.test))
@@ -100,9 +121,20 @@ def run_job(job: Job, dataset, plan, context: TrainContext, holdout=None) -> Job
 
     context = replace(context, seed=job.seed, hyperparams=job.plugin.hyperparams, on_epoch=on_epoch)
     started = time.perf_counter()
+    parts = {}  # only a job trained in parts passes them: any trainer's fit(train, val, context) works
+    if stop_after is not None:
+        parts["stop_after"] = stop_after
+    if resume is not None:
+        epoch_probs.update(resume.epoch_probs)
+        parts["resume"] = torch.load(io.BytesIO(resume.state), map_location=context.device, weights_only=True)
+        started -= resume.duration_s
     try:
         trainer = job.plugin.make_trainer(context)
-        trainer.fit(train, val, context)
+        trainer.fit(train, val, context, **parts)
+        if stop_after is not None:
+            state = io.BytesIO()
+            torch.save(trainer.paused_, state)
+            return PausedJob(job, stop_after, state.getvalue(), epoch_probs, time.perf_counter() - started)
         if hasattr(trainer, "predict_proba_by_rule"):
             probs_by_rule = trainer.predict_proba_by_rule(test)
             selected = trainer.selected_rule_

@@ -44,6 +44,7 @@ class Plugin:
     search: dict = field(default_factory=dict)
     spec: str | None = None  # how it was loaded, so that a worker process can load it again
     nested_args: tuple | None = None
+    pausable: bool = False  # its trainer can pause between epochs and go on elsewhere (TorchTrainer.fit)
 
     def __reduce__(self):
         # The factory closes over the imported module: workers re-load the file instead, and
@@ -63,7 +64,7 @@ class Plugin:
 
         identity = json.dumps([self.digest, self.search, inner_folds, val_fraction], sort_keys=True)
         return replace(self, digest=hashlib.sha256(identity.encode()).hexdigest(),
-                       nested_args=(inner_folds, val_fraction),
+                       nested_args=(inner_folds, val_fraction), pausable=False,
                        factory=lambda context: NestedSearchTrainer(self.factory, self.search, inner_folds,
                                                                    val_fraction))
 
@@ -104,7 +105,7 @@ def load_plugin(spec: str, hyperparams: dict | None = None) -> Plugin:
     digest = hashlib.sha256(source + engine_digest().encode()).hexdigest()
     # Workers (a Ray node's among them) may run in another folder: they load it by absolute path.
     return Plugin(path.stem, str(path), digest, factory, params, {k: list(v) for k, v in search.items()},
-                  spec=str(path.resolve()))
+                  spec=str(path.resolve()), pausable=hooks[0] == "build_model")
 
 
 def _reload(spec: str, hyperparams: dict, nested_args: tuple | None, digest: str) -> Plugin:
@@ -154,7 +155,7 @@ def _builtin(name: str, hyperparams: dict) -> Plugin:
                           stem=config.stem, weights=config.weights)
 
     _merge({}, hyperparams, name)
-    return Plugin(name, None, digest, lambda context: TorchTrainer(build_model), {})
+    return Plugin(name, None, digest, lambda context: TorchTrainer(build_model), {}, pausable=True)
 
 
 def _merge(defaults: dict, overrides: dict, where: str) -> dict:

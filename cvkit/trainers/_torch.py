@@ -35,7 +35,13 @@ class TorchTrainer:
     def __init__(self, build_model):
         self.build_model = build_model
 
-    def fit(self, train, val, context: TrainContext):
+    def fit(self, train, val, context: TrainContext, *, stop_after: int | None = None,
+            resume: dict | None = None):
+        """Train on ``train``, choosing checkpoints on ``val``. ``stop_after`` pauses after that
+        many epochs and leaves in ``paused_`` all the state training depends on (weights, Adam,
+        random generators, history, checkpoints); ``resume`` goes on from such a state, in a new
+        trainer of another process if need be. Trained in parts, a job gives the predictions it
+        gives in one go, bit for bit."""
         config = context.config
         device = torch.device(context.device)
         torch.manual_seed(context.seed)
@@ -84,7 +90,10 @@ class TorchTrainer:
         self.inputs_ = (None, None, None)  # (data, images or features, extra) last predicted
         self.epoch_predictions_ = []  # (epoch, data, probabilities) predicted for the runner
         best = {rule: (-math.inf, -1, None) for rule in SELECTION_RULES}
-        for epoch in range(config.epochs):
+        first = 0
+        if resume is not None:
+            first, best = self._restore(resume, model, optimizer, generator)
+        for epoch in range(first, config.epochs):
             model.train()
             order = torch.randperm(len(train), generator=generator).to(device)
             total, seen = 0.0, 0
@@ -127,6 +136,11 @@ class TorchTrainer:
                 state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 for rule in changed:
                     best[rule] = (best[rule][0], epoch + 1, state)
+            if epoch + 1 == stop_after and stop_after < config.epochs:
+                # The model as it is now is the "last" checkpoint, taken just above.
+                self.paused_ = dict(epoch=epoch + 1, optimizer=optimizer.state_dict(), generator=generator.get_state(),
+                                    rng=_rng_state(device), history=self.history_, best=best)
+                return self
 
         self.model_ = model
         # A rule that never scored (a one-class validation part has no AUC) falls back to the last epoch.
@@ -135,6 +149,18 @@ class TorchTrainer:
         self.selected_rule_ = config.select
         self.selected_epoch_ = self.checkpoints_[config.select][0]
         return self
+
+    def _restore(self, paused, model, optimizer, generator):
+        """Put the state ``fit`` paused with into this trainer's fresh model and optimizer; return
+        the epochs already trained and the checkpoints chosen so far."""
+        model.load_state_dict(paused["best"]["last"][2])
+        optimizer.load_state_dict(paused["optimizer"])
+        generator.set_state(paused["generator"])
+        torch.set_rng_state(paused["rng"]["cpu"])
+        if "cuda" in paused["rng"]:
+            torch.cuda.set_rng_state(paused["rng"]["cuda"], self.device_)
+        self.history_ = list(paused["history"])
+        return paused["epoch"], dict(paused["best"])
 
     def predict_proba(self, data) -> np.ndarray:
         return self.predict_proba_by_rule(data)[self.selected_rule_]
@@ -199,6 +225,14 @@ class TorchTrainer:
                                None if extra is None else extra[i:i + PREDICT_BATCH])
                  for i in range(0, len(x), PREDICT_BATCH)]
         return torch.cat(parts).float()
+
+
+def _rng_state(device) -> dict:
+    """The global generators' states (dropout draws from them)."""
+    state = dict(cpu=torch.get_rng_state())
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
 
 
 @functools.cache
