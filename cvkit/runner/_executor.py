@@ -205,9 +205,10 @@ def plan_parts(jobs, workers: int) -> dict[str, int]:
     workers take 8 rounds, the last with one worker idle. Training the first epochs of a pausable
     job first and the rest last, on whichever worker frees up, fills that gap (7.6 rounds at 5
     epochs). Part sizes and the number of split jobs are chosen by simulating the executor's
-    queue with every epoch costing the same; jobs are split only when that saves a whole epoch
-    of the run."""
-    pausable = [job for job in jobs if job.pausable_epochs > 1]
+    queue with every epoch costing the same (the cost of a job is not known before it runs);
+    jobs are split only when that saves a whole epoch of the run."""
+    # The last jobs would fill the last round: split among them, whose cost the rest of the last round matches.
+    pausable = [job for job in reversed(jobs) if job.pausable_epochs > 1]
     best, best_span = {}, _span(jobs, {}, workers)
     epochs = pausable[0].pausable_epochs if pausable else 0
     firsts = sorted({min(epochs - 1, max(1, round(epochs * f))) for f in (1 / 4, 1 / 3, 1 / 2, 2 / 3, 3 / 4)})
