@@ -106,12 +106,14 @@ def test_a_job_trained_in_two_parts_by_two_workers_is_stored_as_trained_in_one(t
     assert _stored(tmp_path / "b" / "run") == [predictions, history]
 
 
-def test_a_worker_killed_in_the_second_part_of_a_job_loses_only_that_part(tiny, tmp_path, write_plugin):
+def test_a_worker_killed_in_the_second_part_of_a_job_loses_only_the_work_in_flight(tiny, tmp_path, write_plugin):
     (tmp_path / "calls").mkdir()
     plugin = write_plugin("kills_the_rest", KILLS_THE_REST.format(calls=str(tmp_path / "calls")))
     design = dict(folds=3, repeats=1, epochs=2)
     results = cvkit.evaluate([], baseline=str(plugin), data=tiny, out=tmp_path / "a" / "run", jobs=2, **design)
-    assert len(list((tmp_path / "calls").iterdir())) == 5  # the lost part was built and trained again
+    # The killed part ran again, and so did the job beside it if it was still training: a dead
+    # worker breaks the pool and everything in flight is lost (never what had finished).
+    assert len(list((tmp_path / "calls").iterdir())) in (5, 6)
     assert results.counts.trained == 3 and {r[3] for r in _job_rows(tmp_path / "a" / "run")} == {"done"}
     plain = cvkit.evaluate([], data=tiny, out=tmp_path / "b" / "run", jobs=1, **design)
     assert np.array_equal(_probs(results), _probs(plain))

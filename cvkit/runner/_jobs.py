@@ -31,11 +31,10 @@ class Job:
 
 @dataclass
 class PausedJob:
-    """A job trained for its first ``epochs``: its trainer's state as ``torch.save`` bytes (plain
+    """A job trained for its first epochs: its trainer's state as ``torch.save`` bytes (plain
     bytes travel between processes without shared-memory handles) and what the runner collected."""
 
     job: Job
-    epochs: int
     state: bytes
     epoch_probs: dict[str, np.ndarray]
     duration_s: float
@@ -134,7 +133,7 @@ def run_job(job: Job, dataset, plan, context: TrainContext, holdout=None, *, sto
         if stop_after is not None:
             state = io.BytesIO()
             torch.save(trainer.paused_, state)
-            return PausedJob(job, stop_after, state.getvalue(), epoch_probs, time.perf_counter() - started)
+            return PausedJob(job, state.getvalue(), epoch_probs, time.perf_counter() - started)
         if hasattr(trainer, "predict_proba_by_rule"):
             probs_by_rule = trainer.predict_proba_by_rule(test)
             selected = trainer.selected_rule_
