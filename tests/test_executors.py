@@ -94,12 +94,17 @@ class _Starts:
         pass
 
 
-def test_a_job_trained_in_two_parts_by_two_workers_is_stored_as_trained_in_one(tiny, tmp_path):
+def test_a_job_trained_in_two_parts_by_two_workers_is_stored_as_trained_in_one(tiny, tmp_path, monkeypatch):
+    import tempfile
+
     design = dict(folds=3, repeats=1, epochs=3)
-    local = cvkit.evaluate([], data=tiny, out=tmp_path / "a" / "run", jobs=1, **design)
+    cvkit.evaluate([], data=tiny, out=tmp_path / "a" / "run", jobs=1, **design)
     starts = _Starts()
+    (tmp_path / "temp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "temp"))  # where paused jobs are kept
     split = cvkit.evaluate([], data=tiny, out=tmp_path / "b" / "run", jobs=2, progress=starts, **design)
     assert len(starts.started) == 4 and len(set(starts.started)) == 3  # one of the 3 jobs ran in two parts
+    assert not any((tmp_path / "temp").iterdir())  # its paused state was removed once it was done
     assert split.counts.trained == 3
     predictions, history = _stored(tmp_path / "a" / "run")
     assert len(predictions) == 60 * (4 + 3) and len(history) == 9  # 4 rules and 3 epochs per test sample

@@ -187,6 +187,8 @@ class ProcessExecutor:
                     if error is None and task[1] is not None:
                         waiting.append((job, None, future.result()))
                         continue
+                    if task[2] is not None:
+                        task[2].discard()
                     yield job, (None if error else future.result()), error
             _drain(epochs, on_epoch, by_key)
         finally:
@@ -196,6 +198,9 @@ class ProcessExecutor:
                 for process in list(getattr(pool, "_processes", {}).values()):
                     process.terminate()
             pool.shutdown(wait=True, cancel_futures=True)
+            for _, _, paused in [*waiting, *(task for task, _ in running.values())]:
+                if paused is not None:  # interrupted between a job's two parts: it trains again next time
+                    paused.discard()
 
 
 def plan_parts(jobs, workers: int) -> dict[str, int]:

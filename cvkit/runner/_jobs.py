@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import platform
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,13 +32,17 @@ class Job:
 
 @dataclass
 class PausedJob:
-    """A job trained for its first epochs: its trainer's state as ``torch.save`` bytes (plain
-    bytes travel between processes without shared-memory handles) and what the runner collected."""
+    """A job trained for its first epochs: the file that holds its trainer's state (the driver
+    passes a path between workers, not a model's weights and Adam moments) and what the runner
+    collected. Whoever ends the job removes the file with ``discard``."""
 
     job: Job
-    state: bytes
+    path: str
     epoch_probs: dict[str, np.ndarray]
     duration_s: float
+
+    def discard(self) -> None:
+        Path(self.path).unlink(missing_ok=True)
 
 
 @dataclass
@@ -125,15 +130,13 @@ def run_job(job: Job, dataset, plan, context: TrainContext, holdout=None, *, sto
         parts["stop_after"] = stop_after
     if resume is not None:
         epoch_probs.update(resume.epoch_probs)
-        parts["resume"] = torch.load(io.BytesIO(resume.state), map_location=context.device, weights_only=True)
+        parts["resume"] = torch.load(resume.path, map_location=context.device, weights_only=True)
         started -= resume.duration_s
     try:
         trainer = job.plugin.make_trainer(context)
         trainer.fit(train, val, context, **parts)
         if stop_after is not None:
-            state = io.BytesIO()
-            torch.save(trainer.paused_, state)
-            return PausedJob(job, state.getvalue(), epoch_probs, time.perf_counter() - started)
+            return PausedJob(job, _save_state(trainer.paused_), epoch_probs, time.perf_counter() - started)
         if hasattr(trainer, "predict_proba_by_rule"):
             probs_by_rule = trainer.predict_proba_by_rule(test)
             selected = trainer.selected_rule_
@@ -163,6 +166,18 @@ def run_job(job: Job, dataset, plan, context: TrainContext, holdout=None, *, sto
         info=getattr(trainer, "info_", None), holdout_probs=holdout_probs,
         holdout_indices=None if holdout is None else np.arange(len(dataset), len(dataset) + len(holdout)),
     )
+
+
+def _save_state(state: dict) -> str:
+    """Write a paused trainer's state to a new temporary file; return its path."""
+    handle, path = tempfile.mkstemp(prefix="cvkit-paused-", suffix=".pt")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(state, file)
+    except BaseException:
+        Path(path).unlink()
+        raise
+    return path
 
 
 def check_probabilities(probs, n: int, n_classes: int, plugin: Plugin) -> np.ndarray:
