@@ -309,6 +309,7 @@ def _parse_params(items) -> dict:
 
 COMMANDS = {"evaluate": _evaluate, "compare": _compare, "report": _report, "export": _export, "verify": _verify}
 
+
 def run() -> None:
     """The ``cvkit`` command (tests call ``main`` in their own process)."""
     code = main()
