@@ -13,7 +13,7 @@ from rich.console import Console
 
 from . import __version__
 from .errors import CvkitError
-from .runner._executor import EXECUTORS
+from .runner import EXECUTORS
 from .stats import VERDICT_METRICS
 from .trainers import SELECTION_RULES
 from .trainers._context import AUGMENTATIONS, CLASS_WEIGHTS, PRECISIONS

@@ -156,9 +156,7 @@ class TorchTrainer:
         model.load_state_dict(paused["best"]["last"][2])
         optimizer.load_state_dict(paused["optimizer"])
         generator.set_state(paused["generator"])
-        torch.set_rng_state(paused["rng"]["cpu"])
-        if "cuda" in paused["rng"]:
-            torch.cuda.set_rng_state(paused["rng"]["cuda"], self.device_)
+        _set_rng_state(paused["rng"], self.device_)
         self.history_ = list(paused["history"])
         return paused["epoch"], dict(paused["best"])
 
@@ -233,6 +231,12 @@ def _rng_state(device) -> dict:
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
+
+
+def _set_rng_state(state: dict, device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 @functools.cache
