@@ -4,13 +4,13 @@ Memory is the sum of the processes' proportional set sizes (PSS, from /proc/PID/
 pages shared between the workers (torch's libraries) count once, not once per process, so the
 sum is the machine's memory actually in use. Sampled every second (reading smaps costs CPU time).
 """
+
 import argparse
 import os
 import subprocess
 import threading
 import time
 from pathlib import Path
-
 
 BREASTMNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "breastmnist.npz"
 
@@ -57,8 +57,9 @@ def run_measured(command, cwd=None, env=None, memory=True) -> tuple[float, float
     """Run ``command``; return (wall seconds, peak memory of its process tree in MiB, or 0 when
     ``memory`` is false)."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env={**os.environ, **(env or {})})
+    process = subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
+    )
     peak = 0
     done = threading.Event()
 
@@ -75,5 +76,7 @@ def run_measured(command, cwd=None, env=None, memory=True) -> tuple[float, float
     done.set()
     sampler.join()
     if process.returncode:
-        raise RuntimeError(f"{' '.join(map(str, command))} failed ({process.returncode}):\n{stderr.decode()[-2000:]}")
+        raise RuntimeError(
+            f"{' '.join(map(str, command))} failed ({process.returncode}):\n{stderr.decode()[-2000:]}"
+        )
     return wall, peak / 2**20

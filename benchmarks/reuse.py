@@ -8,6 +8,7 @@ machine drift by several percent between minutes, so one pair is a noisy measure
 
     python benchmarks/reuse.py [--pairs 3] [--data PATH] [--folds 5 --repeats 3 --epochs 5]
 """
+
 import argparse
 import statistics
 import sys
@@ -29,13 +30,29 @@ def main():
         with tempfile.TemporaryDirectory() as reports:
             walls = []
             for variant in ("plugins/fc_attention.py", "plugins/mlp_head.py"):
-                wall, _ = run_measured([sys.executable, "-m", "cvkit.cli", "evaluate", variant,
-                                        *design_arguments(args), "--reports-dir", reports, "--report", "none"],
-                                       cwd=ROOT, memory=False)
+                wall, _ = run_measured(
+                    [
+                        sys.executable,
+                        "-m",
+                        "cvkit.cli",
+                        "evaluate",
+                        variant,
+                        *design_arguments(args),
+                        "--reports-dir",
+                        reports,
+                        "--report",
+                        "none",
+                    ],
+                    cwd=ROOT,
+                    memory=False,
+                )
                 walls.append(wall)
         ratios.append(walls[1] / walls[0])
-        print(f"pair {pair + 1}: first {walls[0]:.1f} s, second {walls[1]:.1f} s, "
-              f"second / first = {ratios[-1]:.3f}", flush=True)
+        print(
+            f"pair {pair + 1}: first {walls[0]:.1f} s, second {walls[1]:.1f} s, "
+            f"second / first = {ratios[-1]:.3f}",
+            flush=True,
+        )
     print(f"median second / first over {len(ratios)} pair(s) = {statistics.median(ratios):.3f}")
 
 

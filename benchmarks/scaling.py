@@ -6,6 +6,7 @@ store gets one transaction per job, and nothing accumulates in the parent.
 
     python benchmarks/scaling.py [--epochs 2] [--sizes 200,780,5000] [--repeats 1,2,4]
 """
+
 import argparse
 import sys
 import tempfile
@@ -34,12 +35,16 @@ def main():
 
     def measured(n, repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            wall, mib = run_measured([sys.executable, __file__, "--one", str(n), str(repeats), str(args.epochs),
-                                      f"{tmp}/run"])
+            wall, mib = run_measured(
+                [sys.executable, __file__, "--one", str(n), str(repeats), str(args.epochs), f"{tmp}/run"]
+            )
         jobs = 5 * repeats
         image_epochs = jobs * n * 0.8 * 0.9 * args.epochs  # training images seen over all jobs
-        print(f"  {n:>6} images {jobs:>4} jobs: {wall:7.1f} s, {1000 * wall / image_epochs:6.2f} ms per "
-              f"training image-epoch, peak {mib:6.0f} MiB", flush=True)
+        print(
+            f"  {n:>6} images {jobs:>4} jobs: {wall:7.1f} s, {1000 * wall / image_epochs:6.2f} ms per "
+            f"training image-epoch, peak {mib:6.0f} MiB",
+            flush=True,
+        )
 
     print(f"data set size (5 folds x 1 repeat, {args.epochs} epochs):")
     for n in map(int, args.sizes.split(",")):

@@ -16,6 +16,7 @@ settings do not leak) and reports the median over chunks of steps.
 
     python benchmarks/train_step.py [--device cpu|cuda] [--image-size 28] [--steps 40]
 """
+
 import argparse
 import copy
 import json
@@ -94,8 +95,18 @@ def measure(config: str, device: str, size: int, steps: int, batch: int, threads
 
 
 def in_subprocess(config, args, threads=None, copies=1) -> float:
-    command = [sys.executable, __file__, "--one", config, "--device", args.device, "--image-size",
-               str(args.image_size), "--steps", str(args.steps)] + (["--threads", str(threads)] if threads else [])
+    command = [
+        sys.executable,
+        __file__,
+        "--one",
+        config,
+        "--device",
+        args.device,
+        "--image-size",
+        str(args.image_size),
+        "--steps",
+        str(args.steps),
+    ] + (["--threads", str(threads)] if threads else [])
     processes = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(copies)]
     return sum(json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in processes)
 
@@ -117,7 +128,9 @@ def main():
     for config in ("fused", "fused+shortcut", "stacked-2", "stacked-5"):
         rows.append((config, in_subprocess(config, args)))
     if args.device == "cpu":
-        rows.append((f"side-by-side x{cores}", in_subprocess("fused+shortcut", args, threads=1, copies=cores)))
+        rows.append(
+            (f"side-by-side x{cores}", in_subprocess("fused+shortcut", args, threads=1, copies=cores))
+        )
     rows += [(f"batch-{n}", in_subprocess(f"batch-{n}", args)) for n in (160, 320)]
     print(f"ResNet-18, {args.image_size} px, batch 32 per model, {args.device}, {cores} cores")
     for name, rate in rows:

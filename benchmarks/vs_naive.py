@@ -10,6 +10,7 @@ sampling the memory maps costs CPU time that the anchor's runs would not pay.
 
     python benchmarks/vs_naive.py [--pairs 3] [--folds 5 --repeats 3 --epochs 5] [--data PATH] [--device cpu]
 """
+
 import argparse
 import json
 import statistics
@@ -36,17 +37,49 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cvkit-args", default="", help="extra cvkit evaluate options, e.g. '--jobs 4'")
     args = parser.parse_args()
-    common = ["--folds", str(args.folds), "--repeats", str(args.repeats), "--epochs", str(args.epochs),
-              "--batch-size", str(args.batch_size), "--data", args.data, "--device", args.device]
+    common = [
+        "--folds",
+        str(args.folds),
+        "--repeats",
+        str(args.repeats),
+        "--epochs",
+        str(args.epochs),
+        "--batch-size",
+        str(args.batch_size),
+        "--data",
+        args.data,
+        "--device",
+        args.device,
+    ]
     resize = ["--image-size", str(args.image_size)] if args.image_size != 28 else []
+
     def cvkit(folder, memory):
         summary = Path(folder, "summary.json")
         wall, mib = run_measured(
-            [sys.executable, "-m", "cvkit.cli", "evaluate", "plugins/fc_attention.py", *common, *resize,
-             "--class-weight", "none", "--select", "val_auc", "--report", "none",
-             # a folder of its own: no sibling run to reuse jobs from
-             "--out", str(Path(folder, "run")), "--json", str(summary), *args.cvkit_args.split()],
-            cwd=ROOT, memory=memory)
+            [
+                sys.executable,
+                "-m",
+                "cvkit.cli",
+                "evaluate",
+                "plugins/fc_attention.py",
+                *common,
+                *resize,
+                "--class-weight",
+                "none",
+                "--select",
+                "val_auc",
+                "--report",
+                "none",
+                # a folder of its own: no sibling run to reuse jobs from
+                "--out",
+                str(Path(folder, "run")),
+                "--json",
+                str(summary),
+                *args.cvkit_args.split(),
+            ],
+            cwd=ROOT,
+            memory=memory,
+        )
         return wall, mib, json.loads(summary.read_text())["models"]
 
     ratios = []
@@ -55,19 +88,38 @@ def main():
             anchor_wall, anchor_auc = 0.0, {}
             for model in MODELS:
                 out = Path(tmp, f"anchor-{model}-{pair}.json")
-                wall, _ = run_measured([sys.executable, str(SHARED / "bench" / "naive_cv.py"), "--model", model,
-                                        *common, *resize, "--out", str(out)], cwd=tmp, memory=False)
+                wall, _ = run_measured(
+                    [
+                        sys.executable,
+                        str(SHARED / "bench" / "naive_cv.py"),
+                        "--model",
+                        model,
+                        *common,
+                        *resize,
+                        "--out",
+                        str(out),
+                    ],
+                    cwd=tmp,
+                    memory=False,
+                )
                 anchor_wall += wall
                 anchor_auc[model] = json.loads(out.read_text())["auc_mean"]
             cvkit_wall, _, models = cvkit(Path(tmp, f"pair{pair}"), memory=False)
             ratios.append(anchor_wall / cvkit_wall)
-            aucs = ", ".join(f"{m} anchor {anchor_auc[m]:.4f} / cvkit {models[m]['mean']['auc']:.4f}" for m in MODELS)
-            print(f"pair {pair}: anchor {anchor_wall:.1f} s, cvkit {cvkit_wall:.1f} s: "
-                  f"anchor/cvkit = {ratios[-1]:.2f}; mean AUC {aucs}", flush=True)
+            aucs = ", ".join(
+                f"{m} anchor {anchor_auc[m]:.4f} / cvkit {models[m]['mean']['auc']:.4f}" for m in MODELS
+            )
+            print(
+                f"pair {pair}: anchor {anchor_wall:.1f} s, cvkit {cvkit_wall:.1f} s: "
+                f"anchor/cvkit = {ratios[-1]:.2f}; mean AUC {aucs}",
+                flush=True,
+            )
         # Reading the processes' memory maps costs CPU time the anchor's runs do not pay, so
         # memory is measured in a run of its own, outside the timed pairs.
         wall, peak, _ = cvkit(Path(tmp, "memory"), memory=True)
-        print(f"peak memory of cvkit (all its processes, PSS; a separate run of {wall:.1f} s): {peak:.0f} MiB")
+        print(
+            f"peak memory of cvkit (all its processes, PSS; a separate run of {wall:.1f} s): {peak:.0f} MiB"
+        )
     print(f"median anchor/cvkit wall-time ratio over {len(ratios)} pairs: {statistics.median(ratios):.2f}")
 
 

@@ -1,4 +1,5 @@
 """cvkit: does this variant actually beat the baseline on this small data set, and how sure are we?"""
+
 __version__ = "0.1.0"
 
 from .api import evaluate, verify  # noqa: E402

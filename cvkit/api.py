@@ -1,4 +1,5 @@
 """``cvkit.evaluate``: data -> split plan -> jobs -> store -> results, the whole pipeline in one call."""
+
 from __future__ import annotations
 
 import contextlib
@@ -15,27 +16,71 @@ from . import __version__
 from .data import Dataset, check_missing, find_duplicates, load_data, with_extra
 from .errors import ConfigError
 from .results import Results
-from .runner import (EXECUTORS, Concurrency, JobProgress, JobRunner, Store, check_writable, choose_concurrency,
-                     Verification, make_executor, make_jobs, run_jobs, store_bytes, verify_jobs)
+from .runner import (
+    EXECUTORS,
+    Concurrency,
+    JobProgress,
+    JobRunner,
+    Store,
+    Verification,
+    check_writable,
+    choose_concurrency,
+    make_executor,
+    make_jobs,
+    run_jobs,
+    store_bytes,
+    verify_jobs,
+)
 from .splits import SplitPlan, make_plan
 from .trainers import SELECTION_RULES, TrainConfig, TrainContext, load_plugin
-from .trainers._models import classifier, is_backbone
 from .trainers._context import AUGMENTATIONS, CLASS_WEIGHTS, PRECISIONS
 from .trainers._features import IMPUTATIONS
+from .trainers._models import classifier, is_backbone
 
 
-def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int = 5,
-             repeats: int = 3, seeds: int = 1, seed: int = 0, epochs: int = 5, batch_size: int = 32,
-             lr: float = 1e-3, weight_decay: float = 0.0, select: str = "val_auc",
-             class_weight: str = "balanced", augment: str = "flip", stem: str = "standard",
-             weights: str | None = None, val_fraction: float = 0.1, positive: str | None = None,
-             device: str = "auto", out=None, reports_dir="reports", cv=None, extra: str | None = None,
-             impute: str = "none", nested: bool = False, inner_folds: int = 3, holdout: str | None = None,
-             hyperparams: dict | None = None, data_options: dict | None = None, jobs: int | str = "auto",
-             threads_per_job: int | None = None, precision: str = "auto", executor: str = "local",
-             address: str | None = None, cpus_per_job: float | None = None, gpus_per_job: float = 0.0,
-             retries: int = 2, dedupe: bool = False,
-             progress: JobProgress | bool = False, command: str | None = None) -> Results:
+def evaluate(
+    variants=(),
+    *,
+    data="demo",
+    baseline: str = "resnet18",
+    folds: int = 5,
+    repeats: int = 3,
+    seeds: int = 1,
+    seed: int = 0,
+    epochs: int = 5,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    select: str = "val_auc",
+    class_weight: str = "balanced",
+    augment: str = "flip",
+    stem: str = "standard",
+    weights: str | None = None,
+    val_fraction: float = 0.1,
+    positive: str | None = None,
+    device: str = "auto",
+    out=None,
+    reports_dir="reports",
+    cv=None,
+    extra: str | None = None,
+    impute: str = "none",
+    nested: bool = False,
+    inner_folds: int = 3,
+    holdout: str | None = None,
+    hyperparams: dict | None = None,
+    data_options: dict | None = None,
+    jobs: int | str = "auto",
+    threads_per_job: int | None = None,
+    precision: str = "auto",
+    executor: str = "local",
+    address: str | None = None,
+    cpus_per_job: float | None = None,
+    gpus_per_job: float = 0.0,
+    retries: int = 2,
+    dedupe: bool = False,
+    progress: JobProgress | bool = False,
+    command: str | None = None,
+) -> Results:
     """Train the baseline and every variant on the same splits with the same seeds.
 
     ``variants`` are plugin files or built-in names; ``data`` a :class:`~cvkit.data.Dataset` or a
@@ -52,39 +97,84 @@ def evaluate(variants=(), *, data="demo", baseline: str = "resnet18", folds: int
     :class:`~cvkit.results.Results`.
     """
     variants = [variants] if isinstance(variants, (str, os.PathLike)) else list(variants)
-    _check_options(select=select, class_weight=class_weight, augment=augment, seeds=seeds,
-                   seed=seed, epochs=epochs, batch_size=batch_size, jobs=jobs, threads_per_job=threads_per_job,
-                   precision=precision, executor=executor, retries=retries)
-    recipe = dict(variants=[str(v) for v in variants], baseline=str(baseline), seeds=seeds, seed=seed, epochs=epochs,
-                  batch_size=batch_size, lr=lr, weight_decay=weight_decay, select=select, class_weight=class_weight,
-                  augment=augment, stem=stem, weights=weights, val_fraction=val_fraction, positive=positive,
-                  device=device, extra=extra, impute=impute, nested=nested, inner_folds=inner_folds,
-                  holdout=holdout, hyperparams=hyperparams, data_options=data_options, precision=precision,
-                  dedupe=dedupe)
+    _check_options(
+        select=select,
+        class_weight=class_weight,
+        augment=augment,
+        seeds=seeds,
+        seed=seed,
+        epochs=epochs,
+        batch_size=batch_size,
+        jobs=jobs,
+        threads_per_job=threads_per_job,
+        precision=precision,
+        executor=executor,
+        retries=retries,
+    )
+    recipe = dict(
+        variants=[str(v) for v in variants],
+        baseline=str(baseline),
+        seeds=seeds,
+        seed=seed,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        select=select,
+        class_weight=class_weight,
+        augment=augment,
+        stem=stem,
+        weights=weights,
+        val_fraction=val_fraction,
+        positive=positive,
+        device=device,
+        extra=extra,
+        impute=impute,
+        nested=nested,
+        inner_folds=inner_folds,
+        holdout=holdout,
+        hyperparams=hyperparams,
+        data_options=data_options,
+        precision=precision,
+        dedupe=dedupe,
+    )
     setup = _prepare(recipe, data=data, folds=folds, repeats=repeats, cv=cv)
     run_dir = Path(out) if out else _default_run_dir(reports_dir, setup.dataset, setup.models, setup.identity)
     # Stored rows: every test sample under each checkpoint rule and epoch, and the hold-out set.
     holdout_rows = 0 if setup.holdout is None else len(setup.holdout)
-    rows = seeds * len(setup.models) * sum(len(split.test) * (len(SELECTION_RULES) + epochs) + holdout_rows
-                                           for split in setup.plan)
+    rows = (
+        seeds
+        * len(setup.models)
+        * sum(len(split.test) * (len(SELECTION_RULES) + epochs) + holdout_rows for split in setup.plan)
+    )
     check_writable(run_dir, store_bytes(rows, setup.dataset.n_classes))
 
     with Store(run_dir, create=True) as store:
         previous = store.get_meta("identity")
         if previous is not None and previous != json.loads(json.dumps(setup.identity)):
-            raise ConfigError(f"{run_dir} holds a run with other settings ({_differences(previous, setup.identity)}); "
-                              "pass another --out, or delete the folder to start over")
+            raise ConfigError(
+                f"{run_dir} holds a run with other settings ({_differences(previous, setup.identity)}); "
+                "pass another --out, or delete the folder to start over"
+            )
         if previous is None:
             _describe_run(store, setup, command, None if cv is not None else _stored_recipe(recipe, setup))
         job_list, work = _jobs(setup, run_dir)
         concurrency = _concurrency(jobs, threads_per_job, setup.config, setup.dataset, setup.device)
         display = JobProgress(epochs=epochs) if progress is True else progress or None
         with display or contextlib.nullcontext():
-            runner = make_executor(concurrency, setup.device, kind=executor, address=address,
-                                   cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job, retries=retries)
+            runner = make_executor(
+                concurrency,
+                setup.device,
+                kind=executor,
+                address=address,
+                cpus_per_job=cpus_per_job,
+                gpus_per_job=gpus_per_job,
+                retries=retries,
+            )
             if executor == "ray":
-                concurrency = Concurrency(0, concurrency.threads, f"Ray tasks of {runner.cpus_per_job:g} CPU, "
-                                                                  f"{gpus_per_job:g} GPU")
+                concurrency = Concurrency(
+                    0, concurrency.threads, f"Ray tasks of {runner.cpus_per_job:g} CPU, {gpus_per_job:g} GPU"
+                )
             counts = run_jobs(job_list, store, work, executor=runner, progress=display)
     results = Results(run_dir)
     results.counts = counts
@@ -102,18 +192,27 @@ def verify(run_dir, *, jobs: int = 3, seed: int = 0) -> Verification:
     with Store(run_dir) as store:
         recipe, run = store.get_meta("recipe"), store.get_meta("run")
         if recipe is None:
-            raise ConfigError(f"{run_dir}: the run keeps no recipe to redo its jobs (it was made from a Python "
-                              "Dataset object, with a custom splitter, or by an older cvkit); verify needs a run "
-                              "made by cvkit evaluate")
+            raise ConfigError(
+                f"{run_dir}: the run keeps no recipe to redo its jobs (it was made from a Python "
+                "Dataset object, with a custom splitter, or by an older cvkit); verify needs a run "
+                "made by cvkit evaluate"
+            )
         design = run["design"]
-        plan = SplitPlan.from_records(store.get_meta("plan"), n_splits=design["folds"], n_repeats=design["repeats"],
-                                      seed=design["seed"], val_fraction=design["val_fraction"])
+        plan = SplitPlan.from_records(
+            store.get_meta("plan"),
+            n_splits=design["folds"],
+            n_repeats=design["repeats"],
+            seed=design["seed"],
+            val_fraction=design["val_fraction"],
+        )
         setup = _prepare(recipe, data=recipe["data"], plan=plan)
         previous = store.get_meta("identity")
         if previous != json.loads(json.dumps(setup.identity)):
-            raise ConfigError(f"{run_dir}: the run's inputs changed since it ran "
-                              f"({_differences(previous, setup.identity)}); "
-                              "verify redoes the same jobs only: restore them, or evaluate into a new folder")
+            raise ConfigError(
+                f"{run_dir}: the run's inputs changed since it ran "
+                f"({_differences(previous, setup.identity)}); "
+                "verify redoes the same jobs only: restore them, or evaluate into a new folder"
+            )
         job_list, work = _jobs(setup, Path(run_dir))
         return verify_jobs(job_list, store, work, n_jobs=jobs, seed=seed)
 
@@ -155,8 +254,11 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
         warnings.warn(f"--dedupe: dropped {len(dropped)} duplicate image(s), kept one of each", stacklevel=3)
         duplicates = []
     # Everything the predictions depend on: the CV data and, when there is one, the hold-out set.
-    content = (dataset.fingerprint if holdout_data is None else
-               hashlib.sha256(f"{dataset.fingerprint}+{holdout_data.fingerprint}".encode()).hexdigest())
+    content = (
+        dataset.fingerprint
+        if holdout_data is None
+        else hashlib.sha256(f"{dataset.fingerprint}+{holdout_data.fingerprint}".encode()).hexdigest()
+    )
 
     hyperparams = r["hyperparams"] or {}
     baseline, nested = r["baseline"], r["nested"]
@@ -164,8 +266,10 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
     names = [Path(str(spec)).stem if str(spec).endswith(".py") else str(spec) for _, spec in specs]
     unknown = sorted(set(hyperparams) - set(names))
     if unknown:
-        raise ConfigError(f"hyper-parameters given for {', '.join(unknown)}, which is not a model of this run "
-                          f"({', '.join(names)})")
+        raise ConfigError(
+            f"hyper-parameters given for {', '.join(unknown)}, which is not a model of this run "
+            f"({', '.join(names)})"
+        )
     models = {}
     for name, (role, spec) in zip(names, specs):
         plugin = load_plugin(str(spec), hyperparams.get(name))
@@ -173,46 +277,98 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
             plugin = plugin.nested(r["inner_folds"], r["val_fraction"])
         elif plugin.search:
             space = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in plugin.search.items())
-            warnings.warn(f"{plugin.origin} declares a search space ({space}); without --nested its defaults "
-                          f"{plugin.hyperparams} are used", stacklevel=3)
+            warnings.warn(
+                f"{plugin.origin} declares a search space ({space}); without --nested its defaults "
+                f"{plugin.hyperparams} are used",
+                stacklevel=3,
+            )
         if name in models:
             raise ConfigError(f"two models are named {name!r}; rename one plugin file")
         models[name] = (role, plugin)
 
     if nested and not any(p.search for _, p in models.values()):
-        warnings.warn("--nested: no model of this run declares a SEARCH space; nothing is searched", stacklevel=3)
+        warnings.warn(
+            "--nested: no model of this run declares a SEARCH space; nothing is searched", stacklevel=3
+        )
     if nested and r["inner_folds"] < 2:
         raise ConfigError(f"--inner-folds must be at least 2, got {r['inner_folds']}")
     device = _resolve_device(r["device"])
-    config = TrainConfig(epochs=r["epochs"], batch_size=r["batch_size"], lr=r["lr"], weight_decay=r["weight_decay"],
-                         select=r["select"], class_weight=r["class_weight"], augment=r["augment"], device=r["device"],
-                         backbone=baseline if is_backbone(baseline) else "resnet18", stem=r["stem"],
-                         weights=r["weights"], weights_digest=_file_digest(r["weights"]), impute=r["impute"],
-                         precision=r["precision"])
+    config = TrainConfig(
+        epochs=r["epochs"],
+        batch_size=r["batch_size"],
+        lr=r["lr"],
+        weight_decay=r["weight_decay"],
+        select=r["select"],
+        class_weight=r["class_weight"],
+        augment=r["augment"],
+        device=r["device"],
+        backbone=baseline if is_backbone(baseline) else "resnet18",
+        stem=r["stem"],
+        weights=r["weights"],
+        weights_digest=_file_digest(r["weights"]),
+        impute=r["impute"],
+        precision=r["precision"],
+    )
     if plan is None:
-        plan = make_plan(dataset.labels, folds, repeats, seed=r["seed"], val_fraction=r["val_fraction"],
-                         groups=dataset.groups, cv=cv, class_names=dataset.class_names)
+        plan = make_plan(
+            dataset.labels,
+            folds,
+            repeats,
+            seed=r["seed"],
+            val_fraction=r["val_fraction"],
+            groups=dataset.groups,
+            cv=cv,
+            class_names=dataset.class_names,
+        )
     if duplicates:
         warnings.warn(_duplicate_warning(duplicates, plan, dataset.groups), stacklevel=3)
-    design = dict(folds=plan.n_splits, repeats=plan.n_repeats, seeds=r["seeds"], seed=r["seed"],
-                  val_fraction=r["val_fraction"], plan_digest=plan.digest, custom_cv=cv is not None,
-                  nested=nested, inner_folds=r["inner_folds"] if nested else None)
-    identity = dict(data=content, design=design, config=config.as_dict(), device=device,
-                    models={n: [role, p.digest, p.hyperparams] for n, (role, p) in models.items()})
-    return _Setup(dataset, holdout_data, models, config, plan, design, identity, device, r["seeds"], r["seed"],
-                  source)
+    design = dict(
+        folds=plan.n_splits,
+        repeats=plan.n_repeats,
+        seeds=r["seeds"],
+        seed=r["seed"],
+        val_fraction=r["val_fraction"],
+        plan_digest=plan.digest,
+        custom_cv=cv is not None,
+        nested=nested,
+        inner_folds=r["inner_folds"] if nested else None,
+    )
+    identity = dict(
+        data=content,
+        design=design,
+        config=config.as_dict(),
+        device=device,
+        models={n: [role, p.digest, p.hyperparams] for n, (role, p) in models.items()},
+    )
+    return _Setup(
+        dataset, holdout_data, models, config, plan, design, identity, device, r["seeds"], r["seed"], source
+    )
 
 
 def _jobs(setup: _Setup, run_dir: Path):
     """The run's jobs and the ``JobRunner`` that trains any of them."""
     dataset = setup.dataset
-    job_list = make_jobs({n: p for n, (_, p) in setup.models.items()}, setup.plan, n_seeds=setup.seeds,
-                         master_seed=setup.seed, config=setup.config, data_fingerprint=setup.identity["data"],
-                         device=setup.device)
-    context = TrainContext(config=setup.config, n_classes=dataset.n_classes, in_channels=dataset.images.shape[1],
-                           image_size=tuple(dataset.images.shape[2:]), class_names=dataset.class_names,
-                           positive=dataset.positive, extra_names=dataset.extra_names, seed=setup.seed,
-                           device=setup.device, cache_dir=str(run_dir.resolve().parent / ".cache" / "features"))
+    job_list = make_jobs(
+        {n: p for n, (_, p) in setup.models.items()},
+        setup.plan,
+        n_seeds=setup.seeds,
+        master_seed=setup.seed,
+        config=setup.config,
+        data_fingerprint=setup.identity["data"],
+        device=setup.device,
+    )
+    context = TrainContext(
+        config=setup.config,
+        n_classes=dataset.n_classes,
+        in_channels=dataset.images.shape[1],
+        image_size=tuple(dataset.images.shape[2:]),
+        class_names=dataset.class_names,
+        positive=dataset.positive,
+        extra_names=dataset.extra_names,
+        seed=setup.seed,
+        device=setup.device,
+        cache_dir=str(run_dir.resolve().parent / ".cache" / "features"),
+    )
     return job_list, JobRunner(dataset, setup.plan, context, setup.holdout)
 
 
@@ -224,9 +380,15 @@ def _stored_recipe(recipe: dict, setup: _Setup) -> dict | None:
         return None
     specs = [plugin.spec or plugin.name for _, plugin in setup.models.values()]
     extra = recipe["extra"]
-    return dict(recipe, data=setup.source["spec"], data_options=setup.source["options"],
-                baseline=specs[0], variants=specs[1:], positive=setup.dataset.positive_name,
-                extra=extra if extra in (None, "handcrafted") else str(Path(extra).resolve()))
+    return dict(
+        recipe,
+        data=setup.source["spec"],
+        data_options=setup.source["options"],
+        baseline=specs[0],
+        variants=specs[1:],
+        positive=setup.dataset.positive_name,
+        extra=extra if extra in (None, "handcrafted") else str(Path(extra).resolve()),
+    )
 
 
 def _duplicate_warning(pairs, plan, groups) -> str:
@@ -234,9 +396,11 @@ def _duplicate_warning(pairs, plan, groups) -> str:
     tests = [set(split.test.tolist()) for split in plan]
     crossing = sum(any((p.first in test) != (p.second in test) for test in tests) for p in pairs)
     exact = sum(p.exact for p in pairs)
-    text = (f"{len(pairs)} duplicate image pair(s) ({exact} exact, {len(pairs) - exact} near-identical), "
-            f"{crossing} of them split between training and test in some fold: a model scored on an image it "
-            "trained on looks better than it is. --dedupe keeps one image of each")
+    text = (
+        f"{len(pairs)} duplicate image pair(s) ({exact} exact, {len(pairs) - exact} near-identical), "
+        f"{crossing} of them split between training and test in some fold: a model scored on an image it "
+        "trained on looks better than it is. --dedupe keeps one image of each"
+    )
     if groups is None:
         return text + "; if duplicates mean the same patient, give a group (patient_id) column"
     apart = sum(groups[p.first] != groups[p.second] for p in pairs)
@@ -245,18 +409,35 @@ def _duplicate_warning(pairs, plan, groups) -> str:
 
 def _describe_run(store, setup: _Setup, command, recipe):
     dataset, holdout = setup.dataset, setup.holdout
-    store.set_meta("run", dict(
-        cvkit_version=__version__, command=command, device=setup.device, config=setup.config.as_dict(),
-        design=setup.design,
-        data=dict(name=dataset.name, description=dataset.description, source=dataset.source,
-                  fingerprint=dataset.fingerprint, n_samples=len(dataset),
-                  image_shape=list(dataset.images.shape[1:]), class_names=list(dataset.class_names),
-                  positive=dataset.positive, class_counts=dataset.class_counts,
-                  extra_names=list(dataset.extra_names), has_groups=dataset.groups is not None,
-                  missing_extra=0 if dataset.extra is None else int(np.isnan(dataset.extra).sum())),
-        holdout=None if holdout is None else dict(n_samples=len(holdout), class_counts=holdout.class_counts,
-                                                  fingerprint=holdout.fingerprint),
-    ))
+    store.set_meta(
+        "run",
+        dict(
+            cvkit_version=__version__,
+            command=command,
+            device=setup.device,
+            config=setup.config.as_dict(),
+            design=setup.design,
+            data=dict(
+                name=dataset.name,
+                description=dataset.description,
+                source=dataset.source,
+                fingerprint=dataset.fingerprint,
+                n_samples=len(dataset),
+                image_shape=list(dataset.images.shape[1:]),
+                class_names=list(dataset.class_names),
+                positive=dataset.positive,
+                class_counts=dataset.class_counts,
+                extra_names=list(dataset.extra_names),
+                has_groups=dataset.groups is not None,
+                missing_extra=0 if dataset.extra is None else int(np.isnan(dataset.extra).sum()),
+            ),
+            holdout=None
+            if holdout is None
+            else dict(
+                n_samples=len(holdout), class_counts=holdout.class_counts, fingerprint=holdout.fingerprint
+            ),
+        ),
+    )
     if recipe is not None:
         store.set_meta("recipe", recipe)
     store.set_meta("plan", setup.plan.to_records())
@@ -278,8 +459,11 @@ def _differences(previous: dict, current: dict) -> str:
     current = json.loads(json.dumps(current))
     changed = [k for k in current if previous.get(k) != current[k]]
     if "models" in changed:
-        models = [m for m in current["models"].keys() | previous.get("models", {}).keys()
-                  if previous.get("models", {}).get(m) != current["models"].get(m)]
+        models = [
+            m
+            for m in current["models"].keys() | previous.get("models", {}).keys()
+            if previous.get("models", {}).get(m) != current["models"].get(m)
+        ]
         changed[changed.index("models")] = f"models ({', '.join(sorted(models))})"
     return "different " + ", ".join(changed)
 
@@ -309,20 +493,47 @@ def _concurrency(jobs, threads_per_job, config, dataset, device):
         import torch
 
         with torch.device("meta"):  # shapes only: no memory, and no torch computation in this process
-            model = classifier(config.backbone, in_channels=dataset.images.shape[1],
-                               n_classes=dataset.n_classes, stem=config.stem)
+            model = classifier(
+                config.backbone,
+                in_channels=dataset.images.shape[1],
+                n_classes=dataset.n_classes,
+                stem=config.stem,
+            )
         n_parameters = sum(p.numel() for p in model.parameters())
     else:
         n_parameters = 0
-    return choose_concurrency(device=device, jobs=jobs, threads_per_job=threads_per_job,
-                              n_parameters=n_parameters, sample_bytes=4 * int(np.prod(dataset.images.shape[1:])),
-                              n_samples=len(dataset), batch_size=config.batch_size)
+    return choose_concurrency(
+        device=device,
+        jobs=jobs,
+        threads_per_job=threads_per_job,
+        n_parameters=n_parameters,
+        sample_bytes=4 * int(np.prod(dataset.images.shape[1:])),
+        n_samples=len(dataset),
+        batch_size=config.batch_size,
+    )
 
 
-def _check_options(*, select, class_weight, augment, seeds, seed, epochs, batch_size, jobs, threads_per_job,
-                   precision, executor, retries):
-    choices = dict(select=(select, SELECTION_RULES), class_weight=(class_weight, CLASS_WEIGHTS),
-                   augment=(augment, AUGMENTATIONS), precision=(precision, PRECISIONS))
+def _check_options(
+    *,
+    select,
+    class_weight,
+    augment,
+    seeds,
+    seed,
+    epochs,
+    batch_size,
+    jobs,
+    threads_per_job,
+    precision,
+    executor,
+    retries,
+):
+    choices = dict(
+        select=(select, SELECTION_RULES),
+        class_weight=(class_weight, CLASS_WEIGHTS),
+        augment=(augment, AUGMENTATIONS),
+        precision=(precision, PRECISIONS),
+    )
     for option, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"--{option.replace('_', '-')} {value!r}: choose one of {', '.join(allowed)}")
@@ -332,7 +543,12 @@ def _check_options(*, select, class_weight, augment, seeds, seed, epochs, batch_
         raise ConfigError(f"--retries must be at least 0, got {retries}")
     if jobs != "auto" and not (isinstance(jobs, int) and jobs >= 1):
         raise ConfigError(f"--jobs must be auto or a number of at least 1, got {jobs!r}")
-    for option, value, low in (("seeds", seeds, 1), ("seed", seed, 0), ("epochs", epochs, 1),
-                               ("batch-size", batch_size, 2), ("threads-per-job", threads_per_job or 1, 1)):
+    for option, value, low in (
+        ("seeds", seeds, 1),
+        ("seed", seed, 0),
+        ("epochs", epochs, 1),
+        ("batch-size", batch_size, 2),
+        ("threads-per-job", threads_per_job or 1, 1),
+    ):
         if value < low:
             raise ConfigError(f"--{option} must be at least {low}, got {value}")

@@ -1,4 +1,5 @@
 """The ``cvkit`` command line: ``evaluate``, ``compare``, ``report``, ``export`` and ``verify``."""
+
 from __future__ import annotations
 
 import argparse
@@ -30,11 +31,19 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     ev = commands.add_parser("evaluate", help="cross-validate variants against the baseline")
-    ev.add_argument("variants", nargs="*", help="plugin files (or built-in names) to compare with the baseline")
-    ev.add_argument("--data", default="demo",
-                    help="demo (built-in synthetic set), a MedMNIST .npz, an image folder or a CSV manifest")
-    ev.add_argument("--baseline", default="resnet18",
-                    help="resnet18 (default), resnet34/50/101, densenet121, timm:NAME, logreg or a plugin file")
+    ev.add_argument(
+        "variants", nargs="*", help="plugin files (or built-in names) to compare with the baseline"
+    )
+    ev.add_argument(
+        "--data",
+        default="demo",
+        help="demo (built-in synthetic set), a MedMNIST .npz, an image folder or a CSV manifest",
+    )
+    ev.add_argument(
+        "--baseline",
+        default="resnet18",
+        help="resnet18 (default), resnet34/50/101, densenet121, timm:NAME, logreg or a plugin file",
+    )
     ev.add_argument("--folds", type=int, default=5)
     ev.add_argument("--repeats", type=int, default=3)
     ev.add_argument("--seeds", type=int, default=1, help="training seeds per split")
@@ -46,50 +55,124 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--select", default="val_auc", choices=SELECTION_RULES, help="checkpoint selection rule")
     ev.add_argument("--class-weight", default="balanced", choices=CLASS_WEIGHTS)
     ev.add_argument("--augment", default="flip", choices=AUGMENTATIONS)
-    ev.add_argument("--stem", default="standard", choices=STEMS,
-                    help="ResNet stem: torchvision's standard one or a 3x3 stride-1 small-image stem")
-    ev.add_argument("--weights", default=None,
-                    help="DEFAULT (torchvision weights from the local hub cache; never downloaded) or a checkpoint PATH")
-    ev.add_argument("--val-fraction", type=float, default=0.1, help="inner validation share of each training fold")
-    ev.add_argument("--positive", default=None, help="name of the positive class (default: the minority class)")
+    ev.add_argument(
+        "--stem",
+        default="standard",
+        choices=STEMS,
+        help="ResNet stem: torchvision's standard one or a 3x3 stride-1 small-image stem",
+    )
+    ev.add_argument(
+        "--weights",
+        default=None,
+        help="DEFAULT (torchvision weights from the local hub cache; never downloaded) or a checkpoint PATH",
+    )
+    ev.add_argument(
+        "--val-fraction", type=float, default=0.1, help="inner validation share of each training fold"
+    )
+    ev.add_argument(
+        "--positive", default=None, help="name of the positive class (default: the minority class)"
+    )
     ev.add_argument("--image-size", type=int, default=None, help="resize images to N x N")
-    ev.add_argument("--extra", default=None, metavar="CSV|handcrafted",
-                    help="extra per-image features: a CSV joined by sample_id, or 'handcrafted' (intensity, "
-                         "shape and texture features computed from each image)")
-    ev.add_argument("--dedupe", action="store_true",
-                    help="keep one image of each exact or near-identical duplicate (reported either way)")
-    ev.add_argument("--impute", default="none", choices=IMPUTATIONS,
-                    help="fill missing extra values with the mean or median of each training fold")
-    ev.add_argument("--demo-extra-signal", type=float, default=None, metavar="S",
-                    help="demo data only: how informative its extra features are (0 = pure noise, default 1)")
+    ev.add_argument(
+        "--extra",
+        default=None,
+        metavar="CSV|handcrafted",
+        help="extra per-image features: a CSV joined by sample_id, or 'handcrafted' (intensity, "
+        "shape and texture features computed from each image)",
+    )
+    ev.add_argument(
+        "--dedupe",
+        action="store_true",
+        help="keep one image of each exact or near-identical duplicate (reported either way)",
+    )
+    ev.add_argument(
+        "--impute",
+        default="none",
+        choices=IMPUTATIONS,
+        help="fill missing extra values with the mean or median of each training fold",
+    )
+    ev.add_argument(
+        "--demo-extra-signal",
+        type=float,
+        default=None,
+        metavar="S",
+        help="demo data only: how informative its extra features are (0 = pure noise, default 1)",
+    )
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    ev.add_argument("--jobs", default="auto", type=_jobs,
-                    help="trainings run side by side (default auto: from the cores or GPU, model and memory)")
-    ev.add_argument("--threads-per-job", type=int, default=None, metavar="N",
-                    help="CPU threads of each training (default 1; changes the predictions' last bits)")
-    ev.add_argument("--executor", default="local", choices=EXECUTORS,
-                    help="local: this machine (default); process: always worker processes; ray: a Ray cluster")
-    ev.add_argument("--address", default=None, help="--executor ray: the cluster's HOST:PORT (default: start a local one)")
-    ev.add_argument("--cpus-per-job", type=float, default=None, help="--executor ray: CPUs each task declares")
-    ev.add_argument("--gpus-per-job", type=float, default=0.0, help="--executor ray: GPUs each task declares (0.25 ...)")
-    ev.add_argument("--retries", type=int, default=2, help="runs of a job whose worker died, beyond the first")
-    ev.add_argument("--mlflow", default=None, metavar="TRACKING_URI", nargs="?", const="",
-                    help="also export the run to MLflow (default tracking URI: MLflow's own default)")
-    ev.add_argument("--precision", default="auto", choices=PRECISIONS,
-                    help="auto: bf16 autocast on a GPU that supports it, fp32 on CPU")
+    ev.add_argument(
+        "--jobs",
+        default="auto",
+        type=_jobs,
+        help="trainings run side by side (default auto: from the cores or GPU, model and memory)",
+    )
+    ev.add_argument(
+        "--threads-per-job",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU threads of each training (default 1; changes the predictions' last bits)",
+    )
+    ev.add_argument(
+        "--executor",
+        default="local",
+        choices=EXECUTORS,
+        help="local: this machine (default); process: always worker processes; ray: a Ray cluster",
+    )
+    ev.add_argument(
+        "--address", default=None, help="--executor ray: the cluster's HOST:PORT (default: start a local one)"
+    )
+    ev.add_argument(
+        "--cpus-per-job", type=float, default=None, help="--executor ray: CPUs each task declares"
+    )
+    ev.add_argument(
+        "--gpus-per-job", type=float, default=0.0, help="--executor ray: GPUs each task declares (0.25 ...)"
+    )
+    ev.add_argument(
+        "--retries", type=int, default=2, help="runs of a job whose worker died, beyond the first"
+    )
+    ev.add_argument(
+        "--mlflow",
+        default=None,
+        metavar="TRACKING_URI",
+        nargs="?",
+        const="",
+        help="also export the run to MLflow (default tracking URI: MLflow's own default)",
+    )
+    ev.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="auto: bf16 autocast on a GPU that supports it, fp32 on CPU",
+    )
     ev.add_argument("--out", default=None, help="run folder (default: reports/<models>-<data>-<hash>)")
     ev.add_argument("--reports-dir", default="reports", help="where default run folders go")
     ev.add_argument("--json", default=None, metavar="PATH", help="also write a machine-readable summary")
-    ev.add_argument("--report", default="html,md,latex", metavar="FORMATS",
-                    help="reports written into the run folder: any of html,md,latex, or none")
-    ev.add_argument("--holdout", default=None, metavar="PART",
-                    help="keep an official part (e.g. test: MedMNIST's test arrays, or a manifest's split column) "
-                         "out of all cross-validation; every fold model predicts it")
-    ev.add_argument("--nested", action="store_true",
-                    help="choose each plugin's SEARCH hyper-parameters by inner CV inside every outer training fold")
+    ev.add_argument(
+        "--report",
+        default="html,md,latex",
+        metavar="FORMATS",
+        help="reports written into the run folder: any of html,md,latex, or none",
+    )
+    ev.add_argument(
+        "--holdout",
+        default=None,
+        metavar="PART",
+        help="keep an official part (e.g. test: MedMNIST's test arrays, or a manifest's split column) "
+        "out of all cross-validation; every fold model predicts it",
+    )
+    ev.add_argument(
+        "--nested",
+        action="store_true",
+        help="choose each plugin's SEARCH hyper-parameters by inner CV inside every outer training fold",
+    )
     ev.add_argument("--inner-folds", type=int, default=3, help="inner folds of --nested (default 3)")
-    ev.add_argument("--param", action="append", default=[], metavar="MODEL.NAME=VALUE",
-                    help="hyper-parameter override of one model, e.g. mlp_head.hidden=100")
+    ev.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="MODEL.NAME=VALUE",
+        help="hyper-parameter override of one model, e.g. mlp_head.hidden=100",
+    )
     _comparison_options(ev)
 
     cmp = commands.add_parser("compare", help="recompute tests and verdicts from a run's store (no training)")
@@ -107,16 +190,24 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--json", default=None, metavar="PATH", help="also write a machine-readable summary")
     _comparison_options(rep)
 
-    ver = commands.add_parser("verify", help="train stored jobs again and compare their predictions bit for bit")
+    ver = commands.add_parser(
+        "verify", help="train stored jobs again and compare their predictions bit for bit"
+    )
     ver.add_argument("run_dir")
     ver.add_argument("--jobs", type=int, default=3, help="how many finished jobs to train again (default 3)")
     ver.add_argument("--seed", type=int, default=0, help="which jobs: the seed of the sample")
 
     ex = commands.add_parser("export", help="export a run's results: files, or `export mlflow RUN_DIR`")
     ex.add_argument("target", nargs="+", metavar="RUN_DIR", help="RUN_DIR, or mlflow RUN_DIR")
-    ex.add_argument("--tracking-uri", default=None, help="mlflow: where to log (default: MLflow's own default)")
-    ex.add_argument("--experiment", default=None, help="mlflow: experiment name (default: the run folder's name)")
-    ex.add_argument("--predictions", metavar="FILE.csv", help="out-of-fold predictions, one row per sample and job")
+    ex.add_argument(
+        "--tracking-uri", default=None, help="mlflow: where to log (default: MLflow's own default)"
+    )
+    ex.add_argument(
+        "--experiment", default=None, help="mlflow: experiment name (default: the run folder's name)"
+    )
+    ex.add_argument(
+        "--predictions", metavar="FILE.csv", help="out-of-fold predictions, one row per sample and job"
+    )
     ex.add_argument("--json", metavar="PATH", help="per-fold metrics and summary as JSON")
     return parser
 
@@ -131,7 +222,9 @@ def _jobs(text: str):
 
 
 def _comparison_options(parser) -> None:
-    parser.add_argument("--metric", default="auc", choices=VERDICT_METRICS, help="primary metric of the verdict")
+    parser.add_argument(
+        "--metric", default="auc", choices=VERDICT_METRICS, help="primary metric of the verdict"
+    )
     parser.add_argument("--rope", type=float, default=0.01, help="region of practical equivalence, ± this")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level (Holm across variants)")
 
@@ -143,7 +236,8 @@ def main(argv=None) -> int:
     console = Console()
     errors = Console(stderr=True)
     warnings.showwarning = lambda message, *a, **k: errors.print(
-        f"cvkit: warning: {message}", markup=False, highlight=False, soft_wrap=True)
+        f"cvkit: warning: {message}", markup=False, highlight=False, soft_wrap=True
+    )
     try:
         return COMMANDS[args.command](args, console, errors)
     except CvkitError as exc:
@@ -171,18 +265,48 @@ def _evaluate(args, console, errors) -> int:
         options["extra_signal"] = args.demo_extra_signal
     dataset = load_data(args.data, positive=args.positive, **options)
     chosen = "named" if args.positive else "default: the minority class; set it with --positive"
-    errors.print(f"positive class: {dataset.positive_name} ({chosen}); labels {dataset.label_mapping}",
-                 markup=False, highlight=False, soft_wrap=True)
+    errors.print(
+        f"positive class: {dataset.positive_name} ({chosen}); labels {dataset.label_mapping}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     results = evaluate(
-        args.variants, data=dataset, baseline=args.baseline, folds=args.folds, repeats=args.repeats,
-        seeds=args.seeds, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, select=args.select, class_weight=args.class_weight,
-        augment=args.augment, stem=args.stem, weights=args.weights, val_fraction=args.val_fraction,
-        device=args.device, out=args.out, reports_dir=args.reports_dir, extra=args.extra, impute=args.impute,
-        nested=args.nested, inner_folds=args.inner_folds, holdout=args.holdout,
-        hyperparams=_parse_params(args.param), jobs=args.jobs, threads_per_job=args.threads_per_job,
-        precision=args.precision, executor=args.executor, address=args.address, cpus_per_job=args.cpus_per_job,
-        gpus_per_job=args.gpus_per_job, retries=args.retries, dedupe=args.dedupe,
+        args.variants,
+        data=dataset,
+        baseline=args.baseline,
+        folds=args.folds,
+        repeats=args.repeats,
+        seeds=args.seeds,
+        seed=args.seed,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        select=args.select,
+        class_weight=args.class_weight,
+        augment=args.augment,
+        stem=args.stem,
+        weights=args.weights,
+        val_fraction=args.val_fraction,
+        device=args.device,
+        out=args.out,
+        reports_dir=args.reports_dir,
+        extra=args.extra,
+        impute=args.impute,
+        nested=args.nested,
+        inner_folds=args.inner_folds,
+        holdout=args.holdout,
+        hyperparams=_parse_params(args.param),
+        jobs=args.jobs,
+        threads_per_job=args.threads_per_job,
+        precision=args.precision,
+        executor=args.executor,
+        address=args.address,
+        cpus_per_job=args.cpus_per_job,
+        gpus_per_job=args.gpus_per_job,
+        retries=args.retries,
+        dedupe=args.dedupe,
         progress=JobProgress(errors, epochs=args.epochs),
         command=args.command_line,
     )
@@ -190,9 +314,12 @@ def _evaluate(args, console, errors) -> int:
     render_summary(results, console)
     render_comparison(report, console)
     counts = results.counts
-    console.print(f"{counts.trained} jobs trained, {counts.resumed} resumed from this run, "
-                  f"{counts.reused} reused from other runs in {time.perf_counter() - started:.1f} s "
-                  f"({results.concurrency.reason}); results in {results.run_dir}", highlight=False)
+    console.print(
+        f"{counts.trained} jobs trained, {counts.resumed} resumed from this run, "
+        f"{counts.reused} reused from other runs in {time.perf_counter() - started:.1f} s "
+        f"({results.concurrency.reason}); results in {results.run_dir}",
+        highlight=False,
+    )
     if args.json:
         write_json(results, args.json, report)
     formats = [] if args.report == "none" else [f.strip() for f in args.report.split(",") if f.strip()]
@@ -209,8 +336,11 @@ def _verify(args, console, errors) -> int:
     started = time.perf_counter()
     verification = verify(args.run_dir, jobs=args.jobs, seed=args.seed)
     render_verification(verification, console)
-    console.print(f"{len(verification.checks)} of {verification.n_done} finished jobs trained again in "
-                  f"{time.perf_counter() - started:.1f} s", highlight=False)
+    console.print(
+        f"{len(verification.checks)} of {verification.n_done} finished jobs trained again in "
+        f"{time.perf_counter() - started:.1f} s",
+        highlight=False,
+    )
     return 0 if verification.ok else 1
 
 
@@ -230,10 +360,8 @@ def _write_documents(results, report, formats, console, open_html=False) -> None
 
 def _report(args, console, errors) -> int:
     from .comparison import compare
-    from .report import render_comparison, render_summary
+    from .report import FORMATS, render_comparison, render_summary, write_json
     from .results import Results
-
-    from .report import FORMATS, write_json
 
     results = Results(args.run_dir)
     report = compare(results, metric=args.metric, rope=args.rope, alpha=args.alpha)
@@ -270,8 +398,10 @@ def _export(args, console, errors) -> int:
     if len(args.target) != 1:
         raise CvkitError(f"export takes one RUN_DIR, got {' '.join(args.target)}")
     if not (args.predictions or args.json):
-        raise CvkitError("nothing to export: pass --predictions FILE.csv and/or --json PATH, or use "
-                         "cvkit export mlflow RUN_DIR")
+        raise CvkitError(
+            "nothing to export: pass --predictions FILE.csv and/or --json PATH, or use "
+            "cvkit export mlflow RUN_DIR"
+        )
     results = Results(args.target[0])
     if args.predictions:
         rows = write_predictions_csv(results, args.predictions)
@@ -307,7 +437,13 @@ def _parse_params(items) -> dict:
     return params
 
 
-COMMANDS = {"evaluate": _evaluate, "compare": _compare, "report": _report, "export": _export, "verify": _verify}
+COMMANDS = {
+    "evaluate": _evaluate,
+    "compare": _compare,
+    "report": _report,
+    "export": _export,
+    "verify": _verify,
+}
 
 
 def run() -> None:

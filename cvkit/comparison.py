@@ -4,6 +4,7 @@ The verdict rests on fold-level tests of the *training procedure* (corrected t, 
 correlated t). Sample-level tests (McNemar, DeLong, bootstrap over samples) compare two trained
 models and ignore seed variance: they are reported beside the verdict, never instead of it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -31,8 +32,8 @@ class Comparison:
     variant: str
     baseline: str
     metric: str
-    diffs: np.ndarray                      # per (repeat, fold), seeds averaged: variant - baseline
-    baseline_scores: np.ndarray            # same order
+    diffs: np.ndarray  # per (repeat, fold), seeds averaged: variant - baseline
+    baseline_scores: np.ndarray  # same order
     variant_scores: np.ndarray
     ttest: stats.CorrectedTTestResult
     bayes: stats.BayesResult
@@ -58,10 +59,10 @@ class ComparisonReport:
     rope: float
     baseline: str
     comparisons: list[Comparison]
-    aa: Comparison | None                   # baseline vs itself under other seeds (seeds >= 2)
+    aa: Comparison | None  # baseline vs itself under other seeds (seeds >= 2)
     noise: stats.VarianceComponents | None  # baseline's score: between splits vs seeds
-    single_split: tuple[float, float]       # range of the baseline's score over single splits
-    selection: list[dict]                   # what each checkpoint rule would have given
+    single_split: tuple[float, float]  # range of the baseline's score over single splits
+    selection: list[dict]  # what each checkpoint rule would have given
     n_folds: int
     n_repeats: int
     n_seeds: int
@@ -71,23 +72,43 @@ class ComparisonReport:
     holdout: list[dict] = field(default_factory=list)  # per model: hold-out score beside the CV estimate
 
     def to_json(self) -> dict:
-        return dict(metric=self.metric, alpha=self.alpha, rope=self.rope, baseline=self.baseline,
-                    design=dict(folds=self.n_folds, repeats=self.n_repeats, seeds=self.n_seeds),
-                    single_split_range=list(self.single_split),
-                    seed_noise=None if self.noise is None else _components_json(self.noise),
-                    comparisons={c.variant: _comparison_json(c) for c in self.comparisons},
-                    aa_check=None if self.aa is None else _comparison_json(self.aa),
-                    checkpoint_selection=self.selection, warnings=self.warnings,
-                    friedman=None if self.ranking is None else dict(
-                        models=self.ranking[0], statistic=self.ranking[1].statistic,
-                        pvalue=self.ranking[1].pvalue, mean_ranks=self.ranking[1].mean_ranks.tolist(),
-                        critical_difference=self.ranking[1].critical_difference,
-                        n_blocks=self.ranking[1].n_blocks),
-                    nested=self.nested, holdout=self.holdout)
+        return dict(
+            metric=self.metric,
+            alpha=self.alpha,
+            rope=self.rope,
+            baseline=self.baseline,
+            design=dict(folds=self.n_folds, repeats=self.n_repeats, seeds=self.n_seeds),
+            single_split_range=list(self.single_split),
+            seed_noise=None if self.noise is None else _components_json(self.noise),
+            comparisons={c.variant: _comparison_json(c) for c in self.comparisons},
+            aa_check=None if self.aa is None else _comparison_json(self.aa),
+            checkpoint_selection=self.selection,
+            warnings=self.warnings,
+            friedman=None
+            if self.ranking is None
+            else dict(
+                models=self.ranking[0],
+                statistic=self.ranking[1].statistic,
+                pvalue=self.ranking[1].pvalue,
+                mean_ranks=self.ranking[1].mean_ranks.tolist(),
+                critical_difference=self.ranking[1].critical_difference,
+                n_blocks=self.ranking[1].n_blocks,
+            ),
+            nested=self.nested,
+            holdout=self.holdout,
+        )
 
 
-def compare(results, *, metric: str = "auc", rope: float = 0.01, alpha: float = 0.05,
-            baseline: str | None = None, n_resamples: int = 10000, seed: int = 0) -> ComparisonReport:
+def compare(
+    results,
+    *,
+    metric: str = "auc",
+    rope: float = 0.01,
+    alpha: float = 0.05,
+    baseline: str | None = None,
+    n_resamples: int = 10000,
+    seed: int = 0,
+) -> ComparisonReport:
     """Compare every other model of ``results`` with ``baseline`` (default: the run's baseline)."""
     if metric not in stats.VERDICT_METRICS:
         raise ConfigError(f"--metric {metric!r}: choose one of {', '.join(stats.VERDICT_METRICS)}")
@@ -95,7 +116,9 @@ def compare(results, *, metric: str = "auc", rope: float = 0.01, alpha: float = 
         raise ConfigError(f"need 0 < alpha < 1 and rope >= 0, got alpha {alpha}, rope {rope}")
     baseline = baseline or results.baseline
     if baseline not in results.model_names:
-        raise ConfigError(f"--baseline {baseline!r} is not a model of this run ({', '.join(results.model_names)})")
+        raise ConfigError(
+            f"--baseline {baseline!r} is not a model of this run ({', '.join(results.model_names)})"
+        )
     metrics = results.metrics
     if metrics.empty:
         raise ConfigError(f"{results.run_dir}: no finished jobs to compare yet")
@@ -128,10 +151,19 @@ def compare(results, *, metric: str = "auc", rope: float = 0.01, alpha: float = 
 
     base = metrics[(metrics.model == baseline) & (metrics.seed_index == 0)][metric].dropna()
     report = ComparisonReport(
-        metric=metric, alpha=alpha, rope=rope, baseline=baseline, comparisons=comparisons, aa=aa,
-        noise=noise, single_split=(float(base.min()), float(base.max())),
-        selection=context.selection_analysis(baseline), n_folds=n_folds, n_repeats=n_repeats,
-        n_seeds=n_seeds)
+        metric=metric,
+        alpha=alpha,
+        rope=rope,
+        baseline=baseline,
+        comparisons=comparisons,
+        aa=aa,
+        noise=noise,
+        single_split=(float(base.min()), float(base.max())),
+        selection=context.selection_analysis(baseline),
+        n_folds=n_folds,
+        n_repeats=n_repeats,
+        n_seeds=n_seeds,
+    )
     report.ranking = _ranking(metrics, results.model_names, metric)
     report.nested = nested_choices(results)
     report.holdout = holdout_scores(results, metric, seed=seed, n_resamples=min(n_resamples, 2000))
@@ -143,8 +175,7 @@ def compare(results, *, metric: str = "auc", rope: float = 0.01, alpha: float = 
 class _Context:
     """The shared settings of one comparison report, and the steps that use them."""
 
-    def __init__(self, results, metric, rope, alpha, n_train, n_test, n_folds, n_repeats,
-                 n_resamples, seed):
+    def __init__(self, results, metric, rope, alpha, n_train, n_test, n_folds, n_repeats, n_resamples, seed):
         self.results, self.metric, self.rope, self.alpha = results, metric, rope, alpha
         self.n_train, self.n_test = n_train, n_test
         self.n_folds, self.n_repeats = n_folds, n_repeats
@@ -168,7 +199,9 @@ class _Context:
         return comparison
 
     def n_paired_folds(self, baseline, variant, metrics) -> int:
-        return len(self._per_fold(metrics, baseline).index.intersection(self._per_fold(metrics, variant).index))
+        return len(
+            self._per_fold(metrics, baseline).index.intersection(self._per_fold(metrics, variant).index)
+        )
 
     def self_comparison(self, baseline, metrics) -> Comparison:
         """The A/A check: the baseline's even-numbered seeds against its odd-numbered ones."""
@@ -189,12 +222,14 @@ class _Context:
         rho = self.n_test / (self.n_train + self.n_test)
         bayes = stats.bayes_correlated_ttest(diffs, rho=rho, rope=self.rope)
         sd = float(np.std(diffs, ddof=1))
-        mde = stats.minimal_detectable_effect(self.n_folds, self.n_repeats, sd,
-                                              test_train_ratio=self.n_test / self.n_train)
+        mde = stats.minimal_detectable_effect(
+            self.n_folds, self.n_repeats, sd, test_train_ratio=self.n_test / self.n_train
+        )
         target = max(abs(ttest.mean), self.rope)
         design = stats.design_needed(target, sd) if sd > 0 and target > 0 else []
-        return Comparison(variant, baseline, self.metric, diffs, a, b, ttest, bayes,
-                          prob=None, mde=mde, design=design)
+        return Comparison(
+            variant, baseline, self.metric, diffs, a, b, ttest, bayes, prob=None, mde=mde, design=design
+        )
 
     def verdict(self, ttest, bayes, pvalue) -> str:
         if pvalue < self.alpha and (ttest.low > 0 or ttest.high < 0):
@@ -234,10 +269,16 @@ class _Context:
         for repeat, score_a, score_b in zip(repeats, a, b):
             predicted_a = self._predicted(score_a, labels)
             predicted_b = self._predicted(score_b, labels)
-            tests.append(SampleTests(int(repeat), stats.mcnemar(labels, predicted_a, predicted_b),
-                                     stats.delong(is_positive, score_a, score_b)))
-        bootstrap = stats.bootstrap_diff(is_positive, a, b, metric=self.metric,
-                                         n_resamples=self.n_resamples, seed=self.seed)
+            tests.append(
+                SampleTests(
+                    int(repeat),
+                    stats.mcnemar(labels, predicted_a, predicted_b),
+                    stats.delong(is_positive, score_a, score_b),
+                )
+            )
+        bootstrap = stats.bootstrap_diff(
+            is_positive, a, b, metric=self.metric, n_resamples=self.n_resamples, seed=self.seed
+        )
         return tests, bootstrap
 
     def _predicted(self, score, labels):
@@ -287,13 +328,19 @@ class _Context:
             "better": f"{c.variant} reliably beats {c.baseline}",
             "worse": f"{c.variant} is reliably worse than {c.baseline}",
             "equivalent": f"{c.variant} and {c.baseline} are practically equivalent "
-                          f"(within ±{self.rope:g} {name})",
+            f"(within ±{self.rope:g} {name})",
             "inconclusive": f"{c.variant} does not reliably beat {c.baseline}",
         }[c.verdict]
-        holm = "" if np.isnan(c.pvalue_holm) or c.pvalue_holm == t.pvalue else f", Holm-adjusted {c.pvalue_holm:.2g}"
-        parts = [f"{lead}: Δ{name} = {t.mean:+.3f}, 95% CI [{t.low:+.3f}, {t.high:+.3f}], "
-                 f"p = {t.pvalue:.2g} (corrected t{holm})",
-                 f"it won {c.wins} of {len(c.diffs)} folds"]
+        holm = (
+            ""
+            if np.isnan(c.pvalue_holm) or c.pvalue_holm == t.pvalue
+            else f", Holm-adjusted {c.pvalue_holm:.2g}"
+        )
+        parts = [
+            f"{lead}: Δ{name} = {t.mean:+.3f}, 95% CI [{t.low:+.3f}, {t.high:+.3f}], "
+            f"p = {t.pvalue:.2g} (corrected t{holm})",
+            f"it won {c.wins} of {len(c.diffs)} folds",
+        ]
         if noise is not None:
             parts.append(f"seed noise alone moves {name} by ±{2 * noise.seed_sd:.3f}")
         parts.append(f"this design cannot reliably detect differences below {c.mde.effect:.3f}")
@@ -332,14 +379,26 @@ def holdout_scores(results, metric: str, *, seed: int = 0, n_resamples: int = 20
         labels = results.labels[table.columns.to_numpy()] == results.positive
         if labels.all() or not labels.any():
             continue  # a hold-out set of one class has no AUC or balanced score
-        averaged = stats.bootstrap_score(labels, table.to_numpy().mean(axis=0), metric=metric,
-                                         n_resamples=n_resamples, seed=seed)
+        averaged = stats.bootstrap_score(
+            labels, table.to_numpy().mean(axis=0), metric=metric, n_resamples=n_resamples, seed=seed
+        )
         per_job = job_metrics[job_metrics.model == model][metric].to_numpy()
         cv_mean, cv_low, cv_high = cv_interval(results, model, metric)
-        out.append(dict(model=model, n=int(table.shape[1]), score=averaged.estimate, low=averaged.low,
-                        high=averaged.high, fold_model_mean=float(np.mean(per_job)),
-                        fold_model_sd=float(np.std(per_job, ddof=1)) if len(per_job) > 1 else float("nan"),
-                        cv_mean=cv_mean, cv_low=cv_low, cv_high=cv_high, gap=averaged.estimate - cv_mean))
+        out.append(
+            dict(
+                model=model,
+                n=int(table.shape[1]),
+                score=averaged.estimate,
+                low=averaged.low,
+                high=averaged.high,
+                fold_model_mean=float(np.mean(per_job)),
+                fold_model_sd=float(np.std(per_job, ddof=1)) if len(per_job) > 1 else float("nan"),
+                cv_mean=cv_mean,
+                cv_low=cv_low,
+                cv_high=cv_high,
+                gap=averaged.estimate - cv_mean,
+            )
+        )
     return out
 
 
@@ -355,8 +414,9 @@ def nested_choices(results) -> dict:
         if not info or "choice" not in info:
             continue
         entry = out.setdefault(job["model"], dict(choices=[], inner_folds=info.get("inner_folds")))
-        entry["choices"].append(dict(repeat=job["repeat"], fold=job["fold"], seed_index=job["seed_index"],
-                                     params=info["choice"]))
+        entry["choices"].append(
+            dict(repeat=job["repeat"], fold=job["fold"], seed_index=job["seed_index"], params=info["choice"])
+        )
     for entry in out.values():
         counts = Counter(json.dumps(c["params"], sort_keys=True) for c in entry["choices"])
         modal, n = counts.most_common(1)[0]
@@ -369,7 +429,9 @@ def _ranking(metrics, models, metric):
     model is one block: repeats re-partition the data, folds within a repeat are not independent)."""
     if len(models) < 3 or len(models) > 10:
         return None
-    table = metrics.groupby(["repeat", "model"])[metric].mean().unstack("model").reindex(columns=models).dropna()
+    table = (
+        metrics.groupby(["repeat", "model"])[metric].mean().unstack("model").reindex(columns=models).dropna()
+    )
     if len(table) < 2:
         return None
     return list(models), stats.friedman(table.to_numpy())
@@ -382,10 +444,14 @@ def _design_advice(c: Comparison, n_folds, n_repeats, name) -> str:
         if option.n_repeats is not None:
             options.append(f"{option.n_folds} folds x {option.n_repeats} repeats")
         else:
-            options.append(f"no number of repeats of {option.n_folds}-fold CV "
-                           f"(it cannot go below {option.limit:.3f})")
-    return (f"To detect a difference of {target:.3f} {name} with 80% power would take "
-            + "; ".join(options) + ". More repeats of the same folds add little: more folds or more data do.")
+            options.append(
+                f"no number of repeats of {option.n_folds}-fold CV (it cannot go below {option.limit:.3f})"
+            )
+    return (
+        f"To detect a difference of {target:.3f} {name} with 80% power would take "
+        + "; ".join(options)
+        + ". More repeats of the same folds add little: more folds or more data do."
+    )
 
 
 def _warnings(report, results, n_test) -> list[str]:
@@ -398,21 +464,33 @@ def _warnings(report, results, n_test) -> list[str]:
     for c in report.comparisons:
         sample_p = [t.delong.pvalue for t in c.sample_tests] + [t.mcnemar.pvalue for t in c.sample_tests]
         if sample_p and min(sample_p) < report.alpha and c.verdict == "inconclusive":
-            warnings.append(f"{c.variant}: a sample-level test is significant but the fold-level test is not; "
-                            "sample-level tests ignore seed variance (two seeds of one model often differ)")
+            warnings.append(
+                f"{c.variant}: a sample-level test is significant but the fold-level test is not; "
+                "sample-level tests ignore seed variance (two seeds of one model often differ)"
+            )
     for entry in report.selection:
         for variant, t in entry["comparisons"].items():
             main = next((c for c in report.comparisons if c.variant == variant), None)
-            if main is not None and np.sign(t["mean"]) != np.sign(main.ttest.mean) and abs(t["mean"]) > report.rope:
-                warnings.append(f"{variant}: checkpoint rule {entry['rule']} gives Δ {t['mean']:+.3f}, the other "
-                                f"sign than the selected rule: the conclusion depends on the selection rule")
+            if (
+                main is not None
+                and np.sign(t["mean"]) != np.sign(main.ttest.mean)
+                and abs(t["mean"]) > report.rope
+            ):
+                warnings.append(
+                    f"{variant}: checkpoint rule {entry['rule']} gives Δ {t['mean']:+.3f}, the other "
+                    f"sign than the selected rule: the conclusion depends on the selection rule"
+                )
     for h in report.holdout:
         if not (np.isnan(h["cv_low"]) or h["cv_low"] <= h["score"] <= h["cv_high"]):
-            warnings.append(f"{h['model']}: the hold-out score {h['score']:.3f} lies outside the cross-validation CI "
-                            f"[{h['cv_low']:.3f}, {h['cv_high']:.3f}]: the hold-out set may differ from the rest")
+            warnings.append(
+                f"{h['model']}: the hold-out score {h['score']:.3f} lies outside the cross-validation CI "
+                f"[{h['cv_low']:.3f}, {h['cv_high']:.3f}]: the hold-out set may differ from the rest"
+            )
     if report.aa is not None and report.aa.verdict in ("better", "worse"):
-        warnings.append("the A/A check (baseline against itself, other seeds) claims a difference: "
-                        "treat every verdict of this run with suspicion")
+        warnings.append(
+            "the A/A check (baseline against itself, other seeds) claims a difference: "
+            "treat every verdict of this run with suspicion"
+        )
     return warnings
 
 
@@ -422,33 +500,74 @@ def _num(x):
 
 
 def _components_json(v: stats.VarianceComponents) -> dict:
-    return dict(between_split=v.between_split, within_split=v.within_split, seed_sd=v.seed_sd,
-                split_sd=v.split_sd, n_splits=v.n_splits, n_seeds=v.n_seeds)
+    return dict(
+        between_split=v.between_split,
+        within_split=v.within_split,
+        seed_sd=v.seed_sd,
+        split_sd=v.split_sd,
+        n_splits=v.n_splits,
+        n_seeds=v.n_seeds,
+    )
 
 
 def _comparison_json(c: Comparison) -> dict:
     t, bayes = c.ttest, c.bayes
     out = dict(
-        variant=c.variant, baseline=c.baseline, metric=c.metric, verdict=c.verdict, paragraph=c.paragraph,
-        mean_difference=t.mean, wins=c.wins, n_folds=len(c.diffs),
-        corrected_ttest=dict(statistic=t.statistic, pvalue=t.pvalue, pvalue_holm=_num(c.pvalue_holm),
-                             df=t.df, se=t.se, ci_low=t.low, ci_high=t.high),
-        bayesian=dict(p_worse=bayes.p_worse, p_equivalent=bayes.p_equivalent, p_better=bayes.p_better,
-                      rope=bayes.rope),
-        prob_outperform=None if c.prob is None else dict(statistic=c.prob.statistic, ci_low=c.prob.low,
-                                                         ci_high=c.prob.high, n=c.prob.n),
+        variant=c.variant,
+        baseline=c.baseline,
+        metric=c.metric,
+        verdict=c.verdict,
+        paragraph=c.paragraph,
+        mean_difference=t.mean,
+        wins=c.wins,
+        n_folds=len(c.diffs),
+        corrected_ttest=dict(
+            statistic=t.statistic,
+            pvalue=t.pvalue,
+            pvalue_holm=_num(c.pvalue_holm),
+            df=t.df,
+            se=t.se,
+            ci_low=t.low,
+            ci_high=t.high,
+        ),
+        bayesian=dict(
+            p_worse=bayes.p_worse, p_equivalent=bayes.p_equivalent, p_better=bayes.p_better, rope=bayes.rope
+        ),
+        prob_outperform=None
+        if c.prob is None
+        else dict(statistic=c.prob.statistic, ci_low=c.prob.low, ci_high=c.prob.high, n=c.prob.n),
         minimal_detectable_effect=c.mde.effect,
         design_needed=[dict(folds=o.n_folds, repeats=o.n_repeats, limit=o.limit) for o in c.design],
-        per_repeat=[dict(repeat=s.repeat,
-                         mcnemar=dict(statistic=s.mcnemar.statistic, pvalue=s.mcnemar.pvalue, b=s.mcnemar.b,
-                                      c=s.mcnemar.c, method=s.mcnemar.method),
-                         delong=dict(auc_baseline=s.delong.auc_a, auc_variant=s.delong.auc_b,
-                                     difference=s.delong.difference, se=s.delong.se,
-                                     statistic=_num(s.delong.statistic), pvalue=s.delong.pvalue))
-                    for s in c.sample_tests],
-        bootstrap=None if c.bootstrap is None else dict(
-            estimate=c.bootstrap.estimate, ci_low=c.bootstrap.low, ci_high=c.bootstrap.high,
-            method=c.bootstrap.method, n_resamples=c.bootstrap.n_resamples),
+        per_repeat=[
+            dict(
+                repeat=s.repeat,
+                mcnemar=dict(
+                    statistic=s.mcnemar.statistic,
+                    pvalue=s.mcnemar.pvalue,
+                    b=s.mcnemar.b,
+                    c=s.mcnemar.c,
+                    method=s.mcnemar.method,
+                ),
+                delong=dict(
+                    auc_baseline=s.delong.auc_a,
+                    auc_variant=s.delong.auc_b,
+                    difference=s.delong.difference,
+                    se=s.delong.se,
+                    statistic=_num(s.delong.statistic),
+                    pvalue=s.delong.pvalue,
+                ),
+            )
+            for s in c.sample_tests
+        ],
+        bootstrap=None
+        if c.bootstrap is None
+        else dict(
+            estimate=c.bootstrap.estimate,
+            ci_low=c.bootstrap.low,
+            ci_high=c.bootstrap.high,
+            method=c.bootstrap.method,
+            n_resamples=c.bootstrap.n_resamples,
+        ),
         difference_components=None if c.diff_components is None else _components_json(c.diff_components),
     )
     return out

@@ -32,8 +32,15 @@ class JobsFailed(PluginError):
     def __init__(self, failures, total: int):
         self.failures = failures  # [(job, exception)]
         job, error = failures[0]
-        first = str(error) if isinstance(error, CvkitError) else (
-            f"{job.model} failed on repeat {job.repeat}, fold {job.fold}: {type(error).__name__}: {error}")
+        first = (
+            str(error)
+            if isinstance(error, CvkitError)
+            else (
+                f"{job.model} failed on repeat {job.repeat}, fold {job.fold}: {type(error).__name__}: {error}"
+            )
+        )
         others = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
-        super().__init__(f"{len(failures)} of {total} jobs failed, the others are saved: {first}{others}; "
-                         "fix the cause and rerun the same command: only the failed jobs are trained again")
+        super().__init__(
+            f"{len(failures)} of {total} jobs failed, the others are saved: {first}{others}; "
+            "fix the cause and rerun the same command: only the failed jobs are trained again"
+        )

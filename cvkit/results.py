@@ -1,4 +1,5 @@
 """A run's results, read back from its store: predictions, per-fold metrics and paired differences."""
+
 from __future__ import annotations
 
 from functools import cached_property
@@ -107,8 +108,9 @@ class Results:
         prob_columns = [f"prob_{c}" for c in self.class_names]
         keys = ["model", "repeat", "fold", "seed_index", "seed"]
         for key, part in predictions.groupby(keys, sort=False):
-            scores = classification_metrics(part["label"].to_numpy(), part[prob_columns].to_numpy(),
-                                            self.positive)
+            scores = classification_metrics(
+                part["label"].to_numpy(), part[prob_columns].to_numpy(), self.positive
+            )
             records.append({**dict(zip(keys, key)), "n_test": len(part), **scores})
         return pd.DataFrame(records, columns=[*keys, "n_test", *METRICS])
 
@@ -123,16 +125,19 @@ class Results:
     def paired_differences(self, variant: str, metric: str = "auc") -> pd.DataFrame:
         """Per (repeat, fold): the baseline's and the variant's score (averaged over seeds) and
         their difference, variant minus baseline. Rows exist only where both finished."""
-        per_fold = (self.metrics.groupby(["model", "repeat", "fold"])[metric].mean()
-                    .unstack("model"))
+        per_fold = self.metrics.groupby(["model", "repeat", "fold"])[metric].mean().unstack("model")
         if self.baseline not in per_fold or variant not in per_fold:
             return pd.DataFrame(columns=["repeat", "fold", "baseline", "variant", "difference"])
         pair = per_fold[[self.baseline, variant]].dropna()
-        return pd.DataFrame({"repeat": pair.index.get_level_values(0),
-                             "fold": pair.index.get_level_values(1),
-                             "baseline": pair[self.baseline].to_numpy(),
-                             "variant": pair[variant].to_numpy(),
-                             "difference": (pair[variant] - pair[self.baseline]).to_numpy()})
+        return pd.DataFrame(
+            {
+                "repeat": pair.index.get_level_values(0),
+                "fold": pair.index.get_level_values(1),
+                "baseline": pair[self.baseline].to_numpy(),
+                "variant": pair[variant].to_numpy(),
+                "difference": (pair[variant] - pair[self.baseline]).to_numpy(),
+            }
+        )
 
     def training_seconds(self) -> float:
         """Training time of the finished jobs (as recorded when each was first trained)."""
@@ -142,8 +147,11 @@ class Results:
         """Loss weight of each class, averaged over the training folds (None when unweighted)."""
         import json
 
-        weights = [json.loads(j["class_weight"]) for j in self.jobs
-                   if j["status"] == "done" and j["class_weight"] not in (None, "null")]
+        weights = [
+            json.loads(j["class_weight"])
+            for j in self.jobs
+            if j["status"] == "done" and j["class_weight"] not in (None, "null")
+        ]
         if not weights:
             return None
         mean = np.mean(weights, axis=0)
@@ -164,10 +172,10 @@ class Results:
                 mean={m: _number(rows[m].mean()) for m in METRICS},
                 std={m: _number(rows[m].std()) for m in METRICS},
             )
-        differences = {v: {m: _records(self.paired_differences(v, m)) for m in METRICS}
-                       for v in self.variants}
-        return dict(run_dir=str(self.run_dir), run=self.run, models=models,
-                    paired_differences=differences)
+        differences = {
+            v: {m: _records(self.paired_differences(v, m)) for m in METRICS} for v in self.variants
+        }
+        return dict(run_dir=str(self.run_dir), run=self.run, models=models, paired_differences=differences)
 
 
 def _number(x):
@@ -175,5 +183,10 @@ def _number(x):
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
-    return [{k: (_number(v) if isinstance(v, float) else int(v) if isinstance(v, (np.integer,)) else v)
-             for k, v in row.items()} for row in frame.to_dict(orient="records")]
+    return [
+        {
+            k: (_number(v) if isinstance(v, float) else int(v) if isinstance(v, (np.integer,)) else v)
+            for k, v in row.items()
+        }
+        for row in frame.to_dict(orient="records")
+    ]

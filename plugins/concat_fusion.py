@@ -5,6 +5,7 @@ also fits a few hundred images within epochs and then leaves no gradient for the
 image branch is dropped for a share `drop_image` of training samples (modality dropout).
     cvkit evaluate plugins/concat_fusion.py --extra handcrafted --param concat_fusion.d_extra=100
 """
+
 import torch
 from torch import nn
 
@@ -18,7 +19,9 @@ class ConcatFusion(nn.Module):
     def __init__(self, context):
         super().__init__()
         if context.n_extra == 0:
-            raise ValueError("concat_fusion needs extra features: pass --extra FILE.csv or --extra handcrafted")
+            raise ValueError(
+                "concat_fusion needs extra features: pass --extra FILE.csv or --extra handcrafted"
+            )
         d_img, d_extra = context.hyperparams["d_img"], context.hyperparams["d_extra"]
         self.backbone, width = backbone(context)
         self.image = nn.Sequential(nn.Linear(width, d_img), nn.ReLU())

@@ -2,6 +2,7 @@
 outer fold only (never on validation or test images); its latent code, frozen, is concatenated
 with the CNN features before the classifier. The latent dimension is a hyper-parameter.
 """
+
 import torch
 from torch import nn
 
@@ -12,10 +13,10 @@ HYPERPARAMS = {"latent": 50, "ae_epochs": 10}
 
 def autoencoder(channels, size, latent):
     small = size // 4
-    encoder = nn.Sequential(nn.Conv2d(channels, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU(),
-                            nn.Flatten(), nn.Linear(32 * small * small, latent))
-    decoder = nn.Sequential(nn.Linear(latent, 32 * small * small), nn.Unflatten(1, (32, small, small)),
-                            nn.ConvTranspose2d(32, 16, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(16, channels, 4, 2, 1))
+    down = [nn.Conv2d(channels, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU()]
+    encoder = nn.Sequential(*down, nn.Flatten(), nn.Linear(32 * small * small, latent))
+    up = [nn.ConvTranspose2d(32, 16, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(16, channels, 4, 2, 1)]
+    decoder = nn.Sequential(nn.Linear(latent, 32 * small * small), nn.Unflatten(1, (32, small, small)), *up)
     return encoder, decoder
 
 
@@ -46,7 +47,9 @@ class DeepLatentTrainer(TorchTrainer):
         x = torch.as_tensor(images).float().div(127.5).sub(1).to(context.device)
         size = x.shape[-1] - x.shape[-1] % 4
         x = x[..., :size, :size]
-        encoder, decoder = (m.to(context.device) for m in autoencoder(x.shape[1], size, context.hyperparams["latent"]))
+        encoder, decoder = (
+            m.to(context.device) for m in autoencoder(x.shape[1], size, context.hyperparams["latent"])
+        )
         optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=1e-3)
         generator = torch.Generator().manual_seed(context.seed)
         for _ in range(context.hyperparams["ae_epochs"]):
@@ -66,7 +69,7 @@ class CropTo(nn.Sequential):
         self.size = size
 
     def forward(self, x):
-        return super().forward(x[..., :self.size, :self.size])
+        return super().forward(x[..., : self.size, : self.size])
 
 
 def make_trainer(context):

@@ -1,6 +1,7 @@
 """Ensemble of different backbones: ResNet-18 and ResNet-34 trained together, their class
 probabilities averaged (the "fuse several models" idea, compared like any other variant).
 """
+
 import torch
 from torch import nn
 
@@ -15,7 +16,8 @@ class ProbabilityAverage(nn.Module):
         config = context.config
         self.members = nn.ModuleList(
             resnet(name, in_channels=context.in_channels, n_classes=context.n_classes, stem=config.stem)
-            for name in context.hyperparams["members"])
+            for name in context.hyperparams["members"]
+        )
 
     def forward(self, x):
         probabilities = torch.stack([m(x).softmax(dim=1) for m in self.members]).mean(dim=0)

@@ -1,6 +1,7 @@
 """Extra features alone: a scikit-learn logistic regression on the (imputed, scaled) extra features.
 How much do the clinical or radiomic features carry without any image?
 """
+
 from sklearn.linear_model import LogisticRegression
 
 ESTIMATOR_INPUTS = "extra"

@@ -3,6 +3,7 @@
 Everything but the head (backbone, stem, recipe, seeds, splits) is the baseline's, so a
 comparison against the baseline isolates the attention head.
 """
+
 import torch
 from torch import nn
 

@@ -5,6 +5,7 @@ or ``--weights PATH``): cvkit computes each image's features once, caches them f
 later run with the same weights, and trains only the head, in seconds. Without weights the
 backbone is a random (per-seed) network and the probe measures random features.
 """
+
 from torch import nn
 
 from cvkit.trainers import FrozenFeatures, backbone

@@ -6,6 +6,7 @@ comes from the image and how much from the extra features (few parameters for un
 The image branch is dropped for a share `drop_image` of training samples (modality dropout), so
 that a CNN that fits the training images quickly does not starve the extra branch of gradient.
 """
+
 import torch
 from torch import nn
 
@@ -18,7 +19,9 @@ class GatedFusion(nn.Module):
     def __init__(self, context):
         super().__init__()
         if context.n_extra == 0:
-            raise ValueError("gated_fusion needs extra features: pass --extra FILE.csv or --extra handcrafted")
+            raise ValueError(
+                "gated_fusion needs extra features: pass --extra FILE.csv or --extra handcrafted"
+            )
         d = context.hyperparams["d"]
         self.backbone, width = backbone(context)
         self.image = nn.Sequential(nn.Linear(width, d), nn.ReLU())

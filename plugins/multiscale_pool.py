@@ -2,6 +2,7 @@
 
 Small lesions may be clearer at the earlier, finer stage; the classifier sees both.
 """
+
 import torch
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
@@ -13,8 +14,13 @@ class MultiscalePool(nn.Module):
     def __init__(self, context):
         super().__init__()
         config = context.config
-        net = resnet(config.backbone, in_channels=context.in_channels, n_classes=context.n_classes,
-                     stem=config.stem, weights=config.weights)
+        net = resnet(
+            config.backbone,
+            in_channels=context.in_channels,
+            n_classes=context.n_classes,
+            stem=config.stem,
+            weights=config.weights,
+        )
         self.stages = create_feature_extractor(net, {"layer3": "fine", "layer4": "coarse"})
         layer3_width = net.layer4[0].conv1.in_channels  # what layer4 receives is what layer3 gives
         width = layer3_width + net.fc.in_features

@@ -2,6 +2,7 @@
 extra feature pass through a small TransformerEncoder; a CLS token's output is the fused vector.
 Image tokens are zeroed for a share `drop_image` of training samples (modality dropout).
 """
+
 import torch
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
@@ -15,18 +16,26 @@ class TransformerFusion(nn.Module):
     def __init__(self, context):
         super().__init__()
         if context.n_extra == 0:
-            raise ValueError("transformer_fusion needs extra features: pass --extra FILE.csv or --extra handcrafted")
+            raise ValueError(
+                "transformer_fusion needs extra features: pass --extra FILE.csv or --extra handcrafted"
+            )
         d, config = context.hyperparams["d_model"], context.config
-        net = resnet(config.backbone, in_channels=context.in_channels, n_classes=context.n_classes,
-                     stem=config.stem, weights=config.weights)
+        net = resnet(
+            config.backbone,
+            in_channels=context.in_channels,
+            n_classes=context.n_classes,
+            stem=config.stem,
+            weights=config.weights,
+        )
         self.feature_map = create_feature_extractor(net, {"layer4": "map"})
         self.image_tokens = nn.Linear(net.fc.in_features, d)
         # Each extra feature j becomes the token value_j * w_j + b_j (a feature tokenizer).
         self.extra_weight = nn.Parameter(torch.randn(context.n_extra, d) * 0.02)
         self.extra_bias = nn.Parameter(torch.zeros(context.n_extra, d))
         self.cls = nn.Parameter(torch.zeros(1, 1, d))
-        layer = nn.TransformerEncoderLayer(d, context.hyperparams["heads"], dim_feedforward=2 * d,
-                                           dropout=0.1, batch_first=True)
+        layer = nn.TransformerEncoderLayer(
+            d, context.hyperparams["heads"], dim_feedforward=2 * d, dropout=0.1, batch_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, context.hyperparams["layers"], enable_nested_tensor=False)
         self.fc = nn.Linear(d, context.n_classes)
         self.drop_image = context.hyperparams["drop_image"]
@@ -35,7 +44,7 @@ class TransformerFusion(nn.Module):
         image = self.image_tokens(self.feature_map(x)["map"].flatten(2).transpose(1, 2))  # (B, H*W, d)
         if self.training:  # modality dropout
             image = image * (torch.rand(len(x), 1, 1, device=x.device) >= self.drop_image)
-        tabular = extra[:, :, None] * self.extra_weight + self.extra_bias                   # (B, F, d)
+        tabular = extra[:, :, None] * self.extra_weight + self.extra_bias  # (B, F, d)
         tokens = torch.cat([self.cls.expand(len(x), -1, -1), image, tabular], dim=1)
         return self.fc(self.encoder(tokens)[:, 0])
 

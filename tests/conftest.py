@@ -29,8 +29,15 @@ def tiny_npz(tmp_path, tiny):
     path = tmp_path / "breastmnist_tiny.npz"
     images = tiny.images[:, 0]
     labels = 1 - tiny.labels[:, None]
-    np.savez(path, train_images=images[:40], train_labels=labels[:40], val_images=images[40:50],
-             val_labels=labels[40:50], test_images=images[50:], test_labels=labels[50:])
+    np.savez(
+        path,
+        train_images=images[:40],
+        train_labels=labels[:40],
+        val_images=images[40:50],
+        val_labels=labels[40:50],
+        test_images=images[50:],
+        test_labels=labels[50:],
+    )
     return path
 
 
@@ -40,4 +47,5 @@ def write_plugin(tmp_path):
         path = tmp_path / f"{name}.py"
         path.write_text(source)
         return path
+
     return write

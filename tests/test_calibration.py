@@ -1,4 +1,5 @@
 """Simulations with known truth: the verdict's error rates, power and interval coverage."""
+
 import numpy as np
 import pytest
 from scipy import stats as sps
@@ -33,7 +34,9 @@ def _symmetric_learners_cv(rng, n=200, folds=5, repeats=3):
     x_a, x_b = np.column_stack([x[:, :5], np.ones(n)]), np.column_stack([x[:, 5:], np.ones(n)])
     target = np.where(y, 1.0, -1.0)
     diffs = []
-    splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=int(rng.integers(1 << 30)))
+    splitter = RepeatedStratifiedKFold(
+        n_splits=folds, n_repeats=repeats, random_state=int(rng.integers(1 << 30))
+    )
     for train, test in splitter.split(x, y):
         aucs = []
         for features in (x_a, x_b):
@@ -101,6 +104,8 @@ def test_sample_bootstrap_covers_the_fixed_models_difference():
     covered = []
     for _ in range(700):
         y, a, b = draw(300)
-        ci = stats.bootstrap_diff(y, a, b, n_resamples=800, method="percentile", seed=int(rng.integers(1 << 30)))
+        ci = stats.bootstrap_diff(
+            y, a, b, n_resamples=800, method="percentile", seed=int(rng.integers(1 << 30))
+        )
         covered.append(ci.low <= truth <= ci.high)
     assert np.mean(covered) == pytest.approx(0.95, abs=0.02)

@@ -1,13 +1,27 @@
 import csv
 import json
 
-
 from cvkit.cli import main
 
 
 def _evaluate(tiny_npz, out, *extra):
-    return main(["evaluate", "plugins/fc_attention.py", "--data", str(tiny_npz), "--folds", "3",
-                 "--repeats", "1", "--epochs", "1", "--out", str(out), *extra])
+    return main(
+        [
+            "evaluate",
+            "plugins/fc_attention.py",
+            "--data",
+            str(tiny_npz),
+            "--folds",
+            "3",
+            "--repeats",
+            "1",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
 
 
 def test_evaluate_prints_tables_and_writes_json_and_export(tiny_npz, tmp_path, capsys):
@@ -26,8 +40,17 @@ def test_evaluate_prints_tables_and_writes_json_and_export(tiny_npz, tmp_path, c
     assert main(["export", str(tmp_path / "run"), "--predictions", str(tmp_path / "p.csv")]) == 0
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))
     assert len(rows) == 2 * 60
-    assert {"model", "repeat", "fold", "seed_index", "seed", "sample_id", "label",
-            "prob_malignant", "prob_normal/benign"} <= set(rows[0])
+    assert {
+        "model",
+        "repeat",
+        "fold",
+        "seed_index",
+        "seed",
+        "sample_id",
+        "label",
+        "prob_malignant",
+        "prob_normal/benign",
+    } <= set(rows[0])
     assert abs(float(rows[0]["prob_malignant"]) + float(rows[0]["prob_normal/benign"]) - 1) < 1e-6
 
     assert _evaluate(tiny_npz, tmp_path / "run") == 0
@@ -49,7 +72,14 @@ def test_progress_shows_jobs_and_epochs_on_a_terminal(tiny, tmp_path):
 
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=True, width=100)
-    cvkit.evaluate([], data=tiny, folds=2, repeats=1, epochs=2, out=tmp_path / "run",
-                   progress=JobProgress(console, epochs=2))
+    cvkit.evaluate(
+        [],
+        data=tiny,
+        folds=2,
+        repeats=1,
+        epochs=2,
+        out=tmp_path / "run",
+        progress=JobProgress(console, epochs=2),
+    )
     text = buffer.getvalue()
     assert "resnet18 r0 f1" in text and "jobs" in text and "2/2" in text

@@ -72,7 +72,10 @@ def test_seeds_give_an_aa_check_and_a_noise_floor(tiny, tmp_path):
 
 def test_compare_with_another_baseline_and_bad_options(two_variants):
     report = cvkit.compare(two_variants, baseline="logreg", metric="balanced_accuracy")
-    assert report.baseline == "logreg" and {c.variant for c in report.comparisons} == {"resnet18", "fc_attention"}
+    assert report.baseline == "logreg" and {c.variant for c in report.comparisons} == {
+        "resnet18",
+        "fc_attention",
+    }
     with pytest.raises(ConfigError, match="--baseline 'vgg' is not a model of this run"):
         cvkit.compare(two_variants, baseline="vgg")
     with pytest.raises(ConfigError, match="--metric 'brier'"):
@@ -86,8 +89,25 @@ def test_cli_compare_json_has_stable_keys(two_variants, tmp_path, capsys):
     assert "Does the variant beat resnet18?" in text and "Calibration and caveats" in text
     comparison = json.loads(out.read_text())["comparison"]
     entry = comparison["comparisons"]["fc_attention"]
-    assert set(entry) >= {"verdict", "paragraph", "corrected_ttest", "bayesian", "prob_outperform",
-                          "minimal_detectable_effect", "per_repeat", "bootstrap", "design_needed"}
-    assert set(entry["corrected_ttest"]) == {"statistic", "pvalue", "pvalue_holm", "df", "se", "ci_low", "ci_high"}
+    assert set(entry) >= {
+        "verdict",
+        "paragraph",
+        "corrected_ttest",
+        "bayesian",
+        "prob_outperform",
+        "minimal_detectable_effect",
+        "per_repeat",
+        "bootstrap",
+        "design_needed",
+    }
+    assert set(entry["corrected_ttest"]) == {
+        "statistic",
+        "pvalue",
+        "pvalue_holm",
+        "df",
+        "se",
+        "ci_low",
+        "ci_high",
+    }
     assert entry["bayesian"]["rope"] == 0.02
     assert main(["compare", str(two_variants.run_dir), "--baseline", "nope"]) == 2

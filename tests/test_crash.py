@@ -1,6 +1,7 @@
 """Crash safety: a run killed at any moment (SIGKILL, the whole process group, workers included)
 resumes to exactly the store and the numbers of a run that was never interrupted; a full disk or
 an unwritable folder is one line, and nothing saved before is lost."""
+
 import json
 import os
 import random
@@ -23,7 +24,8 @@ WIDTH = {width}
 
 
 def build_model(context):
-    return nn.Sequential(nn.Conv2d(context.in_channels, WIDTH, 3), nn.ReLU(), nn.Conv2d(WIDTH, WIDTH, 3), nn.ReLU(),
+    return nn.Sequential(nn.Conv2d(context.in_channels, WIDTH, 3), nn.ReLU(),
+                         nn.Conv2d(WIDTH, WIDTH, 3), nn.ReLU(),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(WIDTH, context.n_classes))
 """
 JOB_COLUMNS = "model, repeat, fold, seed_index, seed, key, status, selected_rule, selected_epoch"
@@ -31,14 +33,39 @@ JOB_COLUMNS = "model, repeat, fold, seed_index, seed, key, status, selected_rule
 
 def _command(plugins, out, summary):
     baseline, variant = plugins
-    return [sys.executable, "-m", "cvkit.cli", "evaluate", str(variant), "--data", "demo", "--image-size", "16",
-            "--baseline", str(baseline), "--folds", "4", "--repeats", "5", "--epochs", "3", "--jobs", "2",
-            "--report", "none", "--out", str(out), "--json", str(summary)]
+    return [
+        sys.executable,
+        "-m",
+        "cvkit.cli",
+        "evaluate",
+        str(variant),
+        "--data",
+        "demo",
+        "--image-size",
+        "16",
+        "--baseline",
+        str(baseline),
+        "--folds",
+        "4",
+        "--repeats",
+        "5",
+        "--epochs",
+        "3",
+        "--jobs",
+        "2",
+        "--report",
+        "none",
+        "--out",
+        str(out),
+        "--json",
+        str(summary),
+    ]
 
 
 def _start(command, cwd):
-    return subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)  # its own process group: the kill reaches the workers
+    return subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )  # its own process group: the kill reaches the workers
 
 
 def _contents(run_dir):
@@ -58,10 +85,13 @@ def _check_consistent(run_dir):
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         done = db.execute("SELECT key, selected_rule FROM jobs WHERE status = 'done'").fetchall()
         for key, rule in done:
-            n = db.execute("SELECT count(*) FROM predictions WHERE job_key = ? AND rule = ?", (key, rule)).fetchone()[0]
+            n = db.execute(
+                "SELECT count(*) FROM predictions WHERE job_key = ? AND rule = ?", (key, rule)
+            ).fetchone()[0]
             assert n > 0, f"job {key} is done without predictions"
-            rules = db.execute("SELECT rule, count(*) FROM predictions WHERE job_key = ? GROUP BY rule",
-                               (key,)).fetchall()
+            rules = db.execute(
+                "SELECT rule, count(*) FROM predictions WHERE job_key = ? GROUP BY rule", (key,)
+            ).fetchall()
             assert {count for _, count in rules} == {n}, f"job {key} has a half-written prediction set"
     return len(done)
 
@@ -104,7 +134,7 @@ def test_ten_random_kills_resume_to_the_uninterrupted_store_and_numbers(tmp_path
             time.sleep(rng.uniform(0, start_up))
         else:
             target = _done(killed) + rng.randint(1, 2)
-            _wait_for(process, lambda: _done(killed) >= target)
+            _wait_for(process, lambda target=target: _done(killed) >= target)
             time.sleep(rng.uniform(0, per_job))
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -113,11 +143,17 @@ def test_ten_random_kills_resume_to_the_uninterrupted_store_and_numbers(tmp_path
     process = _start(_command(plugin, killed, tmp_path / "killed.json"), tmp_path)
     assert process.wait() == 0, f"seed {seed}: " + process.stderr.read().decode()
     total = _done(reference)
-    print(f"kill seed {seed}: start-up {start_up:.1f} s, {per_job:.2f} s per job; jobs saved after each kill "
-          f"{progress} of {total}")
-    assert sum(0 < saved < total for saved in progress) >= 4, f"too few kills in the training phase: {progress}"
+    print(
+        f"kill seed {seed}: start-up {start_up:.1f} s, {per_job:.2f} s per job; jobs saved after each kill "
+        f"{progress} of {total}"
+    )
+    assert sum(0 < saved < total for saved in progress) >= 4, (
+        f"too few kills in the training phase: {progress}"
+    )
 
-    assert _contents(killed) == _contents(reference), f"kill seed {seed}, done jobs after each kill {progress}"
+    assert _contents(killed) == _contents(reference), (
+        f"kill seed {seed}, done jobs after each kill {progress}"
+    )
     ours, theirs = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("killed", "reference"))
     for summary in (ours, theirs):
         summary.pop("run_dir", None)
@@ -126,8 +162,21 @@ def test_ten_random_kills_resume_to_the_uninterrupted_store_and_numbers(tmp_path
 
 
 def _evaluate(tiny_npz, out):
-    return ["evaluate", "--data", str(tiny_npz), "--baseline", "logreg", "--folds", "3", "--repeats", "1",
-            "--report", "none", "--out", str(out)]
+    return [
+        "evaluate",
+        "--data",
+        str(tiny_npz),
+        "--baseline",
+        "logreg",
+        "--folds",
+        "3",
+        "--repeats",
+        "1",
+        "--report",
+        "none",
+        "--out",
+        str(out),
+    ]
 
 
 def test_unwritable_reports_folder_is_refused_before_training(tiny_npz, tmp_path, capsys):
@@ -147,14 +196,18 @@ def test_unwritable_reports_folder_is_refused_before_training(tiny_npz, tmp_path
 def test_a_disk_too_full_for_the_store_is_refused_before_training(tiny_npz, tmp_path, capsys, monkeypatch):
     import shutil
 
-    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 2**20, 2**20))
+    monkeypatch.setattr(
+        shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 2**20, 2**20)
+    )
     assert main(_evaluate(tiny_npz, tmp_path / "run")) == 2
     err = capsys.readouterr().err
     assert "1 MiB free on its disk, the run needs about" in err
     assert not (tmp_path / "run" / "cvkit.sqlite").exists()
 
 
-def test_disk_full_mid_run_keeps_the_saved_jobs_and_the_rerun_finishes(tiny_npz, tmp_path, capsys, monkeypatch):
+def test_disk_full_mid_run_keeps_the_saved_jobs_and_the_rerun_finishes(
+    tiny_npz, tmp_path, capsys, monkeypatch
+):
     """SQLite's own 'database or disk is full': after the first job, the store may not grow."""
     write_result = Store.write_result
 

@@ -1,11 +1,10 @@
 import numpy as np
 import pytest
+from conftest import BREASTMNIST
 from PIL import Image
 
 from cvkit.data import Dataset, load_data, load_image_folder, load_manifest, load_medmnist, make_demo
 from cvkit.errors import DataError
-
-from conftest import BREASTMNIST
 
 
 def test_demo_is_deterministic_and_documented():
@@ -27,6 +26,7 @@ def test_demo_extra_signal_controls_age_shift():
     def age_gap(signal):
         d = make_demo(400, image_size=8, extra_signal=signal)
         return d.extra[d.labels == 1, 0].mean() - d.extra[d.labels == 0, 0].mean()
+
     assert abs(age_gap(0.0)) < 4
     assert age_gap(1.0) > 8
 
@@ -104,7 +104,9 @@ def test_empty_class_folder_is_an_error(tmp_path):
 def manifest(tmp_path):
     _write_images(tmp_path / "img", 6)
     rows = ["image,label,patient_id,age,size"]
-    rows += [f"img/{i}.png,{'malignant' if i % 2 else 'benign'},p{i // 2},{40 + i},{1.5 * i}" for i in range(6)]
+    rows += [
+        f"img/{i}.png,{'malignant' if i % 2 else 'benign'},p{i // 2},{40 + i},{1.5 * i}" for i in range(6)
+    ]
     path = tmp_path / "manifest.csv"
     path.write_text("\n".join(rows) + "\n")
     return path

@@ -1,4 +1,5 @@
 """Executors: every one gives the same predictions; lost workers and failing jobs cost only themselves."""
+
 import json
 import sqlite3
 
@@ -12,7 +13,7 @@ FAST = dict(folds=3, repeats=1, epochs=1)
 
 # Kills the process training it the first time it runs (a marker file remembers), as a crashed or
 # OOM-killed worker would die; the second attempt trains normally.
-SUICIDAL = '''
+SUICIDAL = """
 import os, signal
 from pathlib import Path
 from cvkit.trainers import classifier
@@ -24,10 +25,10 @@ def build_model(context):
         MARKER.write_text("killed once")
         os.kill(os.getpid(), signal.SIGKILL)
     return classifier("resnet18", in_channels=context.in_channels, n_classes=context.n_classes)
-'''
+"""
 
 # Raises while a marker file exists: a failure that the user can fix without editing the plugin.
-FLAKY = '''
+FLAKY = """
 from pathlib import Path
 from cvkit.trainers import classifier
 
@@ -35,13 +36,13 @@ def build_model(context):
     if Path({marker!r}).exists():
         raise RuntimeError("the scanner archive is offline")
     return classifier("resnet18", in_channels=context.in_channels, n_classes=context.n_classes)
-'''
+"""
 
 
 # Kills the process training it on the run's fourth model build, once: with 3 two-epoch jobs on 2
 # workers that is the second part of the job split to fill the idle worker (first part, two
 # whole jobs, then the rest). Each build takes a numbered file, which only one process can create.
-KILLS_THE_REST = '''
+KILLS_THE_REST = """
 import os, signal
 from pathlib import Path
 from cvkit.trainers import classifier
@@ -59,14 +60,18 @@ def build_model(context):
     if number == 4:
         os.kill(os.getpid(), signal.SIGKILL)
     return classifier("resnet18", in_channels=context.in_channels, n_classes=context.n_classes)
-'''
+"""
 
 
 def _stored(run_dir):
     """Every stored prediction (each rule and epoch) and history row, by model, fold and sample."""
     with sqlite3.connect(run_dir / "cvkit.sqlite") as db:
-        return [db.execute(f"SELECT j.fold, x.* FROM {table} x JOIN jobs j ON j.key = x.job_key "
-                           f"ORDER BY 1, 3, 4").fetchall() for table in ("predictions", "history")]
+        return [
+            db.execute(
+                f"SELECT j.fold, x.* FROM {table} x JOIN jobs j ON j.key = x.job_key ORDER BY 1, 3, 4"
+            ).fetchall()
+            for table in ("predictions", "history")
+        ]
 
 
 class _Starts:
@@ -111,11 +116,15 @@ def test_a_job_trained_in_two_parts_by_two_workers_is_stored_as_trained_in_one(t
     assert _stored(tmp_path / "b" / "run") == [predictions, history]
 
 
-def test_a_worker_killed_in_the_second_part_of_a_job_loses_only_the_work_in_flight(tiny, tmp_path, write_plugin):
+def test_a_worker_killed_in_the_second_part_of_a_job_loses_only_the_work_in_flight(
+    tiny, tmp_path, write_plugin
+):
     (tmp_path / "calls").mkdir()
     plugin = write_plugin("kills_the_rest", KILLS_THE_REST.format(calls=str(tmp_path / "calls")))
     design = dict(folds=3, repeats=1, epochs=2)
-    results = cvkit.evaluate([], baseline=str(plugin), data=tiny, out=tmp_path / "a" / "run", jobs=2, **design)
+    results = cvkit.evaluate(
+        [], baseline=str(plugin), data=tiny, out=tmp_path / "a" / "run", jobs=2, **design
+    )
     # The killed part ran again, and so did the job beside it if it was still training: a dead
     # worker breaks the pool and everything in flight is lost (never what had finished).
     assert len(list((tmp_path / "calls").iterdir())) in (5, 6)
@@ -136,8 +145,9 @@ def _job_rows(run_dir):
 
 def test_process_executor_gives_the_same_predictions_as_in_process(tiny, tmp_path):
     local = cvkit.evaluate("plugins/fc_attention.py", data=tiny, out=tmp_path / "a" / "run", jobs=1, **FAST)
-    process = cvkit.evaluate("plugins/fc_attention.py", data=tiny, out=tmp_path / "b" / "run",
-                             executor="process", jobs=2, **FAST)
+    process = cvkit.evaluate(
+        "plugins/fc_attention.py", data=tiny, out=tmp_path / "b" / "run", executor="process", jobs=2, **FAST
+    )
     assert np.array_equal(_probs(local), _probs(process))
 
 
@@ -155,8 +165,11 @@ def test_a_failing_plugin_fails_only_its_jobs_and_a_rerun_retries_only_them(tiny
     marker = tmp_path / "offline"
     marker.write_text("")
     plugin = write_plugin("flaky", FLAKY.format(marker=str(marker)))
-    with pytest.raises(JobsFailed, match=r"3 of 6 jobs failed, the others are saved: .*flaky.py:7: flaky failed "
-                                         r"on repeat 0, fold \d: RuntimeError: the scanner archive is offline"):
+    with pytest.raises(
+        JobsFailed,
+        match=r"3 of 6 jobs failed, the others are saved: .*flaky.py:7: flaky failed "
+        r"on repeat 0, fold \d: RuntimeError: the scanner archive is offline",
+    ):
         cvkit.evaluate(str(plugin), data=tiny, out=tmp_path / "run", **FAST)
     statuses = {(m, f): s for m, _, f, s in _job_rows(tmp_path / "run")}
     assert {s for (m, _), s in statuses.items() if m == "resnet18"} == {"done"}
@@ -172,8 +185,24 @@ def test_cli_reports_failed_jobs_in_one_line_and_exits_2(tiny_npz, tmp_path, wri
     marker = tmp_path / "offline"
     marker.write_text("")
     plugin = write_plugin("flaky", FLAKY.format(marker=str(marker)))
-    code = main(["evaluate", str(plugin), "--data", tiny_npz, "--folds", "3", "--repeats", "1", "--epochs", "1",
-                 "--out", tmp_path / "run", "--report", "none"])
+    code = main(
+        [
+            "evaluate",
+            str(plugin),
+            "--data",
+            tiny_npz,
+            "--folds",
+            "3",
+            "--repeats",
+            "1",
+            "--epochs",
+            "1",
+            "--out",
+            tmp_path / "run",
+            "--report",
+            "none",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "cvkit: error: 3 of 6 jobs failed, the others are saved" in err and "Traceback" not in err
@@ -183,7 +212,9 @@ def test_ray_executor_without_ray_says_how_to_install(tiny, tmp_path, monkeypatc
     import sys
 
     monkeypatch.setitem(sys.modules, "ray", None)
-    with pytest.raises(ConfigError, match=r'--executor ray needs Ray, which is not installed: pip install -e "\.\[ray\]"'):
+    with pytest.raises(
+        ConfigError, match=r'--executor ray needs Ray, which is not installed: pip install -e "\.\[ray\]"'
+    ):
         cvkit.evaluate([], data=tiny, out=tmp_path / "run", executor="ray", **FAST)
 
 
@@ -198,8 +229,10 @@ def ray_cluster():
     ray = pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args=dict(num_cpus=1, node_ip_address="127.0.0.1",
-                                                                include_dashboard=False))
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args=dict(num_cpus=1, node_ip_address="127.0.0.1", include_dashboard=False),
+    )
     cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
     cluster.wait_for_nodes()
     yield cluster
@@ -209,16 +242,23 @@ def ray_cluster():
 
 def test_ray_executor_gives_the_same_predictions_as_local(tiny, tmp_path, ray_cluster):
     local = cvkit.evaluate("plugins/fc_attention.py", data=tiny, out=tmp_path / "a" / "run", jobs=1, **FAST)
-    on_ray = cvkit.evaluate("plugins/fc_attention.py", data=tiny, out=tmp_path / "b" / "run", executor="ray",
-                            address=ray_cluster.address, **FAST)
+    on_ray = cvkit.evaluate(
+        "plugins/fc_attention.py",
+        data=tiny,
+        out=tmp_path / "b" / "run",
+        executor="ray",
+        address=ray_cluster.address,
+        **FAST,
+    )
     assert np.array_equal(_probs(local), _probs(on_ray))
     assert {json.loads(job["environment"])["threads"] for job in on_ray.jobs} == {1}
 
 
 def test_ray_run_survives_a_killed_worker(tiny, tmp_path, write_plugin, ray_cluster):
     plugin = write_plugin("suicidal", SUICIDAL.format(marker=str(tmp_path / "marker")))
-    results = cvkit.evaluate(str(plugin), data=tiny, out=tmp_path / "run", executor="ray",
-                             address=ray_cluster.address, **FAST)
+    results = cvkit.evaluate(
+        str(plugin), data=tiny, out=tmp_path / "run", executor="ray", address=ray_cluster.address, **FAST
+    )
     assert (tmp_path / "marker").exists()  # a worker was killed mid-run
     rows = _job_rows(tmp_path / "run")
     assert len(rows) == 6 and {r[3] for r in rows} == {"done"}
@@ -282,8 +322,13 @@ def test_ctrl_c_keeps_finished_jobs_and_a_rerun_resumes(executor, tiny, tmp_path
     if executor == "ray":
         options["address"] = request.getfixturevalue("ray_cluster").address
     with pytest.raises(KeyboardInterrupt):
-        cvkit.evaluate("plugins/fc_attention.py", data=tiny, out=tmp_path / "run", progress=_StopAfterFirstJob(),
-                       **options)
+        cvkit.evaluate(
+            "plugins/fc_attention.py",
+            data=tiny,
+            out=tmp_path / "run",
+            progress=_StopAfterFirstJob(),
+            **options,
+        )
     finished = [r for r in _job_rows(tmp_path / "run") if r[3] == "done"]
     assert 1 <= len(finished) < 6
     resumed = cvkit.evaluate("plugins/fc_attention.py", data=tiny, out=tmp_path / "run", **options)

@@ -1,6 +1,7 @@
 """Property-based tests: random valid inputs never crash the loaders or the statistics, and
 random invalid inputs get the documented error (``DataError`` for data, ``ValueError`` for the
 statistics), never anything else."""
+
 import csv
 import io
 import math
@@ -51,8 +52,11 @@ def test_valid_medmnist_archives_load(tmp_path, archive):
 
 
 @FUZZ
-@given(archive=medmnist_arrays(), damage=st.sampled_from(["drop", "labels", "multilabel", "truncate", "empty"]),
-       part=st.sampled_from(PARTS))
+@given(
+    archive=medmnist_arrays(),
+    damage=st.sampled_from(["drop", "labels", "multilabel", "truncate", "empty"]),
+    part=st.sampled_from(PARTS),
+)
 def test_broken_medmnist_archives_give_a_data_error(tmp_path, archive, damage, part):
     path = tmp_path / "fuzzmnist.npz"
     if damage == "drop":
@@ -70,17 +74,26 @@ def test_broken_medmnist_archives_give_a_data_error(tmp_path, archive, damage, p
         load_medmnist(path)
 
 
-labels = st.text(string.ascii_letters + string.digits + " _-", min_size=1, max_size=8).map(str.strip).filter(bool)
-numbers = st.one_of(st.floats(allow_nan=False, allow_infinity=False, width=32).map(repr), st.just(""),
-                    st.integers(-10**6, 10**6).map(str))
+labels = (
+    st.text(string.ascii_letters + string.digits + " _-", min_size=1, max_size=8).map(str.strip).filter(bool)
+)
+numbers = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False, width=32).map(repr),
+    st.just(""),
+    st.integers(-(10**6), 10**6).map(str),
+)
 
 
 @st.composite
 def manifests(draw):
     n = draw(st.integers(1, 12))
     names = draw(st.lists(labels, min_size=1, max_size=3, unique=True))
-    rows = [dict(image=f"img/{i % 3}.png", sample_id=f"s{i}", label=draw(st.sampled_from(names)),
-                 age=draw(numbers)) for i in range(n)]
+    rows = [
+        dict(
+            image=f"img/{i % 3}.png", sample_id=f"s{i}", label=draw(st.sampled_from(names)), age=draw(numbers)
+        )
+        for i in range(n)
+    ]
     return rows
 
 
@@ -107,8 +120,11 @@ def test_valid_manifests_load(tmp_path, rows):
 
 
 @FUZZ
-@given(rows=manifests(), damage=st.sampled_from(["text", "inf", "no label", "duplicate id", "missing image",
-                                                  "drop column"]), where=st.integers(0, 11))
+@given(
+    rows=manifests(),
+    damage=st.sampled_from(["text", "inf", "no label", "duplicate id", "missing image", "drop column"]),
+    where=st.integers(0, 11),
+)
 def test_broken_manifests_give_a_data_error_naming_the_file(tmp_path, rows, damage, where):
     row = rows[where % len(rows)]
     columns = ("image", "sample_id", "label", "age")
@@ -134,8 +150,11 @@ scores = st.floats(0, 1, allow_nan=False)
 
 
 @FUZZ
-@given(diffs=st.lists(st.floats(-1, 1, allow_nan=False), min_size=2, max_size=50),
-       n_train=st.integers(1, 10_000), n_test=st.integers(1, 10_000))
+@given(
+    diffs=st.lists(st.floats(-1, 1, allow_nan=False), min_size=2, max_size=50),
+    n_train=st.integers(1, 10_000),
+    n_test=st.integers(1, 10_000),
+)
 def test_corrected_ttest_on_any_valid_differences(diffs, n_train, n_test):
     result = corrected_ttest(diffs, n_train, n_test)
     assert 0 <= result.pvalue <= 1

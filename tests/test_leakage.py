@@ -1,4 +1,5 @@
 """Leakage guards: duplicate images are found, reported against the split plan, and can be dropped."""
+
 import dataclasses
 
 import numpy as np
@@ -27,9 +28,12 @@ def test_exact_and_near_duplicates_are_found_and_distinct_images_are_not():
 
 def test_duplicates_are_reported_against_the_plan_and_dedupe_drops_them(tiny, tmp_path):
     data = _with_duplicates(tiny)
-    with pytest.warns(UserWarning, match=r"2 duplicate image pair\(s\) \(1 exact, 1 near-identical\), \d of them "
-                                         r"split between training and test.*--dedupe keeps one image of each; if "
-                                         r"duplicates mean the same patient, give a group"):
+    with pytest.warns(
+        UserWarning,
+        match=r"2 duplicate image pair\(s\) \(1 exact, 1 near-identical\), \d of them "
+        r"split between training and test.*--dedupe keeps one image of each; if "
+        r"duplicates mean the same patient, give a group",
+    ):
         cvkit.evaluate([], data=data, out=tmp_path / "a" / "run", jobs=1, **FAST)
     with pytest.warns(UserWarning, match="--dedupe: dropped 2 duplicate image"):
         results = cvkit.evaluate([], data=data, out=tmp_path / "b" / "run", jobs=1, dedupe=True, **FAST)

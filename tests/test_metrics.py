@@ -1,6 +1,12 @@
 import numpy as np
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score, brier_score_loss, f1_score,
-                             recall_score, roc_auc_score)
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    brier_score_loss,
+    f1_score,
+    recall_score,
+    roc_auc_score,
+)
 
 from cvkit.stats import classification_metrics
 

@@ -6,11 +6,18 @@ from cvkit.errors import ConfigError, PluginError
 from cvkit.trainers import TrainConfig, TrainContext, load_plugin, resnet
 
 
-
 def _context(data, **config):
-    return TrainContext(config=TrainConfig(**{"epochs": 1, **config}), n_classes=data.n_classes,
-                        in_channels=1, image_size=(16, 16), class_names=data.class_names,
-                        positive=data.positive, extra_names=data.extra_names, seed=5, device="cpu")
+    return TrainContext(
+        config=TrainConfig(**{"epochs": 1, **config}),
+        n_classes=data.n_classes,
+        in_channels=1,
+        image_size=(16, 16),
+        class_names=data.class_names,
+        positive=data.positive,
+        extra_names=data.extra_names,
+        seed=5,
+        device="cpu",
+    )
 
 
 def _fit_predict(plugin, data, **config):
@@ -50,12 +57,14 @@ def test_selection_rule_picks_its_own_checkpoint(tiny):
 def test_small_stem_and_channels():
     model = resnet("resnet18", in_channels=3, n_classes=4, stem="small")
     import torch
+
     assert model(torch.zeros(2, 3, 28, 28)).shape == (2, 4)
     assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
 
 
 def test_missing_pretrained_weights_stop_with_a_clear_message(tmp_path, monkeypatch):
     import torch
+
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     with pytest.raises(ConfigError, match="not available locally.*never downloads"):
         resnet("resnet18", in_channels=1, n_classes=2, weights="DEFAULT")
@@ -70,11 +79,14 @@ def test_fc_attention_plugin_builds_on_the_baseline_backbone(tiny):
 
 
 def test_sklearn_estimator_plugin(write_plugin, tiny):
-    path = write_plugin("extra_logreg", "from sklearn.linear_model import LogisticRegression\n"
-                                        "ESTIMATOR_INPUTS = 'extra'\n"
-                                        "def build_estimator(context):\n"
-                                        "    return LogisticRegression(C=context.hyperparams['C'])\n"
-                                        "HYPERPARAMS = {'C': 1.0}\n")
+    path = write_plugin(
+        "extra_logreg",
+        "from sklearn.linear_model import LogisticRegression\n"
+        "ESTIMATOR_INPUTS = 'extra'\n"
+        "def build_estimator(context):\n"
+        "    return LogisticRegression(C=context.hyperparams['C'])\n"
+        "HYPERPARAMS = {'C': 1.0}\n",
+    )
     plugin = load_plugin(str(path), {"C": 0.5})
     assert plugin.hyperparams == {"C": 0.5}
     _, probs = _fit_predict(plugin, tiny)
@@ -140,18 +152,36 @@ def build_model(context):
 """
 
 
-@pytest.mark.parametrize("source, message", [
-    (WRONG_SHAPE, r"predict_proba returned shape \(12, 3\), expected \(12, 2\)"),
-    (NAN_MODEL, r"bad.py: bad failed on repeat 0, fold 0: FloatingPointError: .*NaN or infinite at epoch 1"),
-    (WRONG_SHAPE.replace("np.full((len(data), 3), 1 / 3)", "np.full((len(data), 2), np.nan)"),
-     "bad.py: predict_proba returned NaN or infinite probabilities"),
-    (WRONG_SHAPE.replace("np.full((len(data), 3), 1 / 3)", "np.full((len(data), 2), 0.7)"),
-     "bad.py: predict_proba rows must be probabilities summing to 1"),
-    (RAISES, r"bad.py:3: bad failed on repeat 0, fold 0: RuntimeError: out of ideas"),
-    ("import torch\n" + RAISES.replace('RuntimeError("out of ideas")', 'torch.OutOfMemoryError("Tried to allocate 20 GiB")'),
-     r"bad.py:4: .*OutOfMemoryError: Tried to allocate 20 GiB; lower --batch-size or --jobs"),
-    (RAISES.replace('RuntimeError("out of ideas")', "MemoryError()"), r"bad.py:3: bad failed on repeat 0, fold 0: MemoryError; lower --batch-size"),
-])
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        (WRONG_SHAPE, r"predict_proba returned shape \(12, 3\), expected \(12, 2\)"),
+        (
+            NAN_MODEL,
+            r"bad.py: bad failed on repeat 0, fold 0: FloatingPointError: .*NaN or infinite at epoch 1",
+        ),
+        (
+            WRONG_SHAPE.replace("np.full((len(data), 3), 1 / 3)", "np.full((len(data), 2), np.nan)"),
+            "bad.py: predict_proba returned NaN or infinite probabilities",
+        ),
+        (
+            WRONG_SHAPE.replace("np.full((len(data), 3), 1 / 3)", "np.full((len(data), 2), 0.7)"),
+            "bad.py: predict_proba rows must be probabilities summing to 1",
+        ),
+        (RAISES, r"bad.py:3: bad failed on repeat 0, fold 0: RuntimeError: out of ideas"),
+        (
+            "import torch\n"
+            + RAISES.replace(
+                'RuntimeError("out of ideas")', 'torch.OutOfMemoryError("Tried to allocate 20 GiB")'
+            ),
+            r"bad.py:4: .*OutOfMemoryError: Tried to allocate 20 GiB; lower --batch-size or --jobs",
+        ),
+        (
+            RAISES.replace('RuntimeError("out of ideas")', "MemoryError()"),
+            r"bad.py:3: bad failed on repeat 0, fold 0: MemoryError; lower --batch-size",
+        ),
+    ],
+)
 def test_misbehaving_plugins_fail_with_the_file_named(source, message, write_plugin, tiny, tmp_path):
     path = write_plugin("bad", source)
     with pytest.raises(PluginError, match=message):
@@ -160,6 +190,7 @@ def test_misbehaving_plugins_fail_with_the_file_named(source, message, write_plu
 
 def test_more_backbones_by_name():
     import torch
+
     from cvkit.trainers import classifier
 
     model = classifier("densenet121", in_channels=1, n_classes=3, stem="small")
@@ -169,6 +200,7 @@ def test_more_backbones_by_name():
 
 def test_weights_from_a_local_checkpoint(tmp_path):
     import torch
+
     from cvkit.trainers import classifier
 
     path = tmp_path / "fine_tuned.pt"

@@ -22,7 +22,9 @@ def hostile_run(tiny, tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     plugin = root / f"{HOSTILE_PLUGIN}.py"
     plugin.write_text(open("plugins/fc_attention.py").read())
-    data = Dataset(tiny.images, tiny.labels, ("benign & co_1", HOSTILE_CLASS), 1, tiny.sample_ids, name="t<i>ny")
+    data = Dataset(
+        tiny.images, tiny.labels, ("benign & co_1", HOSTILE_CLASS), 1, tiny.sample_ids, name="t<i>ny"
+    )
     results = cvkit.evaluate(str(plugin), data=data, folds=3, repeats=2, seeds=2, epochs=2, out=root / "run")
     report = cvkit.compare(results)
     written = write_reports(results, report)
@@ -65,15 +67,37 @@ def test_latex_table_structure_and_escaping(hostile_run, tmp_path):
     engine = shutil.which("pdflatex")
     if engine:
         doc = tmp_path / "doc.tex"
-        doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n"
-                       + tex + "\\end{document}\n")
-        subprocess.run([engine, "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
-                       check=True, capture_output=True, timeout=120)
+        doc.write_text(
+            "\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n" + tex + "\\end{document}\n"
+        )
+        subprocess.run(
+            [engine, "-interaction=nonstopmode", "-halt-on-error", doc.name],
+            cwd=tmp_path,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
 
 
 def test_report_command_regenerates_the_same_summary(tiny_npz, tmp_path, capsys):
-    args = ["evaluate", "plugins/fc_attention.py", "--data", str(tiny_npz), "--folds", "3", "--repeats", "1",
-            "--epochs", "1", "--out", str(tmp_path / "run"), "--json", str(tmp_path / "a.json"), "--report", "md"]
+    args = [
+        "evaluate",
+        "plugins/fc_attention.py",
+        "--data",
+        str(tiny_npz),
+        "--folds",
+        "3",
+        "--repeats",
+        "1",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+        "--json",
+        str(tmp_path / "a.json"),
+        "--report",
+        "md",
+    ]
     assert main(args) == 0
     assert (tmp_path / "run" / "report.md").exists() and not (tmp_path / "run" / "report.html").exists()
     first = capsys.readouterr().out
@@ -81,13 +105,23 @@ def test_report_command_regenerates_the_same_summary(tiny_npz, tmp_path, capsys)
     again = capsys.readouterr().out
     assert json.loads((tmp_path / "a.json").read_text()) == json.loads((tmp_path / "b.json").read_text())
     assert all((tmp_path / "run" / name).exists() for name in ("report.html", "report.md", "table.tex"))
-    section = lambda text: text[text.index("Test-fold metrics"):text.index("Calibration and caveats")]
+
+    def section(text):
+        return text[text.index("Test-fold metrics") : text.index("Calibration and caveats")]
+
     assert section(first) == section(again)
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian package 'chromium')")
@@ -97,16 +131,40 @@ def test_html_report_renders_in_headless_chromium(hostile_run, tmp_path):
     _, report, written = hostile_run
     url = written["html"].resolve().as_uri()
     profile = ["--user-data-dir=" + str(tmp_path / "profile")]
-    dom = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, *profile, "--enable-logging=stderr", "--v=0",
-                          "--virtual-time-budget=3000", "--dump-dom", url],
-                         capture_output=True, text=True, timeout=120)
+    dom = subprocess.run(
+        [
+            CHROMIUM,
+            *CHROMIUM_FLAGS,
+            *profile,
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert html.escape(report.comparisons[0].paragraph, quote=False)[:80] in dom.stdout  # the verdict text
     assert dom.stdout.count('<img alt="') == 8 and "<script" not in dom.stdout  # figures; no injected element
     console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Refused to" in line]
     assert console == []  # no script errors, no blocked (network) loads
     shot = tmp_path / "shot.png"
-    subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, *profile, f"--screenshot={shot}", "--window-size=1100,1400",
-                    "--hide-scrollbars", url], capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [
+            CHROMIUM,
+            *CHROMIUM_FLAGS,
+            *profile,
+            f"--screenshot={shot}",
+            "--window-size=1100,1400",
+            "--hide-scrollbars",
+            url,
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.std() > 5 and (pixels < 128).mean() > 0.01  # text and figures, not a blank page

@@ -17,8 +17,15 @@ def _probs(results):
 def test_job_seed_is_shared_by_models_and_varies_by_cell(tiny):
     plan = make_plan(tiny.labels, 3, 2, seed=0)
     models = {"resnet18": load_plugin("resnet18"), "fc_attention": load_plugin("plugins/fc_attention.py")}
-    jobs = make_jobs(models, plan, n_seeds=2, master_seed=0, config=TrainConfig(),
-                     data_fingerprint=tiny.fingerprint, device="cpu")
+    jobs = make_jobs(
+        models,
+        plan,
+        n_seeds=2,
+        master_seed=0,
+        config=TrainConfig(),
+        data_fingerprint=tiny.fingerprint,
+        device="cpu",
+    )
     assert len(jobs) == 2 * 6 * 2
     by_cell = {}
     for job in jobs:
@@ -32,9 +39,21 @@ def test_job_seed_is_shared_by_models_and_varies_by_cell(tiny):
 def test_job_key_changes_with_what_changes_the_result(tiny):
     plan = make_plan(tiny.labels, 3, 1, seed=0)
     models = {"resnet18": load_plugin("resnet18")}
-    keys = lambda **config: [j.key for j in make_jobs(models, plan, n_seeds=1, master_seed=0,
-                                                      config=TrainConfig(**config),
-                                                      data_fingerprint=tiny.fingerprint, device="cpu")]
+
+    def keys(**config):
+        return [
+            j.key
+            for j in make_jobs(
+                models,
+                plan,
+                n_seeds=1,
+                master_seed=0,
+                config=TrainConfig(**config),
+                data_fingerprint=tiny.fingerprint,
+                device="cpu",
+            )
+        ]
+
     assert keys() == keys()
     assert keys() != keys(epochs=9)
     assert keys() != keys(select="val_loss")
@@ -92,7 +111,10 @@ def test_unchanged_baseline_is_reused_by_a_later_comparison(tiny, tmp_path, writ
     second = cvkit.evaluate(str(other), data=tiny, reports_dir=reports, **FAST)
     assert first.run_dir != second.run_dir
     assert (second.counts.reused, second.counts.trained) == (6, 6)
-    base = lambda r: r.predictions[r.predictions.model == "resnet18"].filter(like="prob_").to_numpy()
+
+    def base(r):
+        return r.predictions[r.predictions.model == "resnet18"].filter(like="prob_").to_numpy()
+
     assert np.array_equal(base(first), base(second))
     with Store(second.run_dir) as store:
         reused = {j["reused_from"] for j in store.jobs() if j["model"] == "resnet18"}
@@ -107,13 +129,16 @@ def test_two_fresh_runs_give_identical_probabilities(tiny, tmp_path):
 
 
 def test_paired_design_shares_splits_and_seeds(tiny, tmp_path):
-    results = cvkit.evaluate("plugins/fc_attention.py", data=tiny, out=tmp_path / "run", seeds=2,
-                             folds=3, repeats=1, epochs=1)
+    results = cvkit.evaluate(
+        "plugins/fc_attention.py", data=tiny, out=tmp_path / "run", seeds=2, folds=3, repeats=1, epochs=1
+    )
     jobs = results.jobs
     for cell in {(j["repeat"], j["fold"], j["seed_index"]) for j in jobs}:
         seeds = {j["seed"] for j in jobs if (j["repeat"], j["fold"], j["seed_index"]) == cell}
         assert len(seeds) == 1
-    test_sets = results.predictions.groupby(["model", "repeat", "fold", "seed_index"])["sample_idx"].apply(tuple)
+    test_sets = results.predictions.groupby(["model", "repeat", "fold", "seed_index"])["sample_idx"].apply(
+        tuple
+    )
     base, variant = test_sets["resnet18"], test_sets["fc_attention"]
     assert base.equals(variant)
 
@@ -126,12 +151,23 @@ def test_run_folder_with_other_settings_is_refused(tiny, tmp_path):
 
 def test_sklearn_baseline_and_custom_splitter(tiny, tmp_path):
     from sklearn.model_selection import StratifiedKFold
-    results = cvkit.evaluate([], data=tiny, baseline="logreg", out=tmp_path / "run",
-                             cv=StratifiedKFold(4, shuffle=True, random_state=0))
+
+    results = cvkit.evaluate(
+        [],
+        data=tiny,
+        baseline="logreg",
+        out=tmp_path / "run",
+        cv=StratifiedKFold(4, shuffle=True, random_state=0),
+    )
     assert len(results.metrics) == 4 and results.metrics["auc"].notna().all()
 
 
 def test_hyperparameters_for_a_model_not_in_the_run(tiny, tmp_path):
     with pytest.raises(ConfigError, match="hyper-parameters given for fc_atention, which is not a model"):
-        cvkit.evaluate("plugins/fc_attention.py", data=tiny, out=tmp_path / "run",
-                       hyperparams={"fc_atention": {"x": 1}}, **FAST)
+        cvkit.evaluate(
+            "plugins/fc_attention.py",
+            data=tiny,
+            out=tmp_path / "run",
+            hyperparams={"fc_atention": {"x": 1}},
+            **FAST,
+        )

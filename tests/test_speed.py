@@ -1,5 +1,6 @@
 """The speed work changes how jobs are computed, never what: each shortcut is checked against the
 plain computation, and every executor must give the same predictions."""
+
 import itertools
 import json
 import pickle
@@ -21,13 +22,21 @@ FAST = dict(folds=3, repeats=1, epochs=2)
 
 
 def _probs(results):
-    return results.predictions.sort_values(["model", "repeat", "fold", "sample_id"]).filter(like="prob_").to_numpy()
+    return (
+        results.predictions.sort_values(["model", "repeat", "fold", "sample_id"])
+        .filter(like="prob_")
+        .to_numpy()
+    )
 
 
-@pytest.mark.parametrize("kernel, stride, padding, size", [
-    case for case in itertools.product([1, 2, 3, 5, 7], [1, 2, 3], [0, 1, 2, 3], [1, 2, 3, 4])
-    if case[2] <= case[0] // 2 and case[3] + 2 * case[2] >= case[0]
-])
+@pytest.mark.parametrize(
+    "kernel, stride, padding, size",
+    [
+        case
+        for case in itertools.product([1, 2, 3, 5, 7], [1, 2, 3], [0, 1, 2, 3], [1, 2, 3, 4])
+        if case[2] <= case[0] // 2 and case[3] + 2 * case[2] >= case[0]
+    ],
+)
 def test_exact_convolution_shortcut_matches_the_convolution(kernel, stride, padding, size):
     plain = nn.Conv2d(3, 5, kernel, stride=stride, padding=padding)
     fast = nn.Conv2d(3, 5, kernel, stride=stride, padding=padding)
@@ -40,15 +49,23 @@ def test_exact_convolution_shortcut_matches_the_convolution(kernel, stride, padd
     y.backward(grad)
     y_fast.backward(grad)
     assert y.shape == y_fast.shape
-    for a, b in [(y, y_fast), (x.grad, x_fast.grad), (plain.weight.grad, fast.weight.grad),
-                 (plain.bias.grad, fast.bias.grad)]:
+    for a, b in [
+        (y, y_fast),
+        (x.grad, x_fast.grad),
+        (plain.weight.grad, fast.weight.grad),
+        (plain.bias.grad, fast.bias.grad),
+    ]:
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("values", ["ties", "relu"])
 def test_channels_last_pool_picks_the_same_maxima_and_gradients(values):
     torch.manual_seed(0)
-    x = torch.randint(0, 3, (8, 16, 14, 14)).float() if values == "ties" else torch.relu(torch.randn(8, 16, 14, 14))
+    x = (
+        torch.randint(0, 3, (8, 16, 14, 14)).float()
+        if values == "ties"
+        else torch.relu(torch.randn(8, 16, 14, 14))
+    )
     plain, fast = nn.MaxPool2d(3, 2, 1), use_exact_shortcuts(nn.Sequential(nn.MaxPool2d(3, 2, 1)))[0]
     assert type(fast) is not nn.MaxPool2d
     x_plain, x_fast = x.clone().requires_grad_(), x.clone().requires_grad_()
@@ -95,12 +112,16 @@ def test_training_single_taps_is_the_same_training(weight_decay):
     same model: the other taps' gradients are always zero, so Adam never moves them (with weight
     decay they shrink, but a 1x1 map never reaches them)."""
     torch.manual_seed(0)
-    models = [use_exact_shortcuts(cvkit.trainers.resnet("resnet18", in_channels=1, n_classes=2)) for _ in range(2)]
+    models = [
+        use_exact_shortcuts(cvkit.trainers.resnet("resnet18", in_channels=1, n_classes=2)) for _ in range(2)
+    ]
     models[1].load_state_dict(models[0].state_dict())
     x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 2, (16,))
     whole = list(models[0].parameters())
     split = single_tap_parameters(models[1], lambda: models[1](x[:2]))
-    assert sum(p.numel() for p in split) == sum(p.numel() for p in whole) - 3 * 512 * 512 * 8  # layer4's 1x1 maps
+    assert (
+        sum(p.numel() for p in split) == sum(p.numel() for p in whole) - 3 * 512 * 512 * 8
+    )  # layer4's 1x1 maps
     checkpoints = []
     for model, params in zip(models, (whole, split)):
         optimizer = torch.optim.Adam(params, lr=1e-2, weight_decay=weight_decay, fused=True)
@@ -113,8 +134,11 @@ def test_training_single_taps_is_the_same_training(weight_decay):
     assert torch.equal(models[0](x), models[1](x))
     assert checkpoints[0].keys() == checkpoints[1].keys()
     moved = [k for k in checkpoints[0] if not torch.equal(checkpoints[0][k], checkpoints[1][k])]
-    assert moved == ([] if weight_decay == 0 else ["layer4.0.conv2.weight", "layer4.1.conv1.weight",
-                                                    "layer4.1.conv2.weight"])
+    assert moved == (
+        []
+        if weight_decay == 0
+        else ["layer4.0.conv2.weight", "layer4.1.conv1.weight", "layer4.1.conv2.weight"]
+    )
     # A checkpoint loaded into the model reaches the trained taps: the taps live in the weight.
     models[1].load_state_dict(checkpoints[0])
     assert torch.equal(models[0](x), models[1](x))
@@ -182,7 +206,9 @@ def test_concurrency_follows_cores_memory_and_the_override(monkeypatch):
 
     monkeypatch.setattr(_executor, "available_cores", lambda: 8)
     monkeypatch.setattr(_executor, "available_memory", lambda: 64 * 2**30)
-    small = dict(device="cpu", n_parameters=11_000_000, sample_bytes=4 * 28 * 28, n_samples=780, batch_size=32)
+    small = dict(
+        device="cpu", n_parameters=11_000_000, sample_bytes=4 * 28 * 28, n_samples=780, batch_size=32
+    )
     assert choose_concurrency(**small).workers == 8
     assert choose_concurrency(**small, threads_per_job=2).workers == 4
     assert choose_concurrency(**small, jobs=3).workers == 3
@@ -197,7 +223,11 @@ def test_plugins_travel_to_worker_processes_by_reloading_and_refuse_a_changed_fi
     path = write_plugin("head", open("plugins/fc_attention.py").read())
     plugin = load_plugin(str(path)).nested(3, 0.1)
     again = pickle.loads(pickle.dumps(plugin))
-    assert (again.digest, again.hyperparams, again.nested_args) == (plugin.digest, plugin.hyperparams, (3, 0.1))
+    assert (again.digest, again.hyperparams, again.nested_args) == (
+        plugin.digest,
+        plugin.hyperparams,
+        (3, 0.1),
+    )
     path.write_text(path.read_text() + "\n# edited while running\n")
     with pytest.raises(PluginError, match="head.py changed while the run was going"):
         pickle.loads(pickle.dumps(plugin))
@@ -214,17 +244,26 @@ class _Probe(nn.Module):
 
 def _frozen_model(context):
     torch.manual_seed(123)  # the same backbone for every job, like pretrained weights
-    features = nn.Sequential(nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                             nn.Flatten())
+    features = nn.Sequential(
+        nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+    )
     torch.manual_seed(context.seed)
     return FrozenFeatures(features, nn.Linear(8, context.n_classes))
 
 
 def _context(data, tmp_path, **config):
-    return TrainContext(config=TrainConfig(**{"epochs": 3, **config}), n_classes=data.n_classes,
-                        in_channels=1, image_size=(16, 16), class_names=data.class_names,
-                        positive=data.positive, extra_names=(), seed=5, device="cpu",
-                        cache_dir=str(tmp_path / "cache"))
+    return TrainContext(
+        config=TrainConfig(**{"epochs": 3, **config}),
+        n_classes=data.n_classes,
+        in_channels=1,
+        image_size=(16, 16),
+        class_names=data.class_names,
+        positive=data.positive,
+        extra_names=(),
+        seed=5,
+        device="cpu",
+        cache_dir=str(tmp_path / "cache"),
+    )
 
 
 def test_frozen_backbone_features_train_the_same_head_as_the_full_model(tiny, tmp_path):
@@ -242,7 +281,9 @@ def test_frozen_features_are_computed_once_per_image_and_reused_from_disk(tiny, 
 
     computed = []
     real = _frozen._extract
-    monkeypatch.setattr(_frozen, "_extract", lambda b, images, *a: computed.append(len(images)) or real(b, images, *a))
+    monkeypatch.setattr(
+        _frozen, "_extract", lambda b, images, *a: computed.append(len(images)) or real(b, images, *a)
+    )
     context = _context(tiny, tmp_path)
     folds = [(range(0, 40), range(40, 50), range(50, 60)), (range(20, 60), range(10, 20), range(0, 10))]
     for train, val, test in folds:
@@ -268,9 +309,18 @@ def test_frozen_probe_plugin_runs_end_to_end(tiny, tmp_path):
 
 def test_checkpoint_predictions_reused_from_the_epochs_equal_fresh_ones(tiny):
     train, val, test = tiny.subset(range(40)), tiny.subset(range(40, 50)), tiny.subset(range(50, 60))
-    context = TrainContext(config=TrainConfig(epochs=4), n_classes=2, in_channels=1, image_size=(16, 16),
-                           class_names=tiny.class_names, positive=tiny.positive, extra_names=(), seed=3,
-                           device="cpu", on_epoch=lambda record, predict: predict(test))
+    context = TrainContext(
+        config=TrainConfig(epochs=4),
+        n_classes=2,
+        in_channels=1,
+        image_size=(16, 16),
+        class_names=tiny.class_names,
+        positive=tiny.positive,
+        extra_names=(),
+        seed=3,
+        device="cpu",
+        on_epoch=lambda record, predict: predict(test),
+    )
     trainer = load_plugin("resnet18").make_trainer(context).fit(train, val, context)
     assert len(trainer.epoch_predictions_) == 4
     reused = trainer.predict_proba_by_rule(test)
@@ -285,8 +335,14 @@ class _DropoutNet(nn.Module):
 
     def __init__(self, n_classes):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                                  nn.Flatten(), nn.Dropout(0.5))
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 8, 3),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(0.5),
+        )
         self.head = nn.Linear(8, n_classes)
 
     def forward(self, x):
@@ -297,8 +353,11 @@ class _DropoutNet(nn.Module):
 def test_a_job_paused_and_resumed_in_a_fresh_trainer_trains_as_in_one_go(tiny, tmp_path, model):
     import io
 
-    build = {"resnet18": load_plugin("resnet18").make_trainer(None).build_model,
-             "dropout": lambda context: _DropoutNet(context.n_classes), "frozen": _frozen_model}[model]
+    build = {
+        "resnet18": load_plugin("resnet18").make_trainer(None).build_model,
+        "dropout": lambda context: _DropoutNet(context.n_classes),
+        "frozen": _frozen_model,
+    }[model]
     train, val, test = tiny.subset(range(40)), tiny.subset(range(40, 50)), tiny.subset(range(50, 60))
     context = _context(tiny, tmp_path, epochs=4, weight_decay=1e-3)
     whole = TorchTrainer(build).fit(train, val, context)
@@ -308,8 +367,9 @@ def test_a_job_paused_and_resumed_in_a_fresh_trainer_trains_as_in_one_go(tiny, t
         state = io.BytesIO()
         torch.save(first.paused_, state)  # as it travels to another process
         torch.rand(1000)  # that process's generators are elsewhere
-        rest = TorchTrainer(build).fit(train, val, context,
-                                       resume=torch.load(io.BytesIO(state.getvalue()), weights_only=True))
+        rest = TorchTrainer(build).fit(
+            train, val, context, resume=torch.load(io.BytesIO(state.getvalue()), weights_only=True)
+        )
         assert rest.history_ == whole.history_ and rest.checkpoints_.keys() == whole.checkpoints_.keys()
         assert rest.selected_epoch_ == whole.selected_epoch_
         expected, got = whole.predict_proba_by_rule(test), rest.predict_proba_by_rule(test)
@@ -321,8 +381,9 @@ def test_only_torch_trained_plugins_pause_between_epochs(write_plugin):
     assert load_plugin("resnet18").pausable and load_plugin("plugins/fc_attention.py").pausable
     assert not load_plugin("logreg").pausable
     assert not load_plugin("plugins/fc_attention.py").nested(3, 0.1).pausable
-    custom = write_plugin("custom", "from cvkit.trainers import SklearnTrainer\n"
-                                    "def make_trainer(context):\n    return None\n")
+    custom = write_plugin(
+        "custom", "from cvkit.trainers import SklearnTrainer\ndef make_trainer(context):\n    return None\n"
+    )
     assert not load_plugin(str(custom)).pausable
 
 
@@ -332,15 +393,18 @@ def _jobs(n, epochs=5):
     return [Job("m", None, 0, i, 0, i, f"job{i}", epochs) for i in range(n)]
 
 
-@pytest.mark.parametrize("workers, n, epochs, before, after", [
-    (2, 15, 5, 40, 38),  # the idle last round of 15 jobs on 2 workers, mostly filled
-    (2, 3, 5, 10, 8),
-    (4, 15, 5, 20, 19),
-    (2, 30, 5, 75, 75),  # full rounds: nothing to fill
-    (2, 1, 5, 5, 5),  # one job cannot run faster in parts
-    (2, 15, 1, 8, 8),  # one epoch cannot be split
-    (2, 15, 0, 8, 8),  # not pausable (a scikit-learn model, a nested search)
-])
+@pytest.mark.parametrize(
+    "workers, n, epochs, before, after",
+    [
+        (2, 15, 5, 40, 38),  # the idle last round of 15 jobs on 2 workers, mostly filled
+        (2, 3, 5, 10, 8),
+        (4, 15, 5, 20, 19),
+        (2, 30, 5, 75, 75),  # full rounds: nothing to fill
+        (2, 1, 5, 5, 5),  # one job cannot run faster in parts
+        (2, 15, 1, 8, 8),  # one epoch cannot be split
+        (2, 15, 0, 8, 8),  # not pausable (a scikit-learn model, a nested search)
+    ],
+)
 def test_jobs_are_split_only_where_that_fills_idle_workers(workers, n, epochs, before, after):
     from cvkit.runner._executor import _span, plan_parts
 

@@ -41,7 +41,9 @@ def test_same_seed_same_plan_other_seed_other_plan(labels):
 def test_plan_reproduces_the_hand_written_scikit_learn_loop(labels):
     """Same outer folds and inner validation as RepeatedStratifiedKFold + train_test_split."""
     plan = make_plan(labels, 5, 2, seed=7)
-    reference = RepeatedStratifiedKFold(n_splits=5, n_repeats=2, random_state=7).split(labels[:, None], labels)
+    reference = RepeatedStratifiedKFold(n_splits=5, n_repeats=2, random_state=7).split(
+        labels[:, None], labels
+    )
     for s, (train_val, test) in zip(plan, reference):
         train, val = train_test_split(train_val, test_size=0.1, stratify=labels[train_val], random_state=7)
         assert np.array_equal(s.test, np.sort(test))
@@ -74,11 +76,14 @@ def test_any_scikit_learn_splitter_is_accepted(labels):
     assert [(s.repeat, s.fold) for s in plan][-1] == (1, 2)
 
 
-@pytest.mark.parametrize("folds, repeats, message", [
-    (1, 3, "--folds must be at least 2, got 1"),
-    (5, 0, "--repeats must be at least 1, got 0"),
-    (40, 1, "class '1' has only 30 samples, fewer than --folds 40; use --folds 30 or fewer"),
-])
+@pytest.mark.parametrize(
+    "folds, repeats, message",
+    [
+        (1, 3, "--folds must be at least 2, got 1"),
+        (5, 0, "--repeats must be at least 1, got 0"),
+        (40, 1, "class '1' has only 30 samples, fewer than --folds 40; use --folds 30 or fewer"),
+    ],
+)
 def test_impossible_designs_are_clear_errors(labels, folds, repeats, message):
     with pytest.raises(SplitError, match=message.replace("(", r"\(").replace(")", r"\)")):
         make_plan(labels, folds, repeats)

@@ -1,4 +1,5 @@
 """Each statistic against a reference implementation on fixed vectors."""
+
 import numpy as np
 import pytest
 from scipy import stats as sps
@@ -7,8 +8,25 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from cvkit import stats
 
 RNG = np.random.default_rng(20240601)
-DIFFS = np.array([0.021, -0.004, 0.035, 0.012, -0.018, 0.027, 0.009, 0.001, 0.044, -0.011,
-                  0.016, 0.030, -0.007, 0.019, 0.005])  # 5 folds x 3 repeats
+DIFFS = np.array(
+    [
+        0.021,
+        -0.004,
+        0.035,
+        0.012,
+        -0.018,
+        0.027,
+        0.009,
+        0.001,
+        0.044,
+        -0.011,
+        0.016,
+        0.030,
+        -0.007,
+        0.019,
+        0.005,
+    ]
+)  # 5 folds x 3 repeats
 
 
 # -- corrected resampled t-test -------------------------------------------------------------------
@@ -71,7 +89,9 @@ def test_bayes_correlated_ttest_matches_baycomp(rope):
     probs = two_on_single(baseline, variant, rope=rope, runs=3)
     p_left, p_rope, p_right = probs if rope else (probs[0], 0.0, probs[1])
     ours = stats.bayes_correlated_ttest(variant - baseline, rho=1 / 5, rope=rope)
-    assert (ours.p_worse, ours.p_equivalent, ours.p_better) == pytest.approx((p_left, p_rope, p_right), abs=1e-9)
+    assert (ours.p_worse, ours.p_equivalent, ours.p_better) == pytest.approx(
+        (p_left, p_rope, p_right), abs=1e-9
+    )
 
 
 # -- McNemar --------------------------------------------------------------------------------------
@@ -94,7 +114,9 @@ def test_mcnemar_matches_statsmodels(b, c):
     chi2 = stats.mcnemar(y, a, v, method="chi2")
     reference = sm_mcnemar(table, exact=False, correction=True)
     if b == c:  # statsmodels gives (|b - c| - 1)^2 / n = 1/n here; the corrected statistic is 0
-        assert (chi2.statistic, chi2.pvalue) == (0.0, 1.0) and reference.statistic == pytest.approx(1 / (b + c))
+        assert (chi2.statistic, chi2.pvalue) == (0.0, 1.0) and reference.statistic == pytest.approx(
+            1 / (b + c)
+        )
     else:
         assert chi2.statistic == pytest.approx(reference.statistic)
         assert chi2.pvalue == pytest.approx(reference.pvalue)
@@ -159,10 +181,19 @@ def scored():
     return y, a, b
 
 
-@pytest.mark.parametrize("metric, method", [("auc", "percentile"), ("auc", "bca"),
-                                            ("accuracy", "percentile"), ("accuracy", "bca"), ("f1", "percentile")])
+@pytest.mark.parametrize(
+    "metric, method",
+    [
+        ("auc", "percentile"),
+        ("auc", "bca"),
+        ("accuracy", "percentile"),
+        ("accuracy", "bca"),
+        ("f1", "percentile"),
+    ],
+)
 def test_bootstrap_matches_scipy_unstratified(scored, metric, method):
     y, a, b = scored
+
     def mann_whitney_auc(s, i):
         positives, negatives = s[i][y[i]], s[i][~y[i]]
         return sps.mannwhitneyu(positives, negatives).statistic / (len(positives) * len(negatives))
@@ -171,11 +202,17 @@ def test_bootstrap_matches_scipy_unstratified(scored, metric, method):
         said, truth = s[i] >= 0.5, y[i]
         return 2 * np.sum(said & truth) / (2 * np.sum(said & truth) + np.sum(said != truth))
 
-    score = {"auc": mann_whitney_auc, "accuracy": lambda s, i: accuracy_score(y[i], s[i] >= 0.5),
-             "f1": f1}[metric]
-    reference = sps.bootstrap((np.arange(len(y)),), lambda i: score(b, i) - score(a, i), vectorized=False,
-                              n_resamples=4000, method="BCa" if method == "bca" else "percentile",
-                              random_state=np.random.default_rng(1)).confidence_interval
+    score = {"auc": mann_whitney_auc, "accuracy": lambda s, i: accuracy_score(y[i], s[i] >= 0.5), "f1": f1}[
+        metric
+    ]
+    reference = sps.bootstrap(
+        (np.arange(len(y)),),
+        lambda i: score(b, i) - score(a, i),
+        vectorized=False,
+        n_resamples=4000,
+        method="BCa" if method == "bca" else "percentile",
+        random_state=np.random.default_rng(1),
+    ).confidence_interval
     ours = stats.bootstrap_diff(y, a, b, metric=metric, n_resamples=4000, method=method, stratified=False)
     point = score(b, np.arange(len(y))) - score(a, np.arange(len(y)))
     assert ours.estimate == pytest.approx(point)
@@ -237,16 +274,21 @@ def test_variance_components_match_statsmodels_mixedlm():
     scores = 0.85 + split_effect + rng.normal(0, 0.015, 60)
     splits = np.repeat(np.arange(15), 4)
     ours = stats.variance_components(scores, splits)
-    fit = smf.mixedlm("score ~ 1", pd.DataFrame({"score": scores, "split": splits}),
-                      groups=splits).fit(reml=True)
+    fit = smf.mixedlm("score ~ 1", pd.DataFrame({"score": scores, "split": splits}), groups=splits).fit(
+        reml=True
+    )
     assert ours.within_split == pytest.approx(fit.scale, rel=1e-4)
     assert ours.between_split == pytest.approx(float(fit.cov_re.iloc[0, 0]), rel=1e-3)
     assert ours.seed_sd == pytest.approx(np.sqrt(fit.scale), rel=1e-4)
 
 
-@pytest.mark.parametrize("folds, repeats, expected", [(5, 1, 2.52), (5, 3, 1.70), (5, 10, 1.49), (10, 10, 0.98)])
+@pytest.mark.parametrize(
+    "folds, repeats, expected", [(5, 1, 2.52), (5, 3, 1.70), (5, 10, 1.49), (10, 10, 0.98)]
+)
 def test_minimal_detectable_effect_reference_values(folds, repeats, expected):
-    assert stats.minimal_detectable_effect(folds, repeats).effect_sd_units == pytest.approx(expected, abs=0.01)
+    assert stats.minimal_detectable_effect(folds, repeats).effect_sd_units == pytest.approx(
+        expected, abs=0.01
+    )
 
 
 def test_effective_sample_size_never_exceeds_k_minus_1():
@@ -254,7 +296,7 @@ def test_effective_sample_size_never_exceeds_k_minus_1():
     assert stats.minimal_detectable_effect(10, 10).effective_n == pytest.approx(8.26, abs=0.01)
     assert stats.minimal_detectable_effect(5, 1000).effective_n < 4
     five, ten = stats.design_needed(0.5, 1.0)
-    assert five.n_repeats is None and five.limit > 0.5       # no number of 5-fold repeats suffices
+    assert five.n_repeats is None and five.limit > 0.5  # no number of 5-fold repeats suffices
     assert ten.n_repeats is None and ten.limit > 0.5
     easy = stats.design_needed(2.0, 1.0)
     assert easy[0].n_repeats is not None and easy[0].n_repeats <= 3
@@ -263,7 +305,7 @@ def test_effective_sample_size_never_exceeds_k_minus_1():
 def test_mcnemar_detectable_difference_connor():
     delta = stats.mcnemar_detectable_difference(780, 0.15)
     z_a, z_b = sps.norm.ppf(0.975), sps.norm.ppf(0.8)
-    n = (z_a * np.sqrt(0.15) + z_b * np.sqrt(0.15 - delta ** 2)) ** 2 / delta ** 2
+    n = (z_a * np.sqrt(0.15) + z_b * np.sqrt(0.15 - delta**2)) ** 2 / delta**2
     assert n == pytest.approx(780) and 0.025 < delta < 0.045
 
 
@@ -271,7 +313,9 @@ def test_friedman_matches_scipy_and_demsar_critical_difference():
     scores = np.array([[0.80, 0.82, 0.79, 0.70], [0.81, 0.85, 0.80, 0.72], [0.79, 0.83, 0.81, 0.69]])
     result = stats.friedman(scores)
     reference = sps.friedmanchisquare(*scores.T)
-    assert result.statistic == pytest.approx(reference.statistic) and result.pvalue == pytest.approx(reference.pvalue)
+    assert result.statistic == pytest.approx(reference.statistic) and result.pvalue == pytest.approx(
+        reference.pvalue
+    )
     assert result.mean_ranks.tolist() == pytest.approx([(2 + 2 + 3) / 3, 1.0, (3 + 3 + 2) / 3, 4.0])
     assert result.critical_difference == pytest.approx(2.569 * np.sqrt(4 * 5 / (6 * 3)))
     with pytest.raises(ValueError, match="at least 3 models"):

@@ -1,4 +1,5 @@
 """The variant plugins, extra features and the leakage guards around them."""
+
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,9 +34,17 @@ def test_fusion_plugins_without_extra_features_say_what_to_pass(name, tiny, tmp_
 
 
 def _context(data, **config):
-    return TrainContext(config=TrainConfig(**{"epochs": 1, **config}), n_classes=2, in_channels=1,
-                        image_size=(16, 16), class_names=data.class_names, positive=data.positive,
-                        extra_names=data.extra_names, seed=3, device="cpu")
+    return TrainContext(
+        config=TrainConfig(**{"epochs": 1, **config}),
+        n_classes=2,
+        in_channels=1,
+        image_size=(16, 16),
+        class_names=data.class_names,
+        positive=data.positive,
+        extra_names=data.extra_names,
+        seed=3,
+        device="cpu",
+    )
 
 
 def test_scaler_and_imputer_are_fitted_on_the_training_part_only(tiny):
@@ -61,10 +70,13 @@ def test_missing_extra_values_need_an_imputation_rule(tiny, tmp_path):
     extra = tiny.extra.copy()
     extra[[3, 9], 1] = np.nan
     data = replace(tiny, extra=extra)
-    with pytest.raises(DataError, match="column 'lesion_size_mm' has 2 missing value\\(s\\); pass --impute mean"):
+    with pytest.raises(
+        DataError, match="column 'lesion_size_mm' has 2 missing value\\(s\\); pass --impute mean"
+    ):
         cvkit.evaluate("plugins/extra_only.py", data=data, folds=3, repeats=1, out=tmp_path / "a")
-    results = cvkit.evaluate("plugins/extra_only.py", data=data, folds=3, repeats=1, impute="mean",
-                             out=tmp_path / "b")
+    results = cvkit.evaluate(
+        "plugins/extra_only.py", data=data, folds=3, repeats=1, impute="mean", out=tmp_path / "b"
+    )
     assert results.run["data"]["missing_extra"] == 2 and results.metrics["auc"].notna().all()
 
 
@@ -81,8 +93,9 @@ def test_autoencoder_sees_only_the_training_part(tiny):
 
 def test_extra_csv_is_joined_by_sample_id(tiny, tmp_path):
     path = tmp_path / "extra.csv"
-    rows = ["sample_id,bmi,marker"] + [f"{sid},{20 + i},{'' if i == 7 else i * 0.5}"
-                                       for i, sid in reversed(list(enumerate(tiny.sample_ids)))]
+    rows = ["sample_id,bmi,marker"] + [
+        f"{sid},{20 + i},{'' if i == 7 else i * 0.5}" for i, sid in reversed(list(enumerate(tiny.sample_ids)))
+    ]
     path.write_text("\n".join(rows) + "\n")
     joined = join_extra_csv(tiny, path)
     assert joined.extra_names == ("bmi", "marker")
@@ -128,16 +141,25 @@ def test_nested_search_chooses_inside_the_outer_training_part(tiny, tmp_path):
 def test_nested_run_reports_the_choice_per_outer_fold(tiny, tmp_path):
     with pytest.warns(UserWarning, match="declares a search space .* without --nested its defaults"):
         cvkit.evaluate("plugins/mlp_head.py", data=tiny, folds=3, repeats=1, epochs=1, out=tmp_path / "plain")
-    results = cvkit.evaluate("plugins/mlp_head.py", data=tiny, folds=3, repeats=1, epochs=1, nested=True,
-                             inner_folds=2, out=tmp_path / "nested")
+    results = cvkit.evaluate(
+        "plugins/mlp_head.py",
+        data=tiny,
+        folds=3,
+        repeats=1,
+        epochs=1,
+        nested=True,
+        inner_folds=2,
+        out=tmp_path / "nested",
+    )
     entry = cvkit.compare(results).nested["mlp_head"]
     assert len(entry["choices"]) == 3 and entry["inner_folds"] == 2
     assert entry["most_common"]["hidden"] in (100, 500, 1000) and 1 / 3 <= entry["stability"] <= 1
 
 
 def test_holdout_part_stays_out_of_cross_validation(tiny_npz, tmp_path):
-    results = cvkit.evaluate([], data=str(tiny_npz), folds=3, repeats=1, epochs=1, holdout="test",
-                             out=tmp_path / "run")
+    results = cvkit.evaluate(
+        [], data=str(tiny_npz), folds=3, repeats=1, epochs=1, holdout="test", out=tmp_path / "run"
+    )
     assert results.is_holdout.sum() == 10 and not results.is_holdout[:50].any()
     tested = results.predictions["sample_idx"]
     assert tested.max() < 50 and len(tested) == 50  # every CV sample tested once, no hold-out sample

@@ -1,5 +1,6 @@
 """`cvkit verify`: stored jobs trained again give the stored predictions bit for bit; when they do
 not, it says whether the job is nondeterministic or the environment (or the store) changed."""
+
 import json
 import sqlite3
 
@@ -30,9 +31,33 @@ def run(tiny_npz, tmp_path):
         plugin = tmp_path / "tiny_cnn.py"
         plugin.write_text(TINY_CNN.format(unseeded=unseeded))
         out = tmp_path / "run"
-        assert main(["evaluate", str(plugin), "--baseline", "logreg", "--data", str(tiny_npz), "--folds", "3",
-                     "--repeats", "1", "--epochs", "2", "--jobs", "1", "--report", "none", "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    str(plugin),
+                    "--baseline",
+                    "logreg",
+                    "--data",
+                    str(tiny_npz),
+                    "--folds",
+                    "3",
+                    "--repeats",
+                    "1",
+                    "--epochs",
+                    "2",
+                    "--jobs",
+                    "1",
+                    "--report",
+                    "none",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         return out, plugin
+
     return make
 
 
@@ -59,28 +84,48 @@ def test_an_unseeded_plugin_is_caught_as_nondeterministic(run, capsys):
     assert text.count("two trainings here differ from each other: the job is not deterministic") == 3
 
 
-@pytest.mark.parametrize("torch_version, suspect", [
-    (None, "with the same recorded software: suspect another CPU"),
-    ("0.1.0", "the environment differs from the one that trained it: torch 0.1.0 -> "),
-])
+@pytest.mark.parametrize(
+    "torch_version, suspect",
+    [
+        (None, "with the same recorded software: suspect another CPU"),
+        ("0.1.0", "the environment differs from the one that trained it: torch 0.1.0 -> "),
+    ],
+)
 def test_a_changed_prediction_points_at_the_environment_or_the_store(run, capsys, torch_version, suspect):
     out, _ = run()
     with sqlite3.connect(out / "cvkit.sqlite") as db:
-        key, environment = db.execute("SELECT key, environment FROM jobs WHERE model = 'tiny_cnn' AND fold = 1").fetchone()
-        rule, sample, probs = db.execute("SELECT rule, sample_idx, probs FROM predictions WHERE job_key = ? "
-                                         "AND rule = 'val_auc' LIMIT 1", (key,)).fetchone()
+        key, environment = db.execute(
+            "SELECT key, environment FROM jobs WHERE model = 'tiny_cnn' AND fold = 1"
+        ).fetchone()
+        rule, sample, probs = db.execute(
+            "SELECT rule, sample_idx, probs FROM predictions WHERE job_key = ? AND rule = 'val_auc' LIMIT 1",
+            (key,),
+        ).fetchone()
     probs = json.loads(probs)
     probs[0] += 1e-12
-    _edit(out, "UPDATE predictions SET probs = ? WHERE job_key = ? AND rule = ? AND sample_idx = ?",
-          json.dumps(probs), key, rule, sample)
+    _edit(
+        out,
+        "UPDATE predictions SET probs = ? WHERE job_key = ? AND rule = ? AND sample_idx = ?",
+        json.dumps(probs),
+        key,
+        rule,
+        sample,
+    )
     if torch_version:
-        _edit(out, "UPDATE jobs SET environment = ? WHERE key = ?",
-              json.dumps(json.loads(environment) | {"torch": torch_version}), key)
+        _edit(
+            out,
+            "UPDATE jobs SET environment = ? WHERE key = ?",
+            json.dumps(json.loads(environment) | {"torch": torch_version}),
+            key,
+        )
     capsys.readouterr()
     assert main(["verify", str(out), "--jobs", "6"]) == 1
     text = capsys.readouterr().out
     assert text.count("identical") == 5
-    assert "1 differ, largest by 1e-12" in text and "tiny_cnn repeat 0 fold 1: this machine repeats its own result" in text
+    assert (
+        "1 differ, largest by 1e-12" in text
+        and "tiny_cnn repeat 0 fold 1: this machine repeats its own result" in text
+    )
     assert suspect in text
 
 

@@ -1,10 +1,23 @@
 """Data stage: load images, labels and extra features into one :class:`Dataset`."""
+
 from ._dataset import Dataset
 from ._demo import make_demo
 from ._duplicates import DuplicatePair, find_duplicates
 from ._extra import HANDCRAFTED, check_missing, handcrafted_features, join_extra_csv, with_extra
 from ._loaders import load_data, load_image_folder, load_manifest, load_medmnist
 
-__all__ = ["HANDCRAFTED", "Dataset", "DuplicatePair", "check_missing", "find_duplicates", "handcrafted_features",
-           "join_extra_csv", "load_data", "load_image_folder", "load_manifest", "load_medmnist", "make_demo",
-           "with_extra"]
+__all__ = [
+    "HANDCRAFTED",
+    "Dataset",
+    "DuplicatePair",
+    "check_missing",
+    "find_duplicates",
+    "handcrafted_features",
+    "join_extra_csv",
+    "load_data",
+    "load_image_folder",
+    "load_manifest",
+    "load_medmnist",
+    "make_demo",
+    "with_extra",
+]

@@ -1,4 +1,5 @@
 """The one in-memory data set type every stage downstream works with."""
+
 from __future__ import annotations
 
 import hashlib
@@ -39,7 +40,9 @@ class Dataset:
     def __post_init__(self):
         images, labels = self.images, self.labels
         if images.dtype != np.uint8 or images.ndim != 4:
-            raise DataError(f"{self.name}: images must be uint8 (N, C, H, W), got {images.dtype} {images.shape}")
+            raise DataError(
+                f"{self.name}: images must be uint8 (N, C, H, W), got {images.dtype} {images.shape}"
+            )
         n = len(images)
         if labels.shape != (n,):
             raise DataError(f"{self.name}: {n} images but labels of shape {labels.shape}")
@@ -48,8 +51,10 @@ class Dataset:
         if len(set(self.sample_ids.tolist())) != n:
             raise DataError(f"{self.name}: sample ids are not unique; every sample needs its own id")
         if n and (labels.min() < 0 or labels.max() >= len(self.class_names)):
-            raise DataError(f"{self.name}: labels must lie in 0..{len(self.class_names) - 1} "
-                            f"({len(self.class_names)} class names), got {labels.min()}..{labels.max()}")
+            raise DataError(
+                f"{self.name}: labels must lie in 0..{len(self.class_names) - 1} "
+                f"({len(self.class_names)} class names), got {labels.min()}..{labels.max()}"
+            )
         if not 0 <= self.positive < len(self.class_names):
             raise DataError(f"{self.name}: positive class index {self.positive} is not a class")
         if self.parts is not None and len(self.parts) != n:
@@ -58,8 +63,10 @@ class Dataset:
             raise DataError(f"{self.name}: {n} images but {len(self.groups)} group ids")
         if self.extra is not None:
             if self.extra.shape != (n, len(self.extra_names)):
-                raise DataError(f"{self.name}: extra features of shape {self.extra.shape} do not match "
-                                f"{n} samples x {len(self.extra_names)} named columns")
+                raise DataError(
+                    f"{self.name}: extra features of shape {self.extra.shape} do not match "
+                    f"{n} samples x {len(self.extra_names)} named columns"
+                )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -80,8 +87,10 @@ class Dataset:
     @property
     def label_mapping(self) -> str:
         """``0 = malignant (positive), 1 = benign``: the mapping every report prints."""
-        return ", ".join(f"{i} = {name}" + (" (positive)" if i == self.positive else "")
-                         for i, name in enumerate(self.class_names))
+        return ", ".join(
+            f"{i} = {name}" + (" (positive)" if i == self.positive else "")
+            for i, name in enumerate(self.class_names)
+        )
 
     @cached_property
     def fingerprint(self) -> str:
@@ -99,33 +108,43 @@ class Dataset:
             h.update(np.ascontiguousarray(self.extra, dtype=np.float64).tobytes())
         return h.hexdigest()
 
-    def subset(self, indices) -> "Dataset":
+    def subset(self, indices) -> Dataset:
         """The samples at ``indices`` (a training, validation or test part of a split)."""
         idx = np.asarray(indices, dtype=np.int64)
         return Dataset(
-            images=self.images[idx], labels=self.labels[idx], class_names=self.class_names,
-            positive=self.positive, sample_ids=self.sample_ids[idx], name=self.name,
+            images=self.images[idx],
+            labels=self.labels[idx],
+            class_names=self.class_names,
+            positive=self.positive,
+            sample_ids=self.sample_ids[idx],
+            name=self.name,
             groups=None if self.groups is None else self.groups[idx],
             extra=None if self.extra is None else self.extra[idx],
             parts=None if self.parts is None else self.parts[idx],
-            extra_names=self.extra_names, description=self.description, source=self.source,
+            extra_names=self.extra_names,
+            description=self.description,
+            source=self.source,
         )
 
-    def split_off(self, part: str | None) -> tuple["Dataset", "Dataset | None"]:
+    def split_off(self, part: str | None) -> tuple[Dataset, Dataset | None]:
         """``(cross-validation data, hold-out data)``: the samples of the official ``part`` (e.g.
         MedMNIST's ``test`` arrays, or a manifest's ``split`` column) are kept out of all CV."""
         if part is None:
             return self, None
         if self.parts is None:
-            raise DataError(f"--holdout {part}: {self.name} has no official parts; use a MedMNIST archive or "
-                            "a manifest with a 'split' column")
+            raise DataError(
+                f"--holdout {part}: {self.name} has no official parts; use a MedMNIST archive or "
+                "a manifest with a 'split' column"
+            )
         mask = self.parts == part
         if not mask.any() or mask.all():
-            raise DataError(f"--holdout {part}: {self.name} has {int(mask.sum())} of {len(self)} samples in part "
-                            f"{part!r}; its parts are {', '.join(sorted(set(self.parts.tolist())))}")
+            raise DataError(
+                f"--holdout {part}: {self.name} has {int(mask.sum())} of {len(self)} samples in part "
+                f"{part!r}; its parts are {', '.join(sorted(set(self.parts.tolist())))}"
+            )
         return self.subset(np.flatnonzero(~mask)), self.subset(np.flatnonzero(mask))
 
-    def with_positive(self, positive: str | None) -> "Dataset":
+    def with_positive(self, positive: str | None) -> Dataset:
         """Name the positive class; ``None`` picks the minority class (ties: the lower index)."""
         if positive is None:
             counts = np.bincount(self.labels, minlength=self.n_classes)
@@ -133,6 +152,8 @@ class Dataset:
         elif positive in self.class_names:
             index = self.class_names.index(positive)
         else:
-            raise DataError(f"positive class {positive!r} is not a class of {self.name}; "
-                            f"choose one of: {', '.join(self.class_names)}")
+            raise DataError(
+                f"positive class {positive!r} is not a class of {self.name}; "
+                f"choose one of: {', '.join(self.class_names)}"
+            )
         return replace(self, positive=index) if index != self.positive else self

@@ -8,18 +8,27 @@ Three extra features come with it: age (shifted for malignant by ``extra_signal`
 deviations), lesion size in mm (from the drawn lesion, so partly redundant with the image) and a
 pure-noise column. ``extra_signal=0`` makes all three pure noise (sizes are shuffled).
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from ._dataset import Dataset
 
-DESCRIPTION = ("cvkit demo: synthetic ultrasound-like lesions (not real patients); "
-               "benign vs malignant about 2:1, extra features age, lesion_size_mm, noise")
+DESCRIPTION = (
+    "cvkit demo: synthetic ultrasound-like lesions (not real patients); "
+    "benign vs malignant about 2:1, extra features age, lesion_size_mm, noise"
+)
 
 
-def make_demo(n_samples: int = 428, *, image_size: int = 32, malignant_fraction: float = 1 / 3,
-              extra_signal: float = 1.0, seed: int = 0) -> Dataset:
+def make_demo(
+    n_samples: int = 428,
+    *,
+    image_size: int = 32,
+    malignant_fraction: float = 1 / 3,
+    extra_signal: float = 1.0,
+    seed: int = 0,
+) -> Dataset:
     """Generate the demo data set; the same arguments always give the same bytes."""
     rng = np.random.default_rng(seed)
     n_malignant = int(round(n_samples * malignant_fraction))
@@ -42,10 +51,16 @@ def make_demo(n_samples: int = 428, *, image_size: int = 32, malignant_fraction:
     extra = np.column_stack([np.round(age, 1), np.round(size_mm, 2), noise])
 
     return Dataset(
-        images=images, labels=labels, class_names=("benign", "malignant"), positive=1,
-        sample_ids=np.array([f"demo-{i:04d}" for i in range(n_samples)]), name="demo",
-        extra=extra, extra_names=("age", "lesion_size_mm", "noise"),
-        description=DESCRIPTION, source="demo",
+        images=images,
+        labels=labels,
+        class_names=("benign", "malignant"),
+        positive=1,
+        sample_ids=np.array([f"demo-{i:04d}" for i in range(n_samples)]),
+        name="demo",
+        extra=extra,
+        extra_names=("age", "lesion_size_mm", "noise"),
+        description=DESCRIPTION,
+        source="demo",
     )
 
 

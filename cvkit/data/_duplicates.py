@@ -4,6 +4,7 @@ Exact duplicates share their bytes; near duplicates (the same image re-saved, re
 slightly re-exposed) share their 64-bit average hash up to ``max_distance`` differing bits: the
 image is shrunk to 8x8 block means and each bit says whether a block is brighter than the mean.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,7 +17,7 @@ HASH_SIDE = 8
 
 @dataclass(frozen=True)
 class DuplicatePair:
-    first: int   # sample indices, first < second
+    first: int  # sample indices, first < second
     second: int
     exact: bool
 
@@ -27,8 +28,9 @@ def average_hashes(images: np.ndarray) -> np.ndarray:
     n, h, w = grey.shape
     rows = np.array_split(np.arange(h), HASH_SIDE)
     cols = np.array_split(np.arange(w), HASH_SIDE)
-    blocks = np.stack([np.stack([grey[:, r][:, :, c].mean(axis=(1, 2)) for c in cols], axis=1) for r in rows],
-                      axis=1)
+    blocks = np.stack(
+        [np.stack([grey[:, r][:, :, c].mean(axis=(1, 2)) for c in cols], axis=1) for r in rows], axis=1
+    )
     bits = (blocks > blocks.mean(axis=(1, 2), keepdims=True)).reshape(n, -1)
     return np.packbits(bits, axis=1).view(">u8").ravel().astype(np.uint64)
 
@@ -50,7 +52,7 @@ def find_duplicates(images: np.ndarray, *, max_distance: int = 0) -> list[Duplic
         return pairs
     codes = average_hashes(images)
     for start in range(0, len(codes), 1024):  # chunks keep the distance matrix small
-        distance = np.bitwise_count(codes[start:start + 1024, None] ^ codes[None, :])
+        distance = np.bitwise_count(codes[start : start + 1024, None] ^ codes[None, :])
         for a, j in zip(*np.nonzero(distance <= max_distance)):
             i = start + a
             if i < j and (i, j) not in exact and _similar(images[i], images[j]):

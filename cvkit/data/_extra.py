@@ -1,4 +1,5 @@
 """Extra per-image features: joined from a CSV by sample id, or computed from the images."""
+
 from __future__ import annotations
 
 import csv
@@ -11,8 +12,19 @@ from ..errors import DataError
 from ._dataset import Dataset
 
 ID_COLUMNS = ("sample_id", "id")
-HANDCRAFTED = ("mean", "std", "p10", "p90", "entropy", "dark_area", "dark_compactness",
-               "glcm_contrast", "glcm_homogeneity", "glcm_energy", "glcm_correlation")
+HANDCRAFTED = (
+    "mean",
+    "std",
+    "p10",
+    "p90",
+    "entropy",
+    "dark_area",
+    "dark_compactness",
+    "glcm_contrast",
+    "glcm_homogeneity",
+    "glcm_energy",
+    "glcm_correlation",
+)
 
 
 def with_extra(dataset: Dataset, spec: str | None) -> Dataset:
@@ -29,12 +41,16 @@ def join_extra_csv(dataset: Dataset, path) -> Dataset:
     Empty cells become NaN (to be imputed per training fold with --impute)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such extra-feature file; pass a CSV with a sample_id column, or 'handcrafted'")
+        raise DataError(
+            f"{path}: no such extra-feature file; pass a CSV with a sample_id column, or 'handcrafted'"
+        )
     columns, rows = read_csv(path)
     id_column = next((c for c in ID_COLUMNS if c in columns), None)
     if id_column is None:
-        raise DataError(f"{path}: no sample id column; name it one of {', '.join(ID_COLUMNS)} "
-                        f"(the data set's ids look like {str(dataset.sample_ids[0])!r})")
+        raise DataError(
+            f"{path}: no sample id column; name it one of {', '.join(ID_COLUMNS)} "
+            f"(the data set's ids look like {str(dataset.sample_ids[0])!r})"
+        )
     names = tuple(c for c in columns if c != id_column)
     by_id = {}
     for line, row in enumerate(rows, start=2):
@@ -44,9 +60,13 @@ def join_extra_csv(dataset: Dataset, path) -> Dataset:
         by_id[sample] = [_number(row[c], path, line, c) for c in names]
     missing = [s for s in dataset.sample_ids.tolist() if s not in by_id]
     if missing:
-        raise DataError(f"{path}: no row for {len(missing)} sample(s) of {dataset.name}, e.g. {missing[0]!r}; "
-                        "every sample needs a row (leave cells empty for missing values)")
-    extra = np.array([by_id[s] for s in dataset.sample_ids.tolist()], dtype=np.float64).reshape(len(dataset), len(names))
+        raise DataError(
+            f"{path}: no row for {len(missing)} sample(s) of {dataset.name}, e.g. {missing[0]!r}; "
+            "every sample needs a row (leave cells empty for missing values)"
+        )
+    extra = np.array([by_id[s] for s in dataset.sample_ids.tolist()], dtype=np.float64).reshape(
+        len(dataset), len(names)
+    )
     return replace(dataset, extra=extra, extra_names=names)
 
 
@@ -67,10 +87,21 @@ def handcrafted_features(dataset: Dataset) -> Dataset:
         dark = values < (threshold_otsu(image) if image.min() != image.max() else values.mean() + 1)
         area = dark.mean()
         compactness = 4 * np.pi * dark.sum() / max(perimeter(dark) ** 2, 1.0)
-        glcm = graycomatrix(image // 8, distances=[1], angles=[0, np.pi / 2], levels=32, symmetric=True, normed=True)
-        texture = [graycoprops(glcm, prop).mean() for prop in ("contrast", "homogeneity", "energy", "correlation")]
-        features[i] = [values.mean(), values.std(), *np.percentile(values, [10, 90]),
-                       -(nonzero * np.log2(nonzero)).sum(), area, compactness, *texture]
+        glcm = graycomatrix(
+            image // 8, distances=[1], angles=[0, np.pi / 2], levels=32, symmetric=True, normed=True
+        )
+        texture = [
+            graycoprops(glcm, prop).mean() for prop in ("contrast", "homogeneity", "energy", "correlation")
+        ]
+        features[i] = [
+            values.mean(),
+            values.std(),
+            *np.percentile(values, [10, 90]),
+            -(nonzero * np.log2(nonzero)).sum(),
+            area,
+            compactness,
+            *texture,
+        ]
     features = np.nan_to_num(features, nan=0.0)  # correlation of a flat image is undefined
     return replace(dataset, extra=features, extra_names=HANDCRAFTED)
 
@@ -82,9 +113,11 @@ def check_missing(dataset: Dataset, impute: str) -> None:
     missing = np.isnan(dataset.extra).sum(axis=0)
     if missing.any():
         column = int(np.argmax(missing > 0))
-        raise DataError(f"extra feature column {dataset.extra_names[column]!r} has {missing[column]} missing "
-                        "value(s); pass --impute mean or --impute median (fitted on each training fold), "
-                        "or fill them in")
+        raise DataError(
+            f"extra feature column {dataset.extra_names[column]!r} has {missing[column]} missing "
+            "value(s); pass --impute mean or --impute median (fitted on each training fold), "
+            "or fill them in"
+        )
 
 
 def read_csv(path) -> tuple[list[str], list[dict]]:
@@ -106,8 +139,12 @@ def _number(text, path, line, column) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise DataError(f"{path}, row {line}: column {column!r} holds {text!r}, not a number; "
-                        "extra feature columns must be numeric") from None
+        raise DataError(
+            f"{path}, row {line}: column {column!r} holds {text!r}, not a number; "
+            "extra feature columns must be numeric"
+        ) from None
     if not np.isfinite(value):
-        raise DataError(f"{path}, row {line}: column {column!r} holds {text!r}; use an empty cell for a missing value")
+        raise DataError(
+            f"{path}, row {line}: column {column!r} holds {text!r}; use an empty cell for a missing value"
+        )
     return value

@@ -1,4 +1,5 @@
 """Loaders that turn files on disk into a :class:`Dataset`."""
+
 from __future__ import annotations
 
 import zipfile
@@ -36,8 +37,10 @@ def load_data(spec: str = "demo", *, positive: str | None = None, **options) -> 
     else:
         path = Path(spec)
         if not path.exists():
-            raise DataError(f"{spec}: no such file or folder; pass --data demo, a MedMNIST .npz, "
-                            "an image folder (one sub-folder per class) or a CSV manifest")
+            raise DataError(
+                f"{spec}: no such file or folder; pass --data demo, a MedMNIST .npz, "
+                "an image folder (one sub-folder per class) or a CSV manifest"
+            )
         if path.is_dir():
             dataset = load_image_folder(path, **options)
         elif path.suffix == ".npz":
@@ -48,14 +51,17 @@ def load_data(spec: str = "demo", *, positive: str | None = None, **options) -> 
             raise DataError(f"{spec}: unknown data format {path.suffix!r}; expected .npz, .csv or a folder")
     if len(np.unique(dataset.labels)) < 2:
         only = dataset.class_names[int(dataset.labels[0])] if len(dataset) else "none"
-        raise DataError(f"{dataset.source or spec}: only one class present ({only}); "
-                        "a comparison needs samples of at least two classes")
+        raise DataError(
+            f"{dataset.source or spec}: only one class present ({only}); "
+            "a comparison needs samples of at least two classes"
+        )
     spec = spec if spec == "demo" else str(Path(spec).resolve())
     return replace(dataset.with_positive(positive), loaded_with=dict(spec=spec, options=options))
 
 
-def load_medmnist(path, *, parts=("train", "val", "test"), class_names=None,
-                  image_size: int | None = None) -> Dataset:
+def load_medmnist(
+    path, *, parts=("train", "val", "test"), class_names=None, image_size: int | None = None
+) -> Dataset:
     """A MedMNIST ``.npz``; the official parts are pooled for cross-validation by default."""
     path = Path(path)
     try:
@@ -63,25 +69,33 @@ def load_medmnist(path, *, parts=("train", "val", "test"), class_names=None,
         names = [f"{part}_{kind}" for part in parts for kind in ("images", "labels")]
         missing = [name for name in names if name not in archive.files]
         if missing:
-            raise DataError(f"{path}: not a MedMNIST archive, missing array(s) {', '.join(missing)}; "
-                            f"expected {', '.join(names)}")
+            raise DataError(
+                f"{path}: not a MedMNIST archive, missing array(s) {', '.join(missing)}; "
+                f"expected {', '.join(names)}"
+            )
         images = [archive[f"{part}_images"] for part in parts]
         labels = [archive[f"{part}_labels"] for part in parts]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: cannot read the archive ({exc}); is the file complete?") from None
-    if any(l.ndim == 2 and l.shape[1] > 1 for l in labels):
-        raise DataError(f"{path}: multi-label MedMNIST sets are not supported "
-                        f"(labels {', '.join(str(l.shape) for l in labels)})")
+    if any(part.ndim == 2 and part.shape[1] > 1 for part in labels):
+        raise DataError(
+            f"{path}: multi-label MedMNIST sets are not supported "
+            f"(labels {', '.join(str(part.shape) for part in labels)})"
+        )
     for name, arrays in (("images", images), ("labels", labels)):
         if len({a.shape[1:] for a in arrays}) > 1:
-            raise DataError(f"{path}: the parts' {name} differ in shape "
-                            f"({', '.join(f'{p} {a.shape}' for p, a in zip(parts, arrays))}); "
-                            "is the archive from one data set?")
+            raise DataError(
+                f"{path}: the parts' {name} differ in shape "
+                f"({', '.join(f'{p} {a.shape}' for p, a in zip(parts, arrays))}); "
+                "is the archive from one data set?"
+            )
     image_array = np.concatenate(images)
     label_array = np.concatenate(labels)
     if len(image_array) != len(label_array):
-        raise DataError(f"{path}: {len(image_array)} images but {len(label_array)} labels; "
-                        "each *_images array needs a *_labels array of the same length")
+        raise DataError(
+            f"{path}: {len(image_array)} images but {len(label_array)} labels; "
+            "each *_images array needs a *_labels array of the same length"
+        )
     label_array = label_array.reshape(-1).astype(np.int64)
     if image_array.ndim == 3:
         image_array = image_array[:, None]
@@ -95,9 +109,17 @@ def load_medmnist(path, *, parts=("train", "val", "test"), class_names=None,
         class_names = MEDMNIST_CLASSES.get(key) or tuple(f"class_{i}" for i in range(n_classes))
     ids = np.array([f"{part}-{i:05d}" for part, arr in zip(parts, images) for i in range(len(arr))])
     part_of = np.array([part for part, arr in zip(parts, images) for _ in range(len(arr))])
-    return Dataset(images=np.ascontiguousarray(image_array.astype(np.uint8)), labels=label_array,
-                   class_names=tuple(class_names), positive=0, sample_ids=ids, name=key, parts=part_of,
-                   description=f"MedMNIST {key} ({'+'.join(parts)} pooled)", source=str(path))
+    return Dataset(
+        images=np.ascontiguousarray(image_array.astype(np.uint8)),
+        labels=label_array,
+        class_names=tuple(class_names),
+        positive=0,
+        sample_ids=ids,
+        name=key,
+        parts=part_of,
+        description=f"MedMNIST {key} ({'+'.join(parts)} pooled)",
+        source=str(path),
+    )
 
 
 def load_image_folder(root, *, image_size: int | None = None) -> Dataset:
@@ -105,25 +127,42 @@ def load_image_folder(root, *, image_size: int | None = None) -> Dataset:
     root = Path(root)
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
     if not class_dirs:
-        raise DataError(f"{root}: no class sub-folders; put the images of each class in a folder "
-                        f"named after the class (e.g. {root}/benign/*.png)")
+        raise DataError(
+            f"{root}: no class sub-folders; put the images of each class in a folder "
+            f"named after the class (e.g. {root}/benign/*.png)"
+        )
     paths, labels = [], []
     for label, class_dir in enumerate(class_dirs):
         files = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise DataError(f"{class_dir}: class folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise DataError(
+                f"{class_dir}: class folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
         paths += files
         labels += [label] * len(files)
     images = _read_images(paths, image_size, where=lambda i: str(paths[i]))
-    return Dataset(images=images, labels=np.array(labels, dtype=np.int64),
-                   class_names=tuple(d.name for d in class_dirs), positive=0,
-                   sample_ids=np.array([str(p.relative_to(root)) for p in paths]), name=root.name,
-                   description=f"image folder {root.name}", source=str(root))
+    return Dataset(
+        images=images,
+        labels=np.array(labels, dtype=np.int64),
+        class_names=tuple(d.name for d in class_dirs),
+        positive=0,
+        sample_ids=np.array([str(p.relative_to(root)) for p in paths]),
+        name=root.name,
+        description=f"image folder {root.name}",
+        source=str(root),
+    )
 
 
-def load_manifest(path, *, image_column: str | None = None, label_column: str = "label",
-                  group_column: str | None = None, id_column: str | None = None,
-                  class_names=None, image_size: int | None = None) -> Dataset:
+def load_manifest(
+    path,
+    *,
+    image_column: str | None = None,
+    label_column: str = "label",
+    group_column: str | None = None,
+    id_column: str | None = None,
+    class_names=None,
+    image_size: int | None = None,
+) -> Dataset:
     """A CSV with an image path (relative to the CSV), a label, and optional group, id, ``split``
     (official part, e.g. test) and numeric extra-feature columns (every other column)."""
     path = Path(path)
@@ -134,48 +173,73 @@ def load_manifest(path, *, image_column: str | None = None, label_column: str = 
     id_column = id_column or next((c for c in ID_COLUMNS if c in columns), None)
     if group_column is None:
         group_column = next((c for c in ("group", "patient_id", "patient") if c in columns), None)
-    missing = [name for name, col in (("image path", image_column), ("label", label_column))
-               if col is None or col not in columns]
+    missing = [
+        name
+        for name, col in (("image path", image_column), ("label", label_column))
+        if col is None or col not in columns
+    ]
     if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(columns)}; "
-                        f"name the image column one of {', '.join(IMAGE_COLUMNS)} and the label column "
-                        f"{label_column!r}")
+        raise DataError(
+            f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(columns)}; "
+            f"name the image column one of {', '.join(IMAGE_COLUMNS)} and the label column "
+            f"{label_column!r}"
+        )
 
     raw_labels = [(row[label_column] or "").strip() for row in rows]
     empty = next((line for line, value in enumerate(raw_labels, start=2) if not value), None)
     if empty is not None:
-        raise DataError(f"{path}, row {empty}: empty label; every row needs its class in column "
-                        f"{label_column!r} (drop unlabelled rows)")
+        raise DataError(
+            f"{path}, row {empty}: empty label; every row needs its class in column "
+            f"{label_column!r} (drop unlabelled rows)"
+        )
     if class_names is None:
         class_names = tuple(sorted(set(raw_labels), key=_natural_key))
     lookup = {name: i for i, name in enumerate(class_names)}
     for line, value in enumerate(raw_labels, start=2):
         if value not in lookup:
-            raise DataError(f"{path}, row {line}: unknown label {value!r}; known classes: "
-                            f"{', '.join(class_names)}")
+            raise DataError(
+                f"{path}, row {line}: unknown label {value!r}; known classes: {', '.join(class_names)}"
+            )
     labels = np.array([lookup[v] for v in raw_labels], dtype=np.int64)
 
     base = path.parent
     image_paths = [base / row[image_column].strip() for row in rows]
-    images = _read_images(image_paths, image_size,
-                          where=lambda i: f"{path}, row {i + 2} ({rows[i][image_column]})")
+    images = _read_images(
+        image_paths, image_size, where=lambda i: f"{path}, row {i + 2} ({rows[i][image_column]})"
+    )
 
     split_column = "split" if "split" in columns else None
     used = {image_column, label_column, group_column, id_column, split_column}
     extra_names = tuple(c for c in columns if c not in used)
     extra = None
     if extra_names:
-        extra = np.array([[_number(row[c], path, i + 2, c) for c in extra_names] for i, row in enumerate(rows)])
-    ids = (np.array([row[id_column] for row in rows]) if id_column
-           else np.array([row[image_column] for row in rows]))
+        extra = np.array(
+            [[_number(row[c], path, i + 2, c) for c in extra_names] for i, row in enumerate(rows)]
+        )
+    ids = (
+        np.array([row[id_column] for row in rows])
+        if id_column
+        else np.array([row[image_column] for row in rows])
+    )
     if len(set(ids.tolist())) != len(ids):
         dup = next(v for v in ids.tolist() if ids.tolist().count(v) > 1)
         raise DataError(f"{path}: duplicate sample id {dup!r}; every row needs its own id")
     groups = np.array([row[group_column] for row in rows]) if group_column else None
     parts = np.array([row[split_column].strip() for row in rows]) if split_column else None
-    return Dataset(images=images, labels=labels, class_names=tuple(class_names), positive=0,
-                   sample_ids=ids, name=path.stem, groups=groups, extra=extra, parts=parts,
-                   extra_names=extra_names, description=f"manifest {path.name}", source=str(path))
+    return Dataset(
+        images=images,
+        labels=labels,
+        class_names=tuple(class_names),
+        positive=0,
+        sample_ids=ids,
+        name=path.stem,
+        groups=groups,
+        extra=extra,
+        parts=parts,
+        extra_names=extra_names,
+        description=f"manifest {path.name}",
+        source=str(path),
+    )
 
 
 def _read_images(paths, image_size, where) -> np.ndarray:
@@ -191,15 +255,19 @@ def _read_images(paths, image_size, where) -> np.ndarray:
         except FileNotFoundError:
             raise DataError(f"{where(i)}: image file not found") from None
         except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(f"{where(i)}: cannot read the image ({exc}); is the file corrupt or truncated?") from None
+            raise DataError(
+                f"{where(i)}: cannot read the image ({exc}); is the file corrupt or truncated?"
+            ) from None
     # An RGB file whose channels are equal is a grey image saved as colour; a true colour image
     # among grey ones (a Doppler overlay, an annotated screenshot) is a data problem, not a mode.
     colour = [im.mode not in GREY_MODES and not _equal_channels(im) for im in loaded]
     if any(colour) and not all(colour):
         odd = colour.index(not colour[0])
         kinds = ("colour", "grey") if colour[odd] else ("grey", "colour")
-        raise DataError(f"{where(odd)}: a {kinds[0]} image among {kinds[1]} ones ({sum(colour)} of {len(loaded)} "
-                        "images are colour); convert them all to grey or all to colour")
+        raise DataError(
+            f"{where(odd)}: a {kinds[0]} image among {kinds[1]} ones ({sum(colour)} of {len(loaded)} "
+            "images are colour); convert them all to grey or all to colour"
+        )
     mode = "RGB" if any(colour) else "L"
     arrays = []
     for im in loaded:
@@ -211,8 +279,10 @@ def _read_images(paths, image_size, where) -> np.ndarray:
     if len(shapes) > 1:
         first = arrays[0].shape
         odd = next(i for i, a in enumerate(arrays) if a.shape != first)
-        raise DataError(f"{where(odd)}: image size {arrays[odd].shape[:2]} differs from {first[:2]} of the "
-                        "first image; pass --image-size N to resize all images")
+        raise DataError(
+            f"{where(odd)}: image size {arrays[odd].shape[:2]} differs from {first[:2]} of the "
+            "first image; pass --image-size N to resize all images"
+        )
     stacked = np.stack(arrays)
     return stacked[:, None] if stacked.ndim == 3 else np.moveaxis(stacked, -1, 1).copy()
 

@@ -1,8 +1,17 @@
 """Report stage: pure functions of a run's results and its comparison report."""
+
 from ._documents import FORMATS, write_reports
 from ._export import write_json, write_predictions_csv
 from ._mlflow import export_mlflow
 from ._terminal import render_comparison, render_summary, render_verification
 
-__all__ = ["FORMATS", "export_mlflow", "render_comparison", "render_summary", "render_verification", "write_json",
-           "write_predictions_csv", "write_reports"]
+__all__ = [
+    "FORMATS",
+    "export_mlflow",
+    "render_comparison",
+    "render_summary",
+    "render_verification",
+    "write_json",
+    "write_predictions_csv",
+    "write_reports",
+]

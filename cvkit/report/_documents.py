@@ -3,6 +3,7 @@
 All three are pure functions of the run's results and its comparison report: ``cvkit report``
 regenerates them from the store at any time without training.
 """
+
 from __future__ import annotations
 
 import base64
@@ -43,7 +44,9 @@ def write_reports(results, report, formats=FORMATS, out_dir=None) -> dict[str, P
             written["latex"] = out_dir / "table.tex"
             written["latex"].write_text(render_latex(context), encoding="utf-8")
     except OSError as exc:
-        raise CvkitError(f"{out_dir}: cannot write the report ({exc.strerror}); check the folder's permissions") from None
+        raise CvkitError(
+            f"{out_dir}: cannot write the report ({exc.strerror}); check the folder's permissions"
+        ) from None
     return written
 
 
@@ -57,44 +60,106 @@ def document_context(results, report) -> dict:
     jobs = results.jobs
     models = []
     for model in results.models:
-        models.append(dict(name=model["name"], role=model["role"], origin=model["origin"],
-                           digest=model["digest"][:16], hyperparams=model["hyperparams"],
-                           metrics={m: intervals[model["name"]][m] for m in METRICS}))
-    comparisons = [dict(
-        variant=c.variant, verdict=c.verdict, paragraph=c.paragraph, mean=c.ttest.mean, low=c.ttest.low,
-        high=c.ttest.high, pvalue=c.ttest.pvalue, pvalue_holm=c.pvalue_holm, wins=c.wins, n=len(c.diffs),
-        prob=c.prob.statistic, prob_low=c.prob.low, prob_high=c.prob.high, p_better=c.bayes.p_better,
-        p_equivalent=c.bayes.p_equivalent, p_worse=c.bayes.p_worse, mde=c.mde.effect,
-        sample_tests=[dict(repeat=s.repeat, b=s.mcnemar.b, c=s.mcnemar.c, mcnemar_p=s.mcnemar.pvalue,
-                           delong_diff=s.delong.difference, delong_p=s.delong.pvalue) for s in c.sample_tests],
-        bootstrap=None if c.bootstrap is None else dict(estimate=c.bootstrap.estimate, low=c.bootstrap.low,
-                                                        high=c.bootstrap.high, method=c.bootstrap.method,
-                                                        n=c.bootstrap.n_resamples),
-    ) for c in report.comparisons]
+        models.append(
+            dict(
+                name=model["name"],
+                role=model["role"],
+                origin=model["origin"],
+                digest=model["digest"][:16],
+                hyperparams=model["hyperparams"],
+                metrics={m: intervals[model["name"]][m] for m in METRICS},
+            )
+        )
+    comparisons = [
+        dict(
+            variant=c.variant,
+            verdict=c.verdict,
+            paragraph=c.paragraph,
+            mean=c.ttest.mean,
+            low=c.ttest.low,
+            high=c.ttest.high,
+            pvalue=c.ttest.pvalue,
+            pvalue_holm=c.pvalue_holm,
+            wins=c.wins,
+            n=len(c.diffs),
+            prob=c.prob.statistic,
+            prob_low=c.prob.low,
+            prob_high=c.prob.high,
+            p_better=c.bayes.p_better,
+            p_equivalent=c.bayes.p_equivalent,
+            p_worse=c.bayes.p_worse,
+            mde=c.mde.effect,
+            sample_tests=[
+                dict(
+                    repeat=s.repeat,
+                    b=s.mcnemar.b,
+                    c=s.mcnemar.c,
+                    mcnemar_p=s.mcnemar.pvalue,
+                    delong_diff=s.delong.difference,
+                    delong_p=s.delong.pvalue,
+                )
+                for s in c.sample_tests
+            ],
+            bootstrap=None
+            if c.bootstrap is None
+            else dict(
+                estimate=c.bootstrap.estimate,
+                low=c.bootstrap.low,
+                high=c.bootstrap.high,
+                method=c.bootstrap.method,
+                n=c.bootstrap.n_resamples,
+            ),
+        )
+        for c in report.comparisons
+    ]
     aa = None if report.aa is None else dict(verdict=report.aa.verdict, paragraph=report.aa.paragraph)
     return dict(
         title=f"cvkit: {' vs '.join(results.variants) or results.baseline} on {data['name']}",
-        metric=metric_label(report.metric), metric_key=report.metric, rope=report.rope,
-        alpha=report.alpha, baseline=report.baseline, data=data, positive=results.positive_name,
+        metric=metric_label(report.metric),
+        metric_key=report.metric,
+        rope=report.rope,
+        alpha=report.alpha,
+        baseline=report.baseline,
+        data=data,
+        positive=results.positive_name,
         label_mapping=[(i, name, i == results.positive) for i, name in enumerate(results.class_names)],
-        class_weights=weights, design=run["design"], config=run["config"], device=run["device"],
-        command=run.get("command") or "(Python API)", cvkit_version=run.get("cvkit_version", __version__),
-        torch_version=torch_version, total_time=results.training_seconds(), n_jobs=len(jobs), models=models,
-        metric_names=[(m, LABELS[m]) for m in METRICS], comparisons=comparisons, aa=aa,
-        noise=None if report.noise is None else dict(seed_sd=report.noise.seed_sd, split_sd=report.noise.split_sd,
-                                                     n_seeds=report.noise.n_seeds),
-        single_split=report.single_split, selection=report.selection, warnings=report.warnings,
-        seeds=sorted({j["seed"] for j in jobs}), nested=report.nested, holdout=report.holdout,
+        class_weights=weights,
+        design=run["design"],
+        config=run["config"],
+        device=run["device"],
+        command=run.get("command") or "(Python API)",
+        cvkit_version=run.get("cvkit_version", __version__),
+        torch_version=torch_version,
+        total_time=results.training_seconds(),
+        n_jobs=len(jobs),
+        models=models,
+        metric_names=[(m, LABELS[m]) for m in METRICS],
+        comparisons=comparisons,
+        aa=aa,
+        noise=None
+        if report.noise is None
+        else dict(seed_sd=report.noise.seed_sd, split_sd=report.noise.split_sd, n_seeds=report.noise.n_seeds),
+        single_split=report.single_split,
+        selection=report.selection,
+        warnings=report.warnings,
+        seeds=sorted({j["seed"] for j in jobs}),
+        nested=report.nested,
+        holdout=report.holdout,
     )
 
 
 def render_html(context: dict, figures: dict) -> str:
     import jinja2
 
-    environment = jinja2.Environment(loader=jinja2.PackageLoader("cvkit.report", "templates"),
-                                     autoescape=True, undefined=jinja2.StrictUndefined)
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("cvkit.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
     environment.filters.update(num=number, signed=signed, pval=pvalue)
-    images = {name: (caption, base64.b64encode(png).decode("ascii")) for name, (caption, png) in figures.items()}
+    images = {
+        name: (caption, base64.b64encode(png).decode("ascii")) for name, (caption, png) in figures.items()
+    }
     return environment.get_template("report.html.j2").render(**context, figures=images)
 
 
@@ -102,41 +167,73 @@ def render_markdown(context: dict, figures: dict) -> str:
     esc = _markdown_escape
     lines = [f"# {esc(context['title'])}", ""]
     for c in context["comparisons"]:
-        lines += [f"**{esc(c['variant'])} vs {esc(context['baseline'])}: {c['verdict'].upper()}.** "
-                  f"{esc(c['paragraph'])}", ""]
+        lines += [
+            f"**{esc(c['variant'])} vs {esc(context['baseline'])}: {c['verdict'].upper()}.** "
+            f"{esc(c['paragraph'])}",
+            "",
+        ]
     if context["aa"]:
         lines += [f"**A/A check:** {context['aa']['verdict']}. {esc(context['aa']['paragraph'])}", ""]
     data = context["data"]
-    mapping = ", ".join(f"{i} = {esc(n)}" + (" (positive)" if p else "") for i, n, p in context["label_mapping"])
-    lines += ["## Set-up", "",
-              f"- data: {esc(data['name'])}, {data['n_samples']} samples "
-              f"({', '.join(f'{esc(k)} {v}' for k, v in data['class_counts'].items())})",
-              f"- labels: {mapping}",
-              f"- design: {context['design']['folds']} folds x {context['design']['repeats']} repeats x "
-              f"{context['design']['seeds']} seed(s), master seed {context['design']['seed']}",
-              f"- command: `{context['command']}`", ""]
-    header = "| metric | " + " | ".join(esc(m["name"]) + (" (baseline)" if m["role"] == "baseline" else "")
-                                         for m in context["models"]) + " |"
-    lines += [f"## Metrics (positive class: {esc(context['positive'])}; mean and corrected 95% CI)", "",
-              header, "|---|" + "---:|" * len(context["models"])]
+    mapping = ", ".join(
+        f"{i} = {esc(n)}" + (" (positive)" if p else "") for i, n, p in context["label_mapping"]
+    )
+    lines += [
+        "## Set-up",
+        "",
+        f"- data: {esc(data['name'])}, {data['n_samples']} samples "
+        f"({', '.join(f'{esc(k)} {v}' for k, v in data['class_counts'].items())})",
+        f"- labels: {mapping}",
+        f"- design: {context['design']['folds']} folds x {context['design']['repeats']} repeats x "
+        f"{context['design']['seeds']} seed(s), master seed {context['design']['seed']}",
+        f"- command: `{context['command']}`",
+        "",
+    ]
+    header = (
+        "| metric | "
+        + " | ".join(
+            esc(m["name"]) + (" (baseline)" if m["role"] == "baseline" else "") for m in context["models"]
+        )
+        + " |"
+    )
+    lines += [
+        f"## Metrics (positive class: {esc(context['positive'])}; mean and corrected 95% CI)",
+        "",
+        header,
+        "|---|" + "---:|" * len(context["models"]),
+    ]
     for key, label in context["metric_names"]:
         cells = [_interval_text(m["metrics"][key]) for m in context["models"]]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     if context["comparisons"]:
-        lines += ["", f"## Comparisons (Δ{context['metric']} = variant - {esc(context['baseline'])})", "",
-                  "| variant | Δ | 95% CI | p | p (Holm) | P(variant > baseline) | Bayes better / equiv. / worse | verdict |",
-                  "|---|---:|---|---:|---:|---:|---|---|"]
+        lines += [
+            "",
+            f"## Comparisons (Δ{context['metric']} = variant - {esc(context['baseline'])})",
+            "",
+            "| variant | Δ | 95% CI | p | p (Holm) | P(variant > baseline) "
+            "| Bayes better / equiv. / worse | verdict |",
+            "|---|---:|---|---:|---:|---:|---|---|",
+        ]
         for c in context["comparisons"]:
-            lines.append(f"| {esc(c['variant'])} | {signed(c['mean'])} | [{signed(c['low'])}, {signed(c['high'])}] | "
-                         f"{pvalue(c['pvalue'])} | {pvalue(c['pvalue_holm'])} | {number(c['prob'], 2)} | "
-                         f"{number(c['p_better'], 2)} / {number(c['p_equivalent'], 2)} / {number(c['p_worse'], 2)} | "
-                         f"{c['verdict']} |")
+            lines.append(
+                f"| {esc(c['variant'])} | {signed(c['mean'])} | [{signed(c['low'])}, {signed(c['high'])}] | "
+                f"{pvalue(c['pvalue'])} | {pvalue(c['pvalue_holm'])} | {number(c['prob'], 2)} | "
+                f"{number(c['p_better'], 2)} / {number(c['p_equivalent'], 2)} / {number(c['p_worse'], 2)} | "
+                f"{c['verdict']} |"
+            )
     if context["holdout"]:
-        lines += ["", f"## Hold-out set ({context['holdout'][0]['n']} samples, never in any fold)", "",
-                  "| model | CV mean [95% CI] | hold-out [95% CI] | gap |", "|---|---:|---:|---:|"]
+        lines += [
+            "",
+            f"## Hold-out set ({context['holdout'][0]['n']} samples, never in any fold)",
+            "",
+            "| model | CV mean [95% CI] | hold-out [95% CI] | gap |",
+            "|---|---:|---:|---:|",
+        ]
         for h in context["holdout"]:
-            lines.append(f"| {esc(h['model'])} | {_interval_text((h['cv_mean'], h['cv_low'], h['cv_high']))} | "
-                         f"{_interval_text((h['score'], h['low'], h['high']))} | {signed(h['gap'])} |")
+            lines.append(
+                f"| {esc(h['model'])} | {_interval_text((h['cv_mean'], h['cv_low'], h['cv_high']))} | "
+                f"{_interval_text((h['score'], h['low'], h['high']))} | {signed(h['gap'])} |"
+            )
     if figures:
         lines += ["", "## Figures", ""]
         for name, (caption, _) in figures.items():
@@ -165,13 +262,17 @@ def render_latex(context: dict) -> str:
         cells = [_interval_text(m["metrics"][k]) for k, _ in shown]
         lines.append(f"{name} & " + " & ".join(cells) + " \\\\")
     if context["comparisons"]:
-        lines += ["\\midrule",
-                  f"\\multicolumn{{{len(shown) + 1}}}{{l}}{{$\\Delta$ {esc(context['metric'])} vs "
-                  f"{esc(context['baseline'])} (corrected resampled $t$-test, Holm-adjusted $p$)}} \\\\"]
+        lines += [
+            "\\midrule",
+            f"\\multicolumn{{{len(shown) + 1}}}{{l}}{{$\\Delta$ {esc(context['metric'])} vs "
+            f"{esc(context['baseline'])} (corrected resampled $t$-test, Holm-adjusted $p$)}} \\\\",
+        ]
         for c in context["comparisons"]:
-            lines.append(f"{esc(c['variant'])} & \\multicolumn{{{len(shown)}}}{{l}}{{${signed(c['mean'])}$ "
-                         f"[${signed(c['low'])}$, ${signed(c['high'])}$], $p = {pvalue(c['pvalue'])}$, "
-                         f"$p_\\mathrm{{Holm}} = {pvalue(c['pvalue_holm'])}$, {esc(c['verdict'])}}} \\\\")
+            lines.append(
+                f"{esc(c['variant'])} & \\multicolumn{{{len(shown)}}}{{l}}{{${signed(c['mean'])}$ "
+                f"[${signed(c['low'])}$, ${signed(c['high'])}$], $p = {pvalue(c['pvalue'])}$, "
+                f"$p_\\mathrm{{Holm}} = {pvalue(c['pvalue_holm'])}$, {esc(c['verdict'])}}} \\\\"
+            )
     design = context["design"]
     lines += [
         "\\bottomrule",
@@ -211,9 +312,20 @@ def _markdown_escape(text) -> str:
     return text
 
 
-LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                 "<": r"\textless{}", ">": r"\textgreater{}"}
+LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+}
 
 
 def _latex_escape(text) -> str:

@@ -1,4 +1,5 @@
 """Machine-readable exports of a run, for re-analysis elsewhere (R's pROC, a spreadsheet)."""
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@
 One consistent style: the Okabe-Ito colour-blind-safe palette, labelled axes with units, and
 every figure returned as PNG bytes so that HTML can embed it and Markdown can link it.
 """
+
 from __future__ import annotations
 
 import io
@@ -20,25 +21,63 @@ def render_figures(results, report) -> dict[str, tuple[str, bytes]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
-                         "axes.prop_cycle": matplotlib.cycler(color=OKABE_ITO), "figure.dpi": 100})
+    plt.rcParams.update(
+        {
+            "font.size": 9,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.prop_cycle": matplotlib.cycler(color=OKABE_ITO),
+            "figure.dpi": 100,
+        }
+    )
     figures = {}
     builders = [
-        ("roc", "ROC curves from the out-of-fold predictions (mean over repeats, shaded: 95% "
-                "bootstrap band over samples)", _roc),
-        ("paired_folds", "Paired per-fold scores: each line joins the baseline and the variant on the same "
-                         "split and seed, coloured by which won", _paired_folds),
-        ("difference", "Per-fold differences with the corrected 95% CI of their mean, zero and the ROPE", _difference),
-        ("variance", "Seed noise and split-to-split spread of the baseline, and the range a single split "
-                     "would have shown", _variance),
-        ("learning_curves", "Learning curves per fold: training and validation loss, validation AUC; dots "
-                            "mark the selected checkpoint", _learning_curves),
-        ("selection_rules", "Outer-test score under each checkpoint-selection rule (mean and sd over folds)",
-         _selection_rules),
-        ("calibration", "Reliability diagram of the positive-class probability (pooled out-of-fold)", _calibration),
+        (
+            "roc",
+            "ROC curves from the out-of-fold predictions (mean over repeats, shaded: 95% "
+            "bootstrap band over samples)",
+            _roc,
+        ),
+        (
+            "paired_folds",
+            "Paired per-fold scores: each line joins the baseline and the variant on the same "
+            "split and seed, coloured by which won",
+            _paired_folds,
+        ),
+        (
+            "difference",
+            "Per-fold differences with the corrected 95% CI of their mean, zero and the ROPE",
+            _difference,
+        ),
+        (
+            "variance",
+            "Seed noise and split-to-split spread of the baseline, and the range a single split "
+            "would have shown",
+            _variance,
+        ),
+        (
+            "learning_curves",
+            "Learning curves per fold: training and validation loss, validation AUC; dots "
+            "mark the selected checkpoint",
+            _learning_curves,
+        ),
+        (
+            "selection_rules",
+            "Outer-test score under each checkpoint-selection rule (mean and sd over folds)",
+            _selection_rules,
+        ),
+        (
+            "calibration",
+            "Reliability diagram of the positive-class probability (pooled out-of-fold)",
+            _calibration,
+        ),
         ("confusion", "Confusion matrices, pooled over folds and averaged over repeats", _confusion),
-        ("critical_difference", "Critical-difference diagram: mean rank over repeats (1 = best); models joined "
-                                "by a bar are within the Nemenyi critical difference", _critical_difference),
+        (
+            "critical_difference",
+            "Critical-difference diagram: mean rank over repeats (1 = best); models joined "
+            "by a bar are within the Nemenyi critical difference",
+            _critical_difference,
+        ),
     ]
     for name, caption, build in builders:
         figure = build(plt, results, report)
@@ -54,7 +93,9 @@ def _positive_scores(results, model):
     """(repeats x samples) positive-class probabilities of the first seed, and the label mask."""
     p = results.predictions
     rows = p[(p.model == model) & (p.seed_index == 0)]
-    table = rows.pivot(index="repeat", columns="sample_idx", values=f"prob_{results.positive_name}").dropna(axis=1)
+    table = rows.pivot(index="repeat", columns="sample_idx", values=f"prob_{results.positive_name}").dropna(
+        axis=1
+    )
     positive = results.labels[table.columns.to_numpy()] == results.positive
     return table.to_numpy(), positive
 
@@ -74,13 +115,20 @@ def _roc(plt, results, report):
         band = []
         for _ in range(200):  # stratified resamples of the samples, shared by every repeat
             idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
-            band.append(np.mean([np.interp(grid, *roc_curve(positive[idx], s[idx])[:2]) for s in scores], axis=0))
+            band.append(
+                np.mean([np.interp(grid, *roc_curve(positive[idx], s[idx])[:2]) for s in scores], axis=0)
+            )
         low, high = np.percentile(band, [2.5, 97.5], axis=0)
         ax.fill_between(grid, low, high, color=color, alpha=0.2, linewidth=0)
         ax.plot(grid, np.mean(curves, axis=0), color=color, label=model)
     ax.plot([0, 1], [0, 1], color=TIE, linestyle=":", linewidth=1)
-    ax.set(xlabel="false positive rate (1 - specificity)", ylabel="true positive rate (sensitivity)",
-           title=f"ROC, positive class: {results.positive_name}", xlim=(0, 1), ylim=(0, 1.01))
+    ax.set(
+        xlabel="false positive rate (1 - specificity)",
+        ylabel="true positive rate (sensitivity)",
+        title=f"ROC, positive class: {results.positive_name}",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+    )
     ax.legend(loc="lower right", frameon=False)
     return fig
 
@@ -96,7 +144,9 @@ def _paired_folds(plt, results, report):
             ax.plot([0, 1], [a, b], color=color, marker="o", markersize=3, linewidth=1, alpha=0.8)
         ax.set_xticks([0, 1], [c.baseline, c.variant])
         ax.set_xlim(-0.3, 1.3)
-        ax.set(ylabel=f"{_name(report.metric)} per fold", title=f"{c.variant}: won {c.wins} of {len(c.diffs)}")
+        ax.set(
+            ylabel=f"{_name(report.metric)} per fold", title=f"{c.variant}: won {c.wins} of {len(c.diffs)}"
+        )
     fig.tight_layout()
     return fig
 
@@ -111,10 +161,20 @@ def _difference(plt, results, report):
     for row, c in enumerate(report.comparisons):
         jitter = rng.uniform(-0.15, 0.15, len(c.diffs))
         ax.scatter(c.diffs, row + jitter, s=12, color=OKABE_ITO[0], alpha=0.7, zorder=3)
-        ax.errorbar(c.ttest.mean, row, xerr=[[c.ttest.mean - c.ttest.low], [c.ttest.high - c.ttest.mean]],
-                    fmt="D", color=OKABE_ITO[5], capsize=4, zorder=4)
+        ax.errorbar(
+            c.ttest.mean,
+            row,
+            xerr=[[c.ttest.mean - c.ttest.low], [c.ttest.high - c.ttest.mean]],
+            fmt="D",
+            color=OKABE_ITO[5],
+            capsize=4,
+            zorder=4,
+        )
     ax.set_yticks(range(len(report.comparisons)), [c.variant for c in report.comparisons])
-    ax.set(xlabel=f"Δ {_name(report.metric)} (variant - {report.baseline})", ylim=(-0.6, len(report.comparisons) - 0.4))
+    ax.set(
+        xlabel=f"Δ {_name(report.metric)} (variant - {report.baseline})",
+        ylim=(-0.6, len(report.comparisons) - 0.4),
+    )
     ax.legend(loc="upper right", frameon=False, fontsize=8)
     return fig
 
@@ -127,17 +187,28 @@ def _variance(plt, results, report):
     panels = 2 if report.noise is not None else 1
     fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 3.2), squeeze=False)
     ax = axes[0][0]
-    ax.scatter(base, np.zeros(len(base)) + np.random.default_rng(0).uniform(-0.1, 0.1, len(base)),
-               color=OKABE_ITO[0], s=14)
+    ax.scatter(
+        base,
+        np.zeros(len(base)) + np.random.default_rng(0).uniform(-0.1, 0.1, len(base)),
+        color=OKABE_ITO[0],
+        s=14,
+    )
     ax.hlines(0, base.min(), base.max(), color=OKABE_ITO[5], linewidth=3, alpha=0.5)
     ax.set_yticks([])
-    ax.set(xlabel=f"{_name(report.metric)} of {report.baseline} on one split",
-           title=f"single-split range {base.min():.3f} to {base.max():.3f}")
+    ax.set(
+        xlabel=f"{_name(report.metric)} of {report.baseline} on one split",
+        title=f"single-split range {base.min():.3f} to {base.max():.3f}",
+    )
     if report.noise is not None:
         ax = axes[0][1]
         n = report.noise
-        ax.bar(["between splits", "training seed"], [n.split_sd, n.seed_sd], color=[OKABE_ITO[0], OKABE_ITO[1]])
-        ax.set(ylabel=f"standard deviation of {_name(report.metric)}", title=f"{report.baseline}: {n.n_seeds} seeds per split")
+        ax.bar(
+            ["between splits", "training seed"], [n.split_sd, n.seed_sd], color=[OKABE_ITO[0], OKABE_ITO[1]]
+        )
+        ax.set(
+            ylabel=f"standard deviation of {_name(report.metric)}",
+            title=f"{report.baseline}: {n.n_seeds} seeds per split",
+        )
     fig.tight_layout()
     return fig
 
@@ -180,8 +251,15 @@ def _selection_rules(plt, results, report):
             values = m[m.model == model][report.metric].dropna()
             means.append(values.mean() if len(values) else np.nan)
             sds.append(values.std() if len(values) > 1 else 0)
-        ax.bar(np.arange(len(rules)) + i * width, means, width, yerr=sds, capsize=2, label=model,
-               color=OKABE_ITO[i % len(OKABE_ITO)])
+        ax.bar(
+            np.arange(len(rules)) + i * width,
+            means,
+            width,
+            yerr=sds,
+            capsize=2,
+            label=model,
+            color=OKABE_ITO[i % len(OKABE_ITO)],
+        )
     ax.set_xticks(np.arange(len(rules)) + width * (len(results.model_names) - 1) / 2, rules)
     ax.set(xlabel="checkpoint chosen by", ylabel=f"outer-test {_name(report.metric)}")
     lows = [e["means"].get(m) for e in report.selection for m in results.model_names]
@@ -202,11 +280,21 @@ def _calibration(plt, results, report):
         s, y = scores.ravel(), np.tile(positive, len(scores))
         which = np.clip(np.digitize(s, bins) - 1, 0, 9)
         filled = [b for b in range(10) if np.any(which == b)]
-        ax.plot([s[which == b].mean() for b in filled], [y[which == b].mean() for b in filled],
-                marker="o", markersize=3, color=color, label=model)
+        ax.plot(
+            [s[which == b].mean() for b in filled],
+            [y[which == b].mean() for b in filled],
+            marker="o",
+            markersize=3,
+            color=color,
+            label=model,
+        )
     ax.plot([0, 1], [0, 1], color=TIE, linestyle=":", linewidth=1, label="perfect calibration")
-    ax.set(xlabel=f"predicted probability of {results.positive_name}",
-           ylabel=f"observed share of {results.positive_name}", xlim=(0, 1), ylim=(0, 1))
+    ax.set(
+        xlabel=f"predicted probability of {results.positive_name}",
+        ylabel=f"observed share of {results.positive_name}",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
     ax.legend(frameon=False, fontsize=8)
     return fig
 
@@ -228,8 +316,14 @@ def _confusion(plt, results, report):
         matrix /= max(rows["repeat"].nunique(), 1)
         ax.imshow(matrix, cmap="Blues")
         for (i, j), value in np.ndenumerate(matrix):
-            ax.text(j, i, f"{value:.0f}", ha="center", va="center",
-                    color="white" if value > matrix.max() / 2 else "black")
+            ax.text(
+                j,
+                i,
+                f"{value:.0f}",
+                ha="center",
+                va="center",
+                color="white" if value > matrix.max() / 2 else "black",
+            )
         ax.set_xticks(range(len(names)), names, rotation=20)
         ax.set_yticks(range(len(names)), names)
         ax.set(xlabel="predicted", ylabel="true", title=model)
@@ -252,12 +346,25 @@ def _critical_difference(plt, results, report):
         y = k - row - 0.2
         ax.plot([f.mean_ranks[i], f.mean_ranks[i]], [y, k + 0.5], color=TIE, linewidth=0.8)
         ax.plot(f.mean_ranks[i], k + 0.5, "o", color=OKABE_ITO[row % len(OKABE_ITO)])
-        ax.text(f.mean_ranks[i], y - 0.1, f"{models[i]} ({f.mean_ranks[i]:.2f})", ha="center", va="top", fontsize=8)
+        ax.text(
+            f.mean_ranks[i],
+            y - 0.1,
+            f"{models[i]} ({f.mean_ranks[i]:.2f})",
+            ha="center",
+            va="top",
+            fontsize=8,
+        )
     for row, i in enumerate(order):  # bars over groups within the critical difference
         close = [j for j in order if 0 <= f.mean_ranks[j] - f.mean_ranks[i] < f.critical_difference]
         if len(close) > 1:
-            ax.hlines(k + 0.3 - 0.12 * row, f.mean_ranks[i], max(f.mean_ranks[j] for j in close), linewidth=3,
-                      color=OKABE_ITO[0], alpha=0.6)
+            ax.hlines(
+                k + 0.3 - 0.12 * row,
+                f.mean_ranks[i],
+                max(f.mean_ranks[j] for j in close),
+                linewidth=3,
+                color=OKABE_ITO[0],
+                alpha=0.6,
+            )
     ax.axis("off")
     ax.set_title(f"Friedman over {f.n_blocks} repeats: p = {f.pvalue:.3f}")
     return fig

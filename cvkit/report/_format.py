@@ -1,10 +1,18 @@
 """How numbers and metric names are written, the same in the terminal and in every document."""
+
 from __future__ import annotations
 
 import math
 
-LABELS = dict(auc="AUC", accuracy="accuracy", balanced_accuracy="balanced acc.", sensitivity="sensitivity",
-              specificity="specificity", f1="F1", brier="Brier")
+LABELS = dict(
+    auc="AUC",
+    accuracy="accuracy",
+    balanced_accuracy="balanced acc.",
+    sensitivity="sensitivity",
+    specificity="specificity",
+    f1="F1",
+    brier="Brier",
+)
 
 
 def is_number(x) -> bool:

@@ -6,6 +6,7 @@ corrected 95% interval), the verdict against the baseline as tags, and as artifa
 HTML report and the model's out-of-fold predictions. Exporting the same run again replaces the
 earlier export instead of duplicating it.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,9 @@ from ..stats import METRICS
 INSTALL = 'pip install -e ".[mlflow]"'
 
 
-def export_mlflow(results, comparison, *, tracking_uri: str | None = None,
-                  experiment: str | None = None) -> list[str]:
+def export_mlflow(
+    results, comparison, *, tracking_uri: str | None = None, experiment: str | None = None
+) -> list[str]:
     """Log ``results`` (with ``comparison``'s verdicts) to MLflow; returns the MLflow run ids."""
     try:
         from mlflow.exceptions import MlflowException
@@ -50,40 +52,67 @@ def _export(results, comparison, tracking_uri, experiment) -> list[str]:
 
     verdicts = {c.variant: c for c in comparison.comparisons}
     run, design, config = results.run, results.run["design"], results.run["config"]
-    steps = {(r, f): r * design["folds"] + f for r in range(design["repeats"]) for f in range(design["folds"])}
+    steps = {
+        (r, f): r * design["folds"] + f for r in range(design["repeats"]) for f in range(design["folds"])
+    }
     models = {m["name"]: m for m in results.models}
     ids = []
     for model in results.model_names:
-        tags = {"mlflow.runName": model, "cvkit.run_dir": identity, "cvkit.model": model,
-                "cvkit.role": "baseline" if model == results.baseline else "variant",
-                "cvkit.positive_class": results.positive_name, "cvkit.version": run["cvkit_version"]}
+        tags = {
+            "mlflow.runName": model,
+            "cvkit.run_dir": identity,
+            "cvkit.model": model,
+            "cvkit.role": "baseline" if model == results.baseline else "variant",
+            "cvkit.positive_class": results.positive_name,
+            "cvkit.version": run["cvkit_version"],
+        }
         if model in verdicts:
             c = verdicts[model]
-            tags.update({"cvkit.verdict": c.verdict, "cvkit.verdict_metric": c.metric,
-                         "cvkit.baseline": c.baseline, "cvkit.p_holm": f"{c.pvalue_holm:.4g}",
-                         "cvkit.verdict_text": c.paragraph[:5000]})
-        params = {**{f"config.{k}": v for k, v in config.items()}, **{f"design.{k}": v for k, v in design.items()},
-                  **{f"hyperparam.{k}": v for k, v in models[model]["hyperparams"].items()},
-                  "plugin.origin": models[model]["origin"], "plugin.digest": models[model]["digest"],
-                  "data.name": run["data"]["name"], "data.fingerprint": run["data"]["fingerprint"],
-                  "data.n_samples": run["data"]["n_samples"]}
+            tags.update(
+                {
+                    "cvkit.verdict": c.verdict,
+                    "cvkit.verdict_metric": c.metric,
+                    "cvkit.baseline": c.baseline,
+                    "cvkit.p_holm": f"{c.pvalue_holm:.4g}",
+                    "cvkit.verdict_text": c.paragraph[:5000],
+                }
+            )
+        params = {
+            **{f"config.{k}": v for k, v in config.items()},
+            **{f"design.{k}": v for k, v in design.items()},
+            **{f"hyperparam.{k}": v for k, v in models[model]["hyperparams"].items()},
+            "plugin.origin": models[model]["origin"],
+            "plugin.digest": models[model]["digest"],
+            "data.name": run["data"]["name"],
+            "data.fingerprint": run["data"]["fingerprint"],
+            "data.n_samples": run["data"]["n_samples"],
+        }
         now = int(time.time() * 1000)
         metrics = []
         rows = results.metrics[results.metrics.model == model]
         for row in rows.itertuples():
             step = steps[(row.repeat, row.fold)] + row.seed_index * len(steps)
-            metrics += [Metric(f"fold.{m}", float(getattr(row, m)), now, step) for m in METRICS
-                        if _finite(getattr(row, m))]
+            metrics += [
+                Metric(f"fold.{m}", float(getattr(row, m)), now, step)
+                for m in METRICS
+                if _finite(getattr(row, m))
+            ]
         for m in METRICS:
             mean, low, high = cv_interval(results, model, m)
-            metrics += [Metric(key, value, now, 0) for key, value in
-                        ((f"{m}", mean), (f"{m}.ci_low", low), (f"{m}.ci_high", high)) if _finite(value)]
+            metrics += [
+                Metric(key, value, now, 0)
+                for key, value in ((f"{m}", mean), (f"{m}.ci_low", low), (f"{m}.ci_high", high))
+                if _finite(value)
+            ]
         mlflow_run = client.create_run(experiment_id, tags=tags, run_name=model)
         run_id = mlflow_run.info.run_id
-        client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()],
-                         tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        client.log_batch(
+            run_id,
+            params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+            tags=[RunTag(k, str(v)) for k, v in tags.items()],
+        )
         for start in range(0, len(metrics), 900):  # MLflow accepts 1000 metrics per batch
-            client.log_batch(run_id, metrics=metrics[start:start + 900])
+            client.log_batch(run_id, metrics=metrics[start : start + 900])
         with tempfile.TemporaryDirectory() as tmp:
             report = results.run_dir / "report.html"
             if not report.is_file():  # a run made through the API has no report yet

@@ -1,4 +1,5 @@
 """The first summary in the terminal: the run's set-up, per-model metrics and paired fold differences."""
+
 from __future__ import annotations
 
 import math
@@ -14,7 +15,6 @@ from ..stats import METRICS
 from ._format import LABELS, metric_label, number, pvalue, signed
 
 
-
 def render_summary(results, console: Console | None = None) -> None:
     """Print the header, the per-model metrics table and, per variant, the paired differences."""
     console = console or Console()
@@ -28,22 +28,29 @@ def header(results) -> Panel:
     run, data = results.run, results.run["data"]
     design, config = run["design"], run["config"]
     counts = ", ".join(f"{name} {n}" for name, n in data["class_counts"].items())
-    mapping = ", ".join(f"{i} = {name}" + (" (positive)" if i == results.positive else "")
-                        for i, name in enumerate(results.class_names))
+    mapping = ", ".join(
+        f"{i} = {name}" + (" (positive)" if i == results.positive else "")
+        for i, name in enumerate(results.class_names)
+    )
     weights = results.class_weights()
-    weight_text = ("none" if weights is None else
-                   ", ".join(f"{name} {w:.2f}" for name, w in weights.items()))
+    weight_text = "none" if weights is None else ", ".join(f"{name} {w:.2f}" for name, w in weights.items())
     rows = [
         ("data", f"{data['name']}: {data['n_samples']} samples ({counts})"),
         ("", data.get("description", "")),
         ("labels", mapping),
         ("extra", _extra_text(data)),
         ("weights", f"class weights in the loss: {weight_text}"),
-        ("design", f"{design['folds']} folds x {design['repeats']} repeats x {design['seeds']} seed(s), "
-                   f"master seed {design['seed']}, validation {design['val_fraction']:.0%} of each "
-                   "training fold"),
-        ("training", f"{config['epochs']} epochs, batch {config['batch_size']}, lr {config['lr']:g}, "
-                     f"checkpoint by {config['select']}, device {run['device']}"),
+        (
+            "design",
+            f"{design['folds']} folds x {design['repeats']} repeats x {design['seeds']} seed(s), "
+            f"master seed {design['seed']}, validation {design['val_fraction']:.0%} of each "
+            "training fold",
+        ),
+        (
+            "training",
+            f"{config['epochs']} epochs, batch {config['batch_size']}, lr {config['lr']:g}, "
+            f"checkpoint by {config['select']}, device {run['device']}",
+        ),
         ("jobs", f"{len(results.jobs)} jobs, {results.training_seconds():.0f} s of training"),
         ("run", str(results.run_dir)),
     ]
@@ -67,15 +74,21 @@ def _extra_text(data) -> str:
 
 def metric_intervals(results) -> dict[str, dict[str, tuple[float, float, float]]]:
     """Per model and metric: mean over folds and its corrected 95% CI."""
-    return {model: {metric: cv_interval(results, model, metric) for metric in METRICS}
-            for model in results.model_names}
+    return {
+        model: {metric: cv_interval(results, model, metric) for metric in METRICS}
+        for model in results.model_names
+    }
 
 
 def metrics_table(results) -> Table:
     intervals = metric_intervals(results)
-    table = Table(title=f"Test-fold metrics, positive class = {results.positive_name}: mean over folds and "
-                        "corrected 95% CI (* = baseline; Brier: lower is better)",
-                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(
+        title=f"Test-fold metrics, positive class = {results.positive_name}: mean over folds and "
+        "corrected 95% CI (* = baseline; Brier: lower is better)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
     table.add_column("metric")
     for model in results.model_names:
         table.add_column(model + ("*" if model == results.baseline else ""), justify="right", no_wrap=True)
@@ -83,7 +96,9 @@ def metrics_table(results) -> Table:
         cells = []
         for model in results.model_names:
             mean, low, high = intervals[model][metric]
-            cells.append(_two_lines(number(mean), "" if math.isnan(low) else f"[{number(low)}, {number(high)}]"))
+            cells.append(
+                _two_lines(number(mean), "" if math.isnan(low) else f"[{number(low)}, {number(high)}]")
+            )
         table.add_row(LABELS[metric], *cells)
     return table
 
@@ -91,26 +106,45 @@ def metrics_table(results) -> Table:
 def differences_table(results, variant: str) -> Group:
     auc = results.paired_differences(variant, "auc")
     acc = results.paired_differences(variant, "accuracy")
-    table = Table(title=f"{variant} minus {results.baseline}, per fold (same split, same seed)",
-                  title_justify="left", box=box.SIMPLE_HEAD)
+    table = Table(
+        title=f"{variant} minus {results.baseline}, per fold (same split, same seed)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
     for column in ("repeat", "fold", f"AUC {results.baseline}", f"AUC {variant}", "Δ AUC", "Δ Acc"):
         table.add_column(column, justify="right")
     for (_, a), (_, b) in zip(auc.iterrows(), acc.iterrows()):
-        table.add_row(str(int(a["repeat"])), str(int(a["fold"])), number(a["baseline"]),
-                      number(a["variant"]), signed(a["difference"]), signed(b["difference"]))
+        table.add_row(
+            str(int(a["repeat"])),
+            str(int(a["fold"])),
+            number(a["baseline"]),
+            number(a["variant"]),
+            signed(a["difference"]),
+            signed(b["difference"]),
+        )
     if len(auc):
         wins = int((auc["difference"] > 0).sum())
         table.add_section()
-        table.add_row("mean", "", number(auc["baseline"].mean()), number(auc["variant"].mean()),
-                      signed(auc["difference"].mean()), signed(acc["difference"].mean()))
-        note = Text(f"{variant} has the higher AUC in {wins} of {len(auc)} folds. Fold differences share "
-                    "training data and are not independent: read no significance into them here.",
-                    style="dim")
+        table.add_row(
+            "mean",
+            "",
+            number(auc["baseline"].mean()),
+            number(auc["variant"].mean()),
+            signed(auc["difference"].mean()),
+            signed(acc["difference"].mean()),
+        )
+        note = Text(
+            f"{variant} has the higher AUC in {wins} of {len(auc)} folds. Fold differences share "
+            "training data and are not independent: read no significance into them here.",
+            style="dim",
+        )
         return Group(table, note)
     return Group(table)
 
 
-VERDICT_STYLE = dict(better="bold green", worse="bold red", equivalent="bold cyan", inconclusive="bold yellow")
+VERDICT_STYLE = dict(
+    better="bold green", worse="bold red", equivalent="bold cyan", inconclusive="bold yellow"
+)
 
 
 def render_comparison(report, console: Console | None = None) -> None:
@@ -130,10 +164,15 @@ def render_comparison(report, console: Console | None = None) -> None:
 
 def comparison_table(report) -> Table:
     name = metric_label(report.metric)
-    table = Table(title=f"Does the variant beat {report.baseline}? Δ{name} = variant - baseline over "
-                        f"{report.n_folds} folds x {report.n_repeats} repeats, corrected for overlapping "
-                        "training sets; Bayes: P(better/equivalent/worse), ROPE ±"
-                        f"{report.rope:g}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(
+        title=f"Does the variant beat {report.baseline}? Δ{name} = variant - baseline over "
+        f"{report.n_folds} folds x {report.n_repeats} repeats, corrected for overlapping "
+        "training sets; Bayes: P(better/equivalent/worse), ROPE ±"
+        f"{report.rope:g}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
     table.add_column("variant", overflow="fold")
     for column in (f"Δ{name}\n95% CI", "p\nHolm", "P(v>b)\n95% CI", "Bayes\n>/=/<"):
         table.add_column(column, justify="right", no_wrap=True)
@@ -146,36 +185,55 @@ def comparison_table(report) -> Table:
             _two_lines(pvalue(t.pvalue), pvalue(c.pvalue_holm)),
             _two_lines(f"{c.prob.statistic:.2f}", f"[{_short(c.prob.low)},{_short(c.prob.high)}]"),
             f"{_short(bayes.p_better)}/{_short(bayes.p_equivalent)}/{_short(bayes.p_worse)}",
-            Text(c.verdict, style=VERDICT_STYLE[c.verdict]))
+            Text(c.verdict, style=VERDICT_STYLE[c.verdict]),
+        )
     return table
 
 
 def sample_tests_table(report) -> Group:
     name = metric_label(report.metric)
-    table = Table(title="Sample-level tests on each repeat's out-of-fold predictions (first seed)",
-                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(
+        title="Sample-level tests on each repeat's out-of-fold predictions (first seed)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
     table.add_column("variant", overflow="fold")
     for column in ("repeat", "McNemar b/c", "mid-p", "DeLong ΔAUC", "p"):
         table.add_column(column, justify="right", no_wrap=True)
     lines = []
     for c in report.comparisons:
         for i, s in enumerate(c.sample_tests):
-            table.add_row(c.variant if i == 0 else "", str(s.repeat), f"{s.mcnemar.b}/{s.mcnemar.c}",
-                          pvalue(s.mcnemar.pvalue), f"{s.delong.difference:+.3f}", pvalue(s.delong.pvalue))
+            table.add_row(
+                c.variant if i == 0 else "",
+                str(s.repeat),
+                f"{s.mcnemar.b}/{s.mcnemar.c}",
+                pvalue(s.mcnemar.pvalue),
+                f"{s.delong.difference:+.3f}",
+                pvalue(s.delong.pvalue),
+            )
         if c.bootstrap is not None:
             b = c.bootstrap
-            lines.append(f"{c.variant}: paired stratified bootstrap over samples, Δ{name} {b.estimate:+.3f} "
-                         f"[{b.low:+.3f}, {b.high:+.3f}] ({b.method}, {b.n_resamples} resamples)")
-    lines.append("McNemar, DeLong and the bootstrap compare two fitted models on these samples and ignore "
-                 "training-seed variance (two seeds of one model often differ significantly): supporting "
-                 "evidence, never the verdict.")
+            lines.append(
+                f"{c.variant}: paired stratified bootstrap over samples, Δ{name} {b.estimate:+.3f} "
+                f"[{b.low:+.3f}, {b.high:+.3f}] ({b.method}, {b.n_resamples} resamples)"
+            )
+    lines.append(
+        "McNemar, DeLong and the bootstrap compare two fitted models on these samples and ignore "
+        "training-seed variance (two seeds of one model often differ significantly): supporting "
+        "evidence, never the verdict."
+    )
     return Group(table, Text("\n".join(lines), style="dim"))
 
 
 def selection_table(report) -> Table:
     name = metric_label(report.metric)
-    table = Table(title=f"Checkpoint selection rule: mean {name} on the outer test folds, and Δ with p",
-                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(
+        title=f"Checkpoint selection rule: mean {name} on the outer test folds, and Δ with p",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
     table.add_column("rule")
     table.add_column(report.baseline, justify="right")
     variants = [c.variant for c in report.comparisons]
@@ -197,14 +255,22 @@ def selection_table(report) -> Table:
 def holdout_table(report) -> Table:
     name = metric_label(report.metric)
     n = report.holdout[0]["n"]
-    table = Table(title=f"Hold-out set ({n} samples, never in any fold) beside the cross-validation estimate of {name}",
-                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(
+        title=f"Hold-out set ({n} samples, never in any fold) beside the cross-validation estimate of {name}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
     for column in ("model", "CV mean\n95% CI", "hold-out\n95% CI", "fold models\nmean ± sd", "gap"):
         table.add_column(column, justify="left" if column == "model" else "right", no_wrap=column != "model")
     for h in report.holdout:
-        table.add_row(h["model"], _two_lines(number(h["cv_mean"]), f"[{number(h['cv_low'])}, {number(h['cv_high'])}]"),
-                      _two_lines(number(h["score"]), f"[{number(h['low'])}, {number(h['high'])}]"),
-                      f"{number(h['fold_model_mean'])} ± {number(h['fold_model_sd'])}", signed(h["gap"]))
+        table.add_row(
+            h["model"],
+            _two_lines(number(h["cv_mean"]), f"[{number(h['cv_low'])}, {number(h['cv_high'])}]"),
+            _two_lines(number(h["score"]), f"[{number(h['low'])}, {number(h['high'])}]"),
+            f"{number(h['fold_model_mean'])} ± {number(h['fold_model_sd'])}",
+            signed(h["gap"]),
+        )
     return table
 
 
@@ -217,32 +283,45 @@ def verdict_panel(c) -> Panel:
 def checks_panel(report) -> Panel:
     name = metric_label(report.metric)
     low, high = report.single_split
-    lines = [f"Single-split illusion: one train/test split of {report.baseline} would have shown {name} "
-             f"anywhere from {low:.3f} to {high:.3f}."]
+    lines = [
+        f"Single-split illusion: one train/test split of {report.baseline} would have shown {name} "
+        f"anywhere from {low:.3f} to {high:.3f}."
+    ]
     if report.noise is not None:
         n = report.noise
-        lines.append(f"Seed noise floor: {report.baseline}'s {name} varies by sd {n.seed_sd:.3f} from the "
-                     f"training seed alone and by sd {n.split_sd:.3f} between splits "
-                     f"({report.n_seeds} seeds per split; seed share {n.seed_share:.0%}).")
+        lines.append(
+            f"Seed noise floor: {report.baseline}'s {name} varies by sd {n.seed_sd:.3f} from the "
+            f"training seed alone and by sd {n.split_sd:.3f} between splits "
+            f"({report.n_seeds} seeds per split; seed share {n.seed_share:.0%})."
+        )
     if report.aa is not None:
         aa = report.aa
-        lines.append(f"A/A check ({report.baseline}, even vs odd seeds): {aa.verdict}; Δ{name} "
-                     f"{aa.ttest.mean:+.3f} [{aa.ttest.low:+.3f}, {aa.ttest.high:+.3f}], p = {pvalue(aa.ttest.pvalue)}. "
-                     + ("As expected: the machinery sees no difference between a model and itself."
-                        if aa.verdict in ("inconclusive", "equivalent") else
-                        "A model differs from itself: something in this run is miscalibrated."))
+        lines.append(
+            f"A/A check ({report.baseline}, even vs odd seeds): {aa.verdict}; Δ{name} "
+            f"{aa.ttest.mean:+.3f} [{aa.ttest.low:+.3f}, {aa.ttest.high:+.3f}], "
+            f"p = {pvalue(aa.ttest.pvalue)}. "
+            + (
+                "As expected: the machinery sees no difference between a model and itself."
+                if aa.verdict in ("inconclusive", "equivalent")
+                else "A model differs from itself: something in this run is miscalibrated."
+            )
+        )
     elif report.n_seeds < 2:
         lines.append("No A/A check or seed noise floor: run with --seeds 2 or more to measure them.")
     for model, entry in report.nested.items():
         choice = ", ".join(f"{k}={v}" for k, v in entry["most_common"].items())
-        lines.append(f"Nested search for {model} ({entry['inner_folds']} inner folds): {choice} was chosen in "
-                     f"{entry['stability']:.0%} of {len(entry['choices'])} outer folds.")
+        lines.append(
+            f"Nested search for {model} ({entry['inner_folds']} inner folds): {choice} was chosen in "
+            f"{entry['stability']:.0%} of {len(entry['choices'])} outer folds."
+        )
     if report.ranking is not None:
         models, f = report.ranking
         ranks = ", ".join(f"{m} {r:.2f}" for m, r in sorted(zip(models, f.mean_ranks), key=lambda x: x[1]))
-        lines.append(f"Ranking of all {len(models)} models over {f.n_blocks} repeats (Friedman): chi2 = "
-                     f"{f.statistic:.2f}, p = {pvalue(f.pvalue)}; mean ranks {ranks}; models whose ranks differ by "
-                     f"less than the Nemenyi critical difference {f.critical_difference:.2f} are not distinguishable.")
+        lines.append(
+            f"Ranking of all {len(models)} models over {f.n_blocks} repeats (Friedman): chi2 = "
+            f"{f.statistic:.2f}, p = {pvalue(f.pvalue)}; mean ranks {ranks}; models whose ranks differ by "
+            f"less than the Nemenyi critical difference {f.critical_difference:.2f} are not distinguishable."
+        )
     text = Text("\n".join(lines))
     for warning in report.warnings:
         text.append(f"\nwarning: {warning}", style="yellow")
@@ -270,16 +349,27 @@ def render_verification(verification, console: Console | None = None) -> None:
     """One row per job trained again; under the table, what to suspect for each job that differs."""
     console = console or Console()
     rule = "bit for bit" if verification.tolerance == 0 else f"within {verification.tolerance:g}"
-    table = Table(title=f"jobs trained again, predictions compared {rule}", box=box.SIMPLE_HEAD, title_justify="left")
+    table = Table(
+        title=f"jobs trained again, predictions compared {rule}", box=box.SIMPLE_HEAD, title_justify="left"
+    )
     for column in ("model", "repeat", "fold", "seed", "values", "result"):
-        table.add_column(column, justify="right" if column in ("repeat", "fold", "seed", "values") else "left")
+        table.add_column(
+            column, justify="right" if column in ("repeat", "fold", "seed", "values") else "left"
+        )
     for check in verification.checks:
         job = check.job
-        result = (Text("identical", style="green") if check.identical else
-                  Text(f"{check.n_different} differ, largest by {check.max_difference:.3g}", style="red"))
-        table.add_row(job.model, str(job.repeat), str(job.fold), str(job.seed_index), str(check.n_values), result)
+        result = (
+            Text("identical", style="green")
+            if check.identical
+            else Text(f"{check.n_different} differ, largest by {check.max_difference:.3g}", style="red")
+        )
+        table.add_row(
+            job.model, str(job.repeat), str(job.fold), str(job.seed_index), str(check.n_values), result
+        )
     console.print(table)
     for check in verification.checks:
         if not check.identical:
             job = check.job
-            console.print(Text(f"{job.model} repeat {job.repeat} fold {job.fold}: {check.suspect}"), soft_wrap=True)
+            console.print(
+                Text(f"{job.model} repeat {job.repeat} fold {job.fold}: {check.suspect}"), soft_wrap=True
+            )

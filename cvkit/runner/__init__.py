@@ -1,13 +1,42 @@
 """Runner stage: jobs, the executor that trains them, and the store that keeps every result."""
-from ._executor import (EXECUTORS, Concurrency, LocalExecutor, ProcessExecutor, choose_concurrency,
-                        make_executor)
+
+from ._executor import (
+    EXECUTORS,
+    Concurrency,
+    LocalExecutor,
+    ProcessExecutor,
+    choose_concurrency,
+    make_executor,
+)
 from ._jobs import Job, JobResult, JobRunner, check_probabilities, job_seed, make_jobs, run_job
 from ._progress import JobProgress
 from ._run import RunCounts, run_jobs
 from ._store import STORE_NAME, Store, check_writable, store_bytes
 from ._verify import GPU_TOLERANCE, JobCheck, Verification, verify_jobs
 
-__all__ = ["EXECUTORS", "GPU_TOLERANCE", "STORE_NAME", "Concurrency", "Job", "JobCheck", "JobProgress", "JobResult",
-           "JobRunner", "LocalExecutor", "ProcessExecutor", "RunCounts", "Store", "Verification",
-           "check_probabilities", "check_writable", "choose_concurrency", "job_seed", "make_executor", "make_jobs",
-           "run_job", "run_jobs", "store_bytes", "verify_jobs"]
+__all__ = [
+    "EXECUTORS",
+    "GPU_TOLERANCE",
+    "STORE_NAME",
+    "Concurrency",
+    "Job",
+    "JobCheck",
+    "JobProgress",
+    "JobResult",
+    "JobRunner",
+    "LocalExecutor",
+    "ProcessExecutor",
+    "RunCounts",
+    "Store",
+    "Verification",
+    "check_probabilities",
+    "check_writable",
+    "choose_concurrency",
+    "job_seed",
+    "make_executor",
+    "make_jobs",
+    "run_job",
+    "run_jobs",
+    "store_bytes",
+    "verify_jobs",
+]

@@ -14,6 +14,7 @@ busy (a ResNet-18 step at 28 pixels is a chain of small kernels), so one job per
 about 1.5 times as many images per second as one job on both cores (722 against 490 images/s on
 two cores, ``benchmarks/train_step.py``).
 """
+
 from __future__ import annotations
 
 import collections
@@ -58,8 +59,16 @@ class Concurrency:
     reason: str
 
 
-def choose_concurrency(*, device: str, jobs: int | str = "auto", threads_per_job: int | None = None,
-                       n_parameters: int, sample_bytes: int, n_samples: int, batch_size: int) -> Concurrency:
+def choose_concurrency(
+    *,
+    device: str,
+    jobs: int | str = "auto",
+    threads_per_job: int | None = None,
+    n_parameters: int,
+    sample_bytes: int,
+    n_samples: int,
+    batch_size: int,
+) -> Concurrency:
     """The number of side-by-side jobs: ``jobs`` when given, else as many as the cores (CPU) or
     the GPU (several small jobs keep one GPU busy; one large one already does) allow, within the
     available memory. Each job's memory is estimated from its model (weights, gradients and Adam
@@ -67,10 +76,13 @@ def choose_concurrency(*, device: str, jobs: int | str = "auto", threads_per_job
     activations (about 200 floats per input value for a ResNet)."""
     threads = threads_per_job or 1
     cores = available_cores()
-    per_job = (WORKER_BASE_BYTES + 16 * n_parameters + 2 * n_samples * sample_bytes
-               + 200 * batch_size * sample_bytes)
+    per_job = (
+        WORKER_BASE_BYTES + 16 * n_parameters + 2 * n_samples * sample_bytes + 200 * batch_size * sample_bytes
+    )
     if jobs != "auto":
-        return Concurrency(int(jobs), threads, f"{jobs} at a time, {threads} thread{'s' * (threads > 1)} each")
+        return Concurrency(
+            int(jobs), threads, f"{jobs} at a time, {threads} thread{'s' * (threads > 1)} each"
+        )
     by_memory = max(1, int(0.8 * available_memory() // per_job))
     if device.startswith("cuda"):
         import torch
@@ -84,23 +96,39 @@ def choose_concurrency(*, device: str, jobs: int | str = "auto", threads_per_job
         return Concurrency(workers, threads, f"{workers} at a time on the GPU")
     workers = max(1, min(cores // threads, by_memory))
     limit = "memory" if by_memory < cores // threads else "cores"
-    return Concurrency(workers, threads, f"{workers} at a time, {threads} thread{'s' * (threads > 1)} each, "
-                                         f"limited by {limit}")
+    return Concurrency(
+        workers,
+        threads,
+        f"{workers} at a time, {threads} thread{'s' * (threads > 1)} each, limited by {limit}",
+    )
 
 
 EXECUTORS = ("local", "process", "ray")
 
 
-def make_executor(concurrency: Concurrency, device: str = "cpu", *, kind: str = "local", address: str | None = None,
-                  cpus_per_job: float | None = None, gpus_per_job: float = 0.0, retries: int = 2):
+def make_executor(
+    concurrency: Concurrency,
+    device: str = "cpu",
+    *,
+    kind: str = "local",
+    address: str | None = None,
+    cpus_per_job: float | None = None,
+    gpus_per_job: float = 0.0,
+    retries: int = 2,
+):
     """``local``: this machine, one job in this process or several in worker processes;
     ``process``: always worker processes (a crashing job cannot take the run down);
     ``ray``: Ray tasks on the cluster at ``address`` (a local one when None)."""
     if kind == "ray":
         from ._ray import RayExecutor
 
-        return RayExecutor(address, cpus_per_job=cpus_per_job or concurrency.threads, gpus_per_job=gpus_per_job,
-                           threads=concurrency.threads, retries=retries)
+        return RayExecutor(
+            address,
+            cpus_per_job=cpus_per_job or concurrency.threads,
+            gpus_per_job=gpus_per_job,
+            threads=concurrency.threads,
+            retries=retries,
+        )
     if kind == "local" and concurrency.workers <= 1:
         return LocalExecutor(concurrency.threads)
     return ProcessExecutor(concurrency.workers, concurrency.threads, device=device, retries=retries)
@@ -150,13 +178,16 @@ class ProcessExecutor:
         size = min(self.workers, len(jobs))
 
         def new_pool():
-            return ProcessPoolExecutor(size, mp_context=context, initializer=_init_worker,
-                                       initargs=(work, self.threads, epochs))
+            return ProcessPoolExecutor(
+                size, mp_context=context, initializer=_init_worker, initargs=(work, self.threads, epochs)
+            )
 
         pool = new_pool()
         # Tasks are (job, stop_after, paused): a whole job, a job's first epochs, or the rest of a
         # paused job, queued last when its first part is done (plan_parts).
-        waiting = collections.deque((job, stop_after, None) for job, stop_after in _queue(jobs, plan_parts(jobs, size)))
+        waiting = collections.deque(
+            (job, stop_after, None) for job, stop_after in _queue(jobs, plan_parts(jobs, size))
+        )
         running = {}  # future -> (task, the pool it runs in)
         losses = collections.Counter()  # how often a job's worker process died under it
         by_key = {job.key: job for job in jobs}
@@ -182,8 +213,10 @@ class ProcessExecutor:
                         if losses[job.key] <= self.retries:
                             waiting.appendleft(task)
                             continue
-                        error = RuntimeError(f"the worker process training it died {losses[job.key]} times "
-                                             "(killed, or out of memory?)")
+                        error = RuntimeError(
+                            f"the worker process training it died {losses[job.key]} times "
+                            "(killed, or out of memory?)"
+                        )
                     if error is None and task[1] is not None:
                         waiting.append((job, None, future.result()))
                         continue
@@ -212,7 +245,8 @@ def plan_parts(jobs, workers: int) -> dict[str, int]:
     epochs). Part sizes and the number of split jobs are chosen by simulating the executor's
     queue with every epoch costing the same (the cost of a job is not known before it runs);
     jobs are split only when that saves a whole epoch of the run."""
-    # The last jobs would fill the last round: split among them, whose cost the rest of the last round matches.
+    # The last jobs would fill the last round: split among them, whose cost the rest of the last
+    # round matches.
     pausable = [job for job in reversed(jobs) if job.pausable_epochs > 1]
     best, best_span = {}, _span(jobs, {}, workers)
     epochs = pausable[0].pausable_epochs if pausable else 0
@@ -229,6 +263,7 @@ def plan_parts(jobs, workers: int) -> dict[str, int]:
 def _span(jobs, parts: dict[str, int], workers: int) -> int:
     """Epochs until the last of ``jobs`` is done on ``workers`` when ``parts`` are trained in
     two parts, dispatched as ``ProcessExecutor.map`` does, each epoch taking one unit."""
+
     def length(job):
         return max(job.pausable_epochs, 1)
 
@@ -254,8 +289,9 @@ def _span(jobs, parts: dict[str, int], workers: int) -> int:
 
 def _queue(jobs, parts: dict[str, int]) -> list[tuple]:
     """(job, epochs of its first part or None) in the order they start: first parts, then whole jobs."""
-    return ([(job, parts[job.key]) for job in jobs if job.key in parts]
-            + [(job, None) for job in jobs if job.key not in parts])
+    return [(job, parts[job.key]) for job in jobs if job.key in parts] + [
+        (job, None) for job in jobs if job.key not in parts
+    ]
 
 
 def _drain(epochs, on_epoch, by_key):

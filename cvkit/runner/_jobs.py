@@ -1,4 +1,5 @@
 """Jobs: one training of one model on one split with one seed, identified by its content."""
+
 from __future__ import annotations
 
 import hashlib
@@ -59,7 +60,7 @@ class JobResult:
     environment: dict
     class_weight: list[float] | None = None
     info: dict | None = None  # what the trainer reports about itself, e.g. a nested search's choice
-    holdout_probs: np.ndarray | None = None     # the fold model's predictions of the hold-out set
+    holdout_probs: np.ndarray | None = None  # the fold model's predictions of the hold-out set
     holdout_indices: np.ndarray | None = None
 
 
@@ -68,20 +69,44 @@ def job_seed(master_seed: int, repeat: int, fold: int, seed_index: int) -> int:
     return int(np.random.SeedSequence([master_seed, repeat, fold, seed_index]).generate_state(1)[0])
 
 
-def make_jobs(models: dict[str, Plugin], plan, *, n_seeds: int, master_seed: int,
-              config: TrainConfig, data_fingerprint: str, device: str) -> list[Job]:
+def make_jobs(
+    models: dict[str, Plugin],
+    plan,
+    *,
+    n_seeds: int,
+    master_seed: int,
+    config: TrainConfig,
+    data_fingerprint: str,
+    device: str,
+) -> list[Job]:
     """Expand (model x repeat x fold x seed) into jobs, in model-major order."""
     jobs = []
     for name, plugin in models.items():
         for split in plan:
             for seed_index in range(n_seeds):
                 seed = job_seed(master_seed, split.repeat, split.fold, seed_index)
-                identity = dict(plugin=plugin.digest, hyperparams=plugin.hyperparams,
-                                config=config.as_dict(), data=data_fingerprint, split=split.digest,
-                                seed=seed, device=device)
+                identity = dict(
+                    plugin=plugin.digest,
+                    hyperparams=plugin.hyperparams,
+                    config=config.as_dict(),
+                    data=data_fingerprint,
+                    split=split.digest,
+                    seed=seed,
+                    device=device,
+                )
                 key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
-                jobs.append(Job(name, plugin, split.repeat, split.fold, seed_index, seed, key,
-                                config.epochs if plugin.pausable else 0))
+                jobs.append(
+                    Job(
+                        name,
+                        plugin,
+                        split.repeat,
+                        split.fold,
+                        seed_index,
+                        seed,
+                        key,
+                        config.epochs if plugin.pausable else 0,
+                    )
+                )
     return jobs
 
 
@@ -96,16 +121,27 @@ class JobRunner:
     context: TrainContext
     holdout: object = None
 
-    def __call__(self, job: Job, on_epoch=None, *, stop_after: int | None = None,
-                 resume: PausedJob | None = None) -> JobResult | PausedJob:
+    def __call__(
+        self, job: Job, on_epoch=None, *, stop_after: int | None = None, resume: PausedJob | None = None
+    ) -> JobResult | PausedJob:
         context = self.context
         if on_epoch is not None:
             context = replace(context, on_epoch=lambda record, predict: on_epoch(job, record))
-        return run_job(job, self.dataset, self.plan, context, self.holdout, stop_after=stop_after, resume=resume)
+        return run_job(
+            job, self.dataset, self.plan, context, self.holdout, stop_after=stop_after, resume=resume
+        )
 
 
-def run_job(job: Job, dataset, plan, context: TrainContext, holdout=None, *, stop_after: int | None = None,
-            resume: PausedJob | None = None) -> JobResult | PausedJob:
+def run_job(
+    job: Job,
+    dataset,
+    plan,
+    context: TrainContext,
+    holdout=None,
+    *,
+    stop_after: int | None = None,
+    resume: PausedJob | None = None,
+) -> JobResult | PausedJob:
     """Train and predict one job (its test fold and, when given, the ``holdout`` set, whose
     samples are numbered after the data set's). Anything the plugin does wrong becomes a
     ``PluginError`` that names the plugin file and line. A pausable job may train in two parts:
@@ -148,22 +184,32 @@ def run_job(job: Job, dataset, plan, context: TrainContext, holdout=None, *, sto
         raise
     except Exception as exc:
         where = plugin_frame(exc, job.plugin)
-        hint = ("; lower --batch-size or --jobs (trainings at once)"
-                if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" else "")
+        hint = (
+            "; lower --batch-size or --jobs (trainings at once)"
+            if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+            else ""
+        )
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        raise PluginError(f"{where}: {job.model} failed on repeat {job.repeat}, fold {job.fold}: "
-                          f"{detail}{hint}") from exc
+        raise PluginError(
+            f"{where}: {job.model} failed on repeat {job.repeat}, fold {job.fold}: {detail}{hint}"
+        ) from exc
     for rule, probs in probs_by_rule.items():
         probs_by_rule[rule] = check_probabilities(probs, len(test), dataset.n_classes, job.plugin)
     probs_by_rule.update(epoch_probs)
     if holdout_probs is not None:
         holdout_probs = check_probabilities(holdout_probs, len(holdout), dataset.n_classes, job.plugin)
     return JobResult(
-        job=job, probs_by_rule=probs_by_rule, test_indices=split.test, selected_rule=selected,
+        job=job,
+        probs_by_rule=probs_by_rule,
+        test_indices=split.test,
+        selected_rule=selected,
         selected_epoch=getattr(trainer, "selected_epoch_", None),
-        history=list(getattr(trainer, "history_", [])), duration_s=time.perf_counter() - started,
-        environment=environment(context.device), class_weight=getattr(trainer, "class_weight_", None),
-        info=getattr(trainer, "info_", None), holdout_probs=holdout_probs,
+        history=list(getattr(trainer, "history_", [])),
+        duration_s=time.perf_counter() - started,
+        environment=environment(context.device),
+        class_weight=getattr(trainer, "class_weight_", None),
+        info=getattr(trainer, "info_", None),
+        holdout_probs=holdout_probs,
         holdout_indices=None if holdout is None else np.arange(len(dataset), len(dataset) + len(holdout)),
     )
 
@@ -184,23 +230,35 @@ def check_probabilities(probs, n: int, n_classes: int, plugin: Plugin) -> np.nda
     """A trainer's ``predict_proba`` output, or a ``PluginError`` saying what is wrong with it."""
     probs = np.asarray(probs, dtype=np.float64)
     if probs.shape != (n, n_classes):
-        raise PluginError(f"{plugin.origin}: predict_proba returned shape {probs.shape}, expected "
-                          f"({n}, {n_classes}): one row per sample, one column per class")
+        raise PluginError(
+            f"{plugin.origin}: predict_proba returned shape {probs.shape}, expected "
+            f"({n}, {n_classes}): one row per sample, one column per class"
+        )
     if not np.isfinite(probs).all():
-        raise PluginError(f"{plugin.origin}: predict_proba returned NaN or infinite probabilities; "
-                          "check the model for diverging training (learning rate, inputs)")
+        raise PluginError(
+            f"{plugin.origin}: predict_proba returned NaN or infinite probabilities; "
+            "check the model for diverging training (learning rate, inputs)"
+        )
     if (probs < 0).any() or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-4):
-        raise PluginError(f"{plugin.origin}: predict_proba rows must be probabilities summing to 1; "
-                          "apply softmax to the logits")
+        raise PluginError(
+            f"{plugin.origin}: predict_proba rows must be probabilities summing to 1; "
+            "apply softmax to the logits"
+        )
     return probs
 
 
 def environment(device: str) -> dict:
     import torch
 
-    env = dict(python=platform.python_version(), torch=torch.__version__, numpy=np.__version__,
-               platform=platform.platform(), threads=torch.get_num_threads(), cpus=os.cpu_count(),
-               device=device)
+    env = dict(
+        python=platform.python_version(),
+        torch=torch.__version__,
+        numpy=np.__version__,
+        platform=platform.platform(),
+        threads=torch.get_num_threads(),
+        cpus=os.cpu_count(),
+        device=device,
+    )
     if device.startswith("cuda"):
         env["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return env

@@ -1,4 +1,5 @@
 """Live progress of a run: finished jobs and the epochs trained so far, whichever executor runs them."""
+
 from __future__ import annotations
 
 from rich.console import Console
@@ -12,9 +13,15 @@ class JobProgress:
 
     def __init__(self, console: Console | None = None, *, epochs: int = 0):
         self.console = console or Console(stderr=True)
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=self.console, transient=True,
-                                 disable=not self.console.is_terminal)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+            disable=not self.console.is_terminal,
+        )
         self.epochs = epochs
         self.jobs_task = self.epoch_task = None
         self.running = {}
@@ -32,7 +39,8 @@ class JobProgress:
 
     def job_started(self, job) -> None:
         self.running[job.key] = f"{job.model} r{job.repeat} f{job.fold}" + (
-            f" s{job.seed_index}" if job.seed_index else "")
+            f" s{job.seed_index}" if job.seed_index else ""
+        )
         self._describe()
 
     def epoch_done(self, job, record: dict) -> None:

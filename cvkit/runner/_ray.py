@@ -4,6 +4,7 @@ The data set and the rest of a run's shared inputs go to Ray's object store once
 reference. A task whose worker process or node dies is retried by Ray (``retries`` times); a job
 whose plugin raises is not retried (it would raise again) and comes back as that error.
 """
+
 from __future__ import annotations
 
 from ..errors import ConfigError
@@ -23,8 +24,15 @@ def import_ray():
 class RayExecutor:
     """Runs jobs as Ray tasks on the cluster at ``address`` (``None``: start a local one)."""
 
-    def __init__(self, address: str | None = None, *, cpus_per_job: float = 1, gpus_per_job: float = 0,
-                 threads: int = 1, retries: int = 2):
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        cpus_per_job: float = 1,
+        gpus_per_job: float = 0,
+        threads: int = 1,
+        retries: int = 2,
+    ):
         self.address, self.cpus_per_job, self.gpus_per_job = address, cpus_per_job, gpus_per_job
         self.threads, self.retries = threads, retries
 
@@ -35,15 +43,25 @@ class RayExecutor:
         ray = import_ray()
         if not ray.is_initialized():
             try:
-                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                         configure_logging=False)
+                ray.init(
+                    address=self.address,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    configure_logging=False,
+                )
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 where = self.address or "a local cluster"
-                raise ConfigError(f"--executor ray: cannot connect to {where} ({exc}); start one with "
-                                  "`ray start --head` or pass --address HOST:PORT") from None
+                raise ConfigError(
+                    f"--executor ray: cannot connect to {where} ({exc}); start one with "
+                    "`ray start --head` or pass --address HOST:PORT"
+                ) from None
         shared = ray.put(work)
-        task = ray.remote(_run_task).options(num_cpus=self.cpus_per_job, num_gpus=self.gpus_per_job,
-                                             max_retries=self.retries, retry_exceptions=False)
+        task = ray.remote(_run_task).options(
+            num_cpus=self.cpus_per_job,
+            num_gpus=self.gpus_per_job,
+            max_retries=self.retries,
+            retry_exceptions=False,
+        )
         pending = {}
         for job in jobs:
             pending[task.remote(shared, job, self.threads)] = job

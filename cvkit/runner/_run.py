@@ -1,4 +1,5 @@
 """Bring a run's store up to date: skip finished jobs, reuse identical ones, train the rest."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,8 +52,12 @@ def run_jobs(jobs, store, work, *, executor=None, progress=None) -> RunCounts:
     executor = executor or LocalExecutor()
     if progress:
         progress.start(len(jobs), len(jobs) - len(pending))
-    outcomes = executor.map(work, pending, on_start=progress.job_started if progress else None,
-                            on_epoch=progress.epoch_done if progress else None)
+    outcomes = executor.map(
+        work,
+        pending,
+        on_start=progress.job_started if progress else None,
+        on_epoch=progress.epoch_done if progress else None,
+    )
     failures = []
     try:
         for job, result, error in outcomes:

@@ -1,4 +1,5 @@
 """The run store: one SQLite file per run folder, written one finished job per transaction."""
+
 from __future__ import annotations
 
 import contextlib
@@ -48,8 +49,10 @@ class Store:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / STORE_NAME
         if not create and not self.path.is_file():
-            raise StoreError(f"{self.run_dir}: no cvkit run here (missing {STORE_NAME}); "
-                             "pass the folder that cvkit evaluate wrote")
+            raise StoreError(
+                f"{self.run_dir}: no cvkit run here (missing {STORE_NAME}); "
+                "pass the folder that cvkit evaluate wrote"
+            )
         try:
             if create:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -58,14 +61,18 @@ class Store:
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"{self.path}: cannot open the run store ({exc}); it is damaged or not a cvkit "
-                             "store: pass another folder, or move it away and run again") from None
+            raise StoreError(
+                f"{self.path}: cannot open the run store ({exc}); it is damaged or not a cvkit "
+                "store: pass another folder, or move it away and run again"
+            ) from None
         version = self.get_meta("schema_version")
         if version is None:
             self.set_meta("schema_version", SCHEMA_VERSION)
         elif version != SCHEMA_VERSION:
-            raise StoreError(f"{self.path}: store schema {version} is not the {SCHEMA_VERSION} this cvkit "
-                             "reads; use the cvkit version that wrote it or start a new run folder")
+            raise StoreError(
+                f"{self.path}: store schema {version} is not the {SCHEMA_VERSION} this cvkit "
+                "reads; use the cvkit version that wrote it or start a new run folder"
+            )
 
     def close(self):
         self.db.close()
@@ -87,27 +94,36 @@ class Store:
 
     def write_samples(self, sample_ids, labels, groups, holdout=None) -> None:
         """The cross-validation samples, then (flagged) the hold-out samples, numbered after them."""
-        rows = [(i, str(s), int(l), None if groups is None else str(groups[i]), 0)
-                for i, (s, l) in enumerate(zip(sample_ids, labels))]
+        rows = [
+            (i, str(sample), int(label), None if groups is None else str(groups[i]), 0)
+            for i, (sample, label) in enumerate(zip(sample_ids, labels))
+        ]
         if holdout is not None:
-            rows += [(len(rows) + i, str(s), int(l), None, 1)
-                     for i, (s, l) in enumerate(zip(holdout.sample_ids, holdout.labels))]
+            rows += [
+                (len(rows) + i, str(sample), int(label), None, 1)
+                for i, (sample, label) in enumerate(zip(holdout.sample_ids, holdout.labels))
+            ]
         with self._transaction("the sample list"):
             self.db.execute("DELETE FROM samples")
             self.db.executemany("INSERT INTO samples VALUES (?, ?, ?, ?, ?)", rows)
 
     def write_model(self, name: str, role: str, origin: str, digest: str, hyperparams: dict) -> None:
         with self._transaction(f"model {name}"):
-            self.db.execute("INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?)",
-                            (name, role, origin, digest, json.dumps(hyperparams, sort_keys=True)))
+            self.db.execute(
+                "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?)",
+                (name, role, origin, digest, json.dumps(hyperparams, sort_keys=True)),
+            )
 
     def models(self) -> list[dict]:
-        rows = self.db.execute("SELECT name, role, origin, digest, hyperparams FROM models "
-                               "ORDER BY role = 'variant', rowid").fetchall()
+        rows = self.db.execute(
+            "SELECT name, role, origin, digest, hyperparams FROM models ORDER BY role = 'variant', rowid"
+        ).fetchall()
         return [dict(name=n, role=r, origin=o, digest=d, hyperparams=json.loads(h)) for n, r, o, d, h in rows]
 
     def samples(self):
-        rows = self.db.execute("SELECT idx, sample_id, label, grp, holdout FROM samples ORDER BY idx").fetchall()
+        rows = self.db.execute(
+            "SELECT idx, sample_id, label, grp, holdout FROM samples ORDER BY idx"
+        ).fetchall()
         return rows
 
     # -- jobs -----------------------------------------------------------------------------------
@@ -117,21 +133,34 @@ class Store:
     def write_result(self, result) -> None:
         """Commit one finished job (its predictions under every rule, its history) atomically."""
         job = result.job
-        predictions = [(job.key, rule, int(i), json.dumps(p.tolist()))
-                       for rule, probs in result.probs_by_rule.items()
-                       for i, p in zip(result.test_indices, probs)]
+        predictions = [
+            (job.key, rule, int(i), json.dumps(p.tolist()))
+            for rule, probs in result.probs_by_rule.items()
+            for i, p in zip(result.test_indices, probs)
+        ]
         if result.holdout_probs is not None:
-            predictions += [(job.key, "holdout", int(i), json.dumps(p.tolist()))
-                            for i, p in zip(result.holdout_indices, result.holdout_probs)]
+            predictions += [
+                (job.key, "holdout", int(i), json.dumps(p.tolist()))
+                for i, p in zip(result.holdout_indices, result.holdout_probs)
+            ]
         history = [(job.key, r["epoch"], *(r.get(c) for c in HISTORY_COLUMNS)) for r in result.history]
         with self._transaction(_describe(job)):
             self.db.execute("DELETE FROM predictions WHERE job_key = ?", (job.key,))
             self.db.execute("DELETE FROM history WHERE job_key = ?", (job.key,))
             self.db.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?)", predictions)
             self.db.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?)", history)
-            self._write_job(job, "done", result.selected_rule, result.selected_epoch, result.duration_s,
-                            json.dumps(result.environment), json.dumps(result.class_weight), None, None,
-                            json.dumps(result.info))
+            self._write_job(
+                job,
+                "done",
+                result.selected_rule,
+                result.selected_epoch,
+                result.duration_s,
+                json.dumps(result.environment),
+                json.dumps(result.class_weight),
+                None,
+                None,
+                json.dumps(result.info),
+            )
 
     def write_failure(self, job, error: str) -> None:
         with self._transaction(f"the failure of {_describe(job)}"):
@@ -139,18 +168,24 @@ class Store:
 
     def link_done(self, job) -> bool:
         """Record ``job`` as done if a job with the same content key is already in this store."""
-        row = self.db.execute("SELECT selected_rule, selected_epoch, duration_s, environment, class_weight, "
-                              "reused_from, info FROM jobs WHERE key = ? AND status = 'done'", (job.key,)).fetchone()
+        row = self.db.execute(
+            "SELECT selected_rule, selected_epoch, duration_s, environment, class_weight, "
+            "reused_from, info FROM jobs WHERE key = ? AND status = 'done'",
+            (job.key,),
+        ).fetchone()
         if row is None:
             return False
         with self._transaction(_describe(job)):
             self._write_job(job, "done", *row[:5], None, row[5], row[6])
         return True
 
-    def import_job(self, job, other: "Store") -> bool:
+    def import_job(self, job, other: Store) -> bool:
         """Copy a finished job with the same content key from another run's store (baseline reuse)."""
-        row = other.db.execute("SELECT selected_rule, selected_epoch, duration_s, environment, class_weight, info "
-                               "FROM jobs WHERE key = ? AND status = 'done'", (job.key,)).fetchone()
+        row = other.db.execute(
+            "SELECT selected_rule, selected_epoch, duration_s, environment, class_weight, info "
+            "FROM jobs WHERE key = ? AND status = 'done'",
+            (job.key,),
+        ).fetchone()
         if row is None:
             return False
         predictions = other.db.execute("SELECT * FROM predictions WHERE job_key = ?", (job.key,)).fetchall()
@@ -170,15 +205,35 @@ class Store:
             with self.db:
                 yield
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot save {what} ({exc}); free disk space or fix the folder's "
-                             "permissions, then rerun the same command: every job saved before is kept") from None
+            raise StoreError(
+                f"{self.path}: cannot save {what} ({exc}); free disk space or fix the folder's "
+                "permissions, then rerun the same command: every job saved before is kept"
+            ) from None
 
-    def _write_job(self, job, status, rule, epoch, duration, env, class_weight, error, reused_from, info=None):
+    def _write_job(
+        self, job, status, rule, epoch, duration, env, class_weight, error, reused_from, info=None
+    ):
         self.db.execute(
             "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (job.model, job.repeat, job.fold, job.seed_index, job.seed, job.key, status, rule, epoch,
-             duration, datetime.now(timezone.utc).isoformat(timespec="seconds"), env, class_weight,
-             error, reused_from, info))
+            (
+                job.model,
+                job.repeat,
+                job.fold,
+                job.seed_index,
+                job.seed,
+                job.key,
+                status,
+                rule,
+                epoch,
+                duration,
+                datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                env,
+                class_weight,
+                error,
+                reused_from,
+                info,
+            ),
+        )
 
     def jobs(self) -> list[dict]:
         cursor = self.db.execute("SELECT * FROM jobs ORDER BY model, repeat, fold, seed_index")
@@ -194,14 +249,17 @@ class Store:
             "SELECT j.model, j.repeat, j.fold, j.seed_index, j.seed, p.rule, p.sample_idx, p.probs "
             "FROM jobs j JOIN predictions p ON p.job_key = j.key "
             f"WHERE j.status = 'done' AND {condition} "
-            "ORDER BY j.model, j.repeat, j.fold, j.seed_index, p.sample_idx", params).fetchall()
+            "ORDER BY j.model, j.repeat, j.fold, j.seed_index, p.sample_idx",
+            params,
+        ).fetchall()
         return [(*r[:7], np.array(json.loads(r[7]))) for r in rows]
 
     def job_predictions(self, key: str) -> dict[str, dict[int, np.ndarray]]:
         """Every stored prediction of one job: {rule: {sample index: probabilities}}."""
         out = {}
         for rule, sample, probs in self.db.execute(
-                "SELECT rule, sample_idx, probs FROM predictions WHERE job_key = ?", (key,)):
+            "SELECT rule, sample_idx, probs FROM predictions WHERE job_key = ?", (key,)
+        ):
             out.setdefault(rule, {})[sample] = np.array(json.loads(probs))
         return out
 
@@ -213,7 +271,8 @@ class Store:
         cursor = self.db.execute(
             "SELECT j.model, j.repeat, j.fold, j.seed_index, h.* FROM jobs j JOIN history h "
             "ON h.job_key = j.key WHERE j.status = 'done' ORDER BY j.model, j.repeat, j.fold, "
-            "j.seed_index, h.epoch")
+            "j.seed_index, h.epoch"
+        )
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
 
@@ -233,12 +292,16 @@ def check_writable(run_dir, needed_bytes: int) -> None:
             probe.flush()
             os.fsync(probe.fileno())
     except OSError as exc:
-        raise StoreError(f"{run_dir}: cannot write the run folder ({exc.strerror or exc}); pass --out (or "
-                         "--reports-dir) a folder you can write to") from None
+        raise StoreError(
+            f"{run_dir}: cannot write the run folder ({exc.strerror or exc}); pass --out (or "
+            "--reports-dir) a folder you can write to"
+        ) from None
     free = shutil.disk_usage(run_dir).free
     if free < needed_bytes:
-        raise StoreError(f"{run_dir}: {free / 2**20:.0f} MiB free on its disk, the run needs about "
-                         f"{needed_bytes / 2**20:.0f} MiB; free some space or pass --out a folder on another disk")
+        raise StoreError(
+            f"{run_dir}: {free / 2**20:.0f} MiB free on its disk, the run needs about "
+            f"{needed_bytes / 2**20:.0f} MiB; free some space or pass --out a folder on another disk"
+        )
 
 
 def store_bytes(n_predictions: int, n_classes: int) -> int:

@@ -1,4 +1,5 @@
 """Determinism check: train stored jobs again and compare their predictions with the store's."""
+
 from __future__ import annotations
 
 import json
@@ -70,10 +71,12 @@ def verify_jobs(jobs: list[Job], store, work, *, n_jobs: int, seed: int = 0) -> 
 
 
 def _train(work, job, threads) -> dict[str, dict[int, np.ndarray]]:
-    (_, result, error), = LocalExecutor(threads).map(work, [job])
+    ((_, result, error),) = LocalExecutor(threads).map(work, [job])
     if error is not None:
         raise error
-    out = {rule: dict(zip(result.test_indices.tolist(), probs)) for rule, probs in result.probs_by_rule.items()}
+    out = {
+        rule: dict(zip(result.test_indices.tolist(), probs)) for rule, probs in result.probs_by_rule.items()
+    }
     if result.holdout_probs is not None:
         out["holdout"] = dict(zip(result.holdout_indices.tolist(), result.holdout_probs))
     return out
@@ -101,14 +104,23 @@ def _difference(expected, actual, tolerance) -> tuple[int, int, float]:
 
 def _suspect(reruns_agree: bool, recorded: dict, current: dict) -> str:
     if not reruns_agree:
-        return ("two trainings here differ from each other: the job is not deterministic; suspect randomness "
-                "drawn without the job's seed (Python's random, NumPy's global generator, time, os.urandom) "
-                "or nondeterministic GPU kernels (torch.use_deterministic_algorithms(True) names them)")
-    changed = [f"{key} {recorded.get(key)} -> {current.get(key)}" for key in sorted(recorded.keys() | current.keys())
-               if recorded.get(key) != current.get(key)]
+        return (
+            "two trainings here differ from each other: the job is not deterministic; suspect randomness "
+            "drawn without the job's seed (Python's random, NumPy's global generator, time, os.urandom) "
+            "or nondeterministic GPU kernels (torch.use_deterministic_algorithms(True) names them)"
+        )
+    changed = [
+        f"{key} {recorded.get(key)} -> {current.get(key)}"
+        for key in sorted(recorded.keys() | current.keys())
+        if recorded.get(key) != current.get(key)
+    ]
     if changed:
-        return ("this machine repeats its own result but not the stored one, and the environment differs from "
-                f"the one that trained it: {', '.join(changed)}")
-    return ("this machine repeats its own result but not the stored one, with the same recorded software: "
-            "suspect another CPU or GPU model (math libraries pick kernels by instruction set), a library "
-            "cvkit does not record (MKL, oneDNN, cuDNN), or an edited store")
+        return (
+            "this machine repeats its own result but not the stored one, and the environment differs from "
+            f"the one that trained it: {', '.join(changed)}"
+        )
+    return (
+        "this machine repeats its own result but not the stored one, with the same recorded software: "
+        "suspect another CPU or GPU model (math libraries pick kernels by instruction set), a library "
+        "cvkit does not record (MKL, oneDNN, cuDNN), or an edited store"
+    )

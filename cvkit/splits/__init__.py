@@ -1,4 +1,5 @@
 """Splits stage: the cross-validation plan shared by every model of a run."""
+
 from ._plan import Split, SplitPlan, make_plan
 
 __all__ = ["Split", "SplitPlan", "make_plan"]

@@ -1,5 +1,6 @@
 """The split plan: every outer train/test split and its inner validation split, fixed once per run
 and shared by every model (the paired design)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -7,8 +8,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import (RepeatedStratifiedKFold, StratifiedGroupKFold,
-                                     train_test_split)
+from sklearn.model_selection import RepeatedStratifiedKFold, StratifiedGroupKFold, train_test_split
 
 from ..errors import SplitError
 
@@ -51,19 +51,35 @@ class SplitPlan:
         return hashlib.sha256("".join(s.digest for s in self.splits).encode()).hexdigest()
 
     def to_records(self) -> list[dict]:
-        return [dict(repeat=s.repeat, fold=s.fold, train=s.train.tolist(), val=s.val.tolist(),
-                     test=s.test.tolist()) for s in self.splits]
+        return [
+            dict(
+                repeat=s.repeat, fold=s.fold, train=s.train.tolist(), val=s.val.tolist(), test=s.test.tolist()
+            )
+            for s in self.splits
+        ]
 
     @classmethod
-    def from_records(cls, records, *, n_splits, n_repeats, seed, val_fraction) -> "SplitPlan":
-        splits = tuple(Split(r["repeat"], r["fold"], *(np.asarray(r[k], dtype=np.int64)
-                                                        for k in ("train", "val", "test")))
-                       for r in records)
+    def from_records(cls, records, *, n_splits, n_repeats, seed, val_fraction) -> SplitPlan:
+        splits = tuple(
+            Split(
+                r["repeat"], r["fold"], *(np.asarray(r[k], dtype=np.int64) for k in ("train", "val", "test"))
+            )
+            for r in records
+        )
         return cls(splits, n_splits, n_repeats, seed, val_fraction)
 
 
-def make_plan(labels, n_splits: int = 5, n_repeats: int = 3, *, seed: int = 0,
-              val_fraction: float = 0.1, groups=None, cv=None, class_names=None) -> SplitPlan:
+def make_plan(
+    labels,
+    n_splits: int = 5,
+    n_repeats: int = 3,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    groups=None,
+    cv=None,
+    class_names=None,
+) -> SplitPlan:
     """Repeated stratified k-fold (``StratifiedGroupKFold`` per repeat when ``groups`` are given),
     and inside each outer training part a stratified validation split of ``val_fraction``.
 
@@ -94,14 +110,23 @@ def make_plan(labels, n_splits: int = 5, n_repeats: int = 3, *, seed: int = 0,
     for s in splits:
         absent = [names[c] for c in np.unique(y) if not np.any(y[s.train] == c)]
         if absent:
-            where = ("its samples lie in too few groups to spread over the folds; use fewer folds or check "
-                     "the group column" if groups is not None else "use fewer folds")
-            raise SplitError(f"class {absent[0]!r} is missing from the training part of repeat {s.repeat}, "
-                             f"fold {s.fold}: {where}")
+            where = (
+                "its samples lie in too few groups to spread over the folds; use fewer folds or check "
+                "the group column"
+                if groups is not None
+                else "use fewer folds"
+            )
+            raise SplitError(
+                f"class {absent[0]!r} is missing from the training part of repeat {s.repeat}, "
+                f"fold {s.fold}: {where}"
+            )
         missing = [names[c] for c in np.unique(y) if not np.any(y[s.test] == c)]
         if missing:
-            warnings.warn(f"test fold (repeat {s.repeat}, fold {s.fold}) has no sample of "
-                          f"{', '.join(missing)}: its AUC is undefined; use fewer folds", stacklevel=2)
+            warnings.warn(
+                f"test fold (repeat {s.repeat}, fold {s.fold}) has no sample of "
+                f"{', '.join(missing)}: its AUC is undefined; use fewer folds",
+                stacklevel=2,
+            )
     return SplitPlan(tuple(splits), n_splits, n_repeats, seed, val_fraction)
 
 
@@ -114,20 +139,25 @@ def _check_design(y, n_splits, n_repeats, groups, names):
     present = counts > 0
     smallest = int(np.argmin(np.where(present, counts, np.iinfo(np.int64).max)))
     if counts[smallest] < n_splits:
-        raise SplitError(f"class {names[smallest]!r} has only {counts[smallest]} samples, fewer than "
-                         f"--folds {n_splits}; use --folds {max(2, int(counts[smallest]))} or fewer")
+        raise SplitError(
+            f"class {names[smallest]!r} has only {counts[smallest]} samples, fewer than "
+            f"--folds {n_splits}; use --folds {max(2, int(counts[smallest]))} or fewer"
+        )
     if groups is not None:
         n_groups = len(np.unique(groups))
         if n_groups < n_splits:
-            raise SplitError(f"only {n_groups} groups for --folds {n_splits}: every fold needs its own "
-                             "groups; use fewer folds")
+            raise SplitError(
+                f"only {n_groups} groups for --folds {n_splits}: every fold needs its own "
+                "groups; use fewer folds"
+            )
 
 
 def _outer_splits(y, n_splits, n_repeats, seed, groups):
     x = np.zeros((len(y), 1))
     if groups is None:
-        yield from RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats,
-                                           random_state=seed).split(x, y)
+        yield from RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=seed).split(
+            x, y
+        )
         return
     repeat_seeds = np.random.SeedSequence(seed).generate_state(n_repeats)
     for repeat_seed in repeat_seeds:
@@ -141,20 +171,25 @@ def _inner_split(train_val, y, groups, val_fraction, seed, names):
         counts = np.bincount(y_part)
         n_val = int(np.ceil(val_fraction * len(train_val)))
         if n_val < np.count_nonzero(counts):
-            raise SplitError(f"validation part of {n_val} samples cannot hold every class; "
-                             "use a larger validation fraction or fewer folds")
+            raise SplitError(
+                f"validation part of {n_val} samples cannot hold every class; "
+                "use a larger validation fraction or fewer folds"
+            )
         if counts[counts > 0].min() < 2:
             rare = names[int(np.argmin(np.where(counts > 0, counts, np.iinfo(np.int64).max)))]
-            raise SplitError(f"class {rare!r} has fewer than 2 samples in a training fold: "
-                             "it cannot appear in both training and validation; use fewer folds")
-        train, val = train_test_split(train_val, test_size=val_fraction, stratify=y_part,
-                                      random_state=seed)
+            raise SplitError(
+                f"class {rare!r} has fewer than 2 samples in a training fold: "
+                "it cannot appear in both training and validation; use fewer folds"
+            )
+        train, val = train_test_split(train_val, test_size=val_fraction, stratify=y_part, random_state=seed)
         return train, val
     n_inner = max(2, int(round(1 / val_fraction)))
     group_part = groups[train_val]
     if len(np.unique(group_part)) < n_inner:
-        raise SplitError(f"too few groups in a training fold ({len(np.unique(group_part))}) to hold out "
-                         f"a validation fraction of {val_fraction}; use fewer folds")
+        raise SplitError(
+            f"too few groups in a training fold ({len(np.unique(group_part))}) to hold out "
+            f"a validation fraction of {val_fraction}; use fewer folds"
+        )
     splitter = StratifiedGroupKFold(n_splits=n_inner, shuffle=True, random_state=seed)
     inner_train, inner_val = next(splitter.split(np.zeros((len(train_val), 1)), y_part, group_part))
     return train_val[inner_train], train_val[inner_val]

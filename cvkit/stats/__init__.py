@@ -4,21 +4,73 @@ Differences are always variant minus baseline (positive = the variant is better)
 tests (corrected t, Bayesian correlated t) compare *training procedures*; sample-level tests
 (McNemar, DeLong, bootstrap over samples) compare two *trained models* and ignore seed variance.
 """
+
 from ._metrics import METRICS, VERDICT_METRICS, classification_metrics
-from ._power import (DesignOption, DetectableEffect, corrected_ttest_power, design_needed,
-                     mcnemar_detectable_difference, minimal_detectable_effect)
-from ._runs import (FriedmanResult, ProbOutperformResult, VarianceComponents, benjamini_hochberg,
-                    friedman, holm, prob_outperform, variance_components)
-from ._samples import (BOOTSTRAP_METRICS, BootstrapResult, DeLongResult, McNemarResult, bootstrap_diff, bootstrap_score,
-                       delong, mcnemar)
-from ._ttest import (BayesResult, CorrectedTTestResult, bayes_correlated_ttest, corrected_ttest,
-                     naive_paired_ttest)
+from ._power import (
+    DesignOption,
+    DetectableEffect,
+    corrected_ttest_power,
+    design_needed,
+    mcnemar_detectable_difference,
+    minimal_detectable_effect,
+)
+from ._runs import (
+    FriedmanResult,
+    ProbOutperformResult,
+    VarianceComponents,
+    benjamini_hochberg,
+    friedman,
+    holm,
+    prob_outperform,
+    variance_components,
+)
+from ._samples import (
+    BOOTSTRAP_METRICS,
+    BootstrapResult,
+    DeLongResult,
+    McNemarResult,
+    bootstrap_diff,
+    bootstrap_score,
+    delong,
+    mcnemar,
+)
+from ._ttest import (
+    BayesResult,
+    CorrectedTTestResult,
+    bayes_correlated_ttest,
+    corrected_ttest,
+    naive_paired_ttest,
+)
 
 __all__ = [
-    "BOOTSTRAP_METRICS", "METRICS", "VERDICT_METRICS", "BayesResult", "BootstrapResult", "CorrectedTTestResult", "DeLongResult",
-    "DesignOption", "DetectableEffect", "FriedmanResult", "McNemarResult", "ProbOutperformResult",
-    "VarianceComponents", "bayes_correlated_ttest", "benjamini_hochberg", "bootstrap_diff", "bootstrap_score",
-    "classification_metrics", "corrected_ttest", "corrected_ttest_power", "delong",
-    "design_needed", "friedman", "holm", "mcnemar", "mcnemar_detectable_difference",
-    "minimal_detectable_effect", "naive_paired_ttest", "prob_outperform", "variance_components",
+    "BOOTSTRAP_METRICS",
+    "METRICS",
+    "VERDICT_METRICS",
+    "BayesResult",
+    "BootstrapResult",
+    "CorrectedTTestResult",
+    "DeLongResult",
+    "DesignOption",
+    "DetectableEffect",
+    "FriedmanResult",
+    "McNemarResult",
+    "ProbOutperformResult",
+    "VarianceComponents",
+    "bayes_correlated_ttest",
+    "benjamini_hochberg",
+    "bootstrap_diff",
+    "bootstrap_score",
+    "classification_metrics",
+    "corrected_ttest",
+    "corrected_ttest_power",
+    "delong",
+    "design_needed",
+    "friedman",
+    "holm",
+    "mcnemar",
+    "mcnemar_detectable_difference",
+    "minimal_detectable_effect",
+    "naive_paired_ttest",
+    "prob_outperform",
+    "variance_components",
 ]

@@ -1,4 +1,5 @@
 """Per-fold classification metrics for the named positive class."""
+
 from __future__ import annotations
 
 import numpy as np

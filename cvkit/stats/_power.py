@@ -3,6 +3,7 @@
 The corrected t-test's effective sample size 1/(1/J + n_test/n_train) never exceeds
 n_train/n_test = k - 1: more repeats of 5-fold CV buy little power, whereas more folds do.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,9 +14,9 @@ from scipy import optimize, stats
 
 @dataclass(frozen=True)
 class DetectableEffect:
-    effect: float            # in the metric's units when ``sd_diff`` was given, else in units of sd
-    effect_sd_units: float   # the same, in units of the per-fold difference's standard deviation
-    effective_n: float       # 1 / (1/J + n_test/n_train)
+    effect: float  # in the metric's units when ``sd_diff`` was given, else in units of sd
+    effect_sd_units: float  # the same, in units of the per-fold difference's standard deviation
+    effective_n: float  # 1 / (1/J + n_test/n_train)
     n_folds: int
     n_repeats: int
     power: float
@@ -25,12 +26,19 @@ class DetectableEffect:
 @dataclass(frozen=True)
 class DesignOption:
     n_folds: int
-    n_repeats: int | None    # None: no number of repeats reaches the power
-    limit: float             # the detectable effect with infinitely many repeats of this many folds
+    n_repeats: int | None  # None: no number of repeats reaches the power
+    limit: float  # the detectable effect with infinitely many repeats of this many folds
 
 
-def corrected_ttest_power(effect: float, sd_diff: float, n_folds: int, n_repeats: int, *,
-                          alpha: float = 0.05, test_train_ratio: float | None = None) -> float:
+def corrected_ttest_power(
+    effect: float,
+    sd_diff: float,
+    n_folds: int,
+    n_repeats: int,
+    *,
+    alpha: float = 0.05,
+    test_train_ratio: float | None = None,
+) -> float:
     """Power of the two-sided corrected t-test to detect a true mean difference ``effect``."""
     J = n_folds * n_repeats
     ratio = 1 / (n_folds - 1) if test_train_ratio is None else test_train_ratio
@@ -40,9 +48,15 @@ def corrected_ttest_power(effect: float, sd_diff: float, n_folds: int, n_repeats
     return 1.0 if np.isnan(power) else float(min(power, 1.0))  # scipy's nct gives NaN far in the tail
 
 
-def minimal_detectable_effect(n_folds: int, n_repeats: int, sd_diff: float | None = None, *,
-                              alpha: float = 0.05, power: float = 0.8,
-                              test_train_ratio: float | None = None) -> DetectableEffect:
+def minimal_detectable_effect(
+    n_folds: int,
+    n_repeats: int,
+    sd_diff: float | None = None,
+    *,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    test_train_ratio: float | None = None,
+) -> DetectableEffect:
     """The smallest true difference the corrected t-test detects with ``power`` at ``alpha``.
 
     Without ``sd_diff`` (the standard deviation of the per-fold differences) the effect is in
@@ -52,6 +66,7 @@ def minimal_detectable_effect(n_folds: int, n_repeats: int, sd_diff: float | Non
         raise ValueError(f"need at least 2 folds and 2 scores, got {n_folds} folds x {n_repeats} repeats")
     ratio = 1 / (n_folds - 1) if test_train_ratio is None else test_train_ratio
     J = n_folds * n_repeats
+
     def shortfall(x):
         return corrected_ttest_power(x, 1.0, n_folds, n_repeats, alpha=alpha, test_train_ratio=ratio) - power
 
@@ -60,11 +75,20 @@ def minimal_detectable_effect(n_folds: int, n_repeats: int, sd_diff: float | Non
         upper *= 2
     units = optimize.brentq(shortfall, 1e-9, upper)
     effect = units if sd_diff is None else units * sd_diff
-    return DetectableEffect(float(effect), float(units), 1 / (1 / J + ratio), n_folds, n_repeats, power, alpha)
+    return DetectableEffect(
+        float(effect), float(units), 1 / (1 / J + ratio), n_folds, n_repeats, power, alpha
+    )
 
 
-def design_needed(effect: float, sd_diff: float, *, folds=(5, 10), max_repeats: int = 100,
-                  alpha: float = 0.05, power: float = 0.8) -> list[DesignOption]:
+def design_needed(
+    effect: float,
+    sd_diff: float,
+    *,
+    folds=(5, 10),
+    max_repeats: int = 100,
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> list[DesignOption]:
     """For each fold count, the fewest repeats whose corrected t-test detects ``effect`` (None if
     even ``max_repeats`` cannot: the detectable effect never falls below ``limit``)."""
     if effect <= 0 or sd_diff <= 0:
@@ -73,14 +97,21 @@ def design_needed(effect: float, sd_diff: float, *, folds=(5, 10), max_repeats: 
     z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
     for k in folds:
         limit = float(z * sd_diff * np.sqrt(1 / (k - 1)))
-        needed = next((r for r in range(1, max_repeats + 1) if k * r >= 2 and
-                       corrected_ttest_power(effect, sd_diff, k, r, alpha=alpha) >= power), None)
+        needed = next(
+            (
+                r
+                for r in range(1, max_repeats + 1)
+                if k * r >= 2 and corrected_ttest_power(effect, sd_diff, k, r, alpha=alpha) >= power
+            ),
+            None,
+        )
         options.append(DesignOption(k, needed, limit))
     return options
 
 
-def mcnemar_detectable_difference(n: int, discordant_rate: float, *, alpha: float = 0.05,
-                                  power: float = 0.8) -> float:
+def mcnemar_detectable_difference(
+    n: int, discordant_rate: float, *, alpha: float = 0.05, power: float = 0.8
+) -> float:
     """Smallest accuracy difference McNemar's test detects on ``n`` paired samples when the two
     models disagree on a share ``discordant_rate`` of them (Connor 1987)."""
     if not 0 < discordant_rate <= 1 or n < 1:
@@ -89,7 +120,7 @@ def mcnemar_detectable_difference(n: int, discordant_rate: float, *, alpha: floa
     psi = discordant_rate
 
     def needed(delta):
-        return (z_a * np.sqrt(psi) + z_b * np.sqrt(psi - delta ** 2)) ** 2 / delta ** 2 - n
+        return (z_a * np.sqrt(psi) + z_b * np.sqrt(psi - delta**2)) ** 2 / delta**2 - n
 
     high = np.sqrt(psi) * (1 - 1e-12)
     if needed(high) > 0:

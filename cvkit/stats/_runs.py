@@ -1,4 +1,5 @@
 """Statistics over runs: P(A > B), multiplicity corrections and seed/split variance components."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,8 +20,8 @@ class ProbOutperformResult:
 class VarianceComponents:
     """One-way random effects over splits, ``n_seeds`` training seeds per split."""
 
-    between_split: float   # variance from which data the model was trained and tested on
-    within_split: float    # variance from the training seed alone (with residual noise)
+    between_split: float  # variance from which data the model was trained and tested on
+    within_split: float  # variance from the training seed alone (with residual noise)
     n_splits: int
     n_seeds: int
 
@@ -39,8 +40,9 @@ class VarianceComponents:
         return float(self.within_split / total) if total > 0 else 0.0
 
 
-def prob_outperform(scores_a, scores_b, *, n_resamples: int = 10000, confidence: float = 0.95,
-                    seed: int = 0) -> ProbOutperformResult:
+def prob_outperform(
+    scores_a, scores_b, *, n_resamples: int = 10000, confidence: float = 0.95, seed: int = 0
+) -> ProbOutperformResult:
     """P(variant > baseline) over paired runs (Bouthillier et al. 2021), with a percentile
     bootstrap CI over the pairs. A meaningful improvement needs P > 0.75 with the CI above 0.5."""
     a, b = np.asarray(scores_a, dtype=np.float64).ravel(), np.asarray(scores_b, dtype=np.float64).ravel()
@@ -95,8 +97,8 @@ NEMENYI_Q05 = {2: 1.960, 3: 2.343, 4: 2.569, 5: 2.728, 6: 2.850, 7: 2.949, 8: 3.
 class FriedmanResult:
     statistic: float
     pvalue: float
-    mean_ranks: np.ndarray       # per model, 1 = best
-    critical_difference: float   # Nemenyi, alpha 0.05: ranks further apart than this differ
+    mean_ranks: np.ndarray  # per model, 1 = best
+    critical_difference: float  # Nemenyi, alpha 0.05: ranks further apart than this differ
     n_blocks: int
 
 

@@ -5,6 +5,7 @@ samples?". They ignore training (seed) variance, so they never decide a verdict 
 of the same ResNet-18 already differ at McNemar p < 0.01 on BreastMNIST. Arguments named ``a`` are
 the baseline, ``b`` the variant; every difference is b - a.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -78,8 +79,10 @@ def delong(y_true, score_a, score_b) -> DeLongResult:
     least two samples of each class (``ValueError`` otherwise)."""
     positive = _positive_mask(y_true)
     if min(positive.sum(), (~positive).sum()) < 2:
-        raise ValueError("DeLong's test needs at least 2 positive and 2 negative samples, "
-                         f"got {positive.sum()} and {(~positive).sum()}")
+        raise ValueError(
+            "DeLong's test needs at least 2 positive and 2 negative samples, "
+            f"got {positive.sum()} and {(~positive).sum()}"
+        )
     scores = np.vstack([np.asarray(score_a, dtype=np.float64), np.asarray(score_b, dtype=np.float64)])
     x, y = scores[:, positive], scores[:, ~positive]
     m, n = x.shape[1], y.shape[1]
@@ -87,8 +90,8 @@ def delong(y_true, score_a, score_b) -> DeLongResult:
     ty = stats.rankdata(y, axis=1)
     tz = stats.rankdata(np.hstack([x, y]), axis=1)
     auc = (tz[:, :m].sum(axis=1) - m * (m + 1) / 2) / (m * n)
-    v10 = (tz[:, :m] - tx) / n          # per positive: share of negatives it outranks
-    v01 = 1 - (tz[:, m:] - ty) / m      # per negative: share of positives that outrank it
+    v10 = (tz[:, :m] - tx) / n  # per positive: share of negatives it outranks
+    v01 = 1 - (tz[:, m:] - ty) / m  # per negative: share of positives that outrank it
     s = np.cov(v10) / m + np.cov(v01) / n
     variance = s[0, 0] + s[1, 1] - 2 * s[0, 1]
     difference = float(auc[1] - auc[0])
@@ -101,9 +104,18 @@ def delong(y_true, score_a, score_b) -> DeLongResult:
     return DeLongResult(float(auc[0]), float(auc[1]), difference, se, float(z), p)
 
 
-def bootstrap_diff(y_true, score_a, score_b, metric: str = "auc", n_resamples: int = 10000,
-                   method: str = "bca", stratified: bool = True, seed: int = 0,
-                   confidence: float = 0.95, threshold: float = 0.5) -> BootstrapResult:
+def bootstrap_diff(
+    y_true,
+    score_a,
+    score_b,
+    metric: str = "auc",
+    n_resamples: int = 10000,
+    method: str = "bca",
+    stratified: bool = True,
+    seed: int = 0,
+    confidence: float = 0.95,
+    threshold: float = 0.5,
+) -> BootstrapResult:
     """Paired bootstrap CI of metric(b) - metric(a) over samples.
 
     ``score_a``/``score_b`` are probabilities of the positive class, shape ``(n,)`` or
@@ -123,9 +135,17 @@ def bootstrap_diff(y_true, score_a, score_b, metric: str = "auc", n_resamples: i
     return _bootstrap(statistic, positive, n_resamples, method, stratified, seed, confidence)
 
 
-def bootstrap_score(y_true, score, metric: str = "auc", n_resamples: int = 10000, method: str = "percentile",
-                    stratified: bool = True, seed: int = 0, confidence: float = 0.95,
-                    threshold: float = 0.5) -> BootstrapResult:
+def bootstrap_score(
+    y_true,
+    score,
+    metric: str = "auc",
+    n_resamples: int = 10000,
+    method: str = "percentile",
+    stratified: bool = True,
+    seed: int = 0,
+    confidence: float = 0.95,
+    threshold: float = 0.5,
+) -> BootstrapResult:
     """Bootstrap CI of one model's metric over samples (e.g. on a fixed hold-out set); ``score``
     is ``(n,)`` or ``(repeats, n)`` positive-class probabilities, the metric averaged over rows."""
     if metric not in BOOTSTRAP_METRICS:
@@ -147,8 +167,9 @@ def _bootstrap(statistic, positive, n_resamples, method, stratified, seed, confi
         low, high = np.quantile(replicates, [alpha, 1 - alpha])
     else:
         low, high = _bca_interval(replicates, estimate, statistic.jackknife(), alpha)
-    return BootstrapResult(estimate, float(low), float(high), float(replicates.std(ddof=1)),
-                           confidence, method, n_resamples)
+    return BootstrapResult(
+        estimate, float(low), float(high), float(replicates.std(ddof=1)), confidence, method, n_resamples
+    )
 
 
 class _WeightedStatistic:
@@ -229,8 +250,8 @@ def _bca_interval(replicates, estimate, jackknife, alpha):
     share_below = (np.sum(replicates < estimate) + 0.5 * np.sum(replicates == estimate)) / len(replicates)
     z0 = stats.norm.ppf(np.clip(share_below, 1e-10, 1 - 1e-10))
     deviation = jackknife.mean() - jackknife
-    denominator = 6 * np.sum(deviation ** 2) ** 1.5
-    acceleration = np.sum(deviation ** 3) / denominator if denominator > 0 else 0.0
+    denominator = 6 * np.sum(deviation**2) ** 1.5
+    acceleration = np.sum(deviation**3) / denominator if denominator > 0 else 0.0
     quantiles = []
     for z_alpha in stats.norm.ppf([alpha, 1 - alpha]):
         shifted = z0 + (z0 + z_alpha) / (1 - acceleration * (z0 + z_alpha))

@@ -3,6 +3,7 @@
 Per-fold scores of k-fold CV share training data, so they are correlated; these tests correct
 for it. Never use a plain paired t-test, Wilcoxon or permutation test on them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,7 +46,8 @@ def corrected_ttest(diffs, n_train: int, n_test: int, *, confidence: float = 0.9
         raise ValueError(f"n_train and n_test must be positive, got {n_train} and {n_test}")
     J = len(d)
     mean = float(d.mean())
-    # The correction: 1/J (not 1/(n_train + n_test)) plus n_test/n_train (not rho = n_test/(n_train + n_test)).
+    # The correction: 1/J (not 1/(n_train + n_test)) plus n_test/n_train
+    # (not rho = n_test/(n_train + n_test)).
     se = float(np.sqrt((1 / J + n_test / n_train) * d.var(ddof=1)))
     df = J - 1
     statistic, pvalue = _t_and_p(mean, se, df)
@@ -59,8 +61,16 @@ def naive_paired_ttest(diffs) -> CorrectedTTestResult:
     se = float(d.std(ddof=1) / np.sqrt(len(d)))
     statistic, pvalue = _t_and_p(float(d.mean()), se, len(d) - 1)
     half = stats.t.ppf(0.975, len(d) - 1) * se
-    return CorrectedTTestResult(statistic, pvalue, len(d) - 1, float(d.mean()), se,
-                                float(d.mean()) - half, float(d.mean()) + half, 0.95)
+    return CorrectedTTestResult(
+        statistic,
+        pvalue,
+        len(d) - 1,
+        float(d.mean()),
+        se,
+        float(d.mean()) - half,
+        float(d.mean()) + half,
+        0.95,
+    )
 
 
 def bayes_correlated_ttest(diffs, rho: float, rope: float = 0.01) -> BayesResult:

@@ -1,4 +1,5 @@
 """Trainers stage: plugins, cvkit's torch training recipe and the built-in backbones."""
+
 from ._context import SELECTION_RULES, TrainConfig, TrainContext
 from ._frozen import FrozenFeatures
 from ._models import BACKBONES, RESNETS, backbone, classifier, resnet
@@ -6,5 +7,20 @@ from ._plugin import BUILTINS, Plugin, load_plugin, plugin_frame
 from ._sklearn import SklearnTrainer
 from ._torch import TorchTrainer
 
-__all__ = ["BACKBONES", "BUILTINS", "RESNETS", "SELECTION_RULES", "FrozenFeatures", "Plugin", "SklearnTrainer", "TorchTrainer",
-           "TrainConfig", "TrainContext", "backbone", "classifier", "load_plugin", "plugin_frame", "resnet"]
+__all__ = [
+    "BACKBONES",
+    "BUILTINS",
+    "RESNETS",
+    "SELECTION_RULES",
+    "FrozenFeatures",
+    "Plugin",
+    "SklearnTrainer",
+    "TorchTrainer",
+    "TrainConfig",
+    "TrainContext",
+    "backbone",
+    "classifier",
+    "load_plugin",
+    "plugin_frame",
+    "resnet",
+]

@@ -1,8 +1,9 @@
 """What a trainer is told: the shared training recipe and the facts of one job."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 SELECTION_RULES = ("val_auc", "val_loss", "val_acc", "last")
 CLASS_WEIGHTS = ("balanced", "none")

@@ -1,4 +1,5 @@
 """Extra (tabular) features: imputation and scaling fitted on the training part of a fold only."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -7,6 +7,7 @@ keyed by the backbone's weights and each image's bytes: every job and run that u
 weights (pretrained ones, say) computes them once. Mirroring an image and then extracting its
 features is exactly what the uncached model does in training, so the head sees the same inputs.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -110,7 +111,7 @@ def _extract(backbone, images, device, prepare) -> list[np.ndarray]:
     backbone.eval()
     out = []
     for start in range(0, len(images), CHUNK):
-        chunk = torch.as_tensor(images[start:start + CHUNK])
+        chunk = torch.as_tensor(images[start : start + CHUNK])
         n = len(chunk)
         if n < CHUNK:
             chunk = torch.cat([chunk, chunk.new_zeros((CHUNK - n, *chunk.shape[1:]))])

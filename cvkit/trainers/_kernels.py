@@ -20,6 +20,7 @@ faster on a ResNet stem's 14x14 maps (3.0 ms against 0.16 ms at batch 32, one th
 runs channels-last and hands back an NCHW batch, so the layers after it see what they saw before.
 ``benchmarks/train_step.py`` measures what both save.
 """
+
 from __future__ import annotations
 
 import collections
@@ -40,8 +41,10 @@ class _OneByOneOutputConv2d(nn.Conv2d):
         h, w = x.shape[-2:]
         if self.single_tap is not None:
             if (h, w) != (1, 1):
-                raise RuntimeError(f"a {kh}x{kw} convolution that saw 1x1 maps before training, so that cvkit "
-                                   f"trains only its centre tap, was given {h}x{w} maps; {KEEP_WHOLE}")
+                raise RuntimeError(
+                    f"a {kh}x{kw} convolution that saw 1x1 maps before training, so that cvkit "
+                    f"trains only its centre tap, was given {h}x{w} maps; {KEEP_WHOLE}"
+                )
             return F.linear(x.flatten(1), self.single_tap, bias)[:, :, None, None]
         # Output (0, 0) sees input rows 0 .. rows-1 through taps ph .. ph+rows-1; the rest is padding.
         rows, cols = min(h, kh - ph), min(w, kw - pw)
@@ -57,8 +60,14 @@ class _OneByOneOutputConv2d(nn.Conv2d):
     def _one_output(self, h, w) -> bool:
         """Whether an h x w input gives a 1x1 output that the shortcut computes."""
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        return (0 <= h + 2 * ph - kh < sh and 0 <= w + 2 * pw - kw < sw and not isinstance(self.padding, str)
-                and self.groups == 1 and self.dilation == (1, 1) and self.padding_mode == "zeros")
+        return (
+            0 <= h + 2 * ph - kh < sh
+            and 0 <= w + 2 * pw - kw < sw
+            and not isinstance(self.padding, str)
+            and self.groups == 1
+            and self.dilation == (1, 1)
+            and self.padding_mode == "zeros"
+        )
 
     def split_single_tap(self) -> torch.Tensor:
         """Lay the weight out tap by tap and return the tap a 1x1 input meets: a contiguous
@@ -73,18 +82,24 @@ class _OneByOneOutputConv2d(nn.Conv2d):
         return self.single_tap
 
 
-KEEP_WHOLE = ("to train such a convolution's whole weight, make it an nn.Conv2d subclass "
-              "(class Conv(nn.Conv2d): pass), which cvkit leaves as it is")
+KEEP_WHOLE = (
+    "to train such a convolution's whole weight, make it an nn.Conv2d subclass "
+    "(class Conv(nn.Conv2d): pass), which cvkit leaves as it is"
+)
 
 
 def _used_elsewhere(grad):
-    raise RuntimeError("a convolution weight that cvkit trains through its centre tap only (its convolution "
-                       f"sees 1x1 maps) is also used outside that convolution; {KEEP_WHOLE}")
+    raise RuntimeError(
+        "a convolution weight that cvkit trains through its centre tap only (its convolution "
+        f"sees 1x1 maps) is also used outside that convolution; {KEEP_WHOLE}"
+    )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tap_index(kh, kw, ph, pw, rows, cols, device):
-    return torch.tensor([u * kw + v for u in range(ph, ph + rows) for v in range(pw, pw + cols)], device=device)
+    return torch.tensor(
+        [u * kw + v for u in range(ph, ph + rows) for v in range(pw, pw + cols)], device=device
+    )
 
 
 class _ChannelsLastMaxPool2d(nn.MaxPool2d):
@@ -125,7 +140,9 @@ def single_tap_parameters(model: nn.Module, probe) -> list[torch.Tensor]:
     def record(module, args):
         sizes.setdefault(module, set()).add(tuple(args[0].shape[-2:]))
 
-    shortcuts = [m for m in model.modules() if isinstance(m, _OneByOneOutputConv2d) and m.weight.requires_grad]
+    shortcuts = [
+        m for m in model.modules() if isinstance(m, _OneByOneOutputConv2d) and m.weight.requires_grad
+    ]
     hooks = [m.register_forward_pre_hook(record) for m in shortcuts]
     modes = {m: m.training for m in model.modules()}
     devices = [p.device for p in model.parameters() if p.device.type == "cuda"][:1]
@@ -139,8 +156,14 @@ def single_tap_parameters(model: nn.Module, probe) -> list[torch.Tensor]:
         for module, training in modes.items():
             module.training = training
     owners = collections.Counter(id(p) for m in model.modules() for p in m.parameters(recurse=False))
-    split = {m for m in shortcuts if sizes.get(m) == {(1, 1)} and m.kernel_size != (1, 1) and m._one_output(1, 1)
-             and owners[id(m.weight)] == 1}  # a weight shared with another module stays whole
+    split = {
+        m
+        for m in shortcuts
+        if sizes.get(m) == {(1, 1)}
+        and m.kernel_size != (1, 1)
+        and m._one_output(1, 1)
+        and owners[id(m.weight)] == 1
+    }  # a weight shared with another module stays whole
     taps = {id(m.weight): m.split_single_tap() for m in split}
     return [taps.get(id(p), p) for p in model.parameters() if p.requires_grad]
 

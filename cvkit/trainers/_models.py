@@ -1,5 +1,6 @@
 """Built-in backbones: torchvision ResNets and DenseNet-121 (and timm models when timm is
 installed), adapted to the data's channels and image size."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,9 @@ def is_backbone(name: str) -> bool:
     return name in BACKBONES or name.startswith("timm:")
 
 
-def classifier(name: str, *, in_channels: int, n_classes: int, stem: str = "standard",
-               weights: str | None = None) -> nn.Module:
+def classifier(
+    name: str, *, in_channels: int, n_classes: int, stem: str = "standard", weights: str | None = None
+) -> nn.Module:
     """Any built-in backbone with a classifier for ``n_classes``: a ResNet, ``densenet121`` or
     ``timm:<model name>``. ``weights`` names torchvision weights (e.g. ``DEFAULT``, from the local
     torch hub cache) or is the path of a local checkpoint (a state dict of the torchvision model)."""
@@ -34,8 +36,9 @@ def classifier(name: str, *, in_channels: int, n_classes: int, stem: str = "stan
     raise ConfigError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)} or timm:<name>")
 
 
-def resnet(name: str, *, in_channels: int, n_classes: int, stem: str = "standard",
-           weights: str | None = None) -> nn.Module:
+def resnet(
+    name: str, *, in_channels: int, n_classes: int, stem: str = "standard", weights: str | None = None
+) -> nn.Module:
     """A torchvision ResNet with its first convolution adapted to ``in_channels``.
 
     ``stem="small"`` swaps the 7x7/2 convolution and max-pool for one 3x3/1 convolution, as
@@ -96,8 +99,14 @@ def _first_conv(conv: nn.Conv2d, in_channels: int, stem: str, pretrained: bool) 
         return nn.Conv2d(in_channels, conv.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
     if in_channels == conv.in_channels:
         return conv
-    new = nn.Conv2d(in_channels, conv.out_channels, kernel_size=conv.kernel_size, stride=conv.stride,
-                    padding=conv.padding, bias=False)
+    new = nn.Conv2d(
+        in_channels,
+        conv.out_channels,
+        kernel_size=conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        bias=False,
+    )
     if pretrained:  # keep what the pretrained filters see: average colour channels into grey
         with torch.no_grad():
             mean = conv.weight.mean(dim=1, keepdim=True)
@@ -108,9 +117,13 @@ def _first_conv(conv: nn.Conv2d, in_channels: int, stem: str, pretrained: bool) 
 def backbone(context) -> tuple[nn.Module, int]:
     """The run's baseline backbone without its classifier, and its feature width: the starting
     point of a plugin that changes only the head, so the comparison isolates that change."""
-    model = classifier(context.config.backbone, in_channels=context.in_channels,
-                       n_classes=context.n_classes, stem=context.config.stem,
-                       weights=context.config.weights)
+    model = classifier(
+        context.config.backbone,
+        in_channels=context.in_channels,
+        n_classes=context.n_classes,
+        stem=context.config.stem,
+        weights=context.config.weights,
+    )
     if hasattr(model, "reset_classifier"):  # timm
         model.reset_classifier(0)
         return model, model.num_features
@@ -140,8 +153,10 @@ def _load_checkpoint(model: nn.Module, name: str, path: str) -> None:
     fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     absent = [k for k in own if k not in state]
     if absent or len(fitting) < len(own) - 4:
-        raise ConfigError(f"{path}: the checkpoint does not fit {name} (missing or mis-shaped: "
-                          f"{', '.join((absent or [k for k in own if k not in fitting])[:3])})")
+        raise ConfigError(
+            f"{path}: the checkpoint does not fit {name} (missing or mis-shaped: "
+            f"{', '.join((absent or [k for k in own if k not in fitting])[:3])})"
+        )
     model.load_state_dict(fitting, strict=False)
 
 
@@ -154,10 +169,14 @@ def _local_pretrained_state(name: str, weights: str) -> dict:
         raise ConfigError(f"unknown weights {weights!r} for {name}; try DEFAULT") from None
     path = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
     if not path.is_file():
-        raise ConfigError(f"pretrained weights {name} {weights} are not available locally: expected "
-                          f"{path} (cvkit never downloads). Copy the file from {enum.url} there on a "
-                          "machine with internet, or drop --weights to train from scratch")
+        raise ConfigError(
+            f"pretrained weights {name} {weights} are not available locally: expected "
+            f"{path} (cvkit never downloads). Copy the file from {enum.url} there on a "
+            "machine with internet, or drop --weights to train from scratch"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file
-        raise ConfigError(f"{path}: cannot load pretrained weights ({exc}); delete and copy it again") from None
+        raise ConfigError(
+            f"{path}: cannot load pretrained weights ({exc}); delete and copy it again"
+        ) from None

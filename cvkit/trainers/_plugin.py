@@ -10,6 +10,7 @@ A plugin file defines one of
 ``context.hyperparams`` and are part of every job's identity. ``SEARCH`` (a dict of name -> list of
 values) declares a search space that ``--nested`` explores by inner cross-validation.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -19,9 +20,9 @@ import importlib.util
 import json
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 from ..errors import PluginError
 from ._models import BACKBONES, classifier, is_backbone
@@ -58,15 +59,18 @@ class Plugin:
     def make_trainer(self, context):
         return self.factory(context)
 
-    def nested(self, inner_folds: int, val_fraction: float) -> "Plugin":
+    def nested(self, inner_folds: int, val_fraction: float) -> Plugin:
         """This plugin with its hyper-parameters chosen by nested cross-validation over ``search``."""
         from ._search import NestedSearchTrainer
 
         identity = json.dumps([self.digest, self.search, inner_folds, val_fraction], sort_keys=True)
-        return replace(self, digest=hashlib.sha256(identity.encode()).hexdigest(),
-                       nested_args=(inner_folds, val_fraction), pausable=False,
-                       factory=lambda context: NestedSearchTrainer(self.factory, self.search, inner_folds,
-                                                                   val_fraction))
+        return replace(
+            self,
+            digest=hashlib.sha256(identity.encode()).hexdigest(),
+            nested_args=(inner_folds, val_fraction),
+            pausable=False,
+            factory=lambda context: NestedSearchTrainer(self.factory, self.search, inner_folds, val_fraction),
+        )
 
 
 def load_plugin(spec: str, hyperparams: dict | None = None) -> Plugin:
@@ -78,8 +82,14 @@ def load_plugin(spec: str, hyperparams: dict | None = None) -> Plugin:
     path = Path(spec)
     if path.suffix != ".py" or not path.is_file():
         hint = difflib.get_close_matches(spec, BUILTINS, n=1)
-        raise PluginError(f"{spec}: no such plugin file" + (f"; did you mean {hint[0]!r}?" if hint else
-                          f"; pass a .py file or one of {', '.join(BUILTINS)}"))
+        raise PluginError(
+            f"{spec}: no such plugin file"
+            + (
+                f"; did you mean {hint[0]!r}?"
+                if hint
+                else f"; pass a .py file or one of {', '.join(BUILTINS)}"
+            )
+        )
     source = path.read_bytes()
     module = _import(path, source)
     hooks = [name for name in HOOKS if callable(getattr(module, name, None))]
@@ -104,8 +114,16 @@ def load_plugin(spec: str, hyperparams: dict | None = None) -> Plugin:
         factory = hook
     digest = hashlib.sha256(source + engine_digest().encode()).hexdigest()
     # Workers (a Ray node's among them) may run in another folder: they load it by absolute path.
-    return Plugin(path.stem, str(path), digest, factory, params, {k: list(v) for k, v in search.items()},
-                  spec=str(path.resolve()), pausable=hooks[0] == "build_model")
+    return Plugin(
+        path.stem,
+        str(path),
+        digest,
+        factory,
+        params,
+        {k: list(v) for k, v in search.items()},
+        spec=str(path.resolve()),
+        pausable=hooks[0] == "build_model",
+    )
 
 
 def _reload(spec: str, hyperparams: dict, nested_args: tuple | None, digest: str) -> Plugin:
@@ -113,8 +131,10 @@ def _reload(spec: str, hyperparams: dict, nested_args: tuple | None, digest: str
     if nested_args is not None:
         plugin = plugin.nested(*nested_args)
     if plugin.digest != digest:
-        raise PluginError(f"{plugin.origin} changed while the run was going; rerun the command to "
-                          "train with the new version")
+        raise PluginError(
+            f"{plugin.origin} changed while the run was going; rerun the command to "
+            "train with the new version"
+        )
     return plugin
 
 
@@ -151,8 +171,13 @@ def _builtin(name: str, hyperparams: dict) -> Plugin:
 
     def build_model(context):
         config = context.config
-        return classifier(name, in_channels=context.in_channels, n_classes=context.n_classes,
-                          stem=config.stem, weights=config.weights)
+        return classifier(
+            name,
+            in_channels=context.in_channels,
+            n_classes=context.n_classes,
+            stem=config.stem,
+            weights=config.weights,
+        )
 
     _merge({}, hyperparams, name)
     return Plugin(name, None, digest, lambda context: TorchTrainer(build_model), {}, pausable=True)
@@ -179,8 +204,16 @@ def _import(path: Path, source: bytes):
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
-        line = next((f.lineno for f in reversed(traceback.extract_tb(exc.__traceback__))
-                     if Path(f.filename).resolve() == path.resolve()), "?")
-        raise PluginError(f"{path}:{line}: importing the plugin failed: {type(exc).__name__}: {exc}") from None
+        line = next(
+            (
+                f.lineno
+                for f in reversed(traceback.extract_tb(exc.__traceback__))
+                if Path(f.filename).resolve() == path.resolve()
+            ),
+            "?",
+        )
+        raise PluginError(
+            f"{path}:{line}: importing the plugin failed: {type(exc).__name__}: {exc}"
+        ) from None
     sys.modules[name] = module  # lets worker processes unpickle objects the plugin defines
     return module

@@ -1,6 +1,7 @@
 """Nested hyper-parameter search: an inner cross-validation on the outer fold's training data
 chooses the hyper-parameters, then the model is refitted with them. The outer test fold is never
 seen by the choice, so the outer estimate stays unbiased (Cawley & Talbot 2010)."""
+
 from __future__ import annotations
 
 import itertools
@@ -34,18 +35,28 @@ class NestedSearchTrainer:
         for params in candidates(self.search):
             scores = []
             for inner_train, inner_test in splitter.split(np.zeros(len(pool)), pool.labels):
-                fit_part, check_part = train_test_split(inner_train, test_size=self.val_fraction,
-                                                        stratify=pool.labels[inner_train],
-                                                        random_state=context.seed % 2**32)
-                inner_context = replace(context, hyperparams={**context.hyperparams, **params},
-                                        on_epoch=lambda record, predict: None)
+                fit_part, check_part = train_test_split(
+                    inner_train,
+                    test_size=self.val_fraction,
+                    stratify=pool.labels[inner_train],
+                    random_state=context.seed % 2**32,
+                )
+                inner_context = replace(
+                    context,
+                    hyperparams={**context.hyperparams, **params},
+                    on_epoch=lambda record, predict: None,
+                )
                 trainer = self.factory(inner_context)
                 trainer.fit(pool.subset(fit_part), pool.subset(check_part), inner_context)
                 test = pool.subset(inner_test)
-                scores.append(roc_auc_score(test.labels == context.positive,
-                                            trainer.predict_proba(test)[:, context.positive]))
-            self.inner_results_.append(dict(params=params, score=float(np.mean(scores)),
-                                            fold_scores=[float(s) for s in scores]))
+                scores.append(
+                    roc_auc_score(
+                        test.labels == context.positive, trainer.predict_proba(test)[:, context.positive]
+                    )
+                )
+            self.inner_results_.append(
+                dict(params=params, score=float(np.mean(scores)), fold_scores=[float(s) for s in scores])
+            )
         best = max(self.inner_results_, key=lambda r: r["score"])  # first best on ties: stable
         self.choice_ = best["params"]
         chosen = replace(context, hyperparams={**context.hyperparams, **self.choice_})
@@ -70,5 +81,11 @@ class NestedSearchTrainer:
 def _concat(a, b):
     extra = None if a.extra is None else np.concatenate([a.extra, b.extra])
     groups = None if a.groups is None else np.concatenate([a.groups, b.groups])
-    return replace(a, images=np.concatenate([a.images, b.images]), labels=np.concatenate([a.labels, b.labels]),
-                   sample_ids=np.concatenate([a.sample_ids, b.sample_ids]), extra=extra, groups=groups)
+    return replace(
+        a,
+        images=np.concatenate([a.images, b.images]),
+        labels=np.concatenate([a.labels, b.labels]),
+        sample_ids=np.concatenate([a.sample_ids, b.sample_ids]),
+        extra=extra,
+        groups=groups,
+    )

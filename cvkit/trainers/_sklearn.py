@@ -1,4 +1,5 @@
 """Any scikit-learn classifier as a trainer: on flattened pixels, extra features, or both."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,7 +41,9 @@ class SklearnTrainer:
             parts.append(data.images.reshape(len(data), -1).astype(np.float64) / 255.0)
         if self.inputs in ("extra", "both"):
             if data.extra is None:
-                raise ValueError(f"inputs={self.inputs!r} needs extra features, but {data.name} has none; "
-                                 "pass --extra FILE.csv or --extra handcrafted")
+                raise ValueError(
+                    f"inputs={self.inputs!r} needs extra features, but {data.name} has none; "
+                    "pass --extra FILE.csv or --extra handcrafted"
+                )
             parts.append(self.extra_transform_.transform(data.extra))
         return np.hstack(parts)

@@ -8,6 +8,7 @@ output use an exact shortcut and Adam trains only the weights such a convolution
 (``_kernels``), and on a GPU the model runs channels-last with bf16 autocast when ``precision``
 allows it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,8 +36,9 @@ class TorchTrainer:
     def __init__(self, build_model):
         self.build_model = build_model
 
-    def fit(self, train, val, context: TrainContext, *, stop_after: int | None = None,
-            resume: dict | None = None):
+    def fit(
+        self, train, val, context: TrainContext, *, stop_after: int | None = None, resume: dict | None = None
+    ):
         """Train on ``train``, choosing checkpoints on ``val``. ``stop_after`` pauses after that
         many epochs and leaves in ``paused_`` all the state training depends on (weights, Adam,
         random generators, history, checkpoints); ``resume`` goes on from such a state, in a new
@@ -77,14 +79,20 @@ class TorchTrainer:
         weight = None
         if config.class_weight == "balanced":
             counts = np.bincount(train.labels, minlength=context.n_classes).astype(np.float64)
-            weight = torch.tensor(len(train) / (context.n_classes * np.maximum(counts, 1)),
-                                  dtype=torch.float32, device=device)
+            weight = torch.tensor(
+                len(train) / (context.n_classes * np.maximum(counts, 1)), dtype=torch.float32, device=device
+            )
         self.class_weight_ = None if weight is None else weight.tolist()
         loss_fn = nn.CrossEntropyLoss(weight=weight)
-        params = single_tap_parameters(model, lambda: self._forward(model, x_train[:2],
-                                                                     None if e_train is None else e_train[:2]))
-        fused = all(p.dtype in (torch.float32, torch.float64) and p.device.type in ("cpu", "cuda") for p in params)
-        optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
+        params = single_tap_parameters(
+            model, lambda: self._forward(model, x_train[:2], None if e_train is None else e_train[:2])
+        )
+        fused = all(
+            p.dtype in (torch.float32, torch.float64) and p.device.type in ("cpu", "cuda") for p in params
+        )
+        optimizer = torch.optim.Adam(
+            params, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None
+        )
 
         self.history_ = []
         self.inputs_ = (None, None, None)  # (data, images or features, extra) last predicted
@@ -113,8 +121,10 @@ class TorchTrainer:
 
             val_logits = self._logits(model, x_val, e_val)
             if not (math.isfinite(total) and torch.isfinite(val_logits).all()):
-                raise FloatingPointError(f"the model's loss or outputs are NaN or infinite at epoch {epoch + 1}; "
-                                         "training diverged (try a lower --lr) or the model computes NaN")
+                raise FloatingPointError(
+                    f"the model's loss or outputs are NaN or infinite at epoch {epoch + 1}; "
+                    "training diverged (try a lower --lr) or the model computes NaN"
+                )
             val_probs = torch.softmax(val_logits, dim=1).cpu().numpy().astype(np.float64)
             y_val = torch.as_tensor(val.labels, device=device)
             record = dict(
@@ -125,9 +135,16 @@ class TorchTrainer:
                 val_auc=_auc(val.labels, val_probs, context.positive),
             )
             self.history_.append(record)
-            context.on_epoch(record, lambda data: self._remember(epoch + 1, data, self._probabilities(model, data)))
-            scores = dict(val_auc=record["val_auc"], val_loss=-record["val_loss"],
-                          val_acc=record["val_acc"], last=float(epoch))
+            context.on_epoch(
+                record,
+                lambda data, done=epoch + 1: self._remember(done, data, self._probabilities(model, data)),
+            )
+            scores = dict(
+                val_auc=record["val_auc"],
+                val_loss=-record["val_loss"],
+                val_acc=record["val_acc"],
+                last=float(epoch),
+            )
             for rule, score in scores.items():
                 if score > best[rule][0]:  # strict: ties keep the earlier epoch
                     best[rule] = (score, epoch + 1, None)
@@ -138,14 +155,22 @@ class TorchTrainer:
                     best[rule] = (best[rule][0], epoch + 1, state)
             if epoch + 1 == stop_after and stop_after < config.epochs:
                 # The model as it is now is the "last" checkpoint, taken just above.
-                self.paused_ = dict(epoch=epoch + 1, optimizer=optimizer.state_dict(), generator=generator.get_state(),
-                                    rng=_rng_state(device), history=self.history_, best=best)
+                self.paused_ = dict(
+                    epoch=epoch + 1,
+                    optimizer=optimizer.state_dict(),
+                    generator=generator.get_state(),
+                    rng=_rng_state(device),
+                    history=self.history_,
+                    best=best,
+                )
                 return self
 
         self.model_ = model
         # A rule that never scored (a one-class validation part has no AUC) falls back to the last epoch.
-        self.checkpoints_ = {rule: (b[1], b[2]) if b[2] is not None else (best["last"][1], best["last"][2])
-                             for rule, b in best.items()}
+        self.checkpoints_ = {
+            rule: (b[1], b[2]) if b[2] is not None else (best["last"][1], best["last"][2])
+            for rule, b in best.items()
+        }
         self.selected_rule_ = config.select
         self.selected_epoch_ = self.checkpoints_[config.select][0]
         return self
@@ -219,9 +244,12 @@ class TorchTrainer:
     @torch.no_grad()
     def _logits(self, model, x, extra):
         model.eval()
-        parts = [self._forward(model, x[i:i + PREDICT_BATCH],
-                               None if extra is None else extra[i:i + PREDICT_BATCH])
-                 for i in range(0, len(x), PREDICT_BATCH)]
+        parts = [
+            self._forward(
+                model, x[i : i + PREDICT_BATCH], None if extra is None else extra[i : i + PREDICT_BATCH]
+            )
+            for i in range(0, len(x), PREDICT_BATCH)
+        ]
         return torch.cat(parts).float()
 
 
@@ -261,7 +289,7 @@ def _batches(order, batch_size):
     n = len(order)
     stop = n - 1 if n % batch_size == 1 and n > 1 else n
     for start in range(0, stop, batch_size):
-        yield order[start:start + batch_size]
+        yield order[start : start + batch_size]
 
 
 def _auc(labels, probs, positive):
