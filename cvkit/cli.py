@@ -1,4 +1,5 @@
-"""The ``cvkit`` command line: ``evaluate``, ``compare``, ``report``, ``export`` and ``verify``."""
+"""The ``cvkit`` command line: ``evaluate``, ``compare``, ``report``, ``export``, ``verify``,
+``plugins`` and ``new-plugin``."""
 
 from __future__ import annotations
 
@@ -196,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("run_dir")
     ver.add_argument("--jobs", type=int, default=3, help="how many finished jobs to train again (default 3)")
     ver.add_argument("--seed", type=int, default=0, help="which jobs: the seed of the sample")
+
+    commands.add_parser(
+        "plugins", help="list the example plugins that ship with cvkit and the built-in models"
+    )
+    new = commands.add_parser("new-plugin", help="write a commented starting plugin file NAME.py")
+    new.add_argument("name", metavar="NAME", help="the plugin's (and model's) name, e.g. my_head")
+    new.add_argument("--dir", default=".", help="folder to write it into (default: here)")
 
     ex = commands.add_parser("export", help="export a run's results: files, or `export mlflow RUN_DIR`")
     ex.add_argument("target", nargs="+", metavar="RUN_DIR", help="RUN_DIR, or mlflow RUN_DIR")
@@ -422,6 +430,42 @@ def _export_mlflow(results, tracking_uri, experiment, console, comparison=None) 
     return 0
 
 
+def _plugins(args, console, errors) -> int:
+    from rich.table import Table
+    from rich.text import Text
+
+    from .trainers import BACKBONES, BUILTINS, describe_plugin, example_plugins
+
+    examples = example_plugins()
+    table = Table(box=None, show_header=False, pad_edge=False)
+    for name, path in examples.items():
+        table.add_row(Text(name, style="bold"), Text(describe_plugin(path)))
+    console.print("Example plugins (run one by name, e.g. cvkit evaluate fc_attention):", highlight=False)
+    console.print(table)
+    folder = next(iter(examples.values())).parent
+    console.print(f"Their files, to copy and edit: {folder}", highlight=False, soft_wrap=True)
+    others = [name for name in BUILTINS if name not in BACKBONES]
+    console.print(
+        f"Built-in backbones (--baseline NAME, or as a variant): {', '.join(BACKBONES)}, "
+        f"timm:<name> (needs timm); other built-in models: {', '.join(others)}",
+        highlight=False,
+    )
+    console.print("Start your own: cvkit new-plugin NAME", highlight=False)
+    return 0
+
+
+def _new_plugin(args, console, errors) -> int:
+    from .trainers import BUILTINS, write_plugin_template
+
+    path = write_plugin_template(args.name, args.dir, taken=BUILTINS)
+    console.print(
+        f"wrote {path}; run it against the baseline: cvkit evaluate {path} --folds 5 --repeats 3",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return 0
+
+
 def _parse_params(items) -> dict:
     params: dict[str, dict] = {}
     for item in items:
@@ -443,6 +487,8 @@ COMMANDS = {
     "report": _report,
     "export": _export,
     "verify": _verify,
+    "plugins": _plugins,
+    "new-plugin": _new_plugin,
 }
 
 

@@ -1,6 +1,8 @@
-"""Deep latent fusion: a small convolutional autoencoder is trained on the training part of the
-outer fold only (never on validation or test images); its latent code, frozen, is concatenated
-with the CNN features before the classifier. The latent dimension is a hyper-parameter.
+"""Deep latent fusion: an autoencoder's latent code joins the CNN features before the classifier.
+
+A small convolutional autoencoder is trained on the training part of the outer fold only (never
+on validation or test images); its latent code, frozen, is concatenated with the CNN features.
+The latent dimension is a hyper-parameter.
 """
 
 import torch

@@ -1,5 +1,6 @@
-"""Ensemble of different backbones: ResNet-18 and ResNet-34 trained together, their class
-probabilities averaged (the "fuse several models" idea, compared like any other variant).
+"""Ensemble: ResNet-18 and ResNet-34 trained together, their class probabilities averaged.
+
+The "fuse several models" idea, compared with the baseline like any other variant.
 """
 
 import torch

@@ -1,5 +1,7 @@
-"""Gated fusion: both branches projected to width d; a learned gate decides, per feature, how much
-comes from the image and how much from the extra features (few parameters for unequal inputs).
+"""Gated fusion: a learned gate weighs the image and extra-feature branches, feature by feature.
+
+Both branches are projected to width d; the gate decides, per feature, how much comes from the
+image and how much from the extra features (few parameters for unequal inputs).
 
     fused = g * image + (1 - g) * extra,   g = sigmoid(W [image, extra])
 

@@ -1,5 +1,7 @@
-"""Transformer fusion: image tokens (one per position of the last feature map) and one token per
-extra feature pass through a small TransformerEncoder; a CLS token's output is the fused vector.
+"""Transformer fusion: image and extra-feature tokens through a TransformerEncoder, read at a CLS token.
+
+Image tokens (one per position of the last feature map) and one token per extra feature pass
+through a small TransformerEncoder; a CLS token's output is the fused vector.
 Image tokens are zeroed for a share `drop_image` of training samples (modality dropout).
 """
 

@@ -1,6 +1,7 @@
 """Trainers stage: plugins, cvkit's torch training recipe and the built-in backbones."""
 
 from ._context import SELECTION_RULES, TrainConfig, TrainContext
+from ._examples import describe_plugin, example_plugins, write_plugin_template
 from ._frozen import FrozenFeatures
 from ._models import BACKBONES, RESNETS, backbone, classifier, resnet
 from ._plugin import BUILTINS, Plugin, load_plugin, plugin_frame
@@ -20,7 +21,10 @@ __all__ = [
     "TrainContext",
     "backbone",
     "classifier",
+    "describe_plugin",
+    "example_plugins",
     "load_plugin",
     "plugin_frame",
     "resnet",
+    "write_plugin_template",
 ]

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import PluginError
+from ._examples import example_plugins, find_example
 from ._models import BACKBONES, classifier, is_backbone
 from ._sklearn import SklearnTrainer
 from ._torch import TorchTrainer
@@ -74,22 +75,17 @@ class Plugin:
 
 
 def load_plugin(spec: str, hyperparams: dict | None = None) -> Plugin:
-    """Load a plugin from a file path or a built-in name (a backbone such as ``resnet18``,
-    ``densenet121`` or ``timm:<name>``, or ``logreg``), with ``hyperparams`` overriding the
+    """Load a plugin from a built-in name (a backbone such as ``resnet18``, ``densenet121`` or
+    ``timm:<name>``, or ``logreg``), a file path, or the name of a shipped example (such as
+    ``fc_attention``; an existing file of that name wins), with ``hyperparams`` overriding the
     plugin's defaults."""
     if spec in BUILTINS or is_backbone(spec):
         return _builtin(spec, hyperparams or {})
     path = Path(spec)
+    if not path.is_file():
+        path = find_example(spec) or path
     if path.suffix != ".py" or not path.is_file():
-        hint = difflib.get_close_matches(spec, BUILTINS, n=1)
-        raise PluginError(
-            f"{spec}: no such plugin file"
-            + (
-                f"; did you mean {hint[0]!r}?"
-                if hint
-                else f"; pass a .py file or one of {', '.join(BUILTINS)}"
-            )
-        )
+        raise PluginError(_not_found(spec))
     source = path.read_bytes()
     module = _import(path, source)
     hooks = [name for name in HOOKS if callable(getattr(module, name, None))]
@@ -124,6 +120,22 @@ def load_plugin(spec: str, hyperparams: dict | None = None) -> Plugin:
         spec=str(path.resolve()),
         pausable=hooks[0] == "build_model",
     )
+
+
+def _not_found(spec: str) -> str:
+    """One line for a plugin that is neither a file, a built-in model nor a shipped example."""
+    examples = list(example_plugins())
+    stem = Path(spec).stem
+    if stem in examples:
+        hint = f"; did you mean the example that ships with cvkit, {stem!r}?"
+    elif close := difflib.get_close_matches(spec, [*BUILTINS, *examples], n=1):
+        hint = f"; did you mean {close[0]!r}?"
+    else:
+        hint = (
+            f"; pass a .py file, an example ({', '.join(examples)}: `cvkit plugins` describes them) "
+            f"or a built-in model ({', '.join(BUILTINS)})"
+        )
+    return f"{spec}: no such plugin file{hint}"
 
 
 def _reload(spec: str, hyperparams: dict, nested_args: tuple | None, digest: str) -> Plugin:
