@@ -188,8 +188,8 @@ class ProcessExecutor:
         waiting = collections.deque(
             (job, stop_after, None) for job, stop_after in _queue(jobs, plan_parts(jobs, size))
         )
-        running = {}  # future -> (task, the pool it runs in)
-        losses = collections.Counter()  # how often a job's worker process died under it
+        running: dict = {}  # future -> (task, the pool it runs in)
+        losses: collections.Counter = collections.Counter()  # how often a job's worker process died under it
         by_key = {job.key: job for job in jobs}
         try:
             while waiting or running:
@@ -269,7 +269,7 @@ def _span(jobs, parts: dict[str, int], workers: int) -> int:
 
     waiting = collections.deque((stop_after or length(job), job) for job, stop_after in _queue(jobs, parts))
     free = [0] * workers  # when each worker is free
-    done = []  # (time, remaining epochs of a paused job) not yet queued
+    done: list[tuple[int, int]] = []  # (time, remaining epochs of a paused job) not yet queued
     end = 0
     while waiting or done:
         now = heapq.heappop(free)
@@ -303,7 +303,7 @@ def _drain(epochs, on_epoch, by_key):
         on_epoch(by_key[key], record)
 
 
-_WORKER = {}
+_WORKER: dict = {}
 
 
 def _init_worker(work, threads, epochs):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 
 class JobProgress:
@@ -23,8 +23,8 @@ class JobProgress:
             disable=not self.console.is_terminal,
         )
         self.epochs = epochs
-        self.jobs_task = self.epoch_task = None
-        self.running = {}
+        self.jobs_task = self.epoch_task = TaskID(-1)  # added by start()
+        self.running: dict[str, str] = {}
 
     def __enter__(self):
         self.progress.__enter__()

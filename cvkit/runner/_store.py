@@ -176,7 +176,8 @@ class Store:
         if row is None:
             return False
         with self._transaction(_describe(job)):
-            self._write_job(job, "done", *row[:5], None, row[5], row[6])
+            rule, epoch, duration, env, class_weight, reused_from, info = row
+            self._write_job(job, "done", rule, epoch, duration, env, class_weight, None, reused_from, info)
         return True
 
     def import_job(self, job, other: Store) -> bool:
@@ -195,7 +196,10 @@ class Store:
             self.db.execute("DELETE FROM history WHERE job_key = ?", (job.key,))
             self.db.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?)", predictions)
             self.db.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?)", history)
-            self._write_job(job, "done", *row[:5], None, other.run_dir.name, row[5])
+            rule, epoch, duration, env, class_weight, info = row
+            self._write_job(
+                job, "done", rule, epoch, duration, env, class_weight, None, other.run_dir.name, info
+            )
         return True
 
     @contextlib.contextmanager
@@ -256,7 +260,7 @@ class Store:
 
     def job_predictions(self, key: str) -> dict[str, dict[int, np.ndarray]]:
         """Every stored prediction of one job: {rule: {sample index: probabilities}}."""
-        out = {}
+        out: dict[str, dict[int, np.ndarray]] = {}
         for rule, sample, probs in self.db.execute(
             "SELECT rule, sample_idx, probs FROM predictions WHERE job_key = ?", (key,)
         ):

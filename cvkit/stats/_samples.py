@@ -196,14 +196,14 @@ class _WeightedStatistic:
         pos, neg = self.positive, ~self.positive
         if self.metric == "auc":
             wx, wy = weights[:, pos], weights[:, neg]
-            values = []
+            rows = []
             for row in range(len(self.scores)):
                 cum = np.zeros((len(weights), wy.shape[1] + 1))
                 np.cumsum(wy[:, self.neg_order[row]], axis=1, out=cum[:, 1:])
                 # weight of negatives below each positive, ties counting one half
                 beaten = (cum[:, self.below[row]] + cum[:, self.upto[row]]) / 2
-                values.append((wx * beaten).sum(axis=1) / (wx.sum(axis=1) * wy.sum(axis=1)))
-            values = np.array(values)
+                rows.append((wx * beaten).sum(axis=1) / (wx.sum(axis=1) * wy.sum(axis=1)))
+            values = np.array(rows)
         else:
             values = np.array([self._rate(weights, correct) for correct in self.correct])
         return self.sign @ values
