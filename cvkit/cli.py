@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TRACKING_URI",
         nargs="?",
         const="",
-        help="also export the run to MLflow (default tracking URI: MLflow's own default)",
+        help="also export the run to MLflow (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)",
     )
     ev.add_argument(
         "--precision",
@@ -208,7 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex = commands.add_parser("export", help="export a run's results: files, or `export mlflow RUN_DIR`")
     ex.add_argument("target", nargs="+", metavar="RUN_DIR", help="RUN_DIR, or mlflow RUN_DIR")
     ex.add_argument(
-        "--tracking-uri", default=None, help="mlflow: where to log (default: MLflow's own default)"
+        "--tracking-uri",
+        default=None,
+        help="mlflow: where to log (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)",
     )
     ex.add_argument(
         "--experiment", default=None, help="mlflow: experiment name (default: the run folder's name)"
@@ -422,11 +424,20 @@ def _export(args, console, errors) -> int:
 
 def _export_mlflow(results, tracking_uri, experiment, console, comparison=None) -> int:
     from .comparison import compare
-    from .report import export_mlflow
+    from .report import export_mlflow, resolve_tracking_uri
 
     comparison = comparison or compare(results)
-    ids = export_mlflow(results, comparison, tracking_uri=tracking_uri or None, experiment=experiment)
-    console.print(f"MLflow: {len(ids)} runs logged ({', '.join(results.model_names)})", highlight=False)
+    uri = resolve_tracking_uri(tracking_uri or None)
+    ids = export_mlflow(results, comparison, tracking_uri=uri, experiment=experiment)
+    name = experiment or results.run_dir.resolve().name
+    view = uri if uri.startswith(("http:", "https:")) else f"mlflow ui --backend-store-uri {uri}"
+    console.print(
+        f"MLflow: {len(ids)} runs logged ({', '.join(results.model_names)}) to {uri}, experiment "
+        f"{name}; view them: {view}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
     return 0
 
 

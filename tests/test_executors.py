@@ -265,35 +265,6 @@ def test_ray_run_survives_a_killed_worker(tiny, tmp_path, write_plugin, ray_clus
     assert results.counts.trained == 6
 
 
-def test_mlflow_export_is_read_back_by_mlflow_itself(tiny, tmp_path, monkeypatch):
-    pytest.importorskip("mlflow")
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps file stores behind this switch
-    from mlflow.tracking import MlflowClient
-
-    from cvkit.cli import main
-
-    run_dir = tmp_path / "run"
-    cvkit.evaluate("plugins/fc_attention.py", data=tiny, out=run_dir, folds=3, repeats=2, epochs=1)
-    uri = (tmp_path / "mlruns").as_uri()
-    for _ in range(2):  # exporting again replaces the earlier export
-        assert main(["export", "mlflow", run_dir, "--tracking-uri", uri]) == 0
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name("run")
-    runs = {r.data.tags["cvkit.model"]: r for r in client.search_runs([experiment.experiment_id])}
-    assert set(runs) == {"resnet18", "fc_attention"}
-    variant, baseline = runs["fc_attention"], runs["resnet18"]
-    assert variant.data.tags["cvkit.verdict"] in {"better", "worse", "equivalent", "inconclusive"}
-    assert variant.data.tags["cvkit.baseline"] == "resnet18" and "cvkit.verdict" not in baseline.data.tags
-    assert variant.data.params["config.epochs"] == "1" and variant.data.params["design.folds"] == "3"
-    results = cvkit.Results(run_dir)
-    folds = client.get_metric_history(variant.info.run_id, "fold.auc")
-    expected = results.metrics[results.metrics.model == "fc_attention"]["auc"].to_numpy()
-    assert sorted(m.value for m in folds) == pytest.approx(sorted(expected))
-    assert variant.data.metrics["auc"] == pytest.approx(expected.mean())
-    artifacts = {a.path for a in client.list_artifacts(variant.info.run_id)}
-    assert {"report.html", "predictions_fc_attention.csv"} <= artifacts
-
-
 class _StopAfterFirstJob:
     """A progress display whose user presses Ctrl-C as soon as the first job has finished."""
 

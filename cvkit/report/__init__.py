@@ -2,7 +2,7 @@
 
 from ._documents import FORMATS, write_reports
 from ._export import write_json, write_predictions_csv
-from ._mlflow import export_mlflow
+from ._mlflow import export_mlflow, resolve_tracking_uri
 from ._terminal import render_comparison, render_summary, render_verification
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "render_comparison",
     "render_summary",
     "render_verification",
+    "resolve_tracking_uri",
     "write_json",
     "write_predictions_csv",
     "write_reports",

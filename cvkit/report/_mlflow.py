@@ -5,33 +5,107 @@ digests), its per-fold metrics (step = repeat x folds + fold) and summary metric
 corrected 95% interval), the verdict against the baseline as tags, and as artifacts the run's
 HTML report and the model's out-of-fold predictions. Exporting the same run again replaces the
 earlier export instead of duplicating it.
+
+Where to: the given tracking URI, else MLflow's own default (``MLFLOW_TRACKING_URI``, else
+``sqlite:///mlflow.db`` in the current folder in MLflow 3). MLflow 3 refuses file stores
+(``file:///.../mlruns``) unless ``MLFLOW_ALLOW_FILE_STORE`` is set; a user who names one gets it,
+with the switch set for this export only and a warning that ``mlflow ui`` will need it too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import socket
 import tempfile
 import time
+import urllib.request
+import warnings
 from pathlib import Path
+from urllib.parse import urlparse
 
 from ..errors import ConfigError
 from ..stats import METRICS
 
 INSTALL = 'pip install -e ".[mlflow]"'
+ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"
+
+
+def resolve_tracking_uri(given: str | None = None) -> str:
+    """The tracking URI an export writes to: ``given``, else MLflow's default resolved here."""
+    if given:
+        return given
+    try:
+        import mlflow
+    except ImportError:
+        raise ConfigError(f"MLflow export needs MLflow, which is not installed: {INSTALL}") from None
+    return mlflow.get_tracking_uri()
+
+
+def is_file_store(uri: str) -> bool:
+    """A local folder store (``file:`` or a plain path), which MLflow 3 keeps behind a switch."""
+    scheme = urlparse(uri).scheme
+    return scheme in ("", "file") or len(scheme) == 1  # one letter: a Windows drive, C:\...
 
 
 def export_mlflow(
     results, comparison, *, tracking_uri: str | None = None, experiment: str | None = None
 ) -> list[str]:
-    """Log ``results`` (with ``comparison``'s verdicts) to MLflow; returns the MLflow run ids."""
+    """Log ``results`` (with ``comparison``'s verdicts) to MLflow at ``tracking_uri`` (default:
+    MLflow's own); returns the MLflow run ids."""
     try:
         from mlflow.exceptions import MlflowException
     except ImportError:
         raise ConfigError(f"MLflow export needs MLflow, which is not installed: {INSTALL}") from None
+    uri = resolve_tracking_uri(tracking_uri)
+    _check_server(uri)
     try:
-        return _export(results, comparison, tracking_uri, experiment)
+        with _file_store_allowed(uri):
+            return _export(results, comparison, uri, experiment)
     except MlflowException as exc:  # an unreachable server, a refused store: one line, not a traceback
-        raise ConfigError(f"MLflow ({tracking_uri or 'default tracking URI'}): {exc.message}") from None
+        raise ConfigError(f"MLflow ({uri}): {exc.message}") from None
+    except ImportError as exc:  # mlflow-skinny has no SQL or server stores
+        raise ConfigError(
+            f"MLflow ({uri}): this store needs the full mlflow package ({exc}): {INSTALL}"
+        ) from None
+
+
+def _check_server(uri: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not after MLflow's minutes of retries, when nothing listens at a tracking
+    server's address. Skipped when a proxy carries the requests: only the proxy knows then."""
+    parts = urlparse(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    if parts.scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(parts.hostname):
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"MLflow: no tracking server answers at {uri} ({exc.strerror or exc}); start it "
+            "(mlflow server --host HOST --port PORT) or pass another --tracking-uri"
+        ) from None
+
+
+@contextlib.contextmanager
+def _file_store_allowed(uri: str):
+    """Let MLflow 3 open a file store the user asked for, in this process and for this export only."""
+    if not is_file_store(uri) or os.environ.get(ALLOW_FILE_STORE):
+        yield
+        return
+    warnings.warn(
+        f"MLflow 3 keeps file stores such as {uri} in maintenance mode; cvkit writes this one, and "
+        f"`mlflow ui --backend-store-uri {uri}` reads it only with {ALLOW_FILE_STORE}=true. "
+        "A sqlite:///PATH/mlflow.db store needs no switch",
+        stacklevel=3,
+    )
+    os.environ[ALLOW_FILE_STORE] = "true"
+    try:
+        yield
+    finally:
+        del os.environ[ALLOW_FILE_STORE]
 
 
 def _export(results, comparison, tracking_uri, experiment) -> list[str]:
