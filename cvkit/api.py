@@ -32,7 +32,7 @@ from .runner import (
     verify_jobs,
 )
 from .splits import SplitPlan, make_plan
-from .trainers import SELECTION_RULES, TrainConfig, TrainContext, load_plugin
+from .trainers import SELECTION_RULES, TrainConfig, TrainContext, ensure_pretrained, load_plugin
 from .trainers._context import AUGMENTATIONS, CLASS_WEIGHTS, PRECISIONS
 from .trainers._features import IMPUTATIONS
 from .trainers._models import classifier, is_backbone
@@ -139,6 +139,7 @@ def evaluate(
         dedupe=dedupe,
     )
     setup = _prepare(recipe, data=data, folds=folds, repeats=repeats, cv=cv)
+    ensure_pretrained(_backbones(setup), setup.config.weights)  # a download happens here, once
     run_dir = Path(out) if out else _default_run_dir(reports_dir, setup.dataset, setup.models, setup.identity)
     # Stored rows: every test sample under each checkpoint rule and epoch, and the hold-out set.
     holdout_rows = 0 if setup.holdout is None else len(setup.holdout)
@@ -370,6 +371,11 @@ def _jobs(setup: _Setup, run_dir: Path):
         cache_dir=str(run_dir.resolve().parent / ".cache" / "features"),
     )
     return job_list, JobRunner(dataset, setup.plan, context, setup.holdout)
+
+
+def _backbones(setup: _Setup) -> list[str]:
+    """The run's backbone and the built-in backbones among its models (they take --weights too)."""
+    return [setup.config.backbone, *(p.name for _, p in setup.models.values() if p.path is None)]
 
 
 def _stored_recipe(recipe: dict, setup: _Setup) -> dict | None:

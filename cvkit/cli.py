@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
+import os
 import shlex
 import sys
 import time
@@ -65,7 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--weights",
         default=None,
-        help="DEFAULT (torchvision weights from the local hub cache; never downloaded) or a checkpoint PATH",
+        help="DEFAULT (torchvision's pretrained weights: from the torch hub cache, downloaded there when "
+        "absent) or a checkpoint PATH",
+    )
+    ev.add_argument(
+        "--offline",
+        action="store_true",
+        help="never download: --weights DEFAULT must already be in the torch hub cache",
     )
     ev.add_argument(
         "--val-fraction", type=float, default=0.1, help="inner validation share of each training fold"
@@ -249,7 +257,8 @@ def main(argv=None) -> int:
         f"cvkit: warning: {message}", markup=False, highlight=False, soft_wrap=True
     )
     try:
-        return COMMANDS[args.command](args, console, errors)
+        with _offline(getattr(args, "offline", False)):
+            return COMMANDS[args.command](args, console, errors)
     except CvkitError as exc:
         if args.debug:
             raise
@@ -258,6 +267,21 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         errors.print("cvkit: interrupted; finished jobs are saved, rerun the same command to resume")
         return 130
+
+
+@contextlib.contextmanager
+def _offline(offline: bool):
+    """--offline: forbid downloads in this command and the worker processes it starts."""
+    from .trainers import OFFLINE
+
+    if not offline or os.environ.get(OFFLINE):
+        yield
+        return
+    os.environ[OFFLINE] = "1"
+    try:
+        yield
+    finally:
+        del os.environ[OFFLINE]
 
 
 def _evaluate(args, console, errors) -> int:

@@ -62,11 +62,12 @@ def test_small_stem_and_channels():
     assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
 
 
-def test_missing_pretrained_weights_stop_with_a_clear_message(tmp_path, monkeypatch):
+def test_missing_pretrained_weights_offline_stop_with_a_clear_message(tmp_path, monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    with pytest.raises(ConfigError, match="not available locally.*never downloads"):
+    monkeypatch.setenv("CVKIT_OFFLINE", "1")
+    with pytest.raises(ConfigError, match="not in the torch hub cache.*forbids downloading"):
         resnet("resnet18", in_channels=1, n_classes=2, weights="DEFAULT")
 
 

@@ -3,7 +3,17 @@
 from ._context import SELECTION_RULES, TrainConfig, TrainContext
 from ._examples import describe_plugin, example_plugins, write_plugin_template
 from ._frozen import FrozenFeatures
-from ._models import BACKBONES, RESNETS, backbone, classifier, resnet
+from ._models import (
+    BACKBONES,
+    OFFLINE,
+    RESNETS,
+    WEIGHTS_MIRROR,
+    backbone,
+    classifier,
+    ensure_pretrained,
+    fetch_pretrained,
+    resnet,
+)
 from ._plugin import BUILTINS, Plugin, load_plugin, plugin_frame
 from ._sklearn import SklearnTrainer
 from ._torch import TorchTrainer
@@ -11,6 +21,7 @@ from ._torch import TorchTrainer
 __all__ = [
     "BACKBONES",
     "BUILTINS",
+    "OFFLINE",
     "RESNETS",
     "SELECTION_RULES",
     "FrozenFeatures",
@@ -19,10 +30,13 @@ __all__ = [
     "TorchTrainer",
     "TrainConfig",
     "TrainContext",
+    "WEIGHTS_MIRROR",
     "backbone",
     "classifier",
     "describe_plugin",
+    "ensure_pretrained",
     "example_plugins",
+    "fetch_pretrained",
     "load_plugin",
     "plugin_frame",
     "resnet",

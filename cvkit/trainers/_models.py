@@ -3,7 +3,12 @@ installed), adapted to the data's channels and image size."""
 
 from __future__ import annotations
 
+import os
+import socket
+import sys
+import urllib.error
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -13,6 +18,12 @@ from ..errors import ConfigError
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
 BACKBONES = RESNETS + ("densenet121",)
 STEMS = ("standard", "small")
+TORCHVISION_MODELS_URL = "https://download.pytorch.org/models/"
+# Environment: set (e.g. to 1) to forbid any download (what --offline sets); and a URL that
+# replaces TORCHVISION_MODELS_URL, for machines that reach a mirror but not download.pytorch.org.
+OFFLINE = "CVKIT_OFFLINE"
+WEIGHTS_MIRROR = "CVKIT_WEIGHTS_MIRROR"
+DOWNLOAD_TIMEOUT_S = 60  # per network operation, not for the whole file
 
 
 def is_backbone(name: str) -> bool:
@@ -23,8 +34,9 @@ def classifier(
     name: str, *, in_channels: int, n_classes: int, stem: str = "standard", weights: str | None = None
 ) -> nn.Module:
     """Any built-in backbone with a classifier for ``n_classes``: a ResNet, ``densenet121`` or
-    ``timm:<model name>``. ``weights`` names torchvision weights (e.g. ``DEFAULT``, from the local
-    torch hub cache) or is the path of a local checkpoint (a state dict of the torchvision model)."""
+    ``timm:<model name>``. ``weights`` names torchvision weights (e.g. ``DEFAULT``, from the torch
+    hub cache, downloaded there first when absent) or is the path of a local checkpoint (a state
+    dict of the torchvision model)."""
     if stem not in STEMS:
         raise ConfigError(f"unknown stem {stem!r}; choose one of {', '.join(STEMS)}")
     if name in RESNETS:
@@ -43,7 +55,8 @@ def resnet(
 
     ``stem="small"`` swaps the 7x7/2 convolution and max-pool for one 3x3/1 convolution, as
     MedMNIST's 28-pixel baselines do. ``weights`` (e.g. ``"DEFAULT"``) loads torchvision's
-    pretrained weights from the local torch hub cache and never downloads them.
+    pretrained weights from the torch hub cache, downloaded there first as torchvision does
+    (see :func:`fetch_pretrained`).
     """
     import torchvision
 
@@ -53,7 +66,7 @@ def resnet(
         raise ConfigError(f"unknown stem {stem!r}; choose one of {', '.join(STEMS)}")
     model = getattr(torchvision.models, name)(weights=None)
     if weights and not _is_path(weights):
-        model.load_state_dict(_local_pretrained_state(name, weights))
+        model.load_state_dict(_pretrained_state(name, weights))
     model.conv1 = _first_conv(model.conv1, in_channels, stem, pretrained=bool(weights))
     if stem == "small":
         model.maxpool = nn.Identity()
@@ -68,7 +81,7 @@ def _densenet(in_channels, n_classes, stem, weights):
 
     model = torchvision.models.densenet121(weights=None)
     if weights and not _is_path(weights):
-        model.load_state_dict(_local_pretrained_state("densenet121", weights))
+        model.load_state_dict(_pretrained_state("densenet121", weights))
     model.features.conv0 = _first_conv(model.features.conv0, in_channels, stem, pretrained=bool(weights))
     if stem == "small":
         model.features.pool0 = nn.Identity()
@@ -160,23 +173,70 @@ def _load_checkpoint(model: nn.Module, name: str, path: str) -> None:
     model.load_state_dict(fitting, strict=False)
 
 
-def _local_pretrained_state(name: str, weights: str) -> dict:
+def ensure_pretrained(backbones, weights: str | None) -> list[Path]:
+    """The torch hub cache files of torchvision's ``weights`` (e.g. ``DEFAULT``) for each of
+    ``backbones``, downloaded first where absent; nothing for no weights, a checkpoint path or a
+    timm backbone. A run calls it before training, so that a download happens once, in the
+    foreground, and a failed one stops the run before any job."""
+    if not weights or _is_path(weights):
+        return []
+    return [fetch_pretrained(name, weights) for name in dict.fromkeys(backbones) if name in BACKBONES]
+
+
+def fetch_pretrained(name: str, weights: str) -> Path:
+    """The torch hub cache file of torchvision's ``weights`` for backbone ``name``, downloaded as
+    torchvision downloads it when absent: into ``torch.hub.get_dir()/checkpoints`` under its own
+    name, with its progress bar, the SHA-256 prefix in the name checked, and no partial file left
+    when it fails. ``CVKIT_OFFLINE`` forbids the download; ``CVKIT_WEIGHTS_MIRROR`` fetches from
+    a copy of torchvision's model folder instead."""
     import torchvision
 
     try:
         enum = torchvision.models.get_model_weights(name)[weights]
     except KeyError:
         raise ConfigError(f"unknown weights {weights!r} for {name}; try DEFAULT") from None
-    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
-    if not path.is_file():
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(enum.url).path).name
+    if path.is_file():
+        return path
+    url = _mirrored(enum.url)
+    if os.environ.get(OFFLINE):
         raise ConfigError(
-            f"pretrained weights {name} {weights} are not available locally: expected "
-            f"{path} (cvkit never downloads). Copy the file from {enum.url} there on a "
-            "machine with internet, or drop --weights to train from scratch"
+            f"pretrained weights {name} {weights} are not in the torch hub cache, and --offline "
+            f"({OFFLINE}) forbids downloading them: put {url} at {path}, or drop --offline"
         )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.write(f'Downloading: "{url}" to {path}\n')
+    hash_prefix = torch.hub.HASH_REGEX.search(path.name)
+    default_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a stalled connection fails instead of hanging
+    try:
+        torch.hub.download_url_to_file(url, str(path), hash_prefix and hash_prefix.group(1), progress=True)
+    except RuntimeError as exc:  # torch.hub: the content does not match the hash in the file's name
+        raise ConfigError(f"{url}: {exc}; nothing was kept: download it again") from None
+    except (OSError, ValueError) as exc:  # no network, no such file, a malformed mirror URL
+        reason = exc.reason if type(exc) is urllib.error.URLError else exc
+        raise ConfigError(
+            f"could not download pretrained weights {name} {weights} from {url} ({reason}); nothing "
+            f"was kept. Put the file at {path} yourself, or set {WEIGHTS_MIRROR} to a copy of "
+            f"{TORCHVISION_MODELS_URL}, or drop --weights"
+        ) from None
+    finally:
+        socket.setdefaulttimeout(default_timeout)
+    return path
+
+
+def _mirrored(url: str) -> str:
+    mirror = os.environ.get(WEIGHTS_MIRROR)
+    if mirror and url.startswith(TORCHVISION_MODELS_URL):
+        return mirror.rstrip("/") + "/" + url[len(TORCHVISION_MODELS_URL) :]
+    return url
+
+
+def _pretrained_state(name: str, weights: str) -> dict:
+    path = fetch_pretrained(name, weights)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file
         raise ConfigError(
-            f"{path}: cannot load pretrained weights ({exc}); delete and copy it again"
+            f"{path}: cannot load pretrained weights ({exc}); delete it, and the next run downloads it again"
         ) from None
