@@ -17,7 +17,7 @@ import cvkit
 from cvkit.cli import main
 
 mlflow = pytest.importorskip("mlflow", reason='the MLflow export needs its extra: pip install -e ".[mlflow]"')
-from mlflow.tracking import MlflowClient  # noqa: E402
+MlflowClient = mlflow.tracking.MlflowClient
 
 FAST = dict(folds=2, repeats=1, epochs=1)
 
