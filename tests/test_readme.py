@@ -1,0 +1,44 @@
+"""The README's figures are what the command prints: a fresh run of its main command (once per
+test session, on the demo data, nothing reused) gives exactly the verdict section the README shows,
+verdict line, ΔAUC and interval included. CPU runs are deterministic; the README is rewritten by
+``python benchmarks/readme.py`` after any change that moves a number or a word."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("readme_figures", ROOT / "benchmarks" / "readme.py")
+readme = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(readme)
+
+
+@pytest.fixture(scope="session")
+def main_run(tmp_path_factory):
+    """The README's main command, fresh, in an empty reports folder: (run folder, wall seconds)."""
+    return readme.fresh_run(tmp_path_factory.mktemp("readme_reports"))
+
+
+def test_the_readme_excerpt_is_a_fresh_run_of_the_main_command(main_run, record_property):
+    run_dir, seconds = main_run
+    record_property("main_command_seconds", round(seconds, 1))
+    print(f"main command: {seconds:.1f} s")
+    fresh = readme.excerpt(run_dir)
+    shown = readme.readme_excerpt(readme.README.read_text(encoding="utf-8"))
+    assert shown == fresh, (
+        "the README's terminal excerpt is not what the main command prints now; rerun "
+        "`python benchmarks/readme.py`:\n" + readme.difference(shown, fresh)
+    )
+
+
+def test_the_excerpt_check_can_fail():
+    text = readme.README.read_text(encoding="utf-8")
+    shown = readme.readme_excerpt(text)
+    changed = readme.with_excerpt(text, shown.replace("0.", "9.", 1))
+    assert readme.readme_excerpt(changed) != shown and readme.difference(
+        shown, readme.readme_excerpt(changed)
+    )
+    assert readme.readme_excerpt(readme.with_excerpt(text, shown)) == shown  # a rewrite round-trips
+    with pytest.raises(ValueError, match="markers"):
+        readme.readme_excerpt(text.replace(readme.START, ""))
