@@ -1,7 +1,6 @@
 """The variant plugins, extra features and the leakage guards around them."""
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,9 +10,9 @@ import cvkit
 from cvkit.cli import main
 from cvkit.data import HANDCRAFTED, handcrafted_features, join_extra_csv, make_demo
 from cvkit.errors import DataError
-from cvkit.trainers import TrainConfig, TrainContext, load_plugin
+from cvkit.trainers import TrainConfig, TrainContext, example_plugins, load_plugin
 
-PLUGINS = sorted(Path("plugins").glob("*.py"))
+PLUGINS = list(example_plugins().values())  # plugins/, as installed with cvkit
 
 
 @pytest.mark.parametrize("path", PLUGINS, ids=[p.stem for p in PLUGINS])
