@@ -15,7 +15,7 @@ import warnings
 
 from rich.console import Console
 
-from . import __version__
+from . import __version__, escape
 from .errors import CvkitError
 from .runner import EXECUTORS
 from .stats import VERDICT_METRICS
@@ -254,7 +254,7 @@ def main(argv=None) -> int:
     console = Console()
     errors = Console(stderr=True)
     warnings.showwarning = lambda message, *a, **k: errors.print(
-        f"cvkit: warning: {message}", markup=False, highlight=False, soft_wrap=True
+        escape.printable(f"cvkit: warning: {message}"), markup=False, highlight=False, soft_wrap=True
     )
     try:
         with _offline(getattr(args, "offline", False)):
@@ -262,7 +262,7 @@ def main(argv=None) -> int:
     except CvkitError as exc:
         if args.debug:
             raise
-        errors.print(f"cvkit: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        errors.print(escape.printable(f"cvkit: error: {exc}"), markup=False, highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         errors.print("cvkit: interrupted; finished jobs are saved, rerun the same command to resume")
@@ -300,7 +300,9 @@ def _evaluate(args, console, errors) -> int:
     dataset = load_data(args.data, positive=args.positive, **options)
     chosen = "named" if args.positive else "default: the minority class; set it with --positive"
     errors.print(
-        f"positive class: {dataset.positive_name} ({chosen}); labels {dataset.label_mapping}",
+        escape.printable(
+            f"positive class: {dataset.positive_name} ({chosen}); labels {dataset.label_mapping}"
+        ),
         markup=False,
         highlight=False,
         soft_wrap=True,
@@ -351,7 +353,7 @@ def _evaluate(args, console, errors) -> int:
     console.print(
         f"{counts.trained} jobs trained, {counts.resumed} resumed from this run, "
         f"{counts.reused} reused from other runs in {time.perf_counter() - started:.1f} s "
-        f"({results.concurrency.reason}); results in {results.run_dir}",
+        f"({results.concurrency.reason}); results in {escape.rich(results.run_dir)}",
         highlight=False,
     )
     if args.json:
@@ -384,12 +386,12 @@ def _write_documents(results, report, formats, console, open_html=False) -> None
     if not formats:
         return
     written = write_reports(results, report, formats)
-    console.print("reports: " + ", ".join(str(p) for p in written.values()), highlight=False)
+    console.print("reports: " + ", ".join(escape.rich(p) for p in written.values()), highlight=False)
     if open_html and "html" in written:
         import webbrowser
 
         if not webbrowser.open(written["html"].resolve().as_uri()):
-            console.print(f"no browser found; open {written['html']} yourself", highlight=False)
+            console.print(f"no browser found; open {escape.rich(written['html'])} yourself", highlight=False)
 
 
 def _report(args, console, errors) -> int:
@@ -439,10 +441,10 @@ def _export(args, console, errors) -> int:
     results = Results(args.target[0])
     if args.predictions:
         rows = write_predictions_csv(results, args.predictions)
-        console.print(f"{rows} prediction rows -> {args.predictions}", highlight=False)
+        console.print(f"{rows} prediction rows -> {escape.rich(args.predictions)}", highlight=False)
     if args.json:
         write_json(results, args.json)
-        console.print(f"summary -> {args.json}", highlight=False)
+        console.print(f"summary -> {escape.rich(args.json)}", highlight=False)
     return 0
 
 
@@ -456,8 +458,10 @@ def _export_mlflow(results, tracking_uri, experiment, console, comparison=None) 
     name = experiment or results.run_dir.resolve().name
     view = uri if uri.startswith(("http:", "https:")) else f"mlflow ui --backend-store-uri {uri}"
     console.print(
-        f"MLflow: {len(ids)} runs logged ({', '.join(results.model_names)}) to {uri}, experiment "
-        f"{name}; view them: {view}",
+        escape.printable(
+            f"MLflow: {len(ids)} runs logged ({', '.join(results.model_names)}) to {uri}, experiment "
+            f"{name}; view them: {view}"
+        ),
         highlight=False,
         markup=False,
         soft_wrap=True,
@@ -478,7 +482,7 @@ def _plugins(args, console, errors) -> int:
     console.print("Example plugins (run one by name, e.g. cvkit evaluate fc_attention):", highlight=False)
     console.print(table)
     folder = next(iter(examples.values())).parent
-    console.print(f"Their files, to copy and edit: {folder}", highlight=False, soft_wrap=True)
+    console.print(f"Their files, to copy and edit: {escape.rich(folder)}", highlight=False, soft_wrap=True)
     others = [name for name in BUILTINS if name not in BACKBONES]
     console.print(
         f"Built-in backbones (--baseline NAME, or as a variant): {', '.join(BACKBONES)}, "
@@ -494,7 +498,8 @@ def _new_plugin(args, console, errors) -> int:
 
     path = write_plugin_template(args.name, args.dir, taken=BUILTINS)
     console.print(
-        f"wrote {path}; run it against the baseline: cvkit evaluate {path} --folds 5 --repeats 3",
+        f"wrote {escape.rich(path)}; run it against the baseline: cvkit evaluate {escape.rich(path)} "
+        "--folds 5 --repeats 3",
         highlight=False,
         soft_wrap=True,
     )

@@ -10,6 +10,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .. import escape
 from ..comparison import cv_interval
 from ..stats import METRICS
 from ._format import LABELS, metric_label, number, pvalue, signed
@@ -59,7 +60,7 @@ def header(results) -> Panel:
     grid.add_column()
     for name, value in rows:
         if value:
-            grid.add_row(name, Text(value))
+            grid.add_row(name, _text(value))
     return Panel(grid, title="cvkit", title_align="left", expand=False)
 
 
@@ -83,15 +84,17 @@ def metric_intervals(results) -> dict[str, dict[str, tuple[float, float, float]]
 def metrics_table(results) -> Table:
     intervals = metric_intervals(results)
     table = Table(
-        title=f"Test-fold metrics, positive class = {results.positive_name}: mean over folds and "
-        "corrected 95% CI (* = baseline; Brier: lower is better)",
+        title=f"Test-fold metrics, positive class = {escape.rich(results.positive_name)}: mean over folds "
+        "and corrected 95% CI (* = baseline; Brier: lower is better)",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
     table.add_column("metric")
     for model in results.model_names:
-        table.add_column(model + ("*" if model == results.baseline else ""), justify="right", no_wrap=True)
+        table.add_column(
+            escape.rich(model) + ("*" if model == results.baseline else ""), justify="right", no_wrap=True
+        )
     for metric in METRICS:
         cells = []
         for model in results.model_names:
@@ -107,11 +110,13 @@ def differences_table(results, variant: str) -> Group:
     auc = results.paired_differences(variant, "auc")
     acc = results.paired_differences(variant, "accuracy")
     table = Table(
-        title=f"{variant} minus {results.baseline}, per fold (same split, same seed)",
+        title=f"{escape.rich(variant)} minus {escape.rich(results.baseline)}, per fold "
+        "(same split, same seed)",
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
-    for column in ("repeat", "fold", f"AUC {results.baseline}", f"AUC {variant}", "Δ AUC", "Δ Acc"):
+    baseline, shown = escape.rich(results.baseline), escape.rich(variant)
+    for column in ("repeat", "fold", f"AUC {baseline}", f"AUC {shown}", "Δ AUC", "Δ Acc"):
         table.add_column(column, justify="right")
     for (_, a), (_, b) in zip(auc.iterrows(), acc.iterrows()):
         table.add_row(
@@ -133,7 +138,7 @@ def differences_table(results, variant: str) -> Group:
             signed(auc["difference"].mean()),
             signed(acc["difference"].mean()),
         )
-        note = Text(
+        note = _text(
             f"{variant} has the higher AUC in {wins} of {len(auc)} folds. Fold differences share "
             "training data and are not independent: read no significance into them here.",
             style="dim",
@@ -165,7 +170,7 @@ def render_comparison(report, console: Console | None = None) -> None:
 def comparison_table(report) -> Table:
     name = metric_label(report.metric)
     table = Table(
-        title=f"Does the variant beat {report.baseline}? Δ{name} = variant - baseline over "
+        title=f"Does the variant beat {escape.rich(report.baseline)}? Δ{name} = variant - baseline over "
         f"{report.n_folds} folds x {report.n_repeats} repeats, corrected for overlapping "
         "training sets; Bayes: P(better/equivalent/worse), ROPE ±"
         f"{report.rope:g}",
@@ -180,7 +185,7 @@ def comparison_table(report) -> Table:
     for c in report.comparisons:
         t, bayes = c.ttest, c.bayes
         table.add_row(
-            c.variant,
+            escape.rich(c.variant),
             _two_lines(f"{t.mean:+.3f}", f"[{_compact(t.low)},{_compact(t.high)}]"),
             _two_lines(pvalue(t.pvalue), pvalue(c.pvalue_holm)),
             _two_lines(f"{c.prob.statistic:.2f}", f"[{_short(c.prob.low)},{_short(c.prob.high)}]"),
@@ -205,7 +210,7 @@ def sample_tests_table(report) -> Group:
     for c in report.comparisons:
         for i, s in enumerate(c.sample_tests):
             table.add_row(
-                c.variant if i == 0 else "",
+                escape.rich(c.variant) if i == 0 else "",
                 str(s.repeat),
                 f"{s.mcnemar.b}/{s.mcnemar.c}",
                 pvalue(s.mcnemar.pvalue),
@@ -223,7 +228,7 @@ def sample_tests_table(report) -> Group:
         "training-seed variance (two seeds of one model often differ significantly): supporting "
         "evidence, never the verdict."
     )
-    return Group(table, Text("\n".join(lines), style="dim"))
+    return Group(table, _text("\n".join(lines), style="dim"))
 
 
 def selection_table(report) -> Table:
@@ -235,10 +240,10 @@ def selection_table(report) -> Table:
         pad_edge=False,
     )
     table.add_column("rule")
-    table.add_column(report.baseline, justify="right")
+    table.add_column(escape.rich(report.baseline), justify="right")
     variants = [c.variant for c in report.comparisons]
     for variant in variants:
-        table.add_column(variant, justify="right", no_wrap=True)
+        table.add_column(escape.rich(variant), justify="right", no_wrap=True)
     for entry in report.selection:
         cells = [number(entry["means"].get(report.baseline))]
         for variant in variants:
@@ -265,7 +270,7 @@ def holdout_table(report) -> Table:
         table.add_column(column, justify="left" if column == "model" else "right", no_wrap=column != "model")
     for h in report.holdout:
         table.add_row(
-            h["model"],
+            escape.rich(h["model"]),
             _two_lines(number(h["cv_mean"]), f"[{number(h['cv_low'])}, {number(h['cv_high'])}]"),
             _two_lines(number(h["score"]), f"[{number(h['low'])}, {number(h['high'])}]"),
             f"{number(h['fold_model_mean'])} ± {number(h['fold_model_sd'])}",
@@ -275,9 +280,9 @@ def holdout_table(report) -> Table:
 
 
 def verdict_panel(c) -> Panel:
-    title = Text(f"{c.variant} vs {c.baseline}: ")
+    title = _text(f"{c.variant} vs {c.baseline}: ")
     title.append(c.verdict.upper(), style=VERDICT_STYLE[c.verdict])
-    return Panel(Text(c.paragraph), title=title, title_align="left")
+    return Panel(_text(c.paragraph), title=title, title_align="left")
 
 
 def checks_panel(report) -> Panel:
@@ -322,10 +327,15 @@ def checks_panel(report) -> Panel:
             f"{f.statistic:.2f}, p = {pvalue(f.pvalue)}; mean ranks {ranks}; models whose ranks differ by "
             f"less than the Nemenyi critical difference {f.critical_difference:.2f} are not distinguishable."
         )
-    text = Text("\n".join(lines))
+    text = _text("\n".join(lines))
     for warning in report.warnings:
-        text.append(f"\nwarning: {warning}", style="yellow")
+        text.append(escape.printable(f"\nwarning: {warning}", newlines=True), style="yellow")
     return Panel(text, title="Calibration and caveats", title_align="left")
+
+
+def _text(text: str, style: str = "") -> Text:
+    """A user string shown as it is: no markup parsed, control characters written out."""
+    return Text(escape.printable(text, newlines=True), style=style)
 
 
 def _two_lines(top: str, bottom: str) -> Text:
@@ -364,12 +374,17 @@ def render_verification(verification, console: Console | None = None) -> None:
             else Text(f"{check.n_different} differ, largest by {check.max_difference:.3g}", style="red")
         )
         table.add_row(
-            job.model, str(job.repeat), str(job.fold), str(job.seed_index), str(check.n_values), result
+            escape.rich(job.model),
+            str(job.repeat),
+            str(job.fold),
+            str(job.seed_index),
+            str(check.n_values),
+            result,
         )
     console.print(table)
     for check in verification.checks:
         if not check.identical:
             job = check.job
             console.print(
-                Text(f"{job.model} repeat {job.repeat} fold {job.fold}: {check.suspect}"), soft_wrap=True
+                _text(f"{job.model} repeat {job.repeat} fold {job.fold}: {check.suspect}"), soft_wrap=True
             )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from .. import escape
+
 
 class JobProgress:
     """A rich display with one bar for jobs and one for the epochs of the jobs still to train.
@@ -38,7 +40,7 @@ class JobProgress:
         self.epoch_task = self.progress.add_task("epochs", total=(total - done) * self.epochs or None)
 
     def job_started(self, job) -> None:
-        self.running[job.key] = f"{job.model} r{job.repeat} f{job.fold}" + (
+        self.running[job.key] = f"{escape.rich(job.model)} r{job.repeat} f{job.fold}" + (
             f" s{job.seed_index}" if job.seed_index else ""
         )
         self._describe()

@@ -1,0 +1,116 @@
+"""Issue 22, hostile output: user strings (class, model and folder names, the command line) that
+are rich markup, terminal escapes, mathtext, Markdown/HTML or spreadsheet formulas; output paths
+that point into the run's store; writes cut short; numeric options that cannot train.
+
+Each run here is tiny (logistic regression and a small MLP head, 2 folds, 1 epoch) and its names
+are the attack."""
+
+import contextlib
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+import cvkit
+from cvkit.cli import main
+from cvkit.data import Dataset
+from cvkit.report import render_comparison, render_summary
+
+ESCAPES = "\x1b[2J\x1b]0;PWNED\x07"
+
+
+def _run(tiny, root: Path, classes, variant: str, sample_ids=None):
+    """A run of logreg against the MLP head example saved as ``variant``.py, on data with ``classes``."""
+    root.mkdir(parents=True, exist_ok=True)
+    plugin = root / f"{variant}.py"
+    shutil.copy("plugins/mlp_head.py", plugin)
+    data = Dataset(
+        tiny.images, tiny.labels, tuple(classes), 1, sample_ids or tiny.sample_ids, name="tiny"
+    )
+    with pytest.warns(UserWarning, match="search space"):
+        results = cvkit.evaluate(
+            str(plugin), data=data, baseline="logreg", folds=2, repeats=1, epochs=1, out=root / "run"
+        )
+    return results, cvkit.compare(results)
+
+
+def _terminal_text(results, report) -> str:
+    console = Console(file=io.StringIO(), width=200)
+    render_summary(results, console)
+    render_comparison(report, console)
+    return console.file.getvalue()
+
+
+@pytest.fixture(scope="module")
+def markup_run(tiny, tmp_path_factory):
+    """A positive class and a model whose names hold [words] that rich reads as styles."""
+    root = tmp_path_factory.mktemp("markup")
+    return _run(tiny, root, ("benign", "malignant [confirmed]"), "head[bold]x")
+
+
+@pytest.fixture(scope="module")
+def closing_tag_run(tiny, tmp_path_factory):
+    """A positive class named like a closing tag with nothing open."""
+    return _run(tiny, tmp_path_factory.mktemp("closing"), ("benign", "mal[/]"), "head")
+
+
+@pytest.fixture(scope="module")
+def escapes_run(tiny, tmp_path_factory):
+    """A class name that clears the screen and retitles the terminal window."""
+    return _run(tiny, tmp_path_factory.mktemp("escapes"), ("benign", f"bad{ESCAPES}"), "head")
+
+
+# Item 13: user strings parsed as rich markup.
+
+
+def test_markup_in_names_is_printed_as_written(markup_run):
+    text = " ".join(_terminal_text(*markup_run).split())  # table titles wrap
+    # main dropped the [words] in table titles and headers: "malignant", "headx"
+    assert text.count("malignant") == text.count("malignant [confirmed]") > 0
+    assert "headx" not in text and text.count("head[bold]x") >= 5
+
+
+def test_a_closing_tag_in_a_name_neither_crashes_training_nor_report(closing_tag_run, capsys):
+    results, report = closing_tag_run
+    assert "mal[/]" in _terminal_text(results, report)  # main: MarkupError
+    assert main(["report", str(results.run_dir), "--md"]) == 0
+    assert "positive class = mal[/]" in capsys.readouterr().out
+
+
+# Item 19: terminal escapes in names.
+
+
+def test_terminal_output_holds_no_control_characters_from_names(escapes_run):
+    text = _terminal_text(*escapes_run)
+    assert "\x1b" not in text and "\x07" not in text  # a plain console adds no escapes of its own
+    assert "bad\\x1b[2J\\x1b]0;PWNED\\x07" in text  # shown, visibly
+
+
+HOSTILE_OUT = "style[v2]`<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(scope="module")
+def cli_run(tiny, tmp_path_factory):
+    """`cvkit evaluate` into a run folder whose name is rich markup, a backtick and an HTML tag."""
+    root = tmp_path_factory.mktemp("cli")
+    archive = root / "breastmnist_tiny.npz"
+    images, labels = tiny.images[:, 0], 1 - tiny.labels[:, None]
+    parts = {"train": slice(0, 40), "val": slice(40, 50), "test": slice(50, None)}
+    np.savez(archive, **{f"{p}_{kind}": a[s] for p, s in parts.items() for kind, a in (("images", images), ("labels", labels))})
+    out = root / HOSTILE_OUT
+    args = ["evaluate", "--baseline", "logreg", "--data", str(archive), "--folds", "2", "--repeats", "1"]
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main([*args, "--epochs", "1", "--out", str(out), "--report", "md"])
+    return code, stdout.getvalue(), out
+
+
+def test_run_folder_with_brackets_is_printed_as_written(cli_run):
+    code, stdout, out = cli_run
+    assert code == 0
+    # main printed "results in .../style`<img ...>" and "reports: .../style`<img ...>/report.md"
+    assert f"results in {out}" in stdout.replace("\n", "")
+    assert f"{out / 'report.md'}" in stdout.replace("\n", "")
