@@ -27,9 +27,7 @@ def _run(tiny, root: Path, classes, variant: str, sample_ids=None):
     root.mkdir(parents=True, exist_ok=True)
     plugin = root / f"{variant}.py"
     shutil.copy("plugins/mlp_head.py", plugin)
-    data = Dataset(
-        tiny.images, tiny.labels, tuple(classes), 1, sample_ids or tiny.sample_ids, name="tiny"
-    )
+    data = Dataset(tiny.images, tiny.labels, tuple(classes), 1, sample_ids or tiny.sample_ids, name="tiny")
     with pytest.warns(UserWarning, match="search space"):
         results = cvkit.evaluate(
             str(plugin), data=data, baseline="logreg", folds=2, repeats=1, epochs=1, out=root / "run"
@@ -99,7 +97,9 @@ def cli_run(tiny, tmp_path_factory):
     archive = root / "breastmnist_tiny.npz"
     images, labels = tiny.images[:, 0], 1 - tiny.labels[:, None]
     parts = {"train": slice(0, 40), "val": slice(40, 50), "test": slice(50, None)}
-    np.savez(archive, **{f"{p}_{kind}": a[s] for p, s in parts.items() for kind, a in (("images", images), ("labels", labels))})
+    arrays = {f"{part}_images": images[rows] for part, rows in parts.items()}
+    arrays.update({f"{part}_labels": labels[rows] for part, rows in parts.items()})
+    np.savez(archive, **arrays)
     out = root / HOSTILE_OUT
     args = ["evaluate", "--baseline", "logreg", "--data", str(archive), "--folds", "2", "--repeats", "1"]
     stdout = io.StringIO()
