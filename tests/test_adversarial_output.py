@@ -12,12 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from rich.console import Console
 
 import cvkit
+from cvkit import escape
 from cvkit.cli import main
 from cvkit.data import Dataset
-from cvkit.report import render_comparison, render_summary
+from cvkit.report import render_comparison, render_summary, write_reports
 
 ESCAPES = "\x1b[2J\x1b]0;PWNED\x07"
 
@@ -114,3 +117,25 @@ def test_run_folder_with_brackets_is_printed_as_written(cli_run):
     # main printed "results in .../style`<img ...>" and "reports: .../style`<img ...>/report.md"
     assert f"results in {out}" in stdout.replace("\n", "")
     assert f"{out / 'report.md'}" in stdout.replace("\n", "")
+
+
+# Item 14: names that are matplotlib mathtext.
+
+
+@pytest.fixture(scope="module")
+def mathtext_run(tiny, tmp_path_factory):
+    return _run(tiny, tmp_path_factory.mktemp("mathtext"), ("benign", "$\\bad$"), "v$\\bad$")
+
+
+def test_mathtext_in_names_does_not_break_the_figures(mathtext_run):
+    results, report = mathtext_run
+    written = write_reports(results, report, ["md"])  # main: ValueError, Unknown symbol: \bad
+    figures = sorted((written["md"].parent / "figures").glob("*.png"))
+    assert len(figures) >= 6 and all(f.stat().st_size > 1000 for f in figures)
+
+
+@given(st.text(st.characters(blacklist_categories=("Cc",)), max_size=30))
+def test_matplotlib_shows_escaped_text_literally(text):
+    from matplotlib.text import Text
+
+    assert Text()._preprocess_math(escape.mathtext(text)) == (text, False)

@@ -10,6 +10,8 @@ import io
 
 import numpy as np
 
+from .. import escape
+
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 WIN, LOSS, TIE = "#009E73", "#D55E00", "#999999"
 
@@ -120,12 +122,12 @@ def _roc(plt, results, report):
             )
         low, high = np.percentile(band, [2.5, 97.5], axis=0)
         ax.fill_between(grid, low, high, color=color, alpha=0.2, linewidth=0)
-        ax.plot(grid, np.mean(curves, axis=0), color=color, label=model)
+        ax.plot(grid, np.mean(curves, axis=0), color=color, label=escape.mathtext(model))
     ax.plot([0, 1], [0, 1], color=TIE, linestyle=":", linewidth=1)
     ax.set(
         xlabel="false positive rate (1 - specificity)",
         ylabel="true positive rate (sensitivity)",
-        title=f"ROC, positive class: {results.positive_name}",
+        title=f"ROC, positive class: {escape.mathtext(results.positive_name)}",
         xlim=(0, 1),
         ylim=(0, 1.01),
     )
@@ -142,10 +144,11 @@ def _paired_folds(plt, results, report):
         for a, b in zip(c.baseline_scores, c.variant_scores):
             color = WIN if b > a else LOSS if b < a else TIE
             ax.plot([0, 1], [a, b], color=color, marker="o", markersize=3, linewidth=1, alpha=0.8)
-        ax.set_xticks([0, 1], [c.baseline, c.variant])
+        ax.set_xticks([0, 1], [escape.mathtext(c.baseline), escape.mathtext(c.variant)])
         ax.set_xlim(-0.3, 1.3)
         ax.set(
-            ylabel=f"{_name(report.metric)} per fold", title=f"{c.variant}: won {c.wins} of {len(c.diffs)}"
+            ylabel=f"{_name(report.metric)} per fold",
+            title=f"{escape.mathtext(c.variant)}: won {c.wins} of {len(c.diffs)}",
         )
     fig.tight_layout()
     return fig
@@ -170,9 +173,9 @@ def _difference(plt, results, report):
             capsize=4,
             zorder=4,
         )
-    ax.set_yticks(range(len(report.comparisons)), [c.variant for c in report.comparisons])
+    ax.set_yticks(range(len(report.comparisons)), [escape.mathtext(c.variant) for c in report.comparisons])
     ax.set(
-        xlabel=f"Δ {_name(report.metric)} (variant - {report.baseline})",
+        xlabel=f"Δ {_name(report.metric)} (variant - {escape.mathtext(report.baseline)})",
         ylim=(-0.6, len(report.comparisons) - 0.4),
     )
     ax.legend(loc="upper right", frameon=False, fontsize=8)
@@ -196,7 +199,7 @@ def _variance(plt, results, report):
     ax.hlines(0, base.min(), base.max(), color=OKABE_ITO[5], linewidth=3, alpha=0.5)
     ax.set_yticks([])
     ax.set(
-        xlabel=f"{_name(report.metric)} of {report.baseline} on one split",
+        xlabel=f"{_name(report.metric)} of {escape.mathtext(report.baseline)} on one split",
         title=f"single-split range {base.min():.3f} to {base.max():.3f}",
     )
     if report.noise is not None:
@@ -207,7 +210,7 @@ def _variance(plt, results, report):
         )
         ax.set(
             ylabel=f"standard deviation of {_name(report.metric)}",
-            title=f"{report.baseline}: {n.n_seeds} seeds per split",
+            title=f"{escape.mathtext(report.baseline)}: {n.n_seeds} seeds per split",
         )
     fig.tight_layout()
     return fig
@@ -232,8 +235,9 @@ def _learning_curves(plt, results, report):
         loss_ax.plot([], [], color=OKABE_ITO[0], label="training loss")
         loss_ax.plot([], [], color=OKABE_ITO[1], label="validation loss")
         loss_ax.legend(frameon=False, fontsize=8)
-        loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss", title=model)
-        auc_ax.set(xlabel="epoch", ylabel="validation AUC", title=f"{model}: validation AUC")
+        shown = escape.mathtext(model)
+        loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss", title=shown)
+        auc_ax.set(xlabel="epoch", ylabel="validation AUC", title=f"{shown}: validation AUC")
     fig.tight_layout()
     return fig
 
@@ -257,7 +261,7 @@ def _selection_rules(plt, results, report):
             width,
             yerr=sds,
             capsize=2,
-            label=model,
+            label=escape.mathtext(model),
             color=OKABE_ITO[i % len(OKABE_ITO)],
         )
     ax.set_xticks(np.arange(len(rules)) + width * (len(results.model_names) - 1) / 2, rules)
@@ -286,12 +290,12 @@ def _calibration(plt, results, report):
             marker="o",
             markersize=3,
             color=color,
-            label=model,
+            label=escape.mathtext(model),
         )
     ax.plot([0, 1], [0, 1], color=TIE, linestyle=":", linewidth=1, label="perfect calibration")
     ax.set(
-        xlabel=f"predicted probability of {results.positive_name}",
-        ylabel=f"observed share of {results.positive_name}",
+        xlabel=f"predicted probability of {escape.mathtext(results.positive_name)}",
+        ylabel=f"observed share of {escape.mathtext(results.positive_name)}",
         xlim=(0, 1),
         ylim=(0, 1),
     )
@@ -324,9 +328,10 @@ def _confusion(plt, results, report):
                 va="center",
                 color="white" if value > matrix.max() / 2 else "black",
             )
-        ax.set_xticks(range(len(names)), names, rotation=20)
-        ax.set_yticks(range(len(names)), names)
-        ax.set(xlabel="predicted", ylabel="true", title=model)
+        ticks = [escape.mathtext(name) for name in names]
+        ax.set_xticks(range(len(names)), ticks, rotation=20)
+        ax.set_yticks(range(len(names)), ticks)
+        ax.set(xlabel="predicted", ylabel="true", title=escape.mathtext(model))
     fig.tight_layout()
     return fig
 
@@ -349,7 +354,7 @@ def _critical_difference(plt, results, report):
         ax.text(
             f.mean_ranks[i],
             y - 0.1,
-            f"{models[i]} ({f.mean_ranks[i]:.2f})",
+            f"{escape.mathtext(models[i])} ({f.mean_ranks[i]:.2f})",
             ha="center",
             va="top",
             fontsize=8,
