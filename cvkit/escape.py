@@ -4,6 +4,9 @@ where they are written: one function per destination.
 Control characters come first everywhere: an ESC in a class name would otherwise clear a terminal,
 retitle its window or hide text, and lands raw in every document. They are replaced by a visible
 ``\\xNN`` (or ``\\uNNNN``) so that the reader still sees that the name holds something odd.
+
+HTML has no function here: the report's template escapes every value (Jinja's autoescape) after
+``printable`` has written out its control characters (the environment's ``finalize``).
 """
 
 from __future__ import annotations
@@ -55,11 +58,11 @@ def markdown(text) -> str:
 def markdown_code(text) -> str:
     """A Markdown code span showing ``text`` literally: fenced by more backticks than the longest
     run inside, padded with a space when it starts or ends with a backtick or a space (CommonMark
-    strips one space from each side)."""
+    strips one space from each side of a span that is not all spaces)."""
     text = printable(text)
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * (longest + 1)
-    if text[:1] in ("`", " ") or text[-1:] in ("`", " "):
+    if text.strip(" ") and (text[:1] in ("`", " ") or text[-1:] in ("`", " ")):
         text = f" {text} "
     return f"{fence}{text}{fence}"
 
@@ -83,11 +86,6 @@ LATEX_SPECIAL = {
 def latex(text) -> str:
     """Text in a LaTeX document: every special character as its command."""
     return "".join(LATEX_SPECIAL.get(char, char) for char in printable(text))
-
-
-def html(text) -> str:
-    """Text or an attribute value in HTML."""
-    return _html.escape(printable(text, newlines=True), quote=True)
 
 
 # OWASP's CSV injection advice: a cell a spreadsheet would read as a formula starts with one of these.

@@ -8,12 +8,14 @@ are the attack."""
 import contextlib
 import io
 import shutil
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from markdown_it import MarkdownIt
 from rich.console import Console
 
 import cvkit
@@ -21,6 +23,7 @@ from cvkit import escape
 from cvkit.cli import main
 from cvkit.data import Dataset
 from cvkit.report import render_comparison, render_summary, write_reports
+from cvkit.results import Results
 
 ESCAPES = "\x1b[2J\x1b]0;PWNED\x07"
 
@@ -139,3 +142,66 @@ def test_matplotlib_shows_escaped_text_literally(text):
     from matplotlib.text import Text
 
     assert Text()._preprocess_math(escape.mathtext(text)) == (text, False)
+
+
+def test_documents_hold_no_control_characters_from_names(escapes_run):
+    results, report = escapes_run
+    written = write_reports(results, report)
+    for path in written.values():  # main: the escapes landed raw in all three
+        text = path.read_text()
+        assert "\x1b" not in text and "\x07" not in text, path.name
+        assert "PWNED" in text, path.name  # the name is shown, written out
+
+
+# Item 20: the command line in report.md.
+
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.code, self.text, self._in_code = [], [], [], False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._in_code = self._in_code or tag == "code"
+
+    def handle_endtag(self, tag):
+        self._in_code = self._in_code and tag != "code"
+
+    def handle_data(self, data):
+        if data.strip():
+            self.text.append(data)
+        if self._in_code:
+            self.code.append(data)
+
+
+def _rendered_markdown(text: str) -> _Tags:
+    """What a CommonMark viewer (raw HTML allowed, as GitHub's and most editors' are) makes of ``text``."""
+    tags = _Tags()
+    tags.feed(MarkdownIt("commonmark").render(text))
+    return tags
+
+
+def test_command_line_in_markdown_is_a_code_span_not_live_html(cli_run):
+    _, _, out = cli_run
+    md = (out / "report.md").read_text()
+    command = Results(out).run["command"]
+    assert "`<img src=x onerror=alert(1)>" in command
+    rendered = _rendered_markdown(md)
+    assert not [attrs for tag, attrs in rendered.tags if "onerror" in attrs]  # main: a live <img onerror>
+    assert command in rendered.code  # shown whole, as written
+
+
+@given(st.text(st.characters(blacklist_categories=("Cc",)), min_size=1, max_size=30))
+def test_markdown_code_span_shows_any_text_literally(text):
+    assert _rendered_markdown(escape.markdown_code(text)).code == [text]
+
+
+@given(st.text(st.characters(blacklist_categories=("Cc", "Zs", "Zl", "Zp")), min_size=1, max_size=30))
+def test_markdown_text_shows_any_text_literally(text):
+    """In a table cell and in a paragraph: no element, and the text as written."""
+    md = f"| a |\n|---|\n| x {escape.markdown(text)} |\n\nx {escape.markdown(text)}\n"
+    rendered = _Tags()
+    rendered.feed(MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(md))
+    assert [tag for tag, _ in rendered.tags] == ["table", "thead", "tr", "th", "tbody", "tr", "td", "p"]
+    assert rendered.text == ["a", f"x {text}", f"x {text}"]
