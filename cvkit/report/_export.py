@@ -6,6 +6,9 @@ import json
 import math
 from pathlib import Path
 
+from pandas.api.types import is_numeric_dtype
+
+from .. import escape
 from ..errors import CvkitError
 
 
@@ -16,8 +19,18 @@ def write_predictions_csv(results, path, *, model: str | None = None) -> int:
     if model is not None:
         frame = frame[frame["model"] == model]
     frame = frame.rename(columns={"label": "label_index", "label_name": "label"})
-    _write(path, lambda f: frame.to_csv(f, index=False, float_format="%.10g"))
+    frame = _spreadsheet_safe(frame)
+    # RFC 4180's CRLF line ends: a cell holding a bare carriage return is then quoted, not split.
+    _write(path, lambda f: frame.to_csv(f, index=False, float_format="%.10g", lineterminator="\r\n"))
     return len(frame)
+
+
+def _spreadsheet_safe(frame):
+    """Text cells and headers (model, class and sample names) that a spreadsheet would run as a
+    formula, neutralised; numbers untouched."""
+    text = [column for column in frame.columns if not is_numeric_dtype(frame[column])]
+    frame = frame.assign(**{column: frame[column].map(escape.csv_cell) for column in text})
+    return frame.rename(columns=escape.csv_cell)
 
 
 def write_json(results, path, comparison=None) -> None:
