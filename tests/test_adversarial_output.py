@@ -7,9 +7,13 @@ are the attack."""
 
 import contextlib
 import csv
+import hashlib
 import io
+import os
 import re
 import shutil
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -21,7 +25,7 @@ from markdown_it import MarkdownIt
 from rich.console import Console
 
 import cvkit
-from cvkit import escape
+from cvkit import escape, files
 from cvkit.cli import main
 from cvkit.data import Dataset
 from cvkit.report import render_comparison, render_summary, write_reports
@@ -241,3 +245,109 @@ def test_exported_csv_cells_never_start_a_formula(formula_run, tmp_path):
     assert risky == []  # main: the class, the model and the sample ids as written
     assert "'" + FORMULA in cells and "'-cmd" in cells and "'@SUM(1+1)#6" in cells
     assert {"-3", "+4.5e2"} <= set(cells)
+
+
+@pytest.fixture(scope="module")
+def plain_run(tiny, tmp_path_factory):
+    return _run(tiny, tmp_path_factory.mktemp("plain"), ("benign", "malignant"), "head")
+
+
+@pytest.fixture(scope="module")
+def store_run(tiny, tmp_path_factory):
+    """A run of its own: on main the store tests destroy it."""
+    return _run(tiny, tmp_path_factory.mktemp("store"), ("benign", "malignant"), "head")
+
+
+def _digest(folder: Path) -> dict:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()
+    }
+
+
+# Item 16: an output path into the run's store.
+
+
+@pytest.mark.parametrize(
+    "command, target",
+    [
+        (["export", "{run}", "--predictions"], "cvkit.sqlite"),
+        (["export", "{run}", "--json"], "cvkit.sqlite"),
+        (["compare", "{run}", "--json"], "cvkit.sqlite"),
+        (["report", "{run}", "--latex", "--json"], "cvkit.sqlite-wal"),
+        (["export", "{run}", "--predictions"], "link to cvkit.sqlite"),
+        (["compare", "{run}", "--json"], "hard link to cvkit.sqlite"),
+    ],
+)
+def test_no_output_path_may_point_into_the_run_store(store_run, tmp_path, capsys, command, target):
+    results, _ = store_run
+    run = results.run_dir
+    store = run / "cvkit.sqlite"
+    if target.startswith("link"):
+        path = tmp_path / "out.csv"
+        path.symlink_to(store)
+    elif target.startswith("hard link"):
+        path = tmp_path / "out.json"
+        os.link(store, path)
+    else:
+        path = run / target
+    before = _digest(run)
+    capsys.readouterr()
+    assert main([part.format(run=run) for part in command] + [str(path)]) == 2  # main: 0, store overwritten
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"{path} is the run's store" in error
+    assert _digest(run) == before
+    assert len(Results(run).jobs) == 4  # the store still reads
+
+
+# Item 17: writes cut short leave the old file whole.
+
+
+def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    target = tmp_path / "table.csv"
+    target.write_text("a,b\n1,2\n")
+
+    class Midway(Exception):
+        pass
+
+    with pytest.raises(Midway):
+        with files.atomic_write(target) as f:
+            f.write("a,b\n" + "3,4\n" * 1000)
+            raise Midway
+    assert target.read_text() == "a,b\n1,2\n" and sorted(tmp_path.iterdir()) == [target]
+
+
+FILE_SIZE_LIMITED = """
+import resource, signal, sqlite3, sys
+from cvkit.cli import main
+# The store's shared-memory file (32 KiB) is made before the limit, and kept by this connection.
+store = sqlite3.connect(sys.argv[2])
+store.execute("SELECT count(*) FROM sqlite_master").fetchall()
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.RLIM_INFINITY))
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+@pytest.mark.parametrize("output", ["csv", "html"])
+def test_a_file_size_limit_mid_write_leaves_the_good_file_untouched(plain_run, tmp_path, output):
+    results, _ = plain_run
+    run = results.run_dir
+    if output == "csv":
+        path = tmp_path / "predictions.csv"
+        args = ["export", str(run), "--predictions", str(path)]
+    else:
+        path = run / "report.html"
+        args = ["report", str(run), "--html"]
+    assert main(args) == 0
+    good = path.read_bytes()
+    folder_before = sorted(path.parent.iterdir())
+    limited = subprocess.run(
+        [sys.executable, "-c", FILE_SIZE_LIMITED, str(len(good) // 2), str(run / "cvkit.sqlite"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert limited.returncode == 2, limited.stderr[-2000:]
+    assert limited.stderr.count("\n") == 1 and "cannot write" in limited.stderr
+    assert path.read_bytes() == good  # main: cut mid-row / a truncated report.html
+    assert sorted(path.parent.iterdir()) == folder_before  # no temporary file left behind

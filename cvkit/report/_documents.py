@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from .. import __version__, escape
+from .. import __version__, escape, files
 from ..errors import CvkitError
 from ..stats import METRICS
 from ._figures import render_figures
@@ -32,17 +32,17 @@ def write_reports(results, report, formats=FORMATS, out_dir=None) -> dict[str, P
         written = {}
         if "html" in formats:
             written["html"] = out_dir / "report.html"
-            written["html"].write_text(render_html(context, figures), encoding="utf-8")
+            files.write_text(written["html"], render_html(context, figures))
         if "md" in formats:
             written["md"] = out_dir / "report.md"
             figure_dir = out_dir / "figures"
             figure_dir.mkdir(exist_ok=True)
             for name, (_, png) in figures.items():
-                (figure_dir / f"{name}.png").write_bytes(png)
-            written["md"].write_text(render_markdown(context, figures), encoding="utf-8")
+                files.write_bytes(figure_dir / f"{name}.png", png)
+            files.write_text(written["md"], render_markdown(context, figures))
         if "latex" in formats:
             written["latex"] = out_dir / "table.tex"
-            written["latex"].write_text(render_latex(context), encoding="utf-8")
+            files.write_text(written["latex"], render_latex(context))
     except OSError as exc:
         raise CvkitError(
             f"{out_dir}: cannot write the report ({exc.strerror}); check the folder's permissions"
