@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -110,6 +111,10 @@ def evaluate(
         precision=precision,
         executor=executor,
         retries=retries,
+        lr=lr,
+        weight_decay=weight_decay,
+        cpus_per_job=cpus_per_job,
+        gpus_per_job=gpus_per_job,
     )
     recipe = dict(
         variants=[str(v) for v in variants],
@@ -533,6 +538,10 @@ def _check_options(
     precision,
     executor,
     retries,
+    lr,
+    weight_decay,
+    cpus_per_job,
+    gpus_per_job,
 ):
     choices = dict(
         select=(select, SELECTION_RULES),
@@ -554,7 +563,19 @@ def _check_options(
         ("seed", seed, 0),
         ("epochs", epochs, 1),
         ("batch-size", batch_size, 2),
-        ("threads-per-job", threads_per_job or 1, 1),
+        ("threads-per-job", 1 if threads_per_job is None else threads_per_job, 1),
     ):
         if value < low:
             raise ConfigError(f"--{option} must be at least {low}, got {value}")
+    # Checked here, before a store exists: a NaN or negative rate would fail every job after it.
+    for option, value, zero_allowed in (
+        ("lr", lr, False),
+        ("weight-decay", weight_decay, True),
+        ("cpus-per-job", cpus_per_job, False),
+        ("gpus-per-job", gpus_per_job, True),
+    ):
+        if value is None:
+            continue
+        if not (math.isfinite(value) and (value > 0 or (zero_allowed and value == 0))):
+            bound = "of at least 0" if zero_allowed else "above 0"
+            raise ConfigError(f"--{option} must be a finite number {bound}, got {value}")

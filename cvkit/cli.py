@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import gc
 import json
+import math
 import os
 import shlex
 import sys
@@ -286,16 +287,19 @@ def _offline(offline: bool):
 
 def _evaluate(args, console, errors) -> int:
     from .api import evaluate
-    from .comparison import compare
+    from .comparison import check_settings, compare
     from .data import load_data
     from .report import render_comparison, render_summary, write_json
     from .runner import JobProgress
 
     started = time.perf_counter()
+    check_settings(rope=args.rope, alpha=args.alpha)  # now, not after training
     options = {} if args.image_size is None else {"image_size": args.image_size}
     if args.demo_extra_signal is not None:
         if args.data != "demo":
             raise CvkitError("--demo-extra-signal applies to --data demo only")
+        if not math.isfinite(args.demo_extra_signal):
+            raise CvkitError(f"--demo-extra-signal must be a finite number, got {args.demo_extra_signal}")
         options["extra_signal"] = args.demo_extra_signal
     dataset = load_data(args.data, positive=args.positive, **options)
     chosen = "named" if args.positive else "default: the minority class; set it with --positive"

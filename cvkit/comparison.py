@@ -7,6 +7,7 @@ models and ignore seed variance: they are reported beside the verdict, never ins
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,6 +100,14 @@ class ComparisonReport:
         )
 
 
+def check_settings(*, rope: float, alpha: float) -> None:
+    """The ROPE and the significance level, checked before any work (``nan < 0`` is False)."""
+    if not (math.isfinite(alpha) and 0 < alpha < 1):
+        raise ConfigError(f"--alpha must lie strictly between 0 and 1, got {alpha}")
+    if not (math.isfinite(rope) and rope >= 0):
+        raise ConfigError(f"--rope must be a finite number of at least 0, got {rope}")
+
+
 def compare(
     results,
     *,
@@ -112,8 +121,7 @@ def compare(
     """Compare every other model of ``results`` with ``baseline`` (default: the run's baseline)."""
     if metric not in stats.VERDICT_METRICS:
         raise ConfigError(f"--metric {metric!r}: choose one of {', '.join(stats.VERDICT_METRICS)}")
-    if not 0 < alpha < 1 or rope < 0:
-        raise ConfigError(f"need 0 < alpha < 1 and rope >= 0, got alpha {alpha}, rope {rope}")
+    check_settings(rope=rope, alpha=alpha)
     baseline = baseline or results.baseline
     if baseline not in results.model_names:
         raise ConfigError(

@@ -111,17 +111,26 @@ HOSTILE_OUT = "style[v2]`<img src=x onerror=alert(1)>"
 
 
 @pytest.fixture(scope="module")
-def cli_run(tiny, tmp_path_factory):
-    """`cvkit evaluate` into a run folder whose name is rich markup, a backtick and an HTML tag."""
-    root = tmp_path_factory.mktemp("cli")
-    archive = root / "breastmnist_tiny.npz"
+def tiny_archive(tiny, tmp_path_factory):
+    """The tiny set as a BreastMNIST-style archive, for the command line."""
+    archive = tmp_path_factory.mktemp("archive") / "breastmnist_tiny.npz"
     images, labels = tiny.images[:, 0], 1 - tiny.labels[:, None]
     parts = {"train": slice(0, 40), "val": slice(40, 50), "test": slice(50, None)}
     arrays = {f"{part}_images": images[rows] for part, rows in parts.items()}
     arrays.update({f"{part}_labels": labels[rows] for part, rows in parts.items()})
     np.savez(archive, **arrays)
-    out = root / HOSTILE_OUT
-    args = ["evaluate", "--baseline", "logreg", "--data", str(archive), "--folds", "2", "--repeats", "1"]
+    return archive
+
+
+def _evaluate_args(archive) -> list[str]:
+    return ["evaluate", "--baseline", "logreg", "--data", str(archive), "--folds", "2", "--repeats", "1"]
+
+
+@pytest.fixture(scope="module")
+def cli_run(tiny_archive, tmp_path_factory):
+    """`cvkit evaluate` into a run folder whose name is rich markup, a backtick and an HTML tag."""
+    out = tmp_path_factory.mktemp("cli") / HOSTILE_OUT
+    args = _evaluate_args(tiny_archive)
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         code = main([*args, "--epochs", "1", "--out", str(out), "--report", "md"])
@@ -351,3 +360,44 @@ def test_a_file_size_limit_mid_write_leaves_the_good_file_untouched(plain_run, t
     assert limited.stderr.count("\n") == 1 and "cannot write" in limited.stderr
     assert path.read_bytes() == good  # main: cut mid-row / a truncated report.html
     assert sorted(path.parent.iterdir()) == folder_before  # no temporary file left behind
+
+
+# Item 18 (its numeric options): refused up front, before any store exists.
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--lr", "-0.01"],
+        ["--lr", "nan"],
+        ["--lr", "inf"],
+        ["--weight-decay", "-1"],
+        ["--weight-decay", "nan"],
+        ["--rope", "nan"],
+        ["--rope", "-0.1"],
+        ["--alpha", "2"],
+        ["--threads-per-job", "0"],
+        ["--gpus-per-job", "nan"],
+        ["--cpus-per-job", "-1"],
+    ],
+)
+def test_invalid_numeric_options_are_refused_before_a_store_exists(tiny_archive, tmp_path, capsys, option):
+    out = tmp_path / "run"
+    args = [*_evaluate_args(tiny_archive), "--epochs", "1", "--report", "none", "--out", str(out), *option]
+    assert main(args) == 2  # main: exit 0 with a store (logreg), every job failed, or refused after training
+    assert not out.exists()
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("cvkit: error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"cvkit: error: {option[0]} must")
+
+
+def test_demo_extra_signal_must_be_finite(tmp_path, capsys):
+    assert main(["evaluate", "--demo-extra-signal", "nan", "--out", str(tmp_path / "run")]) == 2
+    assert "--demo-extra-signal must be a finite number" in capsys.readouterr().err  # main: "age has missing"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("option", [["--rope", "nan"], ["--rope", "inf"]])
+def test_compare_refuses_a_nan_rope(plain_run, capsys, option):
+    results, _ = plain_run
+    assert main(["compare", str(results.run_dir), *option]) == 2  # main: --rope nan accepted, exit 0
+    assert f"{option[0]} must" in capsys.readouterr().err
