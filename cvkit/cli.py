@@ -252,8 +252,9 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     args = build_parser().parse_args(argv)
     args.command_line = shlex.join(["cvkit", *argv])
-    console = Console()
-    errors = Console(stderr=True)
+    # No emoji codes: a class or folder named ":cat:" is printed as written, not as a cat.
+    console = Console(emoji=False)
+    errors = Console(stderr=True, emoji=False)
     warnings.showwarning = lambda message, *a, **k: errors.print(
         escape.printable(f"cvkit: warning: {message}"), markup=False, highlight=False, soft_wrap=True
     )

@@ -66,7 +66,7 @@ def _terminal_text(results, report) -> str:
 def markup_run(tiny, tmp_path_factory):
     """A positive class and a model whose names hold [words] that rich reads as styles."""
     root = tmp_path_factory.mktemp("markup")
-    return _run(tiny, root, ("benign", "malignant [confirmed]"), "head[bold]x")
+    return _run(tiny, root, ("benign", "malignant [confirmed]"), "head[bold]x:cat:")
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +89,13 @@ def test_markup_in_names_is_printed_as_written(markup_run):
     # main dropped the [words] in table titles and headers: "malignant", "headx"
     assert text.count("malignant") == text.count("malignant [confirmed]") > 0
     assert "headx" not in text and text.count("head[bold]x") >= 5
+
+
+def test_emoji_codes_in_names_are_printed_as_written(markup_run, capsys):
+    results, _ = markup_run
+    assert main(["report", str(results.run_dir), "--md"]) == 0
+    out = capsys.readouterr().out
+    assert "head[bold]x:cat:" in out and "\N{CAT FACE}" not in out  # main: "headx🐱" (rich's emoji codes)
 
 
 def test_a_closing_tag_in_a_name_neither_crashes_training_nor_report(closing_tag_run, capsys):

@@ -18,7 +18,7 @@ from ._format import LABELS, metric_label, number, pvalue, signed
 
 def render_summary(results, console: Console | None = None) -> None:
     """Print the header, the per-model metrics table and, per variant, the paired differences."""
-    console = console or Console()
+    console = console or Console(emoji=False)
     console.print(header(results))
     console.print(metrics_table(results))
     for variant in results.variants:
@@ -154,7 +154,7 @@ VERDICT_STYLE = dict(
 
 def render_comparison(report, console: Console | None = None) -> None:
     """Print the comparison table, the sample-level evidence, the verdicts and the checks."""
-    console = console or Console()
+    console = console or Console(emoji=False)
     if report.comparisons:
         console.print(comparison_table(report))
         console.print(sample_tests_table(report))
@@ -357,7 +357,7 @@ def _short(p: float) -> str:
 
 def render_verification(verification, console: Console | None = None) -> None:
     """One row per job trained again; under the table, what to suspect for each job that differs."""
-    console = console or Console()
+    console = console or Console(emoji=False)
     rule = "bit for bit" if verification.tolerance == 0 else f"within {verification.tolerance:g}"
     table = Table(
         title=f"jobs trained again, predictions compared {rule}", box=box.SIMPLE_HEAD, title_justify="left"

@@ -14,7 +14,7 @@ class JobProgress:
     Renders nothing when the console is not a terminal, so piped output stays clean."""
 
     def __init__(self, console: Console | None = None, *, epochs: int = 0):
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, emoji=False)
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
