@@ -16,8 +16,9 @@ def atomic_write(path, mode: str = "w", **options):
     """Open a temporary file beside ``path`` for writing; when the block ends without an error, flush
     it to disk and move it over ``path`` (``os.replace``). On any error (a full disk, a file-size
     limit, an exception in the block) the temporary file is removed and ``path`` keeps its old
-    content: a reader sees the old file or the new one, never a part."""
-    path = Path(path)
+    content: a reader sees the old file or the new one, never a part. A symbolic link is written
+    through (its target is replaced), as ``open`` would."""
+    path = Path(os.path.realpath(path))
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, mode, **options) as file:

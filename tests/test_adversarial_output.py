@@ -332,6 +332,20 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
     assert target.read_text() == "a,b\n1,2\n" and sorted(tmp_path.iterdir()) == [target]
 
 
+def test_atomic_write_goes_through_a_symbolic_link_and_keeps_permissions(tmp_path):
+    target = tmp_path / "summary.json"
+    target.write_text("old")
+    target.chmod(0o640)
+    link = tmp_path / "latest.json"
+    link.symlink_to(target)
+    files.write_text(link, "new")
+    assert link.is_symlink() and target.read_text() == "new" and target.stat().st_mode & 0o777 == 0o640
+    files.write_text(tmp_path / "fresh.txt", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "fresh.txt").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0o600
+
+
 FILE_SIZE_LIMITED = """
 import resource, signal, sqlite3, sys
 from cvkit.cli import main
