@@ -16,6 +16,7 @@ import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -422,3 +423,17 @@ def test_compare_refuses_a_nan_rope(plain_run, capsys, option):
     results, _ = plain_run
     assert main(["compare", str(results.run_dir), *option]) == 2  # main: --rope nan accepted, exit 0
     assert f"{option[0]} must" in capsys.readouterr().err
+
+
+def test_progress_shows_model_names_as_written():
+    from cvkit.runner import JobProgress
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    progress = JobProgress(console, epochs=1)
+    job = SimpleNamespace(key="k", model="head[bold]x", repeat=0, fold=1, seed_index=0)
+    with progress:
+        progress.start(total=1, done=0)
+        progress.job_started(job)
+        progress.progress.refresh()
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", console.file.getvalue())
+    assert "head[bold]x r0 f1" in shown  # main: "headx r0 f1", in bold
