@@ -316,6 +316,17 @@ def test_no_output_path_may_point_into_the_run_store(store_run, tmp_path, capsys
     assert len(Results(run).jobs) == 4  # the store still reads
 
 
+def test_mlflow_export_into_the_run_store_is_refused(store_run, capsys):
+    pytest.importorskip("mlflow")
+    results, _ = store_run
+    before = _digest(results.run_dir)
+    uri = f"sqlite:///{results.run_dir / 'cvkit.sqlite'}"
+    # main: exit 0, MLflow's tables created inside cvkit.sqlite
+    assert main(["export", "mlflow", str(results.run_dir), "--tracking-uri", uri]) == 2
+    assert "is the run's store" in capsys.readouterr().err
+    assert _digest(results.run_dir) == before
+
+
 # Item 17: writes cut short leave the old file whole.
 
 

@@ -27,9 +27,11 @@ from urllib.parse import urlparse
 
 from ..errors import ConfigError
 from ..stats import METRICS
+from ._export import check_not_store
 
 INSTALL = 'pip install -e ".[mlflow]"'
 ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"
+SQLITE = "sqlite:///"  # then the database's path: relative, or absolute with one more slash
 
 
 def resolve_tracking_uri(given: str | None = None) -> str:
@@ -59,6 +61,8 @@ def export_mlflow(
     except ImportError:
         raise ConfigError(f"MLflow export needs MLflow, which is not installed: {INSTALL}") from None
     uri = resolve_tracking_uri(tracking_uri)
+    if uri.startswith(SQLITE):  # MLflow would put its tables into the run's own database
+        check_not_store(results, uri[len(SQLITE) :])
     _check_server(uri)
     try:
         with _file_store_allowed(uri):
