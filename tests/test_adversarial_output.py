@@ -448,3 +448,31 @@ def test_progress_shows_model_names_as_written():
         progress.progress.refresh()
     shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", console.file.getvalue())
     assert "head[bold]x r0 f1" in shown  # main: "headx r0 f1", in bold
+
+
+# The escapes themselves, on any text.
+
+
+@given(st.text(max_size=40))
+def test_rich_markup_escape_shows_any_text_as_written(text):
+    from rich.text import Text
+
+    shown = Text.from_markup(escape.rich(text), emoji=False).plain
+    assert shown == escape.printable(text, newlines=True)
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", shown)
+
+
+@given(st.text(max_size=20))
+def test_csv_cell_never_starts_a_formula_and_only_ever_adds_a_quote(text):
+    cell = escape.csv_cell(text)
+    assert cell in (text, "'" + text)
+    assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")) or NUMBER.fullmatch(cell)
+
+
+@given(st.text(max_size=30))
+def test_latex_escape_leaves_no_special_character_unescaped(text):
+    escaped = escape.latex(text)
+    bare = re.sub(
+        r"\\(textbackslash|textasciitilde|textasciicircum|textless|textgreater)\{\}|\\[&%$#_{}]", "", escaped
+    )
+    assert not re.search(r"[\\&%$#_{}~^<>\x00-\x08\x0a-\x1f]", bare)  # a tab is white space
