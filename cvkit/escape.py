@@ -35,7 +35,8 @@ def printable(text, *, newlines: bool = False) -> str:
 
 def rich(text) -> str:
     """For rich markup (``console.print`` of a string, table cells and titles): brackets that would
-    open or close a style are escaped, control characters written out."""
+    open or close a style are escaped, control characters written out. A trailing backslash is
+    doubled (rich's rule), so that it cannot escape a tag that follows."""
     return _escape_rich_markup(printable(text, newlines=True))
 
 
