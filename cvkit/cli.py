@@ -290,11 +290,13 @@ def _evaluate(args, console, errors) -> int:
     from .api import evaluate
     from .comparison import check_settings, compare
     from .data import load_data
-    from .report import render_comparison, render_summary, write_json
+    from .report import check_not_store, render_comparison, render_summary, write_json
     from .runner import JobProgress
 
     started = time.perf_counter()
     check_settings(rope=args.rope, alpha=args.alpha)  # now, not after training
+    if args.json and args.out:
+        check_not_store(args.out, args.json)
     options = {} if args.image_size is None else {"image_size": args.image_size}
     if args.demo_extra_signal is not None:
         if args.data != "demo":

@@ -320,6 +320,14 @@ def test_no_output_path_may_point_into_the_run_store(store_run, tmp_path, capsys
     assert len(Results(run).jobs) == 4  # the store still reads
 
 
+def test_evaluate_refuses_a_json_path_into_its_store_before_training(tiny_archive, tmp_path, capsys):
+    out = tmp_path / "run"
+    store = out / "cvkit.sqlite"
+    args = [*_evaluate_args(tiny_archive), "--epochs", "1", "--out", str(out), "--json", str(store)]
+    assert main(args) == 2  # main: trained, then wrote the JSON summary over the store, exit 0
+    assert "is the run's store" in capsys.readouterr().err and not out.exists()
+
+
 def test_mlflow_export_into_the_run_store_is_refused(store_run, capsys):
     pytest.importorskip("mlflow")
     results, _ = store_run

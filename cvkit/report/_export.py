@@ -16,7 +16,7 @@ from ..runner import STORE_NAME
 def write_predictions_csv(results, path, *, model: str | None = None) -> int:
     """One row per (model, repeat, fold, seed, sample_id): true label and each class's probability
     (of one ``model`` when given). Returns the number of rows written."""
-    check_not_store(results, path)
+    check_not_store(results.run_dir, path)
     frame = results.predictions.drop(columns=["sample_idx", "rule"])
     if model is not None:
         frame = frame[frame["model"] == model]
@@ -37,7 +37,7 @@ def _spreadsheet_safe(frame):
 
 def write_json(results, path, comparison=None) -> None:
     """The run's per-fold metrics and, when given, every test, interval and verdict of ``comparison``."""
-    check_not_store(results, path)
+    check_not_store(results.run_dir, path)
     summary = results.to_json()
     if comparison is not None:
         summary["comparison"] = comparison.to_json()
@@ -67,8 +67,9 @@ def _write(path, write) -> None:
         raise CvkitError(f"{path}: cannot write ({exc.strerror}); choose a writable path") from None
 
 
-def check_not_store(results, path) -> None:
-    """An export path that names the run's SQLite store or one of its side files would destroy it."""
-    store = results.run_dir / STORE_NAME
+def check_not_store(run_dir, path) -> None:
+    """An output path that names the SQLite store of the run in ``run_dir`` or one of its side files
+    would destroy it."""
+    store = Path(run_dir) / STORE_NAME
     side_files = [store.with_name(store.name + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
     files.check_output_path(path, side_files, "the run's store")

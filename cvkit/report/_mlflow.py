@@ -62,7 +62,7 @@ def export_mlflow(
         raise ConfigError(f"MLflow export needs MLflow, which is not installed: {INSTALL}") from None
     uri = resolve_tracking_uri(tracking_uri)
     if uri.startswith(SQLITE):  # MLflow would put its tables into the run's own database
-        check_not_store(results, uri[len(SQLITE) :])
+        check_not_store(results.run_dir, uri[len(SQLITE) :])
     _check_server(uri)
     try:
         with _file_store_allowed(uri):
