@@ -29,6 +29,7 @@ class Job:
     seed: int
     key: str
     pausable_epochs: int = 0  # its epochs, when its trainer can pause between them; 0: it trains in one go
+    threads: int = 1  # intra-op CPU threads it trains with: part of its key, they change the last bits
 
 
 @dataclass
@@ -78,8 +79,10 @@ def make_jobs(
     config: TrainConfig,
     data_fingerprint: str,
     device: str,
+    threads: int = 1,
 ) -> list[Job]:
-    """Expand (model x repeat x fold x seed) into jobs, in model-major order."""
+    """Expand (model x repeat x fold x seed) into jobs, in model-major order. ``threads`` (the
+    intra-op threads each job trains with) is part of every key: it changes the predictions."""
     jobs = []
     for name, plugin in models.items():
         for split in plan:
@@ -93,6 +96,7 @@ def make_jobs(
                     split=split.digest,
                     seed=seed,
                     device=device,
+                    threads=threads,
                 )
                 key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
                 jobs.append(
@@ -105,6 +109,7 @@ def make_jobs(
                         seed,
                         key,
                         config.epochs if plugin.pausable else 0,
+                        threads,
                     )
                 )
     return jobs

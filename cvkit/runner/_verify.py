@@ -45,7 +45,7 @@ class Verification:
 
 def verify_jobs(jobs: list[Job], store, work, *, n_jobs: int, seed: int = 0) -> Verification:
     """Train ``n_jobs`` of the finished ``jobs`` again (sampled with ``seed``) with ``work`` and
-    the thread count each was trained with, and compare every stored prediction (each checkpoint
+    the thread count in each job's key, and compare every stored prediction (each checkpoint
     rule, each epoch, the hold-out set)."""
     stored = {row["key"]: row for row in store.jobs() if row["status"] == "done"}
     done = [job for job in jobs if job.key in stored]
@@ -57,7 +57,7 @@ def verify_jobs(jobs: list[Job], store, work, *, n_jobs: int, seed: int = 0) -> 
     for index in chosen:
         job = done[index]
         recorded = json.loads(stored[job.key]["environment"] or "{}")
-        threads = recorded.get("threads", 1)
+        threads = job.threads  # the key's: a job reused from a run with other threads must not pass
         expected = store.job_predictions(job.key)
         first = _train(work, job, threads)
         n_values, n_different, max_difference = _difference(expected, first, tolerance)

@@ -1,0 +1,48 @@
+"""Issue 22, hardening round two: every input that can change a prediction is in the job key, and
+each job starts from the same process state (items 2, 3, 5 and 7)."""
+
+import numpy as np
+
+from cvkit.cli import main
+from cvkit.runner import Store
+
+
+def _evaluate(npz, out, *extra):
+    """E of the issue: the demo recipe at its smallest (2 folds, 1 repeat, 1 epoch)."""
+    args = ["evaluate", "--data", str(npz), "--folds", "2", "--repeats", "1", "--epochs", "1"]
+    return main([*args, "--report", "none", "--out", str(out), *extra])
+
+
+def _predictions(run_dir) -> dict:
+    with Store(run_dir) as store:
+        return {
+            (model, repeat, fold, rule, sample): probs
+            for model, repeat, fold, _, _, rule, sample, probs in store.predictions(rule="last")
+        }
+
+
+def _counts(run_dir) -> dict:
+    with Store(run_dir) as store:
+        jobs = store.jobs()
+    return {"reused": sum(job["reused_from"] is not None for job in jobs), "done": len(jobs)}
+
+
+# Item 2: the thread count a job trains with is part of its key.
+
+
+def test_a_run_with_other_threads_per_job_is_not_reused(tiny_npz, tmp_path, capsys):
+    reports = tmp_path / "reports"
+    assert _evaluate(tiny_npz, reports / "a", "--threads-per-job", "2", "--jobs", "1") == 0
+    assert _evaluate(tiny_npz, reports / "b", "--jobs", "1") == 0
+    # The same command alone, with nothing to reuse from: what b's own jobs give.
+    assert _evaluate(tiny_npz, tmp_path / "alone" / "c", "--jobs", "1") == 0
+    assert _counts(reports / "b")["reused"] == 0
+    b, c, a = _predictions(reports / "b"), _predictions(tmp_path / "alone" / "c"), _predictions(reports / "a")
+    assert b.keys() == c.keys() and all(np.array_equal(b[k], c[k]) for k in b)
+    # The threads do change the predictions' last bits here: reusing a's jobs would have been wrong.
+    assert any(not np.array_equal(a[k], b[k]) for k in b)
+    capsys.readouterr()
+    assert main(["verify", str(reports / "b"), "--jobs", "1"]) == 0
+    # Resuming a's folder with another thread count is refused, not mixed into it.
+    assert _evaluate(tiny_npz, reports / "a", "--jobs", "1") == 2
+    assert "threads_per_job" in capsys.readouterr().err
