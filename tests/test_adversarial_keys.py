@@ -5,6 +5,7 @@ import json
 import sqlite3
 
 import numpy as np
+import pytest
 
 from cvkit.cli import main
 from cvkit.runner import STORE_NAME, Store
@@ -92,3 +93,101 @@ def test_verify_reports_a_nan_prediction_in_a_job_it_does_not_train_again(tiny_n
     verification = verify(out, jobs=1)
     assert len(verification.checks) == 1 and not verification.ok
     assert len(verification.nonfinite) == 2
+
+
+# Item 5: each job starts from the same process state.
+
+CHANGES_STATE = """
+import numpy as np
+import pytest
+import torch
+
+
+class Trainer:
+    def fit(self, train, val, context):
+        torch.set_default_dtype(torch.float64)  # left changed on purpose: a leak into the next job
+        torch.set_num_threads(2)
+        torch.use_deterministic_algorithms(True)
+        torch.set_grad_enabled(False)
+        self.n_classes = context.n_classes
+
+    def predict_proba(self, data):
+        return np.full((len(data), self.n_classes), 1 / self.n_classes)
+
+
+def make_trainer(context):
+    return Trainer()
+"""
+
+TINY_CNN = """
+import torch
+from torch import nn
+
+
+def build_model(context):
+    # What a job may rely on, whatever ran before it in this process.
+    assert torch.get_default_dtype() == torch.float32 and torch.get_num_threads() == 1
+    assert torch.is_grad_enabled() and not torch.are_deterministic_algorithms_enabled()
+    return nn.Sequential(nn.Conv2d(context.in_channels, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(4, context.n_classes))
+"""
+
+
+def test_a_plugin_that_changes_torch_settings_is_named_and_the_next_one_is_unaffected(tmp_path, tiny):
+    import warnings
+
+    import torch
+
+    from cvkit.api import evaluate
+
+    (tmp_path / "leaky.py").write_text(CHANGES_STATE)
+    (tmp_path / "tiny_cnn.py").write_text(TINY_CNN)
+    options = dict(baseline="logreg", data=tiny, folds=2, repeats=1, epochs=1, jobs=1)
+    threads = torch.get_num_threads()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            plugins = [tmp_path / "leaky.py", tmp_path / "tiny_cnn.py"]
+            both = evaluate(plugins, out=tmp_path / "r" / "both", **options)
+        # The driver is left in the defaults too (the report and later runs compute in it).
+        assert torch.get_default_dtype() == torch.float32 and torch.is_grad_enabled()
+    finally:
+        torch.set_default_dtype(torch.float32)
+        torch.set_grad_enabled(True)
+        torch.use_deterministic_algorithms(False)
+        torch.set_num_threads(threads)
+    assert both.counts.trained == 6 and both.counts.failed == 0
+    blamed = [str(w.message) for w in caught if "process-wide settings" in str(w.message)]
+    assert blamed and all(message.startswith(str(tmp_path / "leaky.py")) for message in blamed)
+    assert "default dtype torch.float32 -> torch.float64" in blamed[0] and "threads 1 -> 2" in blamed[0]
+    alone = evaluate([tmp_path / "tiny_cnn.py"], out=tmp_path / "other" / "alone", **options)
+    b = {k: v for k, v in _predictions(tmp_path / "r" / "both").items() if k[0] == "tiny_cnn"}
+    c = {k: v for k, v in _predictions(tmp_path / "other" / "alone").items() if k[0] == "tiny_cnn"}
+    assert b and b.keys() == c.keys() and all(np.array_equal(b[k], c[k]) for k in b)
+    assert alone.counts.reused == 0
+
+
+DTYPE_ON_IMPORT = """
+import torch
+
+torch.set_default_dtype(torch.float64)
+
+
+def make_trainer(context):
+    pass
+"""
+
+
+def test_a_plugin_that_changes_torch_settings_on_import_is_named_and_undone(write_plugin):
+    import torch
+
+    from cvkit.trainers import load_plugin
+
+    path = write_plugin("dtype_on_import", DTYPE_ON_IMPORT)
+    try:
+        with pytest.warns(UserWarning, match="dtype_on_import.py: importing it changed") as caught:
+            load_plugin(str(path))
+        assert torch.get_default_dtype() == torch.float32
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert "default dtype torch.float32 -> torch.float64" in str(caught[0].message)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import PluginError
-from ..trainers import Plugin, TrainConfig, TrainContext, plugin_frame
+from ..trainers import Plugin, TrainConfig, TrainContext, job_process_state, plugin_frame
 
 
 @dataclass(frozen=True)
@@ -132,9 +132,11 @@ class JobRunner:
         context = self.context
         if on_epoch is not None:
             context = replace(context, on_epoch=lambda record, predict: on_epoch(job, record))
-        return run_job(
-            job, self.dataset, self.plan, context, self.holdout, stop_after=stop_after, resume=resume
-        )
+        # Jobs share processes: each starts from the same torch settings, threads and seeds.
+        with job_process_state(job.plugin.origin, job.threads, job.seed):
+            return run_job(
+                job, self.dataset, self.plan, context, self.holdout, stop_after=stop_after, resume=resume
+            )
 
 
 def run_job(

@@ -28,6 +28,7 @@ from ..errors import PluginError
 from ._examples import example_plugins, find_example
 from ._models import BACKBONES, classifier, is_backbone
 from ._sklearn import SklearnTrainer
+from ._state import import_process_state
 from ._torch import TorchTrainer
 
 HOOKS = ("build_model", "build_estimator", "make_trainer")
@@ -214,7 +215,8 @@ def _import(path: Path, source: bytes):
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
+        with import_process_state(str(path)):
+            spec.loader.exec_module(module)
     except Exception as exc:
         line = next(
             (
