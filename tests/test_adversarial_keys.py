@@ -191,3 +191,147 @@ def test_a_plugin_that_changes_torch_settings_on_import_is_named_and_undone(writ
     finally:
         torch.set_default_dtype(torch.float32)
     assert "default dtype torch.float32 -> torch.float64" in str(caught[0].message)
+
+
+# Item 3: a plugin's local imports and declared files are in its identity; precision in the
+# feature-cache key.
+
+HEADX = """
+import numpy as np
+
+import helper
+
+
+class Trainer:
+    def fit(self, train, val, context):
+        self.n_classes = context.n_classes
+
+    def predict_proba(self, data):
+        p = np.full((len(data), self.n_classes), (1 - helper.SHARE) / (self.n_classes - 1))
+        p[:, 0] = helper.SHARE
+        return p
+
+
+def make_trainer(context):
+    return Trainer()
+"""
+
+
+def _cli(args, cwd):
+    """cvkit in a fresh process (a plugin's helper is imported anew), from ``cwd``, which is on
+    the path there (as with ``python script.py``)."""
+    import os
+    import subprocess
+    import sys
+
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from cvkit.cli import main; sys.exit(main())", *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_editing_a_module_the_plugin_imports_trains_it_again(tiny_npz, tmp_path):
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "headx.py").write_text(HEADX)
+    (folder / "helper.py").write_text("SHARE = 0.25\n")
+    reports = tmp_path / "reports"
+    args = ["evaluate", "headx.py", "--baseline", "logreg", "--data", str(tiny_npz), "--folds", "2"]
+    args += ["--repeats", "1", "--epochs", "1", "--jobs", "1", "--report", "none", "--out"]
+    # From the plugin's folder, so that the original code imports helper.py too.
+    assert _cli([*args, str(reports / "a")], folder).returncode == 0
+    (folder / "helper.py").write_text("SHARE = 0.75\n")
+    assert _cli([*args, str(reports / "b")], folder).returncode == 0
+    with Store(reports / "b") as store:
+        reused = {job["model"] for job in store.jobs() if job["reused_from"]}
+    assert reused == {"logreg"}  # the unchanged baseline only
+    b = _predictions(reports / "b")
+    assert all(probs[0] == 0.75 for (model, *_), probs in b.items() if model == "headx")
+    # Resuming a's folder under the edited helper is refused, not answered with a's numbers.
+    resumed = _cli([*args, str(reports / "a")], folder)
+    assert resumed.returncode == 2 and "different models (headx)" in resumed.stderr
+
+
+def _digest(path):
+    from cvkit.trainers import load_plugin
+
+    return load_plugin(str(path)).digest
+
+
+def test_the_plugin_digest_follows_its_folder_modules_transitively(tmp_path, monkeypatch):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "__init__.py").write_text("")
+    (tmp_path / "lib" / "blocks.py").write_text("WIDTH = 4\n")
+    (tmp_path / "helper.py").write_text("from lib.blocks import WIDTH\n")
+    (tmp_path / "unrelated.py").write_text("X = 1\n")
+    plugin = tmp_path / "uses_helper.py"
+    plugin.write_text("def make_trainer(context):\n    import helper  # a lazy import counts too\n")
+    monkeypatch.chdir(tmp_path.parent)  # not the plugin's folder
+    first = _digest(plugin)
+    (tmp_path / "unrelated.py").write_text("X = 2\n")  # not imported: no new identity
+    assert _digest(plugin) == first
+    (tmp_path / "lib" / "blocks.py").write_text("WIDTH = 8\n")  # imported through helper.py
+    assert _digest(plugin) != first
+
+
+def test_a_plugin_imports_a_module_beside_it_from_any_folder(tmp_path, monkeypatch):
+    from cvkit.trainers import load_plugin
+
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "helper_beside.py").write_text("SHARE = 0.5\n")
+    plugin = folder / "beside.py"
+    plugin.write_text("import helper_beside\n\n\ndef make_trainer(context):\n    pass\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", list(__import__("sys").path))  # undone after the test
+    assert load_plugin(str(plugin)).name == "beside"
+
+
+def test_files_a_plugin_declares_in_depends_are_in_its_identity(tmp_path, capsys):
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "head.pt").write_bytes(b"\x00" * 64)
+    plugin = tmp_path / "with_checkpoint.py"
+    plugin.write_text('DEPENDS = ["weights/head.pt"]\n\n\ndef make_trainer(context):\n    pass\n')
+    first = _digest(plugin)
+    (tmp_path / "weights" / "head.pt").write_bytes(b"\x01" * 64)
+    assert _digest(plugin) != first
+    (tmp_path / "weights" / "head.pt").unlink()
+    assert main(["evaluate", str(plugin), "--baseline", "logreg", "--folds", "2", "--repeats", "1"]) == 2
+    error = [line for line in capsys.readouterr().err.splitlines() if "DEPENDS" in line]
+    assert len(error) == 1 and "Traceback" not in error[0]
+    assert f"{plugin}: DEPENDS names 'weights/head.pt', which does not exist" in error[0]
+
+
+def test_the_feature_cache_key_holds_the_precision_features_are_computed_in(tmp_path):
+    import torch
+    from torch import nn
+
+    from cvkit.trainers._frozen import FeatureCache, backbone_digest
+
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    images = np.random.default_rng(0).integers(0, 256, (5, 1, 16, 16), dtype=np.uint8)
+
+    def prepare(x):
+        return x.float().div(127.5).sub(1.0)
+
+    exact = FeatureCache(tmp_path).features(backbone, images, "cpu", prepare).numpy()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # a trainer computing in bf16
+        reduced = FeatureCache(tmp_path).features(backbone, images, "cpu", prepare).numpy()
+    assert not np.array_equal(exact, reduced)  # not the float32 features from the disk cache
+    # The same weights' bytes in another dtype, and another CPU thread count, are other keys.
+    zeros = nn.Linear(2, 2)
+    nn.init.zeros_(zeros.weight), nn.init.zeros_(zeros.bias)
+    assert backbone_digest(zeros.half(), "cpu") != backbone_digest(zeros.bfloat16(), "cpu")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = backbone_digest(backbone, "cpu")
+        torch.set_num_threads(2)
+        assert backbone_digest(backbone, "cpu") != one
+    finally:
+        torch.set_num_threads(threads)
