@@ -14,7 +14,7 @@ from cvkit.runner import STORE_NAME, Store
 def _evaluate(npz, out, *extra):
     """E of the issue: the demo recipe at its smallest (2 folds, 1 repeat, 1 epoch)."""
     args = ["evaluate", "--data", str(npz), "--folds", "2", "--repeats", "1", "--epochs", "1"]
-    return main([*args, "--report", "none", "--out", str(out), *extra])
+    return main([*args, "--device", "cpu", "--report", "none", "--out", str(out), *extra])
 
 
 def _predictions(run_dir) -> dict:
@@ -142,7 +142,7 @@ def test_a_plugin_that_changes_torch_settings_is_named_and_the_next_one_is_unaff
 
     (tmp_path / "leaky.py").write_text(CHANGES_STATE)
     (tmp_path / "tiny_cnn.py").write_text(TINY_CNN)
-    options = dict(baseline="logreg", data=tiny, folds=2, repeats=1, epochs=1, jobs=1)
+    options = dict(baseline="logreg", data=tiny, folds=2, repeats=1, epochs=1, jobs=1, device="cpu")
     threads = torch.get_num_threads()
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -241,7 +241,7 @@ def test_editing_a_module_the_plugin_imports_trains_it_again(tiny_npz, tmp_path)
     (folder / "helper.py").write_text("SHARE = 0.25\n")
     reports = tmp_path / "reports"
     args = ["evaluate", "headx.py", "--baseline", "logreg", "--data", str(tiny_npz), "--folds", "2"]
-    args += ["--repeats", "1", "--epochs", "1", "--jobs", "1", "--report", "none", "--out"]
+    args += ["--repeats", "1", "--epochs", "1", "--jobs", "1", "--device", "cpu", "--report", "none", "--out"]
     # From the plugin's folder, so that the original code imports helper.py too.
     assert _cli([*args, str(reports / "a")], folder).returncode == 0
     (folder / "helper.py").write_text("SHARE = 0.75\n")
