@@ -137,11 +137,11 @@ def _digest(path: Path, source: bytes, depends) -> str:
     """The plugin's identity: its source, its folder's modules it imports, its ``DEPENDS``
     files and cvkit's training code. Files are named by their path relative to the plugin's
     folder, so a moved folder keeps its identity."""
-    if isinstance(depends, (str, os.PathLike)) or not isinstance(depends, (list, tuple)):
+    if not isinstance(depends, (list, tuple)):
         raise PluginError(f"{path}: DEPENDS must be a list of file paths relative to the plugin file")
     root = path.parent.absolute()
     h = hashlib.sha256(source)
-    for module in local_imports(path):
+    for module in _local_imports(path):
         h.update(f"\0module {module.relative_to(root).as_posix()}\0".encode())
         h.update(module.read_bytes())
     for entry in depends:
@@ -161,7 +161,7 @@ def _digest(path: Path, source: bytes, depends) -> str:
     return h.hexdigest()
 
 
-def local_imports(path: Path) -> list[Path]:
+def _local_imports(path: Path) -> list[Path]:
     """The ``.py`` files under the plugin's folder that it imports, directly or through them,
     found in their import statements (anywhere in a file: a function's lazy import counts) and
     resolved from the plugin's folder as Python resolves them."""
