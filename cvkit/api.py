@@ -142,6 +142,7 @@ def evaluate(
         data_options=data_options,
         precision=precision,
         dedupe=dedupe,
+        threads=threads_per_job or 1,
     )
     setup = _prepare(recipe, data=data, folds=folds, repeats=repeats, cv=cv)
     ensure_pretrained(_backbones(setup), setup.config.weights)  # a download happens here, once
@@ -237,6 +238,7 @@ class _Setup:
     device: str
     seeds: int
     seed: int
+    threads: int  # intra-op CPU threads of each job: part of the job keys
     source: dict | None  # the load_data call that gave the data, when one did
 
 
@@ -339,15 +341,29 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
         nested=nested,
         inner_folds=r["inner_folds"] if nested else None,
     )
+    # Runs recorded before the thread count was part of the recipe trained with one thread.
+    threads = r.get("threads", 1)
     identity = dict(
         data=content,
         design=design,
         config=config.as_dict(),
         device=device,
+        threads_per_job=threads,
         models={n: [role, p.digest, p.hyperparams] for n, (role, p) in models.items()},
     )
     return _Setup(
-        dataset, holdout_data, models, config, plan, design, identity, device, r["seeds"], r["seed"], source
+        dataset,
+        holdout_data,
+        models,
+        config,
+        plan,
+        design,
+        identity,
+        device,
+        r["seeds"],
+        r["seed"],
+        threads,
+        source,
     )
 
 
@@ -362,6 +378,7 @@ def _jobs(setup: _Setup, run_dir: Path):
         config=setup.config,
         data_fingerprint=setup.identity["data"],
         device=setup.device,
+        threads=setup.threads,
     )
     context = TrainContext(
         config=setup.config,

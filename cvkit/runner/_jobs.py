@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import PluginError
-from ..trainers import Plugin, TrainConfig, TrainContext, plugin_frame
+from ..trainers import Plugin, TrainConfig, TrainContext, job_process_state, plugin_frame
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Job:
     seed: int
     key: str
     pausable_epochs: int = 0  # its epochs, when its trainer can pause between them; 0: it trains in one go
+    threads: int = 1  # intra-op CPU threads it trains with: part of its key, they change the last bits
 
 
 @dataclass
@@ -78,8 +79,10 @@ def make_jobs(
     config: TrainConfig,
     data_fingerprint: str,
     device: str,
+    threads: int = 1,
 ) -> list[Job]:
-    """Expand (model x repeat x fold x seed) into jobs, in model-major order."""
+    """Expand (model x repeat x fold x seed) into jobs, in model-major order. ``threads`` (the
+    intra-op threads each job trains with) is part of every key: it changes the predictions."""
     jobs = []
     for name, plugin in models.items():
         for split in plan:
@@ -93,6 +96,7 @@ def make_jobs(
                     split=split.digest,
                     seed=seed,
                     device=device,
+                    threads=threads,
                 )
                 key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
                 jobs.append(
@@ -105,6 +109,7 @@ def make_jobs(
                         seed,
                         key,
                         config.epochs if plugin.pausable else 0,
+                        threads,
                     )
                 )
     return jobs
@@ -127,9 +132,11 @@ class JobRunner:
         context = self.context
         if on_epoch is not None:
             context = replace(context, on_epoch=lambda record, predict: on_epoch(job, record))
-        return run_job(
-            job, self.dataset, self.plan, context, self.holdout, stop_after=stop_after, resume=resume
-        )
+        # Jobs share processes: each starts from the same torch settings, threads and seeds.
+        with job_process_state(job.plugin.origin, job.threads, job.seed):
+            return run_job(
+                job, self.dataset, self.plan, context, self.holdout, stop_after=stop_after, resume=resume
+            )
 
 
 def run_job(

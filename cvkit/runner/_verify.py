@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -37,15 +37,18 @@ class Verification:
     checks: list[JobCheck]
     tolerance: float  # 0.0: bit for bit
     n_done: int
+    # One line per finished job whose stored predictions hold NaN or infinite values (in any job,
+    # sampled or not): cvkit never stores one, so the store was edited or damaged.
+    nonfinite: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return all(check.identical for check in self.checks)
+        return not self.nonfinite and all(check.identical for check in self.checks)
 
 
 def verify_jobs(jobs: list[Job], store, work, *, n_jobs: int, seed: int = 0) -> Verification:
     """Train ``n_jobs`` of the finished ``jobs`` again (sampled with ``seed``) with ``work`` and
-    the thread count each was trained with, and compare every stored prediction (each checkpoint
+    the thread count in each job's key, and compare every stored prediction (each checkpoint
     rule, each epoch, the hold-out set)."""
     stored = {row["key"]: row for row in store.jobs() if row["status"] == "done"}
     done = [job for job in jobs if job.key in stored]
@@ -57,7 +60,7 @@ def verify_jobs(jobs: list[Job], store, work, *, n_jobs: int, seed: int = 0) -> 
     for index in chosen:
         job = done[index]
         recorded = json.loads(stored[job.key]["environment"] or "{}")
-        threads = recorded.get("threads", 1)
+        threads = job.threads  # the key's: a job reused from a run with other threads must not pass
         expected = store.job_predictions(job.key)
         first = _train(work, job, threads)
         n_values, n_different, max_difference = _difference(expected, first, tolerance)
@@ -67,7 +70,7 @@ def verify_jobs(jobs: list[Job], store, work, *, n_jobs: int, seed: int = 0) -> 
             check.reruns_agree = _difference(first, second, 0.0)[1] == 0
             check.suspect = _suspect(check.reruns_agree, recorded, environment(device) | {"threads": threads})
         checks.append(check)
-    return Verification(checks, tolerance, len(done))
+    return Verification(checks, tolerance, len(done), _nonfinite(store, stored))
 
 
 def _train(work, job, threads) -> dict[str, dict[int, np.ndarray]]:
@@ -82,9 +85,37 @@ def _train(work, job, threads) -> dict[str, dict[int, np.ndarray]]:
     return out
 
 
+def _nonfinite(store, stored: dict) -> list[str]:
+    """A line for each finished job with NaN or infinite stored probabilities."""
+    found: dict[str, list] = {}
+    # Predictions are JSON lists: only a row spelling NaN or Infinity can hold one.
+    rows = store.db.execute(
+        "SELECT job_key, rule, sample_idx, probs FROM predictions "
+        "WHERE probs LIKE '%NaN%' OR probs LIKE '%Infinity%' ORDER BY job_key, rule, sample_idx"
+    )
+    for key, rule, sample, probs in rows:
+        try:
+            finite = np.isfinite(np.asarray(json.loads(probs), dtype=float)).all()
+        except (ValueError, TypeError):  # not even numbers: damaged as well
+            finite = False
+        if key in stored and not finite:
+            found.setdefault(key, []).append((rule, sample))
+    lines = []
+    for key, where in found.items():
+        row = stored[key]
+        rule, sample = where[0]
+        lines.append(
+            f"{row['model']} repeat {row['repeat']} fold {row['fold']} seed {row['seed_index']}: "
+            f"{len(where)} stored prediction(s) are NaN or infinite (first: sample {sample}, {rule}); "
+            "cvkit never stores one, so the store was edited or damaged: evaluate into a new folder"
+        )
+    return lines
+
+
 def _difference(expected, actual, tolerance) -> tuple[int, int, float]:
     """(values compared, values further apart than ``tolerance``, largest difference); a rule or
-    sample present on one side only counts as different."""
+    sample present on one side only counts as different, and so does NaN against a number (NaN
+    compares false with everything, so a plain ``>`` would pass it)."""
     n_values = n_different = 0
     largest = 0.0
     for rule in expected.keys() | actual.keys():
@@ -95,10 +126,13 @@ def _difference(expected, actual, tolerance) -> tuple[int, int, float]:
                 n_different += 1
                 largest = float("inf")
                 continue
-            gap = np.abs(np.asarray(a[sample]) - np.asarray(b[sample]))
+            x, y = np.asarray(a[sample], dtype=float), np.asarray(b[sample], dtype=float)
+            same = (x == y) | (np.isnan(x) & np.isnan(y))
+            gap = np.where(same, 0.0, np.abs(x - y))
+            gap = np.where(np.isnan(gap), np.inf, gap)  # NaN against a number
             n_values += gap.size
             n_different += int((gap > tolerance).sum())
-            largest = max(largest, float(gap.max()))
+            largest = max(largest, float(gap.max(initial=0.0)))
     return n_values, n_different, largest
 
 

@@ -16,6 +16,7 @@ from ._models import (
 )
 from ._plugin import BUILTINS, Plugin, load_plugin, plugin_frame
 from ._sklearn import SklearnTrainer
+from ._state import job_process_state
 from ._torch import TorchTrainer
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "ensure_pretrained",
     "example_plugins",
     "fetch_pretrained",
+    "job_process_state",
     "load_plugin",
     "plugin_frame",
     "resnet",

@@ -101,6 +101,13 @@ HYPERPARAMS = {{"hidden": 256, "dropout": 0.5}}
 # without --nested the defaults above are used and cvkit says so. Delete SEARCH if not needed.
 SEARCH = {{"hidden": [64, 256]}}
 
+# Optional: files this plugin reads besides Python code (a checkpoint it loads, a vocabulary),
+# as paths relative to this file; a folder stands for every file in it. Their contents are part
+# of every job's identity, as are the .py files of this folder that the plugin imports (import
+# helper finds helper.py beside this file): edit one and the jobs train again instead of reusing
+# old numbers. A declared file that is missing stops the run with one line. For example:
+#     DEPENDS = ["checkpoints/head.pt"]
+
 
 def build_model(context):
     """The model of one training job. The context describes the run: context.n_classes,

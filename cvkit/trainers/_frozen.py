@@ -95,15 +95,27 @@ class FeatureCache:
 
 
 def backbone_digest(backbone: nn.Module, device) -> str:
-    """Identity of a backbone's function: its code path (class names), weights and buffers,
-    torch version and device type."""
-    h = hashlib.sha256(f"{torch.__version__}|{torch.device(device).type}".encode())
+    """Identity of a backbone's function: its code path (class names), weights and buffers with
+    their dtypes, torch version, device type and the precision its features are computed in."""
+    h = hashlib.sha256(f"{torch.__version__}|{torch.device(device).type}|{_precision(device)}".encode())
     for name, module in backbone.named_modules():
         h.update(f"{name}:{type(module).__qualname__};".encode())
     for name, tensor in backbone.state_dict().items():
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        h.update(f"{name}:{tensor.dtype}".encode())  # the same bytes read as float16 or bfloat16 differ
+        raw = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)  # as bytes: numpy has no bf16
+        h.update(raw.numpy().tobytes())
     return h.hexdigest()[:32]
+
+
+def _precision(device) -> str:
+    """What decides the last bits of features computed now on ``device``: autocast (on when the
+    caller trains in reduced precision), TF32 on a GPU, the intra-op thread count on a CPU."""
+    kind = torch.device(device).type
+    autocast = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
+    if kind == "cuda":
+        tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        return f"autocast={autocast}|tf32={tf32}|matmul={torch.get_float32_matmul_precision()}"
+    return f"autocast={autocast}|threads={torch.get_num_threads()}"
 
 
 @torch.no_grad()

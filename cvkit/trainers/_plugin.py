@@ -9,15 +9,25 @@ A plugin file defines one of
 ``HYPERPARAMS`` (a dict) declares hyper-parameters and their defaults; they reach the plugin as
 ``context.hyperparams`` and are part of every job's identity. ``SEARCH`` (a dict of name -> list of
 values) declares a search space that ``--nested`` explores by inner cross-validation.
+
+A plugin's identity (its digest, part of every job key) is its source, the source of every module
+of its own folder that it imports (``import helper`` finds ``helper.py`` beside the plugin; import
+statements are followed transitively, wherever they stand in a file), and the contents of the
+files it declares in ``DEPENDS``: a list of paths relative to the plugin file (a checkpoint it
+loads, a vocabulary; a folder stands for every file in it). Editing any of them trains the jobs
+again instead of reusing old numbers. A module imported by a computed name (``importlib``) is
+not seen: declare it in ``DEPENDS``.
 """
 
 from __future__ import annotations
 
+import ast
 import difflib
 import functools
 import hashlib
 import importlib.util
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -28,6 +38,7 @@ from ..errors import PluginError
 from ._examples import example_plugins, find_example
 from ._models import BACKBONES, classifier, is_backbone
 from ._sklearn import SklearnTrainer
+from ._state import import_process_state
 from ._torch import TorchTrainer
 
 HOOKS = ("build_model", "build_estimator", "make_trainer")
@@ -108,7 +119,7 @@ def load_plugin(spec: str, hyperparams: dict | None = None) -> Plugin:
         factory = lambda context: SklearnTrainer(hook(context), inputs)  # noqa: E731
     else:
         factory = hook
-    digest = hashlib.sha256(source + engine_digest().encode()).hexdigest()
+    digest = _digest(path, source, getattr(module, "DEPENDS", []))
     # Workers (a Ray node's among them) may run in another folder: they load it by absolute path.
     return Plugin(
         path.stem,
@@ -120,6 +131,98 @@ def load_plugin(spec: str, hyperparams: dict | None = None) -> Plugin:
         spec=str(path.resolve()),
         pausable=hooks[0] == "build_model",
     )
+
+
+def _digest(path: Path, source: bytes, depends) -> str:
+    """The plugin's identity: its source, its folder's modules it imports, its ``DEPENDS``
+    files and cvkit's training code. Files are named by their path relative to the plugin's
+    folder, so a moved folder keeps its identity."""
+    if not isinstance(depends, (list, tuple)):
+        raise PluginError(f"{path}: DEPENDS must be a list of file paths relative to the plugin file")
+    root = path.parent.absolute()
+    h = hashlib.sha256(source)
+    for module in _local_imports(path):
+        h.update(f"\0module {module.relative_to(root).as_posix()}\0".encode())
+        h.update(module.read_bytes())
+    for entry in depends:
+        if not isinstance(entry, (str, os.PathLike)):
+            raise PluginError(f"{path}: DEPENDS must hold file paths (strings), not {entry!r}")
+        target = root / entry
+        if not target.exists():
+            raise PluginError(
+                f"{path}: DEPENDS names {str(entry)!r}, which does not exist ({target}); give the path "
+                "relative to the plugin file, or remove it from DEPENDS"
+            )
+        files = sorted(f for f in target.rglob("*") if f.is_file()) if target.is_dir() else [target]
+        for file in files:
+            h.update(f"\0depends {os.path.relpath(file, root)}\0".encode())
+            h.update(_file_digest(str(file.resolve()), *_stamp(file)).encode())
+    h.update(engine_digest().encode())
+    return h.hexdigest()
+
+
+def _local_imports(path: Path) -> list[Path]:
+    """The ``.py`` files under the plugin's folder that it imports, directly or through them,
+    found in their import statements (anywhere in a file: a function's lazy import counts) and
+    resolved from the plugin's folder as Python resolves them."""
+    root = path.parent.absolute()
+    start = path.absolute()
+    seen, queue = {start}, [start]
+    while queue:
+        current = queue.pop()
+        try:
+            tree = ast.parse(current.read_bytes(), str(current))
+        except (SyntaxError, ValueError):  # importing it will say what is wrong
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names, base = [alias.name for alias in node.names], root
+            elif isinstance(node, ast.ImportFrom):
+                base = root
+                if node.level:  # relative: from the importing file's package
+                    base = current.parent
+                    for _ in range(node.level - 1):
+                        base = base.parent
+                prefix = f"{node.module}." if node.module else ""
+                names = [prefix + alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                for file in _module_files(base, name.split(".")):
+                    if file not in seen and root in file.parents:
+                        seen.add(file)
+                        queue.append(file)
+    seen.discard(start)
+    return sorted(seen)
+
+
+def _module_files(base: Path, parts: list[str]) -> list[Path]:
+    """The files ``import a.b.c`` runs from ``base``: each package's ``__init__.py`` and the
+    module's file (or none, for a name that is not there: an installed module)."""
+    files, folder = [], base
+    for part in parts:
+        if (folder / part / "__init__.py").is_file():
+            files.append(folder / part / "__init__.py")
+        elif (folder / f"{part}.py").is_file():
+            files.append(folder / f"{part}.py")
+            break  # the rest names attributes of the module
+        elif not (folder / part).is_dir():  # a namespace package goes on; anything else ends here
+            break
+        folder = folder / part
+    return files
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    status = path.stat()
+    return status.st_size, status.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """SHA-256 of a file, once per process for its size and modification time (a checkpoint is
+    hashed by the driver and again by each worker that loads the plugin)."""
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def _not_found(spec: str) -> str:
@@ -211,10 +314,17 @@ def _import(path: Path, source: bytes):
         compile(source, str(path), "exec")
     except SyntaxError as exc:
         raise PluginError(f"{path}:{exc.lineno}: syntax error: {exc.msg}; fix the plugin file") from None
+    # `import helper` finds helper.py beside the plugin (also later, from a function, and in the
+    # worker processes, which load the plugin again). Last on the path: it never hides an
+    # installed module.
+    folder = str(path.parent.absolute())
+    if folder not in sys.path:
+        sys.path.append(folder)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
+        with import_process_state(str(path)):
+            spec.loader.exec_module(module)
     except Exception as exc:
         line = next(
             (
