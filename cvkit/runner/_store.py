@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import sqlite3
 import tempfile
@@ -86,7 +87,15 @@ class Store:
     # -- run description ------------------------------------------------------------------------
     def get_meta(self, key: str, default=None):
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return default if row is None else json.loads(row[0])
+        if row is None:
+            return default
+        try:
+            return json.loads(row[0])
+        except (ValueError, TypeError):
+            raise StoreError(
+                f"{self.path}: the run's description ({key}) is damaged; delete the run folder and "
+                "rerun the cvkit evaluate command that made it"
+            ) from None
 
     def set_meta(self, key: str, value) -> None:
         with self._transaction(f"the run description ({key})"):
@@ -190,6 +199,10 @@ class Store:
         if row is None:
             return False
         predictions = other.db.execute("SELECT * FROM predictions WHERE job_key = ?", (job.key,)).fetchall()
+        try:  # damaged rows elsewhere must not spread here: the job trains instead
+            other._probabilities([(None,) * 5 + (rule, i, probs, key) for key, rule, i, probs in predictions])
+        except StoreError:
+            return False
         history = other.db.execute("SELECT * FROM history WHERE job_key = ?", (job.key,)).fetchall()
         with self._transaction(_describe(job)):
             self.db.execute("DELETE FROM predictions WHERE job_key = ?", (job.key,))
@@ -239,6 +252,24 @@ class Store:
             ),
         )
 
+    def check_finished(self) -> None:
+        """A ``StoreError`` unless the run is fully described and has a finished job: a run
+        interrupted before that (even milliseconds after its store appeared) reads as such, not
+        as a crash of whatever reads it."""
+        statuses = [status for (status,) in self.db.execute("SELECT status FROM jobs")]
+        if self.get_meta("identity") is None:  # written last by cvkit evaluate
+            state = "it was interrupted before its description was saved"
+        elif "done" in statuses:
+            return
+        elif "failed" in statuses:
+            state = f"{statuses.count('failed')} failed, which the rerun trains again and says why"
+        else:
+            state = "it was interrupted before any job finished"
+        raise StoreError(
+            f"{self.run_dir}: this run has no finished jobs yet ({state}): rerun the same "
+            "cvkit evaluate command to resume"
+        )
+
     def jobs(self) -> list[dict]:
         cursor = self.db.execute("SELECT * FROM jobs ORDER BY model, repeat, fold, seed_index")
         names = [d[0] for d in cursor.description]
@@ -250,22 +281,62 @@ class Store:
         condition = "p.rule = j.selected_rule" if rule is None else "p.rule = ?"
         params = () if rule is None else (rule,)
         rows = self.db.execute(
-            "SELECT j.model, j.repeat, j.fold, j.seed_index, j.seed, p.rule, p.sample_idx, p.probs "
+            "SELECT j.model, j.repeat, j.fold, j.seed_index, j.seed, p.rule, p.sample_idx, p.probs, j.key "
             "FROM jobs j JOIN predictions p ON p.job_key = j.key "
             f"WHERE j.status = 'done' AND {condition} "
             "ORDER BY j.model, j.repeat, j.fold, j.seed_index, p.sample_idx",
             params,
         ).fetchall()
-        return [(*r[:7], np.array(json.loads(r[7]))) for r in rows]
+        probs = self._probabilities(rows)
+        return [(*r[:7], p) for r, p in zip(rows, probs)]
 
     def job_predictions(self, key: str) -> dict[str, dict[int, np.ndarray]]:
         """Every stored prediction of one job: {rule: {sample index: probabilities}}."""
+        rows = self.db.execute(
+            "SELECT j.model, j.repeat, j.fold, j.seed_index, j.seed, p.rule, p.sample_idx, p.probs, "
+            "p.job_key FROM predictions p LEFT JOIN jobs j ON j.key = p.job_key AND j.status = 'done' "
+            "WHERE p.job_key = ? GROUP BY p.rule, p.sample_idx",
+            (key,),
+        ).fetchall()
         out: dict[str, dict[int, np.ndarray]] = {}
-        for rule, sample, probs in self.db.execute(
-            "SELECT rule, sample_idx, probs FROM predictions WHERE job_key = ?", (key,)
-        ):
-            out.setdefault(rule, {})[sample] = np.array(json.loads(probs))
+        for row, probs in zip(rows, self._probabilities(rows)):
+            out.setdefault(row[5], {})[row[6]] = probs
         return out
+
+    def _probabilities(self, rows) -> np.ndarray:
+        """The probability rows of ``rows`` (``(model, repeat, fold, seed_index, seed, rule,
+        sample_idx, probs JSON, job key)``) as one array, or a ``StoreError`` naming the first
+        damaged row's job: an edited or corrupted store must not crash or skew a report."""
+        run = self.get_meta("run") or {}
+        n_classes = len(run.get("data", {}).get("class_names", ())) or None
+        try:
+            probs = np.array([json.loads(r[7]) for r in rows], dtype=np.float64)
+            if not rows or (probs.ndim == 2 and _row_problem(probs, n_classes or probs.shape[1]) is None):
+                return probs
+        except (ValueError, TypeError):
+            pass
+        for row in rows:
+            try:
+                values = np.array(json.loads(row[7]), dtype=np.float64)
+            except (ValueError, TypeError):
+                values = None
+            if values is None or values.ndim != 1:
+                problem = "not a list of numbers"
+            else:
+                problem = _row_problem(values[None], n_classes or 0)
+            if problem:
+                raise self._damaged(row, problem)
+        raise self._damaged(rows[0], "rows of different lengths")  # every row alone is fine
+
+    def _damaged(self, row, problem: str) -> StoreError:
+        model, repeat, fold, seed_index, _, rule, sample, _, key = row
+        job = f"{model} repeat {repeat} fold {fold} seed {seed_index}" if model else f"job {key}"
+        return StoreError(
+            f"{self.path}: a stored prediction of {job} is damaged (sample {sample}, checkpoint {rule}: "
+            f"{problem}); have that job trained again: sqlite3 {shlex.quote(str(self.path))} "
+            f"\"DELETE FROM jobs WHERE key = '{key}'\", then rerun the cvkit evaluate command that made "
+            "the run (only that job trains again); or delete the run folder and start over"
+        )
 
     def rules(self) -> list[str]:
         """Every checkpoint name stored: selection rules and ``epoch:N`` curves."""
@@ -279,6 +350,17 @@ class Store:
         )
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def _row_problem(probs: np.ndarray, n_classes: int) -> str | None:
+    """What is wrong with a 2-D array of stored probability rows, or None."""
+    if probs.ndim != 2 or (n_classes and probs.shape[1] != n_classes):
+        return f"{probs.shape[-1] if probs.ndim else 0} values where the run has {n_classes} classes"
+    if not np.isfinite(probs).all():
+        return "NaN or infinite values"
+    if (probs < 0).any() or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-4):
+        return "not probabilities summing to 1"
+    return None
 
 
 def _describe(job) -> str:
