@@ -228,3 +228,34 @@ def test_sigkill_milliseconds_after_the_store_appears_then_readers_and_resume(fi
         assert main(_evaluate(data, run)) == 0
         capsys.readouterr()
         assert main(["report", str(run)]) == 0
+
+
+# -- item 18a: a read-only run folder -------------------------------------------------------------
+
+
+@pytest.fixture
+def read_only_run(finished, tmp_path):
+    """The finished run on a file system mounted read-only: file modes do not stop root, a
+    read-only mount stops everyone."""
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    try:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mount)], capture_output=True)
+    except FileNotFoundError:
+        pytest.skip("no mount command here")
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a file system here (needs root): {mounted.stderr.decode().strip()}")
+    try:
+        shutil.copytree(finished[1], mount / "run")
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        yield mount / "run"
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_read_only_run_folder_is_called_read_only_not_damaged(read_only_run, tmp_path, capsys):
+    for command in READERS:
+        assert main(_read(command, read_only_run, tmp_path)) == 2, command
+        line = _one_line(capsys.readouterr().err)
+        assert "the run folder is read-only" in line and "damaged" not in line, line
+        assert "make the folder writable" in line and "copy the run folder" in line, line

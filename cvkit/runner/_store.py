@@ -62,6 +62,12 @@ class Store:
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
         except (sqlite3.Error, OSError) as exc:
+            if self._read_only(exc):
+                raise StoreError(
+                    f"{self.run_dir}: the run folder is read-only ({exc}), and SQLite writes beside "
+                    f"{STORE_NAME} even to read it: make the folder writable (chmod -R u+w, or remount "
+                    "it read-write), or copy the run folder somewhere writable and pass the copy"
+                ) from None
             raise StoreError(
                 f"{self.path}: cannot open the run store ({exc}); it is damaged or not a cvkit "
                 "store: pass another folder, or move it away and run again"
@@ -77,6 +83,13 @@ class Store:
 
     def close(self):
         self.db.close()
+
+    def _read_only(self, exc: Exception) -> bool:
+        """Whether ``exc`` came from a folder or store file this process may not write."""
+        folder = self.run_dir if self.run_dir.exists() else self.run_dir.parent
+        if "readonly" in str(exc) or not os.access(folder, os.W_OK):
+            return True
+        return self.path.exists() and not os.access(self.path, os.W_OK)
 
     def __enter__(self):
         return self
