@@ -259,3 +259,69 @@ def test_a_read_only_run_folder_is_called_read_only_not_damaged(read_only_run, t
         line = _one_line(capsys.readouterr().err)
         assert "the run folder is read-only" in line and "damaged" not in line, line
         assert "make the folder writable" in line and "copy the run folder" in line, line
+
+
+# -- item 18b: a lock held by another program -----------------------------------------------------
+
+HOLD_LOCK = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+db.execute("ROLLBACK")
+"""
+
+
+def _lock_before_first_result(monkeypatch, seconds: float, holders: list):
+    """Before the run saves its first job, another process takes the store's write lock for
+    ``seconds``; SQLite's own wait is cut to 0.2 s, standing in for a lock held longer than it."""
+    connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: connect(*a, **{**k, "timeout": 0.2}))
+    write_result = Store.write_result
+
+    def locked_first(self, result):
+        if not holders:
+            holder = subprocess.Popen(
+                [sys.executable, "-c", HOLD_LOCK, str(self.path), str(seconds)], stdout=subprocess.PIPE
+            )
+            assert holder.stdout.readline() == b"locked\n"
+            holders.append(holder)
+        return write_result(self, result)
+
+    monkeypatch.setattr(Store, "write_result", locked_first)
+
+
+def test_a_brief_lock_by_another_program_is_waited_out_and_no_job_is_lost(finished, tmp_path, capsys):
+    data, _ = finished
+    run, holders = tmp_path / "run", []
+    with pytest.MonkeyPatch.context() as patch:
+        _lock_before_first_result(patch, 3.0, holders)
+        started = time.perf_counter()
+        code = main(_evaluate(data, run))
+        waited = time.perf_counter() - started
+    holders[0].wait()
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "another program holds the lock on the run store; waiting" in err
+    assert "3 jobs trained" in out and waited >= 3.0
+    with sqlite3.connect(run / "cvkit.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM jobs WHERE status = 'done'").fetchone()[0] == 3
+
+
+def test_a_lock_held_for_good_is_one_line_naming_it_and_saved_jobs_stay(finished, tmp_path, capsys):
+    data, _ = finished
+    run, holders = tmp_path / "run", []
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            _lock_before_first_result(patch, 60.0, holders)
+            patch.setattr(Store, "lock_wait_s", 2.0, raising=False)
+            assert main(_evaluate(data, run)) == 2
+    finally:
+        for holder in holders:
+            holder.kill()
+            holder.wait()
+    line = _one_line(capsys.readouterr().err)
+    assert f"another program holds the lock on {run / 'cvkit.sqlite'}" in line, line
+    assert "free disk space" not in line and "rerun the same command" in line, line
+    assert main(_evaluate(data, run)) == 0  # the lock gone, the rerun finishes the run

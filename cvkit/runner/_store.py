@@ -9,6 +9,8 @@ import shlex
 import shutil
 import sqlite3
 import tempfile
+import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -43,8 +45,15 @@ CREATE TABLE IF NOT EXISTS history (
 HISTORY_COLUMNS = ("train_loss", "val_loss", "val_acc", "val_auc")
 
 
+# SQLite's own wait for another connection's lock, per statement; a write retries beyond it for
+# up to Store.lock_wait_s before it gives up, so that a result in hand is not lost to a brief lock.
+BUSY_TIMEOUT_S = 30
+
+
 class Store:
     """Reads and writes one run folder's ``cvkit.sqlite``."""
+
+    lock_wait_s = 300.0  # how long a write waits for another program's lock on the store
 
     def __init__(self, run_dir, *, create: bool = False):
         self.run_dir = Path(run_dir)
@@ -57,11 +66,16 @@ class Store:
         try:
             if create:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=30)
+            self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
         except (sqlite3.Error, OSError) as exc:
+            if isinstance(exc, sqlite3.Error) and _locked(exc):
+                raise StoreError(
+                    f"{self.path}: another program holds the lock on {self.path}; close it (a sqlite3 "
+                    "shell, a database browser, another cvkit on this folder) and run the command again"
+                ) from None
             if self._read_only(exc):
                 raise StoreError(
                     f"{self.run_dir}: the run folder is read-only ({exc}), and SQLite writes beside "
@@ -230,15 +244,48 @@ class Store:
 
     @contextlib.contextmanager
     def _transaction(self, what: str):
-        """One atomic write; a full disk or a folder made read-only mid-run becomes one line."""
+        """One atomic write. Another program's lock on the store is waited out (the result in
+        hand is kept meanwhile); one held for good, a full disk or a folder made read-only
+        mid-run becomes one line."""
         try:
+            self._begin_writing()
             with self.db:
                 yield
         except sqlite3.Error as exc:
+            if _locked(exc):
+                raise StoreError(
+                    f"{self.path}: cannot save {what}: another program holds the lock on {self.path} "
+                    f"(waited {self.lock_wait_s:.0f} s); close it (a sqlite3 shell, a database browser, "
+                    "another cvkit on this folder), then rerun the same command: every job saved before "
+                    "is kept"
+                ) from None
             raise StoreError(
                 f"{self.path}: cannot save {what} ({exc}); free disk space or fix the folder's "
                 "permissions, then rerun the same command: every job saved before is kept"
             ) from None
+
+    def _begin_writing(self) -> None:
+        """Take the store's write lock, retrying with a growing pause while another program holds
+        it (each try already waits ``BUSY_TIMEOUT_S`` in SQLite's own busy handler), for up to
+        ``lock_wait_s`` in all; then the last ``sqlite3`` error."""
+        deadline = time.monotonic() + self.lock_wait_s
+        pause = 0.5
+        while True:
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _locked(exc) or time.monotonic() >= deadline:
+                    raise
+                if pause == 0.5:
+                    warnings.warn(
+                        f"{self.path}: another program holds the lock on the run store; waiting up to "
+                        f"{self.lock_wait_s:.0f} s for it to let go (close any sqlite3 shell or "
+                        "database browser on it)",
+                        stacklevel=4,
+                    )
+                time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+                pause = min(2 * pause, 10.0)
 
     def _write_job(
         self, job, status, rule, epoch, duration, env, class_weight, error, reused_from, info=None
@@ -363,6 +410,12 @@ class Store:
         )
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def _locked(exc: sqlite3.Error) -> bool:
+    """Whether a SQLite error means another connection holds a lock (SQLITE_BUSY or SQLITE_LOCKED)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) if code else "locked" in str(exc)
 
 
 def _row_problem(probs: np.ndarray, n_classes: int) -> str | None:
