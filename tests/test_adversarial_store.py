@@ -325,3 +325,48 @@ def test_a_lock_held_for_good_is_one_line_naming_it_and_saved_jobs_stay(finished
     assert f"another program holds the lock on {run / 'cvkit.sqlite'}" in line, line
     assert "free disk space" not in line and "rerun the same command" in line, line
     assert main(_evaluate(data, run)) == 0  # the lock gone, the rerun finishes the run
+
+
+# -- item 18c: a plugin edited mid-run ------------------------------------------------------------
+
+SKLEARN_PLUGIN = """
+from sklearn.linear_model import LogisticRegression
+
+C = {c}
+
+
+def build_estimator(context):
+    return LogisticRegression(C=C, max_iter=500)
+"""
+
+
+def test_a_plugin_edited_mid_run_is_named_and_both_ways_out_work(finished, tmp_path, capsys, monkeypatch):
+    """Worker processes load the plugin file again: edited after the first saved job, it fails
+    its jobs with one line naming it (not 'worker died 3 times'); restoring it resumes the run,
+    and the edited version runs into a new folder."""
+    data, _ = finished
+    plugin = tmp_path / "small_c.py"
+    plugin.write_text(SKLEARN_PLUGIN.format(c=0.5))
+    run = tmp_path / "reports" / "run"
+    command = _evaluate(data, run, str(plugin), "--executor", "process", "--jobs", "2")
+    with monkeypatch.context() as patch:
+        write_result = Store.write_result
+
+        def edit_after_first(self, result):
+            write_result(self, result)
+            plugin.write_text(SKLEARN_PLUGIN.format(c=2.0))
+
+        patch.setattr(Store, "write_result", edit_after_first)
+        assert main(command) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert f"{plugin} changed during the run" in line and "died" not in line, line
+    assert "restore it" in line and "--out" in line, line
+    with sqlite3.connect(run / "cvkit.sqlite") as db:
+        saved = db.execute("SELECT model, count(*) FROM jobs WHERE status = 'done' GROUP BY model").fetchall()
+    assert dict(saved)["logreg"] == 3
+
+    assert main([*command[:-1], str(tmp_path / "reports" / "new")]) == 0  # the new version, a new run
+    capsys.readouterr()
+    plugin.write_text(SKLEARN_PLUGIN.format(c=0.5))  # restored: the same command resumes
+    assert main(command) == 0
+    assert ", 3 resumed from this run" in capsys.readouterr().out
