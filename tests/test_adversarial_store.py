@@ -370,3 +370,26 @@ def test_a_plugin_edited_mid_run_is_named_and_both_ways_out_work(finished, tmp_p
     plugin.write_text(SKLEARN_PLUGIN.format(c=0.5))  # restored: the same command resumes
     assert main(command) == 0
     assert ", 3 resumed from this run" in capsys.readouterr().out
+
+
+# -- item 18d: a run folder deleted mid-run -------------------------------------------------------
+
+
+def test_a_run_folder_deleted_mid_run_stops_the_run_at_the_next_job(finished, tmp_path, capsys, monkeypatch):
+    data, _ = finished
+    run = tmp_path / "reports" / "run"
+    saved_after = []
+    write_result = Store.write_result
+
+    def delete_after_first(self, result):
+        if run.exists():
+            write_result(self, result)
+            shutil.rmtree(run)
+        else:
+            saved_after.append(result.job)
+
+    monkeypatch.setattr(Store, "write_result", delete_after_first)
+    assert main(_evaluate(data, run, "--jobs", "1")) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert str(run) in line and "deleted or moved while the run was going" in line, line
+    assert saved_after == [], "jobs went on training into the deleted store"

@@ -70,6 +70,7 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
+            self._identity = _file_identity(self.path)
         except (sqlite3.Error, OSError) as exc:
             if isinstance(exc, sqlite3.Error) and _locked(exc):
                 raise StoreError(
@@ -97,6 +98,15 @@ class Store:
 
     def close(self):
         self.db.close()
+
+    def check_present(self) -> None:
+        """A ``StoreError`` if the store file was deleted, moved or replaced since it was opened:
+        SQLite goes on writing to the deleted file, and every job saved there would be lost."""
+        if _file_identity(self.path) != self._identity:
+            raise StoreError(
+                f"{self.run_dir}: the run folder or its {STORE_NAME} was deleted or moved while the run "
+                "was going, and the jobs saved in it with it; rerun the same command to start again"
+            )
 
     def _read_only(self, exc: Exception) -> bool:
         """Whether ``exc`` came from a folder or store file this process may not write."""
@@ -247,6 +257,7 @@ class Store:
         """One atomic write. Another program's lock on the store is waited out (the result in
         hand is kept meanwhile); one held for good, a full disk or a folder made read-only
         mid-run becomes one line."""
+        self.check_present()
         try:
             self._begin_writing()
             with self.db:
@@ -410,6 +421,15 @@ class Store:
         )
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of ``path``, or None when it is gone: one stat call."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def _locked(exc: sqlite3.Error) -> bool:
