@@ -136,6 +136,21 @@ def test_a_damaged_prediction_row_is_one_line_naming_the_job_and_its_advice_work
     assert main(["report", str(run)]) == 0
 
 
+@pytest.mark.parametrize("column", ["environment", "class_weight", "info"])
+def test_a_damaged_job_description_is_one_line_naming_the_job(finished, tmp_path, capsys, column):
+    _, run = _copy(finished, tmp_path)
+    with sqlite3.connect(run / "cvkit.sqlite") as db:
+        model, repeat, fold, seed_index = db.execute(
+            "SELECT model, repeat, fold, seed_index FROM jobs ORDER BY fold DESC LIMIT 1"
+        ).fetchone()
+        db.execute(f"UPDATE jobs SET {column} = '{{not json' WHERE fold = ?", (fold,))
+    for command in READERS:
+        assert main(_read(command, run, tmp_path)) == 2, command
+        line = _one_line(capsys.readouterr().err)
+        assert f"{model} repeat {repeat} fold {fold} seed {seed_index} is damaged" in line, line
+        assert f"its {column} is not valid JSON" in line and "DELETE FROM jobs WHERE key" in line, line
+
+
 def test_damaged_rows_in_a_sibling_run_are_not_reused(finished, tmp_path, capsys):
     """Reuse copies rows between stores: a damaged one must not spread, the job trains instead."""
     data, run = _copy(finished, tmp_path)

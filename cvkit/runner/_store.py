@@ -279,6 +279,8 @@ class Store:
         """Take the store's write lock, retrying with a growing pause while another program holds
         it (each try already waits ``BUSY_TIMEOUT_S`` in SQLite's own busy handler), for up to
         ``lock_wait_s`` in all; then the last ``sqlite3`` error."""
+        if self.db.in_transaction:  # a write already under way holds the lock: join it, as `with db` does
+            return
         deadline = time.monotonic() + self.lock_wait_s
         pause = 0.5
         while True:
@@ -344,7 +346,15 @@ class Store:
     def jobs(self) -> list[dict]:
         cursor = self.db.execute("SELECT * FROM jobs ORDER BY model, repeat, fold, seed_index")
         names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        jobs = [dict(zip(names, row)) for row in cursor.fetchall()]
+        for job in jobs:  # the JSON columns that reports and verify read back
+            for column in ("environment", "class_weight", "info"):
+                try:
+                    json.loads(job[column] or "null")
+                except (ValueError, TypeError):
+                    where = (job["model"], job["repeat"], job["fold"], job["seed_index"], job["key"])
+                    raise self._damaged(*where, f"its {column} is not valid JSON") from None
+        return jobs
 
     def predictions(self, *, rule: str | None = None):
         """Rows of (model, repeat, fold, seed_index, seed, rule, sample_idx, probs) for done jobs;
@@ -396,15 +406,20 @@ class Store:
             else:
                 problem = _row_problem(values[None], n_classes or 0)
             if problem:
-                raise self._damaged(row, problem)
-        raise self._damaged(rows[0], "rows of different lengths")  # every row alone is fine
+                raise self._prediction_damaged(row, problem)
+        raise self._prediction_damaged(rows[0], "rows of different lengths")  # every row alone is fine
 
-    def _damaged(self, row, problem: str) -> StoreError:
+    def _prediction_damaged(self, row, problem: str) -> StoreError:
         model, repeat, fold, seed_index, _, rule, sample, _, key = row
+        what = f"its prediction of sample {sample} under checkpoint {rule}: {problem}"
+        return self._damaged(model, repeat, fold, seed_index, key, what)
+
+    def _damaged(self, model, repeat, fold, seed_index, key, what: str) -> StoreError:
+        """One line for a damaged row of one job: which job, and how to have it trained again."""
         job = f"{model} repeat {repeat} fold {fold} seed {seed_index}" if model else f"job {key}"
         return StoreError(
-            f"{self.path}: a stored prediction of {job} is damaged (sample {sample}, checkpoint {rule}: "
-            f"{problem}); have that job trained again: sqlite3 {shlex.quote(str(self.path))} "
+            f"{self.path}: {job} is damaged in the store ({what}); "
+            f"have that job trained again: sqlite3 {shlex.quote(str(self.path))} "
             f"\"DELETE FROM jobs WHERE key = '{key}'\", then rerun the cvkit evaluate command that made "
             "the run (only that job trains again); or delete the run folder and start over"
         )
