@@ -197,6 +197,7 @@ def verify(run_dir, *, jobs: int = 3, seed: int = 0) -> Verification:
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     with Store(run_dir) as store:
+        store.check_finished()
         recipe, run = store.get_meta("recipe"), store.get_meta("run")
         if recipe is None:
             raise ConfigError(

@@ -18,6 +18,11 @@ class PluginError(CvkitError):
     """A plugin file is broken or its trainer misbehaved."""
 
 
+class PluginChanged(PluginError):
+    """A plugin file changed while a run was using it: its remaining jobs cannot train the
+    version the run started with."""
+
+
 class StoreError(CvkitError):
     """A run store cannot be read or written."""
 
@@ -31,6 +36,10 @@ class JobsFailed(PluginError):
 
     def __init__(self, failures, total: int):
         self.failures = failures  # [(job, exception)]
+        changed = [error for _, error in failures if isinstance(error, PluginChanged)]
+        if changed:  # "rerun the same command" would be refused: the plugin is part of the run's identity
+            super().__init__(f"{len(failures)} of {total} jobs failed, the others are saved: {changed[0]}")
+            return
         job, error = failures[0]
         first = (
             str(error)

@@ -24,6 +24,7 @@ class Results:
     def __init__(self, run_dir):
         self.run_dir = Path(run_dir)
         with Store(self.run_dir) as store:
+            store.check_finished()
             self.run = store.get_meta("run")
             self.plan = store.get_meta("plan")
             self.models = store.models()

@@ -52,11 +52,14 @@ def run_jobs(jobs, store, work, *, executor=None, progress=None) -> RunCounts:
     executor = executor or LocalExecutor()
     if progress:
         progress.start(len(jobs), len(jobs) - len(pending))
+
+    def on_start(job):
+        store.check_present()  # a run folder deleted mid-run is noticed at the next job, not at the end
+        if progress:
+            progress.job_started(job)
+
     outcomes = executor.map(
-        work,
-        pending,
-        on_start=progress.job_started if progress else None,
-        on_epoch=progress.epoch_done if progress else None,
+        work, pending, on_start=on_start, on_epoch=progress.epoch_done if progress else None
     )
     failures = []
     try:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import sqlite3
 import tempfile
+import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -42,8 +45,15 @@ CREATE TABLE IF NOT EXISTS history (
 HISTORY_COLUMNS = ("train_loss", "val_loss", "val_acc", "val_auc")
 
 
+# SQLite's own wait for another connection's lock, per statement; a write retries beyond it for
+# up to Store.lock_wait_s before it gives up, so that a result in hand is not lost to a brief lock.
+BUSY_TIMEOUT_S = 30
+
+
 class Store:
     """Reads and writes one run folder's ``cvkit.sqlite``."""
+
+    lock_wait_s = 300.0  # how long a write waits for another program's lock on the store
 
     def __init__(self, run_dir, *, create: bool = False):
         self.run_dir = Path(run_dir)
@@ -56,11 +66,23 @@ class Store:
         try:
             if create:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=30)
+            self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
+            self._identity = _file_identity(self.path)
         except (sqlite3.Error, OSError) as exc:
+            if isinstance(exc, sqlite3.Error) and _locked(exc):
+                raise StoreError(
+                    f"{self.path}: another program holds the lock on {self.path}; close it (a sqlite3 "
+                    "shell, a database browser, another cvkit on this folder) and run the command again"
+                ) from None
+            if self._read_only(exc):
+                raise StoreError(
+                    f"{self.run_dir}: the run folder is read-only ({exc}), and SQLite writes beside "
+                    f"{STORE_NAME} even to read it: make the folder writable (chmod -R u+w, or remount "
+                    "it read-write), or copy the run folder somewhere writable and pass the copy"
+                ) from None
             raise StoreError(
                 f"{self.path}: cannot open the run store ({exc}); it is damaged or not a cvkit "
                 "store: pass another folder, or move it away and run again"
@@ -77,6 +99,22 @@ class Store:
     def close(self):
         self.db.close()
 
+    def check_present(self) -> None:
+        """A ``StoreError`` if the store file was deleted, moved or replaced since it was opened:
+        SQLite goes on writing to the deleted file, and every job saved there would be lost."""
+        if _file_identity(self.path) != self._identity:
+            raise StoreError(
+                f"{self.run_dir}: the run folder or its {STORE_NAME} was deleted or moved while the run "
+                "was going, and the jobs saved in it with it; rerun the same command to start again"
+            )
+
+    def _read_only(self, exc: Exception) -> bool:
+        """Whether ``exc`` came from a folder or store file this process may not write."""
+        folder = self.run_dir if self.run_dir.exists() else self.run_dir.parent
+        if "readonly" in str(exc) or not os.access(folder, os.W_OK):
+            return True
+        return self.path.exists() and not os.access(self.path, os.W_OK)
+
     def __enter__(self):
         return self
 
@@ -86,7 +124,15 @@ class Store:
     # -- run description ------------------------------------------------------------------------
     def get_meta(self, key: str, default=None):
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return default if row is None else json.loads(row[0])
+        if row is None:
+            return default
+        try:
+            return json.loads(row[0])
+        except (ValueError, TypeError):
+            raise StoreError(
+                f"{self.path}: the run's description ({key}) is damaged; delete the run folder and "
+                "rerun the cvkit evaluate command that made it"
+            ) from None
 
     def set_meta(self, key: str, value) -> None:
         with self._transaction(f"the run description ({key})"):
@@ -190,6 +236,10 @@ class Store:
         if row is None:
             return False
         predictions = other.db.execute("SELECT * FROM predictions WHERE job_key = ?", (job.key,)).fetchall()
+        try:  # damaged rows elsewhere must not spread here: the job trains instead
+            other._probabilities([(None,) * 5 + (rule, i, probs, key) for key, rule, i, probs in predictions])
+        except StoreError:
+            return False
         history = other.db.execute("SELECT * FROM history WHERE job_key = ?", (job.key,)).fetchall()
         with self._transaction(_describe(job)):
             self.db.execute("DELETE FROM predictions WHERE job_key = ?", (job.key,))
@@ -204,15 +254,51 @@ class Store:
 
     @contextlib.contextmanager
     def _transaction(self, what: str):
-        """One atomic write; a full disk or a folder made read-only mid-run becomes one line."""
+        """One atomic write. Another program's lock on the store is waited out (the result in
+        hand is kept meanwhile); one held for good, a full disk or a folder made read-only
+        mid-run becomes one line."""
+        self.check_present()
         try:
+            self._begin_writing()
             with self.db:
                 yield
         except sqlite3.Error as exc:
+            if _locked(exc):
+                raise StoreError(
+                    f"{self.path}: cannot save {what}: another program holds the lock on {self.path} "
+                    f"(waited {self.lock_wait_s:.0f} s); close it (a sqlite3 shell, a database browser, "
+                    "another cvkit on this folder), then rerun the same command: every job saved before "
+                    "is kept"
+                ) from None
             raise StoreError(
                 f"{self.path}: cannot save {what} ({exc}); free disk space or fix the folder's "
                 "permissions, then rerun the same command: every job saved before is kept"
             ) from None
+
+    def _begin_writing(self) -> None:
+        """Take the store's write lock, retrying with a growing pause while another program holds
+        it (each try already waits ``BUSY_TIMEOUT_S`` in SQLite's own busy handler), for up to
+        ``lock_wait_s`` in all; then the last ``sqlite3`` error."""
+        if self.db.in_transaction:  # a write already under way holds the lock: join it, as `with db` does
+            return
+        deadline = time.monotonic() + self.lock_wait_s
+        pause = 0.5
+        while True:
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _locked(exc) or time.monotonic() >= deadline:
+                    raise
+                if pause == 0.5:
+                    warnings.warn(
+                        f"{self.path}: another program holds the lock on the run store; waiting up to "
+                        f"{self.lock_wait_s:.0f} s for it to let go (close any sqlite3 shell or "
+                        "database browser on it)",
+                        stacklevel=4,
+                    )
+                time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+                pause = min(2 * pause, 10.0)
 
     def _write_job(
         self, job, status, rule, epoch, duration, env, class_weight, error, reused_from, info=None
@@ -239,10 +325,36 @@ class Store:
             ),
         )
 
+    def check_finished(self) -> None:
+        """A ``StoreError`` unless the run is fully described and has a finished job: a run
+        interrupted before that (even milliseconds after its store appeared) reads as such, not
+        as a crash of whatever reads it."""
+        statuses = [status for (status,) in self.db.execute("SELECT status FROM jobs")]
+        if self.get_meta("identity") is None:  # written last by cvkit evaluate
+            state = "it was interrupted before its description was saved"
+        elif "done" in statuses:
+            return
+        elif "failed" in statuses:
+            state = f"{statuses.count('failed')} failed, which the rerun trains again and says why"
+        else:
+            state = "it was interrupted before any job finished"
+        raise StoreError(
+            f"{self.run_dir}: this run has no finished jobs yet ({state}): rerun the same "
+            "cvkit evaluate command to resume"
+        )
+
     def jobs(self) -> list[dict]:
         cursor = self.db.execute("SELECT * FROM jobs ORDER BY model, repeat, fold, seed_index")
         names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        jobs = [dict(zip(names, row)) for row in cursor.fetchall()]
+        for job in jobs:  # the JSON columns that reports and verify read back
+            for column in ("environment", "class_weight", "info"):
+                try:
+                    json.loads(job[column] or "null")
+                except (ValueError, TypeError):
+                    where = (job["model"], job["repeat"], job["fold"], job["seed_index"], job["key"])
+                    raise self._damaged(*where, f"its {column} is not valid JSON") from None
+        return jobs
 
     def predictions(self, *, rule: str | None = None):
         """Rows of (model, repeat, fold, seed_index, seed, rule, sample_idx, probs) for done jobs;
@@ -250,22 +362,67 @@ class Store:
         condition = "p.rule = j.selected_rule" if rule is None else "p.rule = ?"
         params = () if rule is None else (rule,)
         rows = self.db.execute(
-            "SELECT j.model, j.repeat, j.fold, j.seed_index, j.seed, p.rule, p.sample_idx, p.probs "
+            "SELECT j.model, j.repeat, j.fold, j.seed_index, j.seed, p.rule, p.sample_idx, p.probs, j.key "
             "FROM jobs j JOIN predictions p ON p.job_key = j.key "
             f"WHERE j.status = 'done' AND {condition} "
             "ORDER BY j.model, j.repeat, j.fold, j.seed_index, p.sample_idx",
             params,
         ).fetchall()
-        return [(*r[:7], np.array(json.loads(r[7]))) for r in rows]
+        probs = self._probabilities(rows)
+        return [(*r[:7], p) for r, p in zip(rows, probs)]
 
     def job_predictions(self, key: str) -> dict[str, dict[int, np.ndarray]]:
         """Every stored prediction of one job: {rule: {sample index: probabilities}}."""
+        rows = self.db.execute(
+            "SELECT j.model, j.repeat, j.fold, j.seed_index, j.seed, p.rule, p.sample_idx, p.probs, "
+            "p.job_key FROM predictions p LEFT JOIN jobs j ON j.key = p.job_key AND j.status = 'done' "
+            "WHERE p.job_key = ? GROUP BY p.rule, p.sample_idx",
+            (key,),
+        ).fetchall()
         out: dict[str, dict[int, np.ndarray]] = {}
-        for rule, sample, probs in self.db.execute(
-            "SELECT rule, sample_idx, probs FROM predictions WHERE job_key = ?", (key,)
-        ):
-            out.setdefault(rule, {})[sample] = np.array(json.loads(probs))
+        for row, probs in zip(rows, self._probabilities(rows)):
+            out.setdefault(row[5], {})[row[6]] = probs
         return out
+
+    def _probabilities(self, rows) -> np.ndarray:
+        """The probability rows of ``rows`` (``(model, repeat, fold, seed_index, seed, rule,
+        sample_idx, probs JSON, job key)``) as one array, or a ``StoreError`` naming the first
+        damaged row's job: an edited or corrupted store must not crash or skew a report."""
+        run = self.get_meta("run") or {}
+        n_classes = len(run.get("data", {}).get("class_names", ())) or None
+        try:
+            probs = np.array([json.loads(r[7]) for r in rows], dtype=np.float64)
+            if not rows or (probs.ndim == 2 and _row_problem(probs, n_classes or probs.shape[1]) is None):
+                return probs
+        except (ValueError, TypeError):
+            pass
+        for row in rows:
+            try:
+                values = np.array(json.loads(row[7]), dtype=np.float64)
+            except (ValueError, TypeError):
+                values = None
+            if values is None or values.ndim != 1:
+                problem = "not a list of numbers"
+            else:
+                problem = _row_problem(values[None], n_classes or 0)
+            if problem:
+                raise self._prediction_damaged(row, problem)
+        raise self._prediction_damaged(rows[0], "rows of different lengths")  # every row alone is fine
+
+    def _prediction_damaged(self, row, problem: str) -> StoreError:
+        model, repeat, fold, seed_index, _, rule, sample, _, key = row
+        what = f"its prediction of sample {sample} under checkpoint {rule}: {problem}"
+        return self._damaged(model, repeat, fold, seed_index, key, what)
+
+    def _damaged(self, model, repeat, fold, seed_index, key, what: str) -> StoreError:
+        """One line for a damaged row of one job: which job, and how to have it trained again."""
+        job = f"{model} repeat {repeat} fold {fold} seed {seed_index}" if model else f"job {key}"
+        return StoreError(
+            f"{self.path}: {job} is damaged in the store ({what}); "
+            f"have that job trained again: sqlite3 {shlex.quote(str(self.path))} "
+            f"\"DELETE FROM jobs WHERE key = '{key}'\", then rerun the cvkit evaluate command that made "
+            "the run (only that job trains again); or delete the run folder and start over"
+        )
 
     def rules(self) -> list[str]:
         """Every checkpoint name stored: selection rules and ``epoch:N`` curves."""
@@ -279,6 +436,32 @@ class Store:
         )
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of ``path``, or None when it is gone: one stat call."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _locked(exc: sqlite3.Error) -> bool:
+    """Whether a SQLite error means another connection holds a lock (SQLITE_BUSY or SQLITE_LOCKED)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) if code else "locked" in str(exc)
+
+
+def _row_problem(probs: np.ndarray, n_classes: int) -> str | None:
+    """What is wrong with a 2-D array of stored probability rows, or None."""
+    if probs.ndim != 2 or (n_classes and probs.shape[1] != n_classes):
+        return f"{probs.shape[-1] if probs.ndim else 0} values where the run has {n_classes} classes"
+    if not np.isfinite(probs).all():
+        return "NaN or infinite values"
+    if (probs < 0).any() or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-4):
+        return "not probabilities summing to 1"
+    return None
 
 
 def _describe(job) -> str:

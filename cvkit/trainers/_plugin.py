@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..errors import PluginError
+from ..errors import PluginChanged, PluginError
 from ._examples import example_plugins, find_example
 from ._models import BACKBONES, classifier, is_backbone
 from ._sklearn import SklearnTrainer
@@ -242,15 +242,26 @@ def _not_found(spec: str) -> str:
 
 
 def _reload(spec: str, hyperparams: dict, nested_args: tuple | None, digest: str) -> Plugin:
-    plugin = load_plugin(spec, hyperparams)
-    if nested_args is not None:
-        plugin = plugin.nested(*nested_args)
-    if plugin.digest != digest:
-        raise PluginError(
-            f"{plugin.origin} changed while the run was going; rerun the command to "
-            "train with the new version"
+    """The plugin a job was made with, loaded again in a worker process. A file edited (or
+    broken) since the run started gives a stand-in whose jobs fail with ``PluginChanged``: raised
+    here, while the worker unpickles its task, the error would kill the worker instead."""
+    try:
+        plugin = load_plugin(spec, hyperparams)
+        if nested_args is not None:
+            plugin = plugin.nested(*nested_args)
+    except PluginError:
+        plugin = None
+    if plugin is not None and plugin.digest == digest:
+        return plugin
+
+    def changed(context):
+        raise PluginChanged(
+            f"{spec} changed during the run (it is no longer the file the run started with): restore "
+            "it and rerun the same command to resume, or start a new run of the new version with "
+            "--out NEW"
         )
-    return plugin
+
+    return Plugin(Path(spec).stem, spec, digest, changed, hyperparams, spec=spec, nested_args=nested_args)
 
 
 @functools.cache
