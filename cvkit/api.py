@@ -90,9 +90,11 @@ def evaluate(
     under the same reports folder are reused. ``jobs`` trainings run side by side (``"auto"``: as
     many as the cores or the GPU and the memory allow); on a CPU each uses ``threads_per_job``
     threads (default 1), which, unlike ``jobs``, can change the predictions' last bits.
-    ``executor`` is ``local``, ``process`` or ``ray`` (at ``address``, with ``cpus_per_job`` and
-    ``gpus_per_job`` per task); every executor gives the same predictions. A job whose worker dies
-    runs again up to ``retries`` times. Duplicate images (exact, or equal average hashes confirmed
+    ``executor`` is ``local`` (worker processes on this machine, one even for ``jobs=1``, so that a
+    plugin ending its process fails only its job), ``process`` (the same), ``inprocess`` (one job
+    after another in this process: for a debugger) or ``ray`` (at ``address``, with
+    ``cpus_per_job`` and ``gpus_per_job`` per task); every executor gives the same predictions. A
+    job whose worker is killed runs again up to ``retries`` times. Duplicate images (exact, or equal average hashes confirmed
     on the pixels) are reported before training; ``dedupe`` keeps one of each. Returns the run's
     :class:`~cvkit.results.Results`.
     """

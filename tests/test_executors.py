@@ -144,7 +144,9 @@ def _job_rows(run_dir):
 
 
 def test_process_executor_gives_the_same_predictions_as_in_process(tiny, tmp_path):
-    local = cvkit.evaluate("plugins/fc_attention.py", data=tiny, out=tmp_path / "a" / "run", jobs=1, **FAST)
+    local = cvkit.evaluate(
+        "plugins/fc_attention.py", data=tiny, out=tmp_path / "a" / "run", executor="inprocess", **FAST
+    )
     process = cvkit.evaluate(
         "plugins/fc_attention.py", data=tiny, out=tmp_path / "b" / "run", executor="process", jobs=2, **FAST
     )

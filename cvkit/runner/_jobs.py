@@ -182,6 +182,11 @@ def run_job(
         holdout_probs = None if holdout is None else trainer.predict_proba(holdout)
     except PluginError:
         raise
+    except SystemExit as exc:  # not an Exception: it would end the run, silently, with its code
+        raise PluginError(
+            f"{plugin_frame(exc, job.plugin)}: {job.model} called sys.exit({exc.code!r}) on repeat "
+            f"{job.repeat}, fold {job.fold}; a plugin must raise an exception, never exit the process"
+        ) from None
     except Exception as exc:
         where = plugin_frame(exc, job.plugin)
         hint = (
