@@ -34,19 +34,20 @@ def _plugin(tmp_path, statement, name="ender"):
     return path
 
 
-def _evaluate(plugin, out, *options):
+def _evaluate(variant, out, *options, baseline="logreg"):
+    """``cvkit evaluate`` of ``variant`` (None: the baseline alone) on 2 folds of small demo images."""
     return [
         sys.executable,
         "-m",
         "cvkit.cli",
         "evaluate",
-        str(plugin),
+        *([str(variant)] if variant else []),
         "--data",
         "demo",
         "--image-size",
         "16",
         "--baseline",
-        "logreg",
+        str(baseline),
         "--folds",
         "2",
         "--repeats",
@@ -176,7 +177,7 @@ def test_workers_die_with_a_killed_driver(tmp_path):
         assert _wait(lambda: _calls(tmp_path) == 2, 120), "the plugin's jobs never started"
         workers = [int(pid) for pid in (tmp_path / "calls").read_text().split()]
         process.kill()
-        process.communicate()
+        process.wait()  # not communicate: orphaned workers would hold its pipes open
         assert _wait(lambda: not any(_alive(pid) for pid in workers), 10), "orphaned workers"
     finally:
         _end_group(process)
@@ -189,3 +190,50 @@ def _end_group(process):
     except ProcessLookupError:
         pass
     process.communicate()
+
+
+# Kills its driver (SIGKILL: nothing can clean up) on the run's fourth model build, once: with 3
+# two-epoch jobs on 2 workers that is the second part of the job split to fill the idle worker,
+# while the paused state of its first part is on disk. Each build takes a numbered file.
+KILLS_THE_DRIVER_MID_JOB = """
+import os, signal, time
+from pathlib import Path
+from torch import nn
+
+CALLS = Path({calls!r})
+
+def build_model(context):
+    number = 1
+    while True:
+        try:
+            os.close(os.open(CALLS / str(number), os.O_CREAT | os.O_EXCL))
+            break
+        except FileExistsError:
+            number += 1
+    if number == 4:
+        os.kill(os.getppid(), signal.SIGKILL)
+        time.sleep(30)
+    return nn.Sequential(nn.Flatten(), nn.Linear(context.in_channels * 16 * 16, context.n_classes))
+"""
+
+
+def test_paused_state_of_a_killed_run_stays_in_its_folder_and_the_next_run_sweeps_it(tmp_path):
+    """Item 12: on the original code the paused state went to the temporary folder and stayed."""
+    (tmp_path / "calls").mkdir()
+    (tmp_path / "temp").mkdir()
+    plugin = tmp_path / "pauses.py"
+    plugin.write_text(KILLS_THE_DRIVER_MID_JOB.format(calls=str(tmp_path / "calls")))
+    command = _evaluate(
+        None, tmp_path / "run", "--jobs", "2", "--folds", "3", "--epochs", "2", baseline=plugin
+    )
+    killed = _run(command, tmp_path, TMPDIR=str(tmp_path / "temp"))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not list((tmp_path / "temp").rglob("cvkit-paused-*"))
+    left = list((tmp_path / "run" / ".paused").rglob("cvkit-paused-*.pt"))
+    assert len(left) == 1  # the first part's state, in the run folder, in its driver's own folder
+
+    done = _run(command, tmp_path, TMPDIR=str(tmp_path / "temp"))
+    assert done.returncode == 0, done.stderr
+    assert not list((tmp_path / "run").rglob("cvkit-paused-*")), "stale paused state not swept"
+    assert not list((tmp_path / "temp").rglob("cvkit-paused-*"))
+    assert set(_statuses(tmp_path / "run").values()) == {"done"}
