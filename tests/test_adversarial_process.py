@@ -135,12 +135,11 @@ def test_a_plugin_ending_its_process_fails_its_jobs_in_one_line_and_the_run_exit
     assert _calls(tmp_path) == 2 if jobs == "1" else 2 <= _calls(tmp_path) <= 3
 
 
-@pytest.mark.parametrize("executor", ["local", "inprocess"])
-def test_a_plugin_leaving_a_thread_running_fails_its_jobs_and_the_run_still_ends(tmp_path, executor):
+@pytest.mark.parametrize("options", [["--jobs", "2"], ["--jobs", "1"], ["--executor", "inprocess"]])
+def test_a_plugin_leaving_a_thread_running_fails_its_jobs_and_the_run_still_ends(tmp_path, options):
     """Item 10: on the original code the run never ended (workers, or the driver, waited for the
     thread at exit)."""
     plugin = _plugin(tmp_path, "threading.Thread(target=time.sleep, args=(3600,), name='poller').start()")
-    options = ["--jobs", "2"] if executor == "local" else ["--executor", "inprocess"]
     done = _run(_evaluate(plugin, tmp_path / "run", *options), tmp_path, timeout=180)
     assert done.returncode == 2, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("cvkit: error:")]
@@ -237,3 +236,64 @@ def test_paused_state_of_a_killed_run_stays_in_its_folder_and_the_next_run_sweep
     assert not list((tmp_path / "run").rglob("cvkit-paused-*")), "stale paused state not swept"
     assert not list((tmp_path / "temp").rglob("cvkit-paused-*"))
     assert set(_statuses(tmp_path / "run").values()) == {"done"}
+
+
+def test_two_drivers_on_one_run_folder_train_every_job_exactly_once(tmp_path):
+    """Item 22: on the original code both drivers trained every job (12 trainings for 6 jobs)."""
+    plugin = _plugin(tmp_path, "time.sleep(1)", name="slow")  # jobs long enough to overlap
+    command = _evaluate(None, tmp_path / "run", "--jobs", "1", "--repeats", "3", baseline=plugin)
+    drivers = [_start(command, tmp_path) for _ in range(2)]
+    try:
+        outputs = [driver.communicate(timeout=300) for driver in drivers]
+    finally:
+        for driver in drivers:
+            _end_group(driver)
+    for driver, (_, err) in zip(drivers, outputs):
+        assert driver.returncode == 0, err
+    assert _calls(tmp_path) == 6  # 3 repeats x 2 folds, each trained once
+    trained = [int(out.split(" jobs trained, ")[0].split()[-1]) for out, _ in outputs]
+    assert sum(trained) == 6, trained
+    with sqlite3.connect(tmp_path / "run" / "cvkit.sqlite") as db:
+        assert db.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall() == [("done", 6)]
+        assert db.execute("SELECT count(*) FROM claims").fetchone()[0] == 0  # every claim released
+
+
+def test_claims_of_dead_or_expired_owners_are_taken_over_and_live_ones_waited_for(tiny, tmp_path):
+    """Item 22: a job claimed by a process of this machine that is gone, or by another machine
+    whose lease ran out, trains here; one a live driver holds is waited for and collected."""
+    import threading
+
+    import cvkit
+    from cvkit.runner import Store
+    from cvkit.runner._claims import HOST
+
+    run = tmp_path / "run"
+    design = dict(folds=3, repeats=1, epochs=1, executor="inprocess")
+    cvkit.evaluate([], data=tiny, out=run, **design)
+    with sqlite3.connect(run / "cvkit.sqlite") as db:
+        keys = [k for (k,) in db.execute("SELECT key FROM jobs ORDER BY fold")]
+        db.execute("UPDATE jobs SET status = 'failed'")  # all three train again
+        now = time.time()
+        db.executemany(
+            "INSERT INTO claims VALUES (?, ?, ?)",
+            [
+                (keys[0], f"{HOST}.999999999.deadbeef", now + 3600),  # a process gone from this machine
+                (keys[1], "elsewhere.12.cafe", now - 1),  # another machine, lease run out
+                (keys[2], "elsewhere.13.f00d", now + 3600),  # another machine's live driver
+            ],
+        )
+
+    def other_driver_finishes():
+        time.sleep(2)
+        with sqlite3.connect(run / "cvkit.sqlite") as db:
+            db.execute("UPDATE jobs SET status = 'done' WHERE key = ?", (keys[2],))
+            db.execute("DELETE FROM claims WHERE job_key = ?", (keys[2],))
+
+    other = threading.Thread(target=other_driver_finishes)
+    other.start()
+    with pytest.warns(UserWarning, match="1 jobs are being trained by another cvkit process"):
+        again = cvkit.evaluate([], data=tiny, out=run, **design)
+    other.join()
+    assert (again.counts.trained, again.counts.resumed, again.counts.failed) == (2, 1, 0)
+    with Store(run) as store:
+        assert store.done_keys() == set(keys)
