@@ -19,6 +19,8 @@ import time
 import uuid
 from pathlib import Path
 
+from ..errors import StoreError
+
 # Seconds a claim lasts without renewal: an owner that stopped renewing (hung, or on another
 # machine and gone) loses its jobs after that. Renewed every quarter of it.
 LEASE_S = 60.0
@@ -55,6 +57,15 @@ class JobClaims:
     # -- claiming -----------------------------------------------------------------------------
     def claim(self, job) -> bool:
         """Claim ``job`` for this process; False when another live process holds it."""
+        try:
+            return self._claim(job)
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"{self.path}: cannot claim a job before training it ({exc}); free disk space or fix "
+                "the folder's permissions, then rerun the same command: every job saved before is kept"
+            ) from None
+
+    def _claim(self, job) -> bool:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             row = self.db.execute(

@@ -178,8 +178,10 @@ class ProcessExecutor:
 
     ``work`` is handed to each worker once, not per job; epochs finished in the workers reach
     ``on_epoch`` through a queue. A worker that dies (killed, out of memory) loses only the jobs
-    in flight: they run again in a fresh pool, up to ``retries`` times. Ctrl-C stops scheduling,
-    stops the jobs in flight and returns what has finished."""
+    in flight: they run again in a fresh pool, up to ``retries`` times. A worker that exits by
+    itself (a plugin calling ``os._exit``) fails its job at once, and one whose plugin left threads
+    running fails its job and is ended when the pool closes. Ctrl-C stops scheduling, stops the
+    jobs in flight and returns what has finished; workers die with the process that started them."""
 
     def __init__(self, workers: int, threads: int = 1, *, device: str = "cpu", retries: int = 2):
         self.workers, self.threads, self.retries = workers, threads, retries
