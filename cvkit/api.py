@@ -8,7 +8,7 @@ import json
 import math
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from .results import Results
 from .runner import (
     EXECUTORS,
     Concurrency,
+    JobClaims,
     JobProgress,
     JobRunner,
     Store,
@@ -91,11 +92,14 @@ def evaluate(
     under the same reports folder are reused. ``jobs`` trainings run side by side (``"auto"``: as
     many as the cores or the GPU and the memory allow); on a CPU each uses ``threads_per_job``
     threads (default 1), which, unlike ``jobs``, can change the predictions' last bits.
-    ``executor`` is ``local``, ``process`` or ``ray`` (at ``address``, with ``cpus_per_job`` and
-    ``gpus_per_job`` per task); every executor gives the same predictions. A job whose worker dies
-    runs again up to ``retries`` times. Duplicate images (exact, or equal average hashes confirmed
-    on the pixels) are reported before training; ``dedupe`` keeps one of each. Returns the run's
-    :class:`~cvkit.results.Results`.
+    ``executor`` is ``local`` (worker processes on this machine, one even for ``jobs=1``, so that a
+    plugin ending its process fails only its job), ``process`` (the same), ``inprocess`` (one job
+    after another in this process: for a debugger) or ``ray`` (at ``address``, with
+    ``cpus_per_job`` and ``gpus_per_job`` per task); every executor gives the same predictions. A
+    job whose worker is killed runs again up to ``retries`` times. Drivers started on the same
+    ``out`` share its jobs (each claims a job before training it). Duplicate images (exact, or
+    equal average hashes confirmed on the pixels) are reported before training; ``dedupe`` keeps
+    one of each. Returns the run's :class:`~cvkit.results.Results`.
     """
     variants = [variants] if isinstance(variants, (str, os.PathLike)) else list(variants)
     _check_options(
@@ -166,6 +170,10 @@ def evaluate(
         if previous is None:
             _describe_run(store, setup, command, None if cv is not None else _stored_recipe(recipe, setup))
         job_list, work = _jobs(setup, run_dir)
+        # Claims let drivers started on one folder share its jobs; a paused job's state is kept in
+        # the run folder, where the next run sweeps it if this process is killed.
+        claims = JobClaims(run_dir)
+        work = replace(work, paused_dir=str(claims.paused_dir))
         concurrency = _concurrency(jobs, threads_per_job, setup.config, setup.dataset, setup.device)
         display = JobProgress(epochs=epochs) if progress is True else progress or None
         with display or contextlib.nullcontext():
@@ -182,7 +190,7 @@ def evaluate(
                 concurrency = Concurrency(
                     0, concurrency.threads, f"Ray tasks of {runner.cpus_per_job:g} CPU, {gpus_per_job:g} GPU"
                 )
-            counts = run_jobs(job_list, store, work, executor=runner, progress=display)
+            counts = run_jobs(job_list, store, work, executor=runner, progress=display, claims=claims)
     results = Results(run_dir)
     results.counts = counts
     results.concurrency = concurrency

@@ -10,7 +10,9 @@ import json
 import math
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 import warnings
 
@@ -126,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--executor",
         default="local",
         choices=EXECUTORS,
-        help="local: this machine (default); process: always worker processes; ray: a Ray cluster",
+        help="local: worker processes on this machine (default); process: the same; inprocess: one job "
+        "after another in this process (for a debugger); ray: a Ray cluster",
     )
     ev.add_argument(
         "--address", default=None, help="--executor ray: the cluster's HOST:PORT (default: start a local one)"
@@ -258,8 +261,9 @@ def main(argv=None) -> int:
     warnings.showwarning = lambda message, *a, **k: errors.print(
         escape.printable(f"cvkit: warning: {message}"), markup=False, highlight=False, soft_wrap=True
     )
+    terminated = []
     try:
-        with _offline(getattr(args, "offline", False)):
+        with _offline(getattr(args, "offline", False)), _sigterm_as_interrupt(terminated):
             return COMMANDS[args.command](args, console, errors)
     except CvkitError as exc:
         if args.debug:
@@ -267,8 +271,30 @@ def main(argv=None) -> int:
         errors.print(escape.printable(f"cvkit: error: {exc}"), markup=False, highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
-        errors.print("cvkit: interrupted; finished jobs are saved, rerun the same command to resume")
-        return 130
+        how = "terminated (SIGTERM)" if terminated else "interrupted"
+        errors.print(f"cvkit: {how}; finished jobs are saved, rerun the same command to resume")
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt(terminated: list):
+    """SIGTERM (``kill PID``, a batch system's time limit) stops the command as Ctrl-C does:
+    finished jobs kept, workers ended, one line, exit 143. ``terminated`` records that it came."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread takes signals
+        yield
+        return
+
+    def interrupt(signum, frame):
+        if terminated:  # already stopping: a second SIGTERM must not cut the clean-up short
+            return
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
@@ -546,6 +572,16 @@ def run() -> None:
     code = main()
     # The interpreter's last full collection walks torch's million objects for about a second.
     gc.freeze()
+    stray = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if any(t.is_alive() for t in stray):
+        # A plugin loaded here left a thread running: the interpreter would wait for it forever.
+        names = ", ".join(t.name for t in stray if t.is_alive())
+        print(
+            f"cvkit: warning: a plugin left threads running ({names}); exiting without them", file=sys.stderr
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)
 
 

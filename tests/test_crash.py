@@ -62,10 +62,31 @@ def _command(plugins, out, summary):
     ]
 
 
-def _start(command, cwd):
+def _start(command, cwd, env=None):
     return subprocess.Popen(
-        command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=env
     )  # its own process group: the kill reaches the workers
+
+
+def _group(pgid: int) -> list[int]:
+    """Processes still running (zombies aside) in process group ``pgid``."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+def _orphans(pgid: int, timeout: float = 10.0) -> list[int]:
+    """The run's processes left once its driver is gone (workers must die with their driver)."""
+    deadline = time.monotonic() + timeout
+    while _group(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _group(pgid)
 
 
 def _contents(run_dir):
@@ -112,7 +133,10 @@ def _wait_for(process, condition, poll=0.01):
 def test_ten_random_kills_resume_to_the_uninterrupted_store_and_numbers(tmp_path):
     """Two kills at random moments of the start-up (store creation, run description), eight at
     random moments of the training phase: after 1 or 2 more jobs are saved, plus a random delay
-    of up to a job's length (mid-training, mid-commit, between jobs)."""
+    of up to a job's length (mid-training, mid-commit, between jobs). Each kill is, at random,
+    SIGKILL to the whole process group, SIGKILL to the driver alone (its workers must end
+    themselves) or SIGTERM to the driver alone (`kill PID`: it ends its workers, exit 143). No
+    process of the run may outlive its driver, and no paused-state file may be left anywhere."""
     plugin = [tmp_path / "narrow_cnn.py", tmp_path / "wide_cnn.py"]
     for path, width in zip(plugin, (8, 16)):
         path.write_text(TINY_CNN.format(width=width))
@@ -127,25 +151,42 @@ def test_ten_random_kills_resume_to_the_uninterrupted_store_and_numbers(tmp_path
 
     seed = random.randrange(2**32)
     rng = random.Random(seed)
-    progress = []
+    progress, ways = [], []
+    temp = tmp_path / "temp"  # the runs' temporary folder: paused state must never land here
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}
     for kill in range(10):
-        process = _start(_command(plugin, killed, tmp_path / "killed.json"), tmp_path)
+        process = _start(_command(plugin, killed, tmp_path / "killed.json"), tmp_path, env)
         if kill < 2:
             time.sleep(rng.uniform(0, start_up))
         else:
             target = _done(killed) + rng.randint(1, 2)
             _wait_for(process, lambda target=target: _done(killed) >= target)
             time.sleep(rng.uniform(0, per_job))
+        way = rng.choice(["SIGKILL group", "SIGKILL driver", "SIGTERM driver"])
+        ways.append(way)
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+            if way == "SIGKILL group":
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.send_signal(signal.SIGKILL if way == "SIGKILL driver" else signal.SIGTERM)
+        code = process.wait(timeout=120)
+        left = _orphans(process.pid)
+        for pid in left:  # leave nothing running, whatever the test finds
+            os.kill(pid, signal.SIGKILL)
+        assert not left, f"seed {seed}: {way} left processes of the run: {left}"
+        if way == "SIGTERM driver" and code == 143:
+            assert "cvkit: terminated (SIGTERM); finished jobs are saved" in process.stderr.read().decode()
         progress.append(_check_consistent(killed))
-    process = _start(_command(plugin, killed, tmp_path / "killed.json"), tmp_path)
+    assert not list(temp.rglob("cvkit-paused-*")), f"seed {seed}: paused state in the temporary folder"
+    process = _start(_command(plugin, killed, tmp_path / "killed.json"), tmp_path, env)
     assert process.wait() == 0, f"seed {seed}: " + process.stderr.read().decode()
+    assert not list(killed.rglob("cvkit-paused-*")), f"seed {seed}: paused state left in the run folder"
+    assert not list(temp.rglob("cvkit-paused-*")), f"seed {seed}: paused state in the temporary folder"
     total = _done(reference)
     print(
         f"kill seed {seed}: start-up {start_up:.1f} s, {per_job:.2f} s per job; jobs saved after each kill "
-        f"{progress} of {total}"
+        f"{progress} of {total}; kills {ways}"
     )
     assert sum(0 < saved < total for saved in progress) >= 4, (
         f"too few kills in the training phase: {progress}"

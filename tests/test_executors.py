@@ -109,7 +109,9 @@ def test_a_job_trained_in_two_parts_by_two_workers_is_stored_as_trained_in_one(t
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "temp"))  # where paused jobs are kept
     split = cvkit.evaluate([], data=tiny, out=tmp_path / "b" / "run", jobs=2, progress=starts, **design)
     assert len(starts.started) == 4 and len(set(starts.started)) == 3  # one of the 3 jobs ran in two parts
-    assert not any((tmp_path / "temp").iterdir())  # its paused state was removed once it was done
+    # Its paused state was kept in the run folder, never the temporary one, and removed once done.
+    assert not list((tmp_path / "temp").glob("cvkit-paused-*"))
+    assert not list((tmp_path / "b" / "run").rglob("cvkit-paused-*"))
     assert split.counts.trained == 3
     predictions, history = _stored(tmp_path / "a" / "run")
     assert len(predictions) == 60 * (4 + 3) and len(history) == 9  # 4 rules and 3 epochs per test sample
@@ -144,7 +146,9 @@ def _job_rows(run_dir):
 
 
 def test_process_executor_gives_the_same_predictions_as_in_process(tiny, tmp_path):
-    local = cvkit.evaluate("plugins/fc_attention.py", data=tiny, out=tmp_path / "a" / "run", jobs=1, **FAST)
+    local = cvkit.evaluate(
+        "plugins/fc_attention.py", data=tiny, out=tmp_path / "a" / "run", executor="inprocess", **FAST
+    )
     process = cvkit.evaluate(
         "plugins/fc_attention.py", data=tiny, out=tmp_path / "b" / "run", executor="process", jobs=2, **FAST
     )

@@ -95,8 +95,8 @@ def test_interrupted_run_keeps_finished_jobs(tiny, tmp_path, monkeypatch):
         return real(job, *args, **parts)
 
     monkeypatch.setattr(jobs_module, "run_job", flaky)
-    with pytest.raises(KeyboardInterrupt):  # in process (jobs=1), where the patch applies
-        cvkit.evaluate([], data=tiny, out=tmp_path / "run", jobs=1, **FAST)
+    with pytest.raises(KeyboardInterrupt):  # in this process, where the patch applies
+        cvkit.evaluate([], data=tiny, out=tmp_path / "run", executor="inprocess", **FAST)
     with Store(tmp_path / "run") as store:
         assert len(store.done_keys()) == 3
     monkeypatch.setattr(jobs_module, "run_job", real)

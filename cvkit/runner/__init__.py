@@ -1,5 +1,6 @@
 """Runner stage: jobs, the executor that trains them, and the store that keeps every result."""
 
+from ._claims import JobClaims
 from ._executor import (
     EXECUTORS,
     Concurrency,
@@ -21,6 +22,7 @@ __all__ = [
     "Concurrency",
     "Job",
     "JobCheck",
+    "JobClaims",
     "JobProgress",
     "JobResult",
     "JobRunner",

@@ -1,7 +1,9 @@
 """Executors run jobs and hand back their outcomes; only the runner writes the store.
 
-Every executor has ``map(work, jobs, *, on_start=None, on_epoch=None)``, which yields
+Every executor has ``map(work, jobs, *, on_start=None, on_epoch=None, claim=None)``, which yields
 ``(job, result, error)`` per job as jobs finish (exactly one of result and error is None).
+``claim(job)``, when given, is asked just before a job starts: a job it refuses (another process
+is training it) is yielded with a ``ClaimedElsewhere`` error and not trained.
 ``work`` is a picklable callable ``work(job, on_epoch)``; the process executor may also train a
 pausable job in two parts, ``work(job, on_epoch, stop_after=k)`` then
 ``work(job, on_epoch, resume=paused)`` (see ``plan_parts``).
@@ -24,9 +26,12 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+
+from ..errors import PluginError
 
 # Resident memory of one CPU worker beyond its data and model: the torch runtime and allocator
 # slack (a ResNet-18 job at 28 pixels measured 450-650 MiB in all).
@@ -103,7 +108,15 @@ def choose_concurrency(
     )
 
 
-EXECUTORS = ("local", "process", "ray")
+EXECUTORS = ("local", "process", "inprocess", "ray")
+
+# Seconds a worker may take to exit once its pool is closed; one still running after that is stuck
+# (a thread its plugin left running keeps the interpreter from exiting) and is ended.
+WORKER_EXIT_GRACE_S = 5.0
+
+
+class ClaimedElsewhere(Exception):
+    """The job was not started: another process on the same run folder holds its claim."""
 
 
 def make_executor(
@@ -116,8 +129,10 @@ def make_executor(
     gpus_per_job: float = 0.0,
     retries: int = 2,
 ):
-    """``local``: this machine, one job in this process or several in worker processes;
-    ``process``: always worker processes (a crashing job cannot take the run down);
+    """``local`` and ``process``: worker processes on this machine, one per job trained at once (a
+    plugin that ends its process, crashes or is killed costs only its job, never the run);
+    ``inprocess``: one job after another in this process (for a debugger, or code patched in this
+    process; a plugin calling ``os._exit`` ends the run here);
     ``ray``: Ray tasks on the cluster at ``address`` (a local one when None)."""
     if kind == "ray":
         from ._ray import RayExecutor
@@ -129,7 +144,7 @@ def make_executor(
             threads=concurrency.threads,
             retries=retries,
         )
-    if kind == "local" and concurrency.workers <= 1:
+    if kind == "inprocess":
         return LocalExecutor(concurrency.threads)
     return ProcessExecutor(concurrency.workers, concurrency.threads, device=device, retries=retries)
 
@@ -140,15 +155,22 @@ class LocalExecutor:
     def __init__(self, threads: int = 1):
         self.threads = threads
 
-    def map(self, work, jobs, *, on_start=None, on_epoch=None):
+    def map(self, work, jobs, *, on_start=None, on_epoch=None, claim=None):
         _prepare_process(self.threads)
         for job in jobs:
+            if claim and not claim(job):
+                yield job, None, ClaimedElsewhere()
+                continue
             if on_start:
                 on_start(job)
+            threads = set(threading.enumerate())
             try:
-                yield job, work(job, on_epoch), None
+                result = work(job, on_epoch)
             except Exception as exc:  # handed to the runner, which records and decides
                 yield job, None, exc
+                continue
+            stray = _stray_threads(threads, job)
+            yield (job, None, stray) if stray else (job, result, None)
 
 
 class ProcessExecutor:
@@ -156,8 +178,10 @@ class ProcessExecutor:
 
     ``work`` is handed to each worker once, not per job; epochs finished in the workers reach
     ``on_epoch`` through a queue. A worker that dies (killed, out of memory) loses only the jobs
-    in flight: they run again in a fresh pool, up to ``retries`` times. Ctrl-C stops scheduling,
-    stops the jobs in flight and returns what has finished."""
+    in flight: they run again in a fresh pool, up to ``retries`` times. A worker that exits by
+    itself (a plugin calling ``os._exit``) fails its job at once, and one whose plugin left threads
+    running fails its job and is ended when the pool closes. Ctrl-C stops scheduling, stops the
+    jobs in flight and returns what has finished; workers die with the process that started them."""
 
     def __init__(self, workers: int, threads: int = 1, *, device: str = "cpu", retries: int = 2):
         self.workers, self.threads, self.retries = workers, threads, retries
@@ -167,7 +191,7 @@ class ProcessExecutor:
         # imported starts clean workers in a fraction of a second.
         self.start_method = "fork" if device == "cpu" else "forkserver"
 
-    def map(self, work, jobs, *, on_start=None, on_epoch=None):
+    def map(self, work, jobs, *, on_start=None, on_epoch=None, claim=None):
         jobs = list(jobs)
         if not jobs:
             return
@@ -175,11 +199,18 @@ class ProcessExecutor:
         if self.start_method == "forkserver":
             context.set_forkserver_preload(["torch", "cvkit.runner", "cvkit.trainers"])
         epochs = context.SimpleQueue() if on_epoch else None
+        # (worker pid, job key) as each task starts: a worker that ends on its own names its job.
+        starts = context.SimpleQueue()
         size = min(self.workers, len(jobs))
+        # A forked worker's parent is this process; a fork server's is the server.
+        driver = os.getpid() if self.start_method == "fork" else None
 
         def new_pool():
             return ProcessPoolExecutor(
-                size, mp_context=context, initializer=_init_worker, initargs=(work, self.threads, epochs)
+                size,
+                mp_context=context,
+                initializer=_init_worker,
+                initargs=(work, self.threads, epochs, starts, driver),
             )
 
         pool = new_pool()
@@ -191,32 +222,57 @@ class ProcessExecutor:
         running: dict = {}  # future -> (task, the pool it runs in)
         losses: collections.Counter = collections.Counter()  # how often a job's worker process died under it
         by_key = {job.key: job for job in jobs}
+        worker_of: dict[str, int] = {}  # job key -> pid of the worker that started it last
+        exits: dict = {}  # broken pool -> {pid: exit code} of its workers
         try:
             while waiting or running:
                 while waiting and len(running) < size:
                     task = waiting.popleft()
+                    if task[2] is None and claim and not claim(task[0]):
+                        yield task[0], None, ClaimedElsewhere()
+                        continue
                     running[pool.submit(_run_in_worker, task)] = (task, pool)
                     if on_start:
                         on_start(task[0])
                 finished, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
                 _drain(epochs, on_epoch, by_key)
+                while not starts.empty():
+                    pid, key = starts.get()
+                    worker_of[key] = pid
                 for future in finished:
                     task, its_pool = running.pop(future)
                     job = task[0]
                     error = future.exception()
                     if isinstance(error, BrokenProcessPool):
-                        # A worker died (killed, out of memory): the tasks in flight are lost, not failed.
+                        if its_pool not in exits:
+                            exits[its_pool] = _exit_codes(its_pool)
                         if its_pool is pool:
                             pool.shutdown(wait=True, cancel_futures=True)
                             pool = new_pool()
-                        losses[job.key] += 1
-                        if losses[job.key] <= self.retries:
+                        codes = exits[its_pool]
+                        code = codes.get(worker_of.get(job.key))
+                        if code is not None and code >= 0:
+                            # The worker exited by itself (os._exit, exit in a thread): the plugin
+                            # ended it, and would again.
+                            error = PluginError(
+                                f"{job.plugin.origin}: {job.model} ended its worker process (exit "
+                                f"code {code}) on repeat {job.repeat}, fold {job.fold}; a plugin must "
+                                "raise an exception, never call os._exit or exit the process"
+                            )
+                        elif code == -signal.SIGTERM and any(c != -signal.SIGTERM for c in codes.values()):
+                            # Ended by the pool because another worker died: lost through no fault of its own.
                             waiting.appendleft(task)
                             continue
-                        error = RuntimeError(
-                            f"the worker process training it died {losses[job.key]} times "
-                            "(killed, or out of memory?)"
-                        )
+                        else:
+                            # Killed (by a signal, out of memory): the tasks in flight are lost, not failed.
+                            losses[job.key] += 1
+                            if losses[job.key] <= self.retries:
+                                waiting.appendleft(task)
+                                continue
+                            error = RuntimeError(
+                                f"the worker process training it died {losses[job.key]} times "
+                                "(killed, or out of memory?)"
+                            )
                     if error is None and task[1] is not None:
                         waiting.append((job, None, future.result()))
                         continue
@@ -230,10 +286,30 @@ class ProcessExecutor:
             if running:  # interrupted: end the jobs in flight now rather than after their last epoch
                 for process in list(getattr(pool, "_processes", {}).values()):
                     process.terminate()
-            pool.shutdown(wait=True, cancel_futures=True)
+            _close(pool)
             for _, _, paused in [*waiting, *(task for task, _ in running.values())]:
                 if paused is not None:  # interrupted between a job's two parts: it trains again next time
                     paused.discard()
+
+
+def _exit_codes(pool) -> dict[int, int | None]:
+    """The exit codes of a broken pool's workers by pid (negative: killed by that signal)."""
+    processes = dict(getattr(pool, "_processes", None) or {})
+    for process in processes.values():
+        process.join(timeout=5)  # the pool is ending the survivors
+    return {pid: process.exitcode for pid, process in processes.items()}
+
+
+def _close(pool) -> None:
+    """Shut ``pool`` down without hanging on a worker that cannot exit (a non-daemon thread left
+    by a plugin keeps its interpreter waiting forever): such a worker is ended."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(timeout=WORKER_EXIT_GRACE_S)
+        if process.exitcode is None:
+            process.kill()
+    pool.shutdown(wait=True)
 
 
 def plan_parts(jobs, workers: int) -> dict[str, int]:
@@ -306,25 +382,72 @@ def _drain(epochs, on_epoch, by_key):
 _WORKER: dict = {}
 
 
-def _init_worker(work, threads, epochs):
+def _init_worker(work, threads, epochs, starts, driver):
     # The parent handles Ctrl-C and ends the workers; a worker must not die mid-write on its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with(driver)
     # A forked child inherits the parent's stdout/stderr objects with whatever locks another
     # thread (the progress display) held at the fork: give it fresh ones on the same files.
     sys.stdout = open(os.dup(1), "w", buffering=1, closefd=True)
     sys.stderr = open(os.dup(2), "w", buffering=1, closefd=True)
     _prepare_process(threads)
-    _WORKER.update(work=work, epochs=epochs)
+    _WORKER.update(work=work, epochs=epochs, starts=starts)
+
+
+def _die_with(driver: int | None) -> None:
+    """End this worker when the driver process ends, however it ends (SIGKILL included): a
+    worker orphaned with a model in memory would otherwise wait for work forever. Linux tells the
+    child directly (PR_SET_PDEATHSIG; a fork-server worker hears of its fork server, which exits
+    with the driver); elsewhere a thread watches the parent."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # PR_SET_PDEATHSIG
+            if driver is not None and os.getppid() != driver:
+                os._exit(1)  # the driver died before the request was made
+            return
+    except (OSError, AttributeError):
+        pass
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            threading.Event().wait(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="cvkit-parent-watch", daemon=True).start()
 
 
 def _run_in_worker(task):
     job, stop_after, paused = task
     epochs = _WORKER["epochs"]
+    _WORKER["starts"].put((os.getpid(), job.key))
     # Only the key travels back: unpickling a job in the parent would load its plugin again.
     report = None if epochs is None else (lambda job, record: epochs.put((job.key, record)))
+    threads = set(threading.enumerate())
     if stop_after is None and paused is None:
-        return _WORKER["work"](job, report)
-    return _WORKER["work"](job, report, stop_after=stop_after, resume=paused)
+        result = _WORKER["work"](job, report)
+    else:
+        result = _WORKER["work"](job, report, stop_after=stop_after, resume=paused)
+    stray = _stray_threads(threads, job)
+    if stray:
+        if stop_after is not None:
+            result.discard()
+        raise stray
+    return result
+
+
+def _stray_threads(before: set, job) -> PluginError | None:
+    """A ``PluginError`` naming the plugin when training ``job`` left non-daemon threads running:
+    they would keep the process from ever exiting."""
+    stray = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
+    if not stray:
+        return None
+    names = ", ".join(t.name for t in stray)
+    return PluginError(
+        f"{job.plugin.origin}: {job.model} left {len(stray)} thread{'s' * (len(stray) > 1)} running "
+        f"after training on repeat {job.repeat}, fold {job.fold} ({names}); join the threads it "
+        "starts before fit returns, or start them with daemon=True"
+    )
 
 
 def _prepare_process(threads: int) -> None:

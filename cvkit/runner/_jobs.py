@@ -125,6 +125,7 @@ class JobRunner:
     plan: object
     context: TrainContext
     holdout: object = None
+    paused_dir: str | None = None  # where paused jobs keep their state (the run folder's, see _claims)
 
     def __call__(
         self, job: Job, on_epoch=None, *, stop_after: int | None = None, resume: PausedJob | None = None
@@ -135,7 +136,14 @@ class JobRunner:
         # Jobs share processes: each starts from the same torch settings, threads and seeds.
         with job_process_state(job.plugin.origin, job.threads, job.seed):
             return run_job(
-                job, self.dataset, self.plan, context, self.holdout, stop_after=stop_after, resume=resume
+                job,
+                self.dataset,
+                self.plan,
+                context,
+                self.holdout,
+                stop_after=stop_after,
+                resume=resume,
+                paused_dir=self.paused_dir,
             )
 
 
@@ -148,12 +156,14 @@ def run_job(
     *,
     stop_after: int | None = None,
     resume: PausedJob | None = None,
+    paused_dir: str | None = None,
 ) -> JobResult | PausedJob:
     """Train and predict one job (its test fold and, when given, the ``holdout`` set, whose
     samples are numbered after the data set's). Anything the plugin does wrong becomes a
     ``PluginError`` that names the plugin file and line. A pausable job may train in two parts:
-    ``stop_after`` epochs give a ``PausedJob``, which ``resume`` (in any process) finishes with the
-    result the job gives in one go."""
+    ``stop_after`` epochs give a ``PausedJob`` (its state saved in ``paused_dir``, by default the
+    temporary folder), which ``resume`` (in any process) finishes with the result the job gives in
+    one go."""
     split = plan.splits[job.repeat * plan.n_splits + job.fold]
     assert (split.repeat, split.fold) == (job.repeat, job.fold)
     train, val, test = (dataset.subset(idx) for idx in (split.train, split.val, split.test))
@@ -179,7 +189,9 @@ def run_job(
         trainer = job.plugin.make_trainer(context)
         trainer.fit(train, val, context, **parts)
         if stop_after is not None:
-            return PausedJob(job, _save_state(trainer.paused_), epoch_probs, time.perf_counter() - started)
+            return PausedJob(
+                job, _save_state(trainer.paused_, paused_dir), epoch_probs, time.perf_counter() - started
+            )
         if hasattr(trainer, "predict_proba_by_rule"):
             probs_by_rule = trainer.predict_proba_by_rule(test)
             selected = trainer.selected_rule_
@@ -189,6 +201,11 @@ def run_job(
         holdout_probs = None if holdout is None else trainer.predict_proba(holdout)
     except PluginError:
         raise
+    except SystemExit as exc:  # not an Exception: it would end the run, silently, with its code
+        raise PluginError(
+            f"{plugin_frame(exc, job.plugin)}: {job.model} called sys.exit({exc.code!r}) on repeat "
+            f"{job.repeat}, fold {job.fold}; a plugin must raise an exception, never exit the process"
+        ) from None
     except Exception as exc:
         where = plugin_frame(exc, job.plugin)
         hint = (
@@ -221,9 +238,11 @@ def run_job(
     )
 
 
-def _save_state(state: dict) -> str:
-    """Write a paused trainer's state to a new temporary file; return its path."""
-    handle, path = tempfile.mkstemp(prefix="cvkit-paused-", suffix=".pt")
+def _save_state(state: dict, folder: str | None) -> str:
+    """Write a paused trainer's state to a new file in ``folder``; return its path."""
+    if folder is not None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    handle, path = tempfile.mkstemp(prefix="cvkit-paused-", suffix=".pt", dir=folder)
     try:
         with os.fdopen(handle, "wb") as file:
             torch.save(state, file)

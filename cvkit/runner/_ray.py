@@ -8,7 +8,7 @@ whose plugin raises is not retried (it would raise again) and comes back as that
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ._executor import _prepare_process
+from ._executor import ClaimedElsewhere, _prepare_process
 
 INSTALL = 'pip install -e ".[ray]"'
 
@@ -36,7 +36,7 @@ class RayExecutor:
         self.address, self.cpus_per_job, self.gpus_per_job = address, cpus_per_job, gpus_per_job
         self.threads, self.retries = threads, retries
 
-    def map(self, work, jobs, *, on_start=None, on_epoch=None):
+    def map(self, work, jobs, *, on_start=None, on_epoch=None, claim=None):
         jobs = list(jobs)
         if not jobs:
             return
@@ -64,6 +64,9 @@ class RayExecutor:
         )
         pending = {}
         for job in jobs:
+            if claim and not claim(job):
+                yield job, None, ClaimedElsewhere()
+                continue
             pending[task.remote(shared, job, self.threads)] = job
             if on_start:
                 on_start(job)

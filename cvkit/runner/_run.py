@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+import warnings
 from dataclasses import dataclass
 
 from ..errors import JobsFailed
-from ._executor import LocalExecutor
+from ._executor import ClaimedElsewhere, LocalExecutor
 from ._jobs import describe_failure
 from ._store import sibling_stores
 
@@ -18,7 +21,9 @@ class RunCounts:
     failed: int = 0
 
 
-def run_jobs(jobs, store, work, *, executor=None, progress=None) -> RunCounts:
+def run_jobs(
+    jobs, store, work, *, executor=None, progress=None, claims=None, poll_s: float = 1.0
+) -> RunCounts:
     """Make every job of ``jobs`` done in ``store``.
 
     A job already done in this store is skipped (resume); one whose content key is done in
@@ -27,6 +32,11 @@ def run_jobs(jobs, store, work, *, executor=None, progress=None) -> RunCounts:
     as soon as it arrives, so an interrupted run loses at most the jobs in flight. A job that
     fails is recorded in the store with its error while the others go on; ``JobsFailed`` then
     names the failures, and a rerun trains only them.
+
+    With ``claims`` (a ``JobClaims`` on the same run folder), each job is claimed just before it
+    trains: a job another live driver holds is left to it, and this one waits for it (checking
+    every ``poll_s`` seconds) and trains it only if that driver ends without finishing it, so that
+    drivers started together on one folder train every job once.
     """
     counts = RunCounts()
     done = store.done_keys()
@@ -52,6 +62,19 @@ def run_jobs(jobs, store, work, *, executor=None, progress=None) -> RunCounts:
     executor = executor or LocalExecutor()
     if progress:
         progress.start(len(jobs), len(jobs) - len(pending))
+    failures = []
+    with claims or contextlib.nullcontext():
+        while pending:
+            elsewhere = _train(pending, store, work, executor, progress, claims, counts, failures)
+            pending = _wait_for_others(elsewhere, store, claims, progress, counts, failures, poll_s)
+    counts.failed = len(failures)
+    if failures:
+        raise JobsFailed(failures, len(jobs))
+    return counts
+
+
+def _train(jobs, store, work, executor, progress, claims, counts, failures) -> list:
+    """Train ``jobs`` and save each outcome; return the jobs another driver holds."""
 
     def on_start(job):
         store.check_present()  # a run folder deleted mid-run is noticed at the next job, not at the end
@@ -59,22 +82,76 @@ def run_jobs(jobs, store, work, *, executor=None, progress=None) -> RunCounts:
             progress.job_started(job)
 
     outcomes = executor.map(
-        work, pending, on_start=on_start, on_epoch=progress.epoch_done if progress else None
+        work,
+        jobs,
+        on_start=on_start,
+        on_epoch=progress.epoch_done if progress else None,
+        **({"claim": claims.claim} if claims else {}),
     )
-    failures = []
+    elsewhere = []
     try:
         for job, result, error in outcomes:
+            if isinstance(error, ClaimedElsewhere):
+                elsewhere.append(job)
+                continue
             if error is None:
                 store.write_result(result)
                 counts.trained += 1
             else:
                 store.write_failure(job, describe_failure(error))
                 failures.append((job, error))
+            if claims:
+                claims.release(job)
             if progress:
                 progress.job_done(job)
     finally:
         outcomes.close()  # on Ctrl-C: the executor stops its workers now
-    counts.failed = len(failures)
-    if failures:
-        raise JobsFailed(failures, len(jobs))
-    return counts
+    return elsewhere
+
+
+def _wait_for_others(jobs, store, claims, progress, counts, failures, poll_s) -> list:
+    """Wait until no other live driver holds any of ``jobs``; keep what it saved of them and
+    return the rest (its driver ended without them), which this one trains."""
+    if not jobs:
+        return []
+    warnings.warn(
+        f"{len(jobs)} jobs are being trained by another cvkit process on {store.run_dir}; "
+        "waiting for them to finish",
+        stacklevel=3,
+    )
+    before = {job.key: _state(store, job) for job in jobs}
+    waiting, left = list(jobs), []
+    while waiting:
+        time.sleep(poll_s)
+        still = []
+        for job in waiting:
+            if claims.held_elsewhere(job):
+                still.append(job)
+                continue
+            status, error, _ = after = _state(store, job)
+            if status == "done":
+                store.link_done(job)
+                counts.resumed += 1
+            elif status == "failed" and after != before[job.key]:
+                last = error.strip().splitlines()[-1] if error else "failed"
+                failures.append(
+                    (job, RuntimeError(f"failed in another cvkit process on this run folder: {last}"))
+                )
+            else:
+                left.append(job)  # its driver ended without saving it
+                continue
+            if progress:
+                progress.job_done(job)
+        waiting = still
+    return left
+
+
+def _state(store, job) -> tuple:
+    """(status, error, finished at) of ``job`` as the store holds it now: another driver may have
+    written it."""
+    row = store.db.execute(
+        "SELECT status, error, finished_at FROM jobs WHERE model = ? AND repeat = ? AND fold = ? "
+        "AND seed_index = ?",
+        (job.model, job.repeat, job.fold, job.seed_index),
+    ).fetchone()
+    return tuple(row) if row else (None, None, None)
