@@ -166,7 +166,7 @@ def load_manifest(
     """A CSV with an image path (relative to the CSV), a label, and optional group, id, ``split``
     (official part, e.g. test) and numeric extra-feature columns (every other column)."""
     path = Path(path)
-    columns, rows = read_csv(path)
+    columns, rows, lines = read_csv(path)
     if not rows:
         raise DataError(f"{path}: the manifest has no rows")
     image_column = image_column or next((c for c in IMAGE_COLUMNS if c in columns), None)
@@ -185,17 +185,22 @@ def load_manifest(
             f"{label_column!r}"
         )
 
-    raw_labels = [(row[label_column] or "").strip() for row in rows]
-    empty = next((line for line, value in enumerate(raw_labels, start=2) if not value), None)
-    if empty is not None:
-        raise DataError(
-            f"{path}, row {empty}: empty label; every row needs its class in column "
-            f"{label_column!r} (drop unlabelled rows)"
-        )
+    def column_values(column, what, advice):
+        """The column's cells, normalised as every name is (surrounding white space stripped);
+        an empty or missing cell is an error naming its line."""
+        values = [_name(row[column]) for row in rows]
+        empty = next((line for line, value in zip(lines, values) if not value), None)
+        if empty is not None:
+            raise DataError(f"{path}, row {empty}: empty {what}; every row needs {advice}")
+        return values
+
+    raw_labels = column_values(
+        label_column, "label", f"its class in column {label_column!r} (drop unlabelled rows)"
+    )
     if class_names is None:
         class_names = tuple(sorted(set(raw_labels), key=_natural_key))
     lookup = {name: i for i, name in enumerate(class_names)}
-    for line, value in enumerate(raw_labels, start=2):
+    for line, value in zip(lines, raw_labels):
         if value not in lookup:
             raise DataError(
                 f"{path}, row {line}: unknown label {value!r}; known classes: {', '.join(class_names)}"
@@ -203,10 +208,9 @@ def load_manifest(
     labels = np.array([lookup[v] for v in raw_labels], dtype=np.int64)
 
     base = path.parent
-    image_paths = [base / row[image_column].strip() for row in rows]
-    images = _read_images(
-        image_paths, image_size, where=lambda i: f"{path}, row {i + 2} ({rows[i][image_column]})"
-    )
+    files = column_values(image_column, "image path", f"an image file in column {image_column!r}")
+    image_paths = [base / name for name in files]
+    images = _read_images(image_paths, image_size, where=lambda i: f"{path}, row {lines[i]} ({files[i]})")
 
     split_column = "split" if "split" in columns else None
     used = {image_column, label_column, group_column, id_column, split_column}
@@ -214,7 +218,7 @@ def load_manifest(
     extra = None
     if extra_names:
         extra = np.array(
-            [[_number(row[c], path, i + 2, c) for c in extra_names] for i, row in enumerate(rows)]
+            [[_number(row[c], path, line, c) for c in extra_names] for line, row in zip(lines, rows)]
         )
     ids = (
         np.array([row[id_column] for row in rows])
@@ -224,8 +228,13 @@ def load_manifest(
     if len(set(ids.tolist())) != len(ids):
         dup = next(v for v in ids.tolist() if ids.tolist().count(v) > 1)
         raise DataError(f"{path}: duplicate sample id {dup!r}; every row needs its own id")
-    groups = np.array([row[group_column] for row in rows]) if group_column else None
-    parts = np.array([row[split_column].strip() for row in rows]) if split_column else None
+    # Group ids are names like labels: "p3 " and "p3" are one patient, never on both sides of a split.
+    groups = (
+        np.array(column_values(group_column, "group id", f"its group (patient) in column {group_column!r}"))
+        if group_column
+        else None
+    )
+    parts = np.array([_name(row[split_column]) for row in rows]) if split_column else None
     return Dataset(
         images=images,
         labels=labels,
@@ -301,6 +310,11 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
         for c, plane in enumerate(image):
             out[i, c] = np.asarray(Image.fromarray(plane).resize((size, size), Image.BILINEAR))
     return out
+
+
+def _name(cell: str) -> str:
+    """A label, group id or file name as written in a cell: surrounding white space is not part of it."""
+    return cell.strip()
 
 
 def _natural_key(text: str):
