@@ -1,12 +1,14 @@
 """Issue 22, the data layer: inputs a hostile but realistic user gives that the first hardening
 round missed. Each test reproduces one way cvkit read data wrongly or crashed, and holds the fix."""
 
+import threading
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from cvkit.cli import main
-from cvkit.data import load_manifest
+from cvkit.data import load_image_folder, load_manifest
 from cvkit.splits import make_plan
 
 
@@ -103,3 +105,60 @@ def test_manifest_row_numbers_are_the_files_line_numbers(tmp_path, capsys, monke
     assert "manifest.csv, row 12: column 'age' holds 'old'" in _one_error(capsys)
     assert main(_evaluate(_manifest(tmp_path, lines(6, "img/6.png", "img/gone.png")))) == 2
     assert "manifest.csv, row 10 (img/gone.png): image file not found" in _one_error(capsys)
+
+
+# -- image folders: symlinks and cvkit's own output folders (items 6, 18) --------------------------
+
+
+def test_symlinked_folders_and_files_are_followed_and_a_loop_ends(tmp_path):
+    """Item 6: a symlinked sub-folder of a class was skipped silently; a loop must not hang."""
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    for i in range(3):
+        _grey(data / "benign" / f"{i}.png", i)
+        _grey(elsewhere / "benign_more" / f"{i}.png", 10 + i)
+        _grey(elsewhere / "malignant" / f"{i}.png", 20 + i)
+    _grey(elsewhere / "single.png", 30)
+    (data / "malignant").symlink_to(elsewhere / "malignant", target_is_directory=True)
+    (data / "benign" / "more").symlink_to(elsewhere / "benign_more", target_is_directory=True)
+    (data / "benign" / "linked.png").symlink_to(elsewhere / "single.png")
+    (data / "benign" / "loop").symlink_to(data / "benign", target_is_directory=True)  # benign/loop/loop/...
+    (data / "malignant_again").symlink_to(elsewhere / "malignant", target_is_directory=True)
+
+    result = {}
+    reader = threading.Thread(target=lambda: result.update(data=load_image_folder(data)), daemon=True)
+    reader.start()
+    reader.join(120)
+    assert not reader.is_alive(), "reading a folder with a symlink loop hangs"
+    loaded = result["data"]
+    ids = loaded.sample_ids.tolist()
+    benign = [i for i in ids if i.startswith("benign/")]
+    assert sorted(benign) == sorted(
+        ["benign/0.png", "benign/1.png", "benign/2.png", "benign/linked.png"]
+        + [f"benign/more/{i}.png" for i in range(3)]
+    )
+    assert loaded.class_names == ("benign", "malignant", "malignant_again")
+    assert loaded.class_counts == {"benign": 7, "malignant": 3, "malignant_again": 3}
+
+
+def test_data_dot_from_inside_the_image_folder_does_not_read_the_reports_as_a_class(
+    tmp_path, capsys, monkeypatch
+):
+    """Item 18: the second `--data .` run read reports/ (its run store and figures) as a class."""
+    for i in range(12):
+        _grey(tmp_path / "benign" / f"{i}.png", i)
+        _grey(tmp_path / "malignant" / f"{i}.png", 100 + i)
+    monkeypatch.chdir(tmp_path)
+    command = _evaluate(".", "--report", "md", "--jobs", "1", "--val-fraction", "0.2")
+    assert main(command) == 0
+    assert any((tmp_path / "reports").glob("*/cvkit.sqlite"))
+    assert any((tmp_path / "reports").rglob("*.png")), "the first run leaves figures (images) in reports/"
+    capsys.readouterr()
+    assert main(command) == 0
+    captured = capsys.readouterr()
+    assert "0 jobs trained, 2 resumed from this run" in captured.out, captured.out + captured.err
+    assert "reports: skipped, not a class" in captured.err
+    in_folder = _evaluate(".", "--report", "none", "--jobs", "1", "--val-fraction", "0.2", "--out", "run1")
+    assert main(in_folder) == 0 and main(in_folder) == 0  # a run folder inside the data, resumed
+    captured = capsys.readouterr()
+    assert "run1: skipped, not a class" in captured.err
+    assert "0 jobs trained, 2 resumed from this run" in captured.out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +24,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif"}
 IMAGE_COLUMNS = ("image", "path", "file", "filename")
 ID_COLUMNS = ("id", "sample_id")
 GREY_MODES = ("L", "I", "I;16", "1", "F")
+STORE_FILE = "cvkit.sqlite"  # a run folder's store (cvkit.runner names it so)
 
 
 def load_data(spec: str = "demo", *, positive: str | None = None, **options) -> Dataset:
@@ -123,9 +126,22 @@ def load_medmnist(
 
 
 def load_image_folder(root, *, image_size: int | None = None) -> Dataset:
-    """One sub-folder per class, named by the class; sample ids are the relative paths."""
+    """One sub-folder per class, named by the class; sample ids are the relative paths.
+
+    Symlinked folders and files are followed (a folder reached twice, as in a symlink loop, is read
+    once). Hidden folders and cvkit's own output folders (a run folder, or a reports folder of
+    runs, left there by ``--data .``) are not classes."""
     root = Path(root)
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
+    class_dirs = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if _is_cvkit_output(folder):
+            warnings.warn(
+                f"{folder}: skipped, not a class: it holds cvkit run results ({STORE_FILE}); "
+                "keep --out and --reports-dir outside the image folder",
+                stacklevel=2,
+            )
+        else:
+            class_dirs.append(folder)
     if not class_dirs:
         raise DataError(
             f"{root}: no class sub-folders; put the images of each class in a folder "
@@ -133,7 +149,7 @@ def load_image_folder(root, *, image_size: int | None = None) -> Dataset:
         )
     paths, labels = [], []
     for label, class_dir in enumerate(class_dirs):
-        files = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = _image_files(class_dir)
         if not files:
             raise DataError(
                 f"{class_dir}: class folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
@@ -151,6 +167,29 @@ def load_image_folder(root, *, image_size: int | None = None) -> Dataset:
         description=f"image folder {root.name}",
         source=str(root),
     )
+
+
+def _is_cvkit_output(folder: Path) -> bool:
+    """A run folder (it holds a store) or a folder of run folders (cvkit's reports folder)."""
+    if (folder / STORE_FILE).is_file():
+        return True
+    return any((child / STORE_FILE).is_file() for child in folder.iterdir() if child.is_dir())
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The image files under ``folder``, through symlinked folders and files too. A folder is
+    read once by its real path: a symlink loop ends there instead of recursing for ever, and two
+    links to one folder do not read its images twice."""
+    seen = set()
+    files = []
+    for directory, subfolders, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in seen:
+            subfolders.clear()
+            continue
+        seen.add(real)
+        files += [Path(directory, name) for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(files)
 
 
 def load_manifest(
