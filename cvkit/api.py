@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .data import Dataset, check_missing, find_duplicates, load_data, with_extra
+from .data import Dataset, check_missing, check_window, find_duplicates, load_data, with_extra
 from .errors import ConfigError
 from .results import Results
 from .runner import (
@@ -69,6 +69,7 @@ def evaluate(
     holdout: str | None = None,
     hyperparams: dict | None = None,
     data_options: dict | None = None,
+    intensity_window: tuple[float, float] | None = None,
     jobs: int | str = "auto",
     threads_per_job: int | None = None,
     precision: str = "auto",
@@ -94,8 +95,17 @@ def evaluate(
     ``gpus_per_job`` per task); every executor gives the same predictions. A job whose worker dies
     runs again up to ``retries`` times. Duplicate images (exact, or equal average hashes confirmed
     on the pixels) are reported before training; ``dedupe`` keeps one of each. Returns the run's
-    :class:`~cvkit.results.Results`.
+    :class:`~cvkit.results.Results`. ``intensity_window`` ``(low, high)`` brings 16-bit, float
+    and DICOM grey values to 8 bits through that window instead of per-image min-max (the file's
+    own window for DICOM); it applies when ``data`` is a spec that ``evaluate`` loads.
     """
+    if intensity_window is not None:
+        if isinstance(data, Dataset):
+            raise ConfigError(
+                "intensity_window applies when evaluate loads the data: pass it to load_data "
+                "for a Dataset you loaded yourself"
+            )
+        data_options = {**(data_options or {}), "intensity_window": check_window(intensity_window)}
     variants = [variants] if isinstance(variants, (str, os.PathLike)) else list(variants)
     _check_options(
         select=select,
@@ -426,6 +436,7 @@ def _describe_run(store, setup: _Setup, command, recipe):
             data=dict(
                 name=dataset.name,
                 description=dataset.description,
+                intensity=dataset.intensity,
                 source=dataset.source,
                 fingerprint=dataset.fingerprint,
                 n_samples=len(dataset),

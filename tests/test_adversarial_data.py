@@ -1,6 +1,7 @@
 """Issue 22, the data layer: inputs a hostile but realistic user gives that the first hardening
 round missed. Each test reproduces one way cvkit read data wrongly or crashed, and holds the fix."""
 
+import sys
 import threading
 
 import numpy as np
@@ -162,3 +163,170 @@ def test_data_dot_from_inside_the_image_folder_does_not_read_the_reports_as_a_cl
     captured = capsys.readouterr()
     assert "run1: skipped, not a class" in captured.err
     assert "0 jobs trained, 2 resumed from this run" in captured.out
+
+
+# -- images of more than 8 bits: 16-bit and float PNG/TIFF, DICOM (item 1) ----------------------
+
+N_PER_CLASS = 20
+
+
+def _signal_images(seed=0):
+    """(image, label) pairs of 16 x 16 16-bit values, all above 255: a noisy background around
+    31000, and in class 1 a bright 6 x 6 square (+16000) in the middle. ``convert("L")`` clips
+    every pixel to 255: all images alike, AUC 0.5."""
+    rng = np.random.default_rng(seed)
+    for i in range(2 * N_PER_CLASS):
+        label = i % 2
+        values = rng.integers(29000, 33000, (16, 16)).astype(np.float64)
+        if label:
+            values[5:11, 5:11] += 16000
+        yield values, label
+
+
+def _write_dicom(path, stored, *, slope=1.0, intercept=-1024.0, window=(40.0, 400.0), frames=1):
+    """A CT-like single-frame DICOM file written with pydicom (stored uint16, MONOCHROME2)."""
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "CT"
+    stored = np.asarray(stored, dtype=np.uint16)
+    ds.Rows, ds.Columns = stored.shape[-2:]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = window
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    ds.PixelData = stored.astype("<u2").tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        pydicom.dcmwrite(path, ds, enforce_file_format=True)  # pydicom 3
+    except TypeError:
+        ds.is_little_endian, ds.is_implicit_VR = True, False  # pydicom 2
+        pydicom.dcmwrite(path, ds, write_like_original=False)
+
+
+def _write_set(folder, kind):
+    for i, (values, label) in enumerate(_signal_images()):
+        path = folder / ("bright" if label else "plain") / f"{i}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if kind == "png16":
+            Image.fromarray(values.astype(np.uint16)).save(path.with_suffix(".png"))
+        elif kind == "tiff-float":  # the same signal in float units, partly negative
+            Image.fromarray((values / 1000 - 31).astype(np.float32)).save(path.with_suffix(".tif"))
+        else:  # CT: HU = stored - 1024; background 20..60 HU, the square +150 HU, window 40/400
+            _write_dicom(path.with_suffix(".dcm"), (values - 29000) / 100 + 1044 + (values > 40000) * 100)
+
+
+@pytest.mark.filterwarnings("ignore:.*near-identical")  # the images differ only by their noise
+@pytest.mark.parametrize("kind", ["png16", "tiff-float", "dicom"])
+def test_images_of_more_than_8_bits_keep_their_signal(tmp_path, kind):
+    """Item 1: forty 16-bit PNGs with a clear class signal were all exact duplicates (AUC 0.5);
+    float TIFFs clipped alike; DICOM could not be read at all."""
+    from cvkit import evaluate
+    from cvkit.data import find_duplicates, load_data
+
+    _write_set(tmp_path / "data", kind)
+    results = evaluate(
+        data=str(tmp_path / "data"), baseline="logreg", folds=2, repeats=1, out=tmp_path / "run", jobs=1
+    )
+    auc = results.metrics.query("model == 'logreg'")["auc"]
+    assert auc.min() > 0.8, auc.tolist()
+    data = load_data(str(tmp_path / "data"))
+    assert not [pair for pair in find_duplicates(data.images) if pair.exact]
+    assert data.intensity and data.intensity in data.description
+    assert results.run["data"]["intensity"] == data.intensity
+
+
+def test_the_scaling_rule(tmp_path):
+    """Per-image min-max by default, a fixed window when given, values outside it clipped."""
+    from cvkit.data import load_image_folder, to_8bit
+
+    ramp = np.array([[0, 1000, 2000, 3000]], dtype=np.float64)
+    assert to_8bit(ramp).tolist() == [[0, 85, 170, 255]]
+    assert to_8bit(ramp, (1000, 2000)).tolist() == [[0, 0, 255, 255]]
+    assert to_8bit(ramp, (0, 6000)).tolist() == [[0, 42, 85, 128]]
+    assert to_8bit(np.full((2, 2), 7.0)).tolist() == [[0, 0], [0, 0]]  # a flat image: 0
+
+    raw = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000 + 300
+    for name in ("plain", "bright"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(raw).save(tmp_path / name / "a.png")
+        Image.fromarray(raw[::-1].copy()).save(tmp_path / name / "b.png")
+    by_minmax = load_image_folder(tmp_path)
+    assert by_minmax.images[0, 0].tolist() == to_8bit(raw).tolist()
+    assert by_minmax.intensity == "16-bit/32-bit/float images scaled to 8-bit by per-image min-max"
+    by_window = load_image_folder(tmp_path, intensity_window=(10000, 40000))
+    assert by_window.images[0, 0].tolist() == to_8bit(raw, (10000, 40000)).tolist()
+    assert by_window.intensity == "intensity window [10000, 40000] -> 0..255"
+    assert by_window.fingerprint != by_minmax.fingerprint
+
+
+def test_dicom_rescale_and_its_own_window(tmp_path):
+    """Stored -> slope * x + intercept (HU), then the file's WindowCenter/Width (DICOM's linear
+    function), else per-image min-max."""
+    from cvkit.data import load_image_folder
+
+    stored = np.array([[0, 432, 1024, 1064, 1264, 4000]], dtype=np.uint16)  # HU -1024 .. 2976
+    _write_dicom(tmp_path / "a" / "x.dcm", stored)  # window 40 / 400: HU -160 -> 0, 239 -> 255
+    _write_dicom(tmp_path / "b" / "y.dcm", stored // 2, slope=2.0)  # the same HU, stored halved
+    _write_dicom(tmp_path / "c" / "z.dcm", stored, window=None)
+    data = load_image_folder(tmp_path)
+    hu = stored.astype(np.float64) - 1024
+    expected = np.clip(np.rint(((hu - 39.5) / 399 + 0.5) * 255), 0, 255)
+    assert data.images[0, 0].tolist() == expected.tolist() == data.images[1, 0].tolist()
+    assert data.images[2, 0].tolist() == np.rint((hu - hu.min()) / np.ptp(hu) * 255).tolist()
+    assert data.images[0, 0, 0, 3] == 128  # HU 40, the window's centre, is mid-grey
+    assert data.intensity.startswith("DICOM: rescale slope/intercept")
+
+
+def _refused(tmp_path, capsys, monkeypatch, *options):
+    monkeypatch.chdir(tmp_path)
+    assert main(_evaluate(tmp_path / "data", *options)) == 2
+    return _one_error(capsys)
+
+
+def test_what_cannot_be_read_faithfully_is_refused_naming_the_file(tmp_path, capsys, monkeypatch):
+    _write_set(tmp_path / "data", "png16")
+    frames = [Image.fromarray(np.full((16, 16), v, np.uint8)) for v in (10, 200)]
+    frames[0].save(tmp_path / "data" / "plain" / "stack.tif", save_all=True, append_images=frames[1:])
+    line = _refused(tmp_path, capsys, monkeypatch)
+    assert "plain/stack.tif: a multi-frame image (2 frames)" in line
+    (tmp_path / "data" / "plain" / "stack.tif").unlink()
+
+    _write_dicom(tmp_path / "data" / "plain" / "cine.dcm", np.zeros((2, 16, 16)), frames=2)
+    assert "plain/cine.dcm: a multi-frame DICOM (2 frames)" in _refused(tmp_path, capsys, monkeypatch)
+    monkeypatch.setitem(sys.modules, "pydicom", None)  # pydicom not installed
+    line = _refused(tmp_path, capsys, monkeypatch)
+    assert line.endswith('plain/cine.dcm: reading DICOM needs pydicom: pip install -e ".[dicom]"'), line
+    monkeypatch.delitem(sys.modules, "pydicom")
+    (tmp_path / "data" / "plain" / "cine.dcm").unlink()
+
+    nan = np.full((16, 16), np.nan, dtype=np.float32)
+    Image.fromarray(nan).save(tmp_path / "data" / "plain" / "nan.tif")
+    assert "plain/nan.tif: the image holds NaN or infinite values" in _refused(tmp_path, capsys, monkeypatch)
+    (tmp_path / "data" / "plain" / "nan.tif").unlink()
+    line = _refused(tmp_path, capsys, monkeypatch, "--intensity-window", "5", "5")
+    assert "--intensity-window 5 5: LOW and HIGH must be finite numbers with LOW < HIGH" in line
+
+
+def test_the_intensity_window_is_part_of_the_job_key(tmp_path, capsys, monkeypatch):
+    """Another rule gives other pixels and other predictions: never the old run's jobs."""
+    _write_set(tmp_path / "data", "png16")
+    monkeypatch.chdir(tmp_path)
+    command = _evaluate(tmp_path / "data", "--baseline", "logreg", "--out", "run", "--report", "none")
+    assert main(command) == 0
+    window = ["--intensity-window", "29000", "50000"]
+    line = _refused(tmp_path, capsys, monkeypatch, "--baseline", "logreg", "--out", "run", *window)
+    assert "holds a run with other settings (different data" in line

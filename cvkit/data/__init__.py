@@ -4,6 +4,7 @@ from ._dataset import Dataset
 from ._demo import make_demo
 from ._duplicates import DuplicatePair, find_duplicates
 from ._extra import HANDCRAFTED, check_missing, handcrafted_features, join_extra_csv, with_extra
+from ._intensity import check_window, to_8bit
 from ._loaders import load_data, load_image_folder, load_manifest, load_medmnist
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "Dataset",
     "DuplicatePair",
     "check_missing",
+    "check_window",
     "find_duplicates",
     "handcrafted_features",
     "join_extra_csv",
@@ -19,5 +21,6 @@ __all__ = [
     "load_manifest",
     "load_medmnist",
     "make_demo",
+    "to_8bit",
     "with_extra",
 ]

@@ -14,16 +14,26 @@ from ..errors import ConfigError, DataError
 from ._dataset import Dataset
 from ._demo import make_demo
 from ._extra import _number, read_csv
+from ._intensity import (
+    DICOM_SUFFIXES,
+    EIGHT_BIT_MODES,
+    HIGH_DEPTH_MODES,
+    check_window,
+    describe_rule,
+    high_depth_to_8bit,
+    read_dicom,
+    to_8bit,
+)
 
 # MedMNIST v2 label meanings (the data set's own "label" dict), for the binary sets.
 MEDMNIST_CLASSES = {
     "breastmnist": ("malignant", "normal/benign"),
     "pneumoniamnist": ("normal", "pneumonia"),
 }
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", *DICOM_SUFFIXES}
 IMAGE_COLUMNS = ("image", "path", "file", "filename")
 ID_COLUMNS = ("id", "sample_id")
-GREY_MODES = ("L", "I", "I;16", "1", "F")
+GREY_MODES = ("L", "LA", "1")  # read at full depth, every image is one of these or a colour mode
 STORE_FILE = "cvkit.sqlite"  # a run folder's store (cvkit.runner names it so)
 
 
@@ -35,7 +45,11 @@ def load_data(spec: str = "demo", *, positive: str | None = None, **options) -> 
     size = options.get("image_size")
     if size is not None and size < 4:
         raise ConfigError(f"--image-size must be at least 4, got {size}")
+    if options.get("intensity_window") is not None:
+        options["intensity_window"] = check_window(options["intensity_window"])
     if spec == "demo":
+        if options.pop("intensity_window", None) is not None:
+            raise ConfigError("--intensity-window applies to image files and arrays, not to --data demo")
         dataset = make_demo(**options)
     else:
         path = Path(spec)
@@ -63,9 +77,16 @@ def load_data(spec: str = "demo", *, positive: str | None = None, **options) -> 
 
 
 def load_medmnist(
-    path, *, parts=("train", "val", "test"), class_names=None, image_size: int | None = None
+    path,
+    *,
+    parts=("train", "val", "test"),
+    class_names=None,
+    image_size: int | None = None,
+    intensity_window=None,
 ) -> Dataset:
-    """A MedMNIST ``.npz``; the official parts are pooled for cross-validation by default."""
+    """A MedMNIST ``.npz``; the official parts are pooled for cross-validation by default. Arrays
+    of more than 8 bits (uint16, float) are scaled to 8 bits per image, or through
+    ``intensity_window``, as image files are."""
     path = Path(path)
     try:
         archive = np.load(path)
@@ -104,6 +125,13 @@ def load_medmnist(
         image_array = image_array[:, None]
     elif image_array.ndim == 4:
         image_array = np.moveaxis(image_array, -1, 1)
+    window = check_window(intensity_window)
+    rule = ""
+    if image_array.dtype != np.uint8 or window is not None:
+        if image_array.dtype.kind == "f" and not np.isfinite(image_array).all():
+            raise DataError(f"{path}: the images hold NaN or infinite values; cvkit cannot scale them")
+        image_array = np.stack([to_8bit(image, window) for image in image_array])
+        rule = describe_rule(window, high_depth=True, dicom=False)
     if image_size and image_array.shape[-2:] != (image_size, image_size):
         image_array = _resize(image_array, image_size)
     key = path.stem.split("_")[0].lower()
@@ -113,19 +141,20 @@ def load_medmnist(
     ids = np.array([f"{part}-{i:05d}" for part, arr in zip(parts, images) for i in range(len(arr))])
     part_of = np.array([part for part, arr in zip(parts, images) for _ in range(len(arr))])
     return Dataset(
-        images=np.ascontiguousarray(image_array.astype(np.uint8)),
+        images=np.ascontiguousarray(image_array),
         labels=label_array,
         class_names=tuple(class_names),
         positive=0,
         sample_ids=ids,
         name=key,
         parts=part_of,
-        description=f"MedMNIST {key} ({'+'.join(parts)} pooled)",
+        description=_described(f"MedMNIST {key} ({'+'.join(parts)} pooled)", rule),
         source=str(path),
+        intensity=rule,
     )
 
 
-def load_image_folder(root, *, image_size: int | None = None) -> Dataset:
+def load_image_folder(root, *, image_size: int | None = None, intensity_window=None) -> Dataset:
     """One sub-folder per class, named by the class; sample ids are the relative paths.
 
     Symlinked folders and files are followed (a folder reached twice, as in a symlink loop, is read
@@ -156,7 +185,8 @@ def load_image_folder(root, *, image_size: int | None = None) -> Dataset:
             )
         paths += files
         labels += [label] * len(files)
-    images = _read_images(paths, image_size, where=lambda i: str(paths[i]))
+    window = check_window(intensity_window)
+    images, rule = _read_images(paths, image_size, where=lambda i: str(paths[i]), window=window)
     return Dataset(
         images=images,
         labels=np.array(labels, dtype=np.int64),
@@ -164,8 +194,9 @@ def load_image_folder(root, *, image_size: int | None = None) -> Dataset:
         positive=0,
         sample_ids=np.array([str(p.relative_to(root)) for p in paths]),
         name=root.name,
-        description=f"image folder {root.name}",
+        description=_described(f"image folder {root.name}", rule),
         source=str(root),
+        intensity=rule,
     )
 
 
@@ -201,6 +232,7 @@ def load_manifest(
     id_column: str | None = None,
     class_names=None,
     image_size: int | None = None,
+    intensity_window=None,
 ) -> Dataset:
     """A CSV with an image path (relative to the CSV), a label, and optional group, id, ``split``
     (official part, e.g. test) and numeric extra-feature columns (every other column)."""
@@ -249,7 +281,12 @@ def load_manifest(
     base = path.parent
     files = column_values(image_column, "image path", f"an image file in column {image_column!r}")
     image_paths = [base / name for name in files]
-    images = _read_images(image_paths, image_size, where=lambda i: f"{path}, row {lines[i]} ({files[i]})")
+    images, rule = _read_images(
+        image_paths,
+        image_size,
+        where=lambda i: f"{path}, row {lines[i]} ({files[i]})",
+        window=check_window(intensity_window),
+    )
 
     split_column = "split" if "split" in columns else None
     used = {image_column, label_column, group_column, id_column, split_column}
@@ -285,21 +322,49 @@ def load_manifest(
         extra=extra,
         parts=parts,
         extra_names=extra_names,
-        description=f"manifest {path.name}",
+        description=_described(f"manifest {path.name}", rule),
         source=str(path),
+        intensity=rule,
     )
 
 
-def _read_images(paths, image_size, where) -> np.ndarray:
-    """Read image files into uint8 (N, C, H, W): grey unless any image has colour."""
+def _read_images(paths, image_size, where, window=None) -> tuple[np.ndarray, str]:
+    """Read image files into uint8 (N, C, H, W), grey unless any image has colour, and the rule
+    that brought them to 8 bits (see ``_intensity``; "" when all were 8-bit and read as they are)."""
     from PIL import Image, UnidentifiedImageError
 
     loaded = []
+    high_depth = dicom = False
     for i, p in enumerate(paths):
         try:
+            if Path(p).suffix.lower() in DICOM_SUFFIXES:
+                loaded.append(Image.fromarray(read_dicom(p, window, where(i)), "L"))
+                dicom = True
+                continue
             with Image.open(p) as im:
+                frames = getattr(im, "n_frames", 1)
+                if frames > 1:
+                    raise DataError(
+                        f"{where(i)}: a multi-frame image ({frames} frames); cvkit reads one 2-D image "
+                        "per sample: save each frame as its own file"
+                    )
                 im.load()
-                loaded.append(im.copy())
+                if im.mode in HIGH_DEPTH_MODES:
+                    loaded.append(Image.fromarray(high_depth_to_8bit(im, window, where(i)), "L"))
+                    high_depth = True
+                elif im.mode not in EIGHT_BIT_MODES:
+                    raise DataError(
+                        f"{where(i)}: image mode {im.mode} cannot be read faithfully; save it as 8- or "
+                        "16-bit grey, 32-bit float grey or 8-bit RGB"
+                    )
+                elif window is not None and im.mode not in GREY_MODES:
+                    raise DataError(
+                        f"{where(i)}: --intensity-window applies to grey images, this one is {im.mode}"
+                    )
+                elif window is not None:
+                    loaded.append(Image.fromarray(to_8bit(np.asarray(im.convert("L")), window), "L"))
+                else:
+                    loaded.append(im.copy())
         except FileNotFoundError:
             raise DataError(f"{where(i)}: image file not found") from None
         except (UnidentifiedImageError, OSError) as exc:
@@ -332,7 +397,12 @@ def _read_images(paths, image_size, where) -> np.ndarray:
             "first image; pass --image-size N to resize all images"
         )
     stacked = np.stack(arrays)
-    return stacked[:, None] if stacked.ndim == 3 else np.moveaxis(stacked, -1, 1).copy()
+    rule = describe_rule(window, high_depth=high_depth, dicom=dicom)
+    return (stacked[:, None] if stacked.ndim == 3 else np.moveaxis(stacked, -1, 1).copy()), rule
+
+
+def _described(description: str, rule: str) -> str:
+    return f"{description} ({rule})" if rule else description
 
 
 def _equal_channels(image) -> bool:
