@@ -13,7 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .data import Dataset, check_missing, check_window, find_duplicates, load_data, with_extra
+from .data import (
+    Dataset,
+    check_missing,
+    check_window,
+    drop_duplicates,
+    find_duplicates,
+    load_data,
+    with_extra,
+)
 from .errors import ConfigError
 from .results import Results
 from .runner import (
@@ -260,9 +268,9 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
     dataset, holdout_data = dataset.split_off(r["holdout"])
     duplicates = find_duplicates(dataset.images)
     if r["dedupe"] and duplicates:
-        dropped = {pair.second for pair in duplicates}
-        dataset = dataset.subset([i for i in range(len(dataset)) if i not in dropped])
-        warnings.warn(f"--dedupe: dropped {len(dropped)} duplicate image(s), kept one of each", stacklevel=3)
+        dataset, lines = drop_duplicates(dataset, duplicates)
+        for line in lines:
+            warnings.warn(line, stacklevel=3)
         duplicates = []
     # Everything the predictions depend on: the CV data and, when there is one, the hold-out set.
     content = (
@@ -332,7 +340,7 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
             class_names=dataset.class_names,
         )
     if duplicates:
-        warnings.warn(_duplicate_warning(duplicates, plan, dataset.groups), stacklevel=3)
+        warnings.warn(_duplicate_warning(duplicates, plan, dataset.groups, dataset.labels), stacklevel=3)
     design = dict(
         folds=plan.n_splits,
         repeats=plan.n_repeats,
@@ -407,8 +415,9 @@ def _stored_recipe(recipe: dict, setup: _Setup) -> dict | None:
     )
 
 
-def _duplicate_warning(pairs, plan, groups) -> str:
-    """What the duplicate pairs mean for this plan: how many end up on both sides of a split."""
+def _duplicate_warning(pairs, plan, groups, labels) -> str:
+    """What the duplicate pairs mean for this plan: how many end up on both sides of a split, and
+    how many carry different labels."""
     tests = [set(split.test.tolist()) for split in plan]
     crossing = sum(any((p.first in test) != (p.second in test) for test in tests) for p in pairs)
     exact = sum(p.exact for p in pairs)
@@ -418,9 +427,14 @@ def _duplicate_warning(pairs, plan, groups) -> str:
         "trained on looks better than it is. --dedupe keeps one image of each"
     )
     if groups is None:
-        return text + "; if duplicates mean the same patient, give a group (patient_id) column"
-    apart = sum(groups[p.first] != groups[p.second] for p in pairs)
-    return text + (f"; {apart} pair(s) lie in different groups: check the patient ids" if apart else "")
+        text += "; if duplicates mean the same patient, give a group (patient_id) column"
+    else:
+        apart = sum(groups[p.first] != groups[p.second] for p in pairs)
+        text += f"; {apart} pair(s) lie in different groups: check the patient ids" if apart else ""
+    conflicting = sum(labels[p.first] != labels[p.second] for p in pairs)
+    if conflicting:
+        text += f"; {conflicting} pair(s) carry different labels (--dedupe drops every such copy)"
+    return text
 
 
 def _describe_run(store, setup: _Setup, command, recipe):

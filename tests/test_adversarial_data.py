@@ -330,3 +330,77 @@ def test_the_intensity_window_is_part_of_the_job_key(tmp_path, capsys, monkeypat
     window = ["--intensity-window", "29000", "50000"]
     line = _refused(tmp_path, capsys, monkeypatch, "--baseline", "logreg", "--out", "run", *window)
     assert "holds a run with other settings (different data" in line
+
+
+# -- few positives: validation parts, checkpoint fallback; --dedupe with conflicting labels (item 8)
+
+
+def test_validation_parts_hold_every_class_when_they_can():
+    """3 positives in a training part of 30 and 10% held out: stratification rounded the
+    positives of the validation part down to none, and val_auc had nothing to choose by."""
+    y = np.zeros(60, dtype=np.int64)
+    y[[0, 1, 2, 3, 4, 5]] = 1
+    for split in make_plan(y, 2, 3, seed=0, val_fraction=0.1):
+        assert set(y[split.val]) == {0, 1}, f"repeat {split.repeat} fold {split.fold}"
+        assert set(y[split.train]) == {0, 1}
+        assert len(split.val) == 3  # the part keeps its size
+    groups = np.repeat(np.arange(30), 2)  # 30 patients of two images, 4 of them positive
+    y = (groups < 4).astype(np.int64)
+    for split in make_plan(y, 2, 3, seed=0, val_fraction=0.1, groups=groups):
+        assert set(y[split.val]) == {0, 1} and set(y[split.train]) == {0, 1}
+        assert not set(groups[split.val]) & set(groups[split.train])
+
+
+def test_a_validation_part_without_a_class_is_said_and_recorded_per_job(tiny, tmp_path):
+    """With the positives in two patients, each training part holds one positive patient: it
+    cannot be in both training and validation. The fallback is warned, kept with each job and
+    in the report's warnings, not hidden behind "checkpoint by val_auc"."""
+    import dataclasses
+    import json
+
+    import cvkit
+    from cvkit.comparison import compare
+
+    data = tiny.subset(np.arange(40))
+    groups = np.repeat(np.array([f"p{k}" for k in range(20)]), 2)
+    labels = (np.arange(40) < 4).astype(np.int64)  # patients p0 and p1
+    data = dataclasses.replace(data, labels=labels, groups=groups, positive=1)
+    with pytest.warns(UserWarning, match=r"validation part \(repeat 0, fold 0\) has no sample of"):
+        results = cvkit.evaluate(
+            [], data=data, folds=2, repeats=1, epochs=2, val_fraction=0.2, out=tmp_path / "run", jobs=1
+        )
+    infos = [json.loads(job["info"]) for job in results.jobs]
+    assert all(info["checkpoint_fallback"] == {"val_auc": "last"} for info in infos), infos
+    assert all(job["selected_epoch"] == 2 for job in results.jobs)
+    report = compare(results)
+    assert (
+        "checkpoint by val_auc: in 2 of 2 jobs the validation part lacked a class, so val_auc was "
+        "undefined and the last epoch's model was used instead" in report.warnings
+    )
+
+
+def test_dedupe_names_identical_images_with_conflicting_labels(tmp_path, capsys, monkeypatch):
+    """--dedupe kept one of two identical images labelled benign and malignant, without a word."""
+    from cvkit.results import Results
+
+    for i in range(12):
+        _grey(tmp_path / "data" / "benign" / f"{i}.png", i)
+        _grey(tmp_path / "data" / "malignant" / f"{i}.png", 100 + i)
+    folder = tmp_path / "data"
+    (folder / "malignant" / "copy.png").write_bytes((folder / "benign" / "3.png").read_bytes())
+    (folder / "benign" / "again.png").write_bytes((folder / "benign" / "5.png").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    command = _evaluate(folder, "--dedupe", "--baseline", "logreg", "--out", "run", "--report", "none")
+    assert main(command) == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("cvkit: warning: --dedupe")]
+    same = "cvkit: warning: --dedupe: dropped 1 duplicate image(s) of the same label, kept one of each"
+    assert same in warnings
+    conflict = [line for line in warnings if "different labels" in line]
+    assert len(conflict) == 1, err
+    assert "every copy was dropped" in conflict[0]
+    assert conflict[0].endswith("benign/3.png (benign) = malignant/copy.png (malignant)")
+    kept = set(Results(tmp_path / "run").sample_ids)
+    assert len(kept) == 26 - 3
+    assert not kept & {"benign/3.png", "malignant/copy.png"}
+    assert len(kept & {"benign/5.png", "benign/again.png"}) == 1

@@ -2,7 +2,7 @@
 
 from ._dataset import Dataset
 from ._demo import make_demo
-from ._duplicates import DuplicatePair, find_duplicates
+from ._duplicates import DuplicatePair, drop_duplicates, find_duplicates
 from ._extra import HANDCRAFTED, check_missing, handcrafted_features, join_extra_csv, with_extra
 from ._intensity import check_window, to_8bit
 from ._loaders import load_data, load_image_folder, load_manifest, load_medmnist
@@ -13,6 +13,7 @@ __all__ = [
     "DuplicatePair",
     "check_missing",
     "check_window",
+    "drop_duplicates",
     "find_duplicates",
     "handcrafted_features",
     "join_extra_csv",
