@@ -204,7 +204,8 @@ def _is_cvkit_output(folder: Path) -> bool:
     """A run folder (it holds a store) or a folder of run folders (cvkit's reports folder)."""
     if (folder / STORE_FILE).is_file():
         return True
-    return any((child / STORE_FILE).is_file() for child in folder.iterdir() if child.is_dir())
+    with os.scandir(folder) as entries:  # a class folder of many images: no stat per file
+        return any(e.is_dir() and os.path.isfile(os.path.join(e.path, STORE_FILE)) for e in entries)
 
 
 def _image_files(folder: Path) -> list[Path]:
