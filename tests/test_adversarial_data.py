@@ -404,3 +404,23 @@ def test_dedupe_names_identical_images_with_conflicting_labels(tmp_path, capsys,
     assert len(kept) == 26 - 3
     assert not kept & {"benign/3.png", "malignant/copy.png"}
     assert len(kept & {"benign/5.png", "benign/again.png"}) == 1
+
+
+def test_the_intensity_window_in_the_api(tmp_path, tiny):
+    import cvkit
+    from cvkit.errors import ConfigError
+
+    _write_set(tmp_path / "data", "png16")
+    results = cvkit.evaluate(
+        data=str(tmp_path / "data"),
+        intensity_window=(29000, 50000),
+        baseline="logreg",
+        folds=2,
+        repeats=1,
+        out=tmp_path / "run",
+        jobs=1,
+    )
+    assert results.run["data"]["intensity"] == "intensity window [29000, 50000] -> 0..255"
+    assert results.metrics["auc"].min() > 0.8
+    with pytest.raises(ConfigError, match="intensity_window applies when evaluate loads the data"):
+        cvkit.evaluate(data=tiny, intensity_window=(0, 1), baseline="logreg", out=tmp_path / "other")
