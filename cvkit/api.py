@@ -14,7 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .data import Dataset, check_missing, find_duplicates, load_data, with_extra
+from .data import (
+    Dataset,
+    check_missing,
+    check_window,
+    drop_duplicates,
+    find_duplicates,
+    load_data,
+    with_extra,
+)
 from .errors import ConfigError
 from .results import Results
 from .runner import (
@@ -71,6 +79,7 @@ def evaluate(
     holdout: str | None = None,
     hyperparams: dict | None = None,
     data_options: dict | None = None,
+    intensity_window: tuple[float, float] | None = None,
     jobs: int | str = "auto",
     threads_per_job: int | None = None,
     precision: str = "auto",
@@ -99,8 +108,18 @@ def evaluate(
     job whose worker is killed runs again up to ``retries`` times. Drivers started on the same
     ``out`` share its jobs (each claims a job before training it). Duplicate images (exact, or
     equal average hashes confirmed on the pixels) are reported before training; ``dedupe`` keeps
-    one of each. Returns the run's :class:`~cvkit.results.Results`.
+    one of each. Returns the run's :class:`~cvkit.results.Results`. ``intensity_window``
+    ``(low, high)`` brings 16-bit, float and DICOM grey values to 8 bits through that window instead
+    of per-image min-max (the file's own window for DICOM); it applies when ``data`` is a spec that
+    ``evaluate`` loads.
     """
+    if intensity_window is not None:
+        if isinstance(data, Dataset):
+            raise ConfigError(
+                "intensity_window applies when evaluate loads the data: pass it to load_data "
+                "for a Dataset you loaded yourself"
+            )
+        data_options = {**(data_options or {}), "intensity_window": check_window(intensity_window)}
     variants = [variants] if isinstance(variants, (str, os.PathLike)) else list(variants)
     _check_options(
         select=select,
@@ -266,9 +285,9 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
     dataset, holdout_data = dataset.split_off(r["holdout"])
     duplicates = find_duplicates(dataset.images)
     if r["dedupe"] and duplicates:
-        dropped = {pair.second for pair in duplicates}
-        dataset = dataset.subset([i for i in range(len(dataset)) if i not in dropped])
-        warnings.warn(f"--dedupe: dropped {len(dropped)} duplicate image(s), kept one of each", stacklevel=3)
+        dataset, lines = drop_duplicates(dataset, duplicates)
+        for line in lines:
+            warnings.warn(line, stacklevel=3)
         duplicates = []
     # Everything the predictions depend on: the CV data and, when there is one, the hold-out set.
     content = (
@@ -338,7 +357,7 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
             class_names=dataset.class_names,
         )
     if duplicates:
-        warnings.warn(_duplicate_warning(duplicates, plan, dataset.groups), stacklevel=3)
+        warnings.warn(_duplicate_warning(duplicates, plan, dataset.groups, dataset.labels), stacklevel=3)
     design = dict(
         folds=plan.n_splits,
         repeats=plan.n_repeats,
@@ -428,8 +447,9 @@ def _stored_recipe(recipe: dict, setup: _Setup) -> dict | None:
     )
 
 
-def _duplicate_warning(pairs, plan, groups) -> str:
-    """What the duplicate pairs mean for this plan: how many end up on both sides of a split."""
+def _duplicate_warning(pairs, plan, groups, labels) -> str:
+    """What the duplicate pairs mean for this plan: how many end up on both sides of a split, and
+    how many carry different labels."""
     tests = [set(split.test.tolist()) for split in plan]
     crossing = sum(any((p.first in test) != (p.second in test) for test in tests) for p in pairs)
     exact = sum(p.exact for p in pairs)
@@ -439,9 +459,14 @@ def _duplicate_warning(pairs, plan, groups) -> str:
         "trained on looks better than it is. --dedupe keeps one image of each"
     )
     if groups is None:
-        return text + "; if duplicates mean the same patient, give a group (patient_id) column"
-    apart = sum(groups[p.first] != groups[p.second] for p in pairs)
-    return text + (f"; {apart} pair(s) lie in different groups: check the patient ids" if apart else "")
+        text += "; if duplicates mean the same patient, give a group (patient_id) column"
+    else:
+        apart = sum(groups[p.first] != groups[p.second] for p in pairs)
+        text += f"; {apart} pair(s) lie in different groups: check the patient ids" if apart else ""
+    conflicting = sum(labels[p.first] != labels[p.second] for p in pairs)
+    if conflicting:
+        text += f"; {conflicting} pair(s) carry different labels (--dedupe drops every such copy)"
+    return text
 
 
 def _describe_run(store, setup: _Setup, command, recipe):
@@ -457,6 +482,7 @@ def _describe_run(store, setup: _Setup, command, recipe):
             data=dict(
                 name=dataset.name,
                 description=dataset.description,
+                intensity=dataset.intensity,
                 source=dataset.source,
                 fingerprint=dataset.fingerprint,
                 n_samples=len(dataset),

@@ -86,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--image-size", type=int, default=None, help="resize images to N x N")
     ev.add_argument(
+        "--intensity-window",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LOW", "HIGH"),
+        help="bring 16-bit, float and DICOM (after rescale) grey values to 8 bits through this fixed "
+        "window (LOW -> 0, HIGH -> 255) instead of per-image min-max (DICOM: the file's own window)",
+    )
+    ev.add_argument(
         "--extra",
         default=None,
         metavar="CSV|handcrafted",
@@ -324,6 +333,8 @@ def _evaluate(args, console, errors) -> int:
     if args.json and args.out:
         check_not_store(args.out, args.json)
     options = {} if args.image_size is None else {"image_size": args.image_size}
+    if args.intensity_window is not None:
+        options["intensity_window"] = tuple(args.intensity_window)
     if args.demo_extra_signal is not None:
         if args.data != "demo":
             raise CvkitError("--demo-extra-signal applies to --data demo only")

@@ -469,6 +469,13 @@ def _warnings(report, results, n_test) -> list[str]:
     counts = results.run["data"]["class_counts"]
     if min(counts.values()) / max(sum(counts.values()), 1) < 0.2:
         warnings.append("classes are imbalanced: read balanced accuracy and AUC rather than accuracy")
+    fallback = _checkpoint_fallbacks(results)
+    if fallback:
+        rule, n, total = fallback
+        warnings.append(
+            f"checkpoint by {rule}: in {n} of {total} jobs the validation part lacked a class, so "
+            f"{rule} was undefined and the last epoch's model was used instead"
+        )
     for c in report.comparisons:
         sample_p = [t.delong.pvalue for t in c.sample_tests] + [t.mcnemar.pvalue for t in c.sample_tests]
         if sample_p and min(sample_p) < report.alpha and c.verdict == "inconclusive":
@@ -500,6 +507,17 @@ def _warnings(report, results, n_test) -> list[str]:
             "treat every verdict of this run with suspicion"
         )
     return warnings
+
+
+def _checkpoint_fallbacks(results) -> tuple[str, int, int] | None:
+    """(selected rule, jobs in which it fell back to the last epoch, finished jobs), or None."""
+    import json
+
+    rule = (results.run.get("config") or {}).get("select")
+    done = [job for job in results.jobs if job["status"] == "done"]
+    infos = [json.loads(job["info"]) if job.get("info") else None for job in done]
+    fell = [info for info in infos if info and rule in info.get("checkpoint_fallback", {})]
+    return (rule, len(fell), len(done)) if fell else None
 
 
 def _num(x):

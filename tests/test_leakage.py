@@ -35,10 +35,14 @@ def test_duplicates_are_reported_against_the_plan_and_dedupe_drops_them(tiny, tm
         r"duplicates mean the same patient, give a group",
     ):
         cvkit.evaluate([], data=data, out=tmp_path / "a" / "run", jobs=1, **FAST)
-    with pytest.warns(UserWarning, match="--dedupe: dropped 2 duplicate image"):
+    # 7 copies 2 with its label: one is kept; 5 copies 3 (malignant) as benign: both go, named.
+    with pytest.warns(UserWarning) as caught:
         results = cvkit.evaluate([], data=data, out=tmp_path / "b" / "run", jobs=1, dedupe=True, **FAST)
-    assert len(results.sample_ids) == len(tiny) - 2
-    assert set(results.sample_ids) == set(tiny.sample_ids) - {tiny.sample_ids[5], tiny.sample_ids[7]}
+    messages = [str(w.message) for w in caught]
+    assert "--dedupe: dropped 1 duplicate image(s) of the same label, kept one of each" in messages
+    assert any("demo-0003 (malignant) = demo-0005 (benign)" in m for m in messages), messages
+    assert len(results.sample_ids) == len(tiny) - 3
+    assert set(results.sample_ids) == set(tiny.sample_ids) - set(tiny.sample_ids[[3, 5, 7]])
 
 
 def test_duplicates_within_one_group_are_never_split(tiny, tmp_path):

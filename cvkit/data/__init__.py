@@ -2,8 +2,9 @@
 
 from ._dataset import Dataset
 from ._demo import make_demo
-from ._duplicates import DuplicatePair, find_duplicates
+from ._duplicates import DuplicatePair, drop_duplicates, find_duplicates
 from ._extra import HANDCRAFTED, check_missing, handcrafted_features, join_extra_csv, with_extra
+from ._intensity import check_window, to_8bit
 from ._loaders import load_data, load_image_folder, load_manifest, load_medmnist
 
 __all__ = [
@@ -11,6 +12,8 @@ __all__ = [
     "Dataset",
     "DuplicatePair",
     "check_missing",
+    "check_window",
+    "drop_duplicates",
     "find_duplicates",
     "handcrafted_features",
     "join_extra_csv",
@@ -19,5 +22,6 @@ __all__ = [
     "load_manifest",
     "load_medmnist",
     "make_demo",
+    "to_8bit",
     "with_extra",
 ]

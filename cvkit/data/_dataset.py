@@ -33,6 +33,9 @@ class Dataset:
     description: str = ""
     source: str = field(default="", compare=False)
     parts: np.ndarray | None = None  # official part of each sample (e.g. train/val/test), if the data has one
+    # How images of more than 8 bits were brought to 8 ("" when all were 8-bit and read as they
+    # are): part of the fingerprint, since another rule gives other pixels and other predictions.
+    intensity: str = ""
     # The load_data call that gives this data set again ({"spec": ..., "options": {...}}), for
     # `cvkit verify`; None for data sets built in Python or cut from another.
     loaded_with: dict | None = field(default=None, compare=False)
@@ -94,7 +97,8 @@ class Dataset:
 
     @cached_property
     def fingerprint(self) -> str:
-        """SHA-256 of the content (pixels, labels, ids, groups, extra features), not of any file."""
+        """SHA-256 of the content (pixels, labels, ids, groups, extra features, the intensity rule),
+        not of any file."""
         h = hashlib.sha256()
         for part in (self.images, self.labels.astype(np.int64)):
             h.update(str(part.shape).encode())
@@ -103,6 +107,8 @@ class Dataset:
         h.update("\x1f".join(self.class_names).encode())
         if self.groups is not None:
             h.update(b"groups" + "\x1f".join(map(str, self.groups.tolist())).encode())
+        if self.intensity:
+            h.update(b"intensity" + self.intensity.encode())
         if self.extra is not None:
             h.update(b"extra" + "\x1f".join(self.extra_names).encode())
             h.update(np.ascontiguousarray(self.extra, dtype=np.float64).tobytes())
@@ -124,6 +130,7 @@ class Dataset:
             extra_names=self.extra_names,
             description=self.description,
             source=self.source,
+            intensity=self.intensity,
         )
 
     def split_off(self, part: str | None) -> tuple[Dataset, Dataset | None]:

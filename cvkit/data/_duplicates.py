@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 HASH_SIDE = 8
+MAX_LISTED = 10  # conflicting duplicate sets named in a warning
 
 
 @dataclass(frozen=True)
@@ -66,3 +67,47 @@ def _similar(a: np.ndarray, b: np.ndarray) -> bool:
     if a.std() == 0 or b.std() == 0:
         return bool(np.abs(a - b).max() <= 2)
     return bool(np.corrcoef(a, b)[0, 1] > 0.95)
+
+
+def drop_duplicates(dataset, pairs: list[DuplicatePair]):
+    """``(dataset without duplicates, warning lines)``: of each set of duplicate images (pairs
+    joined transitively) the first is kept when all carry one label; a set whose copies carry
+    different labels is dropped whole, since which label is right cannot be known, and the
+    warning names its files and labels."""
+    parent = list(range(len(dataset)))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for pair in pairs:
+        parent[root(pair.second)] = root(pair.first)
+    sets: dict[int, list[int]] = {}
+    for i in sorted({i for pair in pairs for i in (pair.first, pair.second)}):
+        sets.setdefault(root(i), []).append(i)
+    dropped, conflicts, same = set(), [], 0
+    for members in sets.values():
+        if len({int(dataset.labels[i]) for i in members}) > 1:
+            dropped.update(members)
+            conflicts.append(
+                " = ".join(
+                    f"{dataset.sample_ids[i]} ({dataset.class_names[dataset.labels[i]]})" for i in members
+                )
+            )
+        else:
+            dropped.update(members[1:])
+            same += len(members) - 1
+    kept = dataset.subset([i for i in range(len(dataset)) if i not in dropped])
+    lines = []
+    if same:
+        lines.append(f"--dedupe: dropped {same} duplicate image(s) of the same label, kept one of each")
+    if conflicts:
+        shown = "; ".join(conflicts[:MAX_LISTED])
+        more = f"; and {len(conflicts) - MAX_LISTED} more" if len(conflicts) > MAX_LISTED else ""
+        lines.append(
+            f"--dedupe: {len(conflicts)} set(s) of identical images carry different labels; every copy "
+            f"was dropped (which label is right is unknown; fix the labels to keep them): {shown}{more}"
+        )
+    return kept, lines

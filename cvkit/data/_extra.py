@@ -44,7 +44,7 @@ def join_extra_csv(dataset: Dataset, path) -> Dataset:
         raise DataError(
             f"{path}: no such extra-feature file; pass a CSV with a sample_id column, or 'handcrafted'"
         )
-    columns, rows = read_csv(path)
+    columns, rows, lines = read_csv(path)
     id_column = next((c for c in ID_COLUMNS if c in columns), None)
     if id_column is None:
         raise DataError(
@@ -53,7 +53,7 @@ def join_extra_csv(dataset: Dataset, path) -> Dataset:
         )
     names = tuple(c for c in columns if c != id_column)
     by_id = {}
-    for line, row in enumerate(rows, start=2):
+    for line, row in zip(lines, rows):
         sample = row[id_column]
         if sample in by_id:
             raise DataError(f"{path}, row {line}: sample id {sample!r} appears twice")
@@ -120,12 +120,22 @@ def check_missing(dataset: Dataset, impute: str) -> None:
         )
 
 
-def read_csv(path) -> tuple[list[str], list[dict]]:
-    """(columns, rows) of a UTF-8 CSV file, or a ``DataError`` naming the file."""
+def read_csv(path) -> tuple[list[str], list[dict], list[int]]:
+    """(columns, rows, line numbers) of a UTF-8 CSV file, or a ``DataError`` naming the file.
+
+    A row's number is its line in the file, blank lines counted (a row whose quoted cell holds a
+    line break is numbered by its last line), so that an error message points at the line an
+    editor shows. A row with fewer cells than the header has empty strings for the missing ones.
+    """
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
-            return list(reader.fieldnames or []), list(reader)
+            columns = list(reader.fieldnames or [])
+            rows, lines = [], []
+            for row in reader:
+                rows.append({column: "" if value is None else value for column, value in row.items()})
+                lines.append(reader.line_num)
+            return columns, rows, lines
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a text CSV file (not UTF-8); save it as CSV (UTF-8)") from None
     except csv.Error as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -12,16 +14,27 @@ from ..errors import ConfigError, DataError
 from ._dataset import Dataset
 from ._demo import make_demo
 from ._extra import _number, read_csv
+from ._intensity import (
+    DICOM_SUFFIXES,
+    EIGHT_BIT_MODES,
+    HIGH_DEPTH_MODES,
+    check_window,
+    describe_rule,
+    high_depth_to_8bit,
+    read_dicom,
+    to_8bit,
+)
 
 # MedMNIST v2 label meanings (the data set's own "label" dict), for the binary sets.
 MEDMNIST_CLASSES = {
     "breastmnist": ("malignant", "normal/benign"),
     "pneumoniamnist": ("normal", "pneumonia"),
 }
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", *DICOM_SUFFIXES}
 IMAGE_COLUMNS = ("image", "path", "file", "filename")
 ID_COLUMNS = ("id", "sample_id")
-GREY_MODES = ("L", "I", "I;16", "1", "F")
+GREY_MODES = ("L", "LA", "1")  # read at full depth, every image is one of these or a colour mode
+STORE_FILE = "cvkit.sqlite"  # a run folder's store (cvkit.runner names it so)
 
 
 def load_data(spec: str = "demo", *, positive: str | None = None, **options) -> Dataset:
@@ -32,7 +45,11 @@ def load_data(spec: str = "demo", *, positive: str | None = None, **options) -> 
     size = options.get("image_size")
     if size is not None and size < 4:
         raise ConfigError(f"--image-size must be at least 4, got {size}")
+    if options.get("intensity_window") is not None:
+        options["intensity_window"] = check_window(options["intensity_window"])
     if spec == "demo":
+        if options.pop("intensity_window", None) is not None:
+            raise ConfigError("--intensity-window applies to image files and arrays, not to --data demo")
         dataset = make_demo(**options)
     else:
         path = Path(spec)
@@ -60,9 +77,16 @@ def load_data(spec: str = "demo", *, positive: str | None = None, **options) -> 
 
 
 def load_medmnist(
-    path, *, parts=("train", "val", "test"), class_names=None, image_size: int | None = None
+    path,
+    *,
+    parts=("train", "val", "test"),
+    class_names=None,
+    image_size: int | None = None,
+    intensity_window=None,
 ) -> Dataset:
-    """A MedMNIST ``.npz``; the official parts are pooled for cross-validation by default."""
+    """A MedMNIST ``.npz``; the official parts are pooled for cross-validation by default. Arrays
+    of more than 8 bits (uint16, float) are scaled to 8 bits per image, or through
+    ``intensity_window``, as image files are."""
     path = Path(path)
     try:
         archive = np.load(path)
@@ -101,6 +125,13 @@ def load_medmnist(
         image_array = image_array[:, None]
     elif image_array.ndim == 4:
         image_array = np.moveaxis(image_array, -1, 1)
+    window = check_window(intensity_window)
+    rule = ""
+    if image_array.dtype != np.uint8 or window is not None:
+        if image_array.dtype.kind == "f" and not np.isfinite(image_array).all():
+            raise DataError(f"{path}: the images hold NaN or infinite values; cvkit cannot scale them")
+        image_array = np.stack([to_8bit(image, window) for image in image_array])
+        rule = describe_rule(window, high_depth=True, dicom=False)
     if image_size and image_array.shape[-2:] != (image_size, image_size):
         image_array = _resize(image_array, image_size)
     key = path.stem.split("_")[0].lower()
@@ -110,22 +141,36 @@ def load_medmnist(
     ids = np.array([f"{part}-{i:05d}" for part, arr in zip(parts, images) for i in range(len(arr))])
     part_of = np.array([part for part, arr in zip(parts, images) for _ in range(len(arr))])
     return Dataset(
-        images=np.ascontiguousarray(image_array.astype(np.uint8)),
+        images=np.ascontiguousarray(image_array),
         labels=label_array,
         class_names=tuple(class_names),
         positive=0,
         sample_ids=ids,
         name=key,
         parts=part_of,
-        description=f"MedMNIST {key} ({'+'.join(parts)} pooled)",
+        description=_described(f"MedMNIST {key} ({'+'.join(parts)} pooled)", rule),
         source=str(path),
+        intensity=rule,
     )
 
 
-def load_image_folder(root, *, image_size: int | None = None) -> Dataset:
-    """One sub-folder per class, named by the class; sample ids are the relative paths."""
+def load_image_folder(root, *, image_size: int | None = None, intensity_window=None) -> Dataset:
+    """One sub-folder per class, named by the class; sample ids are the relative paths.
+
+    Symlinked folders and files are followed (a folder reached twice, as in a symlink loop, is read
+    once). Hidden folders and cvkit's own output folders (a run folder, or a reports folder of
+    runs, left there by ``--data .``) are not classes."""
     root = Path(root)
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
+    class_dirs = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if _is_cvkit_output(folder):
+            warnings.warn(
+                f"{folder}: skipped, not a class: it holds cvkit run results ({STORE_FILE}); "
+                "keep --out and --reports-dir outside the image folder",
+                stacklevel=2,
+            )
+        else:
+            class_dirs.append(folder)
     if not class_dirs:
         raise DataError(
             f"{root}: no class sub-folders; put the images of each class in a folder "
@@ -133,14 +178,15 @@ def load_image_folder(root, *, image_size: int | None = None) -> Dataset:
         )
     paths, labels = [], []
     for label, class_dir in enumerate(class_dirs):
-        files = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = _image_files(class_dir)
         if not files:
             raise DataError(
                 f"{class_dir}: class folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
             )
         paths += files
         labels += [label] * len(files)
-    images = _read_images(paths, image_size, where=lambda i: str(paths[i]))
+    window = check_window(intensity_window)
+    images, rule = _read_images(paths, image_size, where=lambda i: str(paths[i]), window=window)
     return Dataset(
         images=images,
         labels=np.array(labels, dtype=np.int64),
@@ -148,9 +194,34 @@ def load_image_folder(root, *, image_size: int | None = None) -> Dataset:
         positive=0,
         sample_ids=np.array([str(p.relative_to(root)) for p in paths]),
         name=root.name,
-        description=f"image folder {root.name}",
+        description=_described(f"image folder {root.name}", rule),
         source=str(root),
+        intensity=rule,
     )
+
+
+def _is_cvkit_output(folder: Path) -> bool:
+    """A run folder (it holds a store) or a folder of run folders (cvkit's reports folder)."""
+    if (folder / STORE_FILE).is_file():
+        return True
+    with os.scandir(folder) as entries:  # a class folder of many images: no stat per file
+        return any(e.is_dir() and os.path.isfile(os.path.join(e.path, STORE_FILE)) for e in entries)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The image files under ``folder``, through symlinked folders and files too. A folder is
+    read once by its real path: a symlink loop ends there instead of recursing for ever, and two
+    links to one folder do not read its images twice."""
+    seen = set()
+    files = []
+    for directory, subfolders, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in seen:
+            subfolders.clear()
+            continue
+        seen.add(real)
+        files += [Path(directory, name) for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(files)
 
 
 def load_manifest(
@@ -162,11 +233,12 @@ def load_manifest(
     id_column: str | None = None,
     class_names=None,
     image_size: int | None = None,
+    intensity_window=None,
 ) -> Dataset:
     """A CSV with an image path (relative to the CSV), a label, and optional group, id, ``split``
     (official part, e.g. test) and numeric extra-feature columns (every other column)."""
     path = Path(path)
-    columns, rows = read_csv(path)
+    columns, rows, lines = read_csv(path)
     if not rows:
         raise DataError(f"{path}: the manifest has no rows")
     image_column = image_column or next((c for c in IMAGE_COLUMNS if c in columns), None)
@@ -185,17 +257,22 @@ def load_manifest(
             f"{label_column!r}"
         )
 
-    raw_labels = [(row[label_column] or "").strip() for row in rows]
-    empty = next((line for line, value in enumerate(raw_labels, start=2) if not value), None)
-    if empty is not None:
-        raise DataError(
-            f"{path}, row {empty}: empty label; every row needs its class in column "
-            f"{label_column!r} (drop unlabelled rows)"
-        )
+    def column_values(column, what, advice):
+        """The column's cells, normalised as every name is (surrounding white space stripped);
+        an empty or missing cell is an error naming its line."""
+        values = [_name(row[column]) for row in rows]
+        empty = next((line for line, value in zip(lines, values) if not value), None)
+        if empty is not None:
+            raise DataError(f"{path}, row {empty}: empty {what}; every row needs {advice}")
+        return values
+
+    raw_labels = column_values(
+        label_column, "label", f"its class in column {label_column!r} (drop unlabelled rows)"
+    )
     if class_names is None:
         class_names = tuple(sorted(set(raw_labels), key=_natural_key))
     lookup = {name: i for i, name in enumerate(class_names)}
-    for line, value in enumerate(raw_labels, start=2):
+    for line, value in zip(lines, raw_labels):
         if value not in lookup:
             raise DataError(
                 f"{path}, row {line}: unknown label {value!r}; known classes: {', '.join(class_names)}"
@@ -203,9 +280,13 @@ def load_manifest(
     labels = np.array([lookup[v] for v in raw_labels], dtype=np.int64)
 
     base = path.parent
-    image_paths = [base / row[image_column].strip() for row in rows]
-    images = _read_images(
-        image_paths, image_size, where=lambda i: f"{path}, row {i + 2} ({rows[i][image_column]})"
+    files = column_values(image_column, "image path", f"an image file in column {image_column!r}")
+    image_paths = [base / name for name in files]
+    images, rule = _read_images(
+        image_paths,
+        image_size,
+        where=lambda i: f"{path}, row {lines[i]} ({files[i]})",
+        window=check_window(intensity_window),
     )
 
     split_column = "split" if "split" in columns else None
@@ -214,7 +295,7 @@ def load_manifest(
     extra = None
     if extra_names:
         extra = np.array(
-            [[_number(row[c], path, i + 2, c) for c in extra_names] for i, row in enumerate(rows)]
+            [[_number(row[c], path, line, c) for c in extra_names] for line, row in zip(lines, rows)]
         )
     ids = (
         np.array([row[id_column] for row in rows])
@@ -224,8 +305,13 @@ def load_manifest(
     if len(set(ids.tolist())) != len(ids):
         dup = next(v for v in ids.tolist() if ids.tolist().count(v) > 1)
         raise DataError(f"{path}: duplicate sample id {dup!r}; every row needs its own id")
-    groups = np.array([row[group_column] for row in rows]) if group_column else None
-    parts = np.array([row[split_column].strip() for row in rows]) if split_column else None
+    # Group ids are names like labels: "p3 " and "p3" are one patient, never on both sides of a split.
+    groups = (
+        np.array(column_values(group_column, "group id", f"its group (patient) in column {group_column!r}"))
+        if group_column
+        else None
+    )
+    parts = np.array([_name(row[split_column]) for row in rows]) if split_column else None
     return Dataset(
         images=images,
         labels=labels,
@@ -237,21 +323,49 @@ def load_manifest(
         extra=extra,
         parts=parts,
         extra_names=extra_names,
-        description=f"manifest {path.name}",
+        description=_described(f"manifest {path.name}", rule),
         source=str(path),
+        intensity=rule,
     )
 
 
-def _read_images(paths, image_size, where) -> np.ndarray:
-    """Read image files into uint8 (N, C, H, W): grey unless any image has colour."""
+def _read_images(paths, image_size, where, window=None) -> tuple[np.ndarray, str]:
+    """Read image files into uint8 (N, C, H, W), grey unless any image has colour, and the rule
+    that brought them to 8 bits (see ``_intensity``; "" when all were 8-bit and read as they are)."""
     from PIL import Image, UnidentifiedImageError
 
     loaded = []
+    high_depth = dicom = False
     for i, p in enumerate(paths):
         try:
+            if Path(p).suffix.lower() in DICOM_SUFFIXES:
+                loaded.append(Image.fromarray(read_dicom(p, window, where(i)), "L"))
+                dicom = True
+                continue
             with Image.open(p) as im:
+                frames = getattr(im, "n_frames", 1)
+                if frames > 1:
+                    raise DataError(
+                        f"{where(i)}: a multi-frame image ({frames} frames); cvkit reads one 2-D image "
+                        "per sample: save each frame as its own file"
+                    )
                 im.load()
-                loaded.append(im.copy())
+                if im.mode in HIGH_DEPTH_MODES:
+                    loaded.append(Image.fromarray(high_depth_to_8bit(im, window, where(i)), "L"))
+                    high_depth = True
+                elif im.mode not in EIGHT_BIT_MODES:
+                    raise DataError(
+                        f"{where(i)}: image mode {im.mode} cannot be read faithfully; save it as 8- or "
+                        "16-bit grey, 32-bit float grey or 8-bit RGB"
+                    )
+                elif window is not None and im.mode not in GREY_MODES:
+                    raise DataError(
+                        f"{where(i)}: --intensity-window applies to grey images, this one is {im.mode}"
+                    )
+                elif window is not None:
+                    loaded.append(Image.fromarray(to_8bit(np.asarray(im.convert("L")), window), "L"))
+                else:
+                    loaded.append(im.copy())
         except FileNotFoundError:
             raise DataError(f"{where(i)}: image file not found") from None
         except (UnidentifiedImageError, OSError) as exc:
@@ -284,7 +398,12 @@ def _read_images(paths, image_size, where) -> np.ndarray:
             "first image; pass --image-size N to resize all images"
         )
     stacked = np.stack(arrays)
-    return stacked[:, None] if stacked.ndim == 3 else np.moveaxis(stacked, -1, 1).copy()
+    rule = describe_rule(window, high_depth=high_depth, dicom=dicom)
+    return (stacked[:, None] if stacked.ndim == 3 else np.moveaxis(stacked, -1, 1).copy()), rule
+
+
+def _described(description: str, rule: str) -> str:
+    return f"{description} ({rule})" if rule else description
 
 
 def _equal_channels(image) -> bool:
@@ -301,6 +420,11 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
         for c, plane in enumerate(image):
             out[i, c] = np.asarray(Image.fromarray(plane).resize((size, size), Image.BILINEAR))
     return out
+
+
+def _name(cell: str) -> str:
+    """A label, group id or file name as written in a cell: surrounding white space is not part of it."""
+    return cell.strip()
 
 
 def _natural_key(text: str):

@@ -120,6 +120,15 @@ def make_plan(
                 f"class {absent[0]!r} is missing from the training part of repeat {s.repeat}, "
                 f"fold {s.fold}: {where}"
             )
+        unchecked = [names[c] for c in np.unique(y) if not np.any(y[s.val] == c)]
+        if unchecked:
+            few = "groups" if groups is not None else "samples"
+            warnings.warn(
+                f"validation part (repeat {s.repeat}, fold {s.fold}) has no sample of "
+                f"{', '.join(unchecked)} (too few of its {few} to spare one): the val_auc checkpoint "
+                "rule falls back to the last epoch in its jobs",
+                stacklevel=2,
+            )
         missing = [names[c] for c in np.unique(y) if not np.any(y[s.test] == c)]
         if missing:
             warnings.warn(
@@ -182,7 +191,7 @@ def _inner_split(train_val, y, groups, val_fraction, seed, names):
                 "it cannot appear in both training and validation; use fewer folds"
             )
         train, val = train_test_split(train_val, test_size=val_fraction, stratify=y_part, random_state=seed)
-        return train, val
+        return _every_class_in_val(train, val, y, None, seed)
     n_inner = max(2, int(round(1 / val_fraction)))
     group_part = groups[train_val]
     if len(np.unique(group_part)) < n_inner:
@@ -192,4 +201,42 @@ def _inner_split(train_val, y, groups, val_fraction, seed, names):
         )
     splitter = StratifiedGroupKFold(n_splits=n_inner, shuffle=True, random_state=seed)
     inner_train, inner_val = next(splitter.split(np.zeros((len(train_val), 1)), y_part, group_part))
-    return train_val[inner_train], train_val[inner_val]
+    return _every_class_in_val(train_val[inner_train], train_val[inner_val], y, groups, seed)
+
+
+def _every_class_in_val(train, val, y, groups, seed):
+    """Move samples (whole groups, with ``groups``) of a class the validation part lacks from the
+    training part into it, as long as the training part keeps that class. Stratification rounds a
+    rare class's share of a small validation part down to nothing (3 positives in 30, 10% held
+    out: 0.3 -> 0), and a validation part without a class has no AUC to choose a checkpoint by.
+    Without groups, a sample of the best represented class goes back to keep the part's size.
+    Parts that already hold every class are returned unchanged (scikit-learn's split)."""
+    rng = np.random.default_rng(seed)
+    train, val = np.asarray(train), np.asarray(val)
+    for c in np.unique(y[train]):
+        if np.any(y[val] == c):
+            continue
+        candidates = train[y[train] == c]
+        if groups is None:
+            if len(candidates) < 2:
+                continue
+            moved = np.array([rng.choice(candidates)])
+            val_counts = np.bincount(y[val], minlength=int(y.max()) + 1)
+            common = int(np.argmax(val_counts))
+            if val_counts[common] > 1:
+                back = rng.choice(val[y[val] == common])
+                val, train = val[val != back], np.append(train, back)
+        else:
+            # the smallest group of the class whose leaving still leaves the class in training
+            sizes = {g: int(np.sum(groups[train] == g)) for g in np.unique(groups[candidates])}
+            movable = [
+                g
+                for g in sorted(sizes, key=lambda g: (sizes[g], str(g)))
+                if np.any(y[train[groups[train] != g]] == c)
+            ]
+            if not movable:
+                continue
+            moved = train[groups[train] == movable[0]]
+        train = train[~np.isin(train, moved)]
+        val = np.append(val, moved)
+    return train, val

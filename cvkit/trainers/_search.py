@@ -75,7 +75,8 @@ class NestedSearchTrainer:
 
     @property
     def info_(self) -> dict:
-        return dict(choice=self.choice_, inner=self.inner_results_, inner_folds=self.inner_folds)
+        refit = getattr(self.trainer_, "info_", None) or {}  # e.g. a checkpoint rule that fell back
+        return dict(refit, choice=self.choice_, inner=self.inner_results_, inner_folds=self.inner_folds)
 
 
 def _concat(a, b):

@@ -173,6 +173,9 @@ class TorchTrainer:
         }
         self.selected_rule_ = config.select
         self.selected_epoch_ = self.checkpoints_[config.select][0]
+        fallen_back = sorted(rule for rule, b in best.items() if b[2] is None)
+        if fallen_back:  # kept with the job, so that the report can say which jobs fell back
+            self.info_ = dict(checkpoint_fallback={rule: "last" for rule in fallen_back})
         return self
 
     def _restore(self, paused, model, optimizer, generator):
