@@ -416,8 +416,6 @@ def _verify(args, console, errors) -> int:
     started = time.perf_counter()
     verification = verify(args.run_dir, jobs=args.jobs, seed=args.seed)
     render_verification(verification, console)
-    for line in verification.nonfinite:  # names are the user's: printed as they are, never as markup
-        console.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
     console.print(
         f"{len(verification.checks)} of {verification.n_done} finished jobs trained again in "
         f"{time.perf_counter() - started:.1f} s",

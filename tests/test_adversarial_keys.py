@@ -55,44 +55,25 @@ def test_a_run_with_other_threads_per_job_is_not_reused(tiny_npz, tmp_path, caps
 # Item 7: verify compares NaN-aware and reports NaN predictions.
 
 
-def test_verify_fails_a_store_with_a_nan_prediction(tiny_npz, tmp_path, capsys):
-    out = tmp_path / "run"
-    assert _evaluate(tiny_npz, out, "--baseline", "logreg", "--jobs", "1") == 0
-    with sqlite3.connect(out / STORE_NAME) as db:
-        key, rule, sample, probs = db.execute(
-            "SELECT job_key, rule, sample_idx, probs FROM predictions ORDER BY job_key, rule, sample_idx"
-        ).fetchone()
-        probs = json.loads(probs)
-        probs[0] = float("nan")
-        db.execute(
-            "UPDATE predictions SET probs = ? WHERE job_key = ? AND rule = ? AND sample_idx = ?",
-            (json.dumps(probs), key, rule, sample),
-        )
-    capsys.readouterr()
-    # Every job trained again: the NaN one is compared, and differs from the number it retrains to.
-    assert main(["verify", str(out), "--jobs", "2"]) == 1
-    output = capsys.readouterr().out
-    assert "identical" in output and "1 differ" in output
-    assert "NaN or infinite" in output and "logreg repeat 0 fold" in output
-
-
-def test_verify_reports_a_nan_prediction_in_a_job_it_does_not_train_again(tiny_npz, tmp_path, capsys):
-    from cvkit.api import verify
-
+@pytest.mark.parametrize("damaged", [0, 1])
+def test_verify_refuses_a_store_with_a_nan_prediction(tiny_npz, tmp_path, capsys, damaged):
+    """On main verify said "identical", exit 0. A NaN in the job it trains again or in one it does
+    not: the store is damaged (cvkit never stores one), named job by job with the way out."""
     out = tmp_path / "run"
     assert _evaluate(tiny_npz, out, "--baseline", "logreg", "--jobs", "1") == 0
     with Store(out) as store:
-        keys = [job["key"] for job in store.jobs()]
+        jobs = sorted(store.jobs(), key=lambda job: job["fold"])
     with sqlite3.connect(out / STORE_NAME) as db:
-        for key in keys:  # NaN in every job: whichever one verify samples, the others hold one too
-            db.execute(
-                "UPDATE predictions SET probs = ? WHERE job_key = ? AND sample_idx = "
-                "(SELECT MIN(sample_idx) FROM predictions WHERE job_key = ?)",
-                (json.dumps([float("nan"), float("nan")]), key, key),
-            )
-    verification = verify(out, jobs=1)
-    assert len(verification.checks) == 1 and not verification.ok
-    assert len(verification.nonfinite) == 2
+        db.execute(
+            "UPDATE predictions SET probs = ? WHERE job_key = ? AND sample_idx = "
+            "(SELECT MIN(sample_idx) FROM predictions WHERE job_key = ?)",
+            (json.dumps([float("nan"), float("nan")]), jobs[damaged]["key"], jobs[damaged]["key"]),
+        )
+    capsys.readouterr()
+    assert main(["verify", str(out), "--jobs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"logreg repeat 0 fold {jobs[damaged]['fold']} seed 0 is damaged" in err
+    assert "NaN or infinite" in err and "Traceback" not in err
 
 
 # Item 5: each job starts from the same process state.

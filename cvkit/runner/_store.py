@@ -371,6 +371,15 @@ class Store:
         probs = self._probabilities(rows)
         return [(*r[:7], p) for r, p in zip(rows, probs)]
 
+    def check_predictions(self) -> None:
+        """A ``StoreError`` naming the first damaged prediction of any finished job, any rule."""
+        rows = self.db.execute(
+            "SELECT j.model, j.repeat, j.fold, j.seed_index, j.seed, p.rule, p.sample_idx, p.probs, j.key "
+            "FROM jobs j JOIN predictions p ON p.job_key = j.key WHERE j.status = 'done' "
+            "ORDER BY j.model, j.repeat, j.fold, j.seed_index, p.rule, p.sample_idx"
+        ).fetchall()
+        self._probabilities(rows)
+
     def job_predictions(self, key: str) -> dict[str, dict[int, np.ndarray]]:
         """Every stored prediction of one job: {rule: {sample index: probabilities}}."""
         rows = self.db.execute(
