@@ -159,6 +159,8 @@ def evaluate(
             )
         if previous is None:
             _describe_run(store, setup, command, None if cv is not None else _stored_recipe(recipe, setup))
+        else:
+            _reanalyse(store, setup, command)
         job_list, work = _jobs(setup, run_dir)
         concurrency = _concurrency(jobs, threads_per_job, setup.config, setup.dataset, setup.device)
         display = JobProgress(epochs=epochs) if progress is True else progress or None
@@ -341,6 +343,10 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
         device=device,
         models={n: [role, p.digest, p.hyperparams] for n, (role, p) in models.items()},
     )
+    if dataset.n_classes > 2:
+        # With more classes the positive one changes training: val_auc and the nested search score
+        # its one-vs-rest AUC. With two, either class's AUC ranks the same: it changes the analysis only.
+        identity["positive"] = dataset.positive_name
     return _Setup(
         dataset, holdout_data, models, config, plan, design, identity, device, r["seeds"], r["seed"], source
     )
@@ -355,7 +361,7 @@ def _jobs(setup: _Setup, run_dir: Path):
         n_seeds=setup.seeds,
         master_seed=setup.seed,
         config=setup.config,
-        data_fingerprint=setup.identity["data"],
+        data_fingerprint=_training_data_key(setup.identity),
         device=setup.device,
     )
     context = TrainContext(
@@ -371,6 +377,13 @@ def _jobs(setup: _Setup, run_dir: Path):
         cache_dir=str(run_dir.resolve().parent / ".cache" / "features"),
     )
     return job_list, JobRunner(dataset, setup.plan, context, setup.holdout)
+
+
+def _training_data_key(identity: dict) -> str:
+    """The data part of every job key: the content and, where it changes training, the positive class."""
+    if "positive" not in identity:
+        return identity["data"]
+    return hashlib.sha256(f"{identity['data']}+positive={identity['positive']}".encode()).hexdigest()
 
 
 def _backbones(setup: _Setup) -> list[str]:
@@ -453,6 +466,19 @@ def _describe_run(store, setup: _Setup, command, recipe):
     store.set_meta("identity", setup.identity)  # last: a run described only in part is described again
 
 
+def _reanalyse(store, setup: _Setup, command) -> None:
+    """A resumed run is analysed as this call asks: its positive class (which, with two classes,
+    changes no prediction; with more it is part of the identity) and the command shown in reports."""
+    run = store.get_meta("run")
+    run["data"]["positive"] = setup.dataset.positive
+    if command is not None:
+        run["command"] = command
+    store.set_meta("run", run)
+    recipe = store.get_meta("recipe")
+    if recipe is not None:
+        store.set_meta("recipe", dict(recipe, positive=setup.dataset.positive_name))
+
+
 def _default_run_dir(reports_dir, dataset, models, identity) -> Path:
     """Same settings, same folder: rerunning a command resumes it."""
     names = list(models)
@@ -471,6 +497,10 @@ def _differences(previous: dict, current: dict) -> str:
             if previous.get("models", {}).get(m) != current["models"].get(m)
         ]
         changed[changed.index("models")] = f"models ({', '.join(sorted(models))})"
+    if "positive" in changed:
+        changed[changed.index("positive")] = (
+            f"positive class {current['positive']} (with more than two classes it chooses the checkpoints)"
+        )
     return "different " + ", ".join(changed)
 
 

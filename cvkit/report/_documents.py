@@ -160,7 +160,9 @@ def render_html(context: dict, figures: dict) -> str:
     images = {
         name: (caption, base64.b64encode(png).decode("ascii")) for name, (caption, png) in figures.items()
     }
-    return environment.get_template("report.html.j2").render(**context, figures=images)
+    return environment.get_template("report.html.j2").render(
+        **context, figures=images, analysis=analysis_text(context)
+    )
 
 
 def render_markdown(context: dict, figures: dict) -> str:
@@ -186,6 +188,7 @@ def render_markdown(context: dict, figures: dict) -> str:
         f"- labels: {mapping}",
         f"- design: {context['design']['folds']} folds x {context['design']['repeats']} repeats x "
         f"{context['design']['seeds']} seed(s), master seed {context['design']['seed']}",
+        f"- analysis: {analysis_text(context)}",
         f"- command: `{context['command']}`",
         "",
     ]
@@ -279,11 +282,19 @@ def render_latex(context: dict) -> str:
         "\\end{tabular}",
         f"\\caption{{{esc(context['data']['name'])}: {design['folds']}-fold cross-validation repeated "
         f"{design['repeats']} times, positive class {esc(context['positive'])}; mean over folds with the "
-        "corrected 95\\% confidence interval.}",
+        f"corrected 95\\% confidence interval; {esc(analysis_text(context))}.}}",
         "\\label{tab:cvkit}",
         "\\end{table}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def analysis_text(context: dict) -> str:
+    """The settings a verdict depends on besides the predictions (they change on re-analysis)."""
+    return (
+        f"verdict on {context['metric']}, ROPE ±{context['rope']:g}, alpha {context['alpha']:g} "
+        "(Holm across variants)"
+    )
 
 
 def _first_json_field(environments, field):

@@ -1,0 +1,148 @@
+"""Issue 21, first use: a resumed run analysed as asked, duplicates across the hold-out boundary,
+and every warning kept with the run and its documents."""
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from cvkit.cli import main
+from cvkit.data import make_demo
+
+RUN = ["--folds", "2", "--repeats", "1", "--epochs", "1"]
+
+
+def _evaluate(data, out, *extra):
+    return main(["evaluate", "plugins/fc_attention.py", "--data", str(data), *RUN, "--out", str(out), *extra])
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    """A BreastMNIST-style archive (0 = malignant, the default positive) and a finished run on it."""
+    folder = tmp_path_factory.mktemp("first")
+    tiny = make_demo(60, image_size=16, seed=1)
+    path = folder / "breastmnist_tiny.npz"
+    images, labels = tiny.images[:, 0], 1 - tiny.labels[:, None]
+    np.savez(
+        path,
+        **{f"{part}_images": images[s] for part, s in PARTS.items()},
+        **{f"{part}_labels": labels[s] for part, s in PARTS.items()},
+    )
+    assert _evaluate(path, folder / "run", "--json", str(folder / "run.json")) == 0
+    return path, folder / "run", json.loads((folder / "run.json").read_text())
+
+
+PARTS = dict(train=slice(0, 40), val=slice(40, 50), test=slice(50, 60))
+
+
+def _documents(run):
+    return {
+        "md": (run / "report.md").read_text(),
+        "html": (run / "report.html").read_text(),
+        "latex": (run / "table.tex").read_text(),
+    }
+
+
+ANALYSIS_SETTINGS = {
+    # option: (value, text each document then shows: Markdown, HTML, LaTeX), the JSON check
+    "--positive": (
+        "normal/benign",
+        (
+            "positive class: normal/benign",
+            "positive class: <b>normal/benign</b>",
+            "positive class normal/benign",
+        ),
+        lambda s: s["run"]["data"]["positive"] == 1,
+    ),
+    "--metric": (
+        "sensitivity",
+        ("verdict on sensitivity",) * 3,
+        lambda s: s["comparison"]["metric"] == "sensitivity",
+    ),
+    "--rope": ("0.05", ("ROPE ±0.05",) * 3, lambda s: s["comparison"]["rope"] == 0.05),
+    "--alpha": ("0.1", ("alpha 0.1 ",) * 3, lambda s: s["comparison"]["alpha"] == 0.1),
+}
+
+
+@pytest.mark.parametrize("option", list(ANALYSIS_SETTINGS))
+def test_an_analysis_setting_on_resume_reanalyses_every_document(option, first_run, tmp_path, capsys):
+    data, first, before = first_run
+    value, shown, in_json = ANALYSIS_SETTINGS[option]
+    run = tmp_path / "run"
+    shutil.copytree(first, run)
+    capsys.readouterr()
+    assert _evaluate(data, run, option, value, "--json", str(tmp_path / "s.json")) == 0
+    out = capsys.readouterr().out
+    assert "0 jobs trained, 4 resumed" in out
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert in_json(summary)
+    documents = _documents(run)
+    for (kind, text), expected in zip(documents.items(), shown):
+        assert expected in text, kind
+    assert f"{option} {value}" in documents["md"]  # the command shown is the one that made the documents
+    if option != "--positive":
+        return
+    # One positive class everywhere: the terminal's panel and table, every document, the metrics.
+    assert "1 = normal/benign (positive)" in out and "positive class = normal/benign" in out
+    assert "malignant (positive)" not in out
+    assert "1 = normal/benign (positive)" in documents["md"]
+    assert "malignant (positive)" not in documents["md"] + documents["html"]
+    assert "malignant" not in documents["latex"]
+    for model, scores in summary["models"].items():
+        old = before["models"][model]["folds"]
+        for fold, previous in zip(scores["folds"], old):
+            assert fold["sensitivity"] == pytest.approx(previous["specificity"])
+            assert fold["specificity"] == pytest.approx(previous["sensitivity"])
+    # The sensitivity is that of the class it names, recomputed from the exported predictions.
+    assert main(["export", str(run), "--predictions", str(tmp_path / "p.csv")]) == 0
+    rows = [
+        r for r in csv.DictReader(open(tmp_path / "p.csv")) if r["model"] == "resnet18" and r["fold"] == "0"
+    ]
+    benign = [r for r in rows if r["label"] == "normal/benign"]
+    found = np.mean([float(r["prob_normal/benign"]) >= 0.5 for r in benign])
+    assert summary["models"]["resnet18"]["folds"][0]["sensitivity"] == pytest.approx(found)
+    # Regenerated later, the documents keep the positive class the run was last analysed with.
+    assert main(["report", str(run), "--md"]) == 0
+    assert "positive class: normal/benign" in (run / "report.md").read_text()
+
+
+@pytest.mark.parametrize("option, value", [("--lr", "0.01"), ("--epochs", "2")])
+def test_a_training_setting_on_resume_is_refused_in_one_line(option, value, first_run, tmp_path, capsys):
+    data, first, _ = first_run
+    run = tmp_path / "run"
+    shutil.copytree(first, run)
+    stored = (run / "report.md").read_text()
+    capsys.readouterr()
+    assert _evaluate(data, run, option, value) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0].startswith("positive class: malignant")
+    assert (
+        err[1].startswith("cvkit: error:") and "holds a run with other settings (different config)" in err[1]
+    )
+    assert (run / "report.md").read_text() == stored
+
+
+def test_with_more_classes_another_positive_class_is_a_training_setting(tmp_path):
+    """With three classes val_auc scores the positive class's one-vs-rest AUC: another positive
+    class chooses other checkpoints, so the run refuses it and no job is reused for it."""
+    import cvkit
+    from cvkit.data import Dataset
+    from cvkit.errors import ConfigError
+
+    demo = make_demo(60, image_size=16, seed=1)
+    three = Dataset(
+        images=demo.images,
+        labels=np.arange(60) % 3,
+        class_names=("a", "b", "c"),
+        positive=0,
+        sample_ids=demo.sample_ids,
+        name="three",
+    )
+    options = dict(data=three, baseline="logreg", folds=2, repeats=1, epochs=1, reports_dir=tmp_path)
+    cvkit.evaluate(positive="a", out=tmp_path / "a", **options)
+    with pytest.raises(ConfigError, match=r"different positive class b \(with more than two classes"):
+        cvkit.evaluate(positive="b", out=tmp_path / "a", **options)
+    other = cvkit.evaluate(positive="b", out=tmp_path / "b", **options)
+    assert other.counts.reused == 0 and other.counts.trained == 2
