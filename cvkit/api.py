@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .data import Dataset, check_missing, find_duplicates, load_data, with_extra
+from .data import Dataset, DuplicatePair, check_missing, find_duplicates, load_data, with_extra
 from .errors import ConfigError
 from .results import Results
 from .runner import (
@@ -235,6 +235,8 @@ class _Setup:
     seeds: int
     seed: int
     source: dict | None  # the load_data call that gave the data, when one did
+    duplicates: dict  # what the duplicate check found (CV pool and across the hold-out boundary)
+    holdout_part: str | None
 
 
 def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None) -> _Setup:
@@ -250,12 +252,29 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
         raise ConfigError(f"--impute {r['impute']!r}: choose one of {', '.join(IMPUTATIONS)}")
     check_missing(dataset, r["impute"])
     dataset, holdout_data = dataset.split_off(r["holdout"])
-    duplicates = find_duplicates(dataset.images)
-    if r["dedupe"] and duplicates:
-        dropped = {pair.second for pair in duplicates}
+    duplicates, across = _find_duplicates(dataset, holdout_data)
+    found = dict(
+        pairs=len(duplicates),
+        exact=sum(p.exact for p in duplicates),
+        holdout_pairs=len(across),
+        dedupe=bool(r["dedupe"]),
+        dropped=0,
+    )
+    if r["dedupe"] and (duplicates or across):
+        # One image of each pair stays; a copy of a hold-out image leaves the CV pool, the hold-out set stays whole.
+        dropped = {pair.second for pair in duplicates} | {pair.first for pair in across}
         dataset = dataset.subset([i for i in range(len(dataset)) if i not in dropped])
-        warnings.warn(f"--dedupe: dropped {len(dropped)} duplicate image(s), kept one of each", stacklevel=3)
-        duplicates = []
+        copies = len({pair.first for pair in across})
+        warnings.warn(
+            f"--dedupe: dropped {len(dropped)} duplicate image(s) from the cross-validation data, kept one of "
+            "each" + (f" ({copies} of them copies of hold-out images)" if copies else ""),
+            stacklevel=3,
+        )
+        found["dropped"] = len(dropped)
+        duplicates, across = [], []
+    found["holdout_images"] = len({pair.second for pair in across})  # hold-out images with a copy in CV
+    if across:
+        warnings.warn(_holdout_duplicate_warning(across, found["holdout_images"], r["holdout"]), stacklevel=3)
     # Everything the predictions depend on: the CV data and, when there is one, the hold-out set.
     content = (
         dataset.fingerprint
@@ -323,8 +342,9 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
             cv=cv,
             class_names=dataset.class_names,
         )
+    found["split_by_folds"] = _split_by_folds(duplicates, plan)
     if duplicates:
-        warnings.warn(_duplicate_warning(duplicates, plan, dataset.groups), stacklevel=3)
+        warnings.warn(_duplicate_warning(duplicates, found["split_by_folds"], dataset.groups), stacklevel=3)
     design = dict(
         folds=plan.n_splits,
         repeats=plan.n_repeats,
@@ -348,7 +368,19 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
         # its one-vs-rest AUC. With two, either class's AUC ranks the same: it changes the analysis only.
         identity["positive"] = dataset.positive_name
     return _Setup(
-        dataset, holdout_data, models, config, plan, design, identity, device, r["seeds"], r["seed"], source
+        dataset,
+        holdout_data,
+        models,
+        config,
+        plan,
+        design,
+        identity,
+        device,
+        r["seeds"],
+        r["seed"],
+        source,
+        duplicates=found,
+        holdout_part=r["holdout"],
     )
 
 
@@ -410,10 +442,37 @@ def _stored_recipe(recipe: dict, setup: _Setup) -> dict | None:
     )
 
 
-def _duplicate_warning(pairs, plan, groups) -> str:
-    """What the duplicate pairs mean for this plan: how many end up on both sides of a split."""
+def _find_duplicates(dataset: Dataset, holdout: Dataset | None):
+    """``(pairs within the CV data, pairs across the hold-out boundary)``; an across pair's ``first``
+    indexes the CV data, its ``second`` the hold-out set after it. Pairs within the hold-out set
+    are no leak (no fold trains on it)."""
+    if holdout is None:
+        return find_duplicates(dataset.images), []
+    n = len(dataset)
+    pairs = find_duplicates(np.concatenate([dataset.images, holdout.images]))
+    inside = [p for p in pairs if p.second < n]
+    across = [DuplicatePair(p.first, p.second - n, p.exact) for p in pairs if p.first < n <= p.second]
+    return inside, across
+
+
+def _holdout_duplicate_warning(across, n_images, part) -> str:
+    exact = sum(p.exact for p in across)
+    return (
+        f"{len(across)} duplicate image pair(s) ({exact} exact, {len(across) - exact} near-identical) straddle "
+        f"the cross-validation data and the hold-out set ({part}): {n_images} hold-out image(s) have a copy "
+        "the fold models trained on, so the hold-out score looks better than it is. --dedupe drops the "
+        "copies from the cross-validation data"
+    )
+
+
+def _split_by_folds(pairs, plan) -> int:
+    """How many duplicate pairs end up on both sides of a split in some fold."""
     tests = [set(split.test.tolist()) for split in plan]
-    crossing = sum(any((p.first in test) != (p.second in test) for test in tests) for p in pairs)
+    return sum(any((p.first in test) != (p.second in test) for test in tests) for p in pairs)
+
+
+def _duplicate_warning(pairs, crossing, groups) -> str:
+    """What the duplicate pairs mean for this plan: how many end up on both sides of a split."""
     exact = sum(p.exact for p in pairs)
     text = (
         f"{len(pairs)} duplicate image pair(s) ({exact} exact, {len(pairs) - exact} near-identical), "
@@ -448,12 +507,21 @@ def _describe_run(store, setup: _Setup, command, recipe):
                 class_counts=dataset.class_counts,
                 extra_names=list(dataset.extra_names),
                 has_groups=dataset.groups is not None,
+                grouping=None
+                if dataset.groups is None
+                else dict(column=dataset.group_column, n_groups=len(set(dataset.groups.tolist()))),
+                parts=None if dataset.parts is None else list(dict.fromkeys(dataset.parts.tolist())),
+                duplicates=setup.duplicates,
                 missing_extra=0 if dataset.extra is None else int(np.isnan(dataset.extra).sum()),
             ),
             holdout=None
             if holdout is None
             else dict(
-                n_samples=len(holdout), class_counts=holdout.class_counts, fingerprint=holdout.fingerprint
+                n_samples=len(holdout),
+                class_counts=holdout.class_counts,
+                fingerprint=holdout.fingerprint,
+                part=setup.holdout_part,
+                cv_duplicates=setup.duplicates["holdout_images"],
             ),
         ),
     )

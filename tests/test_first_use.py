@@ -3,6 +3,7 @@ and every warning kept with the run and its documents."""
 
 import csv
 import json
+import re
 import shutil
 
 import numpy as np
@@ -35,6 +36,11 @@ def first_run(tmp_path_factory):
 
 
 PARTS = dict(train=slice(0, 40), val=slice(40, 50), test=slice(50, 60))
+
+
+def _unwrapped(terminal: str) -> str:
+    """The terminal's text without panel borders and line breaks (it wraps long titles and cells)."""
+    return " ".join(re.sub("[│╭╮╰╯─]", " ", terminal).split())
 
 
 def _documents(run):
@@ -146,3 +152,56 @@ def test_with_more_classes_another_positive_class_is_a_training_setting(tmp_path
         cvkit.evaluate(positive="b", out=tmp_path / "a", **options)
     other = cvkit.evaluate(positive="b", out=tmp_path / "b", **options)
     assert other.counts.reused == 0 and other.counts.trained == 2
+
+
+@pytest.fixture
+def leaky_npz(tmp_path):
+    """A BreastMNIST-style archive whose test part holds 3 exact and 1 re-exposed copy of training images."""
+    tiny = make_demo(60, image_size=16, seed=1)
+    images, labels = tiny.images[:, 0].copy(), 1 - tiny.labels[:, None]
+    images[50:53] = images[0:3]
+    images[53] = np.clip(images[3].astype(int) + 2, 0, 255)
+    labels[50:54] = labels[0:4]
+    path = tmp_path / "breastmnist_leaky.npz"
+    np.savez(
+        path,
+        **{f"{part}_images": images[s] for part, s in PARTS.items()},
+        **{f"{part}_labels": labels[s] for part, s in PARTS.items()},
+    )
+    return path
+
+
+def test_duplicates_across_the_holdout_boundary_are_reported_and_counted(leaky_npz, tmp_path, capsys):
+    assert _evaluate(leaky_npz, tmp_path / "run", "--holdout", "test", "--json", str(tmp_path / "s.json")) == 0
+    captured = capsys.readouterr()
+    warned = [line for line in captured.err.splitlines() if "straddle" in line]
+    assert len(warned) == 1
+    assert warned[0].startswith("cvkit: warning: 4 duplicate image pair(s) (3 exact, 1 near-identical) straddle")
+    assert "the hold-out set (test): 4 hold-out image(s)" in warned[0]
+    heading = "Hold-out set (10 samples, never in any fold; 4 near-duplicates of CV images)"
+    out = _unwrapped(captured.out)
+    assert heading in out
+    assert "train+val pooled for cross-validation; test held out (10 samples" in out
+    assert "train+val+test" not in out
+    documents = _documents(tmp_path / "run")
+    assert f"## {heading}" in documents["md"] and heading in documents["html"]
+    for text in (documents["md"], documents["html"]):
+        assert "train+val pooled for cross-validation; test held out" in text and "train+val+test" not in text
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["run"]["holdout"]["cv_duplicates"] == 4
+    assert summary["run"]["data"]["duplicates"]["holdout_pairs"] == 4
+
+    # --dedupe drops the cross-validation copies; the hold-out set stays whole and is clean then.
+    assert _evaluate(leaky_npz, tmp_path / "clean", "--holdout", "test", "--dedupe") == 0
+    captured = capsys.readouterr()
+    assert "dropped 4 duplicate image(s) from the cross-validation data" in captured.err
+    assert "straddle" not in captured.err
+    out = _unwrapped(captured.out)
+    assert "Hold-out set (10 samples, never in any fold; 0 near-duplicates of CV images)" in out
+    assert "breastmnist: 46 samples" in out
+
+
+def test_without_holdout_every_part_is_said_to_be_pooled(first_run, capsys):
+    data, run, _ = first_run
+    assert main(["report", str(run), "--md"]) == 0
+    assert "train+val+test pooled for cross-validation" in _unwrapped(capsys.readouterr().out)

@@ -117,7 +117,7 @@ def load_medmnist(
         sample_ids=ids,
         name=key,
         parts=part_of,
-        description=f"MedMNIST {key} ({'+'.join(parts)} pooled)",
+        description=f"MedMNIST {key}",  # the run states which parts it pools (--holdout keeps one out)
         source=str(path),
     )
 
@@ -234,6 +234,7 @@ def load_manifest(
         sample_ids=ids,
         name=path.stem,
         groups=groups,
+        group_column=group_column if groups is not None else None,
         extra=extra,
         parts=parts,
         extra_names=extra_names,

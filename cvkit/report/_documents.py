@@ -14,6 +14,7 @@ from ..errors import CvkitError
 from ..stats import METRICS
 from ._figures import render_figures
 from ._format import LABELS, is_number, metric_label, number, pvalue, signed
+from ._setup import data_use, holdout_heading
 from ._terminal import metric_intervals
 
 FORMATS = ("html", "md", "latex")
@@ -145,6 +146,8 @@ def document_context(results, report) -> dict:
         seeds=sorted({j["seed"] for j in jobs}),
         nested=report.nested,
         holdout=report.holdout,
+        holdout_heading=holdout_heading(report.holdout) if report.holdout else "",
+        data_use=data_use(run),
     )
 
 
@@ -186,6 +189,7 @@ def render_markdown(context: dict, figures: dict) -> str:
         f"- data: {esc(data['name'])}, {data['n_samples']} samples "
         f"({', '.join(f'{esc(k)} {v}' for k, v in data['class_counts'].items())})",
         f"- labels: {mapping}",
+        *(f"- {label}: {esc(text)}" for label, text in context["data_use"]),
         f"- design: {context['design']['folds']} folds x {context['design']['repeats']} repeats x "
         f"{context['design']['seeds']} seed(s), master seed {context['design']['seed']}",
         f"- analysis: {analysis_text(context)}",
@@ -227,7 +231,7 @@ def render_markdown(context: dict, figures: dict) -> str:
     if context["holdout"]:
         lines += [
             "",
-            f"## Hold-out set ({context['holdout'][0]['n']} samples, never in any fold)",
+            f"## {holdout_heading(context['holdout'])}",
             "",
             "| model | CV mean [95% CI] | hold-out [95% CI] | gap |",
             "|---|---:|---:|---:|",

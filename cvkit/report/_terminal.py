@@ -13,6 +13,7 @@ from rich.text import Text
 from ..comparison import cv_interval
 from ..stats import METRICS
 from ._format import LABELS, metric_label, number, pvalue, signed
+from ._setup import data_use, holdout_heading
 
 
 def render_summary(results, console: Console | None = None) -> None:
@@ -38,6 +39,7 @@ def header(results) -> Panel:
         ("data", f"{data['name']}: {data['n_samples']} samples ({counts})"),
         ("", data.get("description", "")),
         ("labels", mapping),
+        *data_use(run),
         ("extra", _extra_text(data)),
         ("weights", f"class weights in the loss: {weight_text}"),
         (
@@ -254,9 +256,8 @@ def selection_table(report) -> Table:
 
 def holdout_table(report) -> Table:
     name = metric_label(report.metric)
-    n = report.holdout[0]["n"]
     table = Table(
-        title=f"Hold-out set ({n} samples, never in any fold) beside the cross-validation estimate of {name}",
+        title=f"{holdout_heading(report.holdout)} beside the cross-validation estimate of {name}",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
