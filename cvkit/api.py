@@ -261,13 +261,14 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
         dropped=0,
     )
     if r["dedupe"] and (duplicates or across):
-        # One image of each pair stays; a copy of a hold-out image leaves the CV pool, the hold-out set stays whole.
+        # One image of each pair stays; a copy of a hold-out image leaves the CV data (the hold-out
+        # set stays whole: it is the official test part).
         dropped = {pair.second for pair in duplicates} | {pair.first for pair in across}
         dataset = dataset.subset([i for i in range(len(dataset)) if i not in dropped])
         copies = len({pair.first for pair in across})
         warnings.warn(
-            f"--dedupe: dropped {len(dropped)} duplicate image(s) from the cross-validation data, kept one of "
-            "each" + (f" ({copies} of them copies of hold-out images)" if copies else ""),
+            f"--dedupe: dropped {len(dropped)} duplicate image(s) from the cross-validation data, kept "
+            "one of each" + (f" ({copies} of them copies of hold-out images)" if copies else ""),
             stacklevel=3,
         )
         found["dropped"] = len(dropped)
@@ -458,10 +459,10 @@ def _find_duplicates(dataset: Dataset, holdout: Dataset | None):
 def _holdout_duplicate_warning(across, n_images, part) -> str:
     exact = sum(p.exact for p in across)
     return (
-        f"{len(across)} duplicate image pair(s) ({exact} exact, {len(across) - exact} near-identical) straddle "
-        f"the cross-validation data and the hold-out set ({part}): {n_images} hold-out image(s) have a copy "
-        "the fold models trained on, so the hold-out score looks better than it is. --dedupe drops the "
-        "copies from the cross-validation data"
+        f"{len(across)} duplicate image pair(s) ({exact} exact, {len(across) - exact} near-identical) "
+        f"straddle the cross-validation data and the hold-out set ({part}): {n_images} hold-out image(s) "
+        "have a copy the fold models trained on, so the hold-out score looks better than it is. --dedupe "
+        "drops the copies from the cross-validation data"
     )
 
 
