@@ -80,6 +80,7 @@ def evaluate(
     dedupe: bool = False,
     progress: JobProgress | bool = False,
     command: str | None = None,
+    caveats=(),
 ) -> Results:
     """Train the baseline and every variant on the same splits with the same seeds.
 
@@ -93,7 +94,9 @@ def evaluate(
     ``executor`` is ``local``, ``process`` or ``ray`` (at ``address``, with ``cpus_per_job`` and
     ``gpus_per_job`` per task); every executor gives the same predictions. A job whose worker dies
     runs again up to ``retries`` times. Duplicate images (exact, or equal average hashes confirmed
-    on the pixels) are reported before training; ``dedupe`` keeps one of each. Returns the run's
+    on the pixels) are reported before training; ``dedupe`` keeps one of each. Every warning shown
+    meanwhile is kept with the run as a caveat that its reports list, as are ``caveats``: warnings
+    raised earlier about this run's data (e.g. while loading it). Returns the run's
     :class:`~cvkit.results.Results`.
     """
     variants = [variants] if isinstance(variants, (str, os.PathLike)) else list(variants)
@@ -138,7 +141,8 @@ def evaluate(
         precision=precision,
         dedupe=dedupe,
     )
-    setup = _prepare(recipe, data=data, folds=folds, repeats=repeats, cv=cv)
+    with record_warnings() as preparing:
+        setup = _prepare(recipe, data=data, folds=folds, repeats=repeats, cv=cv)
     ensure_pretrained(_backbones(setup), setup.config.weights)  # a download happens here, once
     run_dir = Path(out) if out else _default_run_dir(reports_dir, setup.dataset, setup.models, setup.identity)
     # Stored rows: every test sample under each checkpoint rule and epoch, and the hold-out set.
@@ -161,10 +165,11 @@ def evaluate(
             _describe_run(store, setup, command, None if cv is not None else _stored_recipe(recipe, setup))
         else:
             _reanalyse(store, setup, command)
+        _keep_caveats(store, [*caveats, *preparing])
         job_list, work = _jobs(setup, run_dir)
         concurrency = _concurrency(jobs, threads_per_job, setup.config, setup.dataset, setup.device)
         display = JobProgress(epochs=epochs) if progress is True else progress or None
-        with display or contextlib.nullcontext():
+        with display or contextlib.nullcontext(), record_warnings() as training:
             runner = make_executor(
                 concurrency,
                 setup.device,
@@ -179,6 +184,7 @@ def evaluate(
                     0, concurrency.threads, f"Ray tasks of {runner.cpus_per_job:g} CPU, {gpus_per_job:g} GPU"
                 )
             counts = run_jobs(job_list, store, work, executor=runner, progress=display)
+        _keep_caveats(store, training)
     results = Results(run_dir)
     results.counts = counts
     results.concurrency = concurrency
@@ -546,6 +552,31 @@ def _reanalyse(store, setup: _Setup, command) -> None:
     recipe = store.get_meta("recipe")
     if recipe is not None:
         store.set_meta("recipe", dict(recipe, positive=setup.dataset.positive_name))
+
+
+@contextlib.contextmanager
+def record_warnings():
+    """Yields a list that collects the text of every warning shown inside; each is still shown."""
+    caught: list[str] = []
+    show = warnings.showwarning
+
+    def record(message, category, filename, lineno, file=None, line=None):
+        caught.append(str(message))
+        show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = record
+    try:
+        yield caught
+    finally:
+        warnings.showwarning = show
+
+
+def _keep_caveats(store, lines) -> None:
+    """Add warnings to the run's caveats (kept across resumes: a resumed run trains less and warns less)."""
+    kept = store.get_meta("caveats", [])
+    new = [line for line in dict.fromkeys(lines) if line not in kept]
+    if new:
+        store.set_meta("caveats", kept + new)
 
 
 def _default_run_dir(reports_dir, dataset, models, identity) -> Path:

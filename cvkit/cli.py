@@ -285,7 +285,7 @@ def _offline(offline: bool):
 
 
 def _evaluate(args, console, errors) -> int:
-    from .api import evaluate
+    from .api import evaluate, record_warnings
     from .comparison import compare
     from .data import load_data
     from .report import render_comparison, render_summary, write_json
@@ -297,7 +297,8 @@ def _evaluate(args, console, errors) -> int:
         if args.data != "demo":
             raise CvkitError("--demo-extra-signal applies to --data demo only")
         options["extra_signal"] = args.demo_extra_signal
-    dataset = load_data(args.data, positive=args.positive, **options)
+    with record_warnings() as loading:
+        dataset = load_data(args.data, positive=args.positive, **options)
     chosen = "named" if args.positive else "default: the minority class; set it with --positive"
     errors.print(
         f"positive class: {dataset.positive_name} ({chosen}); labels {dataset.label_mapping}",
@@ -343,6 +344,7 @@ def _evaluate(args, console, errors) -> int:
         dedupe=args.dedupe,
         progress=JobProgress(errors, epochs=args.epochs),
         command=args.command_line,
+        caveats=loading,
     )
     report = compare(results, metric=args.metric, rope=args.rope, alpha=args.alpha)
     render_summary(results, console)

@@ -31,6 +31,7 @@ class Results:
             samples = store.samples()
             rows = store.predictions()
             self.rules = store.rules()
+            self.caveats = store.get_meta("caveats", [])  # the warnings shown while the run was made
             self.history = pd.DataFrame(store.history())
         data = self.run["data"]
         self.class_names = tuple(data["class_names"])
@@ -175,7 +176,13 @@ class Results:
         differences = {
             v: {m: _records(self.paired_differences(v, m)) for m in METRICS} for v in self.variants
         }
-        return dict(run_dir=str(self.run_dir), run=self.run, models=models, paired_differences=differences)
+        return dict(
+            run_dir=str(self.run_dir),
+            run=self.run,
+            caveats=list(self.caveats),
+            models=models,
+            paired_differences=differences,
+        )
 
 
 def _number(x):

@@ -206,3 +206,54 @@ def test_without_holdout_every_part_is_said_to_be_pooled(first_run, capsys):
     data, run, _ = first_run
     assert main(["report", str(run), "--md"]) == 0
     assert "train+val+test pooled for cross-validation" in _unwrapped(capsys.readouterr().out)
+
+
+@pytest.fixture
+def grouped_manifest(tmp_path):
+    """40 PNG images of 20 patients (two each) in a manifest; images 1 and 3 repeat images 0 and 2."""
+    from PIL import Image
+
+    tiny = make_demo(40, image_size=16, seed=2)
+    images = tiny.images[:, 0].copy()
+    images[1], images[3] = images[0], images[2]
+    (tmp_path / "img").mkdir()
+    lines = ["image,label,patient_id"]
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / "img" / f"{i}.png")
+        lines.append(f"img/{i}.png,{tiny.class_names[tiny.labels[i // 2 * 2]]},p{i // 2:02d}")
+    path = tmp_path / "manifest.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_every_warning_is_a_caveat_in_every_document_and_in_cvkit_report(grouped_manifest, tmp_path, capsys):
+    import html
+
+    run = tmp_path / "run"
+    assert _evaluate(grouped_manifest, run, "--json", str(tmp_path / "s.json")) == 0
+    captured = capsys.readouterr()
+    shown = [
+        line.removeprefix("cvkit: warning: ") for line in captured.err.splitlines() if "warning:" in line
+    ]
+    assert any(line.startswith("2 duplicate image pair(s) (2 exact") for line in shown)
+    documents = _documents(run)
+    markdown = documents["md"].replace("\\", "")  # the Markdown escapes _, [ and ]
+    page = html.unescape(documents["html"])
+    caveats = json.loads((tmp_path / "s.json").read_text())["caveats"]
+    assert "## Caveats" in markdown and "<h2>Caveats</h2>" in page
+    for line in shown:
+        assert line in markdown.split("## Caveats")[1]
+        assert line in page.split("<h2>Caveats</h2>")[1]
+        assert line in caveats
+    # The set-up states the grouping, the duplicates found and that --dedupe was not used.
+    for text in (markdown, page, _unwrapped(captured.out)):
+        assert "grouping" in text and "by patient_id (20 groups)" in text
+        assert "2 pair(s) in the cross-validation data (2 exact)" in text and "--dedupe not used" in text
+
+    # Kept with the run: `cvkit report` shows them again, in the terminal and the documents it rewrites.
+    (run / "report.md").unlink()
+    assert main(["report", str(run), "--md"]) == 0
+    out = _unwrapped(capsys.readouterr().out)
+    rewritten = (run / "report.md").read_text().replace("\\", "")
+    for line in shown:
+        assert line in out and line in rewritten

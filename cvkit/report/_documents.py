@@ -143,6 +143,7 @@ def document_context(results, report) -> dict:
         single_split=report.single_split,
         selection=report.selection,
         warnings=report.warnings,
+        caveats=[*results.caveats, *report.warnings],  # the run's warnings, then the analysis's
         seeds=sorted({j["seed"] for j in jobs}),
         nested=report.nested,
         holdout=report.holdout,
@@ -245,8 +246,8 @@ def render_markdown(context: dict, figures: dict) -> str:
         lines += ["", "## Figures", ""]
         for name, (caption, _) in figures.items():
             lines += [f"![{esc(caption)}](figures/{name}.png)", "", f"*{esc(caption)}*", ""]
-    if context["warnings"]:
-        lines += ["## Warnings", ""] + [f"- {esc(w)}" for w in context["warnings"]]
+    if context["caveats"]:
+        lines += ["## Caveats", ""] + [f"- {esc(w)}" for w in context["caveats"]]
     return "\n".join(lines) + "\n"
 
 

@@ -62,6 +62,8 @@ def header(results) -> Panel:
     for name, value in rows:
         if value:
             grid.add_row(name, Text(value))
+    for i, caveat in enumerate(results.caveats):  # the warnings shown while the run was made
+        grid.add_row("caveats" if i == 0 else "", Text(caveat, style="yellow"))
     return Panel(grid, title="cvkit", title_align="left", expand=False)
 
 
