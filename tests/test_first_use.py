@@ -112,6 +112,17 @@ def test_an_analysis_setting_on_resume_reanalyses_every_document(option, first_r
     # Regenerated later, the documents keep the positive class the run was last analysed with.
     assert main(["report", str(run), "--md"]) == 0
     assert "positive class: normal/benign" in (run / "report.md").read_text()
+    # Re-analysed by `cvkit report --positive` for the other class: every line follows it again.
+    capsys.readouterr()
+    assert main(["report", str(run), "--md", "--positive", "malignant"]) == 0
+    out = _unwrapped(capsys.readouterr().out)
+    assert "positive class = malignant" in out and "0 = malignant (positive)" in out
+    assert "normal/benign (positive)" not in out
+    markdown = (run / "report.md").read_text()
+    assert "positive class: malignant" in markdown and "0 = malignant (positive)" in markdown
+    assert main(["compare", str(run), "--positive", "benign"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cvkit: error: --positive 'benign' is not a class") and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("option, value", [("--lr", "0.01"), ("--epochs", "2")])
@@ -152,6 +163,9 @@ def test_with_more_classes_another_positive_class_is_a_training_setting(tmp_path
         cvkit.evaluate(positive="b", out=tmp_path / "a", **options)
     other = cvkit.evaluate(positive="b", out=tmp_path / "b", **options)
     assert other.counts.reused == 0 and other.counts.trained == 2
+    with pytest.raises(ConfigError, match=r"with more than two classes the positive class \(a\) chose"):
+        cvkit.Results(tmp_path / "a", positive="b")
+    assert cvkit.Results(tmp_path / "a", positive="a").positive_name == "a"
 
 
 @pytest.fixture
