@@ -16,6 +16,7 @@ import numpy as np
 from . import __version__
 from .data import (
     Dataset,
+    DuplicatePair,
     check_missing,
     check_window,
     drop_duplicates,
@@ -91,6 +92,7 @@ def evaluate(
     dedupe: bool = False,
     progress: JobProgress | bool = False,
     command: str | None = None,
+    caveats=(),
 ) -> Results:
     """Train the baseline and every variant on the same splits with the same seeds.
 
@@ -108,7 +110,10 @@ def evaluate(
     job whose worker is killed runs again up to ``retries`` times. Drivers started on the same
     ``out`` share its jobs (each claims a job before training it). Duplicate images (exact, or
     equal average hashes confirmed on the pixels) are reported before training; ``dedupe`` keeps
-    one of each. Returns the run's :class:`~cvkit.results.Results`. ``intensity_window``
+    one of each. Every warning shown
+    meanwhile is kept with the run as a caveat that its reports list, as are ``caveats``: warnings
+    raised earlier about this run's data (e.g. while loading it). Returns the run's
+    :class:`~cvkit.results.Results`. ``intensity_window``
     ``(low, high)`` brings 16-bit, float and DICOM grey values to 8 bits through that window instead
     of per-image min-max (the file's own window for DICOM); it applies when ``data`` is a spec that
     ``evaluate`` loads.
@@ -167,7 +172,8 @@ def evaluate(
         dedupe=dedupe,
         threads=threads_per_job or 1,
     )
-    setup = _prepare(recipe, data=data, folds=folds, repeats=repeats, cv=cv)
+    with record_warnings() as preparing:
+        setup = _prepare(recipe, data=data, folds=folds, repeats=repeats, cv=cv)
     ensure_pretrained(_backbones(setup), setup.config.weights)  # a download happens here, once
     run_dir = Path(out) if out else _default_run_dir(reports_dir, setup.dataset, setup.models, setup.identity)
     # Stored rows: every test sample under each checkpoint rule and epoch, and the hold-out set.
@@ -188,6 +194,9 @@ def evaluate(
             )
         if previous is None:
             _describe_run(store, setup, command, None if cv is not None else _stored_recipe(recipe, setup))
+        else:
+            _reanalyse(store, setup, command)
+        _keep_caveats(store, [*caveats, *preparing])
         job_list, work = _jobs(setup, run_dir)
         # Claims let drivers started on one folder share its jobs; a paused job's state is kept in
         # the run folder, where the next run sweeps it if this process is killed.
@@ -195,7 +204,7 @@ def evaluate(
         work = replace(work, paused_dir=str(claims.paused_dir))
         concurrency = _concurrency(jobs, threads_per_job, setup.config, setup.dataset, setup.device)
         display = JobProgress(epochs=epochs) if progress is True else progress or None
-        with display or contextlib.nullcontext():
+        with display or contextlib.nullcontext(), record_warnings() as training:
             runner = make_executor(
                 concurrency,
                 setup.device,
@@ -210,6 +219,7 @@ def evaluate(
                     0, concurrency.threads, f"Ray tasks of {runner.cpus_per_job:g} CPU, {gpus_per_job:g} GPU"
                 )
             counts = run_jobs(job_list, store, work, executor=runner, progress=display, claims=claims)
+        _keep_caveats(store, training)
     results = Results(run_dir)
     results.counts = counts
     results.concurrency = concurrency
@@ -268,6 +278,8 @@ class _Setup:
     seed: int
     threads: int  # intra-op CPU threads of each job: part of the job keys
     source: dict | None  # the load_data call that gave the data, when one did
+    duplicates: dict  # what the duplicate check found (CV pool and across the hold-out boundary)
+    holdout_part: str | None
 
 
 def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None) -> _Setup:
@@ -283,12 +295,35 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
         raise ConfigError(f"--impute {r['impute']!r}: choose one of {', '.join(IMPUTATIONS)}")
     check_missing(dataset, r["impute"])
     dataset, holdout_data = dataset.split_off(r["holdout"])
-    duplicates = find_duplicates(dataset.images)
-    if r["dedupe"] and duplicates:
-        dataset, lines = drop_duplicates(dataset, duplicates)
-        for line in lines:
-            warnings.warn(line, stacklevel=3)
-        duplicates = []
+    duplicates, across = _find_duplicates(dataset, holdout_data)
+    found = dict(
+        pairs=len(duplicates),
+        exact=sum(p.exact for p in duplicates),
+        holdout_pairs=len(across),
+        dedupe=bool(r["dedupe"]),
+        dropped=0,
+    )
+    if r["dedupe"] and (duplicates or across):
+        before = len(dataset)
+        if across:
+            # A copy of a hold-out image leaves the CV data (the hold-out set stays whole: it is the
+            # official test part); the pairs left inside the CV data are looked for again.
+            copies = {pair.first for pair in across}
+            dataset = dataset.subset([i for i in range(len(dataset)) if i not in copies])
+            warnings.warn(
+                f"--dedupe: dropped {len(copies)} cross-validation image(s) that copy hold-out images",
+                stacklevel=3,
+            )
+            duplicates = find_duplicates(dataset.images)
+        if duplicates:
+            dataset, lines = drop_duplicates(dataset, duplicates)
+            for line in lines:
+                warnings.warn(line, stacklevel=3)
+        found["dropped"] = before - len(dataset)
+        duplicates, across = [], []
+    found["holdout_images"] = len({pair.second for pair in across})  # hold-out images with a copy in CV
+    if across:
+        warnings.warn(_holdout_duplicate_warning(across, found["holdout_images"], r["holdout"]), stacklevel=3)
     # Everything the predictions depend on: the CV data and, when there is one, the hold-out set.
     content = (
         dataset.fingerprint
@@ -356,8 +391,12 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
             cv=cv,
             class_names=dataset.class_names,
         )
+    found["split_by_folds"] = _split_by_folds(duplicates, plan)
     if duplicates:
-        warnings.warn(_duplicate_warning(duplicates, plan, dataset.groups, dataset.labels), stacklevel=3)
+        warnings.warn(
+            _duplicate_warning(duplicates, found["split_by_folds"], dataset.groups, dataset.labels),
+            stacklevel=3,
+        )
     design = dict(
         folds=plan.n_splits,
         repeats=plan.n_repeats,
@@ -379,6 +418,10 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
         threads_per_job=threads,
         models={n: [role, p.digest, p.hyperparams] for n, (role, p) in models.items()},
     )
+    if dataset.n_classes > 2:
+        # With more classes the positive one changes training: val_auc and the nested search score
+        # its one-vs-rest AUC. With two, either class's AUC ranks the same: it changes the analysis only.
+        identity["positive"] = dataset.positive_name
     return _Setup(
         dataset,
         holdout_data,
@@ -392,6 +435,8 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
         r["seed"],
         threads,
         source,
+        duplicates=found,
+        holdout_part=r["holdout"],
     )
 
 
@@ -404,7 +449,7 @@ def _jobs(setup: _Setup, run_dir: Path):
         n_seeds=setup.seeds,
         master_seed=setup.seed,
         config=setup.config,
-        data_fingerprint=setup.identity["data"],
+        data_fingerprint=_training_data_key(setup.identity),
         device=setup.device,
         threads=setup.threads,
     )
@@ -421,6 +466,13 @@ def _jobs(setup: _Setup, run_dir: Path):
         cache_dir=str(run_dir.resolve().parent / ".cache" / "features"),
     )
     return job_list, JobRunner(dataset, setup.plan, context, setup.holdout)
+
+
+def _training_data_key(identity: dict) -> str:
+    """The data part of every job key: the content and, where it changes training, the positive class."""
+    if "positive" not in identity:
+        return identity["data"]
+    return hashlib.sha256(f"{identity['data']}+positive={identity['positive']}".encode()).hexdigest()
 
 
 def _backbones(setup: _Setup) -> list[str]:
@@ -447,11 +499,38 @@ def _stored_recipe(recipe: dict, setup: _Setup) -> dict | None:
     )
 
 
-def _duplicate_warning(pairs, plan, groups, labels) -> str:
+def _find_duplicates(dataset: Dataset, holdout: Dataset | None):
+    """``(pairs within the CV data, pairs across the hold-out boundary)``; an across pair's ``first``
+    indexes the CV data, its ``second`` the hold-out set after it. Pairs within the hold-out set
+    are no leak (no fold trains on it)."""
+    if holdout is None:
+        return find_duplicates(dataset.images), []
+    n = len(dataset)
+    pairs = find_duplicates(np.concatenate([dataset.images, holdout.images]))
+    inside = [p for p in pairs if p.second < n]
+    across = [DuplicatePair(p.first, p.second - n, p.exact) for p in pairs if p.first < n <= p.second]
+    return inside, across
+
+
+def _holdout_duplicate_warning(across, n_images, part) -> str:
+    exact = sum(p.exact for p in across)
+    return (
+        f"{len(across)} duplicate image pair(s) ({exact} exact, {len(across) - exact} near-identical) "
+        f"straddle the cross-validation data and the hold-out set ({part}): {n_images} hold-out image(s) "
+        "have a copy the fold models trained on, so the hold-out score looks better than it is. --dedupe "
+        "drops the copies from the cross-validation data"
+    )
+
+
+def _split_by_folds(pairs, plan) -> int:
+    """How many duplicate pairs end up on both sides of a split in some fold."""
+    tests = [set(split.test.tolist()) for split in plan]
+    return sum(any((p.first in test) != (p.second in test) for test in tests) for p in pairs)
+
+
+def _duplicate_warning(pairs, crossing, groups, labels) -> str:
     """What the duplicate pairs mean for this plan: how many end up on both sides of a split, and
     how many carry different labels."""
-    tests = [set(split.test.tolist()) for split in plan]
-    crossing = sum(any((p.first in test) != (p.second in test) for test in tests) for p in pairs)
     exact = sum(p.exact for p in pairs)
     text = (
         f"{len(pairs)} duplicate image pair(s) ({exact} exact, {len(pairs) - exact} near-identical), "
@@ -492,12 +571,21 @@ def _describe_run(store, setup: _Setup, command, recipe):
                 class_counts=dataset.class_counts,
                 extra_names=list(dataset.extra_names),
                 has_groups=dataset.groups is not None,
+                grouping=None
+                if dataset.groups is None
+                else dict(column=dataset.group_column, n_groups=len(set(dataset.groups.tolist()))),
+                parts=None if dataset.parts is None else list(dict.fromkeys(dataset.parts.tolist())),
+                duplicates=setup.duplicates,
                 missing_extra=0 if dataset.extra is None else int(np.isnan(dataset.extra).sum()),
             ),
             holdout=None
             if holdout is None
             else dict(
-                n_samples=len(holdout), class_counts=holdout.class_counts, fingerprint=holdout.fingerprint
+                n_samples=len(holdout),
+                class_counts=holdout.class_counts,
+                fingerprint=holdout.fingerprint,
+                part=setup.holdout_part,
+                cv_duplicates=setup.duplicates["holdout_images"],
             ),
         ),
     )
@@ -508,6 +596,44 @@ def _describe_run(store, setup: _Setup, command, recipe):
     for name, (role, plugin) in setup.models.items():
         store.write_model(name, role, plugin.origin, plugin.digest, plugin.hyperparams)
     store.set_meta("identity", setup.identity)  # last: a run described only in part is described again
+
+
+def _reanalyse(store, setup: _Setup, command) -> None:
+    """A resumed run is analysed as this call asks: its positive class (which, with two classes,
+    changes no prediction; with more it is part of the identity) and the command shown in reports."""
+    run = store.get_meta("run")
+    run["data"]["positive"] = setup.dataset.positive
+    if command is not None:
+        run["command"] = command
+    store.set_meta("run", run)
+    recipe = store.get_meta("recipe")
+    if recipe is not None:
+        store.set_meta("recipe", dict(recipe, positive=setup.dataset.positive_name))
+
+
+@contextlib.contextmanager
+def record_warnings():
+    """Yields a list that collects the text of every warning shown inside; each is still shown."""
+    caught: list[str] = []
+    show = warnings.showwarning
+
+    def record(message, category, filename, lineno, file=None, line=None):
+        caught.append(str(message))
+        show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = record
+    try:
+        yield caught
+    finally:
+        warnings.showwarning = show
+
+
+def _keep_caveats(store, lines) -> None:
+    """Add warnings to the run's caveats (kept across resumes: a resumed run trains less and warns less)."""
+    kept = store.get_meta("caveats", [])
+    new = [line for line in dict.fromkeys(lines) if line not in kept]
+    if new:
+        store.set_meta("caveats", kept + new)
 
 
 def _default_run_dir(reports_dir, dataset, models, identity) -> Path:
@@ -528,6 +654,10 @@ def _differences(previous: dict, current: dict) -> str:
             if previous.get("models", {}).get(m) != current["models"].get(m)
         ]
         changed[changed.index("models")] = f"models ({', '.join(sorted(models))})"
+    if "positive" in changed:
+        changed[changed.index("positive")] = (
+            f"positive class {current['positive']} (with more than two classes it chooses the checkpoints)"
+        )
     return "different " + ", ".join(changed)
 
 

@@ -202,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--baseline", default=None, help="compare against this model of the run instead")
     cmp.add_argument("--json", default=None, metavar="PATH", help="also write a machine-readable summary")
     _comparison_options(cmp)
+    _positive_option(cmp)
 
     rep = commands.add_parser("report", help="regenerate a run's reports from its store (no training)")
     rep.add_argument("run_dir")
@@ -211,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--open", action="store_true", help="open the HTML report in a browser")
     rep.add_argument("--json", default=None, metavar="PATH", help="also write a machine-readable summary")
     _comparison_options(rep)
+    _positive_option(rep)
 
     ver = commands.add_parser(
         "verify", help="train stored jobs again and compare their predictions bit for bit"
@@ -258,6 +260,14 @@ def _comparison_options(parser) -> None:
     )
     parser.add_argument("--rope", type=float, default=0.01, help="region of practical equivalence, ± this")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level (Holm across variants)")
+
+
+def _positive_option(parser) -> None:
+    parser.add_argument(
+        "--positive",
+        default=None,
+        help="analyse for this class instead of the run's own positive class (two-class runs only)",
+    )
 
 
 def main(argv=None) -> int:
@@ -322,7 +332,7 @@ def _offline(offline: bool):
 
 
 def _evaluate(args, console, errors) -> int:
-    from .api import evaluate
+    from .api import evaluate, record_warnings
     from .comparison import check_settings, compare
     from .data import load_data
     from .report import check_not_store, render_comparison, render_summary, write_json
@@ -341,7 +351,8 @@ def _evaluate(args, console, errors) -> int:
         if not math.isfinite(args.demo_extra_signal):
             raise CvkitError(f"--demo-extra-signal must be a finite number, got {args.demo_extra_signal}")
         options["extra_signal"] = args.demo_extra_signal
-    dataset = load_data(args.data, positive=args.positive, **options)
+    with record_warnings() as loading:
+        dataset = load_data(args.data, positive=args.positive, **options)
     chosen = "named" if args.positive else "default: the minority class; set it with --positive"
     errors.print(
         escape.printable(
@@ -389,6 +400,7 @@ def _evaluate(args, console, errors) -> int:
         dedupe=args.dedupe,
         progress=JobProgress(errors, epochs=args.epochs),
         command=args.command_line,
+        caveats=loading,
     )
     report = compare(results, metric=args.metric, rope=args.rope, alpha=args.alpha)
     render_summary(results, console)
@@ -443,7 +455,7 @@ def _report(args, console, errors) -> int:
     from .report import FORMATS, render_comparison, render_summary, write_json
     from .results import Results
 
-    results = Results(args.run_dir)
+    results = Results(args.run_dir, positive=args.positive)
     report = compare(results, metric=args.metric, rope=args.rope, alpha=args.alpha)
     render_summary(results, console)
     render_comparison(report, console)
@@ -459,7 +471,7 @@ def _compare(args, console, errors) -> int:
     from .report import render_comparison, write_json
     from .results import Results
 
-    results = Results(args.run_dir)
+    results = Results(args.run_dir, positive=args.positive)
     report = compare(results, metric=args.metric, rope=args.rope, alpha=args.alpha, baseline=args.baseline)
     render_comparison(report, console)
     if args.json:

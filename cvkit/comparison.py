@@ -396,6 +396,7 @@ def holdout_scores(results, metric: str, *, seed: int = 0, n_resamples: int = 20
             dict(
                 model=model,
                 n=int(table.shape[1]),
+                cv_duplicates=(results.run.get("holdout") or {}).get("cv_duplicates"),  # leaked copies
                 score=averaged.estimate,
                 low=averaged.low,
                 high=averaged.high,

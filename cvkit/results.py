@@ -9,6 +9,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from .errors import ConfigError
 from .runner import Store
 from .stats import METRICS, classification_metrics
 
@@ -21,7 +22,9 @@ class ResultFrames(NamedTuple):
 class Results:
     """Everything a run has finished, as tidy tables. Reports are pure functions of this object."""
 
-    def __init__(self, run_dir):
+    def __init__(self, run_dir, *, positive: str | None = None):
+        """``positive``: analyse for this class instead of the run's (two classes only: with more,
+        the positive class chose the checkpoints)."""
         self.run_dir = Path(run_dir)
         with Store(self.run_dir) as store:
             store.check_finished()
@@ -32,10 +35,13 @@ class Results:
             samples = store.samples()
             rows = store.predictions()
             self.rules = store.rules()
+            self.caveats = store.get_meta("caveats", [])  # the warnings shown while the run was made
             self.history = pd.DataFrame(store.history())
         data = self.run["data"]
         self.class_names = tuple(data["class_names"])
         self.positive = data["positive"]
+        if positive is not None:
+            self._analyse_for(positive)
         self.sample_ids = np.array([s[1] for s in samples])
         self.labels = np.array([s[2] for s in samples], dtype=np.int64)
         self.is_holdout = np.array([bool(s[4]) for s in samples], dtype=bool)
@@ -43,6 +49,22 @@ class Results:
         self.counts = None  # set by evaluate: how many jobs were trained, resumed, reused
         self._rule_frames: dict[str, pd.DataFrame] = {}
         self._rule_metrics: dict[str, pd.DataFrame] = {}
+
+    def _analyse_for(self, positive: str) -> None:
+        if positive not in self.class_names:
+            raise ConfigError(
+                f"--positive {positive!r} is not a class of the run in {self.run_dir}; choose one of: "
+                f"{', '.join(self.class_names)}"
+            )
+        index = self.class_names.index(positive)
+        if index != self.positive and len(self.class_names) > 2:
+            raise ConfigError(
+                f"--positive {positive}: with more than two classes the positive class "
+                f"({self.positive_name}) chose this run's checkpoints; evaluate again with "
+                f"--positive {positive} and another --out"
+            )
+        self.positive = index
+        self.run["data"]["positive"] = index  # every output shows the class analysed
 
     @property
     def baseline(self) -> str:
@@ -176,7 +198,13 @@ class Results:
         differences = {
             v: {m: _records(self.paired_differences(v, m)) for m in METRICS} for v in self.variants
         }
-        return dict(run_dir=str(self.run_dir), run=self.run, models=models, paired_differences=differences)
+        return dict(
+            run_dir=str(self.run_dir),
+            run=self.run,
+            caveats=list(self.caveats),
+            models=models,
+            paired_differences=differences,
+        )
 
 
 def _number(x):

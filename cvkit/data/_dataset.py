@@ -28,6 +28,7 @@ class Dataset:
     sample_ids: np.ndarray
     name: str = "data"
     groups: np.ndarray | None = None
+    group_column: str | None = None  # where ``groups`` came from (e.g. a manifest's patient_id), for reports
     extra: np.ndarray | None = None
     extra_names: tuple[str, ...] = ()
     description: str = ""
@@ -125,6 +126,7 @@ class Dataset:
             sample_ids=self.sample_ids[idx],
             name=self.name,
             groups=None if self.groups is None else self.groups[idx],
+            group_column=self.group_column,
             extra=None if self.extra is None else self.extra[idx],
             parts=None if self.parts is None else self.parts[idx],
             extra_names=self.extra_names,

@@ -148,7 +148,8 @@ def load_medmnist(
         sample_ids=ids,
         name=key,
         parts=part_of,
-        description=_described(f"MedMNIST {key} ({'+'.join(parts)} pooled)", rule),
+        # The run states which parts it pools (--holdout keeps one out).
+        description=_described(f"MedMNIST {key}", rule),
         source=str(path),
         intensity=rule,
     )
@@ -320,6 +321,7 @@ def load_manifest(
         sample_ids=ids,
         name=path.stem,
         groups=groups,
+        group_column=group_column if groups is not None else None,
         extra=extra,
         parts=parts,
         extra_names=extra_names,

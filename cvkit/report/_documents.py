@@ -14,6 +14,7 @@ from ..errors import CvkitError
 from ..stats import METRICS
 from ._figures import render_figures
 from ._format import LABELS, is_number, metric_label, number, pvalue, signed
+from ._setup import data_use, holdout_heading
 from ._terminal import metric_intervals
 
 FORMATS = ("html", "md", "latex")
@@ -142,9 +143,12 @@ def document_context(results, report) -> dict:
         single_split=report.single_split,
         selection=report.selection,
         warnings=report.warnings,
+        caveats=[*results.caveats, *report.warnings],  # the run's warnings, then the analysis's
         seeds=sorted({j["seed"] for j in jobs}),
         nested=report.nested,
         holdout=report.holdout,
+        holdout_heading=holdout_heading(report.holdout) if report.holdout else "",
+        data_use=data_use(run),
     )
 
 
@@ -161,7 +165,9 @@ def render_html(context: dict, figures: dict) -> str:
     images = {
         name: (caption, base64.b64encode(png).decode("ascii")) for name, (caption, png) in figures.items()
     }
-    return environment.get_template("report.html.j2").render(**context, figures=images)
+    return environment.get_template("report.html.j2").render(
+        **context, figures=images, analysis=analysis_text(context)
+    )
 
 
 def render_markdown(context: dict, figures: dict) -> str:
@@ -185,8 +191,10 @@ def render_markdown(context: dict, figures: dict) -> str:
         f"- data: {esc(data['name'])}, {data['n_samples']} samples "
         f"({', '.join(f'{esc(k)} {v}' for k, v in data['class_counts'].items())})",
         f"- labels: {mapping}",
+        *(f"- {label}: {esc(text)}" for label, text in context["data_use"]),
         f"- design: {context['design']['folds']} folds x {context['design']['repeats']} repeats x "
         f"{context['design']['seeds']} seed(s), master seed {context['design']['seed']}",
+        f"- analysis: {analysis_text(context)}",
         f"- command: {escape.markdown_code(context['command'])}",
         "",
     ]
@@ -225,7 +233,7 @@ def render_markdown(context: dict, figures: dict) -> str:
     if context["holdout"]:
         lines += [
             "",
-            f"## Hold-out set ({context['holdout'][0]['n']} samples, never in any fold)",
+            f"## {holdout_heading(context['holdout'])}",
             "",
             "| model | CV mean [95% CI] | hold-out [95% CI] | gap |",
             "|---|---:|---:|---:|",
@@ -239,8 +247,8 @@ def render_markdown(context: dict, figures: dict) -> str:
         lines += ["", "## Figures", ""]
         for name, (caption, _) in figures.items():
             lines += [f"![{esc(caption)}](figures/{name}.png)", "", f"*{esc(caption)}*", ""]
-    if context["warnings"]:
-        lines += ["## Warnings", ""] + [f"- {esc(w)}" for w in context["warnings"]]
+    if context["caveats"]:
+        lines += ["## Caveats", ""] + [f"- {esc(w)}" for w in context["caveats"]]
     return "\n".join(lines) + "\n"
 
 
@@ -280,11 +288,19 @@ def render_latex(context: dict) -> str:
         "\\end{tabular}",
         f"\\caption{{{esc(context['data']['name'])}: {design['folds']}-fold cross-validation repeated "
         f"{design['repeats']} times, positive class {esc(context['positive'])}; mean over folds with the "
-        "corrected 95\\% confidence interval.}",
+        f"corrected 95\\% confidence interval; {esc(analysis_text(context))}.}}",
         "\\label{tab:cvkit}",
         "\\end{table}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def analysis_text(context: dict) -> str:
+    """The settings a verdict depends on besides the predictions (they change on re-analysis)."""
+    return (
+        f"verdict on {context['metric']}, ROPE ±{context['rope']:g}, alpha {context['alpha']:g} "
+        "(Holm across variants)"
+    )
 
 
 def _first_json_field(environments, field):

@@ -41,6 +41,7 @@ def write_json(results, path, comparison=None) -> None:
     summary = results.to_json()
     if comparison is not None:
         summary["comparison"] = comparison.to_json()
+        summary["caveats"] += comparison.warnings  # every caveat in one list, as the reports show them
     _write(path, lambda f: json.dump(_finite(summary), f, indent=1, allow_nan=False))
 
 

@@ -14,6 +14,7 @@ from .. import escape
 from ..comparison import cv_interval
 from ..stats import METRICS
 from ._format import LABELS, metric_label, number, pvalue, signed
+from ._setup import data_use, holdout_heading
 
 
 def render_summary(results, console: Console | None = None) -> None:
@@ -39,6 +40,7 @@ def header(results) -> Panel:
         ("data", f"{data['name']}: {data['n_samples']} samples ({counts})"),
         ("", data.get("description", "")),
         ("labels", mapping),
+        *data_use(run),
         ("extra", _extra_text(data)),
         ("weights", f"class weights in the loss: {weight_text}"),
         (
@@ -61,6 +63,8 @@ def header(results) -> Panel:
     for name, value in rows:
         if value:
             grid.add_row(name, _text(value))
+    for i, caveat in enumerate(results.caveats):  # the warnings shown while the run was made
+        grid.add_row("caveats" if i == 0 else "", _text(caveat, style="yellow"))
     return Panel(grid, title="cvkit", title_align="left", expand=False)
 
 
@@ -259,9 +263,8 @@ def selection_table(report) -> Table:
 
 def holdout_table(report) -> Table:
     name = metric_label(report.metric)
-    n = report.holdout[0]["n"]
     table = Table(
-        title=f"Hold-out set ({n} samples, never in any fold) beside the cross-validation estimate of {name}",
+        title=f"{holdout_heading(report.holdout)} beside the cross-validation estimate of {name}",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
