@@ -209,7 +209,7 @@ def test_duplicates_across_the_holdout_boundary_are_reported_and_counted(leaky_n
     # --dedupe drops the cross-validation copies; the hold-out set stays whole and is clean then.
     assert _evaluate(leaky_npz, tmp_path / "clean", "--holdout", "test", "--dedupe") == 0
     captured = capsys.readouterr()
-    assert "dropped 4 duplicate image(s) from the cross-validation data" in captured.err
+    assert "dropped 4 cross-validation image(s) that copy hold-out images" in captured.err
     assert "straddle" not in captured.err
     out = _unwrapped(captured.out)
     assert "Hold-out set (10 samples, never in any fold; 0 near-duplicates of CV images)" in out
