@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -15,6 +16,7 @@ import numpy as np
 from . import __version__
 from .data import Dataset, check_missing, find_duplicates, load_data, with_extra
 from .errors import ConfigError
+from .report import NotebookProgress
 from .results import Results
 from .runner import (
     EXECUTORS,
@@ -38,6 +40,41 @@ from .trainers._features import IMPUTATIONS
 from .trainers._models import classifier, is_backbone
 
 
+def _keeps_global_state(function):
+    """Run ``function`` and put back the process-wide state that training changes: the global
+    generators of Python, NumPy and torch (a job seeds torch's; a plugin may seed the others),
+    torch's thread count, default dtype and determinism flags. A notebook's own random streams
+    and settings go on as if cvkit had not run."""
+
+    @functools.wraps(function)
+    def kept(*args, **kwargs):
+        import random
+
+        import torch
+
+        python_rng, numpy_rng = random.getstate(), np.random.get_state()
+        dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
+        deterministic = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+        )
+        cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+        cuda = range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []
+        try:
+            with torch.random.fork_rng(devices=cuda):
+                return function(*args, **kwargs)
+        finally:
+            random.setstate(python_rng)
+            np.random.set_state(numpy_rng)
+            torch.set_default_dtype(dtype)
+            torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+
+    return kept
+
+
+@_keeps_global_state
 def evaluate(
     variants=(),
     *,
@@ -78,7 +115,7 @@ def evaluate(
     gpus_per_job: float = 0.0,
     retries: int = 2,
     dedupe: bool = False,
-    progress: JobProgress | bool = False,
+    progress: JobProgress | NotebookProgress | bool | None = None,
     command: str | None = None,
 ) -> Results:
     """Train the baseline and every variant on the same splits with the same seeds.
@@ -94,7 +131,10 @@ def evaluate(
     ``gpus_per_job`` per task); every executor gives the same predictions. A job whose worker dies
     runs again up to ``retries`` times. Duplicate images (exact, or equal average hashes confirmed
     on the pixels) are reported before training; ``dedupe`` keeps one of each. Returns the run's
-    :class:`~cvkit.results.Results`.
+    :class:`~cvkit.results.Results`. ``progress``: ``None`` shows the jobs and epochs where
+    someone can see them (a line updated in place in a Jupyter notebook, bars on a terminal),
+    ``False`` nowhere; or a display of your own. Global random generators, matplotlib and torch
+    settings are left as they were.
     """
     variants = [variants] if isinstance(variants, (str, os.PathLike)) else list(variants)
     _check_options(
@@ -161,7 +201,7 @@ def evaluate(
             _describe_run(store, setup, command, None if cv is not None else _stored_recipe(recipe, setup))
         job_list, work = _jobs(setup, run_dir)
         concurrency = _concurrency(jobs, threads_per_job, setup.config, setup.dataset, setup.device)
-        display = JobProgress(epochs=epochs) if progress is True else progress or None
+        display = _progress_display(progress, epochs)
         with display or contextlib.nullcontext():
             runner = make_executor(
                 concurrency,
@@ -183,6 +223,18 @@ def evaluate(
     return results
 
 
+def _progress_display(progress, epochs: int):
+    """The display ``progress`` asks for: on request or by default, a notebook's in-place line
+    in Jupyter (rich's bars need ipywidgets there) and rich's bars elsewhere (shown on a terminal)."""
+    if progress is None or progress is True:
+        from rich.console import Console
+
+        in_notebook = Console().is_jupyter
+        return NotebookProgress(epochs=epochs) if in_notebook else JobProgress(epochs=epochs)
+    return progress or None
+
+
+@_keeps_global_state
 def verify(run_dir, *, jobs: int = 3, seed: int = 0) -> Verification:
     """Train ``jobs`` finished jobs of the run in ``run_dir`` again, sampled with ``seed``, and
     compare their predictions with the stored ones: bit for bit on a CPU, within

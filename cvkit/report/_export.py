@@ -15,7 +15,6 @@ def write_predictions_csv(results, path, *, model: str | None = None) -> int:
     frame = results.predictions.drop(columns=["sample_idx", "rule"])
     if model is not None:
         frame = frame[frame["model"] == model]
-    frame = frame.rename(columns={"label": "label_index", "label_name": "label"})
     _write(path, lambda f: frame.to_csv(f, index=False, float_format="%.10g"))
     return len(frame)
 
