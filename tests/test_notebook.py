@@ -134,3 +134,26 @@ def test_exported_csv_and_to_pandas_share_one_column_vocabulary(notebook_run, tm
     assert {"label", "label_index"} <= set(header)
     names = np.array(results.class_names)[predictions["label_index"].to_numpy()]
     assert (predictions["label"].to_numpy() == names).all()
+
+
+def test_example_notebook_runs_and_shows_progress_and_the_html_repr(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    notebook = nbformat.read(ROOT / "docs" / "example.ipynb", as_version=4)
+    # The kernel runs this interpreter (a kernel spec's "python" is sys.executable): the cvkit under test.
+    nbclient.NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs]
+    assert not [out for out in outputs if out.output_type == "error"]
+    html = [out.data["text/html"] for out in outputs if "text/html" in out.get("data", {})]
+    # The progress line, updated in place to its last state: every job done, every epoch counted.
+    assert any(re.search(r"cvkit: jobs 4/4; epochs 4/4; elapsed \d\d:\d\d:\d\d", h) for h in html)
+    verdict = [h for h in html if 'class="cvkit-verdict"' in h]
+    assert len(verdict) == 1
+    assert "Verdict: does the variant beat resnet18?" in verdict[0]
+    verdicts = "better|worse|equivalent|inconclusive"
+    assert re.search(rf"<td>fc_attention</td>.*<strong>({verdicts})</strong>", verdict[0])
+    assert 'class="cvkit-metrics"' in verdict[0]
+    assert (tmp_path / "example-run" / "cvkit.sqlite").is_file()
