@@ -114,6 +114,14 @@ def test_html_repr_holds_the_verdict_and_metric_tables_escaped(notebook_run):
     assert "<script>" not in page and "\x1b" not in page and "\u202e" not in page
 
 
+def test_html_repr_of_a_run_without_variants(tiny, tmp_path):
+    results = cvkit.evaluate([], data=tiny, baseline="logreg", folds=2, repeats=1, out=tmp_path / "run")
+    page = results._repr_html_()
+    assert "Only the baseline was trained: no variant to compare with it." in page
+    assert 'class="cvkit-verdict"' not in page and "<tr><td>AUC</td>" in page
+    assert repr(results).startswith("<cvkit.Results: logreg; 2 folds x 1 repeat x 1 seed; 60 samples")
+
+
 def test_load_opens_an_old_run_and_refuses_a_folder_that_is_not_one(notebook_run, tmp_path):
     results = notebook_run[0]
     again = cvkit.load(results.run_dir)
