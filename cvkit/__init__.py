@@ -5,6 +5,6 @@ __version__ = "0.1.0"
 from .api import evaluate, verify  # noqa: E402
 from .comparison import compare  # noqa: E402
 from .errors import CvkitError  # noqa: E402
-from .results import Results  # noqa: E402
+from .results import Results, load  # noqa: E402
 
-__all__ = ["CvkitError", "Results", "__version__", "compare", "evaluate", "verify"]
+__all__ = ["CvkitError", "Results", "__version__", "compare", "evaluate", "load", "verify"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -25,6 +26,7 @@ from .data import (
     with_extra,
 )
 from .errors import ConfigError
+from .report import NotebookProgress
 from .results import Results
 from .runner import (
     EXECUTORS,
@@ -49,6 +51,41 @@ from .trainers._features import IMPUTATIONS
 from .trainers._models import classifier, is_backbone
 
 
+def _keeps_global_state(function):
+    """Run ``function`` and put back the process-wide state that training changes: the global
+    generators of Python, NumPy and torch (a job seeds torch's; a plugin may seed the others),
+    torch's thread count, default dtype and determinism flags. A notebook's own random streams
+    and settings go on as if cvkit had not run."""
+
+    @functools.wraps(function)
+    def kept(*args, **kwargs):
+        import random
+
+        import torch
+
+        python_rng, numpy_rng = random.getstate(), np.random.get_state()
+        dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
+        deterministic = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+        )
+        cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+        cuda = range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []
+        try:
+            with torch.random.fork_rng(devices=cuda):
+                return function(*args, **kwargs)
+        finally:
+            random.setstate(python_rng)
+            np.random.set_state(numpy_rng)
+            torch.set_default_dtype(dtype)
+            torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+
+    return kept
+
+
+@_keeps_global_state
 def evaluate(
     variants=(),
     *,
@@ -90,7 +127,7 @@ def evaluate(
     gpus_per_job: float = 0.0,
     retries: int = 2,
     dedupe: bool = False,
-    progress: JobProgress | bool = False,
+    progress: JobProgress | NotebookProgress | bool | None = None,
     command: str | None = None,
     caveats=(),
 ) -> Results:
@@ -116,7 +153,10 @@ def evaluate(
     :class:`~cvkit.results.Results`. ``intensity_window``
     ``(low, high)`` brings 16-bit, float and DICOM grey values to 8 bits through that window instead
     of per-image min-max (the file's own window for DICOM); it applies when ``data`` is a spec that
-    ``evaluate`` loads.
+    ``evaluate`` loads. ``progress``: ``None`` shows the jobs and epochs where someone can see
+    them (a line updated in place in a Jupyter notebook, bars on a terminal), ``False`` nowhere; or a
+    display of your own. Global random generators, matplotlib and torch settings are left as they
+    were.
     """
     if intensity_window is not None:
         if isinstance(data, Dataset):
@@ -203,7 +243,7 @@ def evaluate(
         claims = JobClaims(run_dir)
         work = replace(work, paused_dir=str(claims.paused_dir))
         concurrency = _concurrency(jobs, threads_per_job, setup.config, setup.dataset, setup.device)
-        display = JobProgress(epochs=epochs) if progress is True else progress or None
+        display = _progress_display(progress, epochs)
         with display or contextlib.nullcontext(), record_warnings() as training:
             runner = make_executor(
                 concurrency,
@@ -226,6 +266,18 @@ def evaluate(
     return results
 
 
+def _progress_display(progress, epochs: int):
+    """The display ``progress`` asks for: on request or by default, a notebook's in-place line
+    in Jupyter (rich's bars need ipywidgets there) and rich's bars elsewhere (shown on a terminal)."""
+    if progress is None or progress is True:
+        from rich.console import Console
+
+        in_notebook = Console().is_jupyter
+        return NotebookProgress(epochs=epochs) if in_notebook else JobProgress(epochs=epochs)
+    return progress or None
+
+
+@_keeps_global_state
 def verify(run_dir, *, jobs: int = 3, seed: int = 0) -> Verification:
     """Train ``jobs`` finished jobs of the run in ``run_dir`` again, sampled with ``seed``, and
     compare their predictions with the stored ones: bit for bit on a CPU, within

@@ -9,7 +9,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError
+from .errors import ConfigError, StoreError
 from .runner import Store
 from .stats import METRICS, classification_metrics
 
@@ -17,6 +17,12 @@ from .stats import METRICS, classification_metrics
 class ResultFrames(NamedTuple):
     metrics: pd.DataFrame
     predictions: pd.DataFrame
+
+
+def load(run_dir) -> Results:
+    """Open a finished (or partly finished) run folder, as ``cvkit evaluate`` or
+    :func:`cvkit.evaluate` wrote it, without training anything."""
+    return Results(run_dir)
 
 
 class Results:
@@ -37,6 +43,11 @@ class Results:
             self.rules = store.rules()
             self.caveats = store.get_meta("caveats", [])  # the warnings shown while the run was made
             self.history = pd.DataFrame(store.history())
+        if self.run is None:
+            raise StoreError(
+                f"{self.run_dir}: the run was never described (evaluate stopped before its first job); "
+                "run the same cvkit evaluate command again"
+            )
         data = self.run["data"]
         self.class_names = tuple(data["class_names"])
         self.positive = data["positive"]
@@ -65,6 +76,17 @@ class Results:
             )
         self.positive = index
         self.run["data"]["positive"] = index  # every output shows the class analysed
+
+    def __repr__(self) -> str:
+        from .report import describe_run
+
+        return f"<cvkit.Results: {describe_run(self)}>"
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display: the verdict and metric tables (see :func:`cvkit.report.results_html`)."""
+        from .report import results_html
+
+        return results_html(self)
 
     @property
     def baseline(self) -> str:
@@ -120,8 +142,9 @@ class Results:
         frame = pd.DataFrame([r[:7] for r in rows], columns=columns)
         probs = np.array([r[7] for r in rows]).reshape(len(rows), len(self.class_names))
         frame.insert(7, "sample_id", self.sample_ids[frame["sample_idx"]] if len(frame) else [])
-        frame.insert(8, "label", self.labels[frame["sample_idx"]] if len(frame) else [])
-        frame.insert(9, "label_name", [self.class_names[i] for i in frame["label"]])
+        # The vocabulary of the exported CSV and of data manifests: ``label`` is the class name.
+        frame.insert(8, "label_index", self.labels[frame["sample_idx"]] if len(frame) else [])
+        frame.insert(9, "label", [self.class_names[i] for i in frame["label_index"]])
         for j, name in enumerate(self.class_names):
             frame[f"prob_{name}"] = probs[:, j]
         return frame
@@ -132,7 +155,7 @@ class Results:
         keys = ["model", "repeat", "fold", "seed_index", "seed"]
         for key, part in predictions.groupby(keys, sort=False):
             scores = classification_metrics(
-                part["label"].to_numpy(), part[prob_columns].to_numpy(), self.positive
+                part["label_index"].to_numpy(), part[prob_columns].to_numpy(), self.positive
             )
             records.append({**dict(zip(keys, key)), "n_test": len(part), **scores})
         return pd.DataFrame(records, columns=[*keys, "n_test", *METRICS])

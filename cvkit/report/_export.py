@@ -20,7 +20,6 @@ def write_predictions_csv(results, path, *, model: str | None = None) -> int:
     frame = results.predictions.drop(columns=["sample_idx", "rule"])
     if model is not None:
         frame = frame[frame["model"] == model]
-    frame = frame.rename(columns={"label": "label_index", "label_name": "label"})
     frame = _spreadsheet_safe(frame)
     # RFC 4180's CRLF line ends: a cell holding a bare carriage return is then quoted, not split.
     _write(path, lambda f: frame.to_csv(f, index=False, float_format="%.10g", lineterminator="\r\n"))

@@ -17,21 +17,39 @@ WIN, LOSS, TIE = "#009E73", "#D55E00", "#999999"
 
 
 def render_figures(results, report) -> dict[str, tuple[str, bytes]]:
-    """Every figure that applies to this run: name -> (caption, PNG bytes)."""
+    """Every figure that applies to this run: name -> (caption, PNG bytes).
+
+    Draws on Agg canvases of its own, in a style set for these figures only: the caller's
+    matplotlib backend, pyplot figures and rcParams stay as they were (a notebook's too)."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    style = {
+        "font.size": 9,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.prop_cycle": matplotlib.cycler(color=OKABE_ITO),
+        "figure.dpi": 100,
+    }
+    with matplotlib.rc_context(style):
+        return _render(results, report)
 
-    plt.rcParams.update(
-        {
-            "font.size": 9,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-            "axes.prop_cycle": matplotlib.cycler(color=OKABE_ITO),
-            "figure.dpi": 100,
-        }
-    )
+
+class _Canvas:
+    """The one pyplot call the figure builders make, ``subplots``, on a figure that pyplot does
+    not track (so no backend is chosen and nothing is left open)."""
+
+    @staticmethod
+    def subplots(nrows=1, ncols=1, *, figsize=None, **options):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=figsize)
+        FigureCanvasAgg(figure)
+        return figure, figure.subplots(nrows, ncols, **options)
+
+
+def _render(results, report) -> dict[str, tuple[str, bytes]]:
+    plt = _Canvas
     figures = {}
     builders = [
         (
@@ -86,7 +104,6 @@ def render_figures(results, report) -> dict[str, tuple[str, bytes]]:
         if figure is not None:
             buffer = io.BytesIO()
             figure.savefig(buffer, format="png", bbox_inches="tight", metadata={"Software": None})
-            plt.close(figure)
             figures[name] = (caption, buffer.getvalue())
     return figures
 
@@ -316,7 +333,7 @@ def _confusion(plt, results, report):
             continue
         predicted = rows[prob_columns].to_numpy().argmax(axis=1)
         matrix = np.zeros((len(names), len(names)))
-        np.add.at(matrix, (rows["label"].to_numpy(), predicted), 1)
+        np.add.at(matrix, (rows["label_index"].to_numpy(), predicted), 1)
         matrix /= max(rows["repeat"].nunique(), 1)
         ax.imshow(matrix, cmap="Blues")
         for (i, j), value in np.ndenumerate(matrix):
