@@ -109,8 +109,8 @@ def _wait_for_others(jobs, store, claims, progress, counts, failures, poll_s) ->
     if not jobs:
         return []
     warnings.warn(
-        f"{len(jobs)} jobs are being trained by another cvkit process on {store.run_dir}; "
-        "waiting for them to finish",
+        f"{len(jobs)} jobs were claimed by another cvkit process on {store.run_dir}; "
+        "waiting for it to finish them",
         stacklevel=3,
     )
     before = {job.key: _state(store, job) for job in jobs}
