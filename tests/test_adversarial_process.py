@@ -262,7 +262,6 @@ def test_claims_of_dead_or_expired_owners_are_taken_over_and_live_ones_waited_fo
     """Item 22: a job claimed by a process of this machine that is gone, or by another machine
     whose lease ran out, trains here; one a live driver holds is waited for and collected."""
     import threading
-
     from types import SimpleNamespace
 
     import cvkit
