@@ -262,9 +262,10 @@ def test_claims_of_dead_or_expired_owners_are_taken_over_and_live_ones_waited_fo
     """Item 22: a job claimed by a process of this machine that is gone, or by another machine
     whose lease ran out, trains here; one a live driver holds is waited for and collected."""
     import threading
+    from types import SimpleNamespace
 
     import cvkit
-    from cvkit.runner import Store
+    from cvkit.runner import JobClaims, Store
     from cvkit.runner._claims import HOST
 
     run = tmp_path / "run"
@@ -291,9 +292,13 @@ def test_claims_of_dead_or_expired_owners_are_taken_over_and_live_ones_waited_fo
 
     other = threading.Thread(target=other_driver_finishes)
     other.start()
-    with pytest.warns(UserWarning, match="1 jobs are being trained by another cvkit process"):
+    with pytest.warns(UserWarning, match="1 jobs were claimed by another cvkit process"):
         again = cvkit.evaluate([], data=tiny, out=run, **design)
     other.join()
     assert (again.counts.trained, again.counts.resumed, again.counts.failed) == (2, 1, 0)
     with Store(run) as store:
         assert store.done_keys() == set(keys)
+    # A driver that listed a job as pending before another saved it does not claim (train) it again.
+    claims = JobClaims(run)
+    assert not claims.claim(SimpleNamespace(key=keys[0]))
+    claims.db.close()

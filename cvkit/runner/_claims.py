@@ -56,7 +56,8 @@ class JobClaims:
 
     # -- claiming -----------------------------------------------------------------------------
     def claim(self, job) -> bool:
-        """Claim ``job`` for this process; False when another live process holds it."""
+        """Claim ``job`` for this process; False when another live process holds it or has
+        saved it since."""
         try:
             return self._claim(job)
         except sqlite3.Error as exc:
@@ -72,6 +73,10 @@ class JobClaims:
                 "SELECT owner, expires FROM claims WHERE job_key = ?", (job.key,)
             ).fetchone()
             if row is not None and row[0] != self.owner and _alive(*row):
+                self.db.execute("COMMIT")
+                return False
+            # Saved by another driver since this one looked: collected, not trained again.
+            if self.db.execute("SELECT 1 FROM jobs WHERE key = ? AND status = 'done'", (job.key,)).fetchone():
                 self.db.execute("COMMIT")
                 return False
             self.db.execute(

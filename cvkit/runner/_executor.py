@@ -231,7 +231,15 @@ class ProcessExecutor:
                     if task[2] is None and claim and not claim(task[0]):
                         yield task[0], None, ClaimedElsewhere()
                         continue
-                    running[pool.submit(_run_in_worker, task)] = (task, pool)
+                    try:
+                        running[pool.submit(_run_in_worker, task)] = (task, pool)
+                    except BrokenProcessPool:  # a worker died since the last look
+                        waiting.appendleft(task)
+                        if any(its_pool is pool for _, its_pool in running.values()):
+                            break  # its tasks in flight say how, and replace it
+                        pool.shutdown(wait=True, cancel_futures=True)
+                        pool = new_pool()
+                        continue
                     if on_start:
                         on_start(task[0])
                 finished, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -385,6 +393,9 @@ _WORKER: dict = {}
 def _init_worker(work, threads, epochs, starts, driver):
     # The parent handles Ctrl-C and ends the workers; a worker must not die mid-write on its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A forked worker inherits the driver's SIGTERM handler (stop as Ctrl-C does): the pool ends
+    # its workers with SIGTERM, which must end them, not raise in them.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with(driver)
     # A forked child inherits the parent's stdout/stderr objects with whatever locks another
     # thread (the progress display) held at the fork: give it fresh ones on the same files.

@@ -74,7 +74,8 @@ def run_jobs(
 
 
 def _train(jobs, store, work, executor, progress, claims, counts, failures) -> list:
-    """Train ``jobs`` and save each outcome; return the jobs another driver holds."""
+    """Train ``jobs`` and save each outcome; return the jobs another driver holds, each with its
+    state in the store when it was found held."""
 
     def on_start(job):
         store.check_present()  # a run folder deleted mid-run is noticed at the next job, not at the end
@@ -92,7 +93,7 @@ def _train(jobs, store, work, executor, progress, claims, counts, failures) -> l
     try:
         for job, result, error in outcomes:
             if isinstance(error, ClaimedElsewhere):
-                elsewhere.append(job)
+                elsewhere.append((job, _state(store, job)))
                 continue
             if error is None:
                 store.write_result(result)
@@ -109,17 +110,18 @@ def _train(jobs, store, work, executor, progress, claims, counts, failures) -> l
     return elsewhere
 
 
-def _wait_for_others(jobs, store, claims, progress, counts, failures, poll_s) -> list:
-    """Wait until no other live driver holds any of ``jobs``; keep what it saved of them and
-    return the rest (its driver ended without them), which this one trains."""
-    if not jobs:
+def _wait_for_others(held, store, claims, progress, counts, failures, poll_s) -> list:
+    """Wait until no other live driver holds any of the ``held`` jobs; keep what it saved of them
+    and return the rest (its driver ended without them), which this one trains."""
+    if not held:
         return []
+    jobs = [job for job, _ in held]
+    before = {job.key: state for job, state in held}
     warnings.warn(
-        f"{len(jobs)} jobs are being trained by another cvkit process on {store.run_dir}; "
-        "waiting for them to finish",
+        f"{len(jobs)} jobs were claimed by another cvkit process on {store.run_dir}; "
+        "waiting for it to finish them",
         stacklevel=3,
     )
-    before = {job.key: _state(store, job) for job in jobs}
     waiting, left = list(jobs), []
     while waiting:
         time.sleep(poll_s)
