@@ -8,6 +8,7 @@ from ._models import (
     OFFLINE,
     RESNETS,
     WEIGHTS_MIRROR,
+    Backbone,
     backbone,
     classifier,
     ensure_pretrained,
@@ -15,12 +16,14 @@ from ._models import (
     resnet,
 )
 from ._plugin import BUILTINS, Plugin, load_plugin, plugin_frame
+from ._preflight import preflight
 from ._sklearn import SklearnTrainer
 from ._torch import TorchTrainer
 
 __all__ = [
     "BACKBONES",
     "BUILTINS",
+    "Backbone",
     "OFFLINE",
     "RESNETS",
     "SELECTION_RULES",
@@ -39,6 +42,7 @@ __all__ = [
     "fetch_pretrained",
     "load_plugin",
     "plugin_frame",
+    "preflight",
     "resnet",
     "write_plugin_template",
 ]
