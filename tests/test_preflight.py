@@ -116,6 +116,11 @@ MISTAKES = {
         r"mine\.py: mine: Model\.forward\(\) missing 1 required positional argument: 'mask'; "
         r"cvkit calls forward\(x\)",
     ),
+    "build_model raises": (
+        HEAD + "def build_model(context):\n    raise RuntimeError('out of ideas')\n",
+        r"mine\.py:6: mine: building the model and running it on 2 images failed before any job started: "
+        r"RuntimeError: out of ideas$",
+    ),
 }
 
 
