@@ -227,3 +227,22 @@ def test_the_template_states_the_contract_and_passes_the_pre_flight(tmp_path, ti
     assert "a binary head needs two outputs" in text and "docs/plugins.md" in text
     plugin = load_plugin(str(path))
     preflight(plugin, _context(tiny, hyperparams=plugin.hyperparams), tiny.subset([0, 1]))
+
+
+def test_the_pre_flight_runs_on_the_cpu_and_tells_the_plugin_so(write_plugin, tiny):
+    """Whatever the run's device, the check builds on the CPU (no GPU memory or CUDA set-up in the
+    driver), and a plugin that places tensors on context.device follows it there."""
+    source = HEAD + (
+        "class Model(nn.Module):\n"
+        "    def __init__(self, context):\n"
+        "        super().__init__()\n"
+        "        self.backbone, width = backbone(context)\n"
+        "        self.fc = nn.Linear(width, context.n_classes)\n"
+        "        self.shift = torch.zeros(context.n_classes, device=context.device)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(self.backbone(x)) + self.shift\n"
+        "def build_model(context):\n"
+        "    return Model(context)\n"
+    )
+    plugin = load_plugin(str(write_plugin("placed", source)))
+    preflight(plugin, _context(tiny, device="cuda:7"), tiny.subset([0, 1]))  # no such GPU here either

@@ -40,7 +40,10 @@ def preflight(plugin: Plugin, context: TrainContext, sample) -> None:
     if plugin.nested_args is not None and plugin.search:
         settings = [{**plugin.hyperparams, **candidate} for candidate in candidates(plugin.search)]
     for hyperparams in settings:
-        trial = replace(context, hyperparams=hyperparams)
+        # On the CPU whatever the run's device: two samples are cheap there, and the driver process
+        # neither takes GPU memory nor initialises CUDA before its workers start. The context says
+        # so, for a plugin that places tensors on context.device.
+        trial = replace(context, hyperparams=hyperparams, device="cpu")
         trainer = TorchTrainer(plugin.build_model)
         try:
             with _generators_kept():

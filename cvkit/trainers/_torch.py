@@ -162,10 +162,11 @@ class TorchTrainer:
 
     def preflight(self, sample, context: TrainContext) -> torch.Tensor:
         """The logits that the model training builds gives for ``sample`` (a couple of samples of the
-        run's data) in training mode, on the CPU, without gradients: what the first training step
-        computes, so that a model which cannot train fails here, before any job starts. The caller
-        keeps the global random generators as they were (building a model draws from them)."""
-        device = torch.device("cpu")
+        run's data) in training mode, on ``context.device``, without gradients: what the first
+        training step computes, so that a model which cannot train fails here, before any job
+        starts. The caller keeps the global random generators as they were (building a model draws
+        from them)."""
+        device = torch.device(context.device)
         model = self._build(context, device, lambda: FeatureCache(None))
         self.extra_transform_ = fit_extra_transform(sample.extra, context.config.impute)
         x, extra = self._tensors(sample)
