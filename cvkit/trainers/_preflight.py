@@ -51,7 +51,7 @@ def preflight(plugin: Plugin, context: TrainContext, sample) -> None:
         except CvkitError:
             raise
         except Exception as exc:
-            raise PluginError(_explain(exc, plugin, trial, trainer)) from None
+            raise PluginError(_explain(exc, plugin, trial, trainer)) from exc  # --debug shows where
         _check_logits(logits, plugin, trial, len(sample))
 
 
