@@ -45,7 +45,7 @@ from .runner import (
     verify_jobs,
 )
 from .splits import SplitPlan, make_plan
-from .trainers import SELECTION_RULES, TrainConfig, TrainContext, ensure_pretrained, load_plugin
+from .trainers import SELECTION_RULES, TrainConfig, TrainContext, ensure_pretrained, load_plugin, preflight
 from .trainers._context import AUGMENTATIONS, CLASS_WEIGHTS, PRECISIONS
 from .trainers._features import IMPUTATIONS
 from .trainers._models import classifier, is_backbone
@@ -215,6 +215,11 @@ def evaluate(
     with record_warnings() as preparing:
         setup = _prepare(recipe, data=data, folds=folds, repeats=repeats, cv=cv)
     ensure_pretrained(_backbones(setup), setup.config.weights)  # a download happens here, once
+    # Every model is built and run on two samples before the run folder exists: a plugin that
+    # breaks the contract stops the run here, with one line, and leaves nothing behind.
+    sample = setup.dataset.subset([0, 1])
+    for _, plugin in setup.models.values():
+        preflight(plugin, _train_context(setup, cache_dir=None), sample)
     run_dir = Path(out) if out else _default_run_dir(reports_dir, setup.dataset, setup.models, setup.identity)
     # Stored rows: every test sample under each checkpoint rule and epoch, and the hold-out set.
     holdout_rows = 0 if setup.holdout is None else len(setup.holdout)
@@ -505,7 +510,14 @@ def _jobs(setup: _Setup, run_dir: Path):
         device=setup.device,
         threads=setup.threads,
     )
-    context = TrainContext(
+    context = _train_context(setup, cache_dir=str(run_dir.resolve().parent / ".cache" / "features"))
+    return job_list, JobRunner(dataset, setup.plan, context, setup.holdout)
+
+
+def _train_context(setup: _Setup, cache_dir: str | None) -> TrainContext:
+    """What every job of the run tells its trainer (the runner sets each job's seed and hyper-parameters)."""
+    dataset = setup.dataset
+    return TrainContext(
         config=setup.config,
         n_classes=dataset.n_classes,
         in_channels=dataset.images.shape[1],
@@ -515,9 +527,8 @@ def _jobs(setup: _Setup, run_dir: Path):
         extra_names=dataset.extra_names,
         seed=setup.seed,
         device=setup.device,
-        cache_dir=str(run_dir.resolve().parent / ".cache" / "features"),
+        cache_dir=cache_dir,
     )
-    return job_list, JobRunner(dataset, setup.plan, context, setup.holdout)
 
 
 def _training_data_key(identity: dict) -> str:

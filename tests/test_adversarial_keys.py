@@ -123,7 +123,10 @@ def test_a_plugin_that_changes_torch_settings_is_named_and_the_next_one_is_unaff
 
     (tmp_path / "leaky.py").write_text(CHANGES_STATE)
     (tmp_path / "tiny_cnn.py").write_text(TINY_CNN)
-    options = dict(baseline="logreg", data=tiny, folds=2, repeats=1, epochs=1, jobs=1, device="cpu")
+    # In one process, one job after another: what a plugin leaves behind meets the next job.
+    options = dict(
+        baseline="logreg", data=tiny, folds=2, repeats=1, epochs=1, jobs=1, device="cpu", executor="inprocess"
+    )
     threads = torch.get_num_threads()
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -7,9 +7,18 @@ import numpy as np
 import pytest
 
 import cvkit
+import cvkit.api
 from cvkit.errors import ConfigError, JobsFailed
 
 FAST = dict(folds=3, repeats=1, epochs=1)
+
+
+@pytest.fixture
+def no_preflight(monkeypatch):
+    """These plugins fail, die or count their builds inside jobs: the pre-flight, which builds each
+    model once in this process before any job, would meet them first (or die with them)."""
+    monkeypatch.setattr(cvkit.api, "preflight", lambda plugin, context, sample: None)
+
 
 # Kills the process training it the first time it runs (a marker file remembers), as a crashed or
 # OOM-killed worker would die; the second attempt trains normally.
@@ -119,7 +128,7 @@ def test_a_job_trained_in_two_parts_by_two_workers_is_stored_as_trained_in_one(t
 
 
 def test_a_worker_killed_in_the_second_part_of_a_job_loses_only_the_work_in_flight(
-    tiny, tmp_path, write_plugin
+    tiny, tmp_path, write_plugin, no_preflight
 ):
     (tmp_path / "calls").mkdir()
     plugin = write_plugin("kills_the_rest", KILLS_THE_REST.format(calls=str(tmp_path / "calls")))
@@ -155,7 +164,7 @@ def test_process_executor_gives_the_same_predictions_as_in_process(tiny, tmp_pat
     assert np.array_equal(_probs(local), _probs(process))
 
 
-def test_a_killed_worker_loses_only_its_job_which_runs_again(tiny, tmp_path, write_plugin):
+def test_a_killed_worker_loses_only_its_job_which_runs_again(tiny, tmp_path, write_plugin, no_preflight):
     plugin = write_plugin("suicidal", SUICIDAL.format(marker=str(tmp_path / "marker")))
     results = cvkit.evaluate(str(plugin), data=tiny, out=tmp_path / "run", executor="process", jobs=2, **FAST)
     assert (tmp_path / "marker").exists()
@@ -165,7 +174,9 @@ def test_a_killed_worker_loses_only_its_job_which_runs_again(tiny, tmp_path, wri
     assert results.counts.trained == 6
 
 
-def test_a_failing_plugin_fails_only_its_jobs_and_a_rerun_retries_only_them(tiny, tmp_path, write_plugin):
+def test_a_failing_plugin_fails_only_its_jobs_and_a_rerun_retries_only_them(
+    tiny, tmp_path, write_plugin, no_preflight
+):
     marker = tmp_path / "offline"
     marker.write_text("")
     plugin = write_plugin("flaky", FLAKY.format(marker=str(marker)))
@@ -183,7 +194,9 @@ def test_a_failing_plugin_fails_only_its_jobs_and_a_rerun_retries_only_them(tiny
     assert (again.counts.resumed, again.counts.trained, again.counts.failed) == (3, 3, 0)
 
 
-def test_cli_reports_failed_jobs_in_one_line_and_exits_2(tiny_npz, tmp_path, write_plugin, capsys):
+def test_cli_reports_failed_jobs_in_one_line_and_exits_2(
+    tiny_npz, tmp_path, write_plugin, capsys, no_preflight
+):
     from cvkit.cli import main
 
     marker = tmp_path / "offline"
@@ -258,7 +271,7 @@ def test_ray_executor_gives_the_same_predictions_as_local(tiny, tmp_path, ray_cl
     assert {json.loads(job["environment"])["threads"] for job in on_ray.jobs} == {1}
 
 
-def test_ray_run_survives_a_killed_worker(tiny, tmp_path, write_plugin, ray_cluster):
+def test_ray_run_survives_a_killed_worker(tiny, tmp_path, write_plugin, ray_cluster, no_preflight):
     plugin = write_plugin("suicidal", SUICIDAL.format(marker=str(tmp_path / "marker")))
     results = cvkit.evaluate(
         str(plugin), data=tiny, out=tmp_path / "run", executor="ray", address=ray_cluster.address, **FAST

@@ -8,6 +8,7 @@ from ._models import (
     OFFLINE,
     RESNETS,
     WEIGHTS_MIRROR,
+    Backbone,
     backbone,
     classifier,
     ensure_pretrained,
@@ -15,6 +16,7 @@ from ._models import (
     resnet,
 )
 from ._plugin import BUILTINS, Plugin, load_plugin, plugin_frame
+from ._preflight import preflight
 from ._sklearn import SklearnTrainer
 from ._state import job_process_state
 from ._torch import TorchTrainer
@@ -22,6 +24,7 @@ from ._torch import TorchTrainer
 __all__ = [
     "BACKBONES",
     "BUILTINS",
+    "Backbone",
     "OFFLINE",
     "RESNETS",
     "SELECTION_RULES",
@@ -41,6 +44,7 @@ __all__ = [
     "job_process_state",
     "load_plugin",
     "plugin_frame",
+    "preflight",
     "resnet",
     "write_plugin_template",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 SELECTION_RULES = ("val_auc", "val_loss", "val_acc", "last")
 CLASS_WEIGHTS = ("balanced", "none")
@@ -36,7 +36,33 @@ class TrainConfig:
 
 @dataclass
 class TrainContext:
-    """Everything a plugin may look at when it builds and trains its model for one job."""
+    """Everything a plugin may look at when it builds and trains its model for one job.
+
+    ``build_model(context)``, ``build_estimator(context)`` and ``make_trainer(context)`` get one;
+    so do a trainer's ``fit(train, val, context)``. Its attributes (docs/plugins.md has the same
+    table; a test keeps the two in step with the code):
+
+    ==============  ====================  ==========================================================
+    attribute       type                  meaning
+    ==============  ====================  ==========================================================
+    n_classes       int                   number of classes; a model returns (N, n_classes)
+                                          logits, two columns for a binary task
+    in_channels     int                   channels of an image (1 for grey, 3 for colour)
+    image_size      tuple[int, int]       (height, width) of every image, in pixels
+    class_names     tuple[str, ...]       the class of each label index, in label order
+    positive        int                   label index of the positive class
+    extra_names     tuple[str, ...]       names of the extra (tabular) features; () without --extra
+    n_extra         int                   len(extra_names): extra features per image
+    hyperparams     dict                  this plugin's HYPERPARAMS, with --param overrides
+    config          TrainConfig           the recipe shared by every model: backbone, stem,
+                                          weights, epochs, batch_size, lr, ... (``config.backbone``)
+    seed            int                   this job's training seed (cvkit's trainer seeds torch)
+    device          str                   where the job trains: "cpu", "cuda", "cuda:1", "mps"
+    cache_dir       str | None            folder of cached frozen-backbone features, or None
+    on_epoch        Callable              on_epoch(record, predict), called by a trainer after
+                                          each epoch; cvkit's own trainer calls it for you
+    ==============  ====================  ==========================================================
+    """
 
     config: TrainConfig
     n_classes: int
@@ -60,6 +86,17 @@ class TrainContext:
     @property
     def n_extra(self) -> int:
         return len(self.extra_names)
+
+
+def context_attributes() -> tuple[str, ...]:
+    """The names a plugin can read on a ``TrainContext``: its fields and its properties."""
+    properties = [name for name, value in vars(TrainContext).items() if isinstance(value, property)]
+    return (*(f.name for f in fields(TrainContext)), *properties)
+
+
+def config_attributes() -> tuple[str, ...]:
+    """The names a plugin can read on ``context.config`` (a ``TrainConfig``)."""
+    return tuple(f.name for f in fields(TrainConfig))
 
 
 def _ignore_epoch(record, predict):

@@ -84,7 +84,9 @@ baseline's, so the comparison isolates your change. A plugin defines exactly one
     build_estimator(context)                  a scikit-learn classifier instead;
     make_trainer(context)                     any object with fit(train, val, context) and
                                               predict_proba(data).
-The shipped examples show more (`cvkit plugins` lists them and where they are).
+The shipped examples show more (`cvkit plugins` lists them and where they are); the whole contract,
+with every attribute of the context, is in cvkit's docs/plugins.md. Before any job starts, cvkit
+builds the model once and runs it on two images: a broken contract stops the run with one line.
 """
 
 from torch import nn
@@ -110,12 +112,24 @@ SEARCH = {{"hidden": [64, 256]}}
 
 
 def build_model(context):
-    """The model of one training job. The context describes the run: context.n_classes,
-    context.in_channels, context.image_size, context.n_extra (extra features per image),
-    context.hyperparams and context.config (the shared recipe: backbone, stem, weights, ...).
-    The model's forward(x) gets a batch of images (N, C, H, W) and returns class logits (N,
-    n_classes); write forward(self, x, extra) to also get the standardised extra features."""
-    features, width = backbone(context)  # the baseline's network without its classifier
+    """The model of one training job. The context (a cvkit.trainers.TrainContext) describes the
+    run:
+        context.n_classes     number of classes (2 for a binary task)
+        context.in_channels   channels per image (1 for grey, 3 for colour)
+        context.image_size    (height, width) in pixels
+        context.n_extra       extra features per image (0 without --extra); extra_names their names
+        context.class_names   class of each label index; context.positive the positive class's index
+        context.hyperparams   HYPERPARAMS below, with --param overrides
+        context.config        the shared recipe: backbone, stem, weights, epochs, lr, ...
+        context.seed, context.device   the job's seed and device (cvkit's trainer uses them)
+    The model's forward(x) gets a batch of images (N, C, H, W) and returns class logits of shape
+    (N, context.n_classes): a binary head needs two outputs, not one. Write
+    forward(self, x, extra) to also get the standardised extra features (N, context.n_extra).
+
+    backbone(context) returns the pair (module, width): the baseline's network without its
+    classifier, mapping images to features (N, width), and that width. Unpack it; the pair
+    itself is not a module."""
+    features, width = backbone(context)
     hidden = context.hyperparams["hidden"]
     head = nn.Sequential(
         nn.Linear(width, hidden),

@@ -8,6 +8,7 @@ import socket
 import sys
 import urllib.error
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlparse
 
 import torch
@@ -127,9 +128,21 @@ def _first_conv(conv: nn.Conv2d, in_channels: int, stem: str, pretrained: bool) 
     return new
 
 
-def backbone(context) -> tuple[nn.Module, int]:
+class Backbone(NamedTuple):
+    """What :func:`backbone` returns: the network without its classifier and the width of the
+    feature vector it outputs per image. A named pair, so that ``features, width = backbone(context)``
+    reads it, and a plugin that uses the pair as a module gets an error that names it."""
+
+    module: nn.Module
+    width: int
+
+
+def backbone(context) -> Backbone:
     """The run's baseline backbone without its classifier, and its feature width: the starting
-    point of a plugin that changes only the head, so the comparison isolates that change."""
+    point of a plugin that changes only the head, so the comparison isolates that change.
+
+    Returns the pair ``(module, width)``: ``module(x)`` maps images (N, C, H, W) to features
+    (N, width). Write ``features, width = backbone(context)``; the pair itself is not a module."""
     model = classifier(
         context.config.backbone,
         in_channels=context.in_channels,
@@ -139,11 +152,11 @@ def backbone(context) -> tuple[nn.Module, int]:
     )
     if hasattr(model, "reset_classifier"):  # timm
         model.reset_classifier(0)
-        return model, model.num_features
+        return Backbone(model, model.num_features)
     head = "fc" if hasattr(model, "fc") else "classifier"
     n_features = getattr(model, head).in_features
     setattr(model, head, nn.Identity())
-    return model, n_features
+    return Backbone(model, n_features)
 
 
 def _is_path(weights: str) -> bool:

@@ -1,7 +1,13 @@
 """Plugins: a Python file (or a built-in name) that tells cvkit how to train one model variant.
 
 A plugin file defines one of
-- ``build_model(context) -> torch.nn.Module``: cvkit's torch trainer does the rest;
+- ``build_model(context) -> torch.nn.Module``: cvkit's torch trainer does the rest. The model's
+  ``forward(x)`` gets a batch of images (N, C, H, W), scaled to [-1, 1], and returns logits
+  (N, context.n_classes): two outputs for a binary task, never one. ``forward(x, extra)`` also
+  gets the run's standardised extra features (N, context.n_extra), None without ``--extra``.
+  ``cvkit.trainers.backbone(context)`` returns the pair ``(module, width)``: the baseline's
+  network without its classifier, mapping images to features (N, width). Write
+  ``features, width = backbone(context)``;
 - ``build_estimator(context)``: a scikit-learn classifier (``ESTIMATOR_INPUTS`` = ``"pixels"``,
   ``"extra"`` or ``"both"`` says what it sees);
 - ``make_trainer(context)``: any object with ``fit(train, val, context)`` and
@@ -17,6 +23,12 @@ files it declares in ``DEPENDS``: a list of paths relative to the plugin file (a
 loads, a vocabulary; a folder stands for every file in it). Editing any of them trains the jobs
 again instead of reusing old numbers. A module imported by a computed name (``importlib``) is
 not seen: declare it in ``DEPENDS``.
+
+``context`` is a :class:`~cvkit.trainers.TrainContext`: its docstring (and docs/plugins.md) lists
+every attribute (``n_classes``, ``in_channels``, ``image_size``, ``n_extra``, ``hyperparams``,
+``config``, ...). Before any job starts, :func:`~cvkit.trainers.preflight` builds each
+``build_model`` plugin's model once and runs it on two samples, so that a broken contract stops
+the run in a second, with one line saying what to fix.
 """
 
 from __future__ import annotations
@@ -58,6 +70,7 @@ class Plugin:
     spec: str | None = None  # how it was loaded, so that a worker process can load it again
     nested_args: tuple | None = None
     pausable: bool = False  # its trainer can pause between epochs and go on elsewhere (TorchTrainer.fit)
+    build_model: Callable | None = field(default=None, repr=False)  # its hook, when cvkit's trainer trains it
 
     def __reduce__(self):
         # The factory closes over the imported module: workers re-load the file instead, and
@@ -130,6 +143,7 @@ def load_plugin(spec: str, hyperparams: dict | None = None) -> Plugin:
         {k: list(v) for k, v in search.items()},
         spec=str(path.resolve()),
         pausable=hooks[0] == "build_model",
+        build_model=hook if hooks[0] == "build_model" else None,
     )
 
 
@@ -306,7 +320,8 @@ def _builtin(name: str, hyperparams: dict) -> Plugin:
         )
 
     _merge({}, hyperparams, name)
-    return Plugin(name, None, digest, lambda context: TorchTrainer(build_model), {}, pausable=True)
+    factory = lambda context: TorchTrainer(build_model)  # noqa: E731
+    return Plugin(name, None, digest, factory, {}, pausable=True, build_model=build_model)
 
 
 def _merge(defaults: dict, overrides: dict, where: str) -> dict:

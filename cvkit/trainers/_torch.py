@@ -52,23 +52,8 @@ class TorchTrainer:
             torch.backends.cudnn.deterministic = True
             torch.backends.cudnn.benchmark = False
 
-        model = self.build_model(context)
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"build_model must return a torch.nn.Module, got {type(model).__name__}")
-        self.autocast_ = _autocast(device, config.precision)
-        model = use_exact_shortcuts(model).to(device)
-        if device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
-        # A frozen backbone's features are computed once and the head trains on them.
-        self.frozen_ = model if isinstance(model, FrozenFeatures) else None
-        if self.frozen_ is not None:
-            model = self.frozen_.head
-            self.takes_extra_ = self.frozen_.head_takes_extra
-            self.features_ = _feature_cache(context.cache_dir)
-        else:
-            self.takes_extra_ = len(inspect.signature(model.forward).parameters) >= 2
+        model = self._build(context, device, lambda: _feature_cache(context.cache_dir))
         self.extra_transform_ = fit_extra_transform(train.extra, config.impute)
-        self.device_ = device
 
         x_train, e_train = self._tensors(train)
         mirrored = None
@@ -177,6 +162,42 @@ class TorchTrainer:
         if fallen_back:  # kept with the job, so that the report can say which jobs fell back
             self.info_ = dict(checkpoint_fallback={rule: "last" for rule in fallen_back})
         return self
+
+    def preflight(self, sample, context: TrainContext) -> torch.Tensor:
+        """The logits that the model training builds gives for ``sample`` (a couple of samples of the
+        run's data) in training mode, on ``context.device``, without gradients: what the first
+        training step computes, so that a model which cannot train fails here, before any job
+        starts. The caller keeps the global random generators as they were (building a model draws
+        from them)."""
+        device = torch.device(context.device)
+        model = self._build(context, device, lambda: FeatureCache(None))
+        self.extra_transform_ = fit_extra_transform(sample.extra, context.config.impute)
+        x, extra = self._tensors(sample)
+        model.train()
+        with torch.no_grad():
+            return self._forward(model, x, extra)
+
+    def _build(self, context: TrainContext, device, feature_cache) -> nn.Module:
+        """``build_model(context)`` on ``device``, as the trainer runs it: the model whose
+        parameters train (a frozen backbone's head), with how to feed it (``takes_extra_``,
+        ``frozen_`` and its ``feature_cache()``, ``autocast_``, ``device_``) set."""
+        model = self.build_model(context)
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"build_model must return a torch.nn.Module, got {type(model).__name__}")
+        self.autocast_ = _autocast(device, context.config.precision)
+        model = use_exact_shortcuts(model).to(device)
+        if device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        # A frozen backbone's features are computed once and the head trains on them.
+        self.frozen_ = model if isinstance(model, FrozenFeatures) else None
+        if self.frozen_ is not None:
+            model = self.frozen_.head
+            self.takes_extra_ = self.frozen_.head_takes_extra
+            self.features_ = feature_cache()
+        else:
+            self.takes_extra_ = len(inspect.signature(model.forward).parameters) >= 2
+        self.device_ = device
+        return model
 
     def _restore(self, paused, model, optimizer, generator):
         """Put the state ``fit`` paused with into this trainer's fresh model and optimizer; return

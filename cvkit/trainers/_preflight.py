@@ -1,0 +1,132 @@
+"""The pre-flight: each plugin's model built once and run on two samples before any job starts.
+
+A plugin that breaks the contract (an attribute the context does not have, one output for two
+classes, ``backbone()``'s pair used as a module, a ``forward`` that cannot take what cvkit passes)
+would otherwise fail inside the first job, after the run folder exists and maybe after other jobs
+trained. Here it fails in about a second with one line that names the plugin file and the fix.
+The check runs the trainer's own build path (``TorchTrainer.preflight``), so what passes here is
+what training builds; it runs on the CPU and leaves the global random generators as they were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import random
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from ..errors import CvkitError, PluginError
+from ._context import TrainConfig, TrainContext, config_attributes, context_attributes
+from ._models import Backbone
+from ._plugin import Plugin, plugin_frame
+from ._search import candidates
+from ._torch import TorchTrainer
+
+CONTRACT = "docs/plugins.md"  # where the contract is written down, named in the hints
+
+
+def preflight(plugin: Plugin, context: TrainContext, sample) -> None:
+    """Build ``plugin``'s model as training would (once per candidate of its search space when it
+    is searched), run it on ``sample`` (two samples of the run's data, extra features included)
+    and raise a one-line ``PluginError`` when it cannot train: an error in building or running it,
+    or logits that are not (len(sample), n_classes). Plugins that cvkit's torch trainer does not
+    train (scikit-learn estimators, own trainers) are not checked."""
+    if plugin.build_model is None:
+        return
+    settings = [plugin.hyperparams]
+    if plugin.nested_args is not None and plugin.search:
+        settings = [{**plugin.hyperparams, **candidate} for candidate in candidates(plugin.search)]
+    for hyperparams in settings:
+        # On the CPU whatever the run's device: two samples are cheap there, and the driver process
+        # neither takes GPU memory nor initialises CUDA before its workers start. The context says
+        # so, for a plugin that places tensors on context.device.
+        trial = replace(context, hyperparams=hyperparams, device="cpu")
+        trainer = TorchTrainer(plugin.build_model)
+        try:
+            with _generators_kept():
+                logits = trainer.preflight(sample, trial)
+        except CvkitError:
+            raise
+        except Exception as exc:
+            raise PluginError(_explain(exc, plugin, trial, trainer)) from exc  # --debug shows where
+        _check_logits(logits, plugin, trial, len(sample))
+
+
+@contextlib.contextmanager
+def _generators_kept():
+    """Python's, NumPy's and torch's global random generators as they were before, whatever the
+    model's construction and forward pass drew from them: the check changes no job's draws."""
+    python, numpy = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        random.setstate(python)
+        np.random.set_state(numpy)
+
+
+def _check_logits(logits: torch.Tensor, plugin: Plugin, context: TrainContext, n: int) -> None:
+    expected = (n, context.n_classes)
+    shape = tuple(logits.shape)
+    if shape == expected:
+        return
+    fix = "end the model with nn.Linear(width, context.n_classes)"
+    if context.n_classes == 2 and shape in ((n,), (n, 1)):
+        raise PluginError(
+            f"{plugin.origin}: {plugin.name} returns one output per image, but a binary head needs two "
+            f"outputs, one logit per class (n_classes = context.n_classes = 2): {fix}"
+        )
+    raise PluginError(
+        f"{plugin.origin}: {plugin.name} returns logits of shape {shape} for {n} images; expected "
+        f"{expected}, one row per image and one logit per class (n_classes = context.n_classes = "
+        f"{context.n_classes}): {fix}"
+    )
+
+
+def _explain(exc: Exception, plugin: Plugin, context: TrainContext, trainer: TorchTrainer) -> str:
+    """One line for what went wrong while building or running the model, with the fix."""
+    where = f"{plugin_frame(exc, plugin)}: {plugin.name}"
+    obj = getattr(exc, "obj", None) if isinstance(exc, AttributeError) else None
+    if isinstance(obj, (TrainContext, TrainConfig)):
+        if isinstance(obj, TrainContext):
+            owner, names = "context", context_attributes()
+        else:
+            owner, names = "context.config", config_attributes()
+        close = difflib.get_close_matches(exc.name, names, n=1)
+        hint = f"did you mean {owner}.{close[0]}?" if close else f"it has: {', '.join(names)}"
+        return f"{where}: {owner} has no attribute {exc.name!r}; {hint} (all are listed in {CONTRACT})"
+    message = " ".join(str(exc).split())
+    if isinstance(obj, Backbone) or (isinstance(exc, TypeError) and _names_backbone(message)):
+        return (
+            f"{where}: backbone(context) returns a pair (module, width), not a module: write "
+            f"`features, width = backbone(context)` and use `features` as the network ({type(exc).__name__}: "
+            f"{message})"
+        )
+    if isinstance(exc, AttributeError) and exc.name == "float" and not isinstance(obj, torch.Tensor):
+        return (
+            f"{where}: forward returns a {type(obj).__name__}, not a tensor of logits (N, n_classes); "
+            "return the logits alone"
+        )
+    if isinstance(exc, TypeError) and "forward()" in message:
+        return (
+            f"{where}: {message}; cvkit calls forward(x) with images (N, C, H, W) or, when forward "
+            "takes two arguments, forward(x, extra) with the extra features (N, context.n_extra)"
+        )
+    if getattr(trainer, "takes_extra_", False) and context.n_extra == 0:
+        return (
+            f"{where}: forward(x, extra) gets extra=None because this run has no extra features "
+            f"({type(exc).__name__}: {message}); pass --extra FILE.csv (or --extra handcrafted), or "
+            "write forward(self, x) to use the images alone"
+        )
+    return (
+        f"{where}: building the model and running it on 2 images failed before any job started: "
+        f"{type(exc).__name__}: {message}"
+    )
+
+
+def _names_backbone(message: str) -> bool:
+    """Whether a TypeError's message is about ``backbone()``'s pair used where a module belongs."""
+    return "'Backbone' object" in message or f"{Backbone.__module__}.Backbone" in message
