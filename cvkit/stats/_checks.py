@@ -33,8 +33,11 @@ class SeedNoiseCheck:
 
 def seed_noise_check(repeat, fold, seed, scores, *, alpha: float = 0.05) -> SeedNoiseCheck:
     """A/A check of one model's per-job ``scores`` (job i = repeat[i], fold[i], seed[i]): its
-    even-numbered seeds against its odd-numbered ones, split by split. Needs >= 2 seeds in at
-    least 2 splits (splits with only one half are left out)."""
+    even-numbered seeds against its odd-numbered ones, split by split, in pairs (0, 1), (2, 3), ...;
+    with an odd number of seeds the last is left out, so that both halves are equally large and the
+    per-split difference is symmetric about zero under the null (unequal halves give a skewed
+    difference when seed noise is skewed, and a liberal t). Needs >= 2 seeds in at least 2 splits.
+    """
     repeat, fold, seed = (np.asarray(v, dtype=np.int64).ravel() for v in (repeat, fold, seed))
     scores = np.asarray(scores, dtype=np.float64).ravel()
     if not len(repeat) == len(fold) == len(seed) == len(scores):
@@ -45,9 +48,11 @@ def seed_noise_check(repeat, fold, seed, scores, *, alpha: float = 0.05) -> Seed
     diffs, residuals, halves = [], [], []
     for key in np.unique(keys):
         in_split = keys == key
-        even = scores[in_split & (seed % 2 == 0)]
-        odd = scores[in_split & (seed % 2 == 1)]
-        if len(even) and len(odd):
+        paired = np.sort(seed[in_split])[: 2 * (in_split.sum() // 2)]
+        used = in_split & np.isin(seed, paired)
+        even = scores[used & (seed % 2 == 0)]
+        odd = scores[used & (seed % 2 == 1)]
+        if len(even) and len(even) == len(odd):
             diffs.append(even.mean() - odd.mean())
             halves.append((len(even), len(odd)))
             residuals.append(scores[in_split] - scores[in_split].mean())

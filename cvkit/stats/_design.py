@@ -70,7 +70,8 @@ class DesignAdvice:
     by_lever: dict  # "repeats" | "seeds" | "folds" -> the cheapest projection that reaches, or None
     cheapest: DesignProjection | None  # the fewest trainings over all levers on this data set
     best_on_this_data: DesignProjection  # the most power any design reaches on this data set
-    data_needed: float | None  # data factor that reaches with the current design (None: > 8x)
+    data_needed: float | None  # when no design on this data reaches: the data factor that does (None: > 8x)
+    data_design: DesignProjection | None  # the cheapest design reaching at that data factor
     sentence: str
 
 
@@ -109,9 +110,15 @@ def design_power(
         raise ValueError(f"effect must be positive, got {effect}")
     k, r, s, m = n_folds, n_repeats, n_seeds, data_factor
     n = model.n_samples * m
-    if method == DEFAULT_METHOD and method.startswith("sampling") and (r < 2 or model.test_noise is None):
+    if method.startswith("sampling") and (r < 2 or model.test_noise is None):
         method = FALLBACK_METHOD
-    if method.startswith("sampling"):
+    if method == "sampling_within":
+        data_set = model.test_noise / n
+        split_var = model.seed_var / s + model.test_noise * k / n + model.training_var
+        within = split_var / (k * r)
+        variance = data_set + within
+        df = variance**2 / (data_set**2 / (n - 1) + within**2 / (r * (k - 1)))
+    elif method.startswith("sampling"):
         data_set = model.test_noise / n
         repeats = (model.seed_var / (s * k) + model.repeat_var * model.n_folds / k) / r
         variance = data_set + repeats
@@ -162,12 +169,7 @@ def advise_design(
     fold_choices = sorted({k0, *folds})
     # With one seed per split, seed noise cannot be told from split noise: no seed lever.
     max_seeds = max_seeds if model.n_seeds >= 2 else s0
-    grid = [
-        project(k, r, s)
-        for k in fold_choices
-        for r in range(1, max_repeats + 1)
-        for s in range(1, max_seeds + 1)
-    ]
+    grid = [project(*design) for design in _designs(fold_choices, max_repeats, max_seeds)]
     reaching = [d for d in grid if d.power >= power]
     by_lever = {
         "repeats": _cheapest(d for d in reaching if (d.n_folds, d.n_seeds) == (k0, s0)),
@@ -176,9 +178,23 @@ def advise_design(
     }
     cheapest = _cheapest(reaching)
     best = max(grid, key=lambda d: d.power)
-    data_needed = None
-    if model.test_noise is not None:
-        data_needed = next((m for m in DATA_FACTORS if project(k0, r0, s0, m).power >= power), None)
+    data_needed = data_design = None
+    if model.test_noise is not None and cheapest is None:
+        # More data, with whichever design then reaches the power for the fewest trainings.
+        for factor in DATA_FACTORS:
+            best_there = max(
+                (project(k, max_repeats, max_seeds, factor) for k in fold_choices), key=lambda d: d.power
+            )
+            if best_there.power >= power:
+                data_needed = factor
+                data_design = _cheapest(
+                    d
+                    for d in (
+                        project(*design, factor) for design in _designs(fold_choices, max_repeats, max_seeds)
+                    )
+                    if d.power >= power
+                )
+                break
     effect = f"a difference of {min_effect:.3g} {metric}"
     if current.power >= power:
         sentence = (
@@ -191,18 +207,35 @@ def advise_design(
         )
     else:
         more = (
-            f"about {data_needed:g}x the data (n ≈ {int(round(data_needed * model.n_samples))})"
+            f"about {data_needed:g}x the data (n ≈ {int(round(data_needed * model.n_samples))}) with "
+            f"{data_design.describe()} (projected power {_pct(data_design.power)})"
             if data_needed is not None
             else f"more than {DATA_FACTORS[-1]:g}x the data"
         )
         sentence = (
             f"No number of repeats, seeds or folds on these {model.n_samples} samples reaches "
             f"{_pct(power)} power to detect {effect} (at most {_pct(best.power)}); "
-            f"nothing short of more data does: {more} with the current design."
+            f"nothing short of more data does: {more}."
         )
     return DesignAdvice(
-        min_effect, power, alpha, method, current, by_lever, cheapest, best, data_needed, sentence
+        min_effect,
+        power,
+        alpha,
+        method,
+        current,
+        by_lever,
+        cheapest,
+        best,
+        data_needed,
+        data_design,
+        sentence,
     )
+
+
+def _designs(fold_choices, max_repeats, max_seeds):
+    return [
+        (k, r, s) for k in fold_choices for r in range(1, max_repeats + 1) for s in range(1, max_seeds + 1)
+    ]
 
 
 def _cheapest(designs):

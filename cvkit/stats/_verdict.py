@@ -27,6 +27,12 @@ repeat scores the same samples, so repeats cannot average it away) and a within-
     ``sampling`` plus the Nadeau-Bengio overlap term for the per-split variation that is neither
     seed nor test-sample noise: + (n_test/n_train) max(0, var(d) - mean(v) - s2_seed / s).
 
+``sampling_within``
+    ``sampling`` with the within-data-set term taken from the split-to-split variation inside
+    each repeat instead of between repeats (r (k - 1) degrees of freedom instead of r - 1):
+    se^2 = a + W / (k r), W the pooled within-repeat variance of the per-split differences. W also
+    holds each fold's test-sample noise, which the repeat mean averages away: conservative there.
+
 Which method decides (``DEFAULT_METHOD``) is chosen by ``benchmarks/calibration.py``: the most
 powerful one whose false-positive rate stays within nominal in every training regime there.
 """
@@ -38,7 +44,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-METHODS = ("corrected_t", "corrected_t_df_k1", "seed_split", "sampling", "sampling_overlap")
+METHODS = (
+    "corrected_t",
+    "corrected_t_df_k1",
+    "seed_split",
+    "sampling",
+    "sampling_overlap",
+    "sampling_within",
+)
 DEFAULT_METHOD = "sampling"
 # What the default falls back to when the run cannot support it (one repeat, or no per-job
 # test-sample variances for this metric).
@@ -170,6 +183,12 @@ class _Parts:
         self.repeat_means = np.array(
             [self.split_means[repeat_of_split == r].mean() for r in np.unique(repeat_of_split)]
         )
+        deviations = (
+            self.split_means - self.repeat_means[np.searchsorted(np.unique(repeat_of_split), repeat_of_split)]
+        )
+        self.within_repeat_var = float(
+            deviations @ deviations / max(1, self.n_splits - len(self.repeat_means))
+        )
         self.supports_sampling = jobs.diff_variance is not None and len(self.repeat_means) >= 2
 
     def corrected_t(self):
@@ -195,6 +214,11 @@ class _Parts:
 
     def sampling(self):
         return _satterthwaite(self._sampling_terms())
+
+    def sampling_within(self):
+        data_set = self._sampling_terms()[0]
+        within = self.within_repeat_var / (self.n_folds * self.n_repeats)
+        return _satterthwaite([data_set, (within, self.n_repeats * (self.n_folds - 1))])
 
     def sampling_overlap(self):
         test_noise = float(np.mean(self.jobs.diff_variance))
