@@ -112,6 +112,11 @@ class Config:
     truth_test: int = 20000
     processes: int = 2
     master_seed: int = 2026
+    n_datasets_mlp: int | None = None  # the MLP regimes are slower: fewer data sets when set
+
+    def count(self, regime: str) -> int:
+        slow = regime.startswith("mlp") and self.n_datasets_mlp is not None
+        return self.n_datasets_mlp if slow else self.n_datasets
 
 
 def _fit_scores(make, seed, features, x_train, y_train, x_test):
@@ -149,21 +154,22 @@ def run_dataset(config: Config, regime: str, index: int) -> dict:
     return dict(jobs=np.array(rows), n_train=n_train, n_test=n_test)
 
 
-def truth(config: Config, regime: str, n_train: int) -> tuple[float, float]:
-    """Expected AUC difference (better variant - baseline) of models trained on independent
-    training sets of ``n_train`` samples, scored on a large independent sample; and its se."""
+def truth(config: Config, regime: str, n_train: int, part: int = 0) -> np.ndarray:
+    """AUC differences (better variant - baseline) of models trained on independent training sets
+    of ``n_train`` samples, scored on a large independent sample (``part`` of ``processes``); their
+    mean is the true expected difference."""
     make = REGIMES[regime][0]
     rng = np.random.default_rng([config.master_seed, 99, list(REGIMES).index(regime), n_train])
     x_test, y_test = draw(rng, config.truth_test)
+    rng = np.random.default_rng([config.master_seed, 98, list(REGIMES).index(regime), n_train, part])
     diffs = []
-    for i in range(config.n_truth):
+    for i in range(part, config.n_truth, config.processes):
         x, y = draw(rng, n_train)
         seed = 10_000_000 + i
         base = _fit_scores(make, seed, BASELINE_FEATURES, x, y, x_test)
         better = _fit_scores(make, seed, BETTER_FEATURES, x, y, x_test)
         diffs.append(roc_auc_score(y_test, better) - roc_auc_score(y_test, base))
-    diffs = np.asarray(diffs)
-    return float(diffs.mean()), float(diffs.std(ddof=1) / np.sqrt(len(diffs)))
+    return np.asarray(diffs)
 
 
 def _jobs(result, variant_column, variance_column, *, repeats=None, seeds=None) -> PairedJobScores:
@@ -271,15 +277,18 @@ def margin(rate: float, n: int) -> float:
 
 
 def table(config: Config, summary: dict, truths: dict, seconds: float) -> str:
-    n = config.n_datasets
+    counts = sorted({config.count(r) for r in summary})
+    n = counts[0]
     fpr_margin, cover_margin = margin(ALPHA, n), margin(1 - ALPHA, n)
     lines = [
         "# Calibration bench",
         "",
-        f"{n} data sets per regime of n = {config.n_samples} (about 2:1), {config.n_folds} folds x "
+        f"{' or '.join(map(str, counts))} data sets per regime (MLP regimes: the smaller number) of "
+        f"n = {config.n_samples} (about 2:1), {config.n_folds} folds x "
         f"{config.n_repeats} repeats x {config.n_seeds} seeds per split, AUC, alpha {ALPHA}. "
-        f"Binomial margins: FPR 5% ± {100 * fpr_margin:.1f}, coverage 95% ± {100 * cover_margin:.1f} "
-        f"points. Deciding method: `{DEFAULT_METHOD}`. Wall time {seconds / 60:.1f} min.",
+        f"Binomial margins (at {n} data sets): FPR 5% ± {100 * fpr_margin:.1f}, coverage 95% ± "
+        f"{100 * cover_margin:.1f} points. Deciding method: `{DEFAULT_METHOD}`. "
+        f"Wall time {seconds / 60:.1f} min.",
         "",
         "Regimes (the truth: expected ΔAUC of the better variant, ± its Monte Carlo se):",
         "",
@@ -374,28 +383,38 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def run(config: Config) -> tuple[dict, dict, dict]:
-    jobs = [(regime, i) for regime in config.regimes for i in range(config.n_datasets)]
-    outputs = Parallel(n_jobs=config.processes, batch_size=4, verbose=5 if config.n_datasets > 100 else 0)(
-        delayed(run_dataset)(config, regime, i) for regime, i in jobs
-    )
-    results = {regime: [] for regime in config.regimes}
-    for (regime, _), output in zip(jobs, outputs):
-        results[regime].append(output)
-    n_train = round(np.mean([r["n_train"] for r in outputs]))
-    truths = dict(
-        zip(
-            config.regimes,
-            Parallel(n_jobs=config.processes)(
-                delayed(truth)(config, regime, n_train) for regime in config.regimes
-            ),
+def run(config: Config, on_regime=None) -> tuple[dict, dict, dict]:
+    """Regime by regime (``on_regime(results, truths, summary)`` after each, so that a long run
+    leaves its finished regimes behind)."""
+    results, truths = {}, {}
+    summary = {}
+    for regime in config.regimes:
+        n = config.count(regime)
+        outputs = Parallel(n_jobs=config.processes, batch_size=4, verbose=5 if n > 100 else 0)(
+            delayed(run_dataset)(config, regime, i) for i in range(n)
         )
-    )
-    return results, truths, evaluate(config, results, truths)
+        results[regime] = outputs
+        n_train = round(np.mean([r["n_train"] for r in outputs]))
+        chunks = Parallel(n_jobs=config.processes)(
+            delayed(truth)(config, regime, n_train, part) for part in range(config.processes)
+        )
+        diffs = np.concatenate(chunks)
+        truths[regime] = (float(diffs.mean()), float(diffs.std(ddof=1) / np.sqrt(len(diffs))))
+        summary = evaluate(config, results, truths)
+        if on_regime is not None:
+            on_regime(results, truths, summary)
+    return results, truths, summary
 
 
 REDUCED = Config(regimes=("converged", "unstable_sgd"), n_samples=428, n_datasets=40, n_truth=40, processes=1)
-FULL = Config(regimes=tuple(REGIMES), n_samples=428, n_datasets=300, n_truth=300)
+# Sized for about 40 minutes on 2 cores shared with other work; the problem regimes first.
+FULL = Config(
+    regimes=("unstable_sgd", "mlp_adam", "converged", "mlp_hot", "underfit"),
+    n_samples=428,
+    n_datasets=200,
+    n_datasets_mlp=120,
+    n_truth=300,
+)
 
 
 def main(argv=None):
@@ -417,13 +436,18 @@ def main(argv=None):
     if overrides:
         config = Config(**{**config.__dict__, **overrides})
     started = time.perf_counter()
-    results, truths, summary = run(config)
-    text = table(config, summary, truths, time.perf_counter() - started)
-    directory = os.path.dirname(os.path.abspath(args.out))
-    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(f.name, args.out)
-    print(text)
+
+    def write(results, truths, summary):
+        text = table(config, summary, truths, time.perf_counter() - started)
+        directory = os.path.dirname(os.path.abspath(args.out))
+        with tempfile.NamedTemporaryFile(
+            "w", dir=directory, delete=False, suffix=".tmp", encoding="utf-8"
+        ) as f:
+            f.write(text)
+        os.replace(f.name, args.out)
+        print(text, flush=True)
+
+    _, _, summary = run(config, on_regime=write)
     return summary
 
 
