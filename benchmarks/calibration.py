@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import sys
 import tempfile
 import time
@@ -424,6 +425,8 @@ def main(argv=None):
     parser.add_argument("--datasets", type=int, help="data sets per regime (overrides the mode's)")
     parser.add_argument("--regimes", nargs="+", choices=list(REGIMES))
     parser.add_argument("--processes", type=int, help="at most 2")
+    parser.add_argument("--raw", help="pickle of the per-job scores, written after each regime")
+    parser.add_argument("--from-raw", help="re-evaluate a --raw pickle instead of training")
     args = parser.parse_args(argv)
     config = REDUCED if args.reduced else FULL
     overrides = {}
@@ -438,17 +441,29 @@ def main(argv=None):
     started = time.perf_counter()
 
     def write(results, truths, summary):
-        text = table(config, summary, truths, time.perf_counter() - started)
-        directory = os.path.dirname(os.path.abspath(args.out))
-        with tempfile.NamedTemporaryFile(
-            "w", dir=directory, delete=False, suffix=".tmp", encoding="utf-8"
-        ) as f:
-            f.write(text)
-        os.replace(f.name, args.out)
-        print(text, flush=True)
+        _atomic_write(args.out, table(config, summary, truths, time.perf_counter() - started).encode())
+        if args.raw:
+            _atomic_write(args.raw, pickle.dumps(dict(config=config, results=results, truths=truths)))
+        print(
+            f"{len(summary)} regime(s) done after {(time.perf_counter() - started) / 60:.1f} min", flush=True
+        )
 
+    if args.from_raw:
+        with open(args.from_raw, "rb") as f:
+            raw = pickle.load(f)
+        config, results, truths = raw["config"], raw["results"], raw["truths"]
+        summary = evaluate(config, results, truths)
+        write(results, truths, summary)
+        return summary
     _, _, summary = run(config, on_regime=write)
     return summary
+
+
+def _atomic_write(path, data: bytes):
+    directory = os.path.dirname(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile("wb", dir=directory, delete=False, suffix=".tmp") as f:
+        f.write(data)
+    os.replace(f.name, path)
 
 
 if __name__ == "__main__":
