@@ -310,6 +310,7 @@ def table(config: Config, summary: dict, truths: dict, seconds: float) -> str:
         "sampling": "the same, data-set-level test-sample variance + between-repeat variance",
         "sampling_overlap": "`sampling` plus the overlap term for training-set variation",
         "sampling_within": "`sampling` with the split variation inside repeats (more degrees of freedom)",
+        "sampling_training": "`sampling` plus the data-set-level share of training-set variation",
     }
     for method in VERDICT_METHODS:
         fpr = max(summary[r][method, "null"]["reject"] for r in summary)

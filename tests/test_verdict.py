@@ -124,3 +124,19 @@ def test_difference_variance_matches_delong_and_the_per_sample_formula():
         (sens.var(ddof=1) / len(sens) + spec.var(ddof=1) / len(spec)) / 4
     )
     assert difference_variance("f1", positive) is None
+
+
+def test_sampling_training_adds_the_data_set_share_of_training_variation():
+    jobs = _jobs(shift=0.01)
+    base, result = difference_test(jobs, "sampling"), difference_test(jobs, "sampling_training")
+    d = _split_means(jobs)
+    seed_var = np.mean(
+        [
+            np.var(jobs.diffs[(jobs.repeat == r) & (jobs.fold == f)], ddof=1)
+            for r in range(3)
+            for f in range(5)
+        ]
+    )
+    training = max(0.0, d.var(ddof=1) - jobs.diff_variance.mean() - seed_var / 3)
+    assert training > 0
+    assert result.se**2 == pytest.approx(base.se**2 + training * 342.4 / 85.6, rel=1e-9)

@@ -33,6 +33,14 @@ repeat scores the same samples, so repeats cannot average it away) and a within-
     se^2 = a + W / (k r), W the pooled within-repeat variance of the per-split differences. W also
     holds each fold's test-sample noise, which the repeat mean averages away: conservative there.
 
+``sampling_training``
+    ``sampling`` plus the data-set-level share of training-set variation: when a model's quality
+    is a sum of per-sample contributions of its training set, the data set moves the expected
+    difference by (n_train / n_test) T, T = max(0, var(d) - mean(v) - s2_seed / s) the per-split
+    variation that is neither seed nor test-sample noise (within the data set it is only the small
+    part left by changing n_test training samples). Conservative when training effects are not
+    additive.
+
 Which method decides (``DEFAULT_METHOD``) is chosen by ``benchmarks/calibration.py``: the most
 powerful one whose false-positive rate stays within nominal in every training regime there.
 """
@@ -51,6 +59,7 @@ METHODS = (
     "sampling",
     "sampling_overlap",
     "sampling_within",
+    "sampling_training",
 )
 DEFAULT_METHOD = "sampling"
 # What the default falls back to when the run cannot support it (one repeat, or no per-job
@@ -219,6 +228,11 @@ class _Parts:
         data_set = self._sampling_terms()[0]
         within = self.within_repeat_var / (self.n_folds * self.n_repeats)
         return _satterthwaite([data_set, (within, self.n_repeats * (self.n_folds - 1))])
+
+    def sampling_training(self):
+        test_noise = float(np.mean(self.jobs.diff_variance))
+        training = max(0.0, self.split_var - test_noise - self.seed_var / self.harmonic_seeds)
+        return _satterthwaite([*self._sampling_terms(), (training / self.ratio, self.n_splits - 1)])
 
     def sampling_overlap(self):
         test_noise = float(np.mean(self.jobs.diff_variance))
