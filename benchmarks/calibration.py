@@ -189,7 +189,7 @@ def _jobs(result, variant_column, variance_column, *, repeats=None, seeds=None) 
 
 NULL, POWER = (4, 6), (5, 7)  # (variant score column, difference variance column)
 SUB_DESIGNS = ((3, 3), (3, 1), (2, 3), (2, 2), (2, 1))  # (repeats, seeds per split) within the full run
-DESIGN_METHODS = ("corrected_t", "sampling", "sampling_within")
+DESIGN_METHODS = ("corrected_t", "sampling", "sampling_within", "sampling_training")
 PILOT = (2, 2)  # 2 seeds: a pilot must have them to tell seed noise from split noise
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from ._verdict import DEFAULT_METHOD, FALLBACK_METHOD, PairedJobScores, _Parts
+from ._verdict import DEFAULT_METHOD, FALLBACK_METHOD, PairedJobScores, _Parts, _satterthwaite
 
 DATA_FACTORS = (1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 
@@ -112,26 +112,27 @@ def design_power(
     n = model.n_samples * m
     if method.startswith("sampling") and (r < 2 or model.test_noise is None):
         method = FALLBACK_METHOD
+    test_noise = 0.0 if model.test_noise is None else model.test_noise
+    data_set = test_noise / n
+    seed = model.seed_var / s
+    # Training-set variation within a data set, per split: with additive training effects it is
+    # the data set's share (n_test/n_train of it) and shrinks as 1/((k - 1) n).
+    training = model.training_var * (model.n_folds - 1) / ((k - 1) * m)
+    split_var = seed + test_noise * k / n + training
+    J = k * r
     if method == "sampling_within":
-        data_set = model.test_noise / n
-        split_var = model.seed_var / s + model.test_noise * k / n + model.training_var
-        within = split_var / (k * r)
-        variance = data_set + within
-        df = variance**2 / (data_set**2 / (n - 1) + within**2 / (r * (k - 1)))
+        terms = [(data_set, n - 1), (split_var / J, r * (k - 1))]
     elif method.startswith("sampling"):
-        data_set = model.test_noise / n
-        repeats = (model.seed_var / (s * k) + model.repeat_var * model.n_folds / k) / r
-        variance = data_set + repeats
-        df = variance**2 / (data_set**2 / (n - 1) + repeats**2 / (r - 1))
+        terms = [(data_set, n - 1), ((seed / k + model.repeat_var * model.n_folds / k) / r, r - 1)]
+        if method == "sampling_overlap":
+            terms.append((training / (k - 1), J - 1))
+        elif method == "sampling_training":
+            terms.append((training * (k - 1), J - 1))
     elif method in ("corrected_t", "corrected_t_df_k1"):
-        n_test = n / k
-        fold_test = 0.0 if model.test_noise is None else model.test_noise / n_test
-        split_var = model.seed_var / s + fold_test + model.training_var
-        J = k * r
-        variance = (1 / J + 1 / (k - 1)) * split_var
-        df = J - 1 if method == "corrected_t" else k - 1
+        terms = [((1 / J + 1 / (k - 1)) * split_var, J - 1 if method == "corrected_t" else k - 1)]
     else:
         raise ValueError(f"no design projection for method {method!r}")
+    variance, df = _satterthwaite(terms)
     if variance <= 0:
         return 1.0
     noncentrality = effect / np.sqrt(variance)
