@@ -11,7 +11,9 @@ changes it:
 - seed noise (``seed_var``, per job): independent across splits, divided by the seeds per split.
 - split variation (``repeat_var``): what a whole repeat varies by within one data set beyond seed
   noise; divided by the repeats, and assumed to shrink as 1/k with more folds.
-- training-set variation (``training_var``, per split): what the corrected t's overlap term is for.
+- training-set variation (``training_var``, per split, beyond seed and test-sample noise): taken as
+  additive over training samples, it shrinks within a data set as 1/((k - 1) n), and the share the
+  data set fixes (what ``sampling_training`` and the corrected t's overlap term are for) as 1/n.
 
 Assumptions: seed and training variation stay as measured when data are added (learners usually
 get more stable with more data, so the data projection errs on the side of more data); the effect
