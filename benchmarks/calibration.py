@@ -426,6 +426,7 @@ def main(argv=None):
     parser.add_argument("--datasets", type=int, help="data sets per regime (overrides the mode's)")
     parser.add_argument("--regimes", nargs="+", choices=list(REGIMES))
     parser.add_argument("--processes", type=int, help="at most 2")
+    parser.add_argument("--samples", type=int, help="data set size (default 428)")
     parser.add_argument("--raw", help="pickle of the per-job scores, written after each regime")
     parser.add_argument("--from-raw", help="re-evaluate a --raw pickle instead of training")
     args = parser.parse_args(argv)
@@ -435,6 +436,8 @@ def main(argv=None):
         overrides["n_datasets"] = args.datasets
     if args.regimes:
         overrides["regimes"] = tuple(args.regimes)
+    if args.samples:
+        overrides["n_samples"] = args.samples
     if args.processes:
         overrides["processes"] = min(2, args.processes)
     if overrides:
