@@ -347,6 +347,19 @@ def table(config: Config, summary: dict, truths: dict, seconds: float) -> str:
                 f"{_pct(null['reject'])} / {_pct(power['reject'])} / {_pct(cover)} / {null['se_ratio']:.2f}"
             )
         lines.append(f"| `{method}` | " + " | ".join(cells) + " |")
+    within = {
+        m: all(summary[r][m, "null"]["reject"] <= ALPHA + margin(ALPHA, config.count(r)) for r in summary)
+        for m in VERDICT_METHODS
+    }
+    powers = {m: np.mean([summary[r][m, "power"]["reject"] for r in summary]) for m in VERDICT_METHODS}
+    calibrated = [m for m in VERDICT_METHODS if within[m]]
+    best = max(calibrated, key=lambda m: powers[m]) if calibrated else None
+    lines += [
+        "",
+        "Within nominal (FPR <= 5% + binomial margin in every regime): "
+        + ", ".join(f"`{m}` ({_pct(powers[m])} mean power)" for m in calibrated)
+        + f". The most powerful of them: `{best}`.",
+    ]
     lines += [
         "",
         "## Seed-noise (A/A) check per regime",
