@@ -73,7 +73,7 @@ def test_more_folds_are_projected_with_the_test_noise_of_smaller_folds():
     effect = 0.05
     ten = design_power(model, effect, n_folds=10, n_repeats=3, n_seeds=3, method="corrected_t")
     # Reusing the 5-fold sd of the per-split differences for 10 folds (the old advice) overstates it.
-    five_fold_sd = np.sqrt(model.seed_var / 3 + model.test_noise / (N / 5) + model.training_var)
+    five_fold_sd = np.sqrt(model.seed_var / 3 + model.split_rest)
     reused = corrected_ttest_power(effect, five_fold_sd, 10, 3)
     assert ten < reused - 0.05
 

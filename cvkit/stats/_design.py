@@ -42,6 +42,7 @@ class VarianceModel:
     seed_var: float  # variance of one job's difference around its split's mean
     repeat_var: float  # within-data-set variance of a repeat's mean beyond seed noise (k as run)
     training_var: float  # per-split variance beyond seed and test-sample noise
+    split_rest: float  # per-split variance beyond seed noise (test samples and training set), as run
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ def estimate_variance_model(jobs: PairedJobScores) -> VarianceModel:
     return VarianceModel(
         n_samples=int(round(k * jobs.n_test)), n_folds=k, n_repeats=parts.n_repeats, n_seeds=s,
         test_noise=test_noise, seed_var=parts.seed_var, repeat_var=repeat_var, training_var=training,
+        split_rest=max(0.0, parts.split_var - seed_part),
     )  # fmt: skip
 
 
@@ -120,7 +122,10 @@ def design_power(
     # Training-set variation within a data set, per split: with additive training effects it is
     # the data set's share (n_test/n_train of it) and shrinks as 1/((k - 1) n).
     training = model.training_var * (model.n_folds - 1) / ((k - 1) * m)
-    split_var = seed + test_noise * k / n + training
+    # What the per-split differences vary by beyond seed noise, scaled as test-sample noise (with
+    # the test-fold size). Not seed_var + test_noise / n_test: a job's test-sample variance also
+    # holds the seed x sample interaction, which seed_var already counts.
+    split_var = seed + model.split_rest * k / (model.n_folds * m)
     J = k * r
     if method == "sampling_within":
         terms = [(data_set, n - 1), (split_var / J, r * (k - 1))]
