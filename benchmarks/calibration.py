@@ -114,6 +114,7 @@ class Config:
     processes: int = 2
     master_seed: int = 2026
     n_datasets_mlp: int | None = None  # the MLP regimes are slower: fewer data sets when set
+    first_index: int = 0  # data sets first_index, first_index + 1, ... (more of them for a regime)
 
     def count(self, regime: str) -> int:
         slow = regime.startswith("mlp") and self.n_datasets_mlp is not None
@@ -198,7 +199,7 @@ def evaluate(config: Config, results: dict, truths: dict) -> dict:
     summary = {}
     for regime, runs in results.items():
         delta, _ = truths[regime]
-        tally = {}
+        tally = {"n": len(runs)}
         for method in VERDICT_METHODS:
             for name, columns, true_value in (("null", NULL, 0.0), ("power", POWER, delta)):
                 tests = [difference_test(_jobs(r, *columns), method, alpha=ALPHA) for r in runs]
@@ -278,13 +279,13 @@ def margin(rate: float, n: int) -> float:
 
 
 def table(config: Config, summary: dict, truths: dict, seconds: float) -> str:
-    counts = sorted({config.count(r) for r in summary})
+    counts = sorted({summary[r]["n"] for r in summary})
     n = counts[0]
     fpr_margin, cover_margin = margin(ALPHA, n), margin(1 - ALPHA, n)
     lines = [
         "# Calibration bench",
         "",
-        f"{' or '.join(map(str, counts))} data sets per regime (MLP regimes: the smaller number) of "
+        f"{' to '.join(map(str, sorted({counts[0], counts[-1]})))} data sets per regime (see the list) of "
         f"n = {config.n_samples} (about 2:1), {config.n_folds} folds x "
         f"{config.n_repeats} repeats x {config.n_seeds} seeds per split, AUC, alpha {ALPHA}. "
         f"Binomial margins (at {n} data sets): FPR 5% ± {100 * fpr_margin:.1f}, coverage 95% ± "
@@ -296,7 +297,10 @@ def table(config: Config, summary: dict, truths: dict, seconds: float) -> str:
     ]
     for regime in summary:
         delta, se = truths[regime]
-        lines.append(f"- `{regime}`: {REGIMES[regime][1]}; true ΔAUC {delta:+.4f} ± {se:.4f}")
+        lines.append(
+            f"- `{regime}`: {REGIMES[regime][1]}; true ΔAUC {delta:+.4f} ± {se:.4f}; "
+            f"{summary[regime]['n']} data sets"
+        )
     lines += [
         "",
         "| quantity | what it answers | FPR (worst regime) | power (mean over regimes) "
@@ -348,7 +352,7 @@ def table(config: Config, summary: dict, truths: dict, seconds: float) -> str:
             )
         lines.append(f"| `{method}` | " + " | ".join(cells) + " |")
     within = {
-        m: all(summary[r][m, "null"]["reject"] <= ALPHA + margin(ALPHA, config.count(r)) for r in summary)
+        m: all(summary[r][m, "null"]["reject"] <= ALPHA + margin(ALPHA, summary[r]["n"]) for r in summary)
         for m in VERDICT_METHODS
     }
     powers = {m: np.mean([summary[r][m, "power"]["reject"] for r in summary]) for m in VERDICT_METHODS}
@@ -406,7 +410,7 @@ def run(config: Config, on_regime=None) -> tuple[dict, dict, dict]:
     for regime in config.regimes:
         n = config.count(regime)
         outputs = Parallel(n_jobs=config.processes, batch_size=4, verbose=5 if n > 100 else 0)(
-            delayed(run_dataset)(config, regime, i) for i in range(n)
+            delayed(run_dataset)(config, regime, i) for i in range(config.first_index, config.first_index + n)
         )
         results[regime] = outputs
         n_train = round(np.mean([r["n_train"] for r in outputs]))
@@ -440,6 +444,7 @@ def main(argv=None):
     parser.add_argument("--regimes", nargs="+", choices=list(REGIMES))
     parser.add_argument("--processes", type=int, help="at most 2")
     parser.add_argument("--samples", type=int, help="data set size (default 428)")
+    parser.add_argument("--first-index", type=int, default=0, help="index of the first data set drawn")
     parser.add_argument("--raw", help="pickle of the per-job scores, written after each regime")
     parser.add_argument("--from-raw", help="re-evaluate a --raw pickle instead of training")
     args = parser.parse_args(argv)
@@ -449,6 +454,8 @@ def main(argv=None):
         overrides["n_datasets"] = args.datasets
     if args.regimes:
         overrides["regimes"] = tuple(args.regimes)
+    if args.first_index:
+        overrides["first_index"] = args.first_index
     if args.samples:
         overrides["n_samples"] = args.samples
     if args.processes:
