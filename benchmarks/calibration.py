@@ -278,7 +278,7 @@ def margin(rate: float, n: int) -> float:
     return float(1.96 * np.sqrt(rate * (1 - rate) / n))
 
 
-def table(config: Config, summary: dict, truths: dict, seconds: float) -> str:
+def table(config: Config, summary: dict, truths: dict, seconds: float | None) -> str:
     counts = sorted({summary[r]["n"] for r in summary})
     n = counts[0]
     fpr_margin, cover_margin = margin(ALPHA, n), margin(1 - ALPHA, n)
@@ -289,8 +289,11 @@ def table(config: Config, summary: dict, truths: dict, seconds: float) -> str:
         f"n = {config.n_samples} (about 2:1), {config.n_folds} folds x "
         f"{config.n_repeats} repeats x {config.n_seeds} seeds per split, AUC, alpha {ALPHA}. "
         f"Binomial margins (at {n} data sets): FPR 5% ± {100 * fpr_margin:.1f}, coverage 95% ± "
-        f"{100 * cover_margin:.1f} points. Deciding method: `{DEFAULT_METHOD}`. "
-        f"Wall time {seconds / 60:.1f} min.",
+        f"{100 * cover_margin:.1f} points. Deciding method: `{DEFAULT_METHOD}`. "(
+            f"Wall time {seconds / 60:.1f} min."
+            if seconds is not None
+            else "Evaluated from saved per-job scores."
+        ),
         "",
         "Regimes (the truth: expected ΔAUC of the better variant, ± its Monte Carlo se):",
         "",
@@ -473,7 +476,8 @@ def main(argv=None):
     started = time.perf_counter()
 
     def write(results, truths, summary):
-        _atomic_write(args.out, table(config, summary, truths, time.perf_counter() - started).encode())
+        seconds = None if args.from_raw else time.perf_counter() - started
+        _atomic_write(args.out, table(config, summary, truths, seconds).encode())
         if args.raw:
             _atomic_write(args.raw, pickle.dumps(dict(config=config, results=results, truths=truths)))
         print(
