@@ -280,6 +280,9 @@ def margin(rate: float, n: int) -> float:
 
 def table(config: Config, summary: dict, truths: dict, seconds: float | None) -> str:
     counts = sorted({summary[r]["n"] for r in summary})
+    timing = (
+        "Evaluated from saved per-job scores." if seconds is None else f"Wall time {seconds / 60:.1f} min."
+    )
     n = counts[0]
     fpr_margin, cover_margin = margin(ALPHA, n), margin(1 - ALPHA, n)
     lines = [
