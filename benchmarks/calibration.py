@@ -292,11 +292,7 @@ def table(config: Config, summary: dict, truths: dict, seconds: float | None) ->
         f"n = {config.n_samples} (about 2:1), {config.n_folds} folds x "
         f"{config.n_repeats} repeats x {config.n_seeds} seeds per split, AUC, alpha {ALPHA}. "
         f"Binomial margins (at {n} data sets): FPR 5% ± {100 * fpr_margin:.1f}, coverage 95% ± "
-        f"{100 * cover_margin:.1f} points. Deciding method: `{DEFAULT_METHOD}`. "(
-            f"Wall time {seconds / 60:.1f} min."
-            if seconds is not None
-            else "Evaluated from saved per-job scores."
-        ),
+        f"{100 * cover_margin:.1f} points. Deciding method: `{DEFAULT_METHOD}`. {timing}",
         "",
         "Regimes (the truth: expected ΔAUC of the better variant, ± its Monte Carlo se):",
         "",

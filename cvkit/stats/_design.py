@@ -175,9 +175,10 @@ def advise_design(
 
     current = project(k0, r0, s0)
     fold_choices = sorted({k0, *folds})
-    # With one seed per split, seed noise cannot be told from split noise: no seed lever.
+    # With one seed per split, seed noise cannot be told from split noise: no seed lever. Never
+    # fewer seeds than were run: the bench found projections to fewer seeds overstate power.
     max_seeds = max_seeds if model.n_seeds >= 2 else s0
-    grid = [project(*design) for design in _designs(fold_choices, max_repeats, max_seeds)]
+    grid = [project(*design) for design in _designs(fold_choices, max_repeats, max_seeds, s0)]
     reaching = [d for d in grid if d.power >= power]
     by_lever = {
         "repeats": _cheapest(d for d in reaching if (d.n_folds, d.n_seeds) == (k0, s0)),
@@ -198,7 +199,8 @@ def advise_design(
                 data_design = _cheapest(
                     d
                     for d in (
-                        project(*design, factor) for design in _designs(fold_choices, max_repeats, max_seeds)
+                        project(*design, factor)
+                        for design in _designs(fold_choices, max_repeats, max_seeds, s0)
                     )
                     if d.power >= power
                 )
@@ -240,9 +242,12 @@ def advise_design(
     )
 
 
-def _designs(fold_choices, max_repeats, max_seeds):
+def _designs(fold_choices, max_repeats, max_seeds, min_seeds):
     return [
-        (k, r, s) for k in fold_choices for r in range(1, max_repeats + 1) for s in range(1, max_seeds + 1)
+        (k, r, s)
+        for k in fold_choices
+        for r in range(1, max_repeats + 1)
+        for s in range(min_seeds, max_seeds + 1)
     ]
 
 
