@@ -96,10 +96,10 @@ def test_advice_is_for_the_stated_effect_and_says_when_only_more_data_helps():
     assert best < 0.8
     easy = advise_design(model, 0.3)
     assert easy.current.power >= 0.8 and easy.sentence.startswith("The current design")
-    middle = advise_design(model, 0.07)
+    middle = advise_design(model, 0.075)
     assert middle.current.power < 0.8 <= middle.cheapest.power
     assert (
-        "To detect a difference of 0.07 AUC" in middle.sentence
+        "To detect a difference of 0.075 AUC" in middle.sentence
         and middle.cheapest.describe() in middle.sentence
     )
     assert middle.by_lever["repeats"].n_repeats > 3
