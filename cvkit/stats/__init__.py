@@ -5,6 +5,15 @@ tests (corrected t, Bayesian correlated t) compare *training procedures*; sample
 (McNemar, DeLong, bootstrap over samples) compare two *trained models* and ignore seed variance.
 """
 
+from ._checks import SeedNoiseCheck, seed_noise_check
+from ._design import (
+    DesignAdvice,
+    DesignProjection,
+    VarianceModel,
+    advise_design,
+    design_power,
+    estimate_variance_model,
+)
 from ._metrics import METRICS, VERDICT_METRICS, classification_metrics
 from ._power import (
     DesignOption,
@@ -41,8 +50,25 @@ from ._ttest import (
     corrected_ttest,
     naive_paired_ttest,
 )
+from ._verdict import DEFAULT_METHOD as DEFAULT_VERDICT_METHOD
+from ._verdict import METHODS as VERDICT_METHODS
+from ._verdict import DifferenceTest, PairedJobScores, difference_test, difference_variance
 
 __all__ = [
+    "DEFAULT_VERDICT_METHOD",
+    "VERDICT_METHODS",
+    "DesignAdvice",
+    "DesignProjection",
+    "DifferenceTest",
+    "PairedJobScores",
+    "SeedNoiseCheck",
+    "VarianceModel",
+    "advise_design",
+    "design_power",
+    "difference_test",
+    "difference_variance",
+    "estimate_variance_model",
+    "seed_noise_check",
     "BOOTSTRAP_METRICS",
     "METRICS",
     "VERDICT_METRICS",
