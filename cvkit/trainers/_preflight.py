@@ -46,13 +46,26 @@ def preflight(plugin: Plugin, context: TrainContext, sample) -> None:
         trial = replace(context, hyperparams=hyperparams, device="cpu")
         trainer = TorchTrainer(plugin.build_model)
         try:
-            with _generators_kept():
+            with _generators_kept(), _one_thread():
                 logits = trainer.preflight(sample, trial)
         except CvkitError:
             raise
         except Exception as exc:
             raise PluginError(_explain(exc, plugin, trial, trainer)) from exc  # --debug shows where
         _check_logits(logits, plugin, trial, len(sample))
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """torch's intra-op threads set to one for the check, then back. The check runs in the driver,
+    which later forks its workers: a forked child deadlocks in its first parallel region when the
+    parent had started torch's OpenMP thread pool, and one thread never starts it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @contextlib.contextmanager
