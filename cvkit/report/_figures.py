@@ -7,15 +7,19 @@ every figure returned as PNG bytes so that HTML can embed it and Markdown can li
 from __future__ import annotations
 
 import io
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
+
+from ..stats import predict_classes
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 WIN, LOSS, TIE = "#009E73", "#D55E00", "#999999"
 
 
-def render_figures(results, report) -> dict[str, tuple[str, bytes]]:
-    """Every figure that applies to this run: name -> (caption, PNG bytes)."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,11 +34,30 @@ def render_figures(results, report) -> dict[str, tuple[str, bytes]]:
             "figure.dpi": 100,
         }
     )
+    return plt
+
+
+def _png(plt, figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight", metadata={"Software": None})
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def render_figures(results, report) -> dict[str, tuple[str, bytes]]:
+    """Every figure that applies to this run: name -> (caption, PNG bytes)."""
+    plt = _pyplot()
+    # With three or more classes, the positive-class figures are one-vs-rest: say so in the name.
+    one_vs_rest = (
+        f"one-vs-rest: {results.positive_name} against the {len(results.class_names) - 1} other classes; "
+        if len(results.class_names) > 2
+        else ""
+    )
     figures = {}
     builders = [
         (
             "roc",
-            "ROC curves from the out-of-fold predictions (mean over repeats, shaded: 95% "
+            f"ROC curves ({one_vs_rest}out-of-fold predictions, mean over repeats, shaded: 95% "
             "bootstrap band over samples)",
             _roc,
         ),
@@ -46,7 +69,8 @@ def render_figures(results, report) -> dict[str, tuple[str, bytes]]:
         ),
         (
             "difference",
-            "Per-fold differences with the corrected 95% CI of their mean, zero and the ROPE",
+            "Per-fold differences with the corrected CI of their mean at the level of the variant's "
+            "Holm step (it excludes 0 exactly when Holm rejects), zero and the ROPE",
             _difference,
         ),
         (
@@ -68,25 +92,45 @@ def render_figures(results, report) -> dict[str, tuple[str, bytes]]:
         ),
         (
             "calibration",
-            "Reliability diagram of the positive-class probability (pooled out-of-fold)",
+            f"Reliability diagram of the positive-class probability ({one_vs_rest}pooled out-of-fold)",
             _calibration,
         ),
-        ("confusion", "Confusion matrices, pooled over folds and averaged over repeats", _confusion),
         (
-            "critical_difference",
-            "Critical-difference diagram: mean rank over repeats (1 = best); models joined "
-            "by a bar are within the Nemenyi critical difference",
-            _critical_difference,
+            "confusion",
+            "Confusion matrices (predicted class: the same rule as every class-based metric), pooled "
+            "over folds and averaged over repeats",
+            _confusion,
         ),
     ]
     for name, caption, build in builders:
         figure = build(plt, results, report)
         if figure is not None:
-            buffer = io.BytesIO()
-            figure.savefig(buffer, format="png", bbox_inches="tight", metadata={"Software": None})
-            plt.close(figure)
-            figures[name] = (caption, buffer.getvalue())
+            figures[name] = (caption, _png(plt, figure))
     return figures
+
+
+CD_CAPTION = (
+    "Critical-difference diagram over data sets (one run each): mean rank (1 = best); models joined "
+    "by a bar are within the Nemenyi critical difference (alpha 0.05)"
+)
+
+
+def write_cd_diagram(ranking, path) -> Path:
+    """Draw the critical-difference diagram of a ranking over data sets into ``path`` (PNG),
+    written atomically: a temporary file in the same folder, then os.replace."""
+    plt = _pyplot()
+    png = _png(plt, _critical_difference(plt, ranking))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as f:
+            f.write(png)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def _positive_scores(results, model):
@@ -202,9 +246,8 @@ def _variance(plt, results, report):
     if report.noise is not None:
         ax = axes[0][1]
         n = report.noise
-        ax.bar(
-            ["between splits", "training seed"], [n.split_sd, n.seed_sd], color=[OKABE_ITO[0], OKABE_ITO[1]]
-        )
+        split_label = "between splits\n(estimated as 0)" if n.split_truncated else "between splits"
+        ax.bar([split_label, "training seed"], [n.split_sd, n.seed_sd], color=[OKABE_ITO[0], OKABE_ITO[1]])
         ax.set(
             ylabel=f"standard deviation of {_name(report.metric)}",
             title=f"{report.baseline}: {n.n_seeds} seeds per split",
@@ -310,7 +353,7 @@ def _confusion(plt, results, report):
         if rows.empty:
             ax.axis("off")
             continue
-        predicted = rows[prob_columns].to_numpy().argmax(axis=1)
+        predicted = predict_classes(rows[prob_columns].to_numpy(), results.positive)
         matrix = np.zeros((len(names), len(names)))
         np.add.at(matrix, (rows["label"].to_numpy(), predicted), 1)
         matrix /= max(rows["repeat"].nunique(), 1)
@@ -331,10 +374,8 @@ def _confusion(plt, results, report):
     return fig
 
 
-def _critical_difference(plt, results, report):
-    if report.ranking is None:
-        return None
-    models, f = report.ranking
+def _critical_difference(plt, ranking):
+    models, f = ranking.models, ranking.friedman
     order = np.argsort(f.mean_ranks)
     k = len(models)
     fig, ax = plt.subplots(figsize=(6.4, 1.2 + 0.3 * k))
@@ -366,7 +407,7 @@ def _critical_difference(plt, results, report):
                 alpha=0.6,
             )
     ax.axis("off")
-    ax.set_title(f"Friedman over {f.n_blocks} repeats: p = {f.pvalue:.3f}")
+    ax.set_title(f"Friedman over {f.n_blocks} data sets: p = {f.pvalue:.3f}")
     return fig
 
 

@@ -5,7 +5,17 @@ tests (corrected t, Bayesian correlated t) compare *training procedures*; sample
 (McNemar, DeLong, bootstrap over samples) compare two *trained models* and ignore seed variance.
 """
 
-from ._metrics import METRICS, VERDICT_METRICS, classification_metrics
+from ._decision import (
+    VERDICTS,
+    Verdict,
+    decide,
+    default_rope,
+    holm_levels,
+    smallest_confirmable_rope,
+    verdict_test,
+    verdicts,
+)
+from ._metrics import METRICS, VERDICT_METRICS, classification_metrics, predict_classes
 from ._power import (
     DesignOption,
     DetectableEffect,
@@ -45,7 +55,9 @@ from ._ttest import (
 __all__ = [
     "BOOTSTRAP_METRICS",
     "METRICS",
+    "VERDICTS",
     "VERDICT_METRICS",
+    "Verdict",
     "BayesResult",
     "BootstrapResult",
     "CorrectedTTestResult",
@@ -64,13 +76,20 @@ __all__ = [
     "corrected_ttest",
     "corrected_ttest_power",
     "delong",
+    "decide",
+    "default_rope",
     "design_needed",
     "friedman",
     "holm",
+    "holm_levels",
     "mcnemar",
     "mcnemar_detectable_difference",
     "minimal_detectable_effect",
     "naive_paired_ttest",
+    "predict_classes",
     "prob_outperform",
+    "smallest_confirmable_rope",
     "variance_components",
+    "verdict_test",
+    "verdicts",
 ]
