@@ -188,3 +188,124 @@ def test_cli_compare_json_has_stable_keys(two_variants, tmp_path, capsys):
     }
     assert entry["bayesian"]["rope"] == 0.02
     assert main(["compare", str(two_variants.run_dir), "--baseline", "nope"]) == 2
+
+
+def test_one_run_has_no_friedman_only_all_pairs_and_descriptive_ranks(two_variants, capsys):
+    """Item 1: repeats of one data set are not Friedman blocks (55% false positives with three equal
+    learners); one run gives every pair by the corrected t with Holm and mean ranks as a description."""
+    report = cvkit.compare(two_variants, n_resamples=200)
+    record = report.to_json()
+    assert record["friedman"] is None
+    pairs = {(p.model_a, p.model_b) for p in report.pairwise}
+    assert pairs == {("resnet18", "fc_attention"), ("resnet18", "logreg"), ("fc_attention", "logreg")}
+    raw = [p.ttest.pvalue for p in report.pairwise]
+    assert [p.pvalue_holm for p in report.pairwise] == pytest.approx(list(stats.holm(raw)))
+    assert set(report.mean_ranks) == {"resnet18", "fc_attention", "logreg"}
+    assert sum(report.mean_ranks.values()) == pytest.approx(6)  # ranks 1 + 2 + 3 per fold
+    assert "descriptive only, not a test" in record["mean_ranks_sentence"]
+    from cvkit.report import render_comparison
+
+    render_comparison(report)
+    text = capsys.readouterr().out
+    assert "Friedman" not in text and "descriptive only" in text
+
+
+@pytest.fixture(scope="module")
+def other_data_set_run(tmp_path_factory):
+    """The same three models as ``two_variants`` on a second, different data set."""
+    from cvkit.data import make_demo
+
+    other = make_demo(60, image_size=16, seed=2)
+    out = tmp_path_factory.mktemp("other") / "run"
+    return cvkit.evaluate(["plugins/fc_attention.py", "logreg"], data=other, out=out, **FAST)
+
+
+def test_compare_over_runs_ranks_models_with_data_sets_as_blocks(two_variants, other_data_set_run, tmp_path):
+    """Item 1: `cvkit compare RUN_A RUN_B` gives Friedman/Nemenyi over the data sets and a CD diagram."""
+    runs = [two_variants, other_data_set_run]
+    ranking = cvkit.comparison.compare_runs(runs)
+    models = ranking.models
+    expected = [
+        [r.metrics[r.metrics.model == m].groupby(["repeat", "fold"])["auc"].mean().mean() for m in models]
+        for r in runs
+    ]
+    assert ranking.scores == pytest.approx(np.array(expected))
+    reference = stats.friedman(np.array(expected))
+    assert ranking.friedman.pvalue == pytest.approx(reference.pvalue) and ranking.friedman.n_blocks == 2
+    png, out = tmp_path / "figs" / "cd.png", tmp_path / "ranking.json"
+    args = [str(r.run_dir) for r in runs]
+    assert main(["compare", *args, "--cd-diagram", str(png), "--json", str(out)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in png.parent.iterdir()] == ["cd.png"]  # no temporary file left behind
+    assert json.loads(out.read_text())["ranking"]["n_blocks"] == 2
+
+
+def test_compare_over_runs_refuses_different_models_and_one_data_set(two_variants, tiny, tmp_path, capsys):
+    from cvkit.data import make_demo
+
+    small = cvkit.evaluate(["logreg"], data=make_demo(60, image_size=16, seed=3), out=tmp_path / "r", **FAST)
+    assert main(["compare", str(two_variants.run_dir), str(small.run_dir)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "differ from those of" in error and "same models" in error and len(error.splitlines()) <= 3
+    assert main(["compare", str(two_variants.run_dir), str(two_variants.run_dir)]) == 2
+    assert "same data set" in capsys.readouterr().err
+
+
+def _fake_report(comparisons=(), holdout=()):
+    from types import SimpleNamespace
+
+    report = SimpleNamespace(
+        comparisons=list(comparisons), alpha=0.05, rope=0.01, selection=[], holdout=list(holdout), aa=None
+    )
+    results = SimpleNamespace(run=dict(data=dict(class_counts=dict(a=50, b=50))))
+    return report, results
+
+
+def test_sample_level_warning_controls_its_error_rate():
+    """Item 7: the smallest of 2r raw p-values fired in 9.7% of null runs; Holm over them keeps alpha."""
+    from types import SimpleNamespace
+
+    from cvkit.comparison import _warnings
+
+    def comparison(pvalues):
+        tests = [
+            SimpleNamespace(delong=SimpleNamespace(pvalue=p), mcnemar=SimpleNamespace(pvalue=q))
+            for p, q in zip(pvalues[::2], pvalues[1::2])
+        ]
+        return SimpleNamespace(variant="v", verdict="inconclusive", sample_tests=tests, ttest=None)
+
+    lone = comparison([0.03, 0.4, 0.6, 0.5, 0.7, 0.9])  # one of six below 0.05: not significant after Holm
+    assert not [w for w in _warnings(*_fake_report([lone]), 100) if "sample-level" in w]
+    strong = comparison([0.001, 0.4, 0.6, 0.5, 0.7, 0.9])  # 6 x 0.001 < 0.05
+    assert [w for w in _warnings(*_fake_report([strong]), 100) if "sample-level" in w]
+    # under the null (independent uniform p-values) the warning fires at most at alpha
+    rng = np.random.default_rng(0)
+    fired = sum(
+        bool([w for w in _warnings(*_fake_report([comparison(rng.uniform(size=6))]), 100) if "sample" in w])
+        for _ in range(2000)
+    )
+    assert fired / 2000 <= 0.05 + 2.33 * np.sqrt(0.05 * 0.95 / 2000)
+
+
+def test_holdout_gap_warning_counts_the_holdout_sampling_error():
+    """Item 7: with 156 hold-out samples and no shift, "outside the CV interval" fired in 14% of runs;
+    the gap test counts both estimates' sampling error and keeps its false-alarm rate near alpha."""
+    from cvkit.comparison import holdout_gap_pvalue
+
+    rng = np.random.default_rng(0)
+    truth, n_holdout, n_sim = 0.85, 156, 4000
+    old = new = 0
+    for _ in range(n_sim):
+        # the hold-out accuracy and its bootstrap-like standard error
+        score = rng.binomial(n_holdout, truth) / n_holdout
+        score_se = np.sqrt(score * (1 - score) / n_holdout)
+        # the CV estimate: mean of 15 correlated fold scores, corrected se with 14 df
+        cv_se = 0.015 * np.sqrt(rng.chisquare(14) / 14)
+        cv_mean = truth + 0.015 * rng.normal()
+        half = sps.t.ppf(0.975, 14) * cv_se
+        old += not (cv_mean - half <= score <= cv_mean + half)
+        new += holdout_gap_pvalue(score, score_se, cv_mean, cv_se, 14) < 0.05
+    assert old / n_sim > 0.2  # the old rule: far above 5%
+    assert new / n_sim <= 0.05 + 2.33 * np.sqrt(0.05 * 0.95 / n_sim)
+    # and a real shift is still caught
+    assert holdout_gap_pvalue(0.70, np.sqrt(0.7 * 0.3 / 156), 0.85, 0.015, 14) < 0.01
