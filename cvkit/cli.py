@@ -197,8 +197,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _comparison_options(ev)
 
-    cmp = commands.add_parser("compare", help="recompute tests and verdicts from a run's store (no training)")
-    cmp.add_argument("run_dir")
+    cmp = commands.add_parser(
+        "compare",
+        help="recompute tests and verdicts from a run's store (no training); with two or more runs of "
+        "the same models on different data sets, rank the models over the data sets (Friedman/Nemenyi)",
+    )
+    cmp.add_argument("run_dir", nargs="+", metavar="RUN_DIR")
+    cmp.add_argument(
+        "--cd-diagram",
+        default="critical_difference.png",
+        metavar="PATH",
+        help="two or more runs: where to write the critical-difference diagram (default: %(default)s)",
+    )
     cmp.add_argument("--baseline", default=None, help="compare against this model of the run instead")
     cmp.add_argument("--json", default=None, metavar="PATH", help="also write a machine-readable summary")
     _comparison_options(cmp)
@@ -258,7 +268,13 @@ def _comparison_options(parser) -> None:
     parser.add_argument(
         "--metric", default="auc", choices=VERDICT_METRICS, help="primary metric of the verdict"
     )
-    parser.add_argument("--rope", type=float, default=0.01, help="region of practical equivalence, ± this")
+    parser.add_argument(
+        "--rope",
+        type=float,
+        default=None,
+        help="region of practical equivalence of the verdict metric, ± this (default: per metric, 0.01 "
+        "for AUC and at least one sample's worth of a counted metric in one test fold)",
+    )
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level (Holm across variants)")
 
 
@@ -471,11 +487,32 @@ def _compare(args, console, errors) -> int:
     from .report import render_comparison, write_json
     from .results import Results
 
-    results = Results(args.run_dir, positive=args.positive)
+    if len(args.run_dir) > 1:
+        return _compare_runs(args, console)
+    results = Results(args.run_dir[0], positive=args.positive)
     report = compare(results, metric=args.metric, rope=args.rope, alpha=args.alpha, baseline=args.baseline)
     render_comparison(report, console)
     if args.json:
         write_json(results, args.json, report)
+    return 0
+
+
+def _compare_runs(args, console) -> int:
+    """Friedman/Nemenyi over runs on different data sets, and the critical-difference diagram."""
+    from .comparison import compare_runs
+    from .report import check_not_store, render_ranking, write_cd_diagram, write_ranking_json
+    from .results import Results
+
+    for run_dir in args.run_dir:  # before any work: an output that names a run's store would end it
+        for output in filter(None, (args.cd_diagram, args.json)):
+            check_not_store(run_dir, output)
+    runs = [Results(path, positive=args.positive) for path in args.run_dir]
+    ranking = compare_runs(runs, metric=args.metric)
+    render_ranking(ranking, console)
+    path = write_cd_diagram(ranking, args.cd_diagram)
+    console.print(f"critical-difference diagram: {path}", highlight=False)
+    if args.json:
+        write_ranking_json(ranking, args.json)
     return 0
 
 

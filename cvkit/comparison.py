@@ -8,18 +8,18 @@ models and ignore seed variance: they are reported beside the verdict, never ins
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from . import stats
 from .errors import ConfigError
 
-VERDICTS = ("better", "worse", "equivalent", "inconclusive")
+VERDICTS = stats.VERDICTS
 SELECTION_RULES = ("val_auc", "val_loss", "val_acc", "last")
 
 
-@dataclass
+@dataclass(frozen=True)
 class SampleTests:
     """Per repeat (first training seed): McNemar and DeLong on that repeat's out-of-fold predictions."""
 
@@ -28,8 +28,11 @@ class SampleTests:
     delong: stats.DeLongResult
 
 
-@dataclass
+@dataclass(frozen=True)
 class Comparison:
+    """Every statistic of one variant against the baseline, computed once. ``ttest`` carries the
+    interval at ``confidence``, the level of the variant's Holm step (see ``stats.verdicts``)."""
+
     variant: str
     baseline: str
     metric: str
@@ -41,19 +44,36 @@ class Comparison:
     prob: stats.ProbOutperformResult
     mde: stats.DetectableEffect
     design: list[stats.DesignOption]
+    pvalue_holm: float
+    verdict: str
+    confidence: float  # of ttest's interval
+    family_size: int  # variants sharing the Holm family
+    rope: float
+    smallest_rope: float  # the narrowest ROPE this design could confirm
     sample_tests: list[SampleTests] = field(default_factory=list)
+    sample_pvalue_holm: float = float("nan")  # smallest Holm-adjusted p over McNemar and DeLong
     bootstrap: stats.BootstrapResult | None = None
-    pvalue_holm: float = float("nan")
-    verdict: str = "inconclusive"
-    paragraph: str = ""
     diff_components: stats.VarianceComponents | None = None
+    paragraph: str = ""
 
     @property
     def wins(self) -> int:
         return int(np.sum(self.diffs > 0))
 
 
-@dataclass
+@dataclass(frozen=True)
+class PairwiseComparison:
+    """One pair of the run's models (3 or more), corrected t with Holm over every pair."""
+
+    model_a: str
+    model_b: str
+    ttest: stats.CorrectedTTestResult  # of b - a, interval at ``confidence``
+    pvalue_holm: float
+    confidence: float
+    verdict: str
+
+
+@dataclass(frozen=True)
 class ComparisonReport:
     metric: str
     alpha: float
@@ -68,43 +88,38 @@ class ComparisonReport:
     n_repeats: int
     n_seeds: int
     warnings: list[str] = field(default_factory=list)
-    ranking: tuple[list[str], stats.FriedmanResult] | None = None  # 3+ models, over repeats
+    # 3+ models on one data set: every pair by the corrected t with Holm, and the mean rank of each
+    # model over the folds as a description only (folds of one data set are not independent blocks).
+    pairwise: list[PairwiseComparison] = field(default_factory=list)
+    mean_ranks: dict[str, float] = field(default_factory=dict)
     nested: dict = field(default_factory=dict)  # model -> hyper-parameters chosen per outer fold
     holdout: list[dict] = field(default_factory=list)  # per model: hold-out score beside the CV estimate
 
     def to_json(self) -> dict:
-        return dict(
-            metric=self.metric,
-            alpha=self.alpha,
-            rope=self.rope,
-            baseline=self.baseline,
-            design=dict(folds=self.n_folds, repeats=self.n_repeats, seeds=self.n_seeds),
-            single_split_range=list(self.single_split),
-            seed_noise=None if self.noise is None else _components_json(self.noise),
-            comparisons={c.variant: _comparison_json(c) for c in self.comparisons},
-            aa_check=None if self.aa is None else _comparison_json(self.aa),
-            checkpoint_selection=self.selection,
-            warnings=self.warnings,
-            friedman=None
-            if self.ranking is None
-            else dict(
-                models=self.ranking[0],
-                statistic=self.ranking[1].statistic,
-                pvalue=self.ranking[1].pvalue,
-                mean_ranks=self.ranking[1].mean_ranks.tolist(),
-                critical_difference=self.ranking[1].critical_difference,
-                n_blocks=self.ranking[1].n_blocks,
-            ),
-            nested=self.nested,
-            holdout=self.holdout,
-        )
+        from .report import report_record
+
+        return report_record(self)
 
 
-def check_settings(*, rope: float, alpha: float) -> None:
-    """The ROPE and the significance level, checked before any work (``nan < 0`` is False)."""
+@dataclass(frozen=True)
+class MultiRunRanking:
+    """The same models on several data sets (one run each): Friedman over the data sets as blocks
+    and the Nemenyi critical difference (Demsar 2006)."""
+
+    metric: str
+    models: list[str]
+    runs: list[str]  # run folders, one per data set (block)
+    data_sets: list[str]
+    scores: np.ndarray  # (runs, models): each run's mean over folds of the metric
+    friedman: stats.FriedmanResult
+
+
+def check_settings(*, rope: float | None, alpha: float) -> None:
+    """The ROPE (None: the metric's own) and the significance level, checked before any work
+    (``nan < 0`` is False)."""
     if not (math.isfinite(alpha) and 0 < alpha < 1):
         raise ConfigError(f"--alpha must lie strictly between 0 and 1, got {alpha}")
-    if not (math.isfinite(rope) and rope >= 0):
+    if rope is not None and not (math.isfinite(rope) and rope >= 0):
         raise ConfigError(f"--rope must be a finite number of at least 0, got {rope}")
 
 
@@ -112,13 +127,17 @@ def compare(
     results,
     *,
     metric: str = "auc",
-    rope: float = 0.01,
+    rope: float | None = None,
     alpha: float = 0.05,
     baseline: str | None = None,
     n_resamples: int = 10000,
     seed: int = 0,
 ) -> ComparisonReport:
-    """Compare every other model of ``results`` with ``baseline`` (default: the run's baseline)."""
+    """Compare every other model of ``results`` with ``baseline`` (default: the run's baseline).
+    ``rope`` defaults to the metric's own (``stats.default_rope``: 0.01 for AUC, at least one
+    sample's worth of a counted metric in one test fold)."""
+    from .report import verdict_paragraph
+
     if metric not in stats.VERDICT_METRICS:
         raise ConfigError(f"--metric {metric!r}: choose one of {', '.join(stats.VERDICT_METRICS)}")
     check_settings(rope=rope, alpha=alpha)
@@ -133,32 +152,36 @@ def compare(
     design = results.run["design"]
     n_folds, n_repeats, n_seeds = design["folds"], design["repeats"], design["seeds"]
     n_train, n_test = results.fold_sizes
+    if rope is None:
+        positives = np.mean([np.sum(results.labels[s["test"]] == results.positive) for s in results.plan])
+        rope = stats.default_rope(metric, n_test, float(positives))
     context = _Context(results, metric, rope, alpha, n_train, n_test, n_folds, n_repeats, n_resamples, seed)
 
-    pending = []
-    comparisons = []
+    pending, ready = [], []
     for variant in results.model_names:
         if variant == baseline:
             continue
         if context.n_paired_folds(baseline, variant, metrics) < 2:
             pending.append(variant)  # an unfinished run: nothing to test yet
-            continue
-        comparisons.append(context.compare(baseline, variant, metrics))
-    adjusted = stats.holm([c.ttest.pvalue for c in comparisons])
-    for c, p in zip(comparisons, adjusted):
-        c.pvalue_holm = float(p)
-        c.verdict = context.verdict(c.ttest, c.bayes, p)
+        else:
+            ready.append(variant)
+    paired = [context.paired_scores(metrics, baseline, variant) for variant in ready]
+    decided = stats.verdicts([b - a for a, b in paired], n_train, n_test, alpha=alpha, rope=rope)
     noise = context.seed_noise(metrics, baseline) if n_seeds >= 2 else None
-    for c in comparisons:
-        c.paragraph = context.paragraph(c, noise)
+    comparisons = []
+    for variant, (a, b), decision in zip(ready, paired, decided):
+        c = context.compare(baseline, variant, a, b, decision, metrics)
+        comparisons.append(replace(c, paragraph=verdict_paragraph(c, noise, n_folds, n_repeats)))
 
     aa = context.self_comparison(baseline, metrics) if n_seeds >= 2 else None
     if aa is not None:
-        aa.verdict = context.verdict(aa.ttest, aa.bayes, aa.ttest.pvalue)
-        aa.paragraph = context.paragraph(aa, noise)
+        aa = replace(aa, paragraph=verdict_paragraph(aa, noise, n_folds, n_repeats))
 
     base = metrics[(metrics.model == baseline) & (metrics.seed_index == 0)][metric].dropna()
-    report = ComparisonReport(
+    pairwise, mean_ranks = context.all_pairs(metrics)
+    selection = context.selection_analysis(baseline)
+    holdout = holdout_scores(results, metric, seed=seed, n_resamples=min(n_resamples, 2000), alpha=alpha)
+    draft = ComparisonReport(
         metric=metric,
         alpha=alpha,
         rope=rope,
@@ -167,17 +190,69 @@ def compare(
         aa=aa,
         noise=noise,
         single_split=(float(base.min()), float(base.max())),
-        selection=context.selection_analysis(baseline),
+        selection=selection,
         n_folds=n_folds,
         n_repeats=n_repeats,
         n_seeds=n_seeds,
+        pairwise=pairwise,
+        mean_ranks=mean_ranks,
+        nested=nested_choices(results),
+        holdout=holdout,
     )
-    report.ranking = _ranking(metrics, results.model_names, metric)
-    report.nested = nested_choices(results)
-    report.holdout = holdout_scores(results, metric, seed=seed, n_resamples=min(n_resamples, 2000))
-    report.warnings = [f"{v}: fewer than 2 folds finished for both models; not compared yet" for v in pending]
-    report.warnings += _warnings(report, results, n_test)
-    return report
+    warnings = [f"{v}: fewer than 2 folds finished for both models; not compared yet" for v in pending]
+    return replace(draft, warnings=warnings + _warnings(draft, results, n_test))
+
+
+def compare_runs(runs, *, metric: str = "auc") -> MultiRunRanking:
+    """Friedman/Nemenyi over two or more runs of the same models, each on a different data set:
+    the data sets are the blocks. Each run contributes its models' mean score over folds."""
+    if metric not in stats.VERDICT_METRICS:
+        raise ConfigError(f"--metric {metric!r}: choose one of {', '.join(stats.VERDICT_METRICS)}")
+    if len(runs) < 2:
+        raise ConfigError("a ranking over data sets needs two or more runs (one per data set)")
+    first = runs[0]
+    models = list(first.model_names)
+    seen = {}
+    for results in runs:
+        if sorted(results.model_names) != sorted(models):
+            raise ConfigError(
+                f"{results.run_dir}: its models ({', '.join(results.model_names)}) differ from those of "
+                f"{first.run_dir} ({', '.join(models)}); a ranking over data sets needs the same models "
+                "in every run"
+            )
+        fingerprint = results.run["data"].get("fingerprint") or results.run["data"]["name"]
+        if fingerprint in seen:
+            raise ConfigError(
+                f"{results.run_dir} and {seen[fingerprint]} are runs on the same data set; the blocks of a "
+                "ranking must be different data sets (repeats of one data set are not independent)"
+            )
+        seen[fingerprint] = results.run_dir
+    if len(models) < 3:
+        raise ConfigError(
+            f"these runs hold {len(models)} models; Friedman/Nemenyi ranks 3 to 10 models "
+            "(for two, read each run's own verdict)"
+        )
+    if len(models) > 10:
+        raise ConfigError(f"these runs hold {len(models)} models; the Nemenyi table covers 3 to 10")
+    scores = np.array(
+        [
+            [
+                results.metrics[results.metrics.model == m].groupby(["repeat", "fold"])[metric].mean().mean()
+                for m in models
+            ]
+            for results in runs
+        ]
+    )
+    if np.isnan(scores).any():
+        raise ConfigError(f"some model has no finished {metric} in one of the runs; finish the runs first")
+    return MultiRunRanking(
+        metric=metric,
+        models=models,
+        runs=[str(r.run_dir) for r in runs],
+        data_sets=[r.run["data"]["name"] for r in runs],
+        scores=scores,
+        friedman=stats.friedman(scores),
+    )
 
 
 class _Context:
@@ -189,29 +264,43 @@ class _Context:
         self.n_folds, self.n_repeats = n_folds, n_repeats
         self.n_resamples, self.seed = n_resamples, seed
 
-    def compare(self, baseline, variant, metrics) -> Comparison:
+    def paired_scores(self, metrics, baseline, variant):
+        """Both models' per-fold scores (seeds averaged) on the folds both finished."""
         a, b = (self._per_fold(metrics, m) for m in (baseline, variant))
         both = a.index.intersection(b.index)
-        a, b = a.loc[both].to_numpy(), b.loc[both].to_numpy()
-        comparison = self._fold_tests(baseline, variant, a, b)
+        return a.loc[both].to_numpy(), b.loc[both].to_numpy()
+
+    def compare(self, baseline, variant, a, b, decision: stats.Verdict, metrics) -> Comparison:
         jobs_a = self._per_job(metrics, baseline)
         jobs_b = self._per_job(metrics, variant)
         paired = jobs_a.index.intersection(jobs_b.index)
-        comparison.prob = stats.prob_outperform(jobs_a.loc[paired], jobs_b.loc[paired], seed=self.seed)
-        comparison.sample_tests, comparison.bootstrap = self._sample_tests(baseline, variant)
-        seeds = metrics[metrics.model == variant]["seed_index"].nunique()
-        if seeds >= 2:
+        sample_tests, bootstrap = self._sample_tests(baseline, variant)
+        sample_p = [t.delong.pvalue for t in sample_tests] + [t.mcnemar.pvalue for t in sample_tests]
+        components = None
+        if metrics[metrics.model == variant]["seed_index"].nunique() >= 2:
             diff = (jobs_b.loc[paired] - jobs_a.loc[paired]).reset_index()
             split = diff["repeat"] * 10_000 + diff["fold"]
-            comparison.diff_components = stats.variance_components(diff[self.metric], split)
-        return comparison
+            components = stats.variance_components(diff[self.metric], split)
+        return self._comparison(
+            baseline,
+            variant,
+            a,
+            b,
+            decision,
+            prob=stats.prob_outperform(jobs_a.loc[paired], jobs_b.loc[paired]),
+            sample_tests=sample_tests,
+            # Holm over the 2r McNemar and DeLong p-values: the warning's error rate stays at alpha
+            sample_pvalue_holm=float(min(stats.holm(sample_p))) if sample_p else float("nan"),
+            bootstrap=bootstrap,
+            diff_components=components,
+        )
 
     def n_paired_folds(self, baseline, variant, metrics) -> int:
         return len(
             self._per_fold(metrics, baseline).index.intersection(self._per_fold(metrics, variant).index)
         )
 
-    def self_comparison(self, baseline, metrics) -> Comparison:
+    def self_comparison(self, baseline, metrics) -> Comparison | None:
         """The A/A check: the baseline's even-numbered seeds against its odd-numbered ones."""
         rows = metrics[metrics.model == baseline].copy()
         rows["half"] = rows["seed_index"] % 2
@@ -219,32 +308,76 @@ class _Context:
         if len(per_fold) < 2 or per_fold.shape[1] < 2:
             return None
         a, b = per_fold[0].to_numpy(), per_fold[1].to_numpy()
-        name = f"{baseline} (odd seeds)"
-        comparison = self._fold_tests(f"{baseline} (even seeds)", name, a, b)
-        comparison.prob = stats.prob_outperform(a, b, seed=self.seed)
-        return comparison
+        (decision,) = stats.verdicts([b - a], self.n_train, self.n_test, alpha=self.alpha, rope=self.rope)
+        return self._comparison(
+            f"{baseline} (even seeds)",
+            f"{baseline} (odd seeds)",
+            a,
+            b,
+            decision,
+            prob=stats.prob_outperform(a, b),
+        )
 
-    def _fold_tests(self, baseline, variant, a, b) -> Comparison:
+    def _comparison(self, baseline, variant, a, b, decision: stats.Verdict, **extra) -> Comparison:
         diffs = b - a
-        ttest = stats.corrected_ttest(diffs, self.n_train, self.n_test)
-        rho = self.n_test / (self.n_train + self.n_test)
-        bayes = stats.bayes_correlated_ttest(diffs, rho=rho, rope=self.rope)
         sd = float(np.std(diffs, ddof=1))
         mde = stats.minimal_detectable_effect(
             self.n_folds, self.n_repeats, sd, test_train_ratio=self.n_test / self.n_train
         )
-        target = max(abs(ttest.mean), self.rope)
+        target = max(abs(decision.ttest.mean), self.rope)
         design = stats.design_needed(target, sd) if sd > 0 and target > 0 else []
         return Comparison(
-            variant, baseline, self.metric, diffs, a, b, ttest, bayes, prob=None, mde=mde, design=design
+            variant=variant,
+            baseline=baseline,
+            metric=self.metric,
+            diffs=diffs,
+            baseline_scores=a,
+            variant_scores=b,
+            ttest=decision.ttest,
+            bayes=decision.bayes,
+            mde=mde,
+            design=design,
+            pvalue_holm=decision.pvalue_holm,
+            verdict=decision.verdict,
+            confidence=decision.confidence,
+            family_size=decision.family_size,
+            rope=decision.rope,
+            smallest_rope=decision.smallest_rope,
+            **extra,
         )
 
-    def verdict(self, ttest, bayes, pvalue) -> str:
-        if pvalue < self.alpha and (ttest.low > 0 or ttest.high < 0):
-            return "better" if ttest.mean > 0 else "worse"
-        if bayes.p_equivalent >= 0.95:
-            return "equivalent"
-        return "inconclusive"
+    def all_pairs(self, metrics) -> tuple[list[PairwiseComparison], dict[str, float]]:
+        """3+ models on one data set: every pair by the corrected t with Holm over all pairs, and
+        each model's mean rank over the folds (a description: the folds are not independent)."""
+        models = self.results.model_names
+        if len(models) < 3:
+            return [], {}
+        table = (
+            metrics.groupby(["repeat", "fold", "model"])[self.metric]
+            .mean()
+            .unstack("model")
+            .reindex(columns=models)
+            .dropna()
+        )
+        if len(table) < 2:
+            return [], {}
+        pairs = [(i, j) for i in range(len(models)) for j in range(i + 1, len(models))]
+        scores = table.to_numpy()
+        decided = stats.verdicts(
+            [scores[:, j] - scores[:, i] for i, j in pairs],
+            self.n_train,
+            self.n_test,
+            alpha=self.alpha,
+            rope=self.rope,
+        )
+        pairwise = [
+            PairwiseComparison(models[i], models[j], d.ttest, d.pvalue_holm, d.confidence, d.verdict)
+            for (i, j), d in zip(pairs, decided)
+        ]
+        from scipy.stats import rankdata
+
+        ranks = rankdata(-scores, axis=1).mean(axis=0)
+        return pairwise, {m: float(r) for m, r in zip(models, ranks)}
 
     def _per_fold(self, metrics, model):
         rows = metrics[metrics.model == model]
@@ -256,47 +389,49 @@ class _Context:
 
     def _sample_tests(self, baseline, variant):
         """McNemar and DeLong per repeat, and the paired bootstrap over samples, all on the
-        out-of-fold predictions of the first training seed."""
+        out-of-fold predictions of the first training seed. Predicted classes follow the one rule
+        of every class-based metric (``stats.predict_classes``)."""
         results = self.results
         predictions = results.predictions
-        positive_column = f"prob_{results.positive_name}"
+        columns = [f"prob_{name}" for name in results.class_names]
         tables = {}
         for model in (baseline, variant):
             rows = predictions[(predictions.model == model) & (predictions.seed_index == 0)]
-            tables[model] = rows.pivot(index="repeat", columns="sample_idx", values=positive_column)
-        repeats = tables[baseline].index.intersection(tables[variant].index)
-        a = tables[baseline].loc[repeats]
-        b = tables[variant].loc[repeats]
-        complete = a.columns[a.notna().all() & b.notna().all()] if len(repeats) else []
+            tables[model] = [rows.pivot(index="repeat", columns="sample_idx", values=c) for c in columns]
+        repeats = tables[baseline][0].index.intersection(tables[variant][0].index)
+        a = [t.loc[repeats] for t in tables[baseline]]
+        b = [t.loc[repeats] for t in tables[variant]]
+        if not len(repeats):
+            return [], None
+        complete = a[0].columns[a[0].notna().all() & b[0].notna().all()]
         if len(complete) == 0:
             return [], None
         labels = results.labels[np.asarray(complete)]
         is_positive = labels == results.positive
-        a, b = a[complete].to_numpy(), b[complete].to_numpy()
-        tests = []
-        for repeat, score_a, score_b in zip(repeats, a, b):
-            predicted_a = self._predicted(score_a, labels)
-            predicted_b = self._predicted(score_b, labels)
-            tests.append(
-                SampleTests(
-                    int(repeat),
-                    stats.mcnemar(labels, predicted_a, predicted_b),
-                    stats.delong(is_positive, score_a, score_b),
-                )
+        probs_a = np.stack([t[complete].to_numpy() for t in a], axis=-1)  # (repeats, n, classes)
+        probs_b = np.stack([t[complete].to_numpy() for t in b], axis=-1)
+        predicted_a = stats.predict_classes(probs_a, results.positive)
+        predicted_b = stats.predict_classes(probs_b, results.positive)
+        score_a, score_b = probs_a[..., results.positive], probs_b[..., results.positive]
+        tests = [
+            SampleTests(
+                int(repeat),
+                stats.mcnemar(labels, predicted_a[i], predicted_b[i]),
+                stats.delong(is_positive, score_a[i], score_b[i]),
             )
+            for i, repeat in enumerate(repeats)
+        ]
         bootstrap = stats.bootstrap_diff(
-            is_positive, a, b, metric=self.metric, n_resamples=self.n_resamples, seed=self.seed
+            is_positive,
+            score_a,
+            score_b,
+            metric=self.metric,
+            n_resamples=self.n_resamples,
+            seed=self.seed,
+            labels=labels,
+            predicted=(predicted_a, predicted_b),
         )
         return tests, bootstrap
-
-    def _predicted(self, score, labels):
-        """Predicted labels from the positive-class probability (>= 0.5 means positive). With more
-        than two classes this scores positive-vs-rest: 'not positive' is right for any other class."""
-        positive = self.results.positive
-        said_positive = score >= 0.5
-        if len(self.results.class_names) == 2:
-            return np.where(said_positive, positive, 1 - positive)
-        return np.where(said_positive, positive, np.where(labels == positive, -1, labels))
 
     def seed_noise(self, metrics, model) -> stats.VarianceComponents | None:
         rows = metrics[metrics.model == model].dropna(subset=[self.metric])
@@ -308,7 +443,8 @@ class _Context:
         return stats.variance_components(rows[self.metric], rows["repeat"] * 10_000 + rows["fold"])
 
     def selection_analysis(self, baseline) -> list[dict]:
-        """What each checkpoint-selection rule would have given on the outer test folds."""
+        """What each checkpoint-selection rule would have given on the outer test folds (the 95%
+        corrected t per variant, unadjusted: a sensitivity analysis, not a verdict)."""
         rows = []
         for rule in SELECTION_RULES:
             if rule not in self.results.rules:
@@ -324,91 +460,129 @@ class _Context:
                 both = a.index.intersection(b.index)
                 if len(both) < 2:
                     continue
-                t = stats.corrected_ttest(b.loc[both] - a.loc[both], self.n_train, self.n_test)
+                t = stats.verdict_test(b.loc[both] - a.loc[both], self.n_train, self.n_test)
                 entry["comparisons"][variant] = dict(mean=t.mean, low=t.low, high=t.high, pvalue=t.pvalue)
             rows.append(entry)
         return rows
 
-    def paragraph(self, c: Comparison, noise) -> str:
-        name = self.metric.upper() if self.metric == "auc" else self.metric.replace("_", " ")
-        t = c.ttest
-        lead = {
-            "better": f"{c.variant} reliably beats {c.baseline}",
-            "worse": f"{c.variant} is reliably worse than {c.baseline}",
-            "equivalent": f"{c.variant} and {c.baseline} are practically equivalent "
-            f"(within ±{self.rope:g} {name})",
-            "inconclusive": f"{c.variant} does not reliably beat {c.baseline}",
-        }[c.verdict]
-        holm = (
-            ""
-            if np.isnan(c.pvalue_holm) or c.pvalue_holm == t.pvalue
-            else f", Holm-adjusted {c.pvalue_holm:.2g}"
-        )
-        parts = [
-            f"{lead}: Δ{name} = {t.mean:+.3f}, 95% CI [{t.low:+.3f}, {t.high:+.3f}], "
-            f"p = {t.pvalue:.2g} (corrected t{holm})",
-            f"it won {c.wins} of {len(c.diffs)} folds",
-        ]
-        if noise is not None:
-            parts.append(f"seed noise alone moves {name} by ±{2 * noise.seed_sd:.3f}")
-        parts.append(f"this design cannot reliably detect differences below {c.mde.effect:.3f}")
-        text = "; ".join(parts) + "."
-        if c.verdict == "inconclusive" and c.design:
-            text += " " + _design_advice(c, self.n_folds, self.n_repeats, name)
-        return text
+
+def cv_interval(results, model: str, metric: str, *, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean over folds of a model's metric (seeds averaged) and its CI, widened for the overlap of
+    training sets between folds (the corrected resampled t). The interval is built on the logit
+    scale (delta method) and mapped back, so it stays inside [0, 1]."""
+    mean, se, df = _cv_mean_se(results, model, metric)
+    if np.isnan(se):
+        return mean, float("nan"), float("nan")
+    low, high = bounded_interval(mean, se, df, confidence)
+    return mean, low, high
 
 
-def cv_interval(results, model: str, metric: str) -> tuple[float, float, float]:
-    """Mean over folds of a model's metric and its 95% CI, widened for the overlap of training
-    sets between folds (the corrected resampled t interval of the mean)."""
+def bounded_interval(mean: float, se: float, df: float, confidence: float = 0.95) -> tuple[float, float]:
+    """A t interval for a mean in [0, 1], built on the logit scale: logit(mean) ± t * se / (mean (1 -
+    mean)), mapped back. A mean of exactly 0 or 1 with spread gets the open end [0 or 1]."""
+    from scipy import stats as sps
+    from scipy.special import expit, logit
+
+    half = sps.t.ppf(0.5 + confidence / 2, df)
+    if se == 0:
+        return mean, mean
+    if mean <= 0 or mean >= 1:
+        return (0.0, min(1.0, mean + half * se)) if mean <= 0 else (max(0.0, mean - half * se), 1.0)
+    scale = se / (mean * (1 - mean))
+    return float(expit(logit(mean) - half * scale)), float(expit(logit(mean) + half * scale))
+
+
+def _cv_mean_se(results, model, metric) -> tuple[float, float, float]:
     rows = results.metrics[results.metrics.model == model]
     scores = rows.groupby(["repeat", "fold"])[metric].mean().dropna().to_numpy()
     if len(scores) < 2:
         return (float(scores[0]) if len(scores) else float("nan")), float("nan"), float("nan")
-    ci = stats.corrected_ttest(scores, *results.fold_sizes)
-    return ci.mean, ci.low, ci.high
+    t = stats.corrected_ttest(scores, *results.fold_sizes)
+    return t.mean, t.se, t.df
 
 
-def holdout_scores(results, metric: str, *, seed: int = 0, n_resamples: int = 2000) -> list[dict]:
+def holdout_scores(
+    results, metric: str, *, seed: int = 0, n_resamples: int = 2000, alpha: float = 0.05
+) -> list[dict]:
     """Per model, on the hold-out set that no cross-validation saw: the score of the fold models'
-    averaged probabilities with a stratified bootstrap CI over hold-out samples, the mean score of
-    the single fold models, and the gap to the cross-validation estimate."""
+    averaged probabilities with a stratified percentile bootstrap CI over hold-out samples, the mean
+    score of the single fold models, and the gap to the cross-validation estimate with a test of
+    it that counts both estimates' sampling error (logit scale; Holm across the models)."""
     if "holdout" not in results.rules or metric not in stats.BOOTSTRAP_METRICS:
         return []
     predictions = results.rule_predictions("holdout")
     job_metrics = results.rule_metrics("holdout")
-    column = f"prob_{results.positive_name}"
+    columns = [f"prob_{name}" for name in results.class_names]
     out = []
     for model in results.model_names:
         rows = predictions[predictions.model == model]
         if rows.empty:
             continue
-        table = rows.pivot_table(index=["repeat", "fold", "seed_index"], columns="sample_idx", values=column)
-        labels = results.labels[table.columns.to_numpy()] == results.positive
-        if labels.all() or not labels.any():
+        tables = [
+            rows.pivot_table(index=["repeat", "fold", "seed_index"], columns="sample_idx", values=c)
+            for c in columns
+        ]
+        labels = results.labels[tables[0].columns.to_numpy()]
+        is_positive = labels == results.positive
+        if is_positive.all() or not is_positive.any():
             continue  # a hold-out set of one class has no AUC or balanced score
+        probs = np.stack([t.to_numpy().mean(axis=0) for t in tables], axis=-1)  # (n, classes)
         averaged = stats.bootstrap_score(
-            labels, table.to_numpy().mean(axis=0), metric=metric, n_resamples=n_resamples, seed=seed
+            is_positive,
+            probs[:, results.positive],
+            metric=metric,
+            n_resamples=n_resamples,
+            seed=seed,
+            labels=labels,
+            predicted=stats.predict_classes(probs, results.positive),
         )
         per_job = job_metrics[job_metrics.model == model][metric].to_numpy()
-        cv_mean, cv_low, cv_high = cv_interval(results, model, metric)
+        cv_mean, cv_se, cv_df = _cv_mean_se(results, model, metric)
+        cv_low, cv_high = (
+            (float("nan"), float("nan")) if np.isnan(cv_se) else bounded_interval(cv_mean, cv_se, cv_df)
+        )
+        gap_p = holdout_gap_pvalue(averaged.estimate, averaged.se, cv_mean, cv_se, cv_df)
         out.append(
             dict(
                 model=model,
-                n=int(table.shape[1]),
+                n=int(len(labels)),
                 cv_duplicates=(results.run.get("holdout") or {}).get("cv_duplicates"),  # leaked copies
                 score=averaged.estimate,
                 low=averaged.low,
                 high=averaged.high,
+                se=averaged.se,
                 fold_model_mean=float(np.mean(per_job)),
                 fold_model_sd=float(np.std(per_job, ddof=1)) if len(per_job) > 1 else float("nan"),
                 cv_mean=cv_mean,
                 cv_low=cv_low,
                 cv_high=cv_high,
+                cv_se=cv_se,
                 gap=averaged.estimate - cv_mean,
+                gap_pvalue=gap_p,
             )
         )
+    tested = [h for h in out if not np.isnan(h["gap_pvalue"])]
+    for h, p in zip(tested, stats.holm([h["gap_pvalue"] for h in tested])):
+        h["gap_pvalue_holm"] = float(p)
+    for h in out:
+        h.setdefault("gap_pvalue_holm", float("nan"))
     return out
+
+
+def holdout_gap_pvalue(score: float, score_se: float, cv_mean: float, cv_se: float, cv_df: float) -> float:
+    """Two-sided p-value of "the hold-out score and the cross-validation estimate differ", counting
+    both estimates' sampling error: the gap on the logit scale over sqrt(se_h^2 + se_cv^2) (delta
+    method), against t with the CV estimate's degrees of freedom. NaN at a score of 0 or 1."""
+    from scipy import stats as sps
+    from scipy.special import logit
+
+    if not (0 < score < 1 and 0 < cv_mean < 1) or np.isnan(cv_se) or np.isnan(score_se):
+        return float("nan")
+    gap = logit(score) - logit(cv_mean)
+    se = np.hypot(score_se / (score * (1 - score)), cv_se / (cv_mean * (1 - cv_mean)))
+    if se == 0:
+        return float(gap == 0)
+    return float(2 * sps.t.sf(abs(gap) / se, cv_df))
 
 
 def nested_choices(results) -> dict:
@@ -433,37 +607,8 @@ def nested_choices(results) -> dict:
     return out
 
 
-def _ranking(metrics, models, metric):
-    """Friedman test and Nemenyi critical difference over the repeats (each repeat's mean score per
-    model is one block: repeats re-partition the data, folds within a repeat are not independent)."""
-    if len(models) < 3 or len(models) > 10:
-        return None
-    table = (
-        metrics.groupby(["repeat", "model"])[metric].mean().unstack("model").reindex(columns=models).dropna()
-    )
-    if len(table) < 2:
-        return None
-    return list(models), stats.friedman(table.to_numpy())
-
-
-def _design_advice(c: Comparison, n_folds, n_repeats, name) -> str:
-    target = max(abs(c.ttest.mean), 1e-12)
-    options = []
-    for option in c.design:
-        if option.n_repeats is not None:
-            options.append(f"{option.n_folds} folds x {option.n_repeats} repeats")
-        else:
-            options.append(
-                f"no number of repeats of {option.n_folds}-fold CV (it cannot go below {option.limit:.3f})"
-            )
-    return (
-        f"To detect a difference of {target:.3f} {name} with 80% power would take "
-        + "; ".join(options)
-        + ". More repeats of the same folds add little: more folds or more data do."
-    )
-
-
 def _warnings(report, results, n_test) -> list[str]:
+    """Warnings whose error rate is controlled at the report's alpha (Holm within each family)."""
     warnings = []
     if n_test < 50:
         warnings.append(f"test folds hold only {n_test:.0f} samples: single-fold scores are very noisy")
@@ -478,12 +623,16 @@ def _warnings(report, results, n_test) -> list[str]:
             f"{rule} was undefined and the last epoch's model was used instead"
         )
     for c in report.comparisons:
-        sample_p = [t.delong.pvalue for t in c.sample_tests] + [t.mcnemar.pvalue for t in c.sample_tests]
-        if sample_p and min(sample_p) < report.alpha and c.verdict == "inconclusive":
-            warnings.append(
-                f"{c.variant}: a sample-level test is significant but the fold-level test is not; "
-                "sample-level tests ignore seed variance (two seeds of one model often differ)"
-            )
+        # Holm over the 2r McNemar and DeLong p-values: the smallest raw p of 2r would fire far
+        # more often than alpha when the two models are alike.
+        if c.sample_tests and c.verdict == "inconclusive":
+            sample_p = [t.delong.pvalue for t in c.sample_tests] + [t.mcnemar.pvalue for t in c.sample_tests]
+            if min(stats.holm(sample_p)) < report.alpha:
+                warnings.append(
+                    f"{c.variant}: a sample-level test is significant (Holm over {len(sample_p)} McNemar and "
+                    "DeLong tests) but the fold-level test is not; sample-level tests ignore seed variance "
+                    "(two seeds of one model often differ)"
+                )
     for entry in report.selection:
         for variant, t in entry["comparisons"].items():
             main = next((c for c in report.comparisons if c.variant == variant), None)
@@ -497,12 +646,13 @@ def _warnings(report, results, n_test) -> list[str]:
                     f"sign than the selected rule: the conclusion depends on the selection rule"
                 )
     for h in report.holdout:
-        if not (np.isnan(h["cv_low"]) or h["cv_low"] <= h["score"] <= h["cv_high"]):
+        if h.get("gap_pvalue_holm", float("nan")) < report.alpha:
             warnings.append(
-                f"{h['model']}: the hold-out score {h['score']:.3f} lies outside the cross-validation CI "
-                f"[{h['cv_low']:.3f}, {h['cv_high']:.3f}]: the hold-out set may differ from the rest"
+                f"{h['model']}: the hold-out score {h['score']:.3f} differs from the cross-validation "
+                f"estimate {h['cv_mean']:.3f} by more than both estimates' sampling error (p = "
+                f"{h['gap_pvalue_holm']:.2g}, Holm across models): the hold-out set may differ from the rest"
             )
-    if report.aa is not None and report.aa.verdict in ("better", "worse"):
+    if report.aa is not None and report.aa.verdict.startswith(("better", "worse")):
         warnings.append(
             "the A/A check (baseline against itself, other seeds) claims a difference: "
             "treat every verdict of this run with suspicion"
@@ -524,77 +674,3 @@ def _checkpoint_fallbacks(results) -> tuple[str, int, int] | None:
 def _num(x):
     x = float(x)
     return None if np.isnan(x) else x
-
-
-def _components_json(v: stats.VarianceComponents) -> dict:
-    return dict(
-        between_split=v.between_split,
-        within_split=v.within_split,
-        seed_sd=v.seed_sd,
-        split_sd=v.split_sd,
-        n_splits=v.n_splits,
-        n_seeds=v.n_seeds,
-    )
-
-
-def _comparison_json(c: Comparison) -> dict:
-    t, bayes = c.ttest, c.bayes
-    out = dict(
-        variant=c.variant,
-        baseline=c.baseline,
-        metric=c.metric,
-        verdict=c.verdict,
-        paragraph=c.paragraph,
-        mean_difference=t.mean,
-        wins=c.wins,
-        n_folds=len(c.diffs),
-        corrected_ttest=dict(
-            statistic=t.statistic,
-            pvalue=t.pvalue,
-            pvalue_holm=_num(c.pvalue_holm),
-            df=t.df,
-            se=t.se,
-            ci_low=t.low,
-            ci_high=t.high,
-        ),
-        bayesian=dict(
-            p_worse=bayes.p_worse, p_equivalent=bayes.p_equivalent, p_better=bayes.p_better, rope=bayes.rope
-        ),
-        prob_outperform=None
-        if c.prob is None
-        else dict(statistic=c.prob.statistic, ci_low=c.prob.low, ci_high=c.prob.high, n=c.prob.n),
-        minimal_detectable_effect=c.mde.effect,
-        design_needed=[dict(folds=o.n_folds, repeats=o.n_repeats, limit=o.limit) for o in c.design],
-        per_repeat=[
-            dict(
-                repeat=s.repeat,
-                mcnemar=dict(
-                    statistic=s.mcnemar.statistic,
-                    pvalue=s.mcnemar.pvalue,
-                    b=s.mcnemar.b,
-                    c=s.mcnemar.c,
-                    method=s.mcnemar.method,
-                ),
-                delong=dict(
-                    auc_baseline=s.delong.auc_a,
-                    auc_variant=s.delong.auc_b,
-                    difference=s.delong.difference,
-                    se=s.delong.se,
-                    statistic=_num(s.delong.statistic),
-                    pvalue=s.delong.pvalue,
-                ),
-            )
-            for s in c.sample_tests
-        ],
-        bootstrap=None
-        if c.bootstrap is None
-        else dict(
-            estimate=c.bootstrap.estimate,
-            ci_low=c.bootstrap.low,
-            ci_high=c.bootstrap.high,
-            method=c.bootstrap.method,
-            n_resamples=c.bootstrap.n_resamples,
-        ),
-        difference_components=None if c.diff_components is None else _components_json(c.diff_components),
-    )
-    return out

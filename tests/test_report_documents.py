@@ -168,3 +168,33 @@ def test_html_report_renders_in_headless_chromium(hostile_run, tmp_path):
     )
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.std() > 5 and (pixels < 128).mean() > 0.01  # text and figures, not a blank page
+
+
+def test_every_output_reads_one_serialisation_and_states_estimands(hostile_run, tmp_path):
+    """Issue 16 (what to build 5, item 10): statistics computed once into frozen objects; HTML,
+    Markdown, LaTeX and JSON read the same record, and each number says what it estimates."""
+    import dataclasses
+
+    from markupsafe import escape
+
+    from cvkit.report import report_record, write_json
+    from cvkit.report._narrative import ESTIMANDS
+
+    results, report, written = hostile_run
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.comparisons[0].verdict = "better"
+    record = report_record(report)
+    (entry,) = record["comparisons"].values()
+    page, md, tex = (written[k].read_text() for k in ("html", "md", "latex"))
+    label = entry["interval_label"]
+    assert str(escape(label)) in page and label in md and label.replace("%", "\\%") in tex
+    for key in ("verdict", "interval", "bootstrap", "prob_outperform", "cv_interval"):
+        assert str(escape(ESTIMANDS[key])) in page, key
+    assert ESTIMANDS["verdict"] in md
+    assert str(escape(record["seed_noise_sentence"])) in page
+    write_json(results, tmp_path / "s.json", report)
+    stored = json.loads((tmp_path / "s.json").read_text())["comparison"]
+    (stored_entry,) = stored["comparisons"].values()
+    assert stored_entry["corrected_ttest"] == pytest.approx(entry["corrected_ttest"])
+    assert stored_entry["paragraph"] == entry["paragraph"] and stored["estimands"] == ESTIMANDS
+    assert "ci_low" not in stored_entry["prob_outperform"]  # item 2: no interval over correlated pairs

@@ -234,16 +234,104 @@ def test_stratified_bootstrap_keeps_class_counts():
     from cvkit.stats._samples import _resample_weights
 
     positive = np.arange(40) < 9
-    weights = _resample_weights(positive, 200, True, np.random.default_rng(0))
+    weights = _resample_weights((~positive).astype(int), positive, 200, True, np.random.default_rng(0))
     assert (weights[:, positive].sum(1) == 9).all() and (weights.sum(1) == 40).all()
 
 
 # -- P(A > B), multiplicity, variance components, power -------------------------------------------
-def test_prob_outperform():
+def test_prob_outperform_is_descriptive_without_an_interval():
+    """Item 2: a bootstrap over the correlated job pairs of one CV run excluded 0.5 in 25-53% of
+    null runs; P(v > b) is now a description with no interval at all."""
+    import dataclasses
+
     r = stats.prob_outperform([0.8, 0.8, 0.7, 0.9], [0.9, 0.8, 0.6, 0.95])
-    assert r.statistic == pytest.approx((1 + 0.5 + 0 + 1) / 4)
-    assert r.low <= r.statistic <= r.high
-    assert stats.prob_outperform(np.zeros(20), np.ones(20)).low == 1.0
+    assert r.statistic == pytest.approx((1 + 0.5 + 0 + 1) / 4) and r.n == 4
+    assert {f.name for f in dataclasses.fields(r)} == {"statistic", "n"}
+    assert stats.prob_outperform(np.zeros(20), np.ones(20)).statistic == 1.0
+
+
+def test_bounded_metric_intervals_stay_inside_0_and_1():
+    """Item 9: specificity near 1 gave [0.788, 1.011]; the logit-scale interval stays inside."""
+    import pandas as pd
+
+    from cvkit.comparison import bounded_interval, cv_interval
+
+    scores = np.array([1.0, 1.0, 0.75, 1.0, 0.875, 1.0, 0.9, 1.0, 1.0, 0.8, 1.0, 1.0, 0.95, 1.0, 0.85])
+    frame = pd.DataFrame(
+        dict(model="m", repeat=np.repeat([0, 1, 2], 5), fold=np.tile(range(5), 3), specificity=scores)
+    )
+    results = type("Results", (), dict(metrics=frame, fold_sizes=(80.0, 20.0)))()
+    mean, low, high = cv_interval(results, "m", "specificity")
+    plain = stats.corrected_ttest(scores, 80, 20)
+    assert plain.high > 1  # the symmetric interval leaves the metric's range
+    assert mean == pytest.approx(scores.mean()) and 0 <= low < mean < high <= 1
+    # on the logit scale: symmetric around logit(mean), half-width t * se / (mean (1 - mean))
+    half = sps.t.ppf(0.975, 14) * plain.se / (mean * (1 - mean))
+    assert np.log(high / (1 - high)) - np.log(mean / (1 - mean)) == pytest.approx(half)
+    assert bounded_interval(1.0, 0.01, 14) == (pytest.approx(1 - sps.t.ppf(0.975, 14) * 0.01), 1.0)
+    # where the metric is far from its bounds the interval is close to the symmetric one
+    middle = bounded_interval(0.5, 0.02, 14)
+    half = sps.t.ppf(0.975, 14) * 0.02
+    assert middle == pytest.approx((0.5 - half, 0.5 + half), abs=1e-3)
+
+
+def test_truncated_split_component_is_not_read_as_all_seed():
+    """Item 10: a between-split estimate below 0 is truncated; that must not read "100% seed"."""
+    from cvkit.report._narrative import noise_sentence
+
+    rng = np.random.default_rng(1)
+    splits = np.repeat(np.arange(6), 3)
+    scores = 0.8 + rng.normal(0, 0.03, 18)
+    scores -= np.repeat([scores[splits == s].mean() - 0.8 for s in range(6)], 3)  # no split spread
+    v = stats.variance_components(scores, splits)
+    assert v.between_split == 0 and v.split_truncated and np.isnan(v.seed_share)
+    text = noise_sentence(v, "resnet18", "auc", 3)
+    assert "100%" not in text and "estimated as 0" in text
+    clear = stats.variance_components(scores + np.repeat(rng.normal(0, 0.1, 6), 3), splits)
+    assert not clear.split_truncated and 0 < clear.seed_share < 1
+    assert f"seed share {clear.seed_share:.0%}" in noise_sentence(clear, "resnet18", "auc", 3)
+
+
+def test_sample_level_bootstrap_uses_the_argmax_rule_for_three_classes():
+    """Item 8: with three classes, accuracy and the others come from the most probable class, as in
+    ``classification_metrics``, not from positive-class probability >= 0.5."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 300)
+    logits = rng.normal(0, 1, (300, 3)) + 1.2 * np.eye(3)[labels]
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    positive = 2
+    predicted = stats.predict_classes(probs, positive)
+    reference = stats.classification_metrics(labels, probs, positive)
+    for metric in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1"):
+        result = stats.bootstrap_score(
+            labels == positive,
+            probs[:, positive],
+            metric=metric,
+            n_resamples=200,
+            labels=labels,
+            predicted=predicted,
+        )
+        assert result.estimate == pytest.approx(reference[metric]), metric
+        assert result.low <= result.estimate <= result.high
+    one_vs_rest = stats.bootstrap_score(
+        labels == positive, probs[:, positive], metric="accuracy", n_resamples=50
+    )
+    assert one_vs_rest.estimate != pytest.approx(reference["accuracy"])  # the old, inconsistent rule
+    # the paired difference of a model with itself is 0 under the same rule
+    same = stats.bootstrap_diff(
+        labels == positive,
+        probs[:, positive],
+        probs[:, positive],
+        metric="accuracy",
+        n_resamples=100,
+        labels=labels,
+        predicted=(predicted, predicted),
+    )
+    assert same.estimate == 0 and same.low == same.high == 0
+    # two classes: the rule is "positive when its probability is >= 0.5", ties included
+    two = np.array([[0.5, 0.5], [0.7, 0.3], [0.2, 0.8]])
+    assert stats.predict_classes(two, 1).tolist() == [1, 0, 1]
+    assert stats.predict_classes(two, 0).tolist() == [0, 0, 1]
 
 
 def test_holm_and_bh_by_their_formulas():

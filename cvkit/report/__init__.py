@@ -1,10 +1,13 @@
 """Report stage: pure functions of a run's results and its comparison report."""
 
 from ._documents import FORMATS, write_reports
-from ._export import check_not_store, write_json, write_predictions_csv
+from ._export import check_not_store, write_json, write_predictions_csv, write_ranking_json
+from ._figures import write_cd_diagram
 from ._mlflow import export_mlflow, resolve_tracking_uri
+from ._narrative import verdict_paragraph
 from ._notebook import NotebookProgress, describe_run, results_html
-from ._terminal import render_comparison, render_summary, render_verification
+from ._serialise import ranking_record, report_record
+from ._terminal import render_comparison, render_ranking, render_summary, render_verification
 
 __all__ = [
     "FORMATS",
@@ -12,12 +15,18 @@ __all__ = [
     "check_not_store",
     "describe_run",
     "export_mlflow",
+    "ranking_record",
     "render_comparison",
+    "render_ranking",
     "render_summary",
     "render_verification",
+    "report_record",
+    "verdict_paragraph",
+    "write_cd_diagram",
     "resolve_tracking_uri",
     "results_html",
     "write_json",
     "write_predictions_csv",
+    "write_ranking_json",
     "write_reports",
 ]

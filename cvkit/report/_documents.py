@@ -14,6 +14,7 @@ from ..errors import CvkitError
 from ..stats import METRICS
 from ._figures import render_figures
 from ._format import LABELS, is_number, metric_label, number, pvalue, signed
+from ._serialise import report_record
 from ._setup import data_use, holdout_heading
 from ._terminal import metric_intervals
 
@@ -71,49 +72,59 @@ def document_context(results, report) -> dict:
                 metrics={m: intervals[model["name"]][m] for m in METRICS},
             )
         )
+    record = report_record(report)
     comparisons = [
         dict(
-            variant=c.variant,
-            verdict=c.verdict,
-            paragraph=c.paragraph,
-            mean=c.ttest.mean,
-            low=c.ttest.low,
-            high=c.ttest.high,
-            pvalue=c.ttest.pvalue,
-            pvalue_holm=c.pvalue_holm,
-            wins=c.wins,
-            n=len(c.diffs),
-            prob=c.prob.statistic,
-            prob_low=c.prob.low,
-            prob_high=c.prob.high,
-            p_better=c.bayes.p_better,
-            p_equivalent=c.bayes.p_equivalent,
-            p_worse=c.bayes.p_worse,
-            mde=c.mde.effect,
+            variant=c["variant"],
+            verdict=c["verdict"],
+            verdict_class=c["verdict_class"],
+            paragraph=c["paragraph"],
+            mean=c["mean_difference"],
+            low=c["corrected_ttest"]["ci_low"],
+            high=c["corrected_ttest"]["ci_high"],
+            interval_label=c["interval_label"],
+            pvalue=c["corrected_ttest"]["pvalue"],
+            pvalue_holm=c["corrected_ttest"]["pvalue_holm"],
+            wins=c["wins"],
+            n=c["n_folds"],
+            prob=c["prob_outperform"]["statistic"],
+            p_better=c["bayesian"]["p_better"],
+            p_equivalent=c["bayesian"]["p_equivalent"],
+            p_worse=c["bayesian"]["p_worse"],
+            mde=c["minimal_detectable_effect"],
+            smallest_rope=c["smallest_confirmable_rope"],
             sample_tests=[
                 dict(
-                    repeat=s.repeat,
-                    b=s.mcnemar.b,
-                    c=s.mcnemar.c,
-                    mcnemar_p=s.mcnemar.pvalue,
-                    delong_diff=s.delong.difference,
-                    delong_p=s.delong.pvalue,
+                    repeat=s["repeat"],
+                    b=s["mcnemar"]["b"],
+                    c=s["mcnemar"]["c"],
+                    mcnemar_p=s["mcnemar"]["pvalue"],
+                    delong_diff=s["delong"]["difference"],
+                    delong_p=s["delong"]["pvalue"],
                 )
-                for s in c.sample_tests
+                for s in c["per_repeat"]
             ],
             bootstrap=None
-            if c.bootstrap is None
+            if c["bootstrap"] is None
             else dict(
-                estimate=c.bootstrap.estimate,
-                low=c.bootstrap.low,
-                high=c.bootstrap.high,
-                method=c.bootstrap.method,
-                n=c.bootstrap.n_resamples,
+                estimate=c["bootstrap"]["estimate"],
+                low=c["bootstrap"]["ci_low"],
+                high=c["bootstrap"]["ci_high"],
+                method=c["bootstrap"]["method"],
+                n=c["bootstrap"]["n_resamples"],
             ),
         )
-        for c in report.comparisons
+        for c in record["comparisons"].values()
     ]
-    aa = None if report.aa is None else dict(verdict=report.aa.verdict, paragraph=report.aa.paragraph)
+    aa = (
+        None
+        if record["aa_check"] is None
+        else dict(
+            verdict=record["aa_check"]["verdict"],
+            verdict_class=record["aa_check"]["verdict_class"],
+            paragraph=record["aa_check"]["paragraph"],
+        )
+    )
     return dict(
         title=f"cvkit: {' vs '.join(results.variants) or results.baseline} on {data['name']}",
         metric=metric_label(report.metric),
@@ -137,10 +148,13 @@ def document_context(results, report) -> dict:
         metric_names=[(m, LABELS[m]) for m in METRICS],
         comparisons=comparisons,
         aa=aa,
-        noise=None
-        if report.noise is None
-        else dict(seed_sd=report.noise.seed_sd, split_sd=report.noise.split_sd, n_seeds=report.noise.n_seeds),
+        noise=record["seed_noise"],
+        noise_sentence=record["seed_noise_sentence"],
         single_split=report.single_split,
+        single_split_sentence=record["single_split_sentence"],
+        mean_ranks_sentence=record["mean_ranks_sentence"],
+        pairwise=record["pairwise"],
+        estimands=record["estimands"],
         selection=report.selection,
         warnings=report.warnings,
         caveats=[*results.caveats, *report.warnings],  # the run's warnings, then the analysis's
@@ -181,6 +195,11 @@ def render_markdown(context: dict, figures: dict) -> str:
         ]
     if context["aa"]:
         lines += [f"**A/A check:** {context['aa']['verdict']}. {esc(context['aa']['paragraph'])}", ""]
+    lines += [esc(context["single_split_sentence"]), ""]
+    if context["noise_sentence"]:
+        lines += [esc(context["noise_sentence"]), ""]
+    if context["mean_ranks_sentence"]:
+        lines += [esc(context["mean_ranks_sentence"]), ""]
     data = context["data"]
     mapping = ", ".join(
         f"{i} = {esc(n)}" + (" (positive)" if p else "") for i, n, p in context["label_mapping"]
@@ -206,7 +225,9 @@ def render_markdown(context: dict, figures: dict) -> str:
         + " |"
     )
     lines += [
-        f"## Metrics (positive class: {esc(context['positive'])}; mean and corrected 95% CI)",
+        f"## Metrics (positive class: {esc(context['positive'])})",
+        "",
+        f"Each cell: {esc(context['estimands']['cv_interval'])}.",
         "",
         header,
         "|---|" + "---:|" * len(context["models"]),
@@ -219,13 +240,17 @@ def render_markdown(context: dict, figures: dict) -> str:
             "",
             f"## Comparisons (Δ{context['metric']} = variant - {esc(context['baseline'])})",
             "",
-            "| variant | Δ | 95% CI | p | p (Holm) | P(variant > baseline) "
+            f"Δ: {esc(context['estimands']['verdict'])}. CI: {esc(context['estimands']['interval'])}. "
+            f"P(variant > baseline): {esc(context['estimands']['prob_outperform'])}.",
+            "",
+            "| variant | Δ | CI | p | p (Holm) | P(variant > baseline) "
             "| Bayes better / equiv. / worse | verdict |",
             "|---|---:|---|---:|---:|---:|---|---|",
         ]
         for c in context["comparisons"]:
             lines.append(
-                f"| {esc(c['variant'])} | {signed(c['mean'])} | [{signed(c['low'])}, {signed(c['high'])}] | "
+                f"| {esc(c['variant'])} | {signed(c['mean'])} | {c['interval_label']} "
+                f"[{signed(c['low'])}, {signed(c['high'])}] | "
                 f"{pvalue(c['pvalue'])} | {pvalue(c['pvalue_holm'])} | {number(c['prob'], 2)} | "
                 f"{number(c['p_better'], 2)} / {number(c['p_equivalent'], 2)} / {number(c['p_worse'], 2)} | "
                 f"{c['verdict']} |"
@@ -235,13 +260,16 @@ def render_markdown(context: dict, figures: dict) -> str:
             "",
             f"## {holdout_heading(context['holdout'])}",
             "",
-            "| model | CV mean [95% CI] | hold-out [95% CI] | gap |",
-            "|---|---:|---:|---:|",
+            esc(context["estimands"]["holdout"]) + ".",
+            "",
+            "| model | CV mean [95% CI] | hold-out [95% CI] | gap | gap p (Holm) |",
+            "|---|---:|---:|---:|---:|",
         ]
         for h in context["holdout"]:
             lines.append(
                 f"| {esc(h['model'])} | {_interval_text((h['cv_mean'], h['cv_low'], h['cv_high']))} | "
-                f"{_interval_text((h['score'], h['low'], h['high']))} | {signed(h['gap'])} |"
+                f"{_interval_text((h['score'], h['low'], h['high']))} | {signed(h['gap'])} | "
+                f"{pvalue(h['gap_pvalue_holm'])} |"
             )
     if figures:
         lines += ["", "## Figures", ""]
@@ -274,12 +302,14 @@ def render_latex(context: dict) -> str:
         lines += [
             "\\midrule",
             f"\\multicolumn{{{len(shown) + 1}}}{{l}}{{$\\Delta$ {esc(context['metric'])} vs "
-            f"{esc(context['baseline'])} (corrected resampled $t$-test, Holm-adjusted $p$)}} \\\\",
+            f"{esc(context['baseline'])} (corrected resampled $t$-test; interval at the level of its Holm "
+            "step, excluding 0 exactly when Holm rejects; Holm-adjusted $p$)} \\\\",
         ]
         for c in context["comparisons"]:
             lines.append(
                 f"{esc(c['variant'])} & \\multicolumn{{{len(shown)}}}{{l}}{{${signed(c['mean'])}$ "
-                f"[${signed(c['low'])}$, ${signed(c['high'])}$], $p = {pvalue(c['pvalue'])}$, "
+                f"{esc(c['interval_label'])} [${signed(c['low'])}$, ${signed(c['high'])}$], "
+                f"$p = {pvalue(c['pvalue'])}$, "
                 f"$p_\\mathrm{{Holm}} = {pvalue(c['pvalue_holm'])}$, {esc(c['verdict'])}}} \\\\"
             )
     design = context["design"]
@@ -288,7 +318,8 @@ def render_latex(context: dict) -> str:
         "\\end{tabular}",
         f"\\caption{{{esc(context['data']['name'])}: {design['folds']}-fold cross-validation repeated "
         f"{design['repeats']} times, positive class {esc(context['positive'])}; mean over folds with the "
-        f"corrected 95\\% confidence interval; {esc(analysis_text(context))}.}}",
+        f"corrected 95\\% confidence interval (logit scale, so it stays inside [0, 1]); "
+        f"{esc(analysis_text(context))}.}}",
         "\\label{tab:cvkit}",
         "\\end{table}",
     ]

@@ -36,12 +36,22 @@ def _spreadsheet_safe(frame):
 
 def write_json(results, path, comparison=None) -> None:
     """The run's per-fold metrics and, when given, every test, interval and verdict of ``comparison``."""
+    from ._serialise import report_record
+
     check_not_store(results.run_dir, path)
     summary = results.to_json()
     if comparison is not None:
-        summary["comparison"] = comparison.to_json()
+        summary["comparison"] = report_record(comparison)
         summary["caveats"] += comparison.warnings  # every caveat in one list, as the reports show them
     _write(path, lambda f: json.dump(_finite(summary), f, indent=1, allow_nan=False))
+
+
+def write_ranking_json(ranking, path) -> None:
+    """A ranking over data sets (``cvkit compare RUN_A RUN_B ...``) as JSON."""
+    from ._serialise import ranking_record
+
+    record = _finite(dict(ranking=ranking_record(ranking)))
+    _write(path, lambda f: json.dump(record, f, indent=1, allow_nan=False))
 
 
 def _finite(value):

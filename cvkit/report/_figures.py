@@ -7,10 +7,14 @@ every figure returned as PNG bytes so that HTML can embed it and Markdown can li
 from __future__ import annotations
 
 import io
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
 from .. import escape
+from ..stats import predict_classes
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 WIN, LOSS, TIE = "#009E73", "#D55E00", "#999999"
@@ -23,15 +27,20 @@ def render_figures(results, report) -> dict[str, tuple[str, bytes]]:
     matplotlib backend, pyplot figures and rcParams stay as they were (a notebook's too)."""
     import matplotlib
 
-    style = {
+    with matplotlib.rc_context(_style()):
+        return _render(results, report)
+
+
+def _style() -> dict:
+    import matplotlib
+
+    return {
         "font.size": 9,
         "axes.spines.top": False,
         "axes.spines.right": False,
         "axes.prop_cycle": matplotlib.cycler(color=OKABE_ITO),
         "figure.dpi": 100,
     }
-    with matplotlib.rc_context(style):
-        return _render(results, report)
 
 
 class _Canvas:
@@ -48,13 +57,25 @@ class _Canvas:
         return figure, figure.subplots(nrows, ncols, **options)
 
 
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight", metadata={"Software": None})
+    return buffer.getvalue()
+
+
 def _render(results, report) -> dict[str, tuple[str, bytes]]:
     plt = _Canvas
+    # With three or more classes, the positive-class figures are one-vs-rest: say so in the name.
+    one_vs_rest = (
+        f"one-vs-rest: {results.positive_name} against the {len(results.class_names) - 1} other classes; "
+        if len(results.class_names) > 2
+        else ""
+    )
     figures = {}
     builders = [
         (
             "roc",
-            "ROC curves from the out-of-fold predictions (mean over repeats, shaded: 95% "
+            f"ROC curves ({one_vs_rest}out-of-fold predictions, mean over repeats, shaded: 95% "
             "bootstrap band over samples)",
             _roc,
         ),
@@ -66,7 +87,8 @@ def _render(results, report) -> dict[str, tuple[str, bytes]]:
         ),
         (
             "difference",
-            "Per-fold differences with the corrected 95% CI of their mean, zero and the ROPE",
+            "Per-fold differences with the corrected CI of their mean at the level of the variant's "
+            "Holm step (it excludes 0 exactly when Holm rejects), zero and the ROPE",
             _difference,
         ),
         (
@@ -88,24 +110,47 @@ def _render(results, report) -> dict[str, tuple[str, bytes]]:
         ),
         (
             "calibration",
-            "Reliability diagram of the positive-class probability (pooled out-of-fold)",
+            f"Reliability diagram of the positive-class probability ({one_vs_rest}pooled out-of-fold)",
             _calibration,
         ),
-        ("confusion", "Confusion matrices, pooled over folds and averaged over repeats", _confusion),
         (
-            "critical_difference",
-            "Critical-difference diagram: mean rank over repeats (1 = best); models joined "
-            "by a bar are within the Nemenyi critical difference",
-            _critical_difference,
+            "confusion",
+            "Confusion matrices (predicted class: the same rule as every class-based metric), pooled "
+            "over folds and averaged over repeats",
+            _confusion,
         ),
     ]
     for name, caption, build in builders:
         figure = build(plt, results, report)
         if figure is not None:
-            buffer = io.BytesIO()
-            figure.savefig(buffer, format="png", bbox_inches="tight", metadata={"Software": None})
-            figures[name] = (caption, buffer.getvalue())
+            figures[name] = (caption, _png(figure))
     return figures
+
+
+CD_CAPTION = (
+    "Critical-difference diagram over data sets (one run each): mean rank (1 = best); models joined "
+    "by a bar are within the Nemenyi critical difference (alpha 0.05)"
+)
+
+
+def write_cd_diagram(ranking, path) -> Path:
+    """Draw the critical-difference diagram of a ranking over data sets into ``path`` (PNG),
+    written atomically: a temporary file in the same folder, then os.replace."""
+    import matplotlib
+
+    with matplotlib.rc_context(_style()):
+        png = _png(_critical_difference(_Canvas, ranking))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as f:
+            f.write(png)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def _positive_scores(results, model):
@@ -222,9 +267,8 @@ def _variance(plt, results, report):
     if report.noise is not None:
         ax = axes[0][1]
         n = report.noise
-        ax.bar(
-            ["between splits", "training seed"], [n.split_sd, n.seed_sd], color=[OKABE_ITO[0], OKABE_ITO[1]]
-        )
+        split_label = "between splits\n(estimated as 0)" if n.split_truncated else "between splits"
+        ax.bar([split_label, "training seed"], [n.split_sd, n.seed_sd], color=[OKABE_ITO[0], OKABE_ITO[1]])
         ax.set(
             ylabel=f"standard deviation of {_name(report.metric)}",
             title=f"{escape.mathtext(report.baseline)}: {n.n_seeds} seeds per split",
@@ -331,7 +375,7 @@ def _confusion(plt, results, report):
         if rows.empty:
             ax.axis("off")
             continue
-        predicted = rows[prob_columns].to_numpy().argmax(axis=1)
+        predicted = predict_classes(rows[prob_columns].to_numpy(), results.positive)
         matrix = np.zeros((len(names), len(names)))
         np.add.at(matrix, (rows["label_index"].to_numpy(), predicted), 1)
         matrix /= max(rows["repeat"].nunique(), 1)
@@ -353,10 +397,8 @@ def _confusion(plt, results, report):
     return fig
 
 
-def _critical_difference(plt, results, report):
-    if report.ranking is None:
-        return None
-    models, f = report.ranking
+def _critical_difference(plt, ranking):
+    models, f = ranking.models, ranking.friedman
     order = np.argsort(f.mean_ranks)
     k = len(models)
     fig, ax = plt.subplots(figsize=(6.4, 1.2 + 0.3 * k))
@@ -388,7 +430,7 @@ def _critical_difference(plt, results, report):
                 alpha=0.6,
             )
     ax.axis("off")
-    ax.set_title(f"Friedman over {f.n_blocks} repeats: p = {f.pvalue:.3f}")
+    ax.set_title(f"Friedman over {f.n_blocks} data sets: p = {f.pvalue:.3f}")
     return fig
 
 

@@ -119,6 +119,7 @@ def _export(results, comparison, tracking_uri, experiment) -> list[str]:
     from ..comparison import cv_interval
     from ._documents import write_reports
     from ._export import write_predictions_csv
+    from ._serialise import report_record
 
     client = MlflowClient(tracking_uri=tracking_uri)
     name = experiment or results.run_dir.resolve().name
@@ -128,7 +129,7 @@ def _export(results, comparison, tracking_uri, experiment) -> list[str]:
     for old in client.search_runs([experiment_id], f"tags.`cvkit.run_dir` = '{_quoted(identity)}'"):
         client.delete_run(old.info.run_id)
 
-    verdicts = {c.variant: c for c in comparison.comparisons}
+    verdicts = report_record(comparison)["comparisons"]
     run, design, config = results.run, results.run["design"], results.run["config"]
     steps = {
         (r, f): r * design["folds"] + f for r in range(design["repeats"]) for f in range(design["folds"])
@@ -148,11 +149,13 @@ def _export(results, comparison, tracking_uri, experiment) -> list[str]:
             c = verdicts[model]
             tags.update(
                 {
-                    "cvkit.verdict": c.verdict,
-                    "cvkit.verdict_metric": c.metric,
-                    "cvkit.baseline": c.baseline,
-                    "cvkit.p_holm": f"{c.pvalue_holm:.4g}",
-                    "cvkit.verdict_text": c.paragraph[:5000],
+                    "cvkit.verdict": c["verdict"],
+                    "cvkit.verdict_metric": c["metric"],
+                    "cvkit.baseline": c["baseline"],
+                    "cvkit.p_holm": f"{c['corrected_ttest']['pvalue_holm']:.4g}",
+                    "cvkit.ci": f"{c['interval_label']} [{c['corrected_ttest']['ci_low']:+.4f}, "
+                    f"{c['corrected_ttest']['ci_high']:+.4f}]",
+                    "cvkit.verdict_text": c["paragraph"][:5000],
                 }
             )
         params = {

@@ -14,6 +14,17 @@ from .. import escape
 from ..comparison import cv_interval
 from ..stats import METRICS
 from ._format import LABELS, metric_label, number, pvalue, signed
+from ._narrative import (
+    ESTIMANDS,
+    aa_sentence,
+    confidence_text,
+    friedman_sentence,
+    mean_ranks_sentence,
+    noise_sentence,
+    single_split_sentence,
+    verdict_css,
+)
+from ._serialise import report_record
 from ._setup import data_use, holdout_heading
 
 
@@ -88,8 +99,8 @@ def metric_intervals(results) -> dict[str, dict[str, tuple[float, float, float]]
 def metrics_table(results) -> Table:
     intervals = metric_intervals(results)
     table = Table(
-        title=f"Test-fold metrics, positive class = {escape.rich(results.positive_name)}: mean over folds "
-        "and corrected 95% CI (* = baseline; Brier: lower is better)",
+        title=f"Test-fold metrics, positive class = {escape.rich(results.positive_name)}: "
+        f"{ESTIMANDS['cv_interval']} (* = baseline; Brier: lower is better)",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
@@ -152,7 +163,11 @@ def differences_table(results, variant: str) -> Group:
 
 
 VERDICT_STYLE = dict(
-    better="bold green", worse="bold red", equivalent="bold cyan", inconclusive="bold yellow"
+    better="bold green",
+    worse="bold red",
+    negligible="bold blue",
+    equivalent="bold cyan",
+    inconclusive="bold yellow",
 )
 
 
@@ -171,32 +186,41 @@ def render_comparison(report, console: Console | None = None) -> None:
     console.print(checks_panel(report))
 
 
-def comparison_table(report) -> Table:
+def comparison_table(report) -> Group:
     name = metric_label(report.metric)
+    record = report_record(report)
     table = Table(
         title=f"Does the variant beat {escape.rich(report.baseline)}? Δ{name} = variant - baseline over "
         f"{report.n_folds} folds x {report.n_repeats} repeats, corrected for overlapping "
-        "training sets; Bayes: P(better/equivalent/worse), ROPE ±"
-        f"{report.rope:g}",
+        f"training sets, alpha {report.alpha:g}, Holm over {len(report.comparisons)} variant(s); "
+        f"Bayes: P(better/equivalent/worse), ROPE ±{report.rope:g}",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
     table.add_column("variant", overflow="fold")
-    for column in (f"Δ{name}\n95% CI", "p\nHolm", "P(v>b)\n95% CI", "Bayes\n>/=/<"):
+    for column in (f"Δ{name}\nCI (level)", "p\nHolm", "P(v>b)\ndescr.", "Bayes\n>/=/<"):
         table.add_column(column, justify="right", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
-    for c in report.comparisons:
-        t, bayes = c.ttest, c.bayes
+    for c in record["comparisons"].values():
+        t, bayes = c["corrected_ttest"], c["bayesian"]
         table.add_row(
-            escape.rich(c.variant),
-            _two_lines(f"{t.mean:+.3f}", f"[{_compact(t.low)},{_compact(t.high)}]"),
-            _two_lines(pvalue(t.pvalue), pvalue(c.pvalue_holm)),
-            _two_lines(f"{c.prob.statistic:.2f}", f"[{_short(c.prob.low)},{_short(c.prob.high)}]"),
-            f"{_short(bayes.p_better)}/{_short(bayes.p_equivalent)}/{_short(bayes.p_worse)}",
-            Text(c.verdict, style=VERDICT_STYLE[c.verdict]),
+            escape.rich(c["variant"]),
+            _two_lines(
+                f"{c['mean_difference']:+.3f}",
+                f"[{_compact(t['ci_low'])},{_compact(t['ci_high'])}] {confidence_text(t['confidence'])}",
+            ),
+            _two_lines(pvalue(t["pvalue"]), pvalue(t["pvalue_holm"])),
+            f"{c['prob_outperform']['statistic']:.2f}",
+            f"{_short(bayes['p_better'])}/{_short(bayes['p_equivalent'])}/{_short(bayes['p_worse'])}",
+            Text(c["verdict"], style=VERDICT_STYLE[c["verdict_class"]]),
         )
-    return table
+    notes = [
+        f"Δ: {ESTIMANDS['verdict']}.",
+        f"CI: {ESTIMANDS['interval']}.",
+        f"P(v>b): {ESTIMANDS['prob_outperform']}.",
+    ]
+    return Group(table, Text("\n".join(notes), style="dim"))
 
 
 def sample_tests_table(report) -> Group:
@@ -227,6 +251,7 @@ def sample_tests_table(report) -> Group:
                 f"{c.variant}: paired stratified bootstrap over samples, Δ{name} {b.estimate:+.3f} "
                 f"[{b.low:+.3f}, {b.high:+.3f}] ({b.method}, {b.n_resamples} resamples)"
             )
+    lines.append(f"Bootstrap Δ: {ESTIMANDS['bootstrap']}. {ESTIMANDS['sample_tests']}.")
     lines.append(
         "McNemar, DeLong and the bootstrap compare two fitted models on these samples and ignore "
         "training-seed variance (two seeds of one model often differ significantly): supporting "
@@ -261,7 +286,7 @@ def selection_table(report) -> Table:
     return table
 
 
-def holdout_table(report) -> Table:
+def holdout_table(report) -> Group:
     name = metric_label(report.metric)
     table = Table(
         title=f"{holdout_heading(report.holdout)} beside the cross-validation estimate of {name}",
@@ -269,7 +294,7 @@ def holdout_table(report) -> Table:
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    for column in ("model", "CV mean\n95% CI", "hold-out\n95% CI", "fold models\nmean ± sd", "gap"):
+    for column in ("model", "CV mean\n95% CI", "hold-out\n95% CI", "fold models\nmean ± sd", "gap\np Holm"):
         table.add_column(column, justify="left" if column == "model" else "right", no_wrap=column != "model")
     for h in report.holdout:
         table.add_row(
@@ -277,43 +302,23 @@ def holdout_table(report) -> Table:
             _two_lines(number(h["cv_mean"]), f"[{number(h['cv_low'])}, {number(h['cv_high'])}]"),
             _two_lines(number(h["score"]), f"[{number(h['low'])}, {number(h['high'])}]"),
             f"{number(h['fold_model_mean'])} ± {number(h['fold_model_sd'])}",
-            signed(h["gap"]),
+            _two_lines(signed(h["gap"]), pvalue(h["gap_pvalue_holm"])),
         )
-    return table
+    return Group(table, Text(f"Hold-out: {ESTIMANDS['holdout']}.", style="dim"))
 
 
 def verdict_panel(c) -> Panel:
     title = _text(f"{c.variant} vs {c.baseline}: ")
-    title.append(c.verdict.upper(), style=VERDICT_STYLE[c.verdict])
+    title.append(c.verdict.upper(), style=VERDICT_STYLE[verdict_css(c.verdict)])
     return Panel(_text(c.paragraph), title=title, title_align="left")
 
 
 def checks_panel(report) -> Panel:
-    name = metric_label(report.metric)
-    low, high = report.single_split
-    lines = [
-        f"Single-split illusion: one train/test split of {report.baseline} would have shown {name} "
-        f"anywhere from {low:.3f} to {high:.3f}."
-    ]
+    lines = [single_split_sentence(report)]
     if report.noise is not None:
-        n = report.noise
-        lines.append(
-            f"Seed noise floor: {report.baseline}'s {name} varies by sd {n.seed_sd:.3f} from the "
-            f"training seed alone and by sd {n.split_sd:.3f} between splits "
-            f"({report.n_seeds} seeds per split; seed share {n.seed_share:.0%})."
-        )
+        lines.append(noise_sentence(report.noise, report.baseline, report.metric, report.n_seeds))
     if report.aa is not None:
-        aa = report.aa
-        lines.append(
-            f"A/A check ({report.baseline}, even vs odd seeds): {aa.verdict}; Δ{name} "
-            f"{aa.ttest.mean:+.3f} [{aa.ttest.low:+.3f}, {aa.ttest.high:+.3f}], "
-            f"p = {pvalue(aa.ttest.pvalue)}. "
-            + (
-                "As expected: the machinery sees no difference between a model and itself."
-                if aa.verdict in ("inconclusive", "equivalent")
-                else "A model differs from itself: something in this run is miscalibrated."
-            )
-        )
+        lines.append(aa_sentence(report))
     elif report.n_seeds < 2:
         lines.append("No A/A check or seed noise floor: run with --seeds 2 or more to measure them.")
     for model, entry in report.nested.items():
@@ -322,14 +327,8 @@ def checks_panel(report) -> Panel:
             f"Nested search for {model} ({entry['inner_folds']} inner folds): {choice} was chosen in "
             f"{entry['stability']:.0%} of {len(entry['choices'])} outer folds."
         )
-    if report.ranking is not None:
-        models, f = report.ranking
-        ranks = ", ".join(f"{m} {r:.2f}" for m, r in sorted(zip(models, f.mean_ranks), key=lambda x: x[1]))
-        lines.append(
-            f"Ranking of all {len(models)} models over {f.n_blocks} repeats (Friedman): chi2 = "
-            f"{f.statistic:.2f}, p = {pvalue(f.pvalue)}; mean ranks {ranks}; models whose ranks differ by "
-            f"less than the Nemenyi critical difference {f.critical_difference:.2f} are not distinguishable."
-        )
+    if report.mean_ranks:
+        lines.append(mean_ranks_sentence(report))
     text = _text("\n".join(lines))
     for warning in report.warnings:
         text.append(escape.printable(f"\nwarning: {warning}", newlines=True), style="yellow")
@@ -339,6 +338,27 @@ def checks_panel(report) -> Panel:
 def _text(text: str, style: str = "") -> Text:
     """A user string shown as it is: no markup parsed, control characters written out."""
     return Text(escape.printable(text, newlines=True), style=style)
+
+
+def render_ranking(ranking, console: Console | None = None) -> None:
+    """Friedman/Nemenyi over runs on different data sets: the scores per data set and the test."""
+    console = console or Console()
+    name = metric_label(ranking.metric)
+    table = Table(
+        title=f"Mean {name} over folds, one run per data set (blocks of the Friedman test)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("data set (run)", overflow="fold")
+    for model in ranking.models:
+        table.add_column(escape.rich(model), justify="right", no_wrap=True)
+    for data_set, run, row in zip(ranking.data_sets, ranking.runs, ranking.scores):
+        table.add_row(escape.rich(f"{data_set} ({run})"), *(number(x) for x in row))
+    table.add_section()
+    table.add_row("mean rank", *(f"{r:.2f}" for r in ranking.friedman.mean_ranks))
+    console.print(table)
+    console.print(_text(friedman_sentence(ranking)))
 
 
 def _two_lines(top: str, bottom: str) -> Text:

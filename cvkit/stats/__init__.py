@@ -6,6 +6,16 @@ tests (corrected t, Bayesian correlated t) compare *training procedures*; sample
 """
 
 from ._checks import SeedNoiseCheck, seed_noise_check
+from ._decision import (
+    VERDICTS,
+    Verdict,
+    decide,
+    default_rope,
+    holm_levels,
+    smallest_confirmable_rope,
+    verdict_test,
+    verdicts,
+)
 from ._design import (
     DesignAdvice,
     DesignProjection,
@@ -14,7 +24,7 @@ from ._design import (
     design_power,
     estimate_variance_model,
 )
-from ._metrics import METRICS, VERDICT_METRICS, classification_metrics
+from ._metrics import METRICS, VERDICT_METRICS, classification_metrics, predict_classes
 from ._power import (
     DesignOption,
     DetectableEffect,
@@ -71,7 +81,9 @@ __all__ = [
     "seed_noise_check",
     "BOOTSTRAP_METRICS",
     "METRICS",
+    "VERDICTS",
     "VERDICT_METRICS",
+    "Verdict",
     "BayesResult",
     "BootstrapResult",
     "CorrectedTTestResult",
@@ -90,13 +102,20 @@ __all__ = [
     "corrected_ttest",
     "corrected_ttest_power",
     "delong",
+    "decide",
+    "default_rope",
     "design_needed",
     "friedman",
     "holm",
+    "holm_levels",
     "mcnemar",
     "mcnemar_detectable_difference",
     "minimal_detectable_effect",
     "naive_paired_ttest",
+    "predict_classes",
     "prob_outperform",
+    "smallest_confirmable_rope",
     "variance_components",
+    "verdict_test",
+    "verdicts",
 ]

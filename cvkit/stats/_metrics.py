@@ -10,6 +10,16 @@ METRICS = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity",
 VERDICT_METRICS = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1")
 
 
+def predict_classes(probs, positive: int) -> np.ndarray:
+    """The one prediction rule of every class-based metric: the most probable class (for two
+    classes, ``positive`` when its probability is >= 0.5, so a tie at 0.5 goes to the positive
+    class). ``probs`` is ``(..., n_classes)``; returns class indices of shape ``probs.shape[:-1]``."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.shape[-1] == 2:
+        return np.where(probs[..., positive] >= 0.5, positive, 1 - positive)
+    return probs.argmax(axis=-1)
+
+
 def classification_metrics(labels, probs, positive: int) -> dict[str, float]:
     """AUC, accuracy, balanced accuracy, sensitivity, specificity, F1 and Brier score of one set
     of predictions.
@@ -22,10 +32,7 @@ def classification_metrics(labels, probs, positive: int) -> dict[str, float]:
     labels = np.asarray(labels)
     probs = np.asarray(probs, dtype=np.float64)
     is_positive = labels == positive
-    if probs.shape[1] == 2:
-        predicted = np.where(probs[:, positive] >= 0.5, positive, 1 - positive)
-    else:
-        predicted = probs.argmax(axis=1)
+    predicted = predict_classes(probs, positive)
     said_positive = predicted == positive
     recalls = [np.mean(predicted[labels == c] == c) for c in np.unique(labels)]
     both = is_positive.any() and (~is_positive).any()

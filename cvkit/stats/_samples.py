@@ -115,6 +115,8 @@ def bootstrap_diff(
     seed: int = 0,
     confidence: float = 0.95,
     threshold: float = 0.5,
+    labels=None,
+    predicted=None,
 ) -> BootstrapResult:
     """Paired bootstrap CI of metric(b) - metric(a) over samples.
 
@@ -123,6 +125,10 @@ def bootstrap_diff(
     sample indices once, shared by both models and every repeat, and the metric is averaged over
     repeats. ``stratified`` resamples within each class. Vectorised: the resamples are weight
     vectors and the AUC is computed from cumulative weights over pre-sorted scores.
+
+    Class-based metrics take their predicted classes from ``predicted`` = (classes of a, classes
+    of b), shaped like the scores, with ``labels`` the true classes (for three or more classes:
+    the same argmax rule as ``classification_metrics``); without them, ``score >= threshold``.
     """
     if metric not in BOOTSTRAP_METRICS:
         raise ValueError(f"metric must be one of {', '.join(BOOTSTRAP_METRICS)}, got {metric!r}")
@@ -131,8 +137,11 @@ def bootstrap_diff(
     if a.shape != b.shape or a.shape[1] != len(positive):
         raise ValueError(f"scores of shape {a.shape} and {b.shape} do not match {len(positive)} labels")
     sign = np.repeat([-1.0, 1.0], len(a)) / len(a)  # mean over repeats of variant minus baseline
-    statistic = _WeightedStatistic(positive, np.concatenate([a, b]), sign, metric, threshold)
-    return _bootstrap(statistic, positive, n_resamples, method, stratified, seed, confidence)
+    if predicted is not None:
+        predicted = np.concatenate([np.atleast_2d(np.asarray(p)) for p in predicted])
+    classes = _Classes(positive, labels, predicted, np.concatenate([a, b]), threshold)
+    statistic = _WeightedStatistic(positive, np.concatenate([a, b]), sign, metric, classes)
+    return _bootstrap(statistic, classes.strata, n_resamples, method, stratified, seed, confidence)
 
 
 def bootstrap_score(
@@ -145,23 +154,30 @@ def bootstrap_score(
     seed: int = 0,
     confidence: float = 0.95,
     threshold: float = 0.5,
+    labels=None,
+    predicted=None,
 ) -> BootstrapResult:
     """Bootstrap CI of one model's metric over samples (e.g. on a fixed hold-out set); ``score``
-    is ``(n,)`` or ``(repeats, n)`` positive-class probabilities, the metric averaged over rows."""
+    is ``(n,)`` or ``(repeats, n)`` positive-class probabilities, the metric averaged over rows.
+    ``labels`` and ``predicted`` (classes shaped like ``score``) as in ``bootstrap_diff``."""
     if metric not in BOOTSTRAP_METRICS:
         raise ValueError(f"metric must be one of {', '.join(BOOTSTRAP_METRICS)}, got {metric!r}")
     positive = _positive_mask(y_true)
     rows = np.atleast_2d(np.asarray(score, dtype=np.float64))
-    statistic = _WeightedStatistic(positive, rows, np.full(len(rows), 1 / len(rows)), metric, threshold)
-    return _bootstrap(statistic, positive, n_resamples, method, stratified, seed, confidence)
+    if predicted is not None:
+        predicted = np.atleast_2d(np.asarray(predicted))
+    classes = _Classes(positive, labels, predicted, rows, threshold)
+    statistic = _WeightedStatistic(positive, rows, np.full(len(rows), 1 / len(rows)), metric, classes)
+    return _bootstrap(statistic, classes.strata, n_resamples, method, stratified, seed, confidence)
 
 
-def _bootstrap(statistic, positive, n_resamples, method, stratified, seed, confidence) -> BootstrapResult:
+def _bootstrap(statistic, strata, n_resamples, method, stratified, seed, confidence) -> BootstrapResult:
     if method not in ("bca", "percentile"):
         raise ValueError(f"method must be 'bca' or 'percentile', got {method!r}")
-    weights = _resample_weights(positive, n_resamples, stratified, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    weights = _resample_weights(strata, statistic.positive, n_resamples, stratified, rng)
     replicates = statistic(weights)
-    estimate = float(statistic(np.ones((1, len(positive))))[0])
+    estimate = float(statistic(np.ones((1, len(strata))))[0])
     alpha = (1 - confidence) / 2
     if method == "percentile":
         low, high = np.quantile(replicates, [alpha, 1 - alpha])
@@ -172,11 +188,32 @@ def _bootstrap(statistic, positive, n_resamples, method, stratified, seed, confi
     )
 
 
+class _Classes:
+    """What a class-based metric needs per row of scores: which samples each row calls positive and
+    which it gets right, and the true classes (strata of the stratified resampling)."""
+
+    def __init__(self, positive, labels, predicted, rows, threshold):
+        if predicted is None:  # two classes, the positive one from a threshold on its probability
+            self.said_positive = rows >= threshold
+            self.correct = self.said_positive == positive
+            self.strata = (~positive).astype(np.int64)  # stratum 0: the positive class
+            return
+        labels = np.asarray(labels).ravel()
+        if labels.shape != positive.shape or predicted.shape != rows.shape:
+            raise ValueError("labels must match y_true, and predicted classes the scores' shape")
+        positive_class = labels[positive][0]
+        if not (labels[positive] == positive_class).all():
+            raise ValueError("y_true must mark exactly the samples whose label is the positive class")
+        self.said_positive = predicted == positive_class
+        self.correct = predicted == labels
+        self.strata = np.unique(labels, return_inverse=True)[1].ravel()
+
+
 class _WeightedStatistic:
     """sign @ metric(rows): a weighted sum of per-row metrics (e.g. variant minus baseline,
     averaged over repeats), for a batch of sample-weight vectors."""
 
-    def __init__(self, positive, rows, sign, metric, threshold):
+    def __init__(self, positive, rows, sign, metric, classes: _Classes):
         self.positive, self.metric = positive, metric
         self.scores = rows
         self.sign = sign
@@ -189,7 +226,8 @@ class _WeightedStatistic:
             self.below = np.array([np.searchsorted(row, xi, side="left") for row, xi in zip(sorted_y, x)])
             self.upto = np.array([np.searchsorted(row, xi, side="right") for row, xi in zip(sorted_y, x)])
         else:
-            self.correct = (self.scores >= threshold) == positive  # (2R, n)
+            self.said_positive, self.correct = classes.said_positive, classes.correct  # (rows, n)
+            self.strata = classes.strata
 
     def __call__(self, weights):
         """weights: (B, n) non-negative sample multiplicities. Returns (B,) differences."""
@@ -205,23 +243,23 @@ class _WeightedStatistic:
                 rows.append((wx * beaten).sum(axis=1) / (wx.sum(axis=1) * wy.sum(axis=1)))
             values = np.array(rows)
         else:
-            values = np.array([self._rate(weights, correct) for correct in self.correct])
+            values = np.array([self._rate(weights, *row) for row in zip(self.said_positive, self.correct)])
         return self.sign @ values
 
-    def _rate(self, weights, correct):
+    def _rate(self, weights, said_positive, correct):
         pos, neg = self.positive, ~self.positive
         if self.metric == "f1":
-            tp = weights[:, pos] @ correct[pos]
-            wrong = weights @ ~correct
+            tp = weights[:, pos] @ said_positive[pos]
+            wrong = weights @ (said_positive != pos)
             return 2 * tp / (2 * tp + wrong)
-        sens = (weights[:, pos] @ correct[pos]) / weights[:, pos].sum(axis=1)
-        spec = (weights[:, neg] @ correct[neg]) / weights[:, neg].sum(axis=1)
         if self.metric == "sensitivity":
-            return sens
+            return (weights[:, pos] @ said_positive[pos]) / weights[:, pos].sum(axis=1)
         if self.metric == "specificity":
-            return spec
-        if self.metric == "balanced_accuracy":
-            return (sens + spec) / 2
+            return (weights[:, neg] @ ~said_positive[neg]) / weights[:, neg].sum(axis=1)
+        if self.metric == "balanced_accuracy":  # mean recall over the classes
+            members = [self.strata == k for k in np.unique(self.strata)]
+            recalls = [(weights[:, m] @ correct[m]) / weights[:, m].sum(axis=1) for m in members]
+            return np.mean(recalls, axis=0)
         return (weights @ correct) / weights.sum(axis=1)
 
     def jackknife(self):
@@ -231,10 +269,10 @@ class _WeightedStatistic:
         return self(weights)
 
 
-def _resample_weights(positive, n_resamples, stratified, rng):
-    n = len(positive)
+def _resample_weights(strata, positive, n_resamples, stratified, rng):
+    n = len(strata)
     weights = np.zeros((n_resamples, n))
-    groups = [np.flatnonzero(positive), np.flatnonzero(~positive)] if stratified else [np.arange(n)]
+    groups = [np.flatnonzero(strata == k) for k in np.unique(strata)] if stratified else [np.arange(n)]
     rows = np.arange(n_resamples)[:, None]
     for members in groups:
         draws = members[rng.integers(0, len(members), size=(n_resamples, len(members)))]

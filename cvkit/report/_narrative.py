@@ -1,0 +1,185 @@
+"""Every sentence the reports say about the statistics, in one place: the terminal, HTML, Markdown,
+LaTeX, JSON and MLflow all take their words from here, so that a number reads the same everywhere
+and says what it estimates (its estimand) where it is shown."""
+
+from __future__ import annotations
+
+import math
+
+from ._format import metric_label
+
+# What each reported number estimates: shown beside the number in every report.
+ESTIMANDS = dict(
+    verdict="mean over the folds of the per-fold difference (variant - baseline, training seeds "
+    "averaged): the difference of the two training procedures at this training-set size",
+    interval="corrected resampled t interval at the level of the variant's Holm step: it excludes 0 "
+    "exactly when Holm rejects at alpha (step-down consistent, not simultaneous)",
+    bootstrap="difference of the first seed's fitted models on the pooled out-of-fold predictions, "
+    "averaged over repeats: conditional on those fitted models and these samples; it ignores "
+    "seed and training-set variance",
+    sample_tests="McNemar and DeLong per repeat compare the first seed's fitted models on that "
+    "repeat's out-of-fold predictions; the warning uses Holm over all of them",
+    prob_outperform="share of paired jobs (same split, same seed) the variant won, ties counting "
+    "one half: descriptive only; the pairs share splits, so no interval is given",
+    cv_interval="mean over folds (seeds averaged) with the corrected 95% t interval, built on the "
+    "logit scale so that it stays inside [0, 1]",
+    holdout="fold models' averaged probabilities scored on the hold-out set, 95% stratified "
+    "percentile bootstrap over hold-out samples; gap tested on the logit scale counting both "
+    "estimates' sampling error, Holm across models",
+    mean_ranks="mean rank of each model over the folds of this one data set: a description, not a "
+    "test (folds of one data set are not independent blocks)",
+    pairwise="every pair of models by the corrected t, Holm over all pairs",
+    friedman="Friedman test over data sets as blocks (one run each), Nemenyi critical difference at "
+    "alpha 0.05 (Demsar 2006)",
+    smallest_rope="the narrowest ROPE this design could confirm as equivalent if the true difference "
+    "were 0 (t(0.975, df) x the corrected standard error)",
+    seed_noise="one-way random effects over splits (ANOVA): the training seed's sd within a split "
+    "and the sd between splits",
+)
+
+LEADS = {
+    "better": "{v} reliably beats {b}",
+    "better, but negligible": "{v} is better than {b}, but negligibly: the whole interval lies inside "
+    "the ROPE ±{rope:g} {name}",
+    "worse": "{v} is reliably worse than {b}",
+    "worse, but negligible": "{v} is worse than {b}, but negligibly: the whole interval lies inside "
+    "the ROPE ±{rope:g} {name}",
+    "equivalent": "{v} and {b} are practically equivalent (within ±{rope:g} {name})",
+    "inconclusive": "{v} does not reliably beat {b}",
+}
+
+
+def verdict_css(verdict: str) -> str:
+    """The verdict as one word, for a style or an HTML class: 'better, but negligible' -> negligible."""
+    return "negligible" if verdict.endswith("negligible") else verdict
+
+
+def confidence_text(confidence: float) -> str:
+    """95%, 97.5%, 98.33%: as few digits as say the level exactly enough."""
+    percent = 100 * confidence
+    for digits in range(3):
+        if abs(round(percent, digits) - percent) < 1e-9:
+            return f"{percent:.{digits}f}%"
+    return f"{percent:.2f}%"
+
+
+def interval_label(c) -> str:
+    """The name of a comparison's printed interval, saying its level and why."""
+    if c.family_size <= 1:
+        return f"{confidence_text(c.confidence)} CI"
+    return f"{confidence_text(c.confidence)} CI (Holm step, {c.family_size} variants)"
+
+
+def verdict_paragraph(c, noise, n_folds: int, n_repeats: int) -> str:
+    """The verdict sentence of one comparison, with its numbers and what they estimate."""
+    name = metric_label(c.metric)
+    t = c.ttest
+    lead = LEADS[c.verdict].format(v=c.variant, b=c.baseline, rope=c.rope, name=name)
+    adjusted = not (math.isnan(c.pvalue_holm) or c.pvalue_holm == t.pvalue)
+    holm = f", Holm-adjusted {c.pvalue_holm:.2g}" if adjusted else ""
+    parts = [
+        f"{lead}: Δ{name} = {t.mean:+.3f} (mean of per-fold differences), {interval_label(c)} "
+        f"[{t.low:+.3f}, {t.high:+.3f}], p = {t.pvalue:.2g} (corrected t{holm})",
+        f"it won {c.wins} of {len(c.diffs)} folds",
+    ]
+    if c.verdict in ("better", "worse") and abs(t.mean) <= c.rope:
+        parts.append(f"the estimate lies inside the ROPE ±{c.rope:g}: the gain may be negligible")
+    if noise is not None:
+        parts.append(f"seed noise alone moves {name} by ±{2 * noise.seed_sd:.3f}")
+    parts.append(f"this design cannot reliably detect differences below {c.mde.effect:.3f}")
+    parts.append(f"nor confirm equivalence within a ROPE narrower than ±{c.smallest_rope:.3f}")
+    text = "; ".join(parts) + "."
+    if c.verdict == "inconclusive" and c.design:
+        text += " " + design_advice(c, name)
+    return text
+
+
+def design_advice(c, name: str) -> str:
+    target = max(abs(c.ttest.mean), 1e-12)
+    options = []
+    for option in c.design:
+        if option.n_repeats is not None:
+            options.append(f"{option.n_folds} folds x {option.n_repeats} repeats")
+        else:
+            options.append(
+                f"no number of repeats of {option.n_folds}-fold CV (it cannot go below {option.limit:.3f})"
+            )
+    return (
+        f"To detect a difference of {target:.3f} {name} with 80% power would take "
+        + "; ".join(options)
+        + ". More repeats of the same folds add little: more folds or more data do."
+    )
+
+
+def noise_sentence(noise, baseline: str, metric: str, n_seeds: int) -> str:
+    """The seed noise floor; a split component truncated at 0 is said to be so, never '100% seed'."""
+    name = metric_label(metric)
+    head = (
+        f"Seed noise floor: {baseline}'s {name} varies by sd {noise.seed_sd:.3f} from the training seed alone"
+    )
+    if noise.split_truncated:
+        return (
+            f"{head}; the between-split component was estimated as 0 (truncated: not distinguishable "
+            f"from seed noise with {noise.n_splits} splits x {n_seeds} seeds), so no seed share is given."
+        )
+    return (
+        f"{head} and by sd {noise.split_sd:.3f} between splits ({n_seeds} seeds per split; "
+        f"seed share {noise.seed_share:.0%})."
+    )
+
+
+def single_split_sentence(report) -> str:
+    low, high = report.single_split
+    return (
+        f"Single-split illusion: one train/test split of {report.baseline} would have shown "
+        f"{metric_label(report.metric)} anywhere from {low:.3f} to {high:.3f}."
+    )
+
+
+def aa_sentence(report) -> str:
+    aa = report.aa
+    ok = aa.verdict in ("inconclusive", "equivalent")
+    return (
+        f"A/A check ({report.baseline}, even vs odd seeds): {aa.verdict}; Δ{metric_label(report.metric)} "
+        f"{aa.ttest.mean:+.3f} [{aa.ttest.low:+.3f}, {aa.ttest.high:+.3f}], p = {_p(aa.ttest.pvalue)}. "
+        + (
+            "As expected: the machinery sees no difference between a model and itself."
+            if ok
+            else "A model differs from itself: something in this run is miscalibrated."
+        )
+    )
+
+
+def mean_ranks_sentence(report) -> str:
+    ranks = ", ".join(f"{m} {r:.2f}" for m, r in sorted(report.mean_ranks.items(), key=lambda x: x[1]))
+    n_pairs = len(report.pairwise)
+    significant = [p for p in report.pairwise if p.verdict.startswith(("better", "worse"))]
+    pairs = (
+        "; ".join(
+            f"{p.model_b} {p.verdict.split(',')[0]} than {p.model_a} (Δ {p.ttest.mean:+.3f})"
+            for p in significant
+        )
+        or "no pair differs"
+    )
+    return (
+        f"Mean ranks over the folds (descriptive only, not a test: the folds of one data set are not "
+        f"independent): {ranks}. All {n_pairs} pairs by the corrected t with Holm: {pairs}."
+    )
+
+
+def friedman_sentence(ranking) -> str:
+    f = ranking.friedman
+    ranks = ", ".join(
+        f"{m} {r:.2f}" for m, r in sorted(zip(ranking.models, f.mean_ranks), key=lambda x: x[1])
+    )
+    return (
+        f"Ranking of {len(ranking.models)} models over {f.n_blocks} data sets "
+        f"({', '.join(ranking.data_sets)}; Friedman, data sets as blocks): chi2 = {f.statistic:.2f}, "
+        f"p = {_p(f.pvalue)}; mean ranks {ranks}; "
+        f"models whose mean ranks differ by less than the Nemenyi critical difference "
+        f"{f.critical_difference:.2f} (alpha 0.05) are not distinguishable."
+    )
+
+
+def _p(p) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"

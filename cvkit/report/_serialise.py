@@ -1,0 +1,171 @@
+"""One serialisation of a comparison report into plain values (dicts, lists, floats, strings).
+
+JSON writes these records as they are; the HTML, Markdown and LaTeX documents, the MLflow tags and
+the terminal's comparison table read their numbers from them. A new statistic is one field of a
+result object, one entry here and one block in each template.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._narrative import (
+    ESTIMANDS,
+    aa_sentence,
+    friedman_sentence,
+    interval_label,
+    mean_ranks_sentence,
+    noise_sentence,
+    single_split_sentence,
+    verdict_css,
+)
+
+
+def report_record(report) -> dict:
+    """Every statistic of ``report`` (a ``ComparisonReport``) and the sentences that read it."""
+    return dict(
+        metric=report.metric,
+        alpha=report.alpha,
+        rope=report.rope,
+        baseline=report.baseline,
+        design=dict(folds=report.n_folds, repeats=report.n_repeats, seeds=report.n_seeds),
+        single_split_range=list(report.single_split),
+        single_split_sentence=single_split_sentence(report),
+        seed_noise=None if report.noise is None else components_record(report.noise),
+        seed_noise_sentence=None
+        if report.noise is None
+        else noise_sentence(report.noise, report.baseline, report.metric, report.n_seeds),
+        comparisons={c.variant: comparison_record(c) for c in report.comparisons},
+        aa_check=None
+        if report.aa is None
+        else dict(comparison_record(report.aa), sentence=aa_sentence(report)),
+        checkpoint_selection=report.selection,
+        warnings=list(report.warnings),
+        pairwise=[
+            dict(
+                model_a=p.model_a,
+                model_b=p.model_b,
+                difference=p.ttest.mean,
+                ci_low=p.ttest.low,
+                ci_high=p.ttest.high,
+                confidence=p.confidence,
+                pvalue=p.ttest.pvalue,
+                pvalue_holm=p.pvalue_holm,
+                verdict=p.verdict,
+            )
+            for p in report.pairwise
+        ],
+        mean_ranks=dict(report.mean_ranks) or None,
+        mean_ranks_sentence=mean_ranks_sentence(report) if report.mean_ranks else None,
+        # Friedman/Nemenyi needs independent data sets as blocks: never from one run (see `ranking_record`)
+        friedman=None,
+        nested=report.nested,
+        holdout=report.holdout,
+        estimands=dict(ESTIMANDS),
+    )
+
+
+def comparison_record(c) -> dict:
+    t, bayes = c.ttest, c.bayes
+    return dict(
+        variant=c.variant,
+        baseline=c.baseline,
+        metric=c.metric,
+        verdict=c.verdict,
+        verdict_class=verdict_css(c.verdict),
+        paragraph=c.paragraph,
+        mean_difference=t.mean,
+        wins=c.wins,
+        n_folds=len(c.diffs),
+        corrected_ttest=dict(
+            statistic=t.statistic,
+            pvalue=t.pvalue,
+            pvalue_holm=_num(c.pvalue_holm),
+            df=t.df,
+            se=t.se,
+            ci_low=t.low,
+            ci_high=t.high,
+            confidence=c.confidence,
+        ),
+        interval_label=interval_label(c),
+        holm_family_size=c.family_size,
+        bayesian=dict(
+            p_worse=bayes.p_worse, p_equivalent=bayes.p_equivalent, p_better=bayes.p_better, rope=bayes.rope
+        ),
+        rope=c.rope,
+        smallest_confirmable_rope=c.smallest_rope,
+        prob_outperform=None if c.prob is None else dict(statistic=c.prob.statistic, n=c.prob.n),
+        minimal_detectable_effect=c.mde.effect,
+        design_needed=[dict(folds=o.n_folds, repeats=o.n_repeats, limit=o.limit) for o in c.design],
+        per_repeat=[
+            dict(
+                repeat=s.repeat,
+                mcnemar=dict(
+                    statistic=s.mcnemar.statistic,
+                    pvalue=s.mcnemar.pvalue,
+                    b=s.mcnemar.b,
+                    c=s.mcnemar.c,
+                    method=s.mcnemar.method,
+                ),
+                delong=dict(
+                    auc_baseline=s.delong.auc_a,
+                    auc_variant=s.delong.auc_b,
+                    difference=s.delong.difference,
+                    se=s.delong.se,
+                    statistic=_num(s.delong.statistic),
+                    pvalue=s.delong.pvalue,
+                ),
+            )
+            for s in c.sample_tests
+        ],
+        sample_pvalue_holm=_num(c.sample_pvalue_holm),
+        bootstrap=None
+        if c.bootstrap is None
+        else dict(
+            estimate=c.bootstrap.estimate,
+            ci_low=c.bootstrap.low,
+            ci_high=c.bootstrap.high,
+            method=c.bootstrap.method,
+            n_resamples=c.bootstrap.n_resamples,
+        ),
+        difference_components=None if c.diff_components is None else components_record(c.diff_components),
+    )
+
+
+def components_record(v) -> dict:
+    return dict(
+        between_split=v.between_split,
+        within_split=v.within_split,
+        seed_sd=v.seed_sd,
+        split_sd=v.split_sd,
+        seed_share=_num(v.seed_share),
+        split_truncated=v.split_truncated,
+        n_splits=v.n_splits,
+        n_seeds=v.n_seeds,
+    )
+
+
+def ranking_record(ranking) -> dict:
+    """A ranking over data sets (``MultiRunRanking``)."""
+    f = ranking.friedman
+    return dict(
+        metric=ranking.metric,
+        models=ranking.models,
+        runs=ranking.runs,
+        data_sets=ranking.data_sets,
+        scores=ranking.scores.tolist(),
+        statistic=f.statistic,
+        pvalue=f.pvalue,
+        mean_ranks=f.mean_ranks.tolist(),
+        critical_difference=f.critical_difference,
+        n_blocks=f.n_blocks,
+        sentence=friedman_sentence(ranking),
+        estimand=ESTIMANDS["friedman"],
+    )
+
+
+def _num(x):
+    if x is None:
+        return None
+    x = float(x)
+    return None if math.isnan(x) else x

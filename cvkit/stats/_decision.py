@@ -1,0 +1,135 @@
+"""The verdict: one decision rule for many variants against one baseline, whose printed interval
+and verdict cannot contradict each other.
+
+Each variant's interval is drawn at the level of its own Holm step (Holm 1979): the variant with
+the j-th smallest p-value gets the interval at confidence 1 - alpha/(m - j + 1), and every variant
+from the first one Holm does not reject on gets the level of that step. So an interval excludes 0
+exactly when Holm rejects (step-down-consistent intervals). They are not simultaneous intervals:
+each covers its own difference at its stated level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+from ._runs import holm
+from ._ttest import BayesResult, CorrectedTTestResult, bayes_correlated_ttest, corrected_ttest
+
+# The region of practical equivalence by default: for AUC 0.01; for a metric counted on samples,
+# at least one sample's worth of it in one test fold (one positive per fold moves sensitivity by
+# 1/positives), since a smaller ROPE is below the metric's own resolution.
+BASE_ROPE = 0.01
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One variant's decision. ``ttest`` carries the interval at ``confidence`` (its Holm step)."""
+
+    verdict: str  # see VERDICTS
+    ttest: CorrectedTTestResult
+    pvalue_holm: float
+    confidence: float  # of the printed interval: 1 - the Holm step's alpha
+    family_size: int  # how many variants share the Holm family
+    bayes: BayesResult
+    rope: float
+    smallest_rope: float  # the narrowest ROPE this design could confirm as equivalent (true Δ = 0)
+
+    @property
+    def significant(self) -> bool:
+        return self.ttest.low > 0 or self.ttest.high < 0
+
+
+VERDICTS = (
+    "better",
+    "better, but negligible",
+    "worse",
+    "worse, but negligible",
+    "equivalent",
+    "inconclusive",
+)
+
+
+def verdict_test(diffs, n_train: int, n_test: int, *, confidence: float = 0.95) -> CorrectedTTestResult:
+    """The test every verdict rests on, in one place: the corrected resampled t of the per-fold
+    differences (variant - baseline), its interval at ``confidence``."""
+    return corrected_ttest(diffs, n_train, n_test, confidence=confidence)
+
+
+def default_rope(metric: str, n_test: float, n_positive_test: float) -> float:
+    """The default ROPE of ``metric`` for test folds of ``n_test`` samples, ``n_positive_test`` of
+    them positive: 0.01, or one sample's worth of the metric in one fold when that is coarser."""
+    n_negative_test = max(n_test - n_positive_test, 1)
+    n_positive_test = max(n_positive_test, 1)
+    resolution = dict(
+        auc=0.0,
+        accuracy=1 / n_test,
+        sensitivity=1 / n_positive_test,
+        specificity=1 / n_negative_test,
+        balanced_accuracy=0.5 / min(n_positive_test, n_negative_test),
+        f1=1 / n_positive_test,
+    ).get(metric, 0.0)
+    return float(max(BASE_ROPE, resolution))
+
+
+def holm_levels(pvalues, alpha: float) -> np.ndarray:
+    """Per hypothesis, the alpha of its Holm step: alpha/(m - j + 1) for the j-th smallest p-value
+    up to the first one Holm does not reject; that step's alpha for it and every later one."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    m = len(p)
+    levels = np.empty(m)
+    stopped_at = None
+    for j, index in enumerate(np.argsort(p, kind="stable")):
+        step = alpha / (m - j)
+        if stopped_at is None and not p[index] < step:
+            stopped_at = step
+        levels[index] = step if stopped_at is None else stopped_at
+    return levels
+
+
+def decide(ttest: CorrectedTTestResult, bayes: BayesResult, rope: float) -> str:
+    """Significant (the interval excludes 0): better or worse, "but negligible" when the whole
+    interval lies inside the ROPE. Else equivalent when the Bayesian posterior puts 95% inside the
+    ROPE, else inconclusive."""
+    if ttest.low > 0 or ttest.high < 0:
+        direction = "better" if ttest.mean > 0 else "worse"
+        negligible = -rope <= ttest.low and ttest.high <= rope
+        return f"{direction}, but negligible" if negligible else direction
+    if bayes.p_equivalent >= 0.95:
+        return "equivalent"
+    return "inconclusive"
+
+
+def verdicts(diffs_per_variant, n_train: int, n_test: int, *, alpha: float, rope: float) -> list[Verdict]:
+    """The verdicts of m variants against one baseline (one Holm family at ``alpha``)."""
+    first = [verdict_test(d, n_train, n_test) for d in diffs_per_variant]
+    pvalues = [t.pvalue for t in first]
+    adjusted = holm(pvalues)
+    levels = holm_levels(pvalues, alpha)
+    rho = n_test / (n_train + n_test)
+    out = []
+    for diffs, p_holm, level in zip(diffs_per_variant, adjusted, levels):
+        ttest = verdict_test(diffs, n_train, n_test, confidence=1 - level)
+        bayes = bayes_correlated_ttest(diffs, rho=rho, rope=rope)
+        out.append(
+            Verdict(
+                verdict=decide(ttest, bayes, rope),
+                ttest=ttest,
+                pvalue_holm=float(p_holm),
+                confidence=float(1 - level),
+                family_size=len(pvalues),
+                bayes=bayes,
+                rope=rope,
+                smallest_rope=smallest_confirmable_rope(ttest),
+            )
+        )
+    return out
+
+
+def smallest_confirmable_rope(ttest: CorrectedTTestResult) -> float:
+    """The narrowest ROPE the Bayesian correlated t could call "equivalent" (95% of the posterior
+    inside) if the observed difference were exactly 0: t(0.975, df) times the posterior scale (the
+    corrected standard error). A ROPE narrower than this cannot be confirmed by this design."""
+    return float(sps.t.ppf(0.975, ttest.df) * ttest.se)
