@@ -13,24 +13,45 @@ from pathlib import Path
 
 import pytest
 
-# A trainer that does what the parametrised statement says when it builds its model, after noting
-# the call (one line per model build: a count of trainings started).
+# A plugin that does what the parametrised statement says, after noting the call (one line per
+# call: a count of trainings started). In training, the statement runs in the first forward pass
+# with gradients, which the pre-flight's check (no gradients) never makes; on building, it runs
+# in build_model, which the pre-flight calls too.
 ENDS_THE_PROCESS = """
 import os, sys, threading, time
-from pathlib import Path
+import torch
 from torch import nn
 
-def build_model(context):
+def note_and_do():
     with open({calls!r}, "a") as calls:
         calls.write(f"{{os.getpid()}}\\n")
     {statement}
-    return nn.Sequential(nn.Flatten(), nn.Linear(context.in_channels * 16 * 16, context.n_classes))
+
+class Ender(nn.Module):
+    def __init__(self, context):
+        super().__init__()
+        self.linear = nn.Linear(context.in_channels * 16 * 16, context.n_classes)
+        self.started = False
+
+    def forward(self, x):
+        if {in_training} and torch.is_grad_enabled() and not self.started:
+            self.started = True
+            note_and_do()
+        return self.linear(x.flatten(1))
+
+def build_model(context):
+    if not {in_training}:
+        note_and_do()
+    return Ender(context)
 """
 
 
-def _plugin(tmp_path, statement, name="ender"):
+def _plugin(tmp_path, statement, name="ender", when="training"):
     path = tmp_path / f"{name}.py"
-    path.write_text(ENDS_THE_PROCESS.format(calls=str(tmp_path / "calls"), statement=statement))
+    source = ENDS_THE_PROCESS.format(
+        calls=str(tmp_path / "calls"), statement=statement, in_training=when == "training"
+    )
+    path.write_text(source)
     return path
 
 
@@ -135,11 +156,28 @@ def test_a_plugin_ending_its_process_fails_its_jobs_in_one_line_and_the_run_exit
     assert _calls(tmp_path) == 2 if jobs == "1" else 2 <= _calls(tmp_path) <= 3
 
 
+@pytest.mark.parametrize("statement", ["sys.exit(3)", "os._exit(0)"])
+def test_a_plugin_ending_its_process_while_built_is_stopped_by_the_pre_flight(tmp_path, statement):
+    """The pre-flight builds the model in a child process: the driver survives a plugin that ends
+    its process there, says so in one line and leaves no run folder (in the driver itself, the
+    command ended with exit code 3, or 0, and said nothing)."""
+    plugin = _plugin(tmp_path, statement, when="building")
+    done = _run(_evaluate(plugin, tmp_path / "run"), tmp_path)
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("cvkit: error:")]
+    assert len(errors) == 1 and "Traceback" not in done.stderr
+    ended = "called sys.exit(3)" if statement == "sys.exit(3)" else "ended the process (exit code 0)"
+    assert f"ender.py: ender {ended}" in errors[0] and "before any job started" in errors[0]
+    assert not (tmp_path / "run").exists() and _calls(tmp_path) == 1
+
+
 @pytest.mark.parametrize("options", [["--jobs", "2"], ["--jobs", "1"], ["--executor", "inprocess"]])
 def test_a_plugin_leaving_a_thread_running_fails_its_jobs_and_the_run_still_ends(tmp_path, options):
     """Item 10: on the original code the run never ended (workers, or the driver, waited for the
     thread at exit)."""
-    plugin = _plugin(tmp_path, "threading.Thread(target=time.sleep, args=(3600,), name='poller').start()")
+    # Started while the model is built: in the pre-flight's check too, whose process ends anyway.
+    thread = "threading.Thread(target=time.sleep, args=(3600,), name='poller').start()"
+    plugin = _plugin(tmp_path, thread, when="building")
     done = _run(_evaluate(plugin, tmp_path / "run", *options), tmp_path, timeout=180)
     assert done.returncode == 2, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("cvkit: error:")]
@@ -191,7 +229,7 @@ def _end_group(process):
     process.communicate()
 
 
-# Kills its driver (SIGKILL: nothing can clean up) on the run's fourth model build, once: with 3
+# Kills its driver (SIGKILL: nothing can clean up) on the fourth model build of a job, once: with 3
 # two-epoch jobs on 2 workers that is the second part of the job split to fill the idle worker,
 # while the paused state of its first part is on disk. Each build takes a numbered file.
 KILLS_THE_DRIVER_MID_JOB = """
@@ -209,7 +247,7 @@ def build_model(context):
             break
         except FileExistsError:
             number += 1
-    if number == 4:
+    if number == 5:  # the first build is the pre-flight's check
         os.kill(os.getppid(), signal.SIGKILL)
         time.sleep(30)
     return nn.Sequential(nn.Flatten(), nn.Linear(context.in_channels * 16 * 16, context.n_classes))

@@ -5,17 +5,17 @@ classes, ``backbone()``'s pair used as a module, a ``forward`` that cannot take 
 would otherwise fail inside the first job, after the run folder exists and maybe after other jobs
 trained. Here it fails in about a second with one line that names the plugin file and the fix.
 The check runs the trainer's own build path (``TorchTrainer.preflight``), so what passes here is
-what training builds; it runs on the CPU and leaves the global random generators as they were.
+what training builds; it runs on the CPU, in a forked child process that leaves the caller as it was.
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import random
-from dataclasses import replace
+import multiprocessing
+import os
+import traceback
+from dataclasses import dataclass, replace
 
-import numpy as np
 import torch
 
 from ..errors import CvkitError, PluginError
@@ -32,53 +32,94 @@ def preflight(plugin: Plugin, context: TrainContext, sample) -> None:
     """Build ``plugin``'s model as training would (once per candidate of its search space when it
     is searched), run it on ``sample`` (two samples of the run's data, extra features included)
     and raise a one-line ``PluginError`` when it cannot train: an error in building or running it,
-    or logits that are not (len(sample), n_classes). Plugins that cvkit's torch trainer does not
-    train (scikit-learn estimators, own trainers) are not checked."""
+    logits that are not (len(sample), n_classes), or a plugin that ends its process. Plugins that
+    cvkit's torch trainer does not train (scikit-learn estimators, own trainers) are not checked.
+
+    The check runs in a forked child of the calling process, so that nothing the plugin does
+    there reaches the caller: ``sys.exit`` or ``os._exit`` in the plugin, a thread it leaves
+    running, draws from the global random generators, or torch's thread pool started in a process
+    that forks its workers later (a forked child deadlocks in its first parallel region then)."""
     if plugin.build_model is None:
         return
+    fork = multiprocessing.get_context("fork")
+    receiving, sending = fork.Pipe(duplex=False)
+    child = fork.Process(target=_check_in_child, args=(sending, plugin, context, sample), daemon=True)
+    child.start()
+    sending.close()
+    try:
+        outcome = receiving.recv()
+    except EOFError:  # the child ended without a word: the plugin ended its process
+        outcome = None
+    finally:
+        receiving.close()
+        child.join()
+    if outcome is None:
+        raise PluginError(
+            f"{plugin.origin}: {plugin.name} ended the process (exit code {child.exitcode}) while its model "
+            "was built and run on 2 images, before any job started; a plugin returns or raises, it never "
+            "exits the process"
+        )
+    if outcome.message is not None:
+        raise PluginError(outcome.message) from _ChildTraceback(outcome.traceback)  # --debug shows it
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    message: str | None  # the one line for the user; None when the plugin passed
+    traceback: str = ""
+
+
+class _ChildTraceback(Exception):
+    """The traceback of the pre-flight's child process, as text (``--debug`` shows it)."""
+
+
+def _check_in_child(sending, plugin: Plugin, context: TrainContext, sample) -> None:
+    """The pre-flight's child: the check, its outcome sent to the parent, then the process ends at
+    once (``os._exit``: neither waiting for threads the plugin started nor running exit hooks)."""
+    torch.set_num_threads(1)  # the parent may have started torch's thread pool: one thread is safe
+    outcome = None
+    try:
+        _check(plugin, context, sample)
+        outcome = _Outcome(None)
+    except CvkitError as exc:
+        outcome = _Outcome(str(exc), "".join(traceback.format_exception(exc.__cause__ or exc)))
+    except SystemExit as exc:
+        outcome = _Outcome(
+            f"{plugin.origin}: {plugin.name} called sys.exit({exc.code!r}) while its model was built and run "
+            "on 2 images, before any job started; a plugin returns or raises, it never exits the process",
+            traceback.format_exc(),
+        )
+    except Exception as exc:  # not the plugin's building or running: say what it was all the same
+        outcome = _Outcome(
+            f"{plugin.origin}: {plugin.name}: checking the model before any job failed: "
+            f"{type(exc).__name__}: {' '.join(str(exc).split())}",
+            traceback.format_exc(),
+        )
+    except KeyboardInterrupt:  # Ctrl-C reaches the parent too, which stops the command
+        pass
+    finally:
+        if outcome is not None:
+            sending.send(outcome)
+        os._exit(0)
+
+
+def _check(plugin: Plugin, context: TrainContext, sample) -> None:
     settings = [plugin.hyperparams]
     if plugin.nested_args is not None and plugin.search:
         settings = [{**plugin.hyperparams, **candidate} for candidate in candidates(plugin.search)]
     for hyperparams in settings:
-        # On the CPU whatever the run's device: two samples are cheap there, and the driver process
-        # neither takes GPU memory nor initialises CUDA before its workers start. The context says
-        # so, for a plugin that places tensors on context.device.
+        # On the CPU whatever the run's device: two samples are cheap there, and no GPU memory is
+        # taken nor CUDA initialised before the workers start. The context says so, for a plugin
+        # that places tensors on context.device.
         trial = replace(context, hyperparams=hyperparams, device="cpu")
         trainer = TorchTrainer(plugin.build_model)
         try:
-            with _generators_kept(), _one_thread():
-                logits = trainer.preflight(sample, trial)
+            logits = trainer.preflight(sample, trial)
         except CvkitError:
             raise
         except Exception as exc:
-            raise PluginError(_explain(exc, plugin, trial, trainer)) from exc  # --debug shows where
+            raise PluginError(_explain(exc, plugin, trial, trainer)) from exc
         _check_logits(logits, plugin, trial, len(sample))
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """torch's intra-op threads set to one for the check, then back. The check runs in the driver,
-    which later forks its workers: a forked child deadlocks in its first parallel region when the
-    parent had started torch's OpenMP thread pool, and one thread never starts it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-@contextlib.contextmanager
-def _generators_kept():
-    """Python's, NumPy's and torch's global random generators as they were before, whatever the
-    model's construction and forward pass drew from them: the check changes no job's draws."""
-    python, numpy = random.getstate(), np.random.get_state()
-    try:
-        with torch.random.fork_rng(devices=[]):
-            yield
-    finally:
-        random.setstate(python)
-        np.random.set_state(numpy)
 
 
 def _check_logits(logits: torch.Tensor, plugin: Plugin, context: TrainContext, n: int) -> None:

@@ -167,8 +167,8 @@ class TorchTrainer:
         """The logits that the model training builds gives for ``sample`` (a couple of samples of the
         run's data) in training mode, on ``context.device``, without gradients: what the first
         training step computes, so that a model which cannot train fails here, before any job
-        starts. The caller keeps the global random generators as they were (building a model draws
-        from them)."""
+        starts. It draws from the global random generators (building a model does): the pre-flight
+        runs it in a child process, which leaves the caller's as they were."""
         device = torch.device(context.device)
         model = self._build(context, device, lambda: FeatureCache(None))
         self.extra_transform_ = fit_extra_transform(sample.extra, context.config.impute)
