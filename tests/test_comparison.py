@@ -257,7 +257,7 @@ def _fake_report(comparisons=(), holdout=()):
     report = SimpleNamespace(
         comparisons=list(comparisons), alpha=0.05, rope=0.01, selection=[], holdout=list(holdout), aa=None
     )
-    results = SimpleNamespace(run=dict(data=dict(class_counts=dict(a=50, b=50))))
+    results = SimpleNamespace(run=dict(data=dict(class_counts=dict(a=50, b=50))), jobs=[])
     return report, results
 
 

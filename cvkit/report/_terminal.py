@@ -99,9 +99,10 @@ def metric_intervals(results) -> dict[str, dict[str, tuple[float, float, float]]
 def metrics_table(results) -> Table:
     intervals = metric_intervals(results)
     table = Table(
-        title=f"Test-fold metrics, positive class = {escape.rich(results.positive_name)}: "
-        f"{ESTIMANDS['cv_interval']} (* = baseline; Brier: lower is better)",
+        title=f"Test-fold metrics, positive class = {escape.rich(results.positive_name)}",
+        caption=f"Each cell: {ESTIMANDS['cv_interval']} (* = baseline; Brier: lower is better)",
         title_justify="left",
+        caption_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
