@@ -80,7 +80,7 @@ class ComparisonReport:
     rope: float
     baseline: str
     comparisons: list[Comparison]
-    aa: Comparison | None  # baseline vs itself under other seeds (seeds >= 2)
+    aa: stats.SeedNoiseCheck | None  # baseline's even vs odd seeds (seeds >= 2)
     noise: stats.VarianceComponents | None  # baseline's score: between splits vs seeds
     single_split: tuple[float, float]  # range of the baseline's score over single splits
     selection: list[dict]  # what each checkpoint rule would have given
@@ -166,16 +166,15 @@ def compare(
         else:
             ready.append(variant)
     paired = [context.paired_scores(metrics, baseline, variant) for variant in ready]
-    decided = stats.verdicts([b - a for a, b in paired], n_train, n_test, alpha=alpha, rope=rope)
+    jobs = [context.paired_jobs(metrics, baseline, variant) for variant in ready]
+    decided = stats.verdicts(jobs, alpha=alpha, rope=rope)
     noise = context.seed_noise(metrics, baseline) if n_seeds >= 2 else None
     comparisons = []
     for variant, (a, b), decision in zip(ready, paired, decided):
         c = context.compare(baseline, variant, a, b, decision, metrics)
         comparisons.append(replace(c, paragraph=verdict_paragraph(c, noise, n_folds, n_repeats)))
 
-    aa = context.self_comparison(baseline, metrics) if n_seeds >= 2 else None
-    if aa is not None:
-        aa = replace(aa, paragraph=verdict_paragraph(aa, noise, n_folds, n_repeats))
+    aa = context.seed_check(metrics, baseline)
 
     base = metrics[(metrics.model == baseline) & (metrics.seed_index == 0)][metric].dropna()
     pairwise, mean_ranks = context.all_pairs(metrics)
@@ -270,6 +269,64 @@ class _Context:
         both = a.index.intersection(b.index)
         return a.loc[both].to_numpy(), b.loc[both].to_numpy()
 
+    def paired_jobs(self, metrics, baseline, variant) -> stats.PairedJobScores:
+        """Both models' scores per job (repeat, fold, seed) on the jobs both finished, with each
+        job's test-sample variance of the difference when the metric has one."""
+        a, b = self._per_job(metrics, baseline), self._per_job(metrics, variant)
+        both = a.index.intersection(b.index).sort_values()
+        keys = both.to_frame(index=False)
+        return stats.PairedJobScores(
+            repeat=keys["repeat"].to_numpy(),
+            fold=keys["fold"].to_numpy(),
+            seed=keys["seed_index"].to_numpy(),
+            baseline=a.loc[both].to_numpy(),
+            variant=b.loc[both].to_numpy(),
+            n_train=self.n_train,
+            n_test=self.n_test,
+            diff_variance=self._job_variances(baseline, variant, both),
+        )
+
+    def _job_variances(self, baseline, variant, jobs) -> np.ndarray | None:
+        """Per job, the variance of its difference over test folds of that size for the two fixed
+        trained models (DeLong's for AUC, per-sample for the proportions): the sampling term of
+        the verdict's test. None for a metric without one (F1; balanced accuracy of 3 or more
+        classes), or when a job lacks predictions of both models on the same samples."""
+        results = self.results
+        binary_only = self.metric == "balanced_accuracy" and len(results.class_names) > 2  # mean of k recalls
+        if self.metric not in stats.SAMPLING_VARIANCE_METRICS or binary_only:
+            return None
+        columns = [f"prob_{name}" for name in results.class_names]
+        predictions = results.predictions
+        rows = predictions[predictions.model.isin([baseline, variant])]
+        groups = rows.sort_values("sample_idx").groupby(["repeat", "fold", "seed_index"])
+        variances = []
+        for job in jobs:
+            try:
+                job_rows = groups.get_group(job)
+            except KeyError:
+                return None
+            a, b = (job_rows[job_rows.model == model] for model in (baseline, variant))
+            if not np.array_equal(a["sample_idx"].to_numpy(), b["sample_idx"].to_numpy()):
+                return None
+            labels = results.labels[a["sample_idx"].to_numpy()]
+            probs_a, probs_b = a[columns].to_numpy(), b[columns].to_numpy()
+            predicted_a = stats.predict_classes(probs_a, results.positive)
+            predicted_b = stats.predict_classes(probs_b, results.positive)
+            variance = stats.difference_variance(
+                self.metric,
+                labels == results.positive,
+                score_a=probs_a[:, results.positive],
+                score_b=probs_b[:, results.positive],
+                correct_a=predicted_a == labels,
+                correct_b=predicted_b == labels,
+                said_positive_a=predicted_a == results.positive,
+                said_positive_b=predicted_b == results.positive,
+            )
+            if variance is None or not np.isfinite(variance):
+                return None
+            variances.append(variance)
+        return np.asarray(variances)
+
     def compare(self, baseline, variant, a, b, decision: stats.Verdict, metrics) -> Comparison:
         jobs_a = self._per_job(metrics, baseline)
         jobs_b = self._per_job(metrics, variant)
@@ -300,22 +357,14 @@ class _Context:
             self._per_fold(metrics, baseline).index.intersection(self._per_fold(metrics, variant).index)
         )
 
-    def self_comparison(self, baseline, metrics) -> Comparison | None:
-        """The A/A check: the baseline's even-numbered seeds against its odd-numbered ones."""
-        rows = metrics[metrics.model == baseline].copy()
-        rows["half"] = rows["seed_index"] % 2
-        per_fold = rows.groupby(["half", "repeat", "fold"])[self.metric].mean().unstack("half").dropna()
-        if len(per_fold) < 2 or per_fold.shape[1] < 2:
+    def seed_check(self, metrics, model) -> stats.SeedNoiseCheck | None:
+        """The A/A check: ``model``'s even-numbered seeds against its odd-numbered ones, split by
+        split (``stats.seed_noise_check``); None with fewer than 2 splits of 2 or more seeds."""
+        rows = metrics[metrics.model == model].dropna(subset=[self.metric])
+        if (rows.groupby(["repeat", "fold"]).size() >= 2).sum() < 2:
             return None
-        a, b = per_fold[0].to_numpy(), per_fold[1].to_numpy()
-        (decision,) = stats.verdicts([b - a], self.n_train, self.n_test, alpha=self.alpha, rope=self.rope)
-        return self._comparison(
-            f"{baseline} (even seeds)",
-            f"{baseline} (odd seeds)",
-            a,
-            b,
-            decision,
-            prob=stats.prob_outperform(a, b),
+        return stats.seed_noise_check(
+            rows["repeat"], rows["fold"], rows["seed_index"], rows[self.metric], alpha=self.alpha
         )
 
     def _comparison(self, baseline, variant, a, b, decision: stats.Verdict, **extra) -> Comparison:
@@ -363,13 +412,8 @@ class _Context:
             return [], {}
         pairs = [(i, j) for i in range(len(models)) for j in range(i + 1, len(models))]
         scores = table.to_numpy()
-        decided = stats.verdicts(
-            [scores[:, j] - scores[:, i] for i, j in pairs],
-            self.n_train,
-            self.n_test,
-            alpha=self.alpha,
-            rope=self.rope,
-        )
+        jobs = [self.paired_jobs(metrics, models[i], models[j]) for i, j in pairs]
+        decided = stats.verdicts(jobs, alpha=self.alpha, rope=self.rope)
         pairwise = [
             PairwiseComparison(models[i], models[j], d.ttest, d.pvalue_holm, d.confidence, d.verdict)
             for (i, j), d in zip(pairs, decided)
@@ -460,7 +504,7 @@ class _Context:
                 both = a.index.intersection(b.index)
                 if len(both) < 2:
                     continue
-                t = stats.verdict_test(b.loc[both] - a.loc[both], self.n_train, self.n_test)
+                t = stats.corrected_ttest(b.loc[both] - a.loc[both], self.n_train, self.n_test)
                 entry["comparisons"][variant] = dict(mean=t.mean, low=t.low, high=t.high, pvalue=t.pvalue)
             rows.append(entry)
         return rows
@@ -652,10 +696,11 @@ def _warnings(report, results, n_test) -> list[str]:
                 f"estimate {h['cv_mean']:.3f} by more than both estimates' sampling error (p = "
                 f"{h['gap_pvalue_holm']:.2g}, Holm across models): the hold-out set may differ from the rest"
             )
-    if report.aa is not None and report.aa.verdict.startswith(("better", "worse")):
+    if report.aa is not None and report.aa.differs:
         warnings.append(
-            "the A/A check (baseline against itself, other seeds) claims a difference: "
-            "treat every verdict of this run with suspicion"
+            f"the seed-noise check finds the baseline's even and odd seeds different (p = {report.aa.p:.2g}; "
+            f"by chance in {report.alpha:.0%} of runs): seeds may not be exchangeable here (a seed-dependent "
+            "bug or set-up), so read every verdict of this run with care"
         )
     return warnings
 

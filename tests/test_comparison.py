@@ -19,31 +19,98 @@ def two_variants(tiny, tmp_path_factory):
     return cvkit.evaluate(["plugins/fc_attention.py", "logreg"], data=tiny, out=out, **FAST)
 
 
-def test_compare_tests_each_variant_on_the_paired_fold_differences(two_variants):
+def _job_scores_by_hand(results, baseline, variant):
+    """The verdict's input rebuilt from the store's predictions alone: per job (repeat, fold,
+    seed) both models' AUC and DeLong's variance of their difference on that job's test fold."""
+    p = results.predictions
+    column = f"prob_{results.positive_name}"
+    keys, a, b, variances = [], [], [], []
+    for key, job in p[p.model.isin([baseline, variant])].groupby(["repeat", "fold", "seed_index"]):
+        x, y = (job[job.model == m].sort_values("sample_idx") for m in (baseline, variant))
+        positive = results.labels[x["sample_idx"].to_numpy()] == results.positive
+        keys.append(key)
+        a.append(
+            stats.classification_metrics(
+                results.labels[x["sample_idx"]], x.filter(like="prob_").to_numpy(), results.positive
+            )["auc"]
+        )
+        b.append(
+            stats.classification_metrics(
+                results.labels[y["sample_idx"]], y.filter(like="prob_").to_numpy(), results.positive
+            )["auc"]
+        )
+        variances.append(stats.delong(positive, x[column].to_numpy(), y[column].to_numpy()).se ** 2)
+    keys = np.array(keys)
+    return stats.PairedJobScores(
+        repeat=keys[:, 0], fold=keys[:, 1], seed=keys[:, 2], baseline=a, variant=b,
+        n_train=results.fold_sizes[0], n_test=results.fold_sizes[1], diff_variance=variances,
+    )  # fmt: skip
+
+
+def test_compare_tests_each_variant_on_its_paired_jobs(two_variants):
+    """The verdict is the sampling-within test (benchmarks/calibration.py's choice) of the paired
+    per-job scores and their test-sample variances, rebuilt here from the predictions."""
     report = cvkit.compare(two_variants)
     assert [c.variant for c in report.comparisons] == ["fc_attention", "logreg"]
     for c in report.comparisons:
         diffs = two_variants.paired_differences(c.variant, "auc")
         assert np.allclose(c.diffs, diffs["difference"])
-        n_train, n_test = two_variants.fold_sizes
-        reference = stats.corrected_ttest(diffs["difference"], n_train, n_test)
-        assert c.ttest.pvalue == pytest.approx(reference.pvalue)
+        jobs = _job_scores_by_hand(two_variants, two_variants.baseline, c.variant)
+        reference = stats.difference_test(jobs, "sampling_within")
+        assert c.ttest.method == "sampling_within" and reference.method == "sampling_within"
+        assert c.ttest.pvalue == pytest.approx(reference.p) and c.ttest.mean == pytest.approx(
+            reference.estimate
+        )
+        corrected = stats.corrected_ttest(diffs["difference"], *two_variants.fold_sizes)
+        assert c.ttest.pvalue != pytest.approx(corrected.pvalue)  # really not the corrected t
         assert c.verdict in VERDICTS
         assert len(c.sample_tests) == 2  # one McNemar and DeLong per repeat
         assert c.bootstrap is not None and c.bootstrap.low <= c.bootstrap.estimate <= c.bootstrap.high
-        assert c.paragraph.startswith(c.variant)
+        assert c.paragraph.startswith(c.variant) and "sampling-within test" in c.paragraph
     holm = stats.holm([c.ttest.pvalue for c in report.comparisons])
     assert [c.pvalue_holm for c in report.comparisons] == pytest.approx(list(holm))
     assert report.aa is None and report.noise is None
 
 
+def test_the_verdict_falls_back_to_the_corrected_t_and_says_so(two_variants):
+    """F1 has no per-sample variance in the sampling test: the corrected t decides, and the
+    report names it."""
+    report = cvkit.compare(two_variants, metric="f1", n_resamples=200)
+    for c in report.comparisons:
+        diffs = two_variants.paired_differences(c.variant, "f1")["difference"]
+        reference = stats.corrected_ttest(diffs, *two_variants.fold_sizes)
+        assert c.ttest.method == "corrected_t" and c.ttest.pvalue == pytest.approx(reference.pvalue)
+        assert "corrected resampled t" in c.paragraph
+    assert report.to_json()["verdict_tests"] == "corrected resampled t"
+
+
 def test_verdict_follows_the_rules():
     clear = np.full(15, 0.05) + np.linspace(-0.01, 0.01, 15)
-    (v,) = stats.verdicts([clear], 80, 20, alpha=0.05, rope=0.01)
+    (v,) = stats.verdicts(_jobs(clear), alpha=0.05, rope=0.01)
     assert v.verdict == "better" and v.ttest.low > 0.01
     small = np.linspace(-0.001, 0.001, 15)
-    (v0,) = stats.verdicts([small], 80, 20, alpha=0.05, rope=0.01)
+    (v0,) = stats.verdicts(_jobs(small), alpha=0.05, rope=0.01)
     assert v0.verdict == "equivalent"
+
+
+def _jobs(*diffs_per_variant, n_train=80, n_test=20):
+    """Per variant, its per-split differences as paired jobs (5 folds x repeats, one seed, no
+    test-sample variances: the verdict's test is then the corrected t on these differences)."""
+    out = []
+    for diffs in diffs_per_variant:
+        index = np.arange(len(diffs))
+        out.append(
+            stats.PairedJobScores(
+                repeat=index // 5,
+                fold=index % 5,
+                seed=np.zeros_like(index),
+                baseline=np.zeros(len(diffs)),
+                variant=diffs,
+                n_train=n_train,
+                n_test=n_test,
+            )
+        )
+    return out
 
 
 def _diffs_with_pvalue(target, n_train=80, n_test=20, n=15):
@@ -59,20 +126,18 @@ def _diffs_with_pvalue(target, n_train=80, n_test=20, n=15):
 def test_interval_and_verdict_cannot_contradict():
     """Item 4: the printed interval is drawn at the level of the variant's Holm step and honours alpha."""
     # two variants at p 0.048 and 0.027: Holm 0.054 each, so neither interval may exclude 0
-    pair = stats.verdicts(
-        [_diffs_with_pvalue(0.048), _diffs_with_pvalue(0.027)], 80, 20, alpha=0.05, rope=0.01
-    )
+    pair = stats.verdicts(_jobs(_diffs_with_pvalue(0.048), _diffs_with_pvalue(0.027)), alpha=0.05, rope=0.01)
     assert [v.pvalue_holm for v in pair] == pytest.approx([0.054, 0.054])
     for v in pair:
         assert v.verdict == "inconclusive" and v.ttest.low < 0 < v.ttest.high
         assert v.confidence == pytest.approx(0.975)
     # --alpha 0.10 with p 0.087: significant, and the 90% interval says so
-    (single,) = stats.verdicts([_diffs_with_pvalue(0.087)], 80, 20, alpha=0.10, rope=0.01)
+    (single,) = stats.verdicts(_jobs(_diffs_with_pvalue(0.087)), alpha=0.10, rope=0.01)
     assert (
         single.verdict == "better" and single.ttest.low > 0 and single.ttest.confidence == pytest.approx(0.90)
     )
     # three variants: 0.001 rejected at 0.05/3, 0.02 at 0.05/2, 0.04 at 0.05: all excluded
-    three = stats.verdicts([_diffs_with_pvalue(p) for p in (0.02, 0.001, 0.04)], 80, 20, alpha=0.05, rope=0.0)
+    three = stats.verdicts(_jobs(*(_diffs_with_pvalue(p) for p in (0.02, 0.001, 0.04))), alpha=0.05, rope=0.0)
     assert [v.confidence for v in three] == pytest.approx([1 - 0.05 / 2, 1 - 0.05 / 3, 0.95])
     assert all(v.verdict == "better" and v.ttest.low > 0 for v in three)
     # many random families: the interval excludes 0 exactly when the Holm-adjusted p is below alpha
@@ -80,7 +145,7 @@ def test_interval_and_verdict_cannot_contradict():
     for _ in range(200):
         family = [0.03 * rng.normal() + 0.05 * rng.normal(size=15) for _ in range(rng.integers(1, 5))]
         alpha = rng.choice([0.05, 0.1, 0.2])
-        for v in stats.verdicts(family, 80, 20, alpha=alpha, rope=0.0):
+        for v in stats.verdicts(_jobs(*family), alpha=alpha, rope=0.0):
             assert v.significant == (v.pvalue_holm < alpha)
 
 
@@ -97,10 +162,10 @@ def test_compare_honours_alpha_in_the_printed_interval(two_variants):
 def test_significant_effect_inside_the_rope_is_better_but_negligible():
     """Item 5: Δ +0.004, CI [0.001, 0.007] inside ROPE ±0.01 does not read 'reliably beats'."""
     diffs = 0.004 + np.linspace(-1, 1, 15) * 0.0025
-    (v,) = stats.verdicts([diffs], 80, 20, alpha=0.05, rope=0.01)
+    (v,) = stats.verdicts(_jobs(diffs), alpha=0.05, rope=0.01)
     assert 0 < v.ttest.low and v.ttest.high < 0.01
     assert v.verdict == "better, but negligible"
-    (w,) = stats.verdicts([-diffs], 80, 20, alpha=0.05, rope=0.01)
+    (w,) = stats.verdicts(_jobs(-diffs), alpha=0.05, rope=0.01)
     assert w.verdict == "worse, but negligible"
     # the smallest ROPE this design could confirm: equivalence needs the posterior's 95% inside it
     assert v.smallest_rope == pytest.approx(sps.t.ppf(0.975, 14) * v.ttest.se)
@@ -137,12 +202,21 @@ def test_selection_rules_and_epoch_curves_are_stored(two_variants):
     assert [e["rule"] for e in report.selection] == ["val_auc", "val_loss", "val_acc", "last"]
 
 
-def test_seeds_give_an_aa_check_and_a_noise_floor(tiny, tmp_path):
+def test_seeds_give_a_seed_noise_check_and_a_noise_floor(tiny, tmp_path):
+    """The A/A check is the one-sample t of even vs odd seeds split by split (stats.seed_noise_check),
+    not a corrected t (whose overlap correction left a check that could not fail)."""
     results = cvkit.evaluate([], data=tiny, out=tmp_path / "run", seeds=2, **FAST)
     report = cvkit.compare(results)
     assert report.comparisons == []
-    assert report.aa is not None and report.aa.verdict in VERDICTS
-    assert len(report.aa.diffs) == 6
+    m = results.metrics[results.metrics.model == results.baseline]
+    reference = stats.seed_noise_check(m["repeat"], m["fold"], m["seed_index"], m["auc"])
+    assert report.aa == reference and report.aa.n_splits == 6
+    even_minus_odd = m.pivot_table(index=["repeat", "fold"], columns="seed_index", values="auc")
+    assert report.aa.estimate == pytest.approx((even_minus_odd[0] - even_minus_odd[1]).mean())
+    assert 0 < report.aa.power_one_sd < 1
+    record = report.to_json()["aa_check"]
+    assert record["verdict"] == ("differs" if report.aa.p < 0.05 else "no difference")
+    assert f"{report.aa.power_one_sd:.0%}" in record["sentence"]
     assert report.noise.n_seeds == 2 and report.noise.seed_sd > 0
 
 
@@ -168,7 +242,7 @@ def test_cli_compare_json_has_stable_keys(two_variants, tmp_path, capsys):
     assert set(entry) >= {
         "verdict",
         "paragraph",
-        "corrected_ttest",
+        "verdict_test",
         "bayesian",
         "prob_outperform",
         "minimal_detectable_effect",
@@ -176,7 +250,8 @@ def test_cli_compare_json_has_stable_keys(two_variants, tmp_path, capsys):
         "bootstrap",
         "design_needed",
     }
-    assert set(entry["corrected_ttest"]) == {
+    assert set(entry["verdict_test"]) == {
+        "method",
         "statistic",
         "pvalue",
         "pvalue_holm",

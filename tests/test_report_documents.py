@@ -195,6 +195,6 @@ def test_every_output_reads_one_serialisation_and_states_estimands(hostile_run, 
     write_json(results, tmp_path / "s.json", report)
     stored = json.loads((tmp_path / "s.json").read_text())["comparison"]
     (stored_entry,) = stored["comparisons"].values()
-    assert stored_entry["corrected_ttest"] == pytest.approx(entry["corrected_ttest"])
+    assert stored_entry["verdict_test"] == pytest.approx(entry["verdict_test"])
     assert stored_entry["paragraph"] == entry["paragraph"] and stored["estimands"] == ESTIMANDS
     assert "ci_low" not in stored_entry["prob_outperform"]  # item 2: no interval over correlated pairs

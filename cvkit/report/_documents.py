@@ -80,11 +80,11 @@ def document_context(results, report) -> dict:
             verdict_class=c["verdict_class"],
             paragraph=c["paragraph"],
             mean=c["mean_difference"],
-            low=c["corrected_ttest"]["ci_low"],
-            high=c["corrected_ttest"]["ci_high"],
+            low=c["verdict_test"]["ci_low"],
+            high=c["verdict_test"]["ci_high"],
             interval_label=c["interval_label"],
-            pvalue=c["corrected_ttest"]["pvalue"],
-            pvalue_holm=c["corrected_ttest"]["pvalue_holm"],
+            pvalue=c["verdict_test"]["pvalue"],
+            pvalue_holm=c["verdict_test"]["pvalue_holm"],
             wins=c["wins"],
             n=c["n_folds"],
             prob=c["prob_outperform"]["statistic"],
@@ -122,7 +122,7 @@ def document_context(results, report) -> dict:
         else dict(
             verdict=record["aa_check"]["verdict"],
             verdict_class=record["aa_check"]["verdict_class"],
-            paragraph=record["aa_check"]["paragraph"],
+            paragraph=record["aa_check"]["sentence"],
         )
     )
     return dict(
@@ -148,6 +148,7 @@ def document_context(results, report) -> dict:
         metric_names=[(m, LABELS[m]) for m in METRICS],
         comparisons=comparisons,
         aa=aa,
+        verdict_tests=record["verdict_tests"],
         noise=record["seed_noise"],
         noise_sentence=record["seed_noise_sentence"],
         single_split=report.single_split,
@@ -241,6 +242,7 @@ def render_markdown(context: dict, figures: dict) -> str:
             f"## Comparisons (Δ{context['metric']} = variant - {esc(context['baseline'])})",
             "",
             f"Δ: {esc(context['estimands']['verdict'])}. CI: {esc(context['estimands']['interval'])}. "
+            f"Test: {esc(context['estimands']['verdict_test'])}. "
             f"P(variant > baseline): {esc(context['estimands']['prob_outperform'])}.",
             "",
             "| variant | Δ | CI | p | p (Holm) | P(variant > baseline) "
@@ -302,7 +304,7 @@ def render_latex(context: dict) -> str:
         lines += [
             "\\midrule",
             f"\\multicolumn{{{len(shown) + 1}}}{{l}}{{$\\Delta$ {esc(context['metric'])} vs "
-            f"{esc(context['baseline'])} (corrected resampled $t$-test; interval at the level of its Holm "
+            f"{esc(context['baseline'])} ({esc(context['verdict_tests'])}; interval at the level of its Holm "
             "step, excluding 0 exactly when Holm rejects; Holm-adjusted $p$)} \\\\",
         ]
         for c in context["comparisons"]:

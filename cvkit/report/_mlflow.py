@@ -152,9 +152,9 @@ def _export(results, comparison, tracking_uri, experiment) -> list[str]:
                     "cvkit.verdict": c["verdict"],
                     "cvkit.verdict_metric": c["metric"],
                     "cvkit.baseline": c["baseline"],
-                    "cvkit.p_holm": f"{c['corrected_ttest']['pvalue_holm']:.4g}",
-                    "cvkit.ci": f"{c['interval_label']} [{c['corrected_ttest']['ci_low']:+.4f}, "
-                    f"{c['corrected_ttest']['ci_high']:+.4f}]",
+                    "cvkit.p_holm": f"{c['verdict_test']['pvalue_holm']:.4g}",
+                    "cvkit.ci": f"{c['interval_label']} [{c['verdict_test']['ci_low']:+.4f}, "
+                    f"{c['verdict_test']['ci_high']:+.4f}]",
                     "cvkit.verdict_text": c["paragraph"][:5000],
                 }
             )

@@ -12,11 +12,13 @@ import math
 from ._narrative import (
     ESTIMANDS,
     aa_sentence,
+    aa_verdict,
     friedman_sentence,
     interval_label,
     mean_ranks_sentence,
     noise_sentence,
     single_split_sentence,
+    tests_used,
     verdict_css,
 )
 
@@ -36,9 +38,8 @@ def report_record(report) -> dict:
         if report.noise is None
         else noise_sentence(report.noise, report.baseline, report.metric, report.n_seeds),
         comparisons={c.variant: comparison_record(c) for c in report.comparisons},
-        aa_check=None
-        if report.aa is None
-        else dict(comparison_record(report.aa), sentence=aa_sentence(report)),
+        verdict_tests=tests_used(report),
+        aa_check=None if report.aa is None else aa_record(report),
         checkpoint_selection=report.selection,
         warnings=list(report.warnings),
         pairwise=[
@@ -65,6 +66,27 @@ def report_record(report) -> dict:
     )
 
 
+def aa_record(report) -> dict:
+    aa = report.aa
+    return dict(
+        verdict=aa_verdict(aa),
+        verdict_class="worse" if aa.differs else "inconclusive",
+        difference=aa.estimate,
+        se=aa.se,
+        df=aa.df,
+        statistic=aa.t,
+        pvalue=aa.p,
+        ci_low=aa.ci_low,
+        ci_high=aa.ci_high,
+        confidence=1 - aa.alpha,
+        seed_sd=aa.seed_sd,
+        power_at_one_seed_sd=aa.power_one_sd,
+        n_splits=aa.n_splits,
+        seeds_per_half=list(aa.seeds_per_half),
+        sentence=aa_sentence(report),
+    )
+
+
 def comparison_record(c) -> dict:
     t, bayes = c.ttest, c.bayes
     return dict(
@@ -77,7 +99,8 @@ def comparison_record(c) -> dict:
         mean_difference=t.mean,
         wins=c.wins,
         n_folds=len(c.diffs),
-        corrected_ttest=dict(
+        verdict_test=dict(
+            method=t.method,
             statistic=t.statistic,
             pvalue=t.pvalue,
             pvalue_holm=_num(c.pvalue_holm),

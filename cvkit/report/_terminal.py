@@ -192,8 +192,8 @@ def comparison_table(report) -> Group:
     record = report_record(report)
     table = Table(
         title=f"Does the variant beat {escape.rich(report.baseline)}? Δ{name} = variant - baseline over "
-        f"{report.n_folds} folds x {report.n_repeats} repeats, corrected for overlapping "
-        f"training sets, alpha {report.alpha:g}, Holm over {len(report.comparisons)} variant(s); "
+        f"{report.n_folds} folds x {report.n_repeats} repeats by the {record['verdict_tests']}, "
+        f"alpha {report.alpha:g}, Holm over {len(report.comparisons)} variant(s); "
         f"Bayes: P(better/equivalent/worse), ROPE ±{report.rope:g}",
         title_justify="left",
         box=box.SIMPLE_HEAD,
@@ -204,7 +204,7 @@ def comparison_table(report) -> Group:
         table.add_column(column, justify="right", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     for c in record["comparisons"].values():
-        t, bayes = c["corrected_ttest"], c["bayesian"]
+        t, bayes = c["verdict_test"], c["bayesian"]
         table.add_row(
             escape.rich(c["variant"]),
             _two_lines(
@@ -219,6 +219,7 @@ def comparison_table(report) -> Group:
     notes = [
         f"Δ: {ESTIMANDS['verdict']}.",
         f"CI: {ESTIMANDS['interval']}.",
+        f"Test: {ESTIMANDS['verdict_test']}.",
         f"P(v>b): {ESTIMANDS['prob_outperform']}.",
     ]
     return Group(table, Text("\n".join(notes), style="dim"))

@@ -62,11 +62,18 @@ from ._ttest import (
 )
 from ._verdict import DEFAULT_METHOD as DEFAULT_VERDICT_METHOD
 from ._verdict import METHODS as VERDICT_METHODS
-from ._verdict import DifferenceTest, PairedJobScores, difference_test, difference_variance
+from ._verdict import (
+    SAMPLING_VARIANCE_METRICS,
+    DifferenceTest,
+    PairedJobScores,
+    difference_test,
+    difference_variance,
+)
 
 __all__ = [
     "DEFAULT_VERDICT_METHOD",
     "VERDICT_METHODS",
+    "SAMPLING_VARIANCE_METRICS",
     "DesignAdvice",
     "DesignProjection",
     "DifferenceTest",

@@ -30,6 +30,11 @@ class SeedNoiseCheck:
     n_splits: int
     seeds_per_half: tuple[float, float]  # (even, odd), mean over splits
 
+    @property
+    def differs(self) -> bool:
+        """The model differs from itself at ``alpha``: under exchangeable seeds, at rate alpha."""
+        return self.p < self.alpha
+
 
 def seed_noise_check(repeat, fold, seed, scores, *, alpha: float = 0.05) -> SeedNoiseCheck:
     """A/A check of one model's per-job ``scores`` (job i = repeat[i], fold[i], seed[i]): its

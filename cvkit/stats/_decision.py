@@ -17,6 +17,7 @@ from scipy import stats as sps
 
 from ._runs import holm
 from ._ttest import BayesResult, CorrectedTTestResult, bayes_correlated_ttest, corrected_ttest
+from ._verdict import PairedJobScores, difference_test
 
 # The region of practical equivalence by default: for AUC 0.01; for a metric counted on samples,
 # at least one sample's worth of it in one test fold (one positive per fold moves sensitivity by
@@ -52,10 +53,23 @@ VERDICTS = (
 )
 
 
-def verdict_test(diffs, n_train: int, n_test: int, *, confidence: float = 0.95) -> CorrectedTTestResult:
-    """The test every verdict rests on, in one place: the corrected resampled t of the per-fold
-    differences (variant - baseline), its interval at ``confidence``."""
-    return corrected_ttest(diffs, n_train, n_test, confidence=confidence)
+def verdict_test(jobs: PairedJobScores, *, confidence: float = 0.95) -> CorrectedTTestResult:
+    """The test every verdict rests on, in one place: ``difference_test`` of the paired per-job
+    scores with the default method (``sampling_within``, the one candidate that kept its level
+    and coverage in every regime of ``benchmarks/calibration.py``; the corrected resampled t when
+    the run cannot support it), its interval at ``confidence``; ``method`` says which ran."""
+    t = difference_test(jobs, alpha=1 - confidence)
+    return CorrectedTTestResult(
+        statistic=t.t,
+        pvalue=t.p,
+        df=t.df,
+        mean=t.estimate,
+        se=t.se,
+        low=t.ci_low,
+        high=t.ci_high,
+        confidence=confidence,
+        method=t.method,
+    )
 
 
 def default_rope(metric: str, n_test: float, n_positive_test: float) -> float:
@@ -102,17 +116,20 @@ def decide(ttest: CorrectedTTestResult, bayes: BayesResult, rope: float) -> str:
     return "inconclusive"
 
 
-def verdicts(diffs_per_variant, n_train: int, n_test: int, *, alpha: float, rope: float) -> list[Verdict]:
-    """The verdicts of m variants against one baseline (one Holm family at ``alpha``)."""
-    first = [verdict_test(d, n_train, n_test) for d in diffs_per_variant]
+def verdicts(jobs_per_variant: list[PairedJobScores], *, alpha: float, rope: float) -> list[Verdict]:
+    """The verdicts of m variants against one baseline (one Holm family at ``alpha``), each from
+    its paired per-job scores."""
+    first = [verdict_test(jobs) for jobs in jobs_per_variant]
     pvalues = [t.pvalue for t in first]
     adjusted = holm(pvalues)
     levels = holm_levels(pvalues, alpha)
-    rho = n_test / (n_train + n_test)
     out = []
-    for diffs, p_holm, level in zip(diffs_per_variant, adjusted, levels):
-        ttest = verdict_test(diffs, n_train, n_test, confidence=1 - level)
-        bayes = bayes_correlated_ttest(diffs, rho=rho, rope=rope)
+    for jobs, p_holm, level in zip(jobs_per_variant, adjusted, levels):
+        ttest = verdict_test(jobs, confidence=1 - level)
+        # The Bayesian correlated t and the smallest confirmable ROPE work on the per-split
+        # differences (seeds averaged), as baycomp does.
+        diffs = jobs.split_differences()
+        bayes = bayes_correlated_ttest(diffs, rho=jobs.n_test / (jobs.n_train + jobs.n_test), rope=rope)
         out.append(
             Verdict(
                 verdict=decide(ttest, bayes, rope),
@@ -122,7 +139,7 @@ def verdicts(diffs_per_variant, n_train: int, n_test: int, *, alpha: float, rope
                 family_size=len(pvalues),
                 bayes=bayes,
                 rope=rope,
-                smallest_rope=smallest_confirmable_rope(ttest),
+                smallest_rope=smallest_confirmable_rope(corrected_ttest(diffs, jobs.n_train, jobs.n_test)),
             )
         )
     return out

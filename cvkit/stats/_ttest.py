@@ -16,12 +16,15 @@ from scipy import stats
 class CorrectedTTestResult:
     statistic: float
     pvalue: float
-    df: int
+    df: float  # J - 1 here; Satterthwaite's for the sampling methods
     mean: float
     se: float
     low: float
     high: float
     confidence: float
+    # Which test made it: the corrected resampled t here; the verdict's result (stats.verdict_test)
+    # names its method from stats.VERDICT_METHODS.
+    method: str = "corrected_t"
 
 
 @dataclass(frozen=True)

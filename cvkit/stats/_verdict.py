@@ -66,6 +66,9 @@ METHODS = (
     "sampling_training",
 )
 DEFAULT_METHOD = "sampling_within"
+# The metrics whose per-job test-sample variance ``difference_variance`` gives (balanced accuracy
+# as the mean of sensitivity and specificity: two classes).
+SAMPLING_VARIANCE_METRICS = ("auc", "accuracy", "sensitivity", "specificity", "balanced_accuracy")
 # What the default falls back to when the run cannot support it (one repeat, or no per-job
 # test-sample variances for this metric).
 FALLBACK_METHOD = "corrected_t"
@@ -117,6 +120,10 @@ class PairedJobScores:
     @property
     def diffs(self) -> np.ndarray:
         return self.variant - self.baseline
+
+    def split_differences(self) -> np.ndarray:
+        """Per split (repeat, fold), in that order, the difference with its seeds averaged."""
+        return _Parts(self).split_means
 
 
 @dataclass(frozen=True)
