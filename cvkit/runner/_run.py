@@ -62,7 +62,7 @@ def run_jobs(
     executor = executor or LocalExecutor()
     if progress:
         progress.start(len(jobs), len(jobs) - len(pending))
-    failures = []
+    failures: list[tuple] = []
     with claims or contextlib.nullcontext():
         while pending:
             elsewhere = _train(pending, store, work, executor, progress, claims, counts, failures)

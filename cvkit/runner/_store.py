@@ -411,7 +411,7 @@ class Store:
             except (ValueError, TypeError):
                 values = None
             if values is None or values.ndim != 1:
-                problem = "not a list of numbers"
+                problem: str | None = "not a list of numbers"
             else:
                 problem = _row_problem(values[None], n_classes or 0)
             if problem:
@@ -456,10 +456,14 @@ def _file_identity(path: Path) -> tuple[int, int] | None:
     return stat.st_dev, stat.st_ino
 
 
+# SQLite's primary result codes (sqlite3 has them as names from Python 3.11 on).
+SQLITE_BUSY, SQLITE_LOCKED = 5, 6
+
+
 def _locked(exc: sqlite3.Error) -> bool:
     """Whether a SQLite error means another connection holds a lock (SQLITE_BUSY or SQLITE_LOCKED)."""
     code = getattr(exc, "sqlite_errorcode", None)
-    return (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) if code else "locked" in str(exc)
+    return (code & 0xFF) in (SQLITE_BUSY, SQLITE_LOCKED) if code else "locked" in str(exc)
 
 
 def _row_problem(probs: np.ndarray, n_classes: int) -> str | None:

@@ -199,8 +199,8 @@ def advise_design(
                 data_design = _cheapest(
                     d
                     for d in (
-                        project(*design, factor)
-                        for design in _designs(fold_choices, max_repeats, max_seeds, s0)
+                        project(k, r, s, factor)
+                        for k, r, s in _designs(fold_choices, max_repeats, max_seeds, s0)
                     )
                     if d.power >= power
                 )
@@ -219,7 +219,7 @@ def advise_design(
         more = (
             f"about {data_needed:g}x the data (n ≈ {int(round(data_needed * model.n_samples))}) with "
             f"{data_design.describe()} (projected power {_pct(data_design.power)})"
-            if data_needed is not None
+            if data_needed is not None and data_design is not None
             else f"more than {DATA_FACTORS[-1]:g}x the data"
         )
         sentence = (

@@ -95,7 +95,7 @@ class PairedJobScores:
     diff_variance: np.ndarray | None = None
 
     def __post_init__(self):
-        arrays = {}
+        arrays: dict[str, np.ndarray] = {}
         for name in ("repeat", "fold", "seed"):
             arrays[name] = np.asarray(getattr(self, name), dtype=np.int64).ravel()
         for name in ("baseline", "variant"):
@@ -210,6 +210,8 @@ class _Parts:
             deviations @ deviations / max(1, self.n_splits - len(self.repeat_means))
         )
         self.supports_sampling = jobs.diff_variance is not None and len(self.repeat_means) >= 2
+        # Mean test-sample variance of one job's difference (the sampling methods only).
+        self.test_noise = float("nan") if jobs.diff_variance is None else float(np.mean(jobs.diff_variance))
 
     def corrected_t(self):
         return (1 / self.n_splits + self.ratio) * self.split_var, self.n_splits - 1
@@ -228,7 +230,7 @@ class _Parts:
 
     def _sampling_terms(self):
         n_samples = self.n_folds * self.jobs.n_test
-        data_set = float(np.mean(self.jobs.diff_variance)) / self.n_folds
+        data_set = self.test_noise / self.n_folds
         repeats = float(self.repeat_means.var(ddof=1)) / len(self.repeat_means)
         return [(data_set, n_samples - 1), (repeats, len(self.repeat_means) - 1)]
 
@@ -241,13 +243,11 @@ class _Parts:
         return _satterthwaite([data_set, (within, self.n_repeats * (self.n_folds - 1))])
 
     def sampling_training(self):
-        test_noise = float(np.mean(self.jobs.diff_variance))
-        training = max(0.0, self.split_var - test_noise - self.seed_var / self.harmonic_seeds)
+        training = max(0.0, self.split_var - self.test_noise - self.seed_var / self.harmonic_seeds)
         return _satterthwaite([*self._sampling_terms(), (training / self.ratio, self.n_splits - 1)])
 
     def sampling_overlap(self):
-        test_noise = float(np.mean(self.jobs.diff_variance))
-        training = max(0.0, self.split_var - test_noise - self.seed_var / self.harmonic_seeds)
+        training = max(0.0, self.split_var - self.test_noise - self.seed_var / self.harmonic_seeds)
         return _satterthwaite([*self._sampling_terms(), (self.ratio * training, self.n_splits - 1)])
 
 
