@@ -38,7 +38,9 @@ class BayesResult:
     rope: float
 
 
-def corrected_ttest(diffs, n_train: int, n_test: int, *, confidence: float = 0.95) -> CorrectedTTestResult:
+def corrected_ttest(
+    diffs, n_train: float, n_test: float, *, confidence: float = 0.95
+) -> CorrectedTTestResult:
     """Corrected resampled / repeated k-fold t-test (Nadeau & Bengio 2003; Bouckaert & Frank 2004).
 
     ``diffs`` are the J = k x r per-fold differences; ``n_train`` and ``n_test`` the training
