@@ -276,6 +276,13 @@ def _comparison_options(parser) -> None:
         "for AUC and at least one sample's worth of a counted metric in one test fold)",
     )
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level (Holm across variants)")
+    parser.add_argument(
+        "--min-effect",
+        type=float,
+        default=None,
+        help="smallest difference of the verdict metric worth detecting, stated in advance: the design "
+        "advice says what design detects it with 80%% power (default: the ROPE)",
+    )
 
 
 def _positive_option(parser) -> None:
@@ -355,7 +362,7 @@ def _evaluate(args, console, errors) -> int:
     from .runner import JobProgress
 
     started = time.perf_counter()
-    check_settings(rope=args.rope, alpha=args.alpha)  # now, not after training
+    check_settings(rope=args.rope, alpha=args.alpha, min_effect=args.min_effect)  # now, not after training
     if args.json and args.out:
         check_not_store(args.out, args.json)
     options = {} if args.image_size is None else {"image_size": args.image_size}
@@ -418,7 +425,9 @@ def _evaluate(args, console, errors) -> int:
         command=args.command_line,
         caveats=loading,
     )
-    report = compare(results, metric=args.metric, rope=args.rope, alpha=args.alpha)
+    report = compare(
+        results, metric=args.metric, rope=args.rope, alpha=args.alpha, min_effect=args.min_effect
+    )
     render_summary(results, console)
     render_comparison(report, console)
     counts = results.counts
@@ -472,7 +481,9 @@ def _report(args, console, errors) -> int:
     from .results import Results
 
     results = Results(args.run_dir, positive=args.positive)
-    report = compare(results, metric=args.metric, rope=args.rope, alpha=args.alpha)
+    report = compare(
+        results, metric=args.metric, rope=args.rope, alpha=args.alpha, min_effect=args.min_effect
+    )
     render_summary(results, console)
     render_comparison(report, console)
     if args.json:
@@ -490,7 +501,14 @@ def _compare(args, console, errors) -> int:
     if len(args.run_dir) > 1:
         return _compare_runs(args, console)
     results = Results(args.run_dir[0], positive=args.positive)
-    report = compare(results, metric=args.metric, rope=args.rope, alpha=args.alpha, baseline=args.baseline)
+    report = compare(
+        results,
+        metric=args.metric,
+        rope=args.rope,
+        alpha=args.alpha,
+        baseline=args.baseline,
+        min_effect=args.min_effect,
+    )
     render_comparison(report, console)
     if args.json:
         write_json(results, args.json, report)

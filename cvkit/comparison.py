@@ -42,8 +42,8 @@ class Comparison:
     ttest: stats.CorrectedTTestResult
     bayes: stats.BayesResult
     prob: stats.ProbOutperformResult
-    mde: stats.DetectableEffect
-    design: list[stats.DesignOption]
+    mde: float  # smallest true difference this design detects with 80% power (projected)
+    advice: stats.DesignAdvice  # the design that detects the pre-specified min_effect
     pvalue_holm: float
     verdict: str
     confidence: float  # of ttest's interval
@@ -114,9 +114,11 @@ class MultiRunRanking:
     friedman: stats.FriedmanResult
 
 
-def check_settings(*, rope: float | None, alpha: float) -> None:
-    """The ROPE (None: the metric's own) and the significance level, checked before any work
-    (``nan < 0`` is False)."""
+def check_settings(*, rope: float | None, alpha: float, min_effect: float | None = None) -> None:
+    """The ROPE (None: the metric's own), the significance level and the smallest effect of
+    interest (None: the ROPE), checked before any work (``nan < 0`` is False)."""
+    if min_effect is not None and not (math.isfinite(min_effect) and min_effect > 0):
+        raise ConfigError(f"--min-effect must be a positive number, got {min_effect}")
     if not (math.isfinite(alpha) and 0 < alpha < 1):
         raise ConfigError(f"--alpha must lie strictly between 0 and 1, got {alpha}")
     if rope is not None and not (math.isfinite(rope) and rope >= 0):
@@ -130,17 +132,20 @@ def compare(
     rope: float | None = None,
     alpha: float = 0.05,
     baseline: str | None = None,
+    min_effect: float | None = None,
     n_resamples: int = 10000,
     seed: int = 0,
 ) -> ComparisonReport:
     """Compare every other model of ``results`` with ``baseline`` (default: the run's baseline).
     ``rope`` defaults to the metric's own (``stats.default_rope``: 0.01 for AUC, at least one
-    sample's worth of a counted metric in one test fold)."""
+    sample's worth of a counted metric in one test fold). ``min_effect``, the smallest difference
+    worth detecting that the design advice plans for, defaults to the ROPE: stated in advance,
+    never the observed difference."""
     from .report import verdict_paragraph
 
     if metric not in stats.VERDICT_METRICS:
         raise ConfigError(f"--metric {metric!r}: choose one of {', '.join(stats.VERDICT_METRICS)}")
-    check_settings(rope=rope, alpha=alpha)
+    check_settings(rope=rope, alpha=alpha, min_effect=min_effect)
     baseline = baseline or results.baseline
     if baseline not in results.model_names:
         raise ConfigError(
@@ -152,10 +157,13 @@ def compare(
     design = results.run["design"]
     n_folds, n_repeats, n_seeds = design["folds"], design["repeats"], design["seeds"]
     n_train, n_test = results.fold_sizes
-    if rope is None:
-        positives = np.mean([np.sum(results.labels[s["test"]] == results.positive) for s in results.plan])
-        rope = stats.default_rope(metric, n_test, float(positives))
+    positives = np.mean([np.sum(results.labels[s["test"]] == results.positive) for s in results.plan])
+    default_rope = stats.default_rope(metric, n_test, float(positives))
+    rope = default_rope if rope is None else rope
+    # The effect the advice plans for: the ROPE, or the metric's own when the ROPE is 0.
+    min_effect = min_effect or rope or default_rope
     context = _Context(results, metric, rope, alpha, n_train, n_test, n_folds, n_repeats, n_resamples, seed)
+    context.min_effect = min_effect
 
     pending, ready = [], []
     for variant in results.model_names:
@@ -170,8 +178,8 @@ def compare(
     decided = stats.verdicts(jobs, alpha=alpha, rope=rope)
     noise = context.seed_noise(metrics, baseline) if n_seeds >= 2 else None
     comparisons = []
-    for variant, (a, b), decision in zip(ready, paired, decided):
-        c = context.compare(baseline, variant, a, b, decision, metrics)
+    for variant, (a, b), variant_jobs, decision in zip(ready, paired, jobs, decided):
+        c = context.compare(baseline, variant, a, b, variant_jobs, decision)
         comparisons.append(replace(c, paragraph=verdict_paragraph(c, noise, n_folds, n_repeats)))
 
     aa = context.seed_check(metrics, baseline)
@@ -257,6 +265,8 @@ def compare_runs(runs, *, metric: str = "auc") -> MultiRunRanking:
 class _Context:
     """The shared settings of one comparison report, and the steps that use them."""
 
+    min_effect: float  # what the design advice plans for
+
     def __init__(self, results, metric, rope, alpha, n_train, n_test, n_folds, n_repeats, n_resamples, seed):
         self.results, self.metric, self.rope, self.alpha = results, metric, rope, alpha
         self.n_train, self.n_test = n_train, n_test
@@ -327,24 +337,22 @@ class _Context:
             variances.append(variance)
         return np.asarray(variances)
 
-    def compare(self, baseline, variant, a, b, decision: stats.Verdict, metrics) -> Comparison:
-        jobs_a = self._per_job(metrics, baseline)
-        jobs_b = self._per_job(metrics, variant)
-        paired = jobs_a.index.intersection(jobs_b.index)
+    def compare(
+        self, baseline, variant, a, b, jobs: stats.PairedJobScores, decision: stats.Verdict
+    ) -> Comparison:
         sample_tests, bootstrap = self._sample_tests(baseline, variant)
         sample_p = [t.delong.pvalue for t in sample_tests] + [t.mcnemar.pvalue for t in sample_tests]
         components = None
-        if metrics[metrics.model == variant]["seed_index"].nunique() >= 2:
-            diff = (jobs_b.loc[paired] - jobs_a.loc[paired]).reset_index()
-            split = diff["repeat"] * 10_000 + diff["fold"]
-            components = stats.variance_components(diff[self.metric], split)
+        if len(np.unique(jobs.seed)) >= 2:
+            components = stats.variance_components(jobs.diffs, jobs.repeat * 10_000 + jobs.fold)
         return self._comparison(
             baseline,
             variant,
             a,
             b,
+            jobs,
             decision,
-            prob=stats.prob_outperform(jobs_a.loc[paired], jobs_b.loc[paired]),
+            prob=stats.prob_outperform(jobs.baseline, jobs.variant),
             sample_tests=sample_tests,
             # Holm over the 2r McNemar and DeLong p-values: the warning's error rate stays at alpha
             sample_pvalue_holm=float(min(stats.holm(sample_p))) if sample_p else float("nan"),
@@ -367,14 +375,16 @@ class _Context:
             rows["repeat"], rows["fold"], rows["seed_index"], rows[self.metric], alpha=self.alpha
         )
 
-    def _comparison(self, baseline, variant, a, b, decision: stats.Verdict, **extra) -> Comparison:
+    def _comparison(self, baseline, variant, a, b, jobs, decision: stats.Verdict, **extra) -> Comparison:
         diffs = b - a
-        sd = float(np.std(diffs, ddof=1))
-        mde = stats.minimal_detectable_effect(
-            self.n_folds, self.n_repeats, sd, test_train_ratio=self.n_test / self.n_train
+        # The design's power, and the advice, from the variance components of this run under the
+        # test that decided (the bench's check of these projections: benchmarks/calibration.py).
+        model = stats.estimate_variance_model(jobs)
+        method = decision.ttest.method
+        mde = stats.detectable_effect(model, alpha=self.alpha, method=method)
+        advice = stats.advise_design(
+            model, self.min_effect, metric=_metric_name(self.metric), alpha=self.alpha, method=method
         )
-        target = max(abs(decision.ttest.mean), self.rope)
-        design = stats.design_needed(target, sd) if sd > 0 and target > 0 else []
         return Comparison(
             variant=variant,
             baseline=baseline,
@@ -385,7 +395,7 @@ class _Context:
             ttest=decision.ttest,
             bayes=decision.bayes,
             mde=mde,
-            design=design,
+            advice=advice,
             pvalue_holm=decision.pvalue_holm,
             verdict=decision.verdict,
             confidence=decision.confidence,
@@ -719,3 +729,7 @@ def _checkpoint_fallbacks(results) -> tuple[str, int, int] | None:
 def _num(x):
     x = float(x)
     return None if np.isnan(x) else x
+
+
+def _metric_name(metric: str) -> str:
+    return "AUC" if metric == "auc" else metric.replace("_", " ")

@@ -220,6 +220,28 @@ def test_seeds_give_a_seed_noise_check_and_a_noise_floor(tiny, tmp_path):
     assert report.noise.n_seeds == 2 and report.noise.seed_sd > 0
 
 
+def test_design_advice_plans_for_the_stated_effect_never_the_observed_one(two_variants, capsys):
+    """Item 3: the advice is for --min-effect (default the ROPE), projected from the run's variance
+    components under the test that decided; the detectable effect is where that projection
+    reaches 80% power."""
+    report = cvkit.compare(two_variants, min_effect=0.05, n_resamples=200)
+    for c in report.comparisons:
+        model = stats.estimate_variance_model(
+            _job_scores_by_hand(two_variants, two_variants.baseline, c.variant)
+        )
+        assert c.advice == stats.advise_design(model, 0.05, metric="AUC", method=c.ttest.method)
+        assert "a difference of 0.05 AUC" in c.advice.sentence
+        if np.isfinite(c.mde):
+            power = stats.design_power(model, c.mde, n_folds=3, n_repeats=2, n_seeds=1, method=c.ttest.method)
+            assert power == pytest.approx(0.8, abs=1e-3)
+        if c.verdict == "inconclusive":
+            assert c.advice.sentence in c.paragraph
+    default = cvkit.compare(two_variants, n_resamples=200)
+    assert {c.advice.min_effect for c in default.comparisons} == {default.rope}
+    assert main(["compare", str(two_variants.run_dir), "--min-effect", "0"]) == 2
+    assert "--min-effect must be a positive number, got 0.0" in capsys.readouterr().err
+
+
 def test_compare_with_another_baseline_and_bad_options(two_variants):
     report = cvkit.compare(two_variants, baseline="logreg", metric="balanced_accuracy")
     assert report.baseline == "logreg" and {c.variant for c in report.comparisons} == {
@@ -248,7 +270,7 @@ def test_cli_compare_json_has_stable_keys(two_variants, tmp_path, capsys):
         "minimal_detectable_effect",
         "per_repeat",
         "bootstrap",
-        "design_needed",
+        "design_advice",
     }
     assert set(entry["verdict_test"]) == {
         "method",

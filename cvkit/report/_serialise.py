@@ -87,6 +87,33 @@ def aa_record(report) -> dict:
     )
 
 
+def advice_record(advice) -> dict:
+    def design(d):
+        return (
+            None
+            if d is None
+            else dict(
+                folds=d.n_folds,
+                repeats=d.n_repeats,
+                seeds=d.n_seeds,
+                data_factor=d.data_factor,
+                power=d.power,
+            )
+        )
+
+    return dict(
+        min_effect=advice.min_effect,
+        target_power=advice.target_power,
+        method=advice.method,
+        current=design(advice.current),
+        by_lever={lever: design(d) for lever, d in advice.by_lever.items()},
+        cheapest=design(advice.cheapest),
+        data_needed=advice.data_needed,
+        data_design=design(advice.data_design),
+        sentence=advice.sentence,
+    )
+
+
 def comparison_record(c) -> dict:
     t, bayes = c.ttest, c.bayes
     return dict(
@@ -118,8 +145,8 @@ def comparison_record(c) -> dict:
         rope=c.rope,
         smallest_confirmable_rope=c.smallest_rope,
         prob_outperform=None if c.prob is None else dict(statistic=c.prob.statistic, n=c.prob.n),
-        minimal_detectable_effect=c.mde.effect,
-        design_needed=[dict(folds=o.n_folds, repeats=o.n_repeats, limit=o.limit) for o in c.design],
+        minimal_detectable_effect=c.mde,
+        design_advice=advice_record(c.advice),
         per_repeat=[
             dict(
                 repeat=s.repeat,

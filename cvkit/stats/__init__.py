@@ -22,6 +22,7 @@ from ._design import (
     VarianceModel,
     advise_design,
     design_power,
+    detectable_effect,
     estimate_variance_model,
 )
 from ._metrics import METRICS, VERDICT_METRICS, classification_metrics, predict_classes
@@ -82,6 +83,7 @@ __all__ = [
     "VarianceModel",
     "advise_design",
     "design_power",
+    "detectable_effect",
     "difference_test",
     "difference_variance",
     "estimate_variance_model",

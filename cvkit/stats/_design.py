@@ -242,6 +242,26 @@ def advise_design(
     )
 
 
+def detectable_effect(
+    model: VarianceModel, *, power: float = 0.8, alpha: float = 0.05, method: str = DEFAULT_METHOD
+) -> float:
+    """The smallest true difference the run's own design (as in ``model``) detects with ``power``
+    by the verdict's test ``method``, projected from the variance model; inf when no difference
+    up to 1 (the whole range of a score in [0, 1]) reaches it."""
+    from scipy.optimize import brentq
+
+    k, r, s = model.n_folds, model.n_repeats, max(1, int(round(model.n_seeds)))
+
+    def shortfall(effect):
+        return (
+            design_power(model, effect, n_folds=k, n_repeats=r, n_seeds=s, alpha=alpha, method=method) - power
+        )
+
+    if shortfall(1.0) < 0:
+        return float("inf")
+    return float(brentq(shortfall, 1e-9, 1.0, xtol=1e-6))
+
+
 def _designs(fold_choices, max_repeats, max_seeds, min_seeds):
     return [
         (k, r, s)
