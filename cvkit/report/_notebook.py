@@ -11,9 +11,12 @@ from ..comparison import compare, cv_interval
 from ..errors import CvkitError
 from ..stats import METRICS
 from ._format import LABELS, metric_label, number, pvalue
+from ._narrative import confidence_text, tests_used, verdict_css
 
 # Verdict colours of the HTML report's palette (Okabe-Ito).
-VERDICT_COLOUR = dict(better="#009E73", worse="#D55E00", equivalent="#0072B2", inconclusive="#666666")
+VERDICT_COLOUR = dict(
+    better="#009E73", worse="#D55E00", negligible="#56B4E9", equivalent="#0072B2", inconclusive="#666666"
+)
 
 
 def visible(text) -> str:
@@ -47,9 +50,10 @@ def describe_run(results) -> str:
     )
 
 
-def results_html(results, *, metric: str = "auc", rope: float = 0.01, alpha: float = 0.05) -> str:
-    """The run in a notebook: what it is, the verdict per variant (corrected resampled t, Holm)
-    and the test-fold metrics with their corrected 95% CIs, every user string escaped."""
+def results_html(results, *, metric: str = "auc", rope: float | None = None, alpha: float = 0.05) -> str:
+    """The run in a notebook: what it is, the verdict per variant (the verdict's test, Holm; ROPE
+    None: the metric's own) and the test-fold metrics with their corrected 95% CIs, every user
+    string escaped."""
     parts = [
         '<div class="cvkit-results">',
         f"<p><strong>cvkit run</strong>: {escape(describe_run(results))}; "
@@ -78,18 +82,19 @@ def _verdict_table(results, metric, rope, alpha) -> str:
             "<tr>"
             f"<td>{escape(c.variant)}</td>"
             f"<td>{t.mean:+.3f}</td>"
-            f"<td>[{t.low:+.3f}, {t.high:+.3f}]</td>"
+            f"<td>[{t.low:+.3f}, {t.high:+.3f}] {confidence_text(t.confidence)}</td>"
             f"<td>{pvalue(t.pvalue)}</td>"
             f"<td>{pvalue(c.pvalue_holm)}</td>"
-            f'<td style="color:{VERDICT_COLOUR[c.verdict]}"><strong>{c.verdict}</strong></td>'
+            f'<td style="color:{VERDICT_COLOUR[verdict_css(c.verdict)]}"><strong>{c.verdict}</strong></td>'
             "</tr>"
         )
     caption = (
         f"Verdict: does the variant beat {escape(report.baseline)}? Δ{escape(name)} = variant − baseline "
-        f"over {plural(report.n_folds, 'fold')} x {plural(report.n_repeats, 'repeat')}, corrected "
-        f"resampled t-test, Holm-adjusted p, ROPE ±{rope:g}, alpha {alpha:g}"
+        f"over {plural(report.n_folds, 'fold')} x {plural(report.n_repeats, 'repeat')}, "
+        f"{escape(tests_used(report))}, Holm-adjusted p, interval at its Holm step's level, "
+        f"ROPE ±{report.rope:g}, alpha {alpha:g}"
     )
-    columns = ("variant", f"Δ{name}", "95% CI", "p", "p (Holm)", "verdict")
+    columns = ("variant", f"Δ{name}", "CI (level)", "p", "p (Holm)", "verdict")
     head = "".join(f"<th>{escape(column)}</th>" for column in columns)
     return (
         f'<table class="cvkit-verdict"><caption style="text-align:left">{caption}</caption>'
