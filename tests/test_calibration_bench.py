@@ -55,7 +55,7 @@ def test_the_seed_noise_check_is_calibrated_and_catches_one_seed_sd(reduced):
 @pytest.mark.xfail(
     reason="open (issue 16 item 3): the design model overstates power where the test's se exceeds the "
     "true sd "
-    "under the alternative; full run: MLP regimes 11-19 points high, converged 5-8 (notes/v16.md); the "
+    "under the alternative; full run: MLP regimes 11-19 points high, converged 5-8; the "
     "reduced converged set reaches 40% where 64% is projected",
     strict=False,
 )

@@ -116,7 +116,7 @@ def verdict_paragraph(c, noise, n_folds: int, n_repeats: int) -> str:
         if math.isfinite(c.mde)
         else "no true difference reaches 80% power with this design (projected)"
     )
-    parts.append(f"nor can it confirm equivalence within a ROPE narrower than ±{c.smallest_rope:.3f}")
+    parts.append(f"it cannot confirm equivalence within a ROPE narrower than ±{c.smallest_rope:.3f}")
     text = "; ".join(parts) + "."
     if c.verdict == "inconclusive":
         text += " " + c.advice.sentence
