@@ -162,8 +162,9 @@ def compare(
     rope = default_rope if rope is None else rope
     # The effect the advice plans for: the ROPE, or the metric's own when the ROPE is 0.
     min_effect = min_effect or rope or default_rope
-    context = _Context(results, metric, rope, alpha, n_train, n_test, n_folds, n_repeats, n_resamples, seed)
-    context.min_effect = min_effect
+    context = _Context(
+        results, metric, rope, alpha, min_effect, n_train, n_test, n_folds, n_repeats, n_resamples, seed
+    )
 
     pending, ready = [], []
     for variant in results.model_names:
@@ -265,10 +266,11 @@ def compare_runs(runs, *, metric: str = "auc") -> MultiRunRanking:
 class _Context:
     """The shared settings of one comparison report, and the steps that use them."""
 
-    min_effect: float  # what the design advice plans for
-
-    def __init__(self, results, metric, rope, alpha, n_train, n_test, n_folds, n_repeats, n_resamples, seed):
+    def __init__(
+        self, results, metric, rope, alpha, min_effect, n_train, n_test, n_folds, n_repeats, n_resamples, seed
+    ):
         self.results, self.metric, self.rope, self.alpha = results, metric, rope, alpha
+        self.min_effect = min_effect  # what the design advice plans for
         self.n_train, self.n_test = n_train, n_test
         self.n_folds, self.n_repeats = n_folds, n_repeats
         self.n_resamples, self.seed = n_resamples, seed
