@@ -30,8 +30,16 @@ from .trainers._models import STEMS
 DEFAULT_EPOCHS = 5
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that answers a mistake with the one useful line first, then where the usage is,
+    instead of the whole usage (some 20 lines) above it. Subcommands inherit the class."""
+
+    def error(self, message: str):
+        self.exit(2, escape.printable(f"cvkit: error: {message}") + f"\nrun {self.prog} --help for usage\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cvkit", description="Does this variant really beat the baseline?")
+    parser = _Parser(prog="cvkit", description="Does this variant really beat the baseline?")
     parser.add_argument("--version", action="version", version=f"cvkit {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     commands = parser.add_subparsers(dest="command", required=True)
