@@ -50,3 +50,58 @@ def test_live_display_keeps_its_labels_and_shows_the_time_left():
     assert epochs_line.lstrip().startswith("epochs") and jobs_line.lstrip().startswith("jobs")
     # 2 epochs in the last 10 s of samples (one per 10 s), 6 to go: a minute left.
     assert "ETA 0:01:00" in jobs_line
+
+
+@pytest.fixture
+def one_of_each(tiny_npz, tmp_path, capsys, monkeypatch):
+    """A run with one repeat, one epoch, one seed and one extra feature, printed 80 columns wide:
+    (terminal output, run folder)."""
+    from cvkit.data import load_data
+
+    monkeypatch.setenv("COLUMNS", "80")
+
+    ids = load_data(str(tiny_npz)).sample_ids.tolist()
+    extra = tmp_path / "extra.csv"
+    extra.write_text("sample_id,score\n" + "".join(f"{s},{i % 7}\n" for i, s in enumerate(ids)))
+    out = tmp_path / "run"
+    args = [
+        "evaluate",
+        "fc_attention",
+        "--data",
+        str(tiny_npz),
+        "--folds",
+        "2",
+        "--repeats",
+        "1",
+        "--epochs",
+        "1",
+    ]
+    assert main([*args, "--extra", str(extra), "--out", str(out), "--report", "html,md"]) == 0
+    return capsys.readouterr().out, out
+
+
+def test_counts_of_one_are_singular(one_of_each):
+    shown, run_dir = one_of_each
+    text = " ".join(shown.split())  # as read, whatever the terminal's width
+    # Before: "2 folds x 1 repeats x 1 seed(s)", "1 epochs", "1 extra features".
+    assert "2 folds x 1 repeat x 1 seed," in text
+    assert "1 epoch, batch" in text and "1 extra feature (score)" in text
+    assert "1 repeats" not in text and "1 epochs" not in text and "seed(s)" not in text
+    markdown = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert "2 folds x 1 repeat x 1 seed," in markdown
+    page = " ".join((run_dir / "report.html").read_text(encoding="utf-8").split())
+    assert "2 folds &times; 1 repeat &times; 1 seed" in page and "1 epoch, batch" in page
+
+
+def test_table_titles_break_between_phrases_not_inside_them(one_of_each):
+    shown, _ = one_of_each
+    lines = [line.rstrip() for line in shown.splitlines()]
+    # Before: titles wrapped at their table's width ("... predictions (first" / "seed)") and the
+    # verdict table's at the console's ("over 5 folds x 3" / "repeats by ...").
+    for title in (
+        "Sample-level tests on each repeat's out-of-fold predictions (first seed)",
+        "Checkpoint selection rule: mean AUC on the outer test folds, and Δ with p",
+        "Does the variant beat resnet18? ΔAUC = variant - baseline",
+        "over 2 folds x 1 repeat by the corrected resampled t,",
+    ):
+        assert title in lines

@@ -13,7 +13,7 @@ from .. import __version__, escape, files
 from ..errors import CvkitError
 from ..stats import METRICS
 from ._figures import render_figures
-from ._format import LABELS, is_number, metric_label, number, pvalue, signed
+from ._format import LABELS, is_number, metric_label, number, plural, pvalue, signed
 from ._serialise import report_record
 from ._setup import data_use, holdout_heading
 from ._terminal import metric_intervals
@@ -176,7 +176,7 @@ def render_html(context: dict, figures: dict) -> str:
         undefined=jinja2.StrictUndefined,
         finalize=_printable,  # before autoescape: control characters in user strings written out
     )
-    environment.filters.update(num=number, signed=signed, pval=pvalue)
+    environment.filters.update(num=number, signed=signed, pval=pvalue, plural=plural)
     images = {
         name: (caption, base64.b64encode(png).decode("ascii")) for name, (caption, png) in figures.items()
     }
@@ -212,8 +212,9 @@ def render_markdown(context: dict, figures: dict) -> str:
         f"({', '.join(f'{esc(k)} {v}' for k, v in data['class_counts'].items())})",
         f"- labels: {mapping}",
         *(f"- {label}: {esc(text)}" for label, text in context["data_use"]),
-        f"- design: {context['design']['folds']} folds x {context['design']['repeats']} repeats x "
-        f"{context['design']['seeds']} seed(s), master seed {context['design']['seed']}",
+        f"- design: {plural(context['design']['folds'], 'fold')} x "
+        f"{plural(context['design']['repeats'], 'repeat')} x {plural(context['design']['seeds'], 'seed')}, "
+        f"master seed {context['design']['seed']}",
         f"- analysis: {analysis_text(context)}",
         f"- command: {escape.markdown_code(context['command'])}",
         "",
@@ -315,11 +316,12 @@ def render_latex(context: dict) -> str:
                 f"$p_\\mathrm{{Holm}} = {pvalue(c['pvalue_holm'])}$, {esc(c['verdict'])}}} \\\\"
             )
     design = context["design"]
+    repeated = "" if design["repeats"] == 1 else f" repeated {design['repeats']} times"
     lines += [
         "\\bottomrule",
         "\\end{tabular}",
-        f"\\caption{{{esc(context['data']['name'])}: {design['folds']}-fold cross-validation repeated "
-        f"{design['repeats']} times, positive class {esc(context['positive'])}; mean over folds with the "
+        f"\\caption{{{esc(context['data']['name'])}: {design['folds']}-fold cross-validation{repeated}, "
+        f"positive class {esc(context['positive'])}; mean over folds with the "
         f"corrected 95\\% confidence interval (logit scale, so it stays inside [0, 1]); "
         f"{esc(analysis_text(context))}.}}",
         "\\label{tab:cvkit}",
