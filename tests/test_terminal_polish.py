@@ -105,3 +105,40 @@ def test_table_titles_break_between_phrases_not_inside_them(one_of_each):
         "over 2 folds x 1 repeat by the corrected resampled t,",
     ):
         assert title in lines
+
+
+def test_a_tied_nested_search_is_called_a_tie_and_the_set_up_lists_the_chosen_values(tiny, tmp_path):
+    import cvkit
+    from cvkit.report import render_comparison, write_reports
+
+    results = cvkit.evaluate(
+        "plugins/mlp_head.py",
+        data=tiny,
+        baseline="logreg",
+        folds=2,
+        repeats=1,
+        epochs=1,
+        nested=True,
+        inner_folds=2,
+        out=tmp_path / "nested",
+    )
+    report = cvkit.compare(results)
+    entry = report.nested["mlp_head"]
+    # Whatever this tiny run chose, the two outer folds now disagree: a 1-1 tie (the report layer
+    # reads only these choices).
+    for choice, hidden in zip(entry["choices"], (100, 1000)):
+        choice["params"] = {"hidden": hidden}
+
+    console = Console(file=io.StringIO(), width=200)
+    render_comparison(report, console)
+    shown = " ".join(console.file.getvalue().split())
+    assert "chosen in 50%" not in shown  # before: "hidden=100 was chosen in 50% of 2 outer folds."
+    assert "no choice stands out: hidden=100 and hidden=1000 were each chosen in 1 of 2 outer folds" in shown
+
+    page = write_reports(results, report, ["html"])["html"].read_text(encoding="utf-8")
+    set_up = " ".join(page[page.index('id="setup"') :].split("</section>")[0].split())
+    model = next(line for line in set_up.split("<dt>") if line.startswith("variant"))
+    # Before: the set-up listed the plugin's default {'hidden': 500, ...}, which no fold used.
+    assert "dropout&#39;: 0.5" in model and "hidden&#39;: 500" not in model
+    assert "chosen per outer fold by nested search: hidden=100 in 1 of 2" in model
+    assert "no choice stands out" in page

@@ -14,6 +14,7 @@ from ..errors import CvkitError
 from ..stats import METRICS
 from ._figures import render_figures
 from ._format import LABELS, is_number, metric_label, number, plural, pvalue, signed
+from ._narrative import nested_choices_text, nested_sentence
 from ._serialise import report_record
 from ._setup import data_use, holdout_heading
 from ._terminal import metric_intervals
@@ -62,13 +63,20 @@ def document_context(results, report) -> dict:
     jobs = results.jobs
     models = []
     for model in results.models:
+        hyperparams, searched = model["hyperparams"], ""
+        nested = report.nested.get(model["name"])
+        if nested:  # the stored values of searched names are the defaults no fold used
+            names = {name for choice in nested["choices"] for name in choice["params"]}
+            hyperparams = {k: v for k, v in hyperparams.items() if k not in names}
+            searched = nested_choices_text(nested)
         models.append(
             dict(
                 name=model["name"],
                 role=model["role"],
                 origin=model["origin"],
                 digest=model["digest"][:16],
-                hyperparams=model["hyperparams"],
+                hyperparams=hyperparams,
+                searched=searched,
                 metrics={m: intervals[model["name"]][m] for m in METRICS},
             )
         )
@@ -161,6 +169,7 @@ def document_context(results, report) -> dict:
         caveats=[*results.caveats, *report.warnings],  # the run's warnings, then the analysis's
         seeds=sorted({j["seed"] for j in jobs}),
         nested=report.nested,
+        nested_sentences={model: nested_sentence(model, entry) for model, entry in report.nested.items()},
         holdout=report.holdout,
         holdout_heading=holdout_heading(report.holdout) if report.holdout else "",
         data_use=data_use(run),

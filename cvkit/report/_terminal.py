@@ -20,6 +20,7 @@ from ._narrative import (
     confidence_text,
     friedman_sentence,
     mean_ranks_sentence,
+    nested_sentence,
     noise_sentence,
     single_split_sentence,
     verdict_css,
@@ -304,12 +305,7 @@ def checks_panel(report) -> Panel:
         lines.append(aa_sentence(report))
     elif report.n_seeds < 2:
         lines.append("No A/A check or seed noise floor: run with --seeds 2 or more to measure them.")
-    for model, entry in report.nested.items():
-        choice = ", ".join(f"{k}={v}" for k, v in entry["most_common"].items())
-        lines.append(
-            f"Nested search for {model} ({entry['inner_folds']} inner folds): {choice} was chosen in "
-            f"{entry['stability']:.0%} of {len(entry['choices'])} outer folds."
-        )
+    lines += [nested_sentence(model, entry) for model, entry in report.nested.items()]
     if report.mean_ranks:
         lines.append(mean_ranks_sentence(report))
     text = _text("\n".join(lines))
