@@ -142,3 +142,60 @@ def test_a_tied_nested_search_is_called_a_tie_and_the_set_up_lists_the_chosen_va
     assert "dropout&#39;: 0.5" in model and "hidden&#39;: 500" not in model
     assert "chosen per outer fold by nested search: hidden=100 in 1 of 2" in model
     assert "no choice stands out" in page
+
+
+def _write_manifest(folder, header, cells):
+    """A manifest of 8 grey 8x8 PNG images under ``img/``: ``cells(i)`` gives row i after the image
+    path and label."""
+    import numpy as np
+    from PIL import Image
+
+    (folder / "img").mkdir(parents=True)
+    rows = []
+    for i in range(8):
+        Image.fromarray(np.full((8, 8), 30 * i, np.uint8), "L").save(folder / "img" / f"{i}.png")
+        rows.append(f"img/{i}.png,{'a' if i % 2 else 'b'}{cells(i)}")
+    path = folder / "manifest.csv"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+def test_a_missing_manifest_image_names_the_path_looked_for(tmp_path, capsys):
+    manifest = _write_manifest(tmp_path / "data", "image,label", lambda i: "")
+    manifest.write_text(manifest.read_text().replace("img/3.png", "images/3.png"))
+    assert main(["evaluate", "--data", str(manifest)]) == 2
+    error = capsys.readouterr().err.strip()
+    # Before: "manifest.csv, row 5 (images/3.png): image file not found", and nothing on where.
+    looked = (tmp_path / "data" / "images" / "3.png").absolute()
+    assert error.startswith("cvkit: error: ") and "image file not found" in error
+    assert error.endswith(f"looked for {looked}")
+
+
+def test_a_manifest_column_named_like_a_patient_id_gets_a_hint(tmp_path):
+    from cvkit.data import load_data
+
+    manifest = _write_manifest(tmp_path, "image,label,Patient ID,age", lambda i: f",{1000 + i // 2},{40 + i}")
+    with pytest.warns(UserWarning) as caught:
+        dataset = load_data(str(manifest))
+    assert dataset.extra_names == ("Patient ID", "age")  # still a feature: the hint says what to do
+    lines = [str(w.message) for w in caught]
+    # Before: no warning at all.
+    assert lines == [
+        f"{manifest}: column 'Patient ID' looks like a patient/record id, yet it becomes a numeric "
+        "feature; name it patient_id (the column that keeps a patient's images in one fold) or group, "
+        "or drop it"
+    ]
+
+
+def test_an_extra_csv_column_named_like_a_patient_id_gets_a_hint(tiny, tmp_path):
+    from cvkit.data import join_extra_csv
+
+    ids = tiny.sample_ids.tolist()
+    extra = tmp_path / "extra.csv"
+    extra.write_text(
+        "sample_id,PatientID,thyroid_size\n" + "".join(f"{s},{i // 2},{i}\n" for i, s in enumerate(ids))
+    )
+    with pytest.warns(UserWarning, match=r"column 'PatientID' looks like a patient/record id") as caught:
+        join_extra_csv(tiny, extra)
+    assert len(caught) == 1  # thyroid_size ends in "id" letters but is no id
+    assert "drop it from the CSV" in str(caught[0].message)
