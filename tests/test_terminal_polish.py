@@ -199,3 +199,18 @@ def test_an_extra_csv_column_named_like_a_patient_id_gets_a_hint(tiny, tmp_path)
         join_extra_csv(tiny, extra)
     assert len(caught) == 1  # thyroid_size ends in "id" letters but is no id
     assert "drop it from the CSV" in str(caught[0].message)
+
+
+def test_lines_before_the_live_display_wrap_between_words_on_a_terminal():
+    from cvkit.cli import say
+
+    line = "cvkit: warning: " + " ".join(f"word{i:02d}" for i in range(30))
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=40, emoji=False)
+    say(terminal, line)
+    rows = _shown(terminal).splitlines()
+    # Before: one 250-character line, which the terminal cut at column 40 inside a word.
+    assert len(rows) > 1 and all(len(row) <= 40 for row in rows)
+    assert " ".join(" ".join(rows).split()) == line
+    piped = Console(file=io.StringIO(), width=40, emoji=False)
+    say(piped, line)
+    assert piped.file.getvalue() == line + "\n"  # a log keeps it whole
