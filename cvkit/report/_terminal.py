@@ -318,7 +318,7 @@ def _title(*lines: str) -> Text:
     """A table's title (rich markup) printed above it, not as its ``title``: rich wraps a title to
     the table's width, which splits "(first seed)" or "3 repeats" across lines. Each of ``lines``
     is a phrase that starts a new line; the console wraps only what is wider than itself."""
-    return Text.from_markup("\n".join(lines), style="table.title", justify="left")
+    return Text.from_markup("\n".join(lines), style="table.title", justify="left", emoji=False)
 
 
 def _text(text: str, style: str = "") -> Text:
