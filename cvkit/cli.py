@@ -30,8 +30,16 @@ from .trainers._models import STEMS
 DEFAULT_EPOCHS = 5
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that answers a mistake with the one useful line first, then where the usage is,
+    instead of the whole usage (some 20 lines) above it. Subcommands inherit the class."""
+
+    def error(self, message: str):
+        self.exit(2, escape.printable(f"cvkit: error: {message}") + f"\nrun {self.prog} --help for usage\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cvkit", description="Does this variant really beat the baseline?")
+    parser = _Parser(prog="cvkit", description="Does this variant really beat the baseline?")
     parser.add_argument("--version", action="version", version=f"cvkit {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -300,9 +308,7 @@ def main(argv=None) -> int:
     # No emoji codes: a class or folder named ":cat:" is printed as written, not as a cat.
     console = Console(emoji=False)
     errors = Console(stderr=True, emoji=False)
-    warnings.showwarning = lambda message, *a, **k: errors.print(
-        escape.printable(f"cvkit: warning: {message}"), markup=False, highlight=False, soft_wrap=True
-    )
+    warnings.showwarning = lambda message, *a, **k: say(errors, f"cvkit: warning: {message}")
     terminated = []
     try:
         with _offline(getattr(args, "offline", False)), _sigterm_as_interrupt(terminated):
@@ -316,6 +322,13 @@ def main(argv=None) -> int:
         how = "terminated (SIGTERM)" if terminated else "interrupted"
         errors.print(f"cvkit: {how}; finished jobs are saved, rerun the same command to resume")
         return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+
+
+def say(console: Console, text: str) -> None:
+    """A plain line, as written (no markup, control characters shown). On a terminal it is wrapped
+    between words, as the terminal would otherwise split a word at its edge; piped, it stays one
+    line, for grep and logs."""
+    console.print(escape.printable(text), markup=False, highlight=False, soft_wrap=not console.is_terminal)
 
 
 @contextlib.contextmanager
@@ -377,14 +390,7 @@ def _evaluate(args, console, errors) -> int:
     with record_warnings() as loading:
         dataset = load_data(args.data, positive=args.positive, **options)
     chosen = "named" if args.positive else "default: the minority class; set it with --positive"
-    errors.print(
-        escape.printable(
-            f"positive class: {dataset.positive_name} ({chosen}); labels {dataset.label_mapping}"
-        ),
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
-    )
+    say(errors, f"positive class: {dataset.positive_name} ({chosen}); labels {dataset.label_mapping}")
     results = evaluate(
         args.variants,
         data=dataset,

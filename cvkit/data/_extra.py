@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import re
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,6 +27,32 @@ HANDCRAFTED = (
     "glcm_energy",
     "glcm_correlation",
 )
+
+
+# Words that name a record rather than measure it: a column "Patient ID", "PatientNo" or "MRN" is an
+# identifier, and as a feature it lets a model learn which patient, not what the image shows.
+_ID_WORDS = {"id", "ids", "uid", "mrn", "patient", "subject", "participant", "accession", "record", "case"}
+
+
+def id_like_columns(names) -> list[str]:
+    """The column names that look like a patient or record identifier (``Patient ID``, ``PatientID``,
+    ``subject_no``, ``MRN``), by their words; ``lipid`` or ``thyroid_size`` are not."""
+    found = []
+    for name in names:
+        words = re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", str(name))
+        if _ID_WORDS & {w.lower() for w in words}:
+            found.append(name)
+    return found
+
+
+def warn_id_like(names, where, advice: str) -> None:
+    """One warning per extra-feature column whose name looks like an identifier."""
+    for name in id_like_columns(names):
+        warnings.warn(
+            f"{where}: column {name!r} looks like a patient/record id, yet it becomes a numeric "
+            f"feature; {advice}",
+            stacklevel=3,
+        )
 
 
 def with_extra(dataset: Dataset, spec: str | None) -> Dataset:
@@ -52,6 +80,12 @@ def join_extra_csv(dataset: Dataset, path) -> Dataset:
             f"(the data set's ids look like {str(dataset.sample_ids[0])!r})"
         )
     names = tuple(c for c in columns if c != id_column)
+    warn_id_like(
+        names,
+        path,
+        "an id is no feature: drop it from the CSV (to keep a patient's images in one fold, give "
+        "them a group: the group or patient_id column of a CSV manifest)",
+    )
     by_id = {}
     for line, row in zip(lines, rows):
         sample = row[id_column]

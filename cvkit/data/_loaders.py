@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from ._dataset import Dataset
 from ._demo import make_demo
-from ._extra import _number, read_csv
+from ._extra import _number, read_csv, warn_id_like
 from ._intensity import (
     DICOM_SUFFIXES,
     EIGHT_BIT_MODES,
@@ -293,6 +293,11 @@ def load_manifest(
     split_column = "split" if "split" in columns else None
     used = {image_column, label_column, group_column, id_column, split_column}
     extra_names = tuple(c for c in columns if c not in used)
+    warn_id_like(
+        extra_names,
+        path,
+        "name it patient_id (the column that keeps a patient's images in one fold) or group, or drop it",
+    )
     extra = None
     if extra_names:
         extra = np.array(
@@ -369,7 +374,7 @@ def _read_images(paths, image_size, where, window=None) -> tuple[np.ndarray, str
                 else:
                     loaded.append(im.copy())
         except FileNotFoundError:
-            raise DataError(f"{where(i)}: image file not found") from None
+            raise DataError(f"{where(i)}: image file not found; looked for {Path(p).absolute()}") from None
         except (UnidentifiedImageError, OSError) as exc:
             raise DataError(
                 f"{where(i)}: cannot read the image ({exc}); is the file corrupt or truncated?"

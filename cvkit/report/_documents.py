@@ -13,7 +13,8 @@ from .. import __version__, escape, files
 from ..errors import CvkitError
 from ..stats import METRICS
 from ._figures import render_figures
-from ._format import LABELS, is_number, metric_label, number, pvalue, signed
+from ._format import LABELS, is_number, metric_label, number, plural, pvalue, signed
+from ._narrative import nested_choices_text, nested_sentence
 from ._serialise import report_record
 from ._setup import data_use, holdout_heading
 from ._terminal import metric_intervals
@@ -62,13 +63,20 @@ def document_context(results, report) -> dict:
     jobs = results.jobs
     models = []
     for model in results.models:
+        hyperparams, searched = model["hyperparams"], ""
+        nested = report.nested.get(model["name"])
+        if nested:  # the stored values of searched names are the defaults no fold used
+            names = {name for choice in nested["choices"] for name in choice["params"]}
+            hyperparams = {k: v for k, v in hyperparams.items() if k not in names}
+            searched = nested_choices_text(nested)
         models.append(
             dict(
                 name=model["name"],
                 role=model["role"],
                 origin=model["origin"],
                 digest=model["digest"][:16],
-                hyperparams=model["hyperparams"],
+                hyperparams=hyperparams,
+                searched=searched,
                 metrics={m: intervals[model["name"]][m] for m in METRICS},
             )
         )
@@ -161,6 +169,7 @@ def document_context(results, report) -> dict:
         caveats=[*results.caveats, *report.warnings],  # the run's warnings, then the analysis's
         seeds=sorted({j["seed"] for j in jobs}),
         nested=report.nested,
+        nested_sentences={model: nested_sentence(model, entry) for model, entry in report.nested.items()},
         holdout=report.holdout,
         holdout_heading=holdout_heading(report.holdout) if report.holdout else "",
         data_use=data_use(run),
@@ -176,7 +185,7 @@ def render_html(context: dict, figures: dict) -> str:
         undefined=jinja2.StrictUndefined,
         finalize=_printable,  # before autoescape: control characters in user strings written out
     )
-    environment.filters.update(num=number, signed=signed, pval=pvalue)
+    environment.filters.update(num=number, signed=signed, pval=pvalue, plural=plural)
     images = {
         name: (caption, base64.b64encode(png).decode("ascii")) for name, (caption, png) in figures.items()
     }
@@ -212,8 +221,9 @@ def render_markdown(context: dict, figures: dict) -> str:
         f"({', '.join(f'{esc(k)} {v}' for k, v in data['class_counts'].items())})",
         f"- labels: {mapping}",
         *(f"- {label}: {esc(text)}" for label, text in context["data_use"]),
-        f"- design: {context['design']['folds']} folds x {context['design']['repeats']} repeats x "
-        f"{context['design']['seeds']} seed(s), master seed {context['design']['seed']}",
+        f"- design: {plural(context['design']['folds'], 'fold')} x "
+        f"{plural(context['design']['repeats'], 'repeat')} x {plural(context['design']['seeds'], 'seed')}, "
+        f"master seed {context['design']['seed']}",
         f"- analysis: {analysis_text(context)}",
         f"- command: {escape.markdown_code(context['command'])}",
         "",
@@ -315,11 +325,12 @@ def render_latex(context: dict) -> str:
                 f"$p_\\mathrm{{Holm}} = {pvalue(c['pvalue_holm'])}$, {esc(c['verdict'])}}} \\\\"
             )
     design = context["design"]
+    repeated = "" if design["repeats"] == 1 else f" repeated {design['repeats']} times"
     lines += [
         "\\bottomrule",
         "\\end{tabular}",
-        f"\\caption{{{esc(context['data']['name'])}: {design['folds']}-fold cross-validation repeated "
-        f"{design['repeats']} times, positive class {esc(context['positive'])}; mean over folds with the "
+        f"\\caption{{{esc(context['data']['name'])}: {design['folds']}-fold cross-validation{repeated}, "
+        f"positive class {esc(context['positive'])}; mean over folds with the "
         f"corrected 95\\% confidence interval (logit scale, so it stays inside [0, 1]); "
         f"{esc(analysis_text(context))}.}}",
         "\\label{tab:cvkit}",

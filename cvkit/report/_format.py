@@ -33,5 +33,10 @@ def pvalue(p) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 fold``, ``2 folds``: a count with its noun in the right number."""
+    return f"{n} {word if n == 1 else words or word + 's'}"
+
+
 def metric_label(metric: str) -> str:
     return LABELS.get(metric, metric)

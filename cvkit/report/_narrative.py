@@ -4,9 +4,11 @@ and says what it estimates (its estimand) where it is shown."""
 
 from __future__ import annotations
 
+import json
 import math
+from collections import Counter
 
-from ._format import metric_label
+from ._format import metric_label, plural
 
 # What each reported number estimates: shown beside the number in every report.
 ESTIMANDS = dict(
@@ -198,6 +200,38 @@ def friedman_sentence(ranking) -> str:
         f"models whose mean ranks differ by less than the Nemenyi critical difference "
         f"{f.critical_difference:.2f} (alpha 0.05) are not distinguishable."
     )
+
+
+def _nested_counts(entry) -> list[tuple[str, int]]:
+    """Each distinct choice of a nested search, written ``name=value, ...``, with the number of
+    outer folds that chose it, most frequent first."""
+    counts = Counter(json.dumps(c["params"], sort_keys=True) for c in entry["choices"])
+    written = {choice: ", ".join(f"{k}={v}" for k, v in json.loads(choice).items()) for choice in counts}
+    return [(written[choice], n) for choice, n in counts.most_common()]
+
+
+def nested_sentence(model: str, entry) -> str:
+    """How stable a nested search was. A tie for the most frequent choice is called a tie: "chosen
+    in 50%" would suggest a preference that one outer fold either way undoes."""
+    counts, total = _nested_counts(entry), len(entry["choices"])
+    head = f"Nested search for {model} ({plural(entry['inner_folds'], 'inner fold')}): "
+    if len(counts) == 1:
+        return head + f"{counts[0][0]} was chosen in every one of the {plural(total, 'outer fold')}."
+    top = counts[0][1]
+    tied = [choice for choice, n in counts if n == top]
+    if len(tied) > 1:
+        return head + (
+            f"no choice stands out: {' and '.join(tied)} were each chosen in {top} of "
+            f"{plural(total, 'outer fold')}."
+        )
+    return head + f"{counts[0][0]} was chosen in {top} of {plural(total, 'outer fold')} ({top / total:.0%})."
+
+
+def nested_choices_text(entry) -> str:
+    """The searched hyper-parameters of a model as the set-up lists them: chosen per outer fold."""
+    total = len(entry["choices"])
+    chosen = "; ".join(f"{choice} in {n} of {total}" for choice, n in _nested_counts(entry))
+    return f"chosen per outer fold by nested search: {chosen}"
 
 
 def _p(p) -> str:

@@ -10,7 +10,7 @@ import unicodedata
 from ..comparison import compare, cv_interval
 from ..errors import CvkitError
 from ..stats import METRICS
-from ._format import LABELS, metric_label, number, pvalue
+from ._format import LABELS, metric_label, number, plural, pvalue
 from ._narrative import confidence_text, tests_used, verdict_css
 
 # Verdict colours of the HTML report's palette (Okabe-Ito).
@@ -31,10 +31,6 @@ def visible(text) -> str:
 def escape(text) -> str:
     """``text`` made safe and visible inside HTML."""
     return html.escape(visible(text), quote=True)
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def describe_run(results) -> str:

@@ -13,13 +13,14 @@ from rich.text import Text
 from .. import escape
 from ..comparison import cv_interval
 from ..stats import METRICS
-from ._format import LABELS, metric_label, number, pvalue, signed
+from ._format import LABELS, metric_label, number, plural, pvalue, signed
 from ._narrative import (
     ESTIMANDS,
     aa_sentence,
     confidence_text,
     friedman_sentence,
     mean_ranks_sentence,
+    nested_sentence,
     noise_sentence,
     single_split_sentence,
     verdict_css,
@@ -56,13 +57,14 @@ def header(results) -> Panel:
         ("weights", f"class weights in the loss: {weight_text}"),
         (
             "design",
-            f"{design['folds']} folds x {design['repeats']} repeats x {design['seeds']} seed(s), "
+            f"{plural(design['folds'], 'fold')} x {plural(design['repeats'], 'repeat')} x "
+            f"{plural(design['seeds'], 'seed')}, "
             f"master seed {design['seed']}, validation {design['val_fraction']:.0%} of each "
             "training fold",
         ),
         (
             "training",
-            f"{config['epochs']} epochs, batch {config['batch_size']}, lr {config['lr']:g}, "
+            f"{plural(config['epochs'], 'epoch')}, batch {config['batch_size']}, lr {config['lr']:g}, "
             f"checkpoint by {config['select']}, device {run['device']}",
         ),
         ("jobs", f"{len(results.jobs)} jobs, {results.training_seconds():.0f} s of training"),
@@ -84,8 +86,8 @@ def _extra_text(data) -> str:
     if not names:
         return ""
     missing = data.get("missing_extra", 0)
-    imputed = f"; {missing} missing values imputed within each training fold" if missing else ""
-    return f"{len(names)} extra features ({', '.join(names)}){imputed}"
+    imputed = f"; {plural(missing, 'missing value')} imputed within each training fold" if missing else ""
+    return f"{plural(len(names), 'extra feature')} ({', '.join(names)}){imputed}"
 
 
 def metric_intervals(results) -> dict[str, dict[str, tuple[float, float, float]]]:
@@ -96,16 +98,9 @@ def metric_intervals(results) -> dict[str, dict[str, tuple[float, float, float]]
     }
 
 
-def metrics_table(results) -> Table:
+def metrics_table(results) -> Group:
     intervals = metric_intervals(results)
-    table = Table(
-        title=f"Test-fold metrics, positive class = {escape.rich(results.positive_name)}",
-        caption=f"Each cell: {ESTIMANDS['cv_interval']} (* = baseline; Brier: lower is better)",
-        title_justify="left",
-        caption_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("metric")
     for model in results.model_names:
         table.add_column(
@@ -119,18 +114,18 @@ def metrics_table(results) -> Table:
                 _two_lines(number(mean), "" if math.isnan(low) else f"[{number(low)}, {number(high)}]")
             )
         table.add_row(LABELS[metric], *cells)
-    return table
+    note = f"Each cell: {ESTIMANDS['cv_interval']} (* = baseline; Brier: lower is better)"
+    title = _title(f"Test-fold metrics, positive class = {escape.rich(results.positive_name)}")
+    return Group(title, table, Text(note, style="dim"))
 
 
 def differences_table(results, variant: str) -> Group:
     auc = results.paired_differences(variant, "auc")
     acc = results.paired_differences(variant, "accuracy")
-    table = Table(
-        title=f"{escape.rich(variant)} minus {escape.rich(results.baseline)}, per fold "
-        "(same split, same seed)",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
+    title = _title(
+        f"{escape.rich(variant)} minus {escape.rich(results.baseline)}, per fold (same split, same seed)"
     )
+    table = Table(box=box.SIMPLE_HEAD)
     baseline, shown = escape.rich(results.baseline), escape.rich(variant)
     for column in ("repeat", "fold", f"AUC {baseline}", f"AUC {shown}", "Δ AUC", "Δ Acc"):
         table.add_column(column, justify="right")
@@ -159,8 +154,8 @@ def differences_table(results, variant: str) -> Group:
             "training data and are not independent: read no significance into them here.",
             style="dim",
         )
-        return Group(table, note)
-    return Group(table)
+        return Group(title, table, note)
+    return Group(title, table)
 
 
 VERDICT_STYLE = dict(
@@ -190,15 +185,14 @@ def render_comparison(report, console: Console | None = None) -> None:
 def comparison_table(report) -> Group:
     name = metric_label(report.metric)
     record = report_record(report)
-    table = Table(
-        title=f"Does the variant beat {escape.rich(report.baseline)}? Δ{name} = variant - baseline over "
-        f"{report.n_folds} folds x {report.n_repeats} repeats by the {record['verdict_tests']}, "
-        f"alpha {report.alpha:g}, Holm over {len(report.comparisons)} variant(s); "
+    title = _title(
+        f"Does the variant beat {escape.rich(report.baseline)}? Δ{name} = variant - baseline",
+        f"over {plural(report.n_folds, 'fold')} x {plural(report.n_repeats, 'repeat')} "
+        f"by the {record['verdict_tests']},",
+        f"alpha {report.alpha:g}, Holm over {plural(len(report.comparisons), 'variant')}; "
         f"Bayes: P(better/equivalent/worse), ROPE ±{report.rope:g}",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
     )
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("variant", overflow="fold")
     for column in (f"Δ{name}\nCI (level)", "p\nHolm", "P(v>b)\ndescr.", "Bayes\n>/=/<"):
         table.add_column(column, justify="right", no_wrap=True)
@@ -222,17 +216,13 @@ def comparison_table(report) -> Group:
         f"Test: {ESTIMANDS['verdict_test']}.",
         f"P(v>b): {ESTIMANDS['prob_outperform']}.",
     ]
-    return Group(table, Text("\n".join(notes), style="dim"))
+    return Group(title, table, Text("\n".join(notes), style="dim"))
 
 
 def sample_tests_table(report) -> Group:
     name = metric_label(report.metric)
-    table = Table(
-        title="Sample-level tests on each repeat's out-of-fold predictions (first seed)",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
+    title = _title("Sample-level tests on each repeat's out-of-fold predictions (first seed)")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("variant", overflow="fold")
     for column in ("repeat", "McNemar b/c", "mid-p", "DeLong ΔAUC", "p"):
         table.add_column(column, justify="right", no_wrap=True)
@@ -259,17 +249,13 @@ def sample_tests_table(report) -> Group:
         "training-seed variance (two seeds of one model often differ significantly): supporting "
         "evidence, never the verdict."
     )
-    return Group(table, _text("\n".join(lines), style="dim"))
+    return Group(title, table, _text("\n".join(lines), style="dim"))
 
 
-def selection_table(report) -> Table:
+def selection_table(report) -> Group:
     name = metric_label(report.metric)
-    table = Table(
-        title=f"Checkpoint selection rule: mean {name} on the outer test folds, and Δ with p",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
+    title = _title(f"Checkpoint selection rule: mean {name} on the outer test folds, and Δ with p")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("rule")
     table.add_column(escape.rich(report.baseline), justify="right")
     variants = [c.variant for c in report.comparisons]
@@ -285,17 +271,13 @@ def selection_table(report) -> Table:
                 text.append(f"  Δ{t['mean']:+.3f} p={pvalue(t['pvalue'])}", style="dim")
             cells.append(text)
         table.add_row(entry["rule"], *cells)
-    return table
+    return Group(title, table)
 
 
 def holdout_table(report) -> Group:
     name = metric_label(report.metric)
-    table = Table(
-        title=f"{holdout_heading(report.holdout)} beside the cross-validation estimate of {name}",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
+    title = _title(f"{holdout_heading(report.holdout)} beside the cross-validation estimate of {name}")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("model", "CV mean\n95% CI", "hold-out\n95% CI", "fold models\nmean ± sd", "gap\np Holm"):
         table.add_column(column, justify="left" if column == "model" else "right", no_wrap=column != "model")
     for h in report.holdout:
@@ -306,7 +288,7 @@ def holdout_table(report) -> Group:
             f"{number(h['fold_model_mean'])} ± {number(h['fold_model_sd'])}",
             _two_lines(signed(h["gap"]), pvalue(h["gap_pvalue_holm"])),
         )
-    return Group(table, Text(f"Hold-out: {ESTIMANDS['holdout']}.", style="dim"))
+    return Group(title, table, Text(f"Hold-out: {ESTIMANDS['holdout']}.", style="dim"))
 
 
 def verdict_panel(c) -> Panel:
@@ -323,18 +305,20 @@ def checks_panel(report) -> Panel:
         lines.append(aa_sentence(report))
     elif report.n_seeds < 2:
         lines.append("No A/A check or seed noise floor: run with --seeds 2 or more to measure them.")
-    for model, entry in report.nested.items():
-        choice = ", ".join(f"{k}={v}" for k, v in entry["most_common"].items())
-        lines.append(
-            f"Nested search for {model} ({entry['inner_folds']} inner folds): {choice} was chosen in "
-            f"{entry['stability']:.0%} of {len(entry['choices'])} outer folds."
-        )
+    lines += [nested_sentence(model, entry) for model, entry in report.nested.items()]
     if report.mean_ranks:
         lines.append(mean_ranks_sentence(report))
     text = _text("\n".join(lines))
     for warning in report.warnings:
         text.append(escape.printable(f"\nwarning: {warning}", newlines=True), style="yellow")
     return Panel(text, title="Calibration and caveats", title_align="left")
+
+
+def _title(*lines: str) -> Text:
+    """A table's title (rich markup) printed above it, not as its ``title``: rich wraps a title to
+    the table's width, which splits "(first seed)" or "3 repeats" across lines. Each of ``lines``
+    is a phrase that starts a new line; the console wraps only what is wider than itself."""
+    return Text.from_markup("\n".join(lines), style="table.title", justify="left", emoji=False)
 
 
 def _text(text: str, style: str = "") -> Text:
@@ -346,12 +330,8 @@ def render_ranking(ranking, console: Console | None = None) -> None:
     """Friedman/Nemenyi over runs on different data sets: the scores per data set and the test."""
     console = console or Console()
     name = metric_label(ranking.metric)
-    table = Table(
-        title=f"Mean {name} over folds, one run per data set (blocks of the Friedman test)",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
+    title = _title(f"Mean {name} over folds, one run per data set (blocks of the Friedman test)")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("data set (run)", overflow="fold")
     for model in ranking.models:
         table.add_column(escape.rich(model), justify="right", no_wrap=True)
@@ -359,7 +339,7 @@ def render_ranking(ranking, console: Console | None = None) -> None:
         table.add_row(escape.rich(f"{data_set} ({run})"), *(number(x) for x in row))
     table.add_section()
     table.add_row("mean rank", *(f"{r:.2f}" for r in ranking.friedman.mean_ranks))
-    console.print(table)
+    console.print(Group(title, table))
     console.print(_text(friedman_sentence(ranking)))
 
 
@@ -384,9 +364,8 @@ def render_verification(verification, console: Console | None = None) -> None:
     """One row per job trained again; under the table, what to suspect for each job that differs."""
     console = console or Console(emoji=False)
     rule = "bit for bit" if verification.tolerance == 0 else f"within {verification.tolerance:g}"
-    table = Table(
-        title=f"jobs trained again, predictions compared {rule}", box=box.SIMPLE_HEAD, title_justify="left"
-    )
+    title = _title(f"jobs trained again, predictions compared {rule}")
+    table = Table(box=box.SIMPLE_HEAD)
     for column in ("model", "repeat", "fold", "seed", "values", "result"):
         table.add_column(
             column, justify="right" if column in ("repeat", "fold", "seed", "values") else "left"
@@ -406,7 +385,7 @@ def render_verification(verification, console: Console | None = None) -> None:
             str(check.n_values),
             result,
         )
-    console.print(table)
+    console.print(Group(title, table))
     for check in verification.checks:
         if not check.identical:
             job = check.job

@@ -2,14 +2,49 @@
 
 from __future__ import annotations
 
+import datetime
+
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
 
 from .. import escape
 
 
+class _TimeLeftColumn(ProgressColumn):
+    """The estimated time left, on the jobs bar only. It comes from the epochs bar, which moves
+    often and evenly, while finished jobs arrive in bursts of as many as run side by side."""
+
+    def __init__(self, display: JobProgress):
+        super().__init__()
+        self.display = display
+
+    def render(self, task) -> Text:
+        if task.id != self.display.jobs_task:
+            return Text("")
+        if task.finished:
+            return Text("done", style="progress.remaining")
+        epochs = next((t for t in self.display.progress.tasks if t.id == self.display.epoch_task), None)
+        left = epochs.time_remaining if epochs is not None else None
+        if left is None:
+            left = task.time_remaining
+        shown = "-:--:--" if left is None else str(datetime.timedelta(seconds=max(0, round(left))))
+        return Text(f"ETA {shown}", style="progress.remaining")
+
+
 class JobProgress:
     """A rich display with one bar for jobs and one for the epochs of the jobs still to train.
+
+    The bars keep their labels ("jobs", "epochs"); the jobs now training are listed after the epochs
+    bar, and the jobs bar shows the estimated time left.
 
     Renders nothing when the console is not a terminal, so piped output stays clean."""
 
@@ -20,8 +55,12 @@ class JobProgress:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
+            _TimeLeftColumn(self),
+            TextColumn("{task.fields[running]}"),
             console=self.console,
             transient=True,
+            # Epochs of a large model can take minutes: estimate the speed over the last ten.
+            speed_estimate_period=600,
             disable=not self.console.is_terminal,
         )
         self.epochs = epochs
@@ -36,8 +75,10 @@ class JobProgress:
         self.progress.__exit__(*exc)
 
     def start(self, total: int, done: int) -> None:
-        self.jobs_task = self.progress.add_task("jobs", total=total, completed=done)
-        self.epoch_task = self.progress.add_task("epochs", total=(total - done) * self.epochs or None)
+        self.jobs_task = self.progress.add_task("jobs", total=total, completed=done, running="")
+        self.epoch_task = self.progress.add_task(
+            "epochs", total=(total - done) * self.epochs or None, running=""
+        )
 
     def job_started(self, job) -> None:
         self.running[job.key] = f"{escape.rich(job.model)} r{job.repeat} f{job.fold}" + (
@@ -56,4 +97,4 @@ class JobProgress:
     def _describe(self) -> None:
         labels = list(self.running.values())
         text = ", ".join(labels[:2]) + (f" +{len(labels) - 2}" if len(labels) > 2 else "")
-        self.progress.update(self.epoch_task, description=text or "epochs")
+        self.progress.update(self.epoch_task, running=text)
