@@ -352,6 +352,19 @@ def test_holm_and_bh_by_their_formulas():
     assert stats.benjamini_hochberg(p) == pytest.approx(bh)
 
 
+def test_holm_matches_statsmodels_on_random_families_with_ties_and_nan_free_edges():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(11)
+    for m in (1, 2, 3, 7, 20):
+        for _ in range(50):
+            p = rng.uniform(size=m) ** 3
+            p[rng.uniform(size=m) < 0.2] = p[0]  # ties
+            assert stats.holm(p) == pytest.approx(multipletests(p, method="holm")[1], abs=1e-15)
+    assert stats.holm([]).shape == (0,)
+    assert stats.holm([1.0, 0.9]).tolist() == [1.0, 1.0]
+
+
 @pytest.mark.filterwarnings("ignore::statsmodels.tools.sm_exceptions.ConvergenceWarning")
 def test_variance_components_match_statsmodels_mixedlm():
     import pandas as pd
