@@ -30,6 +30,10 @@ SCHEMA = (
 )
 PAUSED_FOLDER = ".paused"
 HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"  # no dots: owners split on them
+# Owners of this process whose driver has ended. Their claims are free even where deleting them
+# failed (a store locked by another program): a rerun in the same process (a notebook, a test)
+# would otherwise wait out the lease for claims of its own.
+_ENDED_OWNERS: set[str] = set()
 
 
 class JobClaims:
@@ -107,6 +111,7 @@ class JobClaims:
         return self
 
     def __exit__(self, *exc):
+        _ENDED_OWNERS.add(self.owner)
         self._stop.set()
         if self._heartbeat is not None:
             self._heartbeat.join()
@@ -149,7 +154,7 @@ class JobClaims:
 def _alive(owner: str, expires: float) -> bool:
     """A claim holds while its lease runs and, when its owner is a process of this machine, while
     that process runs (a killed driver's claims are free at once, not a lease later)."""
-    if expires < time.time():
+    if expires < time.time() or owner in _ENDED_OWNERS:
         return False
     host, pid, _ = owner.rsplit(".", 2)
     if host != HOST:
