@@ -116,6 +116,11 @@ MISTAKES = {
         r"mine\.py: mine: Model\.forward\(\) missing 1 required positional argument: 'mask'; "
         r"cvkit calls forward\(x\)",
     ),
+    "head sized by hand": (
+        PAIR_AS_MODULE.replace("features = backbone", "features, width = backbone").replace("512", "256"),
+        r"mine\.py: mine: a layer expects 256 inputs but gets 512 \(RuntimeError: .*\); size the head "
+        r"from the width the backbone returns: `features, width = backbone\(context\)`",
+    ),
     "build_model raises": (
         HEAD + "def build_model(context):\n    raise RuntimeError('out of ideas')\n",
         r"mine\.py:6: mine: building the model and running it on 2 images failed before any job started: "

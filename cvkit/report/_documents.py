@@ -7,6 +7,7 @@ regenerates them from the store at any time without training.
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 
 from .. import __version__, escape, files
@@ -14,7 +15,7 @@ from ..errors import CvkitError
 from ..stats import METRICS
 from ._figures import render_figures
 from ._format import LABELS, is_number, metric_label, number, plural, pvalue, signed
-from ._narrative import nested_choices_text, nested_sentence
+from ._narrative import BOOTSTRAP_METHODS, GLOSSARY, nested_choices_text, nested_sentence
 from ._serialise import report_record
 from ._setup import data_use, holdout_heading
 from ._terminal import metric_intervals
@@ -118,7 +119,7 @@ def document_context(results, report) -> dict:
                 estimate=c["bootstrap"]["estimate"],
                 low=c["bootstrap"]["ci_low"],
                 high=c["bootstrap"]["ci_high"],
-                method=c["bootstrap"]["method"],
+                method=BOOTSTRAP_METHODS[c["bootstrap"]["method"]],
                 n=c["bootstrap"]["n_resamples"],
             ),
         )
@@ -185,13 +186,30 @@ def render_html(context: dict, figures: dict) -> str:
         undefined=jinja2.StrictUndefined,
         finalize=_printable,  # before autoescape: control characters in user strings written out
     )
-    environment.filters.update(num=number, signed=signed, pval=pvalue, plural=plural)
+    environment.filters.update(num=number, signed=signed, pval=pvalue, plural=plural, glossed=glossed)
     images = {
         name: (caption, base64.b64encode(png).decode("ascii")) for name, (caption, png) in figures.items()
     }
     return environment.get_template("report.html.j2").render(
-        **context, figures=images, analysis=analysis_text(context)
+        **context, figures=images, analysis=analysis_text(context), glossary=GLOSSARY
     )
+
+
+_GLOSSARY_TERMS = re.compile(
+    "|".join(f"(?P<{anchor.replace('-', '_')}>{pattern})" for anchor, (_, _, pattern) in GLOSSARY.items())
+)
+
+
+def glossed(text):
+    """``text`` escaped for HTML, each glossary term in it a link to its entry (one pass, so that a
+    link's own text is never linked again)."""
+    import markupsafe
+
+    def link(match: re.Match) -> str:
+        anchor = match.lastgroup.replace("_", "-")
+        return f'<a class="term" href="#glossary-{anchor}">{match.group()}</a>'
+
+    return markupsafe.Markup(_GLOSSARY_TERMS.sub(link, str(markupsafe.escape(_printable(text)))))
 
 
 def render_markdown(context: dict, figures: dict) -> str:
@@ -289,6 +307,9 @@ def render_markdown(context: dict, figures: dict) -> str:
             lines += [f"![{esc(caption)}](figures/{name}.png)", "", f"*{esc(caption)}*", ""]
     if context["caveats"]:
         lines += ["## Caveats", ""] + [f"- {esc(w)}" for w in context["caveats"]]
+    lines += ["", "## Glossary", ""] + [
+        f"- **{esc(term)}**: {esc(meaning)}" for term, meaning, _ in GLOSSARY.values()
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -367,5 +388,10 @@ def _interval_text(values) -> str:
 
 def _printable(value):
     """Every value a template shows (a name, a path, a dict of hyper-parameters), as text without
-    control characters; Jinja's autoescape then makes it HTML."""
-    return value if isinstance(value, (int, float)) else escape.printable(value, newlines=True)
+    control characters; Jinja's autoescape then makes it HTML. Markup (from ``glossed``) is
+    already both."""
+    import markupsafe
+
+    if isinstance(value, (int, float, markupsafe.Markup)):
+        return value
+    return escape.printable(value, newlines=True)

@@ -9,26 +9,41 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import escape
 from ..stats import predict_classes
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 WIN, LOSS, TIE = "#009E73", "#D55E00", "#999999"
 
 
-def render_figures(results, report) -> dict[str, tuple[str, bytes]]:
-    """Every figure that applies to this run: name -> (caption, PNG bytes).
+def draw_figures(results, report) -> dict[str, tuple[str, Figure]]:
+    """Every figure that applies to this run, as matplotlib ``Figure`` objects: name -> (caption,
+    figure), for a notebook to show or restyle.
 
-    Draws on Agg canvases of its own, in a style set for these figures only: the caller's
-    matplotlib backend, pyplot figures and rcParams stay as they were (a notebook's too)."""
+    Each figure has a canvas of its own (Agg), in a style set for these figures only: the caller's
+    matplotlib backend, pyplot figures and rcParams stay as they were (a notebook's too), and pyplot
+    does not track the figures, so nothing is left open."""
     import matplotlib
 
     with matplotlib.rc_context(_style()):
-        return _render(results, report)
+        return _draw(results, report)
+
+
+def render_figures(results, report) -> dict[str, tuple[str, bytes]]:
+    """Every figure that applies to this run, drawn to PNG: name -> (caption, PNG bytes)."""
+    import matplotlib
+
+    with matplotlib.rc_context(_style()):
+        return {name: (caption, _png(figure)) for name, (caption, figure) in _draw(results, report).items()}
 
 
 def _style() -> dict:
@@ -48,11 +63,11 @@ class _Canvas:
     not track (so no backend is chosen and nothing is left open)."""
 
     @staticmethod
-    def subplots(nrows=1, ncols=1, *, figsize=None, **options):
+    def subplots(nrows=1, ncols=1, *, figsize=None, layout=None, **options):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
-        figure = Figure(figsize=figsize)
+        figure = Figure(figsize=figsize, layout=layout)
         FigureCanvasAgg(figure)
         return figure, figure.subplots(nrows, ncols, **options)
 
@@ -63,7 +78,7 @@ def _png(figure) -> bytes:
     return buffer.getvalue()
 
 
-def _render(results, report) -> dict[str, tuple[str, bytes]]:
+def _draw(results, report) -> dict[str, tuple[str, Figure]]:
     plt = _Canvas
     # With three or more classes, the positive-class figures are one-vs-rest: say so in the name.
     one_vs_rest = (
@@ -93,8 +108,9 @@ def _render(results, report) -> dict[str, tuple[str, bytes]]:
         ),
         (
             "variance",
-            "Seed noise and split-to-split spread of the baseline, and the range a single split "
-            "would have shown",
+            "The baseline's score on each split (first seed), sorted: the shaded range is what a "
+            "single train/test split could have shown, the line the cross-validated mean; beside it, "
+            "the standard deviation between splits and between training seeds (with --seeds 2 or more)",
             _variance,
         ),
         (
@@ -116,14 +132,15 @@ def _render(results, report) -> dict[str, tuple[str, bytes]]:
         (
             "confusion",
             "Confusion matrices (predicted class: the same rule as every class-based metric), pooled "
-            "over folds and averaged over repeats",
+            "over folds: each cell gives the count (mean over repeats) and its share of the true "
+            "class; the colour is that share, so that class imbalance does not set it",
             _confusion,
         ),
     ]
     for name, caption, build in builders:
         figure = build(plt, results, report)
         if figure is not None:
-            figures[name] = (caption, _png(figure))
+            figures[name] = (caption, figure)
     return figures
 
 
@@ -198,10 +215,12 @@ def _roc(plt, results, report):
 
 
 def _paired_folds(plt, results, report):
+    from matplotlib.lines import Line2D
+
     if not report.comparisons:
         return None
     n = len(report.comparisons)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(max(3.2 * n, 4.2), 4), squeeze=False, layout="constrained")
     for ax, c in zip(axes[0], report.comparisons):
         for a, b in zip(c.baseline_scores, c.variant_scores):
             color = WIN if b > a else LOSS if b < a else TIE
@@ -209,23 +228,37 @@ def _paired_folds(plt, results, report):
         ax.set_xticks([0, 1], [escape.mathtext(c.baseline), escape.mathtext(c.variant)])
         ax.set_xlim(-0.3, 1.3)
         ax.set(
+            xlabel="model (one line per fold)",
             ylabel=f"{_name(report.metric)} per fold",
             title=f"{escape.mathtext(c.variant)}: won {c.wins} of {len(c.diffs)}",
         )
-    fig.tight_layout()
+    handles = [
+        Line2D([], [], color=WIN, marker="o", markersize=3, label="variant higher"),
+        Line2D([], [], color=LOSS, marker="o", markersize=3, label="baseline higher"),
+        Line2D([], [], color=TIE, marker="o", markersize=3, label="tie"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False, fontsize=8)
     return fig
 
 
 def _difference(plt, results, report):
     if not report.comparisons:
         return None
-    fig, ax = plt.subplots(figsize=(6, 0.9 + 0.7 * len(report.comparisons)))
+    fig, ax = plt.subplots(figsize=(6, 1.4 + 0.7 * len(report.comparisons)), layout="constrained")
     rng = np.random.default_rng(0)
     ax.axvspan(-report.rope, report.rope, color=TIE, alpha=0.2, label=f"ROPE ±{report.rope:g}")
     ax.axvline(0, color="black", linewidth=0.8)
     for row, c in enumerate(report.comparisons):
         jitter = rng.uniform(-0.15, 0.15, len(c.diffs))
-        ax.scatter(c.diffs, row + jitter, s=12, color=OKABE_ITO[0], alpha=0.7, zorder=3)
+        ax.scatter(
+            c.diffs,
+            row + jitter,
+            s=12,
+            color=OKABE_ITO[0],
+            alpha=0.7,
+            zorder=3,
+            label="one fold's Δ" if row == 0 else None,
+        )
         ax.errorbar(
             c.ttest.mean,
             row,
@@ -234,56 +267,78 @@ def _difference(plt, results, report):
             color=OKABE_ITO[5],
             capsize=4,
             zorder=4,
+            label="mean Δ and its CI" if row == 0 else None,
         )
     ax.set_yticks(range(len(report.comparisons)), [escape.mathtext(c.variant) for c in report.comparisons])
     ax.set(
         xlabel=f"Δ {_name(report.metric)} (variant - {escape.mathtext(report.baseline)})",
+        ylabel="variant",
         ylim=(-0.6, len(report.comparisons) - 0.4),
     )
-    ax.legend(loc="upper right", frameon=False, fontsize=8)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", frameon=False, fontsize=8, ncol=3)
     return fig
 
 
 def _variance(plt, results, report):
     metrics = results.metrics
-    base = metrics[(metrics.model == report.baseline) & (metrics.seed_index == 0)][report.metric].dropna()
+    base = metrics[(metrics.model == report.baseline) & (metrics.seed_index == 0)].dropna(
+        subset=[report.metric]
+    )
     if base.empty:
         return None
+    base = base.sort_values(report.metric, kind="stable")
+    scores = base[report.metric].to_numpy()
     panels = 2 if report.noise is not None else 1
-    fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 3.2), squeeze=False)
-    ax = axes[0][0]
-    ax.scatter(
-        base,
-        np.zeros(len(base)) + np.random.default_rng(0).uniform(-0.1, 0.1, len(base)),
-        color=OKABE_ITO[0],
-        s=14,
+    fig, axes = plt.subplots(
+        1, panels, figsize=(4.4 * panels, 2.4 + 0.16 * len(scores)), squeeze=False, layout="constrained"
     )
-    ax.hlines(0, base.min(), base.max(), color=OKABE_ITO[5], linewidth=3, alpha=0.5)
-    ax.set_yticks([])
+    ax = axes[0][0]
+    rows = np.arange(1, len(scores) + 1)
+    ax.axvspan(scores.min(), scores.max(), color=OKABE_ITO[5], alpha=0.15, label="range one split could show")
+    ax.axvline(scores.mean(), color=OKABE_ITO[5], linewidth=1.5, label="mean over splits (the CV estimate)")
+    ax.scatter(scores, rows, color=OKABE_ITO[0], s=14, zorder=3, label="one split (first seed)")
+    if len(scores) <= 20:  # name each split; beyond that the names would overlap
+        names = [f"repeat {r + 1}, fold {f + 1}" for r, f in zip(base["repeat"], base["fold"])]
+        ax.set_yticks(rows, names, fontsize=7)
+        ylabel = f"split, sorted by {_name(report.metric)}"
+    else:
+        _integer_ticks(ax.yaxis)
+        ylabel = f"split (rank by {_name(report.metric)})"
     ax.set(
         xlabel=f"{_name(report.metric)} of {escape.mathtext(report.baseline)} on one split",
-        title=f"single-split range {base.min():.3f} to {base.max():.3f}",
+        ylabel=ylabel,
+        ylim=(0.3, len(scores) + 0.7),
+        title=f"single-split range {scores.min():.3f} to {scores.max():.3f}",
     )
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", frameon=False, fontsize=7, ncol=3)
     if report.noise is not None:
         ax = axes[0][1]
         n = report.noise
         split_label = "between splits\n(estimated as 0)" if n.split_truncated else "between splits"
-        ax.bar([split_label, "training seed"], [n.split_sd, n.seed_sd], color=[OKABE_ITO[0], OKABE_ITO[1]])
+        bars = ax.bar(
+            [split_label, "training seed"], [n.split_sd, n.seed_sd], color=[OKABE_ITO[0], OKABE_ITO[1]]
+        )
+        ax.bar_label(bars, fmt="%.3f", fontsize=8)
         ax.set(
+            xlabel="source of variation",
             ylabel=f"standard deviation of {_name(report.metric)}",
             title=f"{escape.mathtext(report.baseline)}: {n.n_seeds} seeds per split",
         )
-    fig.tight_layout()
+        ax.set_ylim(bottom=0)
     return fig
 
 
 def _learning_curves(plt, results, report):
+    from matplotlib.lines import Line2D
+
     history = results.history
     if history.empty:
         return None
     models = [m for m in results.model_names if m in set(history["model"])]
     jobs = {(j["model"], j["repeat"], j["fold"], j["seed_index"]): j["selected_epoch"] for j in results.jobs}
-    fig, axes = plt.subplots(len(models), 2, figsize=(8, 2.6 * len(models)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(models), 2, figsize=(8, 0.4 + 2.6 * len(models)), squeeze=False, layout="constrained"
+    )
     for row, model in enumerate(models):
         loss_ax, auc_ax = axes[row]
         for key, part in history[history.model == model].groupby(["repeat", "fold", "seed_index"]):
@@ -293,13 +348,18 @@ def _learning_curves(plt, results, report):
             selected = jobs.get((model, *key))
             chosen = part[part["epoch"] == selected]
             auc_ax.scatter(chosen["epoch"], chosen["val_auc"], color="black", s=10, zorder=3)
-        loss_ax.plot([], [], color=OKABE_ITO[0], label="training loss")
-        loss_ax.plot([], [], color=OKABE_ITO[1], label="validation loss")
-        loss_ax.legend(frameon=False, fontsize=8)
         shown = escape.mathtext(model)
-        loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss", title=shown)
+        loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss", title=f"{shown}: loss")
         auc_ax.set(xlabel="epoch", ylabel="validation AUC", title=f"{shown}: validation AUC")
-    fig.tight_layout()
+        for ax in (loss_ax, auc_ax):
+            _integer_ticks(ax.xaxis)
+    handles = [
+        Line2D([], [], color=OKABE_ITO[0], label="training loss"),
+        Line2D([], [], color=OKABE_ITO[1], label="validation loss"),
+        Line2D([], [], color=OKABE_ITO[2], label="validation AUC"),
+        Line2D([], [], color="black", marker="o", markersize=3, linestyle="", label="selected checkpoint"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncol=4, frameon=False, fontsize=8)
     return fig
 
 
@@ -326,12 +386,13 @@ def _selection_rules(plt, results, report):
             color=OKABE_ITO[i % len(OKABE_ITO)],
         )
     ax.set_xticks(np.arange(len(rules)) + width * (len(results.model_names) - 1) / 2, rules)
-    ax.set(xlabel="checkpoint chosen by", ylabel=f"outer-test {_name(report.metric)}")
-    lows = [e["means"].get(m) for e in report.selection for m in results.model_names]
-    finite = [v for v in lows if v is not None]
-    if finite:
-        ax.set_ylim(max(0, min(finite) - 0.1), min(1.0, max(finite) + 0.08))
-    ax.legend(frameon=False, fontsize=8, ncol=2)
+    ax.set(
+        xlabel="checkpoint chosen by",
+        ylabel=f"outer-test {_name(report.metric)} (mean ± sd over folds)",
+    )
+    # The whole scale from 0, so that bar heights compare (the metrics lie in [0, 1]).
+    ax.set_ylim(0, max(1.0, ax.get_ylim()[1]))
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False, fontsize=8, ncol=4)
     return fig
 
 
@@ -368,32 +429,52 @@ def _confusion(plt, results, report):
     p = results.predictions
     names = results.class_names
     models = results.model_names
-    fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3), squeeze=False)
+    # Long class names wrap onto lines of at most 18 characters, and only the first matrix names
+    # the rows (they are shared), so that the matrices keep their room.
+    ticks = [textwrap.fill(escape.mathtext(name), 18) for name in names]
+    label_width = 0.08 * max(len(line) for tick in ticks for line in tick.splitlines())
+    fig, axes = plt.subplots(
+        1,
+        len(models),
+        figsize=(3.0 * len(models) + 0.8 + label_width, 3.0 + label_width / 2),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
     prob_columns = [f"prob_{c}" for c in names]
+    image = None
     for ax, model in zip(axes[0], models):
         rows = p[(p.model == model) & (p.seed_index == 0)]
         if rows.empty:
             ax.axis("off")
             continue
         predicted = predict_classes(rows[prob_columns].to_numpy(), results.positive)
-        matrix = np.zeros((len(names), len(names)))
-        np.add.at(matrix, (rows["label_index"].to_numpy(), predicted), 1)
-        matrix /= max(rows["repeat"].nunique(), 1)
-        ax.imshow(matrix, cmap="Blues")
-        for (i, j), value in np.ndenumerate(matrix):
+        counts = np.zeros((len(names), len(names)))
+        np.add.at(counts, (rows["label_index"].to_numpy(), predicted), 1)
+        n_repeats = max(rows["repeat"].nunique(), 1)
+        counts /= n_repeats
+        # Coloured by the share of each true class (rows sum to 1), so that class imbalance does
+        # not set the colour; the cell says the count too.
+        totals = counts.sum(axis=1, keepdims=True)
+        shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+        image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+        count_format = "{:.0f}" if n_repeats == 1 else "{:.1f}"
+        for (i, j), share in np.ndenumerate(shares):
             ax.text(
                 j,
                 i,
-                f"{value:.0f}",
+                f"{count_format.format(counts[i, j])}\n{share:.0%}",
                 ha="center",
                 va="center",
-                color="white" if value > matrix.max() / 2 else "black",
+                fontsize=8,
+                color="white" if share > 0.5 else "black",
             )
-        ticks = [escape.mathtext(name) for name in names]
         ax.set_xticks(range(len(names)), ticks, rotation=20)
         ax.set_yticks(range(len(names)), ticks)
-        ax.set(xlabel="predicted", ylabel="true", title=escape.mathtext(model))
-    fig.tight_layout()
+        ax.set(xlabel="predicted class", ylabel="true class", title=escape.mathtext(model))
+    if image is not None:
+        bar = fig.colorbar(image, ax=list(axes[0]), fraction=0.04)
+        bar.set_label("share of the true class")
     return fig
 
 
@@ -429,9 +510,23 @@ def _critical_difference(plt, ranking):
                 color=OKABE_ITO[0],
                 alpha=0.6,
             )
-    ax.axis("off")
-    ax.set_title(f"Friedman over {f.n_blocks} data sets: p = {f.pvalue:.3f}")
+    ax.yaxis.set_visible(False)
+    for side in ("left", "right", "bottom"):
+        ax.spines[side].set_visible(False)
+    ax.spines["top"].set_visible(True)
+    ax.xaxis.tick_top()
+    ax.xaxis.set_label_position("top")
+    _integer_ticks(ax.xaxis)
+    ax.set_xlabel("mean rank over data sets (1 = best)")
+    ax.set_title(f"Friedman over {f.n_blocks} data sets: p = {f.pvalue:.3f}", pad=28)
     return fig
+
+
+def _integer_ticks(axis) -> None:
+    """Ticks on whole numbers only (epochs, ranks): no "epoch 1.5"."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _name(metric: str) -> str:

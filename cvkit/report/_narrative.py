@@ -51,6 +51,61 @@ ESTIMANDS = dict(
     "and the sd between splits",
 )
 
+# The glossary the HTML and Markdown reports end with, for a reader who is not a statistician:
+# anchor -> (term, one-line meaning, the pattern that finds the term in the reports' sentences).
+GLOSSARY = {
+    "corrected-t": (
+        "corrected t",
+        "the corrected resampled t-test (Nadeau and Bengio): a t-test on the per-fold differences "
+        "whose variance is widened by n_test/n_train, because folds share training data and a plain "
+        "t-test would find differences that are not there",
+        r"corrected(?: resampled)? t(?:-test)?\b|corrected_t\b",
+    ),
+    "sampling-within": (
+        "sampling-within test",
+        "cvkit's verdict test: each test fold's own sampling noise (DeLong's variance for AUC) plus "
+        "the spread between splits; it kept its false-positive rate near alpha in every training "
+        "regime of cvkit's calibration bench",
+        r"sampling[-_]within(?: test)?",
+    ),
+    "rope": (
+        "ROPE",
+        "region of practical equivalence: differences smaller than this are negligible in practice; "
+        "'equivalent' needs the whole interval inside it",
+        r"\bROPE\b",
+    ),
+    "holm": (
+        "Holm",
+        "Holm's step-down correction for several variants against one baseline: the chance of any "
+        "false 'better' among them stays at alpha",
+        r"\bHolm\b",
+    ),
+    "mde": (
+        "MDE",
+        "minimum detectable effect: the true difference this design would detect 80% of the time, "
+        "projected from this run's noise; smaller real gains would often be missed",
+        r"\bMDE\b",
+    ),
+    "mid-p": (
+        "mid-p",
+        "McNemar's exact test on the discordant predictions with the mid-p correction: less "
+        "conservative than the plain exact test, still close to its nominal level on small samples",
+        r"\bmid-p\b",
+    ),
+    "bca": (
+        "BCa",
+        "bias-corrected and accelerated bootstrap interval: a bootstrap confidence interval "
+        "adjusted for bias and skew in the estimate",
+        r"\bBCa\b",
+    ),
+    "aa": (
+        "A/A check",
+        "the baseline against itself under other training seeds: it should say 'no difference' in "
+        "about 1 - alpha of runs; when it does not, training is too unstable to trust the verdict",
+        r"\bA/A(?: check)?",
+    ),
+}
+
 LEADS = {
     "better": "{v} reliably beats {b}",
     "better, but negligible": "{v} is better than {b}, but negligibly: the whole interval lies inside "
@@ -89,6 +144,10 @@ TEST_NAMES = dict(
     sampling_within="sampling-within test",
     corrected_t="corrected resampled t",
 )
+
+
+# A bootstrap interval's method as the reports name it.
+BOOTSTRAP_METHODS = dict(bca="BCa", percentile="percentile")
 
 
 def tests_used(report) -> str:

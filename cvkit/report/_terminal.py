@@ -15,6 +15,7 @@ from ..comparison import cv_interval
 from ..stats import METRICS
 from ._format import LABELS, metric_label, number, plural, pvalue, signed
 from ._narrative import (
+    BOOTSTRAP_METHODS,
     ESTIMANDS,
     aa_sentence,
     confidence_text,
@@ -241,7 +242,7 @@ def sample_tests_table(report) -> Group:
             b = c.bootstrap
             lines.append(
                 f"{c.variant}: paired stratified bootstrap over samples, Δ{name} {b.estimate:+.3f} "
-                f"[{b.low:+.3f}, {b.high:+.3f}] ({b.method}, {b.n_resamples} resamples)"
+                f"[{b.low:+.3f}, {b.high:+.3f}] ({BOOTSTRAP_METHODS[b.method]}, {b.n_resamples} resamples)"
             )
     lines.append(f"Bootstrap Δ: {ESTIMANDS['bootstrap']}. {ESTIMANDS['sample_tests']}.")
     lines.append(

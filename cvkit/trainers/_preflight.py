@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import multiprocessing
 import os
+import re
 import traceback
 from dataclasses import dataclass, replace
 
@@ -169,6 +170,14 @@ def _explain(exc: Exception, plugin: Plugin, context: TrainContext, trainer: Tor
             f"{where}: {message}; cvkit calls forward(x) with images (N, C, H, W) or, when forward "
             "takes two arguments, forward(x, extra) with the extra features (N, context.n_extra)"
         )
+    widths = _MISMATCHED_WIDTHS.search(message)
+    if widths:
+        return (
+            f"{where}: a layer expects {widths['expected']} inputs but gets {widths['got']} "
+            f"({type(exc).__name__}: {message}); size the head from the width the backbone returns: "
+            "`features, width = backbone(context)`, then nn.Linear(width, ...) (or width + "
+            "context.n_extra when the extra features are concatenated)"
+        )
     if getattr(trainer, "takes_extra_", False) and context.n_extra == 0:
         return (
             f"{where}: forward(x, extra) gets extra=None because this run has no extra features "
@@ -179,6 +188,12 @@ def _explain(exc: Exception, plugin: Plugin, context: TrainContext, trainer: Tor
         f"{where}: building the model and running it on 2 images failed before any job started: "
         f"{type(exc).__name__}: {message}"
     )
+
+
+# torch's message when a Linear layer's in_features differ from the width it is given.
+_MISMATCHED_WIDTHS = re.compile(
+    r"mat1 and mat2 shapes cannot be multiplied \(\d+x(?P<got>\d+) and (?P<expected>\d+)x\d+\)"
+)
 
 
 def _names_backbone(message: str) -> bool:
