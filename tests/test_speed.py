@@ -67,7 +67,7 @@ def test_channels_last_pool_picks_the_same_maxima_and_gradients(values):
         else torch.relu(torch.randn(8, 16, 14, 14))
     )
     plain, fast = nn.MaxPool2d(3, 2, 1), use_exact_shortcuts(nn.Sequential(nn.MaxPool2d(3, 2, 1)))[0]
-    assert type(fast) is not nn.MaxPool2d
+    assert type(fast) is nn.MaxPool2d and "forward" in vars(fast)  # the shortcut, not a new class
     x_plain, x_fast = x.clone().requires_grad_(), x.clone().requires_grad_()
     y_plain, y_fast = plain(x_plain), fast(x_fast)
     grad = torch.randn_like(y_plain)
@@ -88,6 +88,28 @@ def test_exact_shortcuts_leave_the_state_dict_and_subclasses_alone():
 
     custom = use_exact_shortcuts(nn.Sequential(Custom(1, 1, 3)))[0]
     assert type(custom) is Custom
+
+
+def test_exact_shortcuts_keep_every_module_class_and_travel_with_copies():
+    """Issue 17, item 5: no ``__class__`` swap inside a user's model; the shortcuts are instance
+    attributes that a deep copy and a pickle of the model carry, bound to the copy."""
+    import copy
+    import pickle
+
+    model = cvkit.trainers.resnet("resnet18", in_channels=1, n_classes=2)
+    classes = [type(m) for m in model.modules()]
+    text = repr(model)
+    use_exact_shortcuts(model)
+    assert [type(m) for m in model.modules()] == classes and repr(model) == text  # main: swapped
+    assert sum("_conv_forward" in vars(m) for m in model.modules()) == sum(
+        type(m) is nn.Conv2d for m in model.modules()
+    )
+    x = torch.randn(4, 1, 28, 28)
+    model.eval()
+    for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        conv = other.conv1
+        assert vars(conv)["_conv_forward"].conv is conv  # bound to the copy, not to the original
+        assert torch.equal(other(x), model(x))
 
 
 def test_a_trained_resnet_at_28_pixels_is_the_same_function_with_the_shortcut():

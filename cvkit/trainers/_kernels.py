@@ -31,13 +31,21 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class _OneByOneOutputConv2d(nn.Conv2d):
-    """``nn.Conv2d`` whose 1x1-output case is computed as a matrix product."""
+class _OneByOneOutputShortcut:
+    """What ``use_exact_shortcuts`` gives one plain ``nn.Conv2d``: its ``_conv_forward`` (the hook
+    ``nn.Conv2d.forward`` calls), with the 1x1-output case computed as a matrix product.
 
-    single_tap = None  # the trainable tap, once ``single_tap_parameters`` split it off
+    An instance attribute of the convolution, not a new class: the module stays an ``nn.Conv2d``
+    to its owner (type, repr, isinstance), with the same parameters and state dict; a deep copy
+    or a pickle of the model carries the shortcut with it."""
 
-    def _conv_forward(self, x, weight, bias):
-        (kh, kw), (ph, pw) = self.kernel_size, self.padding
+    def __init__(self, conv: nn.Conv2d):
+        self.conv = conv
+        self.single_tap = None  # the trainable tap, once ``single_tap_parameters`` split it off
+
+    def __call__(self, x, weight, bias):
+        conv = self.conv
+        (kh, kw), (ph, pw) = conv.kernel_size, conv.padding
         h, w = x.shape[-2:]
         if self.single_tap is not None:
             if (h, w) != (1, 1):
@@ -48,8 +56,8 @@ class _OneByOneOutputConv2d(nn.Conv2d):
             return F.linear(x.flatten(1), self.single_tap, bias)[:, :, None, None]
         # Output (0, 0) sees input rows 0 .. rows-1 through taps ph .. ph+rows-1; the rest is padding.
         rows, cols = min(h, kh - ph), min(w, kw - pw)
-        if not self._one_output(h, w) or rows <= 0 or cols <= 0:
-            return super()._conv_forward(x, weight, bias)
+        if not self.one_output(h, w) or rows <= 0 or cols <= 0:
+            return nn.Conv2d._conv_forward(conv, x, weight, bias)
         if (rows, cols) == (kh, kw):  # every tap is used: the weight is the matrix
             taps = weight.flatten(1)
         else:  # one gather of the taps (its gradient is one scatter into zeros), not two strided slices
@@ -57,28 +65,30 @@ class _OneByOneOutputConv2d(nn.Conv2d):
             taps = weight.flatten(2).index_select(2, index).flatten(1)
         return F.linear(x[:, :, :rows, :cols].flatten(1), taps, bias)[:, :, None, None]
 
-    def _one_output(self, h, w) -> bool:
+    def one_output(self, h, w) -> bool:
         """Whether an h x w input gives a 1x1 output that the shortcut computes."""
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        conv = self.conv
+        (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
         return (
             0 <= h + 2 * ph - kh < sh
             and 0 <= w + 2 * pw - kw < sw
-            and not isinstance(self.padding, str)
-            and self.groups == 1
-            and self.dilation == (1, 1)
-            and self.padding_mode == "zeros"
+            and not isinstance(conv.padding, str)
+            and conv.groups == 1
+            and conv.dilation == (1, 1)
+            and conv.padding_mode == "zeros"
         )
 
     def split_single_tap(self) -> torch.Tensor:
         """Lay the weight out tap by tap and return the tap a 1x1 input meets: a contiguous
         leaf tensor in the weight's memory, so training it trains the weight. It is not a
         registered parameter, so the state dict holds the weight alone, as before."""
-        (ph, pw) = self.padding
-        by_tap = self.weight.detach().permute(2, 3, 0, 1).contiguous()
-        self.weight.data = by_tap.permute(2, 3, 0, 1)  # the same values, strided tap by tap
+        weight = self.conv.weight
+        (ph, pw) = self.conv.padding
+        by_tap = weight.detach().permute(2, 3, 0, 1).contiguous()
+        weight.data = by_tap.permute(2, 3, 0, 1)  # the same values, strided tap by tap
         self.single_tap = by_tap[ph, pw].requires_grad_()
         # Nothing trains the whole weight now: a gradient reaching it means the model uses it elsewhere.
-        self.weight.register_hook(_used_elsewhere)
+        weight.register_hook(_used_elsewhere)
         return self.single_tap
 
 
@@ -102,13 +112,18 @@ def _tap_index(kh, kw, ph, pw, rows, cols, device):
     )
 
 
-class _ChannelsLastMaxPool2d(nn.MaxPool2d):
-    """``nn.MaxPool2d`` that pools a contiguous CPU batch with the channels-last kernel."""
+class _ChannelsLastPool:
+    """What ``use_exact_shortcuts`` gives one plain ``nn.MaxPool2d``: a ``forward`` that pools a
+    contiguous CPU batch with the channels-last kernel (an instance attribute, as above)."""
 
-    def forward(self, x):
-        if x.dim() != 4 or x.device.type != "cpu" or not x.is_contiguous() or self.return_indices:
-            return super().forward(x)
-        return super().forward(_AsChannelsLast.apply(x)).contiguous()
+    def __init__(self, pool: nn.MaxPool2d):
+        self.pool = pool
+
+    def __call__(self, x):
+        pool = self.pool
+        if x.dim() != 4 or x.device.type != "cpu" or not x.is_contiguous() or pool.return_indices:
+            return nn.MaxPool2d.forward(pool, x)
+        return nn.MaxPool2d.forward(pool, _AsChannelsLast.apply(x)).contiguous()
 
 
 class _AsChannelsLast(torch.autograd.Function):
@@ -124,13 +139,16 @@ class _AsChannelsLast(torch.autograd.Function):
         return grad.contiguous()
 
 
-_SHORTCUTS = {nn.Conv2d: _OneByOneOutputConv2d, nn.MaxPool2d: _ChannelsLastMaxPool2d}
+def shortcut_of(conv: nn.Module) -> _OneByOneOutputShortcut | None:
+    """The 1x1-output shortcut ``use_exact_shortcuts`` gave ``conv``, if it gave it one."""
+    shortcut = conv.__dict__.get("_conv_forward")
+    return shortcut if isinstance(shortcut, _OneByOneOutputShortcut) else None
 
 
 def single_tap_parameters(model: nn.Module, probe) -> list[torch.Tensor]:
     """The tensors to train: ``model``'s trainable parameters, except that a shortcut
     convolution with a kernel larger than 1x1 whose inputs were all 1x1 maps while ``probe()``
-    ran contributes its one used tap (see ``_OneByOneOutputConv2d.split_single_tap``).
+    ran contributes its one used tap (see ``_OneByOneOutputShortcut.split_single_tap``).
 
     ``probe`` runs the model once on inputs like the training batches. It runs in eval mode
     without gradients, and the random number generators are restored afterwards, so it leaves
@@ -140,9 +158,7 @@ def single_tap_parameters(model: nn.Module, probe) -> list[torch.Tensor]:
     def record(module, args):
         sizes.setdefault(module, set()).add(tuple(args[0].shape[-2:]))
 
-    shortcuts = [
-        m for m in model.modules() if isinstance(m, _OneByOneOutputConv2d) and m.weight.requires_grad
-    ]
+    shortcuts = {m: shortcut_of(m) for m in model.modules() if shortcut_of(m) and m.weight.requires_grad}
     hooks = [m.register_forward_pre_hook(record) for m in shortcuts]
     modes = {m: m.training for m in model.modules()}
     devices = [p.device for p in model.parameters() if p.device.type == "cuda"][:1]
@@ -157,25 +173,27 @@ def single_tap_parameters(model: nn.Module, probe) -> list[torch.Tensor]:
             module.training = training
     owners = collections.Counter(id(p) for m in model.modules() for p in m.parameters(recurse=False))
     split = {
-        m
-        for m in shortcuts
+        m: shortcut
+        for m, shortcut in shortcuts.items()
         if sizes.get(m) == {(1, 1)}
         and m.kernel_size != (1, 1)
-        and m._one_output(1, 1)
+        and shortcut.one_output(1, 1)
         and owners[id(m.weight)] == 1
     }  # a weight shared with another module stays whole
-    taps = {id(m.weight): m.split_single_tap() for m in split}
+    taps = {id(m.weight): shortcut.split_single_tap() for m, shortcut in split.items()}
     return [taps.get(id(p), p) for p in model.parameters() if p.requires_grad]
 
 
 def use_exact_shortcuts(model: nn.Module) -> nn.Module:
     """Give every plain ``nn.Conv2d`` of ``model`` the 1x1-output shortcut and every plain
-    ``nn.MaxPool2d`` the channels-last pool, in place.
+    ``nn.MaxPool2d`` the channels-last pool, in place, as instance attributes (``_conv_forward``,
+    ``forward``) that shadow the class's methods: each module keeps its class.
 
     Parameters, buffers and the state dict are untouched; subclasses (which may override
     ``forward``) are left alone."""
     for module in model.modules():
-        shortcut = _SHORTCUTS.get(type(module))
-        if shortcut is not None:
-            module.__class__ = shortcut
+        if type(module) is nn.Conv2d and shortcut_of(module) is None:
+            module._conv_forward = _OneByOneOutputShortcut(module)
+        elif type(module) is nn.MaxPool2d and "forward" not in module.__dict__:
+            module.forward = _ChannelsLastPool(module)
     return model
