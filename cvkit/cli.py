@@ -18,7 +18,8 @@ import warnings
 
 from rich.console import Console
 
-from . import __version__, escape
+from . import escape
+from ._version import __version__
 from .errors import CvkitError
 from .runner import EXECUTORS
 from .stats import VERDICT_METRICS

@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from .. import __version__, escape, files
+from .. import escape, files
+from .._version import __version__
 from ..errors import CvkitError
 from ..stats import METRICS
 from ._figures import render_figures
