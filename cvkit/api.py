@@ -45,10 +45,20 @@ from .runner import (
     verify_jobs,
 )
 from .splits import SplitPlan, make_plan
-from .trainers import SELECTION_RULES, TrainConfig, TrainContext, ensure_pretrained, load_plugin, preflight
-from .trainers._context import AUGMENTATIONS, CLASS_WEIGHTS, PRECISIONS
-from .trainers._features import IMPUTATIONS
-from .trainers._models import classifier, is_backbone
+from .trainers import (
+    AUGMENTATIONS,
+    CLASS_WEIGHTS,
+    IMPUTATIONS,
+    PRECISIONS,
+    SELECTION_RULES,
+    TrainConfig,
+    TrainContext,
+    classifier,
+    ensure_pretrained,
+    is_backbone,
+    load_plugin,
+    preflight,
+)
 
 
 def _keeps_global_state(function):

@@ -23,10 +23,7 @@ from ._version import __version__
 from .errors import CvkitError
 from .runner import EXECUTORS
 from .stats import VERDICT_METRICS
-from .trainers import SELECTION_RULES
-from .trainers._context import AUGMENTATIONS, CLASS_WEIGHTS, PRECISIONS
-from .trainers._features import IMPUTATIONS
-from .trainers._models import STEMS
+from .trainers import AUGMENTATIONS, CLASS_WEIGHTS, IMPUTATIONS, PRECISIONS, SELECTION_RULES, STEMS
 
 DEFAULT_EPOCHS = 5
 
