@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from ._dataset import Dataset
 from ._demo import make_demo
-from ._extra import _number, read_csv, warn_id_like
+from ._extra import ID_COLUMNS, feature_value, read_csv, warn_id_like
 from ._intensity import (
     DICOM_SUFFIXES,
     EIGHT_BIT_MODES,
@@ -32,7 +32,6 @@ MEDMNIST_CLASSES = {
 }
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", *DICOM_SUFFIXES}
 IMAGE_COLUMNS = ("image", "path", "file", "filename")
-ID_COLUMNS = ("id", "sample_id")
 GREY_MODES = ("L", "LA", "1")  # read at full depth, every image is one of these or a colour mode
 STORE_FILE = "cvkit.sqlite"  # a run folder's store (cvkit.runner names it so)
 
@@ -301,7 +300,7 @@ def load_manifest(
     extra = None
     if extra_names:
         extra = np.array(
-            [[_number(row[c], path, line, c) for c in extra_names] for line, row in zip(lines, rows)]
+            [[feature_value(row[c], path, line, c) for c in extra_names] for line, row in zip(lines, rows)]
         )
     ids = (
         np.array([row[id_column] for row in rows])
