@@ -14,9 +14,9 @@ import numpy as np
 
 from . import stats
 from .errors import ConfigError
+from .trainers import SELECTION_RULES
 
 VERDICTS = stats.VERDICTS
-SELECTION_RULES = ("val_auc", "val_loss", "val_acc", "last")
 
 
 @dataclass(frozen=True)
