@@ -385,7 +385,7 @@ class _Context:
         method = decision.ttest.method
         mde = stats.detectable_effect(model, alpha=self.alpha, method=method)
         advice = stats.advise_design(
-            model, self.min_effect, metric=_metric_name(self.metric), alpha=self.alpha, method=method
+            model, self.min_effect, metric=stats.METRIC_LABELS[self.metric], alpha=self.alpha, method=method
         )
         return Comparison(
             variant=variant,
@@ -731,7 +731,3 @@ def _checkpoint_fallbacks(results) -> tuple[str, int, int] | None:
 def _num(x):
     x = float(x)
     return None if np.isnan(x) else x
-
-
-def _metric_name(metric: str) -> str:
-    return "AUC" if metric == "auc" else metric.replace("_", " ")

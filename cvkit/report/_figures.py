@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import escape
 from ..stats import predict_classes
+from ._format import metric_label
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 WIN, LOSS, TIE = "#009E73", "#D55E00", "#999999"
@@ -209,7 +210,7 @@ def _paired_folds(plt, results, report):
         ax.set_xticks([0, 1], [escape.mathtext(c.baseline), escape.mathtext(c.variant)])
         ax.set_xlim(-0.3, 1.3)
         ax.set(
-            ylabel=f"{_name(report.metric)} per fold",
+            ylabel=f"{metric_label(report.metric)} per fold",
             title=f"{escape.mathtext(c.variant)}: won {c.wins} of {len(c.diffs)}",
         )
     fig.tight_layout()
@@ -237,7 +238,7 @@ def _difference(plt, results, report):
         )
     ax.set_yticks(range(len(report.comparisons)), [escape.mathtext(c.variant) for c in report.comparisons])
     ax.set(
-        xlabel=f"Δ {_name(report.metric)} (variant - {escape.mathtext(report.baseline)})",
+        xlabel=f"Δ {metric_label(report.metric)} (variant - {escape.mathtext(report.baseline)})",
         ylim=(-0.6, len(report.comparisons) - 0.4),
     )
     ax.legend(loc="upper right", frameon=False, fontsize=8)
@@ -261,7 +262,7 @@ def _variance(plt, results, report):
     ax.hlines(0, base.min(), base.max(), color=OKABE_ITO[5], linewidth=3, alpha=0.5)
     ax.set_yticks([])
     ax.set(
-        xlabel=f"{_name(report.metric)} of {escape.mathtext(report.baseline)} on one split",
+        xlabel=f"{metric_label(report.metric)} of {escape.mathtext(report.baseline)} on one split",
         title=f"single-split range {base.min():.3f} to {base.max():.3f}",
     )
     if report.noise is not None:
@@ -270,7 +271,7 @@ def _variance(plt, results, report):
         split_label = "between splits\n(estimated as 0)" if n.split_truncated else "between splits"
         ax.bar([split_label, "training seed"], [n.split_sd, n.seed_sd], color=[OKABE_ITO[0], OKABE_ITO[1]])
         ax.set(
-            ylabel=f"standard deviation of {_name(report.metric)}",
+            ylabel=f"standard deviation of {metric_label(report.metric)}",
             title=f"{escape.mathtext(report.baseline)}: {n.n_seeds} seeds per split",
         )
     fig.tight_layout()
@@ -326,7 +327,7 @@ def _selection_rules(plt, results, report):
             color=OKABE_ITO[i % len(OKABE_ITO)],
         )
     ax.set_xticks(np.arange(len(rules)) + width * (len(results.model_names) - 1) / 2, rules)
-    ax.set(xlabel="checkpoint chosen by", ylabel=f"outer-test {_name(report.metric)}")
+    ax.set(xlabel="checkpoint chosen by", ylabel=f"outer-test {metric_label(report.metric)}")
     lows = [e["means"].get(m) for e in report.selection for m in results.model_names]
     finite = [v for v in lows if v is not None]
     if finite:
@@ -432,7 +433,3 @@ def _critical_difference(plt, ranking):
     ax.axis("off")
     ax.set_title(f"Friedman over {f.n_blocks} data sets: p = {f.pvalue:.3f}")
     return fig
-
-
-def _name(metric: str) -> str:
-    return "AUC" if metric == "auc" else metric.replace("_", " ")

@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import math
 
-LABELS = dict(
-    auc="AUC",
-    accuracy="accuracy",
-    balanced_accuracy="balanced acc.",
-    sensitivity="sensitivity",
-    specificity="specificity",
-    f1="F1",
-    brier="Brier",
-)
+from ..stats import METRIC_LABELS
 
 
 def is_number(x) -> bool:
@@ -39,4 +31,4 @@ def plural(n: int, word: str, words: str | None = None) -> str:
 
 
 def metric_label(metric: str) -> str:
-    return LABELS.get(metric, metric)
+    return METRIC_LABELS.get(metric, metric)
