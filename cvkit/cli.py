@@ -143,8 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--executor",
         default="local",
         choices=EXECUTORS,
-        help="local: worker processes on this machine (default); process: the same; inprocess: one job "
-        "after another in this process (for a debugger); ray: a Ray cluster",
+        help="; ".join(
+            f"{name}: {executor.summary}" + " (default)" * (name == "local")
+            for name, executor in EXECUTORS.items()
+        ),
     )
     ev.add_argument(
         "--address", default=None, help="--executor ray: the cluster's HOST:PORT (default: start a local one)"
