@@ -20,6 +20,7 @@ from ._models import (
 )
 from ._plugin import BUILTINS, Plugin, load_plugin, plugin_frame
 from ._preflight import preflight
+from ._protocols import HOOKS, BuildEstimator, BuildModel, MakeTrainer, PluginModule, Trainer
 from ._sklearn import SklearnTrainer
 from ._state import job_process_state
 from ._torch import TorchTrainer
@@ -29,8 +30,12 @@ __all__ = [
     "BACKBONES",
     "BUILTINS",
     "Backbone",
+    "BuildEstimator",
+    "BuildModel",
     "CLASS_WEIGHTS",
+    "HOOKS",
     "IMPUTATIONS",
+    "MakeTrainer",
     "OFFLINE",
     "PRECISIONS",
     "RESNETS",
@@ -38,8 +43,10 @@ __all__ = [
     "STEMS",
     "FrozenFeatures",
     "Plugin",
+    "PluginModule",
     "SklearnTrainer",
     "TorchTrainer",
+    "Trainer",
     "TrainConfig",
     "TrainContext",
     "WEIGHTS_MIRROR",
