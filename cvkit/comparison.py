@@ -386,7 +386,7 @@ class _Context:
         method = decision.ttest.method
         mde = stats.detectable_effect(model, alpha=self.alpha, method=method)
         advice = stats.advise_design(
-            model, self.min_effect, metric=stats.METRIC_LABELS[self.metric], alpha=self.alpha, method=method
+            model, self.min_effect, metric=self.metric, alpha=self.alpha, method=method
         )
         return Comparison(
             variant=variant,

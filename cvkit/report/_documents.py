@@ -12,9 +12,9 @@ from pathlib import Path
 from .. import escape, files
 from .._version import __version__
 from ..errors import CvkitError
-from ..stats import METRICS
+from ..stats import METRICS, metric_label
 from ._figures import render_figures
-from ._format import is_number, metric_label, number, plural, pvalue, signed
+from ._format import is_number, number, plural, pvalue, signed
 from ._narrative import nested_choices_text, nested_sentence
 from ._serialise import report_record
 from ._setup import data_use, holdout_heading

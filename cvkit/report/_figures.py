@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import escape
-from ..stats import predict_classes
-from ._format import metric_label
+from ..stats import metric_label, predict_classes
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 WIN, LOSS, TIE = "#009E73", "#D55E00", "#999999"

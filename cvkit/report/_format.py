@@ -1,10 +1,9 @@
-"""How numbers and metric names are written, the same in the terminal and in every document."""
+"""How numbers are written, the same in the terminal and in every document (metric names:
+``cvkit.stats.metric_label``)."""
 
 from __future__ import annotations
 
 import math
-
-from ..stats import METRIC_LABELS
 
 
 def is_number(x) -> bool:
@@ -28,7 +27,3 @@ def pvalue(p) -> str:
 def plural(n: int, word: str, words: str | None = None) -> str:
     """``1 fold``, ``2 folds``: a count with its noun in the right number."""
     return f"{n} {word if n == 1 else words or word + 's'}"
-
-
-def metric_label(metric: str) -> str:
-    return METRIC_LABELS.get(metric, metric)

@@ -9,8 +9,8 @@ import unicodedata
 
 from ..comparison import compare, cv_interval
 from ..errors import CvkitError
-from ..stats import METRICS
-from ._format import metric_label, number, plural, pvalue
+from ..stats import METRICS, metric_label
+from ._format import number, plural, pvalue
 from ._narrative import confidence_text, tests_used, verdict_css
 
 # Verdict colours of the HTML report's palette (Okabe-Ito).

@@ -12,8 +12,8 @@ from rich.text import Text
 
 from .. import escape
 from ..comparison import cv_interval
-from ..stats import METRICS
-from ._format import metric_label, number, plural, pvalue, signed
+from ..stats import METRICS, metric_label
+from ._format import number, plural, pvalue, signed
 from ._narrative import (
     ESTIMANDS,
     aa_sentence,

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from ._metrics import metric_label
 from ._verdict import DEFAULT_METHOD, FALLBACK_METHOD, DifferenceSummaries, PairedJobScores, satterthwaite
 
 DATA_FACTORS = (1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
@@ -152,7 +153,7 @@ def advise_design(
     model: VarianceModel,
     min_effect: float,
     *,
-    metric: str = "AUC",
+    metric: str = "auc",
     power: float = 0.8,
     alpha: float = 0.05,
     method: str = DEFAULT_METHOD,
@@ -205,7 +206,7 @@ def advise_design(
                     if d.power >= power
                 )
                 break
-    effect = f"a difference of {min_effect:.3g} {metric}"
+    effect = f"a difference of {min_effect:.3g} {metric_label(metric)}"
     if current.power >= power:
         sentence = (
             f"The current design ({current.describe()}) has {_pct(current.power)} power to detect {effect}."

@@ -20,6 +20,11 @@ METRIC_LABELS = dict(
 )
 
 
+def metric_label(metric: str) -> str:
+    """How ``metric`` is named for readers (a name without a label as it is)."""
+    return METRIC_LABELS.get(metric, metric)
+
+
 def predict_classes(probs, positive: int) -> np.ndarray:
     """The one prediction rule of every class-based metric: the most probable class (for two
     classes, ``positive`` when its probability is >= 0.5, so a tie at 0.5 goes to the positive
