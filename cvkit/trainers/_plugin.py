@@ -61,9 +61,7 @@ class Plugin:
     spec: str | None = None  # how it was loaded, so that a worker process can load it again
     nested_args: tuple | None = None
     pausable: bool = False  # its trainer can pause between epochs and go on elsewhere (TorchTrainer.fit)
-    build_model: BuildModel | None = field(
-        default=None, repr=False
-    )  # its hook, when cvkit's trainer trains it
+    build_model: BuildModel | None = field(default=None, repr=False)  # its hook, for cvkit's trainer
 
     def __reduce__(self):
         # The factory closes over the imported module: workers re-load the file instead, and
