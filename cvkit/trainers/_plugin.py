@@ -3,8 +3,8 @@
 A plugin file defines one of the hooks ``build_model(context)`` (a torch model, which cvkit's
 trainer trains), ``build_estimator(context)`` (a scikit-learn classifier) or
 ``make_trainer(context)`` (a :class:`~cvkit.trainers.Trainer` of its own), and may define
-``HYPERPARAMS``, ``SEARCH``, ``DEPENDS`` and ``ESTIMATOR_INPUTS``: ``_protocols.py`` holds the
-contract of each.
+``HYPERPARAMS``, ``SEARCH``, ``DEPENDS``, ``ESTIMATOR_INPUTS`` and ``NEEDS_EXTRA``: ``_protocols.py``
+holds the contract of each.
 
 A plugin's identity (its digest, part of every job key) is its source, the source of every module
 of its own folder that it imports (``import helper`` finds ``helper.py`` beside the plugin; import
@@ -62,6 +62,7 @@ class Plugin:
     nested_args: tuple | None = None
     pausable: bool = False  # its trainer can pause between epochs and go on elsewhere (TorchTrainer.fit)
     build_model: BuildModel | None = field(default=None, repr=False)  # its hook, for cvkit's trainer
+    needs_extra: bool = False  # it cannot train without extra features (preflight says so, once)
 
     def __reduce__(self):
         # The factory closes over the imported module: workers re-load the file instead, and
@@ -121,12 +122,16 @@ def load_plugin(spec: str, hyperparams: dict | None = None) -> Plugin:
     if not isinstance(search, dict) or not all(isinstance(v, (list, tuple)) and v for v in search.values()):
         raise PluginError(f"{path}: SEARCH must be a dict of name -> non-empty list of values")
     _merge(defaults, search, f"{path} SEARCH")
+    needs_extra = getattr(module, "NEEDS_EXTRA", PluginModule.NEEDS_EXTRA)
+    if not isinstance(needs_extra, bool):
+        raise PluginError(f"{path}: NEEDS_EXTRA must be True or False, not {needs_extra!r}")
     hook = getattr(module, hooks[0])
     if hooks[0] == "build_model":
         factory = lambda context: TorchTrainer(hook)  # noqa: E731
     elif hooks[0] == "build_estimator":
         inputs = getattr(module, "ESTIMATOR_INPUTS", PluginModule.ESTIMATOR_INPUTS)
         factory = lambda context: SklearnTrainer(hook(context), inputs)  # noqa: E731
+        needs_extra = needs_extra or inputs != "pixels"
     else:
         factory = hook
     digest = _digest(path, source, getattr(module, "DEPENDS", PluginModule.DEPENDS))
@@ -141,6 +146,7 @@ def load_plugin(spec: str, hyperparams: dict | None = None) -> Plugin:
         spec=str(path.resolve()),
         pausable=hooks[0] == "build_model",
         build_model=hook if hooks[0] == "build_model" else None,
+        needs_extra=needs_extra,
     )
 
 
@@ -304,7 +310,14 @@ def _builtin(name: str, hyperparams: dict) -> Plugin:
 
         params = _merge({"C": 1.0, "inputs": "pixels"}, hyperparams, name)
         estimator = make_pipeline(StandardScaler(), LogisticRegression(C=params["C"], max_iter=5000))
-        return Plugin(name, None, digest, lambda context: SklearnTrainer(estimator, params["inputs"]), params)
+        return Plugin(
+            name,
+            None,
+            digest,
+            lambda context: SklearnTrainer(estimator, params["inputs"]),
+            params,
+            needs_extra=params["inputs"] != "pixels",
+        )
 
     def build_model(context):
         config = context.config

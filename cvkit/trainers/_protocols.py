@@ -96,6 +96,10 @@ class PluginModule(Protocol):
         for every file in it) that are part of its identity: editing one trains its jobs again.
     ``ESTIMATOR_INPUTS``
         ``build_estimator`` only: what the estimator sees, ``"pixels"``, ``"extra"`` or ``"both"``.
+    ``NEEDS_EXTRA``
+        True for a plugin that cannot train without extra features (a fusion model): a run without
+        ``--extra`` refuses it with one line before any training. An estimator whose
+        ``ESTIMATOR_INPUTS`` names ``"extra"`` or ``"both"`` needs them without saying so.
     """
 
     # Never changed in place: every plugin without its own shares them.
@@ -103,3 +107,4 @@ class PluginModule(Protocol):
     SEARCH: dict[str, list] = {}
     DEPENDS: list[str] = []
     ESTIMATOR_INPUTS: str = "pixels"
+    NEEDS_EXTRA: bool = False
