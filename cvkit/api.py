@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .data import (
     Dataset,
     DuplicatePair,
@@ -31,6 +31,7 @@ from .results import Results
 from .runner import (
     EXECUTORS,
     Concurrency,
+    ExecutorSettings,
     JobClaims,
     JobProgress,
     JobRunner,
@@ -45,10 +46,20 @@ from .runner import (
     verify_jobs,
 )
 from .splits import SplitPlan, make_plan
-from .trainers import SELECTION_RULES, TrainConfig, TrainContext, ensure_pretrained, load_plugin, preflight
-from .trainers._context import AUGMENTATIONS, CLASS_WEIGHTS, PRECISIONS
-from .trainers._features import IMPUTATIONS
-from .trainers._models import classifier, is_backbone
+from .trainers import (
+    AUGMENTATIONS,
+    CLASS_WEIGHTS,
+    IMPUTATIONS,
+    PRECISIONS,
+    SELECTION_RULES,
+    TrainConfig,
+    TrainContext,
+    classifier,
+    ensure_pretrained,
+    is_backbone,
+    load_plugin,
+    preflight,
+)
 
 
 def _keeps_global_state(function):
@@ -142,8 +153,9 @@ def evaluate(
     threads (default 1), which, unlike ``jobs``, can change the predictions' last bits.
     ``executor`` is ``local`` (worker processes on this machine, one even for ``jobs=1``, so that a
     plugin ending its process fails only its job), ``process`` (the same), ``inprocess`` (one job
-    after another in this process: for a debugger) or ``ray`` (at ``address``, with
-    ``cpus_per_job`` and ``gpus_per_job`` per task); every executor gives the same predictions. A
+    after another in this process: for a debugger), ``ray`` (at ``address``, with
+    ``cpus_per_job`` and ``gpus_per_job`` per task) or the name of any executor registered with
+    :func:`~cvkit.runner.register_executor`; every executor gives the same predictions. A
     job whose worker is killed runs again up to ``retries`` times. Drivers started on the same
     ``out`` share its jobs (each claims a job before training it). Duplicate images (exact, or
     equal average hashes confirmed on the pixels) are reported before training; ``dedupe`` keeps
@@ -251,13 +263,15 @@ def evaluate(
         display = _progress_display(progress, epochs)
         with display or contextlib.nullcontext(), record_warnings() as training:
             runner = make_executor(
-                concurrency,
-                setup.device,
-                kind=executor,
-                address=address,
-                cpus_per_job=cpus_per_job,
-                gpus_per_job=gpus_per_job,
-                retries=retries,
+                executor,
+                ExecutorSettings(
+                    concurrency,
+                    setup.device,
+                    address=address,
+                    cpus_per_job=cpus_per_job,
+                    gpus_per_job=gpus_per_job,
+                    retries=retries,
+                ),
             )
             if executor == "ray":
                 concurrency = Concurrency(

@@ -18,14 +18,12 @@ import warnings
 
 from rich.console import Console
 
-from . import __version__, escape
+from . import escape
+from ._version import __version__
 from .errors import CvkitError
 from .runner import EXECUTORS
 from .stats import VERDICT_METRICS
-from .trainers import SELECTION_RULES
-from .trainers._context import AUGMENTATIONS, CLASS_WEIGHTS, PRECISIONS
-from .trainers._features import IMPUTATIONS
-from .trainers._models import STEMS
+from .trainers import AUGMENTATIONS, CLASS_WEIGHTS, IMPUTATIONS, PRECISIONS, SELECTION_RULES, STEMS
 
 DEFAULT_EPOCHS = 5
 
@@ -145,8 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--executor",
         default="local",
         choices=EXECUTORS,
-        help="local: worker processes on this machine (default); process: the same; inprocess: one job "
-        "after another in this process (for a debugger); ray: a Ray cluster",
+        help="; ".join(
+            f"{name}: {executor.summary}" + " (default)" * (name == "local")
+            for name, executor in EXECUTORS.items()
+        ),
     )
     ev.add_argument(
         "--address", default=None, help="--executor ray: the cluster's HOST:PORT (default: start a local one)"

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import stats
+from ._json import nan_to_none
 from .errors import ConfigError
+from .trainers import SELECTION_RULES
 
 VERDICTS = stats.VERDICTS
-SELECTION_RULES = ("val_auc", "val_loss", "val_acc", "last")
 
 
 @dataclass(frozen=True)
@@ -385,7 +386,7 @@ class _Context:
         method = decision.ttest.method
         mde = stats.detectable_effect(model, alpha=self.alpha, method=method)
         advice = stats.advise_design(
-            model, self.min_effect, metric=_metric_name(self.metric), alpha=self.alpha, method=method
+            model, self.min_effect, metric=self.metric, alpha=self.alpha, method=method
         )
         return Comparison(
             variant=variant,
@@ -507,7 +508,7 @@ class _Context:
                 continue
             metrics = self.results.rule_metrics(rule)
             means = metrics.groupby("model")[self.metric].mean()
-            entry = dict(rule=rule, means={m: _num(v) for m, v in means.items()}, comparisons={})
+            entry = dict(rule=rule, means={m: nan_to_none(v) for m, v in means.items()}, comparisons={})
             a = self._per_fold(metrics, baseline)
             for variant in self.results.model_names:
                 if variant == baseline:
@@ -726,12 +727,3 @@ def _checkpoint_fallbacks(results) -> tuple[str, int, int] | None:
     infos = [json.loads(job["info"]) if job.get("info") else None for job in done]
     fell = [info for info in infos if info and rule in info.get("checkpoint_fallback", {})]
     return (rule, len(fell), len(done)) if fell else None
-
-
-def _num(x):
-    x = float(x)
-    return None if np.isnan(x) else x
-
-
-def _metric_name(metric: str) -> str:
-    return "AUC" if metric == "auc" else metric.replace("_", " ")

@@ -10,6 +10,10 @@ from pathlib import Path
 
 from .errors import ConfigError
 
+# The file in a run folder that holds the run's results: the runner writes it, the loaders refuse to
+# read a run folder as data, and exports refuse to overwrite it.
+STORE_NAME = "cvkit.sqlite"
+
 
 @contextlib.contextmanager
 def atomic_write(path, mode: str = "w", **options):

@@ -9,6 +9,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from ._json import nan_to_none
 from .errors import ConfigError, StoreError
 from .runner import Store
 from .stats import METRICS, classification_metrics
@@ -215,8 +216,8 @@ class Results:
             models[name] = dict(
                 role="baseline" if name == self.baseline else "variant",
                 folds=_records(rows.drop(columns="model")),
-                mean={m: _number(rows[m].mean()) for m in METRICS},
-                std={m: _number(rows[m].std()) for m in METRICS},
+                mean={m: nan_to_none(rows[m].mean()) for m in METRICS},
+                std={m: nan_to_none(rows[m].std()) for m in METRICS},
             )
         differences = {
             v: {m: _records(self.paired_differences(v, m)) for m in METRICS} for v in self.variants
@@ -230,14 +231,10 @@ class Results:
         )
 
 
-def _number(x):
-    return None if x is None or (isinstance(x, float) and np.isnan(x)) else float(x)
-
-
 def _records(frame: pd.DataFrame) -> list[dict]:
     return [
         {
-            k: (_number(v) if isinstance(v, float) else int(v) if isinstance(v, (np.integer,)) else v)
+            k: (nan_to_none(v) if isinstance(v, float) else int(v) if isinstance(v, (np.integer,)) else v)
             for k, v in row.items()
         }
         for row in frame.to_dict(orient="records")

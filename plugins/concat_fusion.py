@@ -11,6 +11,7 @@ from torch import nn
 
 from cvkit.trainers import backbone
 
+NEEDS_EXTRA = True  # cvkit refuses a run without --extra before training
 HYPERPARAMS = {"d_img": 256, "d_extra": 32, "drop_image": 0.5}
 SEARCH = {"d_img": [100, 1000], "d_extra": [10, 100]}  # explored with --nested
 
@@ -18,10 +19,6 @@ SEARCH = {"d_img": [100, 1000], "d_extra": [10, 100]}  # explored with --nested
 class ConcatFusion(nn.Module):
     def __init__(self, context):
         super().__init__()
-        if context.n_extra == 0:
-            raise ValueError(
-                "concat_fusion needs extra features: pass --extra FILE.csv or --extra handcrafted"
-            )
         d_img, d_extra = context.hyperparams["d_img"], context.hyperparams["d_extra"]
         self.backbone, width = backbone(context)
         self.image = nn.Sequential(nn.Linear(width, d_img), nn.ReLU())

@@ -14,16 +14,13 @@ from torch import nn
 
 from cvkit.trainers import backbone
 
+NEEDS_EXTRA = True  # cvkit refuses a run without --extra before training
 HYPERPARAMS = {"d": 64, "drop_image": 0.5}
 
 
 class GatedFusion(nn.Module):
     def __init__(self, context):
         super().__init__()
-        if context.n_extra == 0:
-            raise ValueError(
-                "gated_fusion needs extra features: pass --extra FILE.csv or --extra handcrafted"
-            )
         d = context.hyperparams["d"]
         self.backbone, width = backbone(context)
         self.image = nn.Sequential(nn.Linear(width, d), nn.ReLU())

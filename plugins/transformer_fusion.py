@@ -11,16 +11,13 @@ from torchvision.models.feature_extraction import create_feature_extractor
 
 from cvkit.trainers import resnet
 
+NEEDS_EXTRA = True  # cvkit refuses a run without --extra before training
 HYPERPARAMS = {"d_model": 64, "heads": 4, "layers": 2, "drop_image": 0.5}
 
 
 class TransformerFusion(nn.Module):
     def __init__(self, context):
         super().__init__()
-        if context.n_extra == 0:
-            raise ValueError(
-                "transformer_fusion needs extra features: pass --extra FILE.csv or --extra handcrafted"
-            )
         d, config = context.hyperparams["d_model"], context.config
         net = resnet(
             config.backbone,

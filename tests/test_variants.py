@@ -25,11 +25,19 @@ def test_every_plugin_runs_end_to_end_and_reads_as_an_example(path, tiny, tmp_pa
     assert metrics["auc"].between(0, 1).all()
 
 
-@pytest.mark.parametrize("name", ["concat_fusion", "gated_fusion", "transformer_fusion"])
-def test_fusion_plugins_without_extra_features_say_what_to_pass(name, tiny, tmp_path):
+@pytest.mark.parametrize("name", ["concat_fusion", "gated_fusion", "transformer_fusion", "extra_only"])
+def test_plugins_that_need_extra_features_refuse_a_run_without_them_before_training(name, tiny, tmp_path):
+    """The fusion plugins declare NEEDS_EXTRA; an estimator on ESTIMATOR_INPUTS "extra" needs them too."""
     bare = replace(tiny, extra=None, extra_names=())
-    with pytest.raises(cvkit.CvkitError, match=f"{name}.py:\\d+: .*needs extra features: pass --extra"):
+    with pytest.raises(cvkit.CvkitError, match=f"{name}.py: {name} needs extra features: pass --extra"):
         cvkit.evaluate(f"plugins/{name}.py", data=bare, folds=3, repeats=1, epochs=1, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before the run folder was made
+
+
+def test_needs_extra_must_be_true_or_false(write_plugin):
+    plugin = write_plugin("fusion", 'NEEDS_EXTRA = "yes"\n\n\ndef make_trainer(context):\n    pass\n')
+    with pytest.raises(cvkit.CvkitError, match="NEEDS_EXTRA must be True or False, not 'yes'"):
+        load_plugin(str(plugin))
 
 
 def _context(data, **config):

@@ -13,6 +13,8 @@ import numpy as np
 from ..errors import DataError
 from ._dataset import Dataset
 
+# A sample id column's accepted names, in order of preference, in a manifest and an extra-feature
+# CSV alike: a file with both columns is keyed by the same one wherever it is read.
 ID_COLUMNS = ("sample_id", "id")
 HANDCRAFTED = (
     "mean",
@@ -91,7 +93,7 @@ def join_extra_csv(dataset: Dataset, path) -> Dataset:
         sample = row[id_column]
         if sample in by_id:
             raise DataError(f"{path}, row {line}: sample id {sample!r} appears twice")
-        by_id[sample] = [_number(row[c], path, line, c) for c in names]
+        by_id[sample] = [feature_value(row[c], path, line, c) for c in names]
     missing = [s for s in dataset.sample_ids.tolist() if s not in by_id]
     if missing:
         raise DataError(
@@ -176,7 +178,9 @@ def read_csv(path) -> tuple[list[str], list[dict], list[int]]:
         raise DataError(f"{path}: not a readable CSV file ({exc})") from None
 
 
-def _number(text, path, line, column) -> float:
+def feature_value(text, path, line, column) -> float:
+    """The number in a CSV cell of an extra-feature column (NaN for an empty cell, ``nan`` or
+    ``na``), or a ``DataError`` naming the file, row and column."""
     text = (text or "").strip()
     if text == "" or text.lower() in ("nan", "na"):
         return np.nan

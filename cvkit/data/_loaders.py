@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..files import STORE_NAME
 from ._dataset import Dataset
 from ._demo import make_demo
-from ._extra import _number, read_csv, warn_id_like
+from ._extra import ID_COLUMNS, feature_value, read_csv, warn_id_like
 from ._intensity import (
     DICOM_SUFFIXES,
     EIGHT_BIT_MODES,
@@ -32,9 +33,7 @@ MEDMNIST_CLASSES = {
 }
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", *DICOM_SUFFIXES}
 IMAGE_COLUMNS = ("image", "path", "file", "filename")
-ID_COLUMNS = ("id", "sample_id")
 GREY_MODES = ("L", "LA", "1")  # read at full depth, every image is one of these or a colour mode
-STORE_FILE = "cvkit.sqlite"  # a run folder's store (cvkit.runner names it so)
 
 
 def load_data(spec: str = "demo", *, positive: str | None = None, **options) -> Dataset:
@@ -166,7 +165,7 @@ def load_image_folder(root, *, image_size: int | None = None, intensity_window=N
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if _is_cvkit_output(folder):
             warnings.warn(
-                f"{folder}: skipped, not a class: it holds cvkit run results ({STORE_FILE}); "
+                f"{folder}: skipped, not a class: it holds cvkit run results ({STORE_NAME}); "
                 "keep --out and --reports-dir outside the image folder",
                 stacklevel=2,
             )
@@ -203,10 +202,10 @@ def load_image_folder(root, *, image_size: int | None = None, intensity_window=N
 
 def _is_cvkit_output(folder: Path) -> bool:
     """A run folder (it holds a store) or a folder of run folders (cvkit's reports folder)."""
-    if (folder / STORE_FILE).is_file():
+    if (folder / STORE_NAME).is_file():
         return True
     with os.scandir(folder) as entries:  # a class folder of many images: no stat per file
-        return any(e.is_dir() and os.path.isfile(os.path.join(e.path, STORE_FILE)) for e in entries)
+        return any(e.is_dir() and os.path.isfile(os.path.join(e.path, STORE_NAME)) for e in entries)
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -301,7 +300,7 @@ def load_manifest(
     extra = None
     if extra_names:
         extra = np.array(
-            [[_number(row[c], path, line, c) for c in extra_names] for line, row in zip(lines, rows)]
+            [[feature_value(row[c], path, line, c) for c in extra_names] for line, row in zip(lines, rows)]
         )
     ids = (
         np.array([row[id_column] for row in rows])

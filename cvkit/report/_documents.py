@@ -10,11 +10,12 @@ import base64
 import re
 from pathlib import Path
 
-from .. import __version__, escape, files
+from .. import escape, files
+from .._version import __version__
 from ..errors import CvkitError
-from ..stats import METRICS
+from ..stats import METRICS, metric_label
 from ._figures import render_figures
-from ._format import LABELS, is_number, metric_label, number, plural, pvalue, signed
+from ._format import is_number, number, plural, pvalue, signed
 from ._narrative import BOOTSTRAP_METHODS, GLOSSARY, nested_choices_text, nested_sentence
 from ._serialise import report_record
 from ._setup import data_use, holdout_heading
@@ -154,7 +155,7 @@ def document_context(results, report) -> dict:
         total_time=results.training_seconds(),
         n_jobs=len(jobs),
         models=models,
-        metric_names=[(m, LABELS[m]) for m in METRICS],
+        metric_names=[(m, metric_label(m)) for m in METRICS],
         comparisons=comparisons,
         aa=aa,
         verdict_tests=record["verdict_tests"],

@@ -10,7 +10,6 @@ from pandas.api.types import is_numeric_dtype
 
 from .. import escape, files
 from ..errors import CvkitError
-from ..runner import STORE_NAME
 
 
 def write_predictions_csv(results, path, *, model: str | None = None) -> int:
@@ -80,6 +79,6 @@ def _write(path, write) -> None:
 def check_not_store(run_dir, path) -> None:
     """An output path that names the SQLite store of the run in ``run_dir`` or one of its side files
     would destroy it."""
-    store = Path(run_dir) / STORE_NAME
+    store = Path(run_dir) / files.STORE_NAME
     side_files = [store.with_name(store.name + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
     files.check_output_path(path, side_files, "the run's store")

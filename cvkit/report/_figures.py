@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import escape
-from ..stats import predict_classes
+from ..stats import metric_label, predict_classes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -229,7 +229,7 @@ def _paired_folds(plt, results, report):
         ax.set_xlim(-0.3, 1.3)
         ax.set(
             xlabel="model (one line per fold)",
-            ylabel=f"{_name(report.metric)} per fold",
+            ylabel=f"{metric_label(report.metric)} per fold",
             title=f"{escape.mathtext(c.variant)}: won {c.wins} of {len(c.diffs)}",
         )
     handles = [
@@ -271,7 +271,7 @@ def _difference(plt, results, report):
         )
     ax.set_yticks(range(len(report.comparisons)), [escape.mathtext(c.variant) for c in report.comparisons])
     ax.set(
-        xlabel=f"Δ {_name(report.metric)} (variant - {escape.mathtext(report.baseline)})",
+        xlabel=f"Δ {metric_label(report.metric)} (variant - {escape.mathtext(report.baseline)})",
         ylabel="variant",
         ylim=(-0.6, len(report.comparisons) - 0.4),
     )
@@ -300,12 +300,12 @@ def _variance(plt, results, report):
     if len(scores) <= 20:  # name each split; beyond that the names would overlap
         names = [f"repeat {r + 1}, fold {f + 1}" for r, f in zip(base["repeat"], base["fold"])]
         ax.set_yticks(rows, names, fontsize=7)
-        ylabel = f"split, sorted by {_name(report.metric)}"
+        ylabel = f"split, sorted by {metric_label(report.metric)}"
     else:
         _integer_ticks(ax.yaxis)
-        ylabel = f"split (rank by {_name(report.metric)})"
+        ylabel = f"split (rank by {metric_label(report.metric)})"
     ax.set(
-        xlabel=f"{_name(report.metric)} of {escape.mathtext(report.baseline)} on one split",
+        xlabel=f"{metric_label(report.metric)} of {escape.mathtext(report.baseline)} on one split",
         ylabel=ylabel,
         ylim=(0.3, len(scores) + 0.7),
         title=f"single-split range {scores.min():.3f} to {scores.max():.3f}",
@@ -321,7 +321,7 @@ def _variance(plt, results, report):
         ax.bar_label(bars, fmt="%.3f", fontsize=8)
         ax.set(
             xlabel="source of variation",
-            ylabel=f"standard deviation of {_name(report.metric)}",
+            ylabel=f"standard deviation of {metric_label(report.metric)}",
             title=f"{escape.mathtext(report.baseline)}: {n.n_seeds} seeds per split",
         )
         ax.set_ylim(bottom=0)
@@ -388,7 +388,7 @@ def _selection_rules(plt, results, report):
     ax.set_xticks(np.arange(len(rules)) + width * (len(results.model_names) - 1) / 2, rules)
     ax.set(
         xlabel="checkpoint chosen by",
-        ylabel=f"outer-test {_name(report.metric)} (mean ± sd over folds)",
+        ylabel=f"outer-test {metric_label(report.metric)} (mean ± sd over folds)",
     )
     # The whole scale from 0, so that bar heights compare (the metrics lie in [0, 1]).
     ax.set_ylim(0, max(1.0, ax.get_ylim()[1]))
@@ -527,7 +527,3 @@ def _integer_ticks(axis) -> None:
     from matplotlib.ticker import MaxNLocator
 
     axis.set_major_locator(MaxNLocator(integer=True))
-
-
-def _name(metric: str) -> str:
-    return "AUC" if metric == "auc" else metric.replace("_", " ")

@@ -1,18 +1,9 @@
-"""How numbers and metric names are written, the same in the terminal and in every document."""
+"""How numbers are written, the same in the terminal and in every document (metric names:
+``cvkit.stats.metric_label``)."""
 
 from __future__ import annotations
 
 import math
-
-LABELS = dict(
-    auc="AUC",
-    accuracy="accuracy",
-    balanced_accuracy="balanced acc.",
-    sensitivity="sensitivity",
-    specificity="specificity",
-    f1="F1",
-    brier="Brier",
-)
 
 
 def is_number(x) -> bool:
@@ -36,7 +27,3 @@ def pvalue(p) -> str:
 def plural(n: int, word: str, words: str | None = None) -> str:
     """``1 fold``, ``2 folds``: a count with its noun in the right number."""
     return f"{n} {word if n == 1 else words or word + 's'}"
-
-
-def metric_label(metric: str) -> str:
-    return LABELS.get(metric, metric)

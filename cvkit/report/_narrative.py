@@ -8,7 +8,8 @@ import json
 import math
 from collections import Counter
 
-from ._format import metric_label, plural
+from ..stats import metric_label
+from ._format import plural
 
 # What each reported number estimates: shown beside the number in every report.
 ESTIMANDS = dict(

@@ -9,8 +9,8 @@ import unicodedata
 
 from ..comparison import compare, cv_interval
 from ..errors import CvkitError
-from ..stats import METRICS
-from ._format import LABELS, metric_label, number, plural, pvalue
+from ..stats import METRICS, metric_label
+from ._format import number, plural, pvalue
 from ._narrative import confidence_text, tests_used, verdict_css
 
 # Verdict colours of the HTML report's palette (Okabe-Ito).
@@ -110,7 +110,7 @@ def _metrics_table(results) -> str:
             mean, low, high = cv_interval(results, model, metric)
             interval = "" if low != low else f" [{number(low)}, {number(high)}]"  # NaN: one fold only
             cells.append(f"<td>{number(mean)}{interval}</td>")
-        rows.append(f"<tr><td>{LABELS[metric]}</td>{''.join(cells)}</tr>")
+        rows.append(f"<tr><td>{metric_label(metric)}</td>{''.join(cells)}</tr>")
     caption = (
         f"Test-fold metrics, positive class = {escape(results.positive_name)}: mean over folds and "
         "corrected 95% CI (* = baseline; Brier: lower is better)"

@@ -7,8 +7,7 @@ result object, one entry here and one block in each template.
 
 from __future__ import annotations
 
-import math
-
+from .._json import nan_to_none
 from ._narrative import (
     ESTIMANDS,
     aa_sentence,
@@ -130,7 +129,7 @@ def comparison_record(c) -> dict:
             method=t.method,
             statistic=t.statistic,
             pvalue=t.pvalue,
-            pvalue_holm=_num(c.pvalue_holm),
+            pvalue_holm=nan_to_none(c.pvalue_holm),
             df=t.df,
             se=t.se,
             ci_low=t.low,
@@ -162,13 +161,13 @@ def comparison_record(c) -> dict:
                     auc_variant=s.delong.auc_b,
                     difference=s.delong.difference,
                     se=s.delong.se,
-                    statistic=_num(s.delong.statistic),
+                    statistic=nan_to_none(s.delong.statistic),
                     pvalue=s.delong.pvalue,
                 ),
             )
             for s in c.sample_tests
         ],
-        sample_pvalue_holm=_num(c.sample_pvalue_holm),
+        sample_pvalue_holm=nan_to_none(c.sample_pvalue_holm),
         bootstrap=None
         if c.bootstrap is None
         else dict(
@@ -188,7 +187,7 @@ def components_record(v) -> dict:
         within_split=v.within_split,
         seed_sd=v.seed_sd,
         split_sd=v.split_sd,
-        seed_share=_num(v.seed_share),
+        seed_share=nan_to_none(v.seed_share),
         split_truncated=v.split_truncated,
         n_splits=v.n_splits,
         n_seeds=v.n_seeds,
@@ -212,10 +211,3 @@ def ranking_record(ranking) -> dict:
         sentence=friedman_sentence(ranking),
         estimand=ESTIMANDS["friedman"],
     )
-
-
-def _num(x):
-    if x is None:
-        return None
-    x = float(x)
-    return None if math.isnan(x) else x

@@ -12,8 +12,8 @@ from rich.text import Text
 
 from .. import escape
 from ..comparison import cv_interval
-from ..stats import METRICS
-from ._format import LABELS, metric_label, number, plural, pvalue, signed
+from ..stats import METRICS, metric_label
+from ._format import number, plural, pvalue, signed
 from ._narrative import (
     BOOTSTRAP_METHODS,
     ESTIMANDS,
@@ -114,7 +114,7 @@ def metrics_table(results) -> Group:
             cells.append(
                 _two_lines(number(mean), "" if math.isnan(low) else f"[{number(low)}, {number(high)}]")
             )
-        table.add_row(LABELS[metric], *cells)
+        table.add_row(metric_label(metric), *cells)
     note = f"Each cell: {ESTIMANDS['cv_interval']} (* = baseline; Brier: lower is better)"
     title = _title(f"Test-fold metrics, positive class = {escape.rich(results.positive_name)}")
     return Group(title, table, Text(note, style="dim"))

@@ -3,31 +3,41 @@
 from ._claims import JobClaims
 from ._executor import (
     EXECUTORS,
+    ClaimedElsewhere,
     Concurrency,
-    LocalExecutor,
+    Executor,
+    ExecutorSettings,
+    InProcessExecutor,
     ProcessExecutor,
     choose_concurrency,
     make_executor,
+    register_executor,
 )
 from ._jobs import Job, JobResult, JobRunner, check_probabilities, job_seed, make_jobs, run_job
 from ._progress import JobProgress
+from ._ray import RayExecutor
 from ._run import RunCounts, run_jobs
 from ._store import STORE_NAME, Store, check_writable, store_bytes
 from ._verify import GPU_TOLERANCE, JobCheck, Verification, verify_jobs
+from ._worker import prepare_process
 
 __all__ = [
     "EXECUTORS",
     "GPU_TOLERANCE",
     "STORE_NAME",
+    "ClaimedElsewhere",
     "Concurrency",
+    "Executor",
+    "ExecutorSettings",
+    "InProcessExecutor",
     "Job",
     "JobCheck",
     "JobClaims",
     "JobProgress",
     "JobResult",
     "JobRunner",
-    "LocalExecutor",
     "ProcessExecutor",
+    "RayExecutor",
     "RunCounts",
     "Store",
     "Verification",
@@ -37,6 +47,8 @@ __all__ = [
     "job_seed",
     "make_executor",
     "make_jobs",
+    "prepare_process",
+    "register_executor",
     "run_job",
     "run_jobs",
     "store_bytes",

@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 from ..errors import StoreError
+from ..files import STORE_NAME
 
 # Seconds a claim lasts without renewal: an owner that stopped renewing (hung, or on another
 # machine and gone) loses its jobs after that. Renewed every quarter of it.
@@ -39,7 +40,7 @@ _ENDED_OWNERS: set[str] = set()
 class JobClaims:
     """This process's claims on the jobs of the run in ``run_dir`` (whose store must exist)."""
 
-    def __init__(self, run_dir, store_name: str = "cvkit.sqlite", *, lease_s: float = LEASE_S):
+    def __init__(self, run_dir, store_name: str = STORE_NAME, *, lease_s: float = LEASE_S):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / store_name
         self.lease_s = lease_s

@@ -1,12 +1,7 @@
 """Executors run jobs and hand back their outcomes; only the runner writes the store.
 
-Every executor has ``map(work, jobs, *, on_start=None, on_epoch=None, claim=None)``, which yields
-``(job, result, error)`` per job as jobs finish (exactly one of result and error is None).
-``claim(job)``, when given, is asked just before a job starts: a job it refuses (another process
-is training it) is yielded with a ``ClaimedElsewhere`` error and not trained.
-``work`` is a picklable callable ``work(job, on_epoch)``; the process executor may also train a
-pausable job in two parts, ``work(job, on_epoch, stop_after=k)`` then
-``work(job, on_epoch, resume=paused)`` (see ``plan_parts``).
+An executor is a class with the two methods of :class:`Executor`, made available as
+``--executor NAME`` and ``evaluate(executor=NAME)`` by :func:`register_executor`.
 
 On a CPU each job trains with a fixed number of intra-op threads (one, unless
 ``--threads-per-job`` says otherwise) and the cores are filled with jobs running side by side:
@@ -27,11 +22,17 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 from ..errors import PluginError
+from ._worker import prepare_process
+
+if TYPE_CHECKING:
+    from ._jobs import Job, JobResult
 
 # Resident memory of one CPU worker beyond its data and model: the torch runtime and allocator
 # slack (a ResNet-18 job at 28 pixels measured 450-650 MiB in all).
@@ -108,8 +109,6 @@ def choose_concurrency(
     )
 
 
-EXECUTORS = ("local", "process", "inprocess", "ray")
-
 # Seconds a worker may take to exit once its pool is closed; one still running after that is stuck
 # (a thread its plugin left running keeps the interpreter from exiting) and is ended.
 WORKER_EXIT_GRACE_S = 5.0
@@ -119,62 +118,91 @@ class ClaimedElsewhere(Exception):
     """The job was not started: another process on the same run folder holds its claim."""
 
 
-def make_executor(
-    concurrency: Concurrency,
-    device: str = "cpu",
-    *,
-    kind: str = "local",
-    address: str | None = None,
-    cpus_per_job: float | None = None,
-    gpus_per_job: float = 0.0,
-    retries: int = 2,
-):
-    """``local`` and ``process``: worker processes on this machine, one per job trained at once (a
-    plugin that ends its process, crashes or is killed costs only its job, never the run);
-    ``inprocess``: one job after another in this process (for a debugger, or code patched in this
-    process; a plugin calling ``os._exit`` ends the run here);
-    ``ray``: Ray tasks on the cluster at ``address`` (a local one when None)."""
-    if kind == "ray":
-        from ._ray import RayExecutor
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """What a run asks of its executor; each executor takes the settings that apply to it."""
 
-        return RayExecutor(
-            address,
-            cpus_per_job=cpus_per_job or concurrency.threads,
-            gpus_per_job=gpus_per_job,
-            threads=concurrency.threads,
-            retries=retries,
-        )
-    if kind == "inprocess":
-        return LocalExecutor(concurrency.threads)
-    return ProcessExecutor(concurrency.workers, concurrency.threads, device=device, retries=retries)
+    concurrency: Concurrency  # jobs at once (``workers``) and intra-op threads per job (``threads``)
+    device: str = "cpu"  # where jobs train: "cpu", "cuda", "cuda:1"
+    address: str | None = None  # a cluster's HOST:PORT (Ray); None: start a local one
+    cpus_per_job: float | None = None  # CPUs each task declares on a cluster; None: its threads
+    gpus_per_job: float = 0.0  # GPUs each task declares on a cluster (0.25 shares one among four)
+    retries: int = 2  # runs of a job whose worker process died, beyond the first
 
 
-class LocalExecutor:
-    """Runs jobs one after another in this process."""
+@runtime_checkable
+class Executor(Protocol):
+    """Runs jobs and hands back their outcomes; the runner alone writes the store.
 
-    def __init__(self, threads: int = 1):
-        self.threads = threads
+    ``from_settings(settings)``
+        A classmethod: the executor for a run's :class:`ExecutorSettings`.
+    ``map(work, jobs, *, on_start=None, on_epoch=None, claim=None)``
+        A generator that yields ``(job, result, error)`` per job as jobs finish: exactly one of
+        ``result`` (a ``JobResult``) and ``error`` (the exception the job raised) is None.
+        ``work(job, on_epoch)`` trains one job and returns its result; it is picklable, to be sent
+        to other processes. ``on_start(job)``, when given, is called as a job starts, and
+        ``on_epoch(job, record)`` in the caller's process after each epoch a job trains.
+        ``claim(job)``, when given, is asked just before a job starts: a job it refuses (another
+        process is training it) is yielded with a ``ClaimedElsewhere`` error and not trained.
+        Closing the generator (the runner does on Ctrl-C) stops the jobs in flight.
 
-    def map(self, work, jobs, *, on_start=None, on_epoch=None, claim=None):
-        _prepare_process(self.threads)
-        for job in jobs:
-            if claim and not claim(job):
-                yield job, None, ClaimedElsewhere()
-                continue
-            if on_start:
-                on_start(job)
-            threads = set(threading.enumerate())
-            try:
-                result = work(job, on_epoch)
-            except Exception as exc:  # handed to the runner, which records and decides
-                yield job, None, exc
-                continue
-            stray = _stray_threads(threads, job)
-            yield (job, None, stray) if stray else (job, result, None)
+    Before training, each process that trains jobs calls ``prepare_process(threads)``: the
+    predictions depend on the thread count. The process executor may also train a pausable job in
+    two parts, ``work(job, on_epoch, stop_after=k)`` then ``work(job, on_epoch, resume=paused)``
+    (see ``plan_parts``).
+    """
+
+    @classmethod
+    def from_settings(cls, settings: ExecutorSettings) -> Executor: ...
+
+    def map(
+        self,
+        work: Callable[..., JobResult],
+        jobs: Iterable[Job],
+        *,
+        on_start: Callable[[Job], None] | None = None,
+        on_epoch: Callable[[Job, dict], None] | None = None,
+        claim: Callable[[Job], bool] | None = None,
+    ) -> Generator[tuple[Job, JobResult | None, BaseException | None], None, None]: ...
 
 
+class RegisteredExecutor(NamedTuple):
+    executor: type[Executor]
+    summary: str  # what it does, for --help
+
+
+# Every executor by name, in the order --help lists them (filled by ``register_executor``).
+EXECUTORS: dict[str, RegisteredExecutor] = {}
+
+
+def register_executor(name: str, summary: str):
+    """Class decorator: make an :class:`Executor` available as ``--executor NAME`` and
+    ``evaluate(executor=NAME)``; ``summary`` says what it does in ``cvkit evaluate --help``."""
+
+    def register(cls: type[Executor]) -> type[Executor]:
+        if not issubclass(cls, Executor):
+            raise TypeError(
+                f"{cls.__name__} is no executor: it needs from_settings(settings) and map(work, jobs)"
+            )
+        if name in EXECUTORS:
+            raise ValueError(f"an executor named {name!r} is registered already")
+        EXECUTORS[name] = RegisteredExecutor(cls, summary)
+        return cls
+
+    return register
+
+
+def make_executor(kind: str, settings: ExecutorSettings) -> Executor:
+    """The executor registered as ``kind``, built for ``settings``."""
+    return EXECUTORS[kind].executor.from_settings(settings)
+
+
+# Decorators apply bottom-up: "local" is registered first, and --help lists it first.
+@register_executor("process", "the same")
+@register_executor("local", "worker processes on this machine")
 class ProcessExecutor:
-    """Runs jobs in ``workers`` worker processes, each job with ``threads`` threads.
+    """Runs jobs in ``workers`` worker processes, each job with ``threads`` threads: a plugin that
+    ends its process, crashes or is killed costs only its job, never the run.
 
     ``work`` is handed to each worker once, not per job; epochs finished in the workers reach
     ``on_epoch`` through a queue. A worker that dies (killed, out of memory) loses only the jobs
@@ -190,6 +218,11 @@ class ProcessExecutor:
         # cannot be used in a forked child once the parent touched CUDA: a fork server with torch
         # imported starts clean workers in a fraction of a second.
         self.start_method = "fork" if device == "cpu" else "forkserver"
+
+    @classmethod
+    def from_settings(cls, settings: ExecutorSettings) -> ProcessExecutor:
+        concurrency = settings.concurrency
+        return cls(concurrency.workers, concurrency.threads, device=settings.device, retries=settings.retries)
 
     def map(self, work, jobs, *, on_start=None, on_epoch=None, claim=None):
         jobs = list(jobs)
@@ -300,6 +333,36 @@ class ProcessExecutor:
                     paused.discard()
 
 
+@register_executor("inprocess", "one job after another in this process (for a debugger)")
+class InProcessExecutor:
+    """Runs jobs one after another in this process: for a debugger, or code patched in this
+    process (a plugin calling ``os._exit`` ends the run here)."""
+
+    def __init__(self, threads: int = 1):
+        self.threads = threads
+
+    @classmethod
+    def from_settings(cls, settings: ExecutorSettings) -> InProcessExecutor:
+        return cls(settings.concurrency.threads)
+
+    def map(self, work, jobs, *, on_start=None, on_epoch=None, claim=None):
+        prepare_process(self.threads)
+        for job in jobs:
+            if claim and not claim(job):
+                yield job, None, ClaimedElsewhere()
+                continue
+            if on_start:
+                on_start(job)
+            threads = set(threading.enumerate())
+            try:
+                result = work(job, on_epoch)
+            except Exception as exc:  # handed to the runner, which records and decides
+                yield job, None, exc
+                continue
+            stray = _stray_threads(threads, job)
+            yield (job, None, stray) if stray else (job, result, None)
+
+
 def _exit_codes(pool) -> dict[int, int | None]:
     """The exit codes of a broken pool's workers by pid (negative: killed by that signal)."""
     processes = dict(getattr(pool, "_processes", None) or {})
@@ -401,7 +464,7 @@ def _init_worker(work, threads, epochs, starts, driver):
     # thread (the progress display) held at the fork: give it fresh ones on the same files.
     sys.stdout = open(os.dup(1), "w", buffering=1, closefd=True)
     sys.stderr = open(os.dup(2), "w", buffering=1, closefd=True)
-    _prepare_process(threads)
+    prepare_process(threads)
     _WORKER.update(work=work, epochs=epochs, starts=starts)
 
 
@@ -459,19 +522,3 @@ def _stray_threads(before: set, job) -> PluginError | None:
         f"after training on repeat {job.repeat}, fold {job.fold} ({names}); join the threads it "
         "starts before fit returns, or start them with daemon=True"
     )
-
-
-def _prepare_process(threads: int) -> None:
-    """Fix this process's thread count (predictions depend on it) and keep freed tensor memory
-    in the heap. By default glibc serves every block over a few MiB with a fresh mmap and hands
-    it back when freed, so each training step page-faults its large gradients in again (a
-    ResNet-18's 9 MiB layer4 weights): about a tenth of a small CPU step."""
-    import torch
-
-    torch.set_num_threads(threads)
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc: nothing to tune
-        return
-    libc.mallopt(-3, 32 * 2**20)  # M_MMAP_THRESHOLD: blocks under 32 MiB come from the heap
-    libc.mallopt(-1, 256 * 2**20)  # M_TRIM_THRESHOLD: keep up to 256 MiB of freed heap

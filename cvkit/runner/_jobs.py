@@ -192,7 +192,7 @@ def run_job(
             return PausedJob(
                 job, _save_state(trainer.paused_, paused_dir), epoch_probs, time.perf_counter() - started
             )
-        if hasattr(trainer, "predict_proba_by_rule"):
+        if hasattr(trainer, "predict_proba_by_rule"):  # optional parts of the Trainer contract
             probs_by_rule = trainer.predict_proba_by_rule(test)
             selected = trainer.selected_rule_
         else:

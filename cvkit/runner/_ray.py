@@ -8,7 +8,8 @@ whose plugin raises is not retried (it would raise again) and comes back as that
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ._executor import ClaimedElsewhere, _prepare_process
+from ._executor import ClaimedElsewhere, ExecutorSettings, register_executor
+from ._worker import prepare_process
 
 INSTALL = 'pip install -e ".[ray]"'
 
@@ -21,6 +22,7 @@ def import_ray():
     return ray
 
 
+@register_executor("ray", "a Ray cluster")
 class RayExecutor:
     """Runs jobs as Ray tasks on the cluster at ``address`` (``None``: start a local one)."""
 
@@ -35,6 +37,17 @@ class RayExecutor:
     ):
         self.address, self.cpus_per_job, self.gpus_per_job = address, cpus_per_job, gpus_per_job
         self.threads, self.retries = threads, retries
+
+    @classmethod
+    def from_settings(cls, settings: ExecutorSettings) -> RayExecutor:
+        threads = settings.concurrency.threads
+        return cls(
+            settings.address,
+            cpus_per_job=settings.cpus_per_job or threads,
+            gpus_per_job=settings.gpus_per_job,
+            threads=threads,
+            retries=settings.retries,
+        )
 
     def map(self, work, jobs, *, on_start=None, on_epoch=None, claim=None):
         jobs = list(jobs)
@@ -87,5 +100,5 @@ class RayExecutor:
 
 
 def _run_task(work, job, threads):
-    _prepare_process(threads)
+    prepare_process(threads)
     return work(job, None)

@@ -8,7 +8,7 @@ import warnings
 from dataclasses import dataclass
 
 from ..errors import JobsFailed
-from ._executor import ClaimedElsewhere, LocalExecutor
+from ._executor import ClaimedElsewhere, InProcessExecutor
 from ._jobs import describe_failure
 from ._store import sibling_stores
 
@@ -59,7 +59,7 @@ def run_jobs(
                         still.append(job)
                 pending = still
 
-    executor = executor or LocalExecutor()
+    executor = executor or InProcessExecutor()
     if progress:
         progress.start(len(jobs), len(jobs) - len(pending))
     failures: list[tuple] = []

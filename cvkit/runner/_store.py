@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import StoreError
+from ..files import STORE_NAME
 
-STORE_NAME = "cvkit.sqlite"
 SCHEMA_VERSION = 3
 
 SCHEMA = """

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._executor import LocalExecutor
+from ._executor import InProcessExecutor
 from ._jobs import Job, environment
 
 # Absolute difference per probability accepted on a GPU: cuDNN is deterministic here, but the
@@ -72,7 +72,7 @@ def verify_jobs(jobs: list[Job], store, work, *, n_jobs: int, seed: int = 0) -> 
 
 
 def _train(work, job, threads) -> dict[str, dict[int, np.ndarray]]:
-    ((_, result, error),) = LocalExecutor(threads).map(work, [job])
+    ((_, result, error),) = InProcessExecutor(threads).map(work, [job])
     if error is not None:
         raise error
     out = {

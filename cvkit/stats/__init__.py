@@ -25,7 +25,14 @@ from ._design import (
     detectable_effect,
     estimate_variance_model,
 )
-from ._metrics import METRICS, VERDICT_METRICS, classification_metrics, predict_classes
+from ._metrics import (
+    METRIC_LABELS,
+    METRICS,
+    VERDICT_METRICS,
+    classification_metrics,
+    metric_label,
+    predict_classes,
+)
 from ._power import (
     DesignOption,
     DetectableEffect,
@@ -89,6 +96,7 @@ __all__ = [
     "estimate_variance_model",
     "seed_noise_check",
     "BOOTSTRAP_METRICS",
+    "METRIC_LABELS",
     "METRICS",
     "VERDICTS",
     "VERDICT_METRICS",
@@ -118,6 +126,7 @@ __all__ = [
     "holm",
     "holm_levels",
     "mcnemar",
+    "metric_label",
     "mcnemar_detectable_difference",
     "minimal_detectable_effect",
     "naive_paired_ttest",

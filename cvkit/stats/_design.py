@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from ._verdict import DEFAULT_METHOD, FALLBACK_METHOD, PairedJobScores, _Parts, _satterthwaite
+from ._metrics import metric_label
+from ._verdict import DEFAULT_METHOD, FALLBACK_METHOD, DifferenceSummaries, PairedJobScores, satterthwaite
 
 DATA_FACTORS = (1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 
@@ -80,7 +81,7 @@ class DesignAdvice:
 
 def estimate_variance_model(jobs: PairedJobScores) -> VarianceModel:
     """Variance components of the paired difference from one run (see the module docstring)."""
-    parts = _Parts(jobs)
+    parts = DifferenceSummaries(jobs)
     k, s = parts.n_folds, parts.harmonic_seeds
     seed_part = parts.seed_var / s
     test_noise = None if jobs.diff_variance is None else float(np.mean(jobs.diff_variance)) * jobs.n_test
@@ -139,7 +140,7 @@ def design_power(
         terms = [((1 / J + 1 / (k - 1)) * split_var, J - 1 if method == "corrected_t" else k - 1)]
     else:
         raise ValueError(f"no design projection for method {method!r}")
-    variance, df = _satterthwaite(terms)
+    variance, df = satterthwaite(terms)
     if variance <= 0:
         return 1.0
     noncentrality = effect / np.sqrt(variance)
@@ -152,7 +153,7 @@ def advise_design(
     model: VarianceModel,
     min_effect: float,
     *,
-    metric: str = "AUC",
+    metric: str = "auc",
     power: float = 0.8,
     alpha: float = 0.05,
     method: str = DEFAULT_METHOD,
@@ -205,7 +206,7 @@ def advise_design(
                     if d.power >= power
                 )
                 break
-    effect = f"a difference of {min_effect:.3g} {metric}"
+    effect = f"a difference of {min_effect:.3g} {metric_label(metric)}"
     if current.power >= power:
         sentence = (
             f"The current design ({current.describe()}) has {_pct(current.power)} power to detect {effect}."

@@ -8,6 +8,21 @@ from sklearn.metrics import roc_auc_score
 METRICS = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "brier")
 # Metrics where higher is better: the ones a verdict may be based on.
 VERDICT_METRICS = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1")
+# How each metric is named wherever people read it: tables, sentences, figure axes.
+METRIC_LABELS = dict(
+    auc="AUC",
+    accuracy="accuracy",
+    balanced_accuracy="balanced acc.",
+    sensitivity="sensitivity",
+    specificity="specificity",
+    f1="F1",
+    brier="Brier",
+)
+
+
+def metric_label(metric: str) -> str:
+    """How ``metric`` is named for readers (a name without a label as it is)."""
+    return METRIC_LABELS.get(metric, metric)
 
 
 def predict_classes(probs, positive: int) -> np.ndarray:

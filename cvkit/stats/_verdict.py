@@ -123,7 +123,7 @@ class PairedJobScores:
 
     def split_differences(self) -> np.ndarray:
         """Per split (repeat, fold), in that order, the difference with its seeds averaged."""
-        return _Parts(self).split_means
+        return DifferenceSummaries(self).split_means
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ def difference_test(
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
-    parts = _Parts(jobs)
+    parts = DifferenceSummaries(jobs)
     if parts.n_splits < 2:
         raise ValueError(f"need at least 2 splits, got {parts.n_splits}")
     if method.startswith("sampling") and not parts.supports_sampling:
@@ -176,8 +176,8 @@ def difference_test(
     )  # fmt: skip
 
 
-class _Parts:
-    """The summaries every method is built from."""
+class DifferenceSummaries:
+    """The summaries of the paired differences that every method is built from."""
 
     def __init__(self, jobs: PairedJobScores):
         self.jobs = jobs
@@ -226,7 +226,7 @@ class _Parts:
             (seed_part / self.n_splits, self.seed_df),
             ((1 / self.n_splits + self.ratio) * training, self.n_splits - 1),
         ]
-        return _satterthwaite(terms)
+        return satterthwaite(terms)
 
     def _sampling_terms(self):
         n_samples = self.n_folds * self.jobs.n_test
@@ -235,23 +235,23 @@ class _Parts:
         return [(data_set, n_samples - 1), (repeats, len(self.repeat_means) - 1)]
 
     def sampling(self):
-        return _satterthwaite(self._sampling_terms())
+        return satterthwaite(self._sampling_terms())
 
     def sampling_within(self):
         data_set = self._sampling_terms()[0]
         within = self.within_repeat_var / (self.n_folds * self.n_repeats)
-        return _satterthwaite([data_set, (within, self.n_repeats * (self.n_folds - 1))])
+        return satterthwaite([data_set, (within, self.n_repeats * (self.n_folds - 1))])
 
     def sampling_training(self):
         training = max(0.0, self.split_var - self.test_noise - self.seed_var / self.harmonic_seeds)
-        return _satterthwaite([*self._sampling_terms(), (training / self.ratio, self.n_splits - 1)])
+        return satterthwaite([*self._sampling_terms(), (training / self.ratio, self.n_splits - 1)])
 
     def sampling_overlap(self):
         training = max(0.0, self.split_var - self.test_noise - self.seed_var / self.harmonic_seeds)
-        return _satterthwaite([*self._sampling_terms(), (self.ratio * training, self.n_splits - 1)])
+        return satterthwaite([*self._sampling_terms(), (self.ratio * training, self.n_splits - 1)])
 
 
-def _satterthwaite(terms):
+def satterthwaite(terms):
     """Sum of independent variance estimates and its Satterthwaite degrees of freedom."""
     total = sum(v for v, _ in terms)
     denominator = sum(v**2 / df for v, df in terms if df > 0 and v > 0)

@@ -1,37 +1,52 @@
 """Trainers stage: plugins, cvkit's torch training recipe and the built-in backbones."""
 
-from ._context import SELECTION_RULES, TrainConfig, TrainContext
+from ._context import AUGMENTATIONS, CLASS_WEIGHTS, PRECISIONS, SELECTION_RULES, TrainConfig, TrainContext
 from ._examples import describe_plugin, example_plugins, write_plugin_template
+from ._features import IMPUTATIONS
 from ._frozen import FrozenFeatures
 from ._models import (
     BACKBONES,
     OFFLINE,
     RESNETS,
+    STEMS,
     WEIGHTS_MIRROR,
     Backbone,
     backbone,
     classifier,
     ensure_pretrained,
     fetch_pretrained,
+    is_backbone,
     resnet,
 )
 from ._plugin import BUILTINS, Plugin, load_plugin, plugin_frame
 from ._preflight import preflight
+from ._protocols import HOOKS, BuildEstimator, BuildModel, MakeTrainer, PluginModule, Trainer
 from ._sklearn import SklearnTrainer
 from ._state import job_process_state
 from ._torch import TorchTrainer
 
 __all__ = [
+    "AUGMENTATIONS",
     "BACKBONES",
     "BUILTINS",
     "Backbone",
+    "BuildEstimator",
+    "BuildModel",
+    "CLASS_WEIGHTS",
+    "HOOKS",
+    "IMPUTATIONS",
+    "MakeTrainer",
     "OFFLINE",
+    "PRECISIONS",
     "RESNETS",
     "SELECTION_RULES",
+    "STEMS",
     "FrozenFeatures",
     "Plugin",
+    "PluginModule",
     "SklearnTrainer",
     "TorchTrainer",
+    "Trainer",
     "TrainConfig",
     "TrainContext",
     "WEIGHTS_MIRROR",
@@ -41,6 +56,7 @@ __all__ = [
     "ensure_pretrained",
     "example_plugins",
     "fetch_pretrained",
+    "is_backbone",
     "job_process_state",
     "load_plugin",
     "plugin_frame",

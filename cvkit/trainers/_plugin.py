@@ -1,20 +1,10 @@
 """Plugins: a Python file (or a built-in name) that tells cvkit how to train one model variant.
 
-A plugin file defines one of
-- ``build_model(context) -> torch.nn.Module``: cvkit's torch trainer does the rest. The model's
-  ``forward(x)`` gets a batch of images (N, C, H, W), scaled to [-1, 1], and returns logits
-  (N, context.n_classes): two outputs for a binary task, never one. ``forward(x, extra)`` also
-  gets the run's standardised extra features (N, context.n_extra), None without ``--extra``.
-  ``cvkit.trainers.backbone(context)`` returns the pair ``(module, width)``: the baseline's
-  network without its classifier, mapping images to features (N, width). Write
-  ``features, width = backbone(context)``;
-- ``build_estimator(context)``: a scikit-learn classifier (``ESTIMATOR_INPUTS`` = ``"pixels"``,
-  ``"extra"`` or ``"both"`` says what it sees);
-- ``make_trainer(context)``: any object with ``fit(train, val, context)`` and
-  ``predict_proba(data) -> (n, n_classes)``.
-``HYPERPARAMS`` (a dict) declares hyper-parameters and their defaults; they reach the plugin as
-``context.hyperparams`` and are part of every job's identity. ``SEARCH`` (a dict of name -> list of
-values) declares a search space that ``--nested`` explores by inner cross-validation.
+A plugin file defines one of the hooks ``build_model(context)`` (a torch model, which cvkit's
+trainer trains), ``build_estimator(context)`` (a scikit-learn classifier) or
+``make_trainer(context)`` (a :class:`~cvkit.trainers.Trainer` of its own), and may define
+``HYPERPARAMS``, ``SEARCH``, ``DEPENDS``, ``ESTIMATOR_INPUTS`` and ``NEEDS_EXTRA``: ``_protocols.py``
+holds the contract of each.
 
 A plugin's identity (its digest, part of every job key) is its source, the source of every module
 of its own folder that it imports (``import helper`` finds ``helper.py`` beside the plugin; import
@@ -47,13 +37,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import PluginChanged, PluginError
+from ._context import TrainContext
 from ._examples import example_plugins, find_example
 from ._models import BACKBONES, classifier, is_backbone
+from ._protocols import HOOKS, BuildModel, PluginModule, Trainer
 from ._sklearn import SklearnTrainer
 from ._state import import_process_state
 from ._torch import TorchTrainer
 
-HOOKS = ("build_model", "build_estimator", "make_trainer")
 BUILTINS = BACKBONES + ("logreg",)
 
 
@@ -64,13 +55,14 @@ class Plugin:
     name: str
     path: str | None
     digest: str
-    factory: Callable = field(repr=False)
+    factory: Callable[[TrainContext], Trainer] = field(repr=False)
     hyperparams: dict = field(default_factory=dict)
     search: dict = field(default_factory=dict)
     spec: str | None = None  # how it was loaded, so that a worker process can load it again
     nested_args: tuple | None = None
     pausable: bool = False  # its trainer can pause between epochs and go on elsewhere (TorchTrainer.fit)
-    build_model: Callable | None = field(default=None, repr=False)  # its hook, when cvkit's trainer trains it
+    build_model: BuildModel | None = field(default=None, repr=False)  # its hook, for cvkit's trainer
+    needs_extra: bool = False  # it cannot train without extra features (preflight says so, once)
 
     def __reduce__(self):
         # The factory closes over the imported module: workers re-load the file instead, and
@@ -82,7 +74,13 @@ class Plugin:
         return self.path or f"built-in {self.name}"
 
     def make_trainer(self, context):
-        return self.factory(context)
+        trainer = self.factory(context)
+        if not isinstance(trainer, Trainer):
+            raise PluginError(
+                f"{self.origin}: make_trainer returned a {type(trainer).__name__}, which lacks "
+                "fit(train, val, context) or predict_proba(data); see cvkit.trainers.Trainer"
+            )
+        return trainer
 
     def nested(self, inner_folds: int, val_fraction: float) -> Plugin:
         """This plugin with its hyper-parameters chosen by nested cross-validation over ``search``."""
@@ -116,23 +114,27 @@ def load_plugin(spec: str, hyperparams: dict | None = None) -> Plugin:
     if len(hooks) != 1:
         found = f"defines {' and '.join(hooks)}" if hooks else "defines none of"
         raise PluginError(f"{path}: {found} {', '.join(h + '(context)' for h in HOOKS)}; define exactly one")
-    defaults = getattr(module, "HYPERPARAMS", {})
+    defaults = getattr(module, "HYPERPARAMS", PluginModule.HYPERPARAMS)
     if not isinstance(defaults, dict):
         raise PluginError(f"{path}: HYPERPARAMS must be a dict of name -> default value")
     params = _merge(defaults, hyperparams or {}, str(path))
-    search = getattr(module, "SEARCH", {})
+    search = getattr(module, "SEARCH", PluginModule.SEARCH)
     if not isinstance(search, dict) or not all(isinstance(v, (list, tuple)) and v for v in search.values()):
         raise PluginError(f"{path}: SEARCH must be a dict of name -> non-empty list of values")
     _merge(defaults, search, f"{path} SEARCH")
+    needs_extra = getattr(module, "NEEDS_EXTRA", PluginModule.NEEDS_EXTRA)
+    if not isinstance(needs_extra, bool):
+        raise PluginError(f"{path}: NEEDS_EXTRA must be True or False, not {needs_extra!r}")
     hook = getattr(module, hooks[0])
     if hooks[0] == "build_model":
         factory = lambda context: TorchTrainer(hook)  # noqa: E731
     elif hooks[0] == "build_estimator":
-        inputs = getattr(module, "ESTIMATOR_INPUTS", "pixels")
+        inputs = getattr(module, "ESTIMATOR_INPUTS", PluginModule.ESTIMATOR_INPUTS)
         factory = lambda context: SklearnTrainer(hook(context), inputs)  # noqa: E731
+        needs_extra = needs_extra or inputs != "pixels"
     else:
         factory = hook
-    digest = _digest(path, source, getattr(module, "DEPENDS", []))
+    digest = _digest(path, source, getattr(module, "DEPENDS", PluginModule.DEPENDS))
     # Workers (a Ray node's among them) may run in another folder: they load it by absolute path.
     return Plugin(
         path.stem,
@@ -144,6 +146,7 @@ def load_plugin(spec: str, hyperparams: dict | None = None) -> Plugin:
         spec=str(path.resolve()),
         pausable=hooks[0] == "build_model",
         build_model=hook if hooks[0] == "build_model" else None,
+        needs_extra=needs_extra,
     )
 
 
@@ -307,7 +310,14 @@ def _builtin(name: str, hyperparams: dict) -> Plugin:
 
         params = _merge({"C": 1.0, "inputs": "pixels"}, hyperparams, name)
         estimator = make_pipeline(StandardScaler(), LogisticRegression(C=params["C"], max_iter=5000))
-        return Plugin(name, None, digest, lambda context: SklearnTrainer(estimator, params["inputs"]), params)
+        return Plugin(
+            name,
+            None,
+            digest,
+            lambda context: SklearnTrainer(estimator, params["inputs"]),
+            params,
+            needs_extra=params["inputs"] != "pixels",
+        )
 
     def build_model(context):
         config = context.config

@@ -34,12 +34,18 @@ def preflight(plugin: Plugin, context: TrainContext, sample) -> None:
     is searched), run it on ``sample`` (two samples of the run's data, extra features included)
     and raise a one-line ``PluginError`` when it cannot train: an error in building or running it,
     logits that are not (len(sample), n_classes), or a plugin that ends its process. Plugins that
-    cvkit's torch trainer does not train (scikit-learn estimators, own trainers) are not checked.
+    cvkit's torch trainer does not train (scikit-learn estimators, own trainers) are only checked
+    for the extra features they need.
 
     The check runs in a forked child of the calling process, so that nothing the plugin does
     there reaches the caller: ``sys.exit`` or ``os._exit`` in the plugin, a thread it leaves
     running, draws from the global random generators, or torch's thread pool started in a process
     that forks its workers later (a forked child deadlocks in its first parallel region then)."""
+    if plugin.needs_extra and context.n_extra == 0:
+        raise PluginError(
+            f"{plugin.origin}: {plugin.name} needs extra features: pass --extra FILE.csv or "
+            "--extra handcrafted"
+        )
     if plugin.build_model is None:
         return
     fork = multiprocessing.get_context("fork")
