@@ -229,9 +229,7 @@ def evaluate(
     ensure_pretrained(_backbones(setup), setup.config.weights)  # a download happens here, once
     # Every model is built and run on two samples before the run folder exists: a plugin that
     # breaks the contract stops the run here, with one line, and leaves nothing behind.
-    sample = setup.dataset.subset([0, 1])
-    for _, plugin in setup.models.values():
-        preflight(plugin, _train_context(setup, cache_dir=None), sample)
+    reads_extra = _preflight(setup)
     run_dir = Path(out) if out else _default_run_dir(reports_dir, setup.dataset, setup.models, setup.identity)
     # Stored rows: every test sample under each checkpoint rule and epoch, and the hold-out set.
     holdout_rows = 0 if setup.holdout is None else len(setup.holdout)
@@ -254,7 +252,7 @@ def evaluate(
         else:
             _reanalyse(store, setup, command)
         _keep_caveats(store, [*caveats, *preparing])
-        job_list, work = _jobs(setup, run_dir)
+        job_list, work = _jobs(setup, run_dir, reads_extra)
         # Claims let drivers started on one folder share its jobs; a paused job's state is kept in
         # the run folder, where the next run sweeps it if this process is killed.
         claims = JobClaims(run_dir)
@@ -329,7 +327,7 @@ def verify(run_dir, *, jobs: int = 3, seed: int = 0) -> Verification:
                 f"({_differences(previous, setup.identity)}); "
                 "verify redoes the same jobs only: restore them, or evaluate into a new folder"
             )
-        job_list, work = _jobs(setup, Path(run_dir))
+        job_list, work = _jobs(setup, Path(run_dir), _preflight(setup))
         return verify_jobs(job_list, store, work, n_jobs=jobs, seed=seed)
 
 
@@ -395,12 +393,7 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
     found["holdout_images"] = len({pair.second for pair in across})  # hold-out images with a copy in CV
     if across:
         warnings.warn(_holdout_duplicate_warning(across, found["holdout_images"], r["holdout"]), stacklevel=3)
-    # Everything the predictions depend on: the CV data and, when there is one, the hold-out set.
-    content = (
-        dataset.fingerprint
-        if holdout_data is None
-        else hashlib.sha256(f"{dataset.fingerprint}+{holdout_data.fingerprint}".encode()).hexdigest()
-    )
+    content = _content_key(dataset, holdout_data)
 
     hyperparams = r["hyperparams"] or {}
     baseline, nested = r["baseline"], r["nested"]
@@ -511,16 +504,27 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
     )
 
 
-def _jobs(setup: _Setup, run_dir: Path):
-    """The run's jobs and the ``JobRunner`` that trains any of them."""
+def _preflight(setup: _Setup) -> dict[str, bool]:
+    """Build and run every model on two samples (see ``trainers.preflight``): model name ->
+    whether its predictions depend on the extra features."""
+    sample = setup.dataset.subset([0, 1])
+    context = _train_context(setup, cache_dir=None)
+    return {name: preflight(plugin, context, sample) for name, (_, plugin) in setup.models.items()}
+
+
+def _jobs(setup: _Setup, run_dir: Path, reads_extra: dict[str, bool]):
+    """The run's jobs and the ``JobRunner`` that trains any of them. A model that does not read
+    the extra features has job keys without them: another extra-feature file (or none) reuses its
+    jobs."""
     dataset = setup.dataset
+    keys = {with_extra: _training_data_key(setup, with_extra=with_extra) for with_extra in (False, True)}
     job_list = make_jobs(
         {n: p for n, (_, p) in setup.models.items()},
         setup.plan,
         n_seeds=setup.seeds,
         master_seed=setup.seed,
         config=setup.config,
-        data_fingerprint=_training_data_key(setup.identity),
+        data_fingerprints={name: keys[reads] for name, reads in reads_extra.items()},
         device=setup.device,
         threads=setup.threads,
     )
@@ -545,11 +549,25 @@ def _train_context(setup: _Setup, cache_dir: str | None) -> TrainContext:
     )
 
 
-def _training_data_key(identity: dict) -> str:
-    """The data part of every job key: the content and, where it changes training, the positive class."""
-    if "positive" not in identity:
-        return identity["data"]
-    return hashlib.sha256(f"{identity['data']}+positive={identity['positive']}".encode()).hexdigest()
+def _content_key(dataset: Dataset, holdout: Dataset | None, *, with_extra: bool = True) -> str:
+    """What the predictions depend on in the data: the CV data and, when there is one, the hold-out
+    set; their extra features only ``with_extra``."""
+
+    def digest(d: Dataset) -> str:
+        return d.fingerprint if with_extra else d.fingerprint_without_extra
+
+    if holdout is None:
+        return digest(dataset)
+    return hashlib.sha256(f"{digest(dataset)}+{digest(holdout)}".encode()).hexdigest()
+
+
+def _training_data_key(setup: _Setup, *, with_extra: bool) -> str:
+    """The data part of a job key: the content (its extra features only ``with_extra``) and,
+    where it changes training, the positive class."""
+    content = _content_key(setup.dataset, setup.holdout, with_extra=with_extra)
+    if "positive" not in setup.identity:
+        return content
+    return hashlib.sha256(f"{content}+positive={setup.identity['positive']}".encode()).hexdigest()
 
 
 def _backbones(setup: _Setup) -> list[str]:

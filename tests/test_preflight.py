@@ -199,7 +199,7 @@ def test_a_working_plugin_passes_and_leaves_every_global_generator_as_it_was(exa
 def test_job_predictions_are_those_of_a_run_without_the_pre_flight(tiny, tmp_path, monkeypatch):
     options = dict(data=tiny, folds=2, repeats=1, epochs=1, jobs=1)
     checked = cvkit.evaluate("fc_attention", out=tmp_path / "a" / "run", **options)
-    monkeypatch.setattr(cvkit.api, "preflight", lambda plugin, context, sample: None)
+    monkeypatch.setattr(cvkit.api, "preflight", lambda plugin, context, sample: True)
     unchecked = cvkit.evaluate("fc_attention", out=tmp_path / "b" / "run", **options)
     a, b = (r.predictions.sort_values(["model", "repeat", "fold", "sample_id"]) for r in (checked, unchecked))
     assert len(a) == 2 * len(tiny)  # baseline and fc_attention, every sample once

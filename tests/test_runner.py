@@ -23,7 +23,7 @@ def test_job_seed_is_shared_by_models_and_varies_by_cell(tiny):
         n_seeds=2,
         master_seed=0,
         config=TrainConfig(),
-        data_fingerprint=tiny.fingerprint,
+        data_fingerprints=dict.fromkeys(models, tiny.fingerprint),
         device="cpu",
     )
     assert len(jobs) == 2 * 6 * 2
@@ -49,7 +49,7 @@ def test_job_key_changes_with_what_changes_the_result(tiny):
                 n_seeds=1,
                 master_seed=0,
                 config=TrainConfig(**config),
-                data_fingerprint=tiny.fingerprint,
+                data_fingerprints=dict.fromkeys(models, tiny.fingerprint),
                 device="cpu",
             )
         ]
@@ -171,3 +171,66 @@ def test_hyperparameters_for_a_model_not_in_the_run(tiny, tmp_path):
             hyperparams={"fc_atention": {"x": 1}},
             **FAST,
         )
+
+
+SIZED_BY_EXTRA = """
+from torch import nn
+from cvkit.trainers import backbone
+
+
+class Model(nn.Module):
+    def __init__(self, context):
+        super().__init__()
+        self.features, width = backbone(context)
+        self.unused = nn.Linear(max(context.n_extra, 1), 3)  # sized by the extra features, never run
+        self.head = nn.Linear(width, context.n_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def build_model(context):
+    return Model(context)
+"""
+
+
+def test_changing_only_the_extra_features_reuses_the_jobs_of_models_that_do_not_read_them(
+    tiny_npz, tmp_path, capsys
+):
+    """Issue 18, item 4: a job's key names the extra features only when its model reads them
+    (its forward takes them, or its build depends on them): a new extra-feature file retrains
+    what reads it and reuses the rest."""
+    from cvkit.cli import main
+
+    plugin = tmp_path / "sized.py"
+    plugin.write_text(SIZED_BY_EXTRA)
+    common = ["evaluate", str(plugin), "--data", str(tiny_npz), "--folds", "2", "--repeats", "1"]
+    common += ["--epochs", "1", "--report", "none"]
+
+    def run(out, *extra):
+        assert main([*common, "--out", str(out), *extra]) == 0
+        line = " ".join(capsys.readouterr().out.split())
+        return line[line.index("jobs trained") - 2 : line.index("from other runs")].strip()
+
+    assert run(tmp_path / "reports" / "plain") == "4 jobs trained, 0 resumed from this run, 0 reused"
+    # main: 4 trained, 0 reused; now resnet18 (which never sees them) is reused and sized.py,
+    # whose build depends on them, trains again.
+    assert (
+        run(tmp_path / "reports" / "extra", "--extra", "handcrafted")
+        == "2 jobs trained, 0 resumed from this run, 2 reused"
+    )
+    # The reuse is sound: apart from others, the baseline trained with the extra features present
+    # predicts what it predicted without them, bit for bit.
+    run(tmp_path / "apart" / "extra", "--extra", "handcrafted")
+    plain, extra, apart = (
+        cvkit.load(tmp_path / folder).predictions.query("model == 'resnet18'")
+        for folder in ("reports/plain", "reports/extra", "apart/extra")
+    )
+    columns = [c for c in plain.columns if c.startswith("prob_")]
+    np.testing.assert_array_equal(plain[columns].to_numpy(), apart[columns].to_numpy())
+    np.testing.assert_array_equal(plain[columns].to_numpy(), extra[columns].to_numpy())
+    sized = [
+        cvkit.load(tmp_path / f).predictions.query("model == 'sized'")[columns].to_numpy()
+        for f in ("reports/plain", "apart/extra")
+    ]
+    assert not np.array_equal(*sized)  # the model built by the extra features is another model

@@ -100,6 +100,15 @@ class Dataset:
     def fingerprint(self) -> str:
         """SHA-256 of the content (pixels, labels, ids, groups, extra features, the intensity rule),
         not of any file."""
+        return self._content_digest(with_extra=True)
+
+    @cached_property
+    def fingerprint_without_extra(self) -> str:
+        """The fingerprint of the content but the extra features: the data a model that does not
+        read them trains on (equal to ``fingerprint`` for data without extra features)."""
+        return self._content_digest(with_extra=False)
+
+    def _content_digest(self, *, with_extra: bool) -> str:
         h = hashlib.sha256()
         for part in (self.images, self.labels.astype(np.int64)):
             h.update(str(part.shape).encode())
@@ -110,7 +119,7 @@ class Dataset:
             h.update(b"groups" + "\x1f".join(map(str, self.groups.tolist())).encode())
         if self.intensity:
             h.update(b"intensity" + self.intensity.encode())
-        if self.extra is not None:
+        if with_extra and self.extra is not None:
             h.update(b"extra" + "\x1f".join(self.extra_names).encode())
             h.update(np.ascontiguousarray(self.extra, dtype=np.float64).tobytes())
         return h.hexdigest()

@@ -77,12 +77,14 @@ def make_jobs(
     n_seeds: int,
     master_seed: int,
     config: TrainConfig,
-    data_fingerprint: str,
+    data_fingerprints: dict[str, str],
     device: str,
     threads: int = 1,
 ) -> list[Job]:
-    """Expand (model x repeat x fold x seed) into jobs, in model-major order. ``threads`` (the
-    intra-op threads each job trains with) is part of every key: it changes the predictions."""
+    """Expand (model x repeat x fold x seed) into jobs, in model-major order. ``data_fingerprints``
+    names, per model, the data its predictions depend on (the extra features only for a model
+    that reads them). ``threads`` (the intra-op threads each job trains with) is part of every
+    key: it changes the predictions."""
     jobs = []
     for name, plugin in models.items():
         for split in plan:
@@ -92,7 +94,7 @@ def make_jobs(
                     plugin=plugin.digest,
                     hyperparams=plugin.hyperparams,
                     config=config.as_dict(),
-                    data=data_fingerprint,
+                    data=data_fingerprints[name],
                     split=split.digest,
                     seed=seed,
                     device=device,

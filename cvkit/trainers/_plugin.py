@@ -63,6 +63,10 @@ class Plugin:
     pausable: bool = False  # its trainer can pause between epochs and go on elsewhere (TorchTrainer.fit)
     build_model: BuildModel | None = field(default=None, repr=False)  # its hook, for cvkit's trainer
     needs_extra: bool = False  # it cannot train without extra features (preflight says so, once)
+    # Whether its predictions depend on the extra features, so that its job keys name them: None
+    # for models cvkit's torch trainer builds (the pre-flight finds out), True for a plugin's own
+    # trainer (cvkit cannot tell).
+    reads_extra: bool | None = True
 
     def __reduce__(self):
         # The factory closes over the imported module: workers re-load the file instead, and
@@ -134,6 +138,7 @@ def load_plugin(spec: str, hyperparams: dict | None = None) -> Plugin:
         needs_extra = needs_extra or inputs != "pixels"
     else:
         factory = hook
+    reads_extra = {"build_model": None, "build_estimator": needs_extra}.get(hooks[0], True)
     digest = _digest(path, source, getattr(module, "DEPENDS", PluginModule.DEPENDS))
     # Workers (a Ray node's among them) may run in another folder: they load it by absolute path.
     return Plugin(
@@ -147,6 +152,7 @@ def load_plugin(spec: str, hyperparams: dict | None = None) -> Plugin:
         pausable=hooks[0] == "build_model",
         build_model=hook if hooks[0] == "build_model" else None,
         needs_extra=needs_extra,
+        reads_extra=reads_extra,
     )
 
 
@@ -317,6 +323,7 @@ def _builtin(name: str, hyperparams: dict) -> Plugin:
             lambda context: SklearnTrainer(estimator, params["inputs"]),
             params,
             needs_extra=params["inputs"] != "pixels",
+            reads_extra=params["inputs"] != "pixels",
         )
 
     def build_model(context):
@@ -331,7 +338,7 @@ def _builtin(name: str, hyperparams: dict) -> Plugin:
 
     _merge({}, hyperparams, name)
     factory = lambda context: TorchTrainer(build_model)  # noqa: E731
-    return Plugin(name, None, digest, factory, {}, pausable=True, build_model=build_model)
+    return Plugin(name, None, digest, factory, {}, pausable=True, build_model=build_model, reads_extra=None)
 
 
 def _merge(defaults: dict, overrides: dict, where: str) -> dict:

@@ -29,13 +29,18 @@ from ._torch import TorchTrainer
 CONTRACT = "docs/plugins.md"  # where the contract is written down, named in the hints
 
 
-def preflight(plugin: Plugin, context: TrainContext, sample) -> None:
+def preflight(plugin: Plugin, context: TrainContext, sample) -> bool:
     """Build ``plugin``'s model as training would (once per candidate of its search space when it
     is searched), run it on ``sample`` (two samples of the run's data, extra features included)
     and raise a one-line ``PluginError`` when it cannot train: an error in building or running it,
     logits that are not (len(sample), n_classes), or a plugin that ends its process. Plugins that
     cvkit's torch trainer does not train (scikit-learn estimators, own trainers) are only checked
     for the extra features they need.
+
+    Returns whether the model's predictions depend on the extra features (so that its job keys
+    must name them): for a model cvkit's trainer builds, whether its ``forward`` takes them or its
+    build reads them (the same seed builds other weights with and without them); otherwise what
+    the plugin says (``Plugin.reads_extra``).
 
     The check runs in a forked child of the calling process, so that nothing the plugin does
     there reaches the caller: ``sys.exit`` or ``os._exit`` in the plugin, a thread it leaves
@@ -47,7 +52,7 @@ def preflight(plugin: Plugin, context: TrainContext, sample) -> None:
             "--extra handcrafted"
         )
     if plugin.build_model is None:
-        return
+        return plugin.reads_extra is not False and context.n_extra > 0
     fork = multiprocessing.get_context("fork")
     receiving, sending = fork.Pipe(duplex=False)
     child = fork.Process(target=_check_in_child, args=(sending, plugin, context, sample), daemon=True)
@@ -68,12 +73,14 @@ def preflight(plugin: Plugin, context: TrainContext, sample) -> None:
         )
     if outcome.message is not None:
         raise PluginError(outcome.message) from _ChildTraceback(outcome.traceback)  # --debug shows it
+    return outcome.reads_extra
 
 
 @dataclass(frozen=True)
 class _Outcome:
     message: str | None  # the one line for the user; None when the plugin passed
     traceback: str = ""
+    reads_extra: bool = True  # whether the model's predictions depend on the extra features
 
 
 class _ChildTraceback(Exception):
@@ -86,8 +93,7 @@ def _check_in_child(sending, plugin: Plugin, context: TrainContext, sample) -> N
     torch.set_num_threads(1)  # the parent may have started torch's thread pool: one thread is safe
     outcome = None
     try:
-        _check(plugin, context, sample)
-        outcome = _Outcome(None)
+        outcome = _Outcome(None, reads_extra=_check(plugin, context, sample))
     except CvkitError as exc:
         outcome = _Outcome(str(exc), "".join(traceback.format_exception(exc.__cause__ or exc)))
     except SystemExit as exc:
@@ -110,7 +116,9 @@ def _check_in_child(sending, plugin: Plugin, context: TrainContext, sample) -> N
         os._exit(0)
 
 
-def _check(plugin: Plugin, context: TrainContext, sample) -> None:
+def _check(plugin: Plugin, context: TrainContext, sample) -> bool:
+    """The checks in the child; whether any setting's model reads the extra features."""
+    reads_extra = False
     settings = [plugin.hyperparams]
     if plugin.nested_args is not None and plugin.search:
         settings = [{**plugin.hyperparams, **candidate} for candidate in candidates(plugin.search)]
@@ -127,6 +135,29 @@ def _check(plugin: Plugin, context: TrainContext, sample) -> None:
         except Exception as exc:
             raise PluginError(_explain(exc, plugin, trial, trainer)) from exc
         _check_logits(logits, plugin, trial, len(sample))
+        reads_extra = reads_extra or trainer.takes_extra_ or _build_reads_extra(plugin, trial)
+    return reads_extra
+
+
+def _build_reads_extra(plugin: Plugin, context: TrainContext) -> bool:
+    """Whether ``build_model`` builds another model (other parameters, other initial values under
+    one seed) when the run has no extra features: a model sized or initialised by them depends on
+    them even when its ``forward`` never sees them."""
+    if context.n_extra == 0:
+        return False
+
+    def built(trial: TrainContext) -> dict:
+        torch.manual_seed(0)
+        return plugin.build_model(trial).state_dict()
+
+    try:
+        without = built(replace(context, extra_names=()))
+    except Exception:  # it cannot be built without them
+        return True
+    with_extra = built(context)
+    return without.keys() != with_extra.keys() or any(
+        without[k].shape != v.shape or not torch.equal(without[k], v) for k, v in with_extra.items()
+    )
 
 
 def _check_logits(logits: torch.Tensor, plugin: Plugin, context: TrainContext, n: int) -> None:
