@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import collections
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -433,3 +434,18 @@ def test_a_make_trainer_that_returns_no_trainer_fails_with_one_line_naming_the_c
         JobsFailed, match=r"make_trainer returned a Half, which lacks .*cvkit\.trainers\.Trainer"
     ):
         cvkit.evaluate([plugin], data=tiny, out=tmp_path / "run", executor="inprocess", **SMALL)
+
+
+def test_architecture_note_names_files_and_public_names_that_exist():
+    """ARCHITECTURE.md's paths exist and each package's public face lists names it exports."""
+    import importlib
+
+    text = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    paths = set(re.findall(r"`((?:cvkit|tests|plugins|docs|benchmarks)/[\w/.]+\.(?:py|md|j2))`", text))
+    assert len(paths) > 10 and not [p for p in paths if not (ROOT / p).exists()]
+    rows = re.findall(r"^\| `(cvkit\.\w+)` \| [^|]+ \| ([^|]+) \|$", text, flags=re.M)
+    assert len(rows) == 6
+    for package, names in rows:
+        exported = set(importlib.import_module(package).__all__)
+        listed = set(re.findall(r"`(\w+)`", names))
+        assert listed <= exported, (package, sorted(listed - exported))
