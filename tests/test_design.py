@@ -147,3 +147,21 @@ def test_the_seed_noise_check_catches_an_offset_of_one_seed_sd_at_its_stated_pow
 def test_the_seed_noise_check_needs_two_halves():
     with pytest.raises(ValueError, match="at least 2 splits"):
         seed_noise_check([0, 0], [0, 1], [0, 0], [0.8, 0.9])
+
+
+def test_a_run_without_any_variance_detects_any_difference_instead_of_crashing():
+    """Two models that agree on every job (tiny data, one repeat): the projection has no noise to
+    scale, so the smallest detectable difference is 0 (main: brentq's 'f(a) and f(b) must have
+    different signs' ended the command in a traceback)."""
+    from cvkit.stats import VarianceModel, detectable_effect
+
+    silent = VarianceModel(
+        n_samples=22, n_folds=2, n_repeats=1, n_seeds=1, test_noise=None, seed_var=0.0,
+        repeat_var=0.0, training_var=0.0, split_rest=0.0,
+    )  # fmt: skip
+    assert detectable_effect(silent) == 0.0
+    noisy = VarianceModel(
+        n_samples=22, n_folds=2, n_repeats=1, n_seeds=1, test_noise=None, seed_var=0.0,
+        repeat_var=0.0, training_var=0.0, split_rest=0.01,
+    )  # fmt: skip
+    assert 0 < detectable_effect(noisy) <= float("inf")

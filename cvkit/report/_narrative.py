@@ -72,7 +72,8 @@ GLOSSARY = {
     "rope": (
         "ROPE",
         "region of practical equivalence: differences smaller than this are negligible in practice; "
-        "'equivalent' needs the whole interval inside it",
+        "'equivalent' needs 95% of the Bayesian posterior of the difference inside it, and a "
+        "significant difference whose whole interval lies inside it reads 'but negligible'",
         r"\bROPE\b",
     ),
     "holm": (

@@ -260,6 +260,8 @@ def detectable_effect(
 
     if shortfall(1.0) < 0:
         return float("inf")
+    if shortfall(1e-9) >= 0:  # no variance at all (e.g. two models that agree on every job): any difference
+        return 0.0
     return float(brentq(shortfall, 1e-9, 1.0, xtol=1e-6))
 
 
