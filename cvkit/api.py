@@ -29,6 +29,7 @@ from .errors import ConfigError
 from .report import NotebookProgress
 from .results import Results
 from .runner import (
+    DEFAULT_RETRIES,
     EXECUTORS,
     Concurrency,
     ExecutorSettings,
@@ -101,28 +102,28 @@ def evaluate(
     variants=(),
     *,
     data="demo",
-    baseline: str = "resnet18",
+    baseline: str = TrainConfig.backbone,
     folds: int = 5,
     repeats: int = 3,
     seeds: int = 1,
     seed: int = 0,
-    epochs: int = 5,
-    batch_size: int = 32,
-    lr: float = 1e-3,
-    weight_decay: float = 0.0,
-    select: str = "val_auc",
-    class_weight: str = "balanced",
-    augment: str = "flip",
-    stem: str = "standard",
-    weights: str | None = None,
+    epochs: int = TrainConfig.epochs,
+    batch_size: int = TrainConfig.batch_size,
+    lr: float = TrainConfig.lr,
+    weight_decay: float = TrainConfig.weight_decay,
+    select: str = TrainConfig.select,
+    class_weight: str = TrainConfig.class_weight,
+    augment: str = TrainConfig.augment,
+    stem: str = TrainConfig.stem,
+    weights: str | None = TrainConfig.weights,
     val_fraction: float = 0.1,
     positive: str | None = None,
-    device: str = "auto",
+    device: str = TrainConfig.device,
     out=None,
     reports_dir="reports",
     cv=None,
     extra: str | None = None,
-    impute: str = "none",
+    impute: str = TrainConfig.impute,
     nested: bool = False,
     inner_folds: int = 3,
     holdout: str | None = None,
@@ -131,18 +132,21 @@ def evaluate(
     intensity_window: tuple[float, float] | None = None,
     jobs: int | str = "auto",
     threads_per_job: int | None = None,
-    precision: str = "auto",
+    precision: str = TrainConfig.precision,
     executor: str = "local",
     address: str | None = None,
     cpus_per_job: float | None = None,
     gpus_per_job: float = 0.0,
-    retries: int = 2,
+    retries: int = DEFAULT_RETRIES,
     dedupe: bool = False,
     progress: JobProgress | NotebookProgress | bool | None = None,
     command: str | None = None,
     caveats=(),
 ) -> Results:
     """Train the baseline and every variant on the same splits with the same seeds.
+
+    The training recipe's defaults are :class:`~cvkit.trainers.TrainConfig`'s, and the command
+    line's are these (one set of defaults).
 
     ``variants`` are plugin files or built-in names; ``data`` a :class:`~cvkit.data.Dataset` or a
     spec for :func:`~cvkit.data.load_data`. ``cv`` may be any scikit-learn splitter (it replaces

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import inspect
 import json
 import math
 import os
@@ -20,12 +21,14 @@ from rich.console import Console
 
 from . import escape
 from ._version import __version__
+from .api import evaluate
 from .errors import CvkitError
 from .runner import EXECUTORS
 from .stats import VERDICT_METRICS
 from .trainers import AUGMENTATIONS, CLASS_WEIGHTS, IMPUTATIONS, PRECISIONS, SELECTION_RULES, STEMS
 
-DEFAULT_EPOCHS = 5
+# The command line's defaults are evaluate's (which takes the recipe's from TrainConfig): one set.
+EVALUATE_DEFAULTS = {name: p.default for name, p in inspect.signature(evaluate).parameters.items()}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,28 +51,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument(
         "--data",
-        default="demo",
+        default=EVALUATE_DEFAULTS["data"],
         help="demo (built-in synthetic set), a MedMNIST .npz, an image folder or a CSV manifest",
     )
     ev.add_argument(
         "--baseline",
-        default="resnet18",
+        default=EVALUATE_DEFAULTS["baseline"],
         help="resnet18 (default), resnet34/50/101, densenet121, timm:NAME, logreg or a plugin file",
     )
-    ev.add_argument("--folds", type=int, default=5)
-    ev.add_argument("--repeats", type=int, default=3)
-    ev.add_argument("--seeds", type=int, default=1, help="training seeds per split")
-    ev.add_argument("--seed", type=int, default=0, help="master seed of splits and training seeds")
-    ev.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
-    ev.add_argument("--batch-size", type=int, default=32)
-    ev.add_argument("--lr", type=float, default=1e-3)
-    ev.add_argument("--weight-decay", type=float, default=0.0)
-    ev.add_argument("--select", default="val_auc", choices=SELECTION_RULES, help="checkpoint selection rule")
-    ev.add_argument("--class-weight", default="balanced", choices=CLASS_WEIGHTS)
-    ev.add_argument("--augment", default="flip", choices=AUGMENTATIONS)
+    ev.add_argument("--folds", type=int, default=EVALUATE_DEFAULTS["folds"])
+    ev.add_argument("--repeats", type=int, default=EVALUATE_DEFAULTS["repeats"])
+    ev.add_argument("--seeds", type=int, default=EVALUATE_DEFAULTS["seeds"], help="training seeds per split")
+    ev.add_argument(
+        "--seed", type=int, default=EVALUATE_DEFAULTS["seed"], help="master seed of splits and training seeds"
+    )
+    ev.add_argument("--epochs", type=int, default=EVALUATE_DEFAULTS["epochs"])
+    ev.add_argument("--batch-size", type=int, default=EVALUATE_DEFAULTS["batch_size"])
+    ev.add_argument("--lr", type=float, default=EVALUATE_DEFAULTS["lr"])
+    ev.add_argument("--weight-decay", type=float, default=EVALUATE_DEFAULTS["weight_decay"])
+    ev.add_argument(
+        "--select",
+        default=EVALUATE_DEFAULTS["select"],
+        choices=SELECTION_RULES,
+        help="checkpoint selection rule",
+    )
+    ev.add_argument("--class-weight", default=EVALUATE_DEFAULTS["class_weight"], choices=CLASS_WEIGHTS)
+    ev.add_argument("--augment", default=EVALUATE_DEFAULTS["augment"], choices=AUGMENTATIONS)
     ev.add_argument(
         "--stem",
-        default="standard",
+        default=EVALUATE_DEFAULTS["stem"],
         choices=STEMS,
         help="ResNet stem: torchvision's standard one or a 3x3 stride-1 small-image stem",
     )
@@ -85,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="never download: --weights DEFAULT must already be in the torch hub cache",
     )
     ev.add_argument(
-        "--val-fraction", type=float, default=0.1, help="inner validation share of each training fold"
+        "--val-fraction",
+        type=float,
+        default=EVALUATE_DEFAULTS["val_fraction"],
+        help="inner validation share of each training fold",
     )
     ev.add_argument(
         "--positive", default=None, help="name of the positive class (default: the minority class)"
@@ -114,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument(
         "--impute",
-        default="none",
+        default=EVALUATE_DEFAULTS["impute"],
         choices=IMPUTATIONS,
         help="fill missing extra values with the mean or median of each training fold",
     )
@@ -125,10 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="demo data only: how informative its extra features are (0 = pure noise, default 1)",
     )
-    ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    ev.add_argument("--device", default=EVALUATE_DEFAULTS["device"], help="auto, cpu, cuda or cuda:N")
     ev.add_argument(
         "--jobs",
-        default="auto",
+        default=EVALUATE_DEFAULTS["jobs"],
         type=_jobs,
         help="trainings run side by side (default auto: from the cores or GPU, model and memory)",
     )
@@ -141,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument(
         "--executor",
-        default="local",
+        default=EVALUATE_DEFAULTS["executor"],
         choices=EXECUTORS,
         help="; ".join(
             f"{name}: {executor.summary}" + " (default)" * (name == "local")
@@ -155,10 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--cpus-per-job", type=float, default=None, help="--executor ray: CPUs each task declares"
     )
     ev.add_argument(
-        "--gpus-per-job", type=float, default=0.0, help="--executor ray: GPUs each task declares (0.25 ...)"
+        "--gpus-per-job",
+        type=float,
+        default=EVALUATE_DEFAULTS["gpus_per_job"],
+        help="--executor ray: GPUs each task declares (0.25 ...)",
     )
     ev.add_argument(
-        "--retries", type=int, default=2, help="runs of a job whose worker died, beyond the first"
+        "--retries",
+        type=int,
+        default=EVALUATE_DEFAULTS["retries"],
+        help="runs of a job whose worker died, beyond the first",
     )
     ev.add_argument(
         "--mlflow",
@@ -170,12 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument(
         "--precision",
-        default="auto",
+        default=EVALUATE_DEFAULTS["precision"],
         choices=PRECISIONS,
         help="auto: bf16 autocast on a GPU that supports it, fp32 on CPU",
     )
     ev.add_argument("--out", default=None, help="run folder (default: reports/<models>-<data>-<hash>)")
-    ev.add_argument("--reports-dir", default="reports", help="where default run folders go")
+    ev.add_argument(
+        "--reports-dir", default=EVALUATE_DEFAULTS["reports_dir"], help="where default run folders go"
+    )
     ev.add_argument("--json", default=None, metavar="PATH", help="also write a machine-readable summary")
     ev.add_argument(
         "--report",
@@ -195,7 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="choose each plugin's SEARCH hyper-parameters by inner CV inside every outer training fold",
     )
-    ev.add_argument("--inner-folds", type=int, default=3, help="inner folds of --nested (default 3)")
+    ev.add_argument(
+        "--inner-folds",
+        type=int,
+        default=EVALUATE_DEFAULTS["inner_folds"],
+        help="inner folds of --nested (default 3)",
+    )
     ev.add_argument(
         "--param",
         action="append",
@@ -368,7 +394,7 @@ def _offline(offline: bool):
 
 
 def _evaluate(args, console, errors) -> int:
-    from .api import evaluate, record_warnings
+    from .api import record_warnings
     from .comparison import check_settings, compare
     from .data import load_data
     from .report import check_not_store, render_comparison, render_summary, write_json

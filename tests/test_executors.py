@@ -17,7 +17,7 @@ FAST = dict(folds=3, repeats=1, epochs=1)
 def no_preflight(monkeypatch):
     """These plugins fail, die or count their builds inside jobs: the pre-flight, which builds each
     model once in this process before any job, would meet them first (or die with them)."""
-    monkeypatch.setattr(cvkit.api, "preflight", lambda plugin, context, sample: None)
+    monkeypatch.setattr(cvkit.api, "preflight", lambda plugin, context, sample: True)
 
 
 # Kills the process training it the first time it runs (a marker file remembers), as a crashed or

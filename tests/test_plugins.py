@@ -189,7 +189,7 @@ def test_misbehaving_plugins_fail_with_the_file_named(
 ):
     # What a job says when its plugin fails: the pre-flight (tests/test_preflight.py) would stop
     # these plugins before any job, so it is left out here.
-    monkeypatch.setattr(cvkit.api, "preflight", lambda plugin, context, sample: None)
+    monkeypatch.setattr(cvkit.api, "preflight", lambda plugin, context, sample: True)
     path = write_plugin("bad", source)
     with pytest.raises(PluginError, match=message):
         cvkit.evaluate(str(path), data=tiny, folds=5, repeats=1, epochs=1, out=tmp_path / "run")

@@ -2,6 +2,7 @@
 
 from ._claims import JobClaims
 from ._executor import (
+    DEFAULT_RETRIES,
     EXECUTORS,
     ClaimedElsewhere,
     Concurrency,
@@ -22,6 +23,7 @@ from ._verify import GPU_TOLERANCE, JobCheck, Verification, verify_jobs
 from ._worker import prepare_process
 
 __all__ = [
+    "DEFAULT_RETRIES",
     "EXECUTORS",
     "GPU_TOLERANCE",
     "STORE_NAME",

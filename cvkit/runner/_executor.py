@@ -118,6 +118,9 @@ class ClaimedElsewhere(Exception):
     """The job was not started: another process on the same run folder holds its claim."""
 
 
+DEFAULT_RETRIES = 2  # runs of a job whose worker died, beyond the first: the one default
+
+
 @dataclass(frozen=True)
 class ExecutorSettings:
     """What a run asks of its executor; each executor takes the settings that apply to it."""
@@ -127,7 +130,7 @@ class ExecutorSettings:
     address: str | None = None  # a cluster's HOST:PORT (Ray); None: start a local one
     cpus_per_job: float | None = None  # CPUs each task declares on a cluster; None: its threads
     gpus_per_job: float = 0.0  # GPUs each task declares on a cluster (0.25 shares one among four)
-    retries: int = 2  # runs of a job whose worker process died, beyond the first
+    retries: int = DEFAULT_RETRIES  # runs of a job whose worker process died, beyond the first
 
 
 @runtime_checkable
@@ -211,7 +214,9 @@ class ProcessExecutor:
     running fails its job and is ended when the pool closes. Ctrl-C stops scheduling, stops the
     jobs in flight and returns what has finished; workers die with the process that started them."""
 
-    def __init__(self, workers: int, threads: int = 1, *, device: str = "cpu", retries: int = 2):
+    def __init__(
+        self, workers: int, threads: int = 1, *, device: str = "cpu", retries: int = DEFAULT_RETRIES
+    ):
         self.workers, self.threads, self.retries = workers, threads, retries
         # CPU: fork, so that workers share the parent's imported modules page for page (the
         # parent has run no torch computation, so no thread pool is forked half-alive). A GPU

@@ -8,7 +8,7 @@ whose plugin raises is not retried (it would raise again) and comes back as that
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ._executor import ClaimedElsewhere, ExecutorSettings, register_executor
+from ._executor import DEFAULT_RETRIES, ClaimedElsewhere, ExecutorSettings, register_executor
 from ._worker import prepare_process
 
 INSTALL = 'pip install -e ".[ray]"'
@@ -33,7 +33,7 @@ class RayExecutor:
         cpus_per_job: float = 1,
         gpus_per_job: float = 0,
         threads: int = 1,
-        retries: int = 2,
+        retries: int = DEFAULT_RETRIES,
     ):
         self.address, self.cpus_per_job, self.gpus_per_job = address, cpus_per_job, gpus_per_job
         self.threads, self.retries = threads, retries
