@@ -1,34 +1,24 @@
-"""Multi-scale pooling: average-pooled features of the last two ResNet stages, concatenated.
+"""Multi-scale pooling: average-pooled features of the backbone's last two stages, concatenated.
 
-Small lesions may be clearer at the earlier, finer stage; the classifier sees both.
+Small lesions may be clearer at the earlier, finer stage; the classifier sees both. The stages
+come from `feature_maps(context)`, so it runs on any backbone the baseline may use.
 """
 
 import torch
 from torch import nn
-from torchvision.models.feature_extraction import create_feature_extractor
 
-from cvkit.trainers import resnet
+from cvkit.trainers import feature_maps
 
 
 class MultiscalePool(nn.Module):
     def __init__(self, context):
         super().__init__()
-        config = context.config
-        net = resnet(
-            config.backbone,
-            in_channels=context.in_channels,
-            n_classes=context.n_classes,
-            stem=config.stem,
-            weights=config.weights,
-        )
-        self.stages = create_feature_extractor(net, {"layer3": "fine", "layer4": "coarse"})
-        layer3_width = net.layer4[0].conv1.in_channels  # what layer4 receives is what layer3 gives
-        width = layer3_width + net.fc.in_features
-        self.fc = nn.Linear(width, context.n_classes)
+        self.stages, widths = feature_maps(context)  # a pair: the maps of every stage, their channels
+        self.fc = nn.Linear(widths[-2] + widths[-1], context.n_classes)
 
     def forward(self, x):
-        maps = self.stages(x)
-        pooled = [torch.flatten(nn.functional.adaptive_avg_pool2d(maps[k], 1), 1) for k in ("fine", "coarse")]
+        fine, coarse = self.stages(x)[-2:]
+        pooled = [torch.flatten(nn.functional.adaptive_avg_pool2d(m, 1), 1) for m in (fine, coarse)]
         return self.fc(torch.cat(pooled, dim=1))
 
 

@@ -128,7 +128,8 @@ def build_model(context):
 
     backbone(context) returns the pair (module, width): the baseline's network without its
     classifier, mapping images to features (N, width), and that width. Unpack it; the pair
-    itself is not a module."""
+    itself is not a module. feature_maps(context) returns (module, widths) instead, for a model
+    that needs each stage's feature map (N, widths[i], H_i, W_i) on any backbone."""
     features, width = backbone(context)
     hidden = context.hyperparams["hidden"]
     head = nn.Sequential(

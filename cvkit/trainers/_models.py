@@ -1,5 +1,6 @@
 """Built-in backbones: torchvision ResNets and DenseNet-121 (and timm models when timm is
-installed), adapted to the data's channels and image size."""
+installed), adapted to the data's channels and image size; for plugins, each as pooled features
+(:func:`backbone`) or as the feature maps of its stages (:func:`feature_maps`)."""
 
 from __future__ import annotations
 
@@ -157,6 +158,113 @@ def backbone(context) -> Backbone:
     n_features = getattr(model, head).in_features
     setattr(model, head, nn.Identity())
     return Backbone(model, n_features)
+
+
+class FeatureMaps(NamedTuple):
+    """What :func:`feature_maps` returns: a module that maps images to the feature maps of the
+    backbone's stages, and the channels of each map. A named pair, like :class:`Backbone`: write
+    ``maps, widths = feature_maps(context)``."""
+
+    module: nn.Module
+    widths: tuple[int, ...]
+
+
+class NoFeatureMaps(ConfigError):
+    """The run's backbone cannot give a plugin its feature maps (the pre-flight names the plugin)."""
+
+
+def feature_maps(context) -> FeatureMaps:
+    """The run's baseline backbone (``--baseline``, ``--stem``, ``--weights``, as
+    :func:`backbone` builds it) as the feature maps of its stages: the starting point of a plugin
+    that pools or attends over positions, or mixes scales, on whatever backbone the run uses.
+
+    Returns the pair ``(module, widths)``: ``module(x)`` maps images (N, C, H, W) to a list of
+    feature maps (N, widths[i], H_i, W_i), one per stage, finest first; the last is the final
+    stage, the map that the baseline's classifier pools (for torchvision's backbones, its global
+    average pooling is what ``backbone(context)`` returns). ResNets give ``layer1`` to ``layer4``,
+    ``densenet121`` its first three dense blocks and its final (normalised, rectified) map, a
+    ``timm:`` model the stages of timm's ``forward_intermediates``. A backbone that cannot
+    raises :class:`NoFeatureMaps`, which the pre-flight turns into one line before any job."""
+    name = context.config.backbone
+    model = classifier(
+        name,
+        in_channels=context.in_channels,
+        n_classes=context.n_classes,
+        stem=context.config.stem,
+        weights=context.config.weights,
+    )
+    if name.startswith("timm:"):
+        return _timm_feature_maps(name, model)
+    stages = _TORCHVISION_STAGES.get("resnet" if name in RESNETS else name)
+    if stages is None:
+        raise NoFeatureMaps(f"backbone {name} has no feature maps in cvkit; {_FEATURE_MAPS_FIX}")
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    nodes, widths = stages(model)
+    return FeatureMaps(_StageMaps(create_feature_extractor(model, nodes)), widths)
+
+
+# What to do when a backbone gives no feature maps, for the error that says so.
+_FEATURE_MAPS_FIX = (
+    f"run the plugin with --baseline {', '.join(BACKBONES)} or a timm: model that has "
+    "forward_intermediates, or build it on backbone(context), which every backbone gives"
+)
+
+
+def _resnet_stages(model) -> tuple[list[str], tuple[int, ...]]:
+    layers = [f"layer{i}" for i in range(1, 5)]
+    return layers, tuple(_last_norm(getattr(model, layer)).num_features for layer in layers)
+
+
+def _densenet_stages(model) -> tuple[list[str], tuple[int, ...]]:
+    # Each dense block's output (what its transition normalises), then the final map after norm5
+    # and the ReLU of DenseNet.forward: the map its classifier pools.
+    features = model.features
+    blocks = [f"features.denseblock{i}" for i in range(1, 4)]
+    widths = [getattr(features, f"transition{i}").norm.num_features for i in range(1, 4)]
+    return [*blocks, "relu"], (*widths, features.norm5.num_features)
+
+
+def _last_norm(stage: nn.Module) -> nn.BatchNorm2d:
+    return [m for m in stage.modules() if isinstance(m, nn.BatchNorm2d)][-1]
+
+
+# torchvision backbone family -> the names of its stages' outputs (for create_feature_extractor)
+# and their channels. A backbone added to BACKBONES gets feature maps by an entry here.
+_TORCHVISION_STAGES = {"resnet": _resnet_stages, "densenet121": _densenet_stages}
+
+
+class _StageMaps(nn.Module):
+    """torchvision's feature extractor (a dict of named outputs) as a list of maps, finest first."""
+
+    def __init__(self, extractor: nn.Module):
+        super().__init__()
+        self.extractor = extractor
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.extractor(x).values())
+
+
+class _TimmStageMaps(nn.Module):
+    """A timm model's ``forward_intermediates``: the map of every stage in its ``feature_info``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.model.forward_intermediates(x, intermediates_only=True))
+
+
+def _timm_feature_maps(name: str, model: nn.Module) -> FeatureMaps:
+    info = getattr(model, "feature_info", None)
+    if not hasattr(model, "forward_intermediates") or not info:
+        raise NoFeatureMaps(
+            f"backbone {name} has no feature maps: timm gives this model no forward_intermediates; "
+            + _FEATURE_MAPS_FIX
+        )
+    model.reset_classifier(0)
+    return FeatureMaps(_TimmStageMaps(model), tuple(stage["num_chs"] for stage in info))
 
 
 def _is_path(weights: str) -> bool:

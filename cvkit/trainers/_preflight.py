@@ -1,11 +1,12 @@
 """The pre-flight: each plugin's model built once and run on two samples before any job starts.
 
 A plugin that breaks the contract (an attribute the context does not have, one output for two
-classes, ``backbone()``'s pair used as a module, a ``forward`` that cannot take what cvkit passes)
-would otherwise fail inside the first job, after the run folder exists and maybe after other jobs
-trained. Here it fails in about a second with one line that names the plugin file and the fix.
-The check runs the trainer's own build path (``TorchTrainer.preflight``), so what passes here is
-what training builds; it runs on the CPU, in a forked child process that leaves the caller as it was.
+classes, ``backbone()``'s pair used as a module, a ``forward`` that cannot take what cvkit passes,
+``feature_maps()`` on a backbone that has none) would otherwise fail inside the first job, after
+the run folder exists and maybe after other jobs trained. Here it fails in about a second with
+one line that names the plugin file and the fix. The check runs the trainer's own build path
+(``TorchTrainer.preflight``), so what passes here is what training builds; it runs on the CPU, in
+a forked child process that leaves the caller as it was.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..errors import CvkitError, PluginError
+from ..errors import ConfigError, CvkitError, PluginError
 from ._context import TrainConfig, TrainContext, config_attributes, context_attributes
-from ._models import Backbone
+from ._models import Backbone, FeatureMaps
 from ._plugin import Plugin, plugin_frame
 from ._search import candidates
 from ._torch import TorchTrainer
@@ -130,6 +131,10 @@ def _check(plugin: Plugin, context: TrainContext, sample) -> bool:
         trainer = TorchTrainer(plugin.build_model)
         try:
             logits = trainer.preflight(sample, trial)
+        except ConfigError as exc:  # a backbone without feature maps, --weights a member cannot load
+            if plugin.path is None:  # a built-in model: the option alone is at fault
+                raise
+            raise type(exc)(f"{plugin_frame(exc, plugin)}: {plugin.name}: {exc}") from exc
         except CvkitError:
             raise
         except Exception as exc:
@@ -191,6 +196,12 @@ def _explain(exc: Exception, plugin: Plugin, context: TrainContext, trainer: Tor
         hint = f"did you mean {owner}.{close[0]}?" if close else f"it has: {', '.join(names)}"
         return f"{where}: {owner} has no attribute {exc.name!r}; {hint} (all are listed in {CONTRACT})"
     message = " ".join(str(exc).split())
+    if isinstance(obj, FeatureMaps) or (isinstance(exc, TypeError) and "'FeatureMaps' object" in message):
+        return (
+            f"{where}: feature_maps(context) returns a pair (module, widths), not a module: write "
+            f"`maps, widths = feature_maps(context)` and use `maps` as the network ({type(exc).__name__}: "
+            f"{message})"
+        )
     if isinstance(obj, Backbone) or (isinstance(exc, TypeError) and _names_backbone(message)):
         return (
             f"{where}: backbone(context) returns a pair (module, width), not a module: write "

@@ -59,7 +59,11 @@ class BuildModel(Protocol):
     gets the run's standardised extra features (N, context.n_extra), None without ``--extra``.
     ``cvkit.trainers.backbone(context)`` returns the pair ``(module, width)``: the baseline's
     network without its classifier, mapping images to features (N, width). Write
-    ``features, width = backbone(context)``."""
+    ``features, width = backbone(context)``. ``cvkit.trainers.feature_maps(context)`` returns the
+    pair ``(module, widths)``: the same network giving the list of its stages' feature maps
+    (N, widths[i], H_i, W_i), finest first, on whatever backbone the run uses; a plugin takes
+    feature maps from there, never from a network's attributes (``layer4`` exists on ResNets only).
+    A network a plugin builds itself takes ``weights=context.config.weights`` as the baseline does."""
 
     def __call__(self, context: TrainContext) -> torch.nn.Module: ...
 
