@@ -538,18 +538,8 @@ def _jobs(setup: _Setup, run_dir: Path, reads_extra: dict[str, bool]):
 
 def _train_context(setup: _Setup, cache_dir: str | None) -> TrainContext:
     """What every job of the run tells its trainer (the runner sets each job's seed and hyper-parameters)."""
-    dataset = setup.dataset
-    return TrainContext(
-        config=setup.config,
-        n_classes=dataset.n_classes,
-        in_channels=dataset.images.shape[1],
-        image_size=tuple(dataset.images.shape[2:]),
-        class_names=dataset.class_names,
-        positive=dataset.positive,
-        extra_names=dataset.extra_names,
-        seed=setup.seed,
-        device=setup.device,
-        cache_dir=cache_dir,
+    return TrainContext.for_data(
+        setup.dataset, setup.config, seed=setup.seed, device=setup.device, cache_dir=cache_dir
     )
 
 

@@ -47,18 +47,8 @@ def small_npz(tmp_path, small):
 
 
 def _context(dataset, backbone="resnet18", **changes):
-    context = TrainContext(
-        config=TrainConfig(epochs=1, backbone=backbone),
-        n_classes=dataset.n_classes,
-        in_channels=dataset.images.shape[1],
-        image_size=tuple(dataset.images.shape[2:]),
-        class_names=dataset.class_names,
-        positive=dataset.positive,
-        extra_names=dataset.extra_names,
-        seed=0,
-        device="cpu",
-    )
-    return replace(context, **changes)
+    config = TrainConfig(epochs=1, backbone=backbone)
+    return replace(TrainContext.for_data(dataset, config, seed=0, device="cpu"), **changes)
 
 
 @pytest.mark.parametrize(

@@ -170,18 +170,7 @@ def test_a_searched_candidate_that_breaks_is_caught_with_nested(write_plugin, ti
 
 
 def _context(dataset, **changes):
-    context = TrainContext(
-        config=TrainConfig(epochs=1),
-        n_classes=dataset.n_classes,
-        in_channels=dataset.images.shape[1],
-        image_size=tuple(dataset.images.shape[2:]),
-        class_names=dataset.class_names,
-        positive=dataset.positive,
-        extra_names=dataset.extra_names,
-        seed=0,
-        device="cpu",
-    )
-    return replace(context, **changes)
+    return replace(TrainContext.for_data(dataset, TrainConfig(epochs=1), seed=0, device="cpu"), **changes)
 
 
 @pytest.mark.parametrize("example", ["mlp_head", "concat_fusion", "frozen_probe", "resnet18"])

@@ -281,17 +281,8 @@ def test_the_readme_plugin_example_passes_the_pre_flight(tmp_path, tiny):
     path.write_text(code.group(1))
     plugin = load_plugin(str(path))
     for data in (tiny, dataclasses.replace(tiny, extra=None, extra_names=())):
-        context = TrainContext(
-            config=TrainConfig(epochs=1),
-            n_classes=data.n_classes,
-            in_channels=data.images.shape[1],
-            image_size=tuple(data.images.shape[2:]),
-            class_names=data.class_names,
-            positive=data.positive,
-            extra_names=data.extra_names,
-            seed=0,
-            device="cpu",
-            hyperparams=plugin.hyperparams,
+        context = TrainContext.for_data(
+            data, TrainConfig(epochs=1), seed=0, device="cpu", hyperparams=plugin.hyperparams
         )
         preflight(plugin, context, data.subset([0, 1]))
 

@@ -87,6 +87,23 @@ class TrainContext:
     def n_extra(self) -> int:
         return len(self.extra_names)
 
+    @classmethod
+    def for_data(cls, dataset, config: TrainConfig, *, seed: int, device: str, **options) -> TrainContext:
+        """The context of training on ``dataset`` (a :class:`~cvkit.data.Dataset`): its classes,
+        channels, image size and extra features; ``options`` set the other fields."""
+        return cls(
+            config=config,
+            n_classes=dataset.n_classes,
+            in_channels=dataset.images.shape[1],
+            image_size=tuple(dataset.images.shape[2:]),
+            class_names=dataset.class_names,
+            positive=dataset.positive,
+            extra_names=dataset.extra_names,
+            seed=seed,
+            device=device,
+            **options,
+        )
+
 
 def context_attributes() -> tuple[str, ...]:
     """The names a plugin can read on a ``TrainContext``: its fields and its properties."""
