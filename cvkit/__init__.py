@@ -3,7 +3,24 @@
 from ._version import __version__
 from .api import evaluate, verify
 from .comparison import compare
-from .errors import CvkitError
+from .data import Data
+from .errors import CvkitError, OptionError
 from .results import Results, load
+from .runner import Execution
+from .splits import Design
+from .trainers import TrainConfig
 
-__all__ = ["CvkitError", "Results", "__version__", "compare", "evaluate", "load", "verify"]
+__all__ = [
+    "CvkitError",
+    "Data",
+    "Design",
+    "Execution",
+    "OptionError",
+    "Results",
+    "TrainConfig",
+    "__version__",
+    "compare",
+    "evaluate",
+    "load",
+    "verify",
+]

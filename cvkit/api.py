@@ -6,32 +6,29 @@ import contextlib
 import functools
 import hashlib
 import json
-import math
 import os
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 
 from ._version import __version__
 from .data import (
+    Data,
     Dataset,
     DuplicatePair,
     check_missing,
-    check_window,
     drop_duplicates,
     find_duplicates,
     load_data,
     with_extra,
 )
-from .errors import ConfigError
+from .errors import ConfigError, OptionError
 from .report import NotebookProgress
 from .results import Results
 from .runner import (
-    DEFAULT_RETRIES,
-    EXECUTORS,
-    Concurrency,
+    Execution,
     ExecutorSettings,
     JobClaims,
     JobProgress,
@@ -46,12 +43,8 @@ from .runner import (
     store_bytes,
     verify_jobs,
 )
-from .splits import SplitPlan, make_plan
+from .splits import Design, SplitPlan, make_plan
 from .trainers import (
-    AUGMENTATIONS,
-    CLASS_WEIGHTS,
-    IMPUTATIONS,
-    PRECISIONS,
     SELECTION_RULES,
     TrainConfig,
     TrainContext,
@@ -101,135 +94,124 @@ def _keeps_global_state(function):
 def evaluate(
     variants=(),
     *,
-    data="demo",
     baseline: str = TrainConfig.backbone,
-    folds: int = 5,
-    repeats: int = 3,
-    seeds: int = 1,
-    seed: int = 0,
-    epochs: int = TrainConfig.epochs,
-    batch_size: int = TrainConfig.batch_size,
-    lr: float = TrainConfig.lr,
-    weight_decay: float = TrainConfig.weight_decay,
-    select: str = TrainConfig.select,
-    class_weight: str = TrainConfig.class_weight,
-    augment: str = TrainConfig.augment,
-    stem: str = TrainConfig.stem,
-    weights: str | None = TrainConfig.weights,
-    val_fraction: float = 0.1,
-    positive: str | None = None,
-    device: str = TrainConfig.device,
+    data: Data | Dataset | str | os.PathLike | None = None,
+    design: Design | None = None,
+    recipe: TrainConfig | None = None,
+    execution: Execution | None = None,
+    hyperparams: dict | None = None,
     out=None,
     reports_dir="reports",
-    cv=None,
-    extra: str | None = None,
-    impute: str = TrainConfig.impute,
-    nested: bool = False,
-    inner_folds: int = 3,
-    holdout: str | None = None,
-    hyperparams: dict | None = None,
-    data_options: dict | None = None,
-    intensity_window: tuple[float, float] | None = None,
-    jobs: int | str = "auto",
-    threads_per_job: int | None = None,
-    precision: str = TrainConfig.precision,
-    executor: str = "local",
-    address: str | None = None,
-    cpus_per_job: float | None = None,
-    gpus_per_job: float = 0.0,
-    retries: int = DEFAULT_RETRIES,
-    dedupe: bool = False,
     progress: JobProgress | NotebookProgress | bool | None = None,
     command: str | None = None,
     caveats=(),
+    **shortcuts,
 ) -> Results:
     """Train the baseline and every variant on the same splits with the same seeds.
 
-    The training recipe's defaults are :class:`~cvkit.trainers.TrainConfig`'s, and the command
-    line's are these (one set of defaults).
-
-    ``variants`` are plugin files or built-in names; ``data`` a :class:`~cvkit.data.Dataset` or a
-    spec for :func:`~cvkit.data.load_data`. ``cv`` may be any scikit-learn splitter (it replaces
-    ``folds``/``repeats``). ``hyperparams`` maps a model name to its hyper-parameter overrides.
     Finished jobs already in ``out`` are not trained again; identical jobs in sibling run folders
-    under the same reports folder are reused. ``jobs`` trainings run side by side (``"auto"``: as
-    many as the cores or the GPU and the memory allow); on a CPU each uses ``threads_per_job``
-    threads (default 1), which, unlike ``jobs``, can change the predictions' last bits.
-    ``executor`` is ``local`` (worker processes on this machine, one even for ``jobs=1``, so that a
-    plugin ending its process fails only its job), ``process`` (the same), ``inprocess`` (one job
-    after another in this process: for a debugger), ``ray`` (at ``address``, with
-    ``cpus_per_job`` and ``gpus_per_job`` per task) or the name of any executor registered with
-    :func:`~cvkit.runner.register_executor`; every executor gives the same predictions. A
-    job whose worker is killed runs again up to ``retries`` times. Drivers started on the same
-    ``out`` share its jobs (each claims a job before training it). Duplicate images (exact, or
-    equal average hashes confirmed on the pixels) are reported before training; ``dedupe`` keeps
-    one of each. Every warning shown
-    meanwhile is kept with the run as a caveat that its reports list, as are ``caveats``: warnings
-    raised earlier about this run's data (e.g. while loading it). Returns the run's
-    :class:`~cvkit.results.Results`. ``intensity_window``
-    ``(low, high)`` brings 16-bit, float and DICOM grey values to 8 bits through that window instead
-    of per-image min-max (the file's own window for DICOM); it applies when ``data`` is a spec that
-    ``evaluate`` loads. ``progress``: ``None`` shows the jobs and epochs where someone can see
-    them (a line updated in place in a Jupyter notebook, bars on a terminal), ``False`` nowhere; or a
-    display of your own. Global random generators, matplotlib and torch settings are left as they
-    were.
+    under the same reports folder are reused. Drivers started on the same ``out`` share its jobs
+    (each claims a job before training it). Duplicate images (exact, or equal average hashes
+    confirmed on the pixels) are reported before training. Every warning shown meanwhile is kept
+    with the run as a caveat that its reports list. Global random generators, matplotlib and torch
+    settings are left as they were.
+
+    Parameters
+    ----------
+    variants : str, path or sequence of them, default=()
+        Plugin files or built-in model names, each compared with the baseline.
+    baseline : str, default="resnet18"
+        The reference model: a built-in backbone (``resnet18``, ``densenet121``, ``timm:NAME``
+        ...; it becomes ``recipe.backbone``), another built-in model or a plugin file.
+    data : Data, Dataset, str, path or None, default=None
+        The run's :class:`~cvkit.data.Data`; a :class:`~cvkit.data.Dataset` or a spec for
+        :func:`~cvkit.data.load_data` stands for ``Data(source=data)``; None for ``Data()``
+        (the demo data).
+    design : Design or None, default=None
+        The cross-validation :class:`~cvkit.splits.Design`; None for ``Design()``.
+    recipe : TrainConfig or None, default=None
+        The training recipe (:class:`~cvkit.trainers.TrainConfig`) shared by every model; None
+        for ``TrainConfig()``. Its ``backbone`` follows ``baseline``.
+    execution : Execution or None, default=None
+        How the jobs run (:class:`~cvkit.runner.Execution`): executor, jobs side by side,
+        threads, retries, Ray's settings; None for ``Execution()``. Every executor gives the same
+        predictions.
+    hyperparams : dict or None, default=None
+        Model name -> its hyper-parameter overrides (``{"mlp_head": {"hidden": 100}}``).
+    out : str, path or None, default=None
+        The run folder; None: ``reports_dir/<models>-<data>-<hash>`` (same settings, same
+        folder: a rerun resumes).
+    reports_dir : str or path, default="reports"
+        Where default run folders go.
+    progress : JobProgress, NotebookProgress, bool or None, default=None
+        None or True shows the jobs and epochs where someone can see them (a line updated in place
+        in a Jupyter notebook, bars on a terminal), False nowhere; or a display of your own.
+    command : str or None, default=None
+        The command line shown in the reports.
+    caveats : sequence of str, default=()
+        Warnings raised earlier about this run's data (e.g. while loading it), listed in its
+        reports.
+    **shortcuts
+        Any field of ``Data`` (but ``source``: that is ``data``), ``Design``, ``TrainConfig``
+        (but ``backbone``, ``weights_digest``) or ``Execution`` by name, for notebooks:
+        ``evaluate("p.py", folds=3, epochs=2)`` is ``evaluate("p.py", design=Design(folds=3),
+        recipe=TrainConfig(epochs=2))``. A shortcut replaces that field of the object passed.
+
+    Returns
+    -------
+    Results
+        The run's :class:`~cvkit.results.Results`, with ``counts`` (jobs trained, resumed,
+        reused) and ``concurrency`` set.
+
+    Raises
+    ------
+    OptionError
+        An option out of its range, naming the Python parameter.
+    CvkitError
+        Any other mistake in the data, the plugins or the run folder, on one line; a
+        ``JobsFailed`` after every other job finished and was saved.
+    TypeError
+        A keyword that is no parameter and no field of the config objects.
     """
-    if intensity_window is not None:
-        if isinstance(data, Dataset):
-            raise ConfigError(
-                "intensity_window applies when evaluate loads the data: pass it to load_data "
-                "for a Dataset you loaded yourself"
-            )
-        data_options = {**(data_options or {}), "intensity_window": check_window(intensity_window)}
+    data, design, recipe, execution = _configure(data, design, recipe, execution, shortcuts)
     variants = [variants] if isinstance(variants, (str, os.PathLike)) else list(variants)
-    _check_options(
-        select=select,
-        class_weight=class_weight,
-        augment=augment,
-        seeds=seeds,
-        seed=seed,
-        epochs=epochs,
-        batch_size=batch_size,
-        jobs=jobs,
-        threads_per_job=threads_per_job,
-        precision=precision,
-        executor=executor,
-        retries=retries,
-        lr=lr,
-        weight_decay=weight_decay,
-        cpus_per_job=cpus_per_job,
-        gpus_per_job=gpus_per_job,
-    )
-    recipe = dict(
+    backbone = baseline if is_backbone(baseline) else TrainConfig.backbone
+    if recipe.backbone not in (TrainConfig.backbone, backbone):
+        raise OptionError(
+            "baseline",
+            f"{baseline!r} does not name the recipe's backbone {recipe.backbone!r}: the baseline sets "
+            "it, pass that backbone as the baseline",
+        )
+    record = dict(
         variants=[str(v) for v in variants],
         baseline=str(baseline),
-        seeds=seeds,
-        seed=seed,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        select=select,
-        class_weight=class_weight,
-        augment=augment,
-        stem=stem,
-        weights=weights,
-        val_fraction=val_fraction,
-        positive=positive,
-        device=device,
-        extra=extra,
-        impute=impute,
-        nested=nested,
-        inner_folds=inner_folds,
-        holdout=holdout,
+        seeds=design.seeds,
+        seed=design.seed,
+        epochs=recipe.epochs,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        weight_decay=recipe.weight_decay,
+        select=recipe.select,
+        class_weight=recipe.class_weight,
+        augment=recipe.augment,
+        stem=recipe.stem,
+        weights=recipe.weights,
+        val_fraction=design.val_fraction,
+        positive=data.positive,
+        device=recipe.device,
+        extra=data.extra,
+        impute=recipe.impute,
+        nested=design.nested,
+        inner_folds=design.inner_folds,
+        holdout=data.holdout,
         hyperparams=hyperparams,
-        data_options=data_options,
-        precision=precision,
-        dedupe=dedupe,
-        threads=threads_per_job or 1,
+        data_options=data.load_options or None,
+        precision=recipe.precision,
+        dedupe=data.dedupe,
+        threads=execution.threads_per_job or 1,
     )
     with record_warnings() as preparing:
-        setup = _prepare(recipe, data=data, folds=folds, repeats=repeats, cv=cv)
+        setup = _prepare(record, data=data.source, folds=design.folds, repeats=design.repeats, cv=design.cv)
     ensure_pretrained(_backbones(setup), setup.config.weights)  # a download happens here, once
     # Every model is built and run on two samples before the run folder exists: a plugin that
     # breaks the contract stops the run here, with one line, and leaves nothing behind.
@@ -238,9 +220,9 @@ def evaluate(
     # Stored rows: every test sample under each checkpoint rule and epoch, and the hold-out set.
     holdout_rows = 0 if setup.holdout is None else len(setup.holdout)
     rows = (
-        seeds
+        design.seeds
         * len(setup.models)
-        * sum(len(split.test) * (len(SELECTION_RULES) + epochs) + holdout_rows for split in setup.plan)
+        * sum(len(split.test) * (len(SELECTION_RULES) + recipe.epochs) + holdout_rows for split in setup.plan)
     )
     check_writable(run_dir, store_bytes(rows, setup.dataset.n_classes))
 
@@ -252,7 +234,9 @@ def evaluate(
                 "pass another --out, or delete the folder to start over"
             )
         if previous is None:
-            _describe_run(store, setup, command, None if cv is not None else _stored_recipe(recipe, setup))
+            _describe_run(
+                store, setup, command, None if design.cv is not None else _stored_recipe(record, setup)
+            )
         else:
             _reanalyse(store, setup, command)
         _keep_caveats(store, [*caveats, *preparing])
@@ -261,30 +245,44 @@ def evaluate(
         # the run folder, where the next run sweeps it if this process is killed.
         claims = JobClaims(run_dir)
         work = replace(work, paused_dir=str(claims.paused_dir))
-        concurrency = _concurrency(jobs, threads_per_job, setup.config, setup.dataset, setup.device)
-        display = _progress_display(progress, epochs)
+        concurrency = _concurrency(
+            execution.jobs, execution.threads_per_job, setup.config, setup.dataset, setup.device
+        )
+        display = _progress_display(progress, recipe.epochs)
         with display or contextlib.nullcontext(), record_warnings() as training:
-            runner = make_executor(
-                executor,
-                ExecutorSettings(
-                    concurrency,
-                    setup.device,
-                    address=address,
-                    cpus_per_job=cpus_per_job,
-                    gpus_per_job=gpus_per_job,
-                    retries=retries,
-                ),
-            )
-            if executor == "ray":
-                concurrency = Concurrency(
-                    0, concurrency.threads, f"Ray tasks of {runner.cpus_per_job:g} CPU, {gpus_per_job:g} GPU"
-                )
+            runner = make_executor(execution.executor, ExecutorSettings(concurrency, setup.device, execution))
+            # An executor that places jobs itself (Ray's tasks) says what runs at once.
+            concurrency = getattr(runner, "concurrency", concurrency)
             counts = run_jobs(job_list, store, work, executor=runner, progress=display, claims=claims)
         _keep_caveats(store, training)
     results = Results(run_dir)
     results.counts = counts
     results.concurrency = concurrency
     return results
+
+
+# The keyword shortcuts of ``evaluate``: each config object's fields, but those given otherwise
+# (``data`` is the source; the baseline sets the backbone; evaluate hashes the weights file).
+_SHORTCUTS = {
+    config: tuple(f.name for f in fields(config) if f.name not in ("source", "backbone", "weights_digest"))
+    for config in (Data, Design, TrainConfig, Execution)
+}
+
+
+def _configure(data=None, design=None, recipe=None, execution=None, shortcuts=None):
+    """``(Data, Design, TrainConfig, Execution)`` of an ``evaluate`` call: the objects given (None
+    for each one's defaults), with the fields named in ``shortcuts`` replaced. ``data`` may also be
+    a ``Dataset`` or a spec of ``load_data``."""
+    shortcuts = dict(shortcuts or {})
+    if not isinstance(data, Data):
+        data = Data() if data is None else Data(source=data)
+    configs = []
+    for config, given in zip(_SHORTCUTS, (data, design, recipe, execution)):
+        chosen = {name: shortcuts.pop(name) for name in _SHORTCUTS[config] if name in shortcuts}
+        configs.append(config(**chosen) if given is None else replace(given, **chosen) if chosen else given)
+    if shortcuts:
+        raise TypeError(f"evaluate() got an unexpected keyword argument {next(iter(shortcuts))!r}")
+    return tuple(configs)
 
 
 def _progress_display(progress, epochs: int):
@@ -305,7 +303,7 @@ def verify(run_dir, *, jobs: int = 3, seed: int = 0) -> Verification:
     :data:`~cvkit.runner.GPU_TOLERANCE` on a GPU. A job that differs is trained once more to tell
     nondeterminism in this process from a different environment."""
     if jobs < 1:
-        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+        raise OptionError("jobs", f"must be at least 1, got {jobs}")
     with Store(run_dir) as store:
         store.check_finished()
         recipe, run = store.get_meta("recipe"), store.get_meta("run")
@@ -364,8 +362,6 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
         dataset = load_data(str(data), positive=r["positive"], **(r["data_options"] or {}))
     source = dataset.loaded_with
     dataset = with_extra(dataset, r["extra"])
-    if r["impute"] not in IMPUTATIONS:
-        raise ConfigError(f"--impute {r['impute']!r}: choose one of {', '.join(IMPUTATIONS)}")
     check_missing(dataset, r["impute"])
     dataset, holdout_data = dataset.split_off(r["holdout"])
     duplicates, across = _find_duplicates(dataset, holdout_data)
@@ -429,8 +425,6 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
         warnings.warn(
             "--nested: no model of this run declares a SEARCH space; nothing is searched", stacklevel=3
         )
-    if nested and r["inner_folds"] < 2:
-        raise ConfigError(f"--inner-folds must be at least 2, got {r['inner_folds']}")
     device = _resolve_device(r["device"])
     config = TrainConfig(
         epochs=r["epochs"],
@@ -763,9 +757,7 @@ def _resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: no CUDA device is available here; use --device cpu")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ConfigError(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
+        raise OptionError("device", f"{device}: no CUDA device is available here; use cpu")
     return device
 
 
@@ -793,60 +785,3 @@ def _concurrency(jobs, threads_per_job, config, dataset, device):
         n_samples=len(dataset),
         batch_size=config.batch_size,
     )
-
-
-def _check_options(
-    *,
-    select,
-    class_weight,
-    augment,
-    seeds,
-    seed,
-    epochs,
-    batch_size,
-    jobs,
-    threads_per_job,
-    precision,
-    executor,
-    retries,
-    lr,
-    weight_decay,
-    cpus_per_job,
-    gpus_per_job,
-):
-    choices = dict(
-        select=(select, SELECTION_RULES),
-        class_weight=(class_weight, CLASS_WEIGHTS),
-        augment=(augment, AUGMENTATIONS),
-        precision=(precision, PRECISIONS),
-    )
-    for option, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise ConfigError(f"--{option.replace('_', '-')} {value!r}: choose one of {', '.join(allowed)}")
-    if executor not in EXECUTORS:
-        raise ConfigError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
-    if retries < 0:
-        raise ConfigError(f"--retries must be at least 0, got {retries}")
-    if jobs != "auto" and not (isinstance(jobs, int) and jobs >= 1):
-        raise ConfigError(f"--jobs must be auto or a number of at least 1, got {jobs!r}")
-    for option, value, low in (
-        ("seeds", seeds, 1),
-        ("seed", seed, 0),
-        ("epochs", epochs, 1),
-        ("batch-size", batch_size, 2),
-        ("threads-per-job", 1 if threads_per_job is None else threads_per_job, 1),
-    ):
-        if value < low:
-            raise ConfigError(f"--{option} must be at least {low}, got {value}")
-    # Checked here, before a store exists: a NaN or negative rate would fail every job after it.
-    for option, value, zero_allowed in (
-        ("lr", lr, False),
-        ("weight-decay", weight_decay, True),
-        ("cpus-per-job", cpus_per_job, False),
-        ("gpus-per-job", gpus_per_job, True),
-    ):
-        if value is None:
-            continue
-        if not (math.isfinite(value) and (value > 0 or (zero_allowed and value == 0))):
-            bound = "of at least 0" if zero_allowed else "above 0"
-            raise ConfigError(f"--{option} must be a finite number {bound}, got {value}")

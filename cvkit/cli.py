@@ -8,7 +8,6 @@ import contextlib
 import gc
 import inspect
 import json
-import math
 import os
 import shlex
 import signal
@@ -16,24 +15,59 @@ import sys
 import threading
 import time
 import warnings
+from dataclasses import fields, replace
 
 from rich.console import Console
 
 from . import escape
 from ._version import __version__
 from .api import evaluate
-from .errors import CvkitError
-from .runner import EXECUTORS
+from .data import Data
+from .errors import CvkitError, OptionError
+from .runner import EXECUTORS, Execution
+from .splits import Design
 from .stats import VERDICT_METRICS
-from .trainers import AUGMENTATIONS, CLASS_WEIGHTS, IMPUTATIONS, PRECISIONS, SELECTION_RULES, STEMS
+from .trainers import (
+    AUGMENTATIONS,
+    CLASS_WEIGHTS,
+    IMPUTATIONS,
+    PRECISIONS,
+    SELECTION_RULES,
+    STEMS,
+    TrainConfig,
+)
 
-# The command line's defaults are evaluate's (which takes the recipe's from TrainConfig): one set.
-EVALUATE_DEFAULTS = {name: p.default for name, p in inspect.signature(evaluate).parameters.items()}
+# The command line's defaults are the config objects' own (and evaluate's, for its other
+# arguments): one set.
+REPORTS_DIR = inspect.signature(evaluate).parameters["reports_dir"].default
+
+
+# Config fields without a flag of their own: a splitter object, the backbone (``--baseline``
+# names it) and the weights file's hash (computed).
+_NO_FLAG = ("cv", "backbone", "weights_digest")
+# Config fields whose flag has another name: field -> the flag's dest.
+_FLAG_DESTS = {"source": "data"}
+
+
+def _flags(config) -> list:
+    """The fields of a config object (``Data``, ``Design``, ...) that flags of ``evaluate`` set."""
+    return [field for field in fields(config) if field.name not in _NO_FLAG]
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that answers a mistake with the one useful line first, then where the usage is,
-    instead of the whole usage (some 20 lines) above it. Subcommands inherit the class."""
+    instead of the whole usage (some 20 lines) above it, and keeps the flag of each option
+    (``flags``: dest -> ``--flag``). Subcommands inherit the class."""
+
+    def __init__(self, *args, **kwargs):
+        self.flags: dict[str, str] = {}  # before argparse's own __init__, which adds --help
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args, **kwargs):
+        action = super().add_argument(*args, **kwargs)
+        if action.option_strings:
+            self.flags[action.dest] = action.option_strings[-1]
+        return action
 
     def error(self, message: str):
         self.exit(2, escape.printable(f"cvkit: error: {message}") + f"\nrun {self.prog} --help for usage\n")
@@ -44,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cvkit {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     commands = parser.add_subparsers(dest="command", required=True)
+    parser.commands = commands.choices  # command -> its parser
 
     ev = commands.add_parser("evaluate", help="cross-validate variants against the baseline")
     ev.add_argument(
@@ -51,41 +86,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument(
         "--data",
-        default=EVALUATE_DEFAULTS["data"],
+        default=Data.source,
         help="demo (built-in synthetic set), a MedMNIST .npz, an image folder or a CSV manifest",
     )
     ev.add_argument(
         "--baseline",
-        default=EVALUATE_DEFAULTS["baseline"],
+        default=TrainConfig.backbone,
         help="resnet18 (default), resnet34/50/101, densenet121, timm:NAME, logreg or a plugin file",
     )
-    ev.add_argument("--folds", type=int, default=EVALUATE_DEFAULTS["folds"])
-    ev.add_argument("--repeats", type=int, default=EVALUATE_DEFAULTS["repeats"])
-    ev.add_argument("--seeds", type=int, default=EVALUATE_DEFAULTS["seeds"], help="training seeds per split")
-    ev.add_argument(
-        "--seed", type=int, default=EVALUATE_DEFAULTS["seed"], help="master seed of splits and training seeds"
-    )
-    ev.add_argument("--epochs", type=int, default=EVALUATE_DEFAULTS["epochs"])
-    ev.add_argument("--batch-size", type=int, default=EVALUATE_DEFAULTS["batch_size"])
-    ev.add_argument("--lr", type=float, default=EVALUATE_DEFAULTS["lr"])
-    ev.add_argument("--weight-decay", type=float, default=EVALUATE_DEFAULTS["weight_decay"])
+    ev.add_argument("--folds", type=int, default=Design.folds)
+    ev.add_argument("--repeats", type=int, default=Design.repeats)
+    ev.add_argument("--seeds", type=int, default=Design.seeds, help="training seeds per split")
+    ev.add_argument("--seed", type=int, default=Design.seed, help="master seed of splits and training seeds")
+    ev.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    ev.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    ev.add_argument("--lr", type=float, default=TrainConfig.lr)
+    ev.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
     ev.add_argument(
         "--select",
-        default=EVALUATE_DEFAULTS["select"],
+        default=TrainConfig.select,
         choices=SELECTION_RULES,
         help="checkpoint selection rule",
     )
-    ev.add_argument("--class-weight", default=EVALUATE_DEFAULTS["class_weight"], choices=CLASS_WEIGHTS)
-    ev.add_argument("--augment", default=EVALUATE_DEFAULTS["augment"], choices=AUGMENTATIONS)
+    ev.add_argument("--class-weight", default=TrainConfig.class_weight, choices=CLASS_WEIGHTS)
+    ev.add_argument("--augment", default=TrainConfig.augment, choices=AUGMENTATIONS)
     ev.add_argument(
         "--stem",
-        default=EVALUATE_DEFAULTS["stem"],
+        default=TrainConfig.stem,
         choices=STEMS,
         help="ResNet stem: torchvision's standard one or a 3x3 stride-1 small-image stem",
     )
     ev.add_argument(
         "--weights",
-        default=None,
+        default=TrainConfig.weights,
         help="DEFAULT (torchvision's pretrained weights: from the torch hub cache, downloaded there when "
         "absent) or a checkpoint PATH",
     )
@@ -97,25 +130,25 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--val-fraction",
         type=float,
-        default=EVALUATE_DEFAULTS["val_fraction"],
+        default=Design.val_fraction,
         help="inner validation share of each training fold",
     )
     ev.add_argument(
-        "--positive", default=None, help="name of the positive class (default: the minority class)"
+        "--positive", default=Data.positive, help="name of the positive class (default: the minority class)"
     )
-    ev.add_argument("--image-size", type=int, default=None, help="resize images to N x N")
+    ev.add_argument("--image-size", type=int, default=Data.image_size, help="resize images to N x N")
     ev.add_argument(
         "--intensity-window",
         type=float,
         nargs=2,
-        default=None,
+        default=Data.intensity_window,
         metavar=("LOW", "HIGH"),
         help="bring 16-bit, float and DICOM (after rescale) grey values to 8 bits through this fixed "
         "window (LOW -> 0, HIGH -> 255) instead of per-image min-max (DICOM: the file's own window)",
     )
     ev.add_argument(
         "--extra",
-        default=None,
+        default=Data.extra,
         metavar="CSV|handcrafted",
         help="extra per-image features: a CSV joined by sample_id, or 'handcrafted' (intensity, "
         "shape and texture features computed from each image)",
@@ -127,34 +160,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument(
         "--impute",
-        default=EVALUATE_DEFAULTS["impute"],
+        default=TrainConfig.impute,
         choices=IMPUTATIONS,
         help="fill missing extra values with the mean or median of each training fold",
     )
     ev.add_argument(
         "--demo-extra-signal",
         type=float,
-        default=None,
+        default=Data.demo_extra_signal,
         metavar="S",
         help="demo data only: how informative its extra features are (0 = pure noise, default 1)",
     )
-    ev.add_argument("--device", default=EVALUATE_DEFAULTS["device"], help="auto, cpu, cuda or cuda:N")
+    ev.add_argument("--device", default=TrainConfig.device, help="auto, cpu, cuda or cuda:N")
     ev.add_argument(
         "--jobs",
-        default=EVALUATE_DEFAULTS["jobs"],
+        default=Execution.jobs,
         type=_jobs,
         help="trainings run side by side (default auto: from the cores or GPU, model and memory)",
     )
     ev.add_argument(
         "--threads-per-job",
         type=int,
-        default=None,
+        default=Execution.threads_per_job,
         metavar="N",
         help="CPU threads of each training (default 1; changes the predictions' last bits)",
     )
     ev.add_argument(
         "--executor",
-        default=EVALUATE_DEFAULTS["executor"],
+        default=Execution.executor,
         choices=EXECUTORS,
         help="; ".join(
             f"{name}: {executor.summary}" + " (default)" * (name == "local")
@@ -162,21 +195,26 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     ev.add_argument(
-        "--address", default=None, help="--executor ray: the cluster's HOST:PORT (default: start a local one)"
+        "--address",
+        default=Execution.address,
+        help="--executor ray: the cluster's HOST:PORT (default: start a local one)",
     )
     ev.add_argument(
-        "--cpus-per-job", type=float, default=None, help="--executor ray: CPUs each task declares"
+        "--cpus-per-job",
+        type=float,
+        default=Execution.cpus_per_job,
+        help="--executor ray: CPUs each task declares",
     )
     ev.add_argument(
         "--gpus-per-job",
         type=float,
-        default=EVALUATE_DEFAULTS["gpus_per_job"],
+        default=Execution.gpus_per_job,
         help="--executor ray: GPUs each task declares (0.25 ...)",
     )
     ev.add_argument(
         "--retries",
         type=int,
-        default=EVALUATE_DEFAULTS["retries"],
+        default=Execution.retries,
         help="runs of a job whose worker died, beyond the first",
     )
     ev.add_argument(
@@ -189,14 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument(
         "--precision",
-        default=EVALUATE_DEFAULTS["precision"],
+        default=TrainConfig.precision,
         choices=PRECISIONS,
         help="auto: bf16 autocast on a GPU that supports it, fp32 on CPU",
     )
     ev.add_argument("--out", default=None, help="run folder (default: reports/<models>-<data>-<hash>)")
-    ev.add_argument(
-        "--reports-dir", default=EVALUATE_DEFAULTS["reports_dir"], help="where default run folders go"
-    )
+    ev.add_argument("--reports-dir", default=REPORTS_DIR, help="where default run folders go")
     ev.add_argument("--json", default=None, metavar="PATH", help="also write a machine-readable summary")
     ev.add_argument(
         "--report",
@@ -206,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument(
         "--holdout",
-        default=None,
+        default=Data.holdout,
         metavar="PART",
         help="keep an official part (e.g. test: MedMNIST's test arrays, or a manifest's split column) "
         "out of all cross-validation; every fold model predicts it",
@@ -219,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--inner-folds",
         type=int,
-        default=EVALUATE_DEFAULTS["inner_folds"],
+        default=Design.inner_folds,
         help="inner folds of --nested (default 3)",
     )
     ev.add_argument(
@@ -327,9 +363,17 @@ def _positive_option(parser) -> None:
     )
 
 
+def flag_names(parser, command: str) -> dict[str, str]:
+    """Python option name -> the flag of ``command`` that sets it: how the command line names an
+    option that a library error (an ``OptionError``) names as Python code spells it."""
+    flags = {**parser.flags, **parser.commands[command].flags}
+    return {**flags, **{field: flags[dest] for field, dest in _FLAG_DESTS.items() if dest in flags}}
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     args.command_line = shlex.join(["cvkit", *argv])
     # No emoji codes: a class or folder named ":cat:" is printed as written, not as a cat.
     console = Console(emoji=False)
@@ -342,7 +386,11 @@ def main(argv=None) -> int:
     except CvkitError as exc:
         if args.debug:
             raise
-        errors.print(escape.printable(f"cvkit: error: {exc}"), markup=False, highlight=False, soft_wrap=True)
+        flag = flag_names(parser, args.command).get(exc.option) if isinstance(exc, OptionError) else None
+        message = exc.naming(flag) if flag else str(exc)
+        errors.print(
+            escape.printable(f"cvkit: error: {message}"), markup=False, highlight=False, soft_wrap=True
+        )
         return 2
     except KeyboardInterrupt:
         how = "terminated (SIGTERM)" if terminated else "interrupted"
@@ -404,56 +452,31 @@ def _evaluate(args, console, errors) -> int:
     check_settings(rope=args.rope, alpha=args.alpha, min_effect=args.min_effect)  # now, not after training
     if args.json and args.out:
         check_not_store(args.out, args.json)
-    options = {} if args.image_size is None else {"image_size": args.image_size}
-    if args.intensity_window is not None:
-        options["intensity_window"] = tuple(args.intensity_window)
-    if args.demo_extra_signal is not None:
-        if args.data != "demo":
-            raise CvkitError("--demo-extra-signal applies to --data demo only")
-        if not math.isfinite(args.demo_extra_signal):
-            raise CvkitError(f"--demo-extra-signal must be a finite number, got {args.demo_extra_signal}")
-        options["extra_signal"] = args.demo_extra_signal
+    data, design, recipe, execution = (
+        config(
+            **{field.name: getattr(args, _FLAG_DESTS.get(field.name, field.name)) for field in _flags(config)}
+        )
+        for config in (Data, Design, TrainConfig, Execution)
+    )
     with record_warnings() as loading:
-        dataset = load_data(args.data, positive=args.positive, **options)
+        dataset = load_data(data.source, positive=data.positive, **data.load_options)
     chosen = "named" if args.positive else "default: the minority class; set it with --positive"
     say(errors, f"positive class: {dataset.positive_name} ({chosen}); labels {dataset.label_mapping}")
+    # The data is loaded: its loading options are spent, and the positive class is the dataset's.
+    loaded = replace(
+        data, source=dataset, positive=None, image_size=None, intensity_window=None, demo_extra_signal=None
+    )
     results = evaluate(
         args.variants,
-        data=dataset,
         baseline=args.baseline,
-        folds=args.folds,
-        repeats=args.repeats,
-        seeds=args.seeds,
-        seed=args.seed,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        select=args.select,
-        class_weight=args.class_weight,
-        augment=args.augment,
-        stem=args.stem,
-        weights=args.weights,
-        val_fraction=args.val_fraction,
-        device=args.device,
+        data=loaded,
+        design=design,
+        recipe=recipe,
+        execution=execution,
+        hyperparams=_parse_params(args.param),
         out=args.out,
         reports_dir=args.reports_dir,
-        extra=args.extra,
-        impute=args.impute,
-        nested=args.nested,
-        inner_folds=args.inner_folds,
-        holdout=args.holdout,
-        hyperparams=_parse_params(args.param),
-        jobs=args.jobs,
-        threads_per_job=args.threads_per_job,
-        precision=args.precision,
-        executor=args.executor,
-        address=args.address,
-        cpus_per_job=args.cpus_per_job,
-        gpus_per_job=args.gpus_per_job,
-        retries=args.retries,
-        dedupe=args.dedupe,
-        progress=JobProgress(errors, epochs=args.epochs),
+        progress=JobProgress(errors, epochs=recipe.epochs),
         command=args.command_line,
         caveats=loading,
     )

@@ -53,3 +53,17 @@ class JobsFailed(PluginError):
             f"{len(failures)} of {total} jobs failed, the others are saved: {first}{others}; "
             "fix the cause and rerun the same command: only the failed jobs are trained again"
         )
+
+
+class OptionError(ConfigError):
+    """One option has a value it cannot take. The message names the option as Python code spells
+    it (``batch_size must be at least 2, got 1``); the command line names its flag instead
+    (``--batch-size must be at least 2, got 1``) through ``naming``."""
+
+    def __init__(self, option: str, problem: str):
+        self.option, self.problem = option, problem
+        super().__init__(f"{option} {problem}")
+
+    def naming(self, name: str) -> str:
+        """The same message with the option called ``name``."""
+        return f"{name} {self.problem}"

@@ -281,7 +281,7 @@ CASES = {
     ),
     "--val-fraction 1.5": (
         lambda t: _evaluate("demo", "--val-fraction", "1.5"),
-        "validation fraction must lie strictly between 0 and 1, got 1.5",
+        "--val-fraction must lie strictly between 0 and 1, got 1.5",
     ),
     "--image-size 0": (
         lambda t: _evaluate("demo", "--image-size", "0"),

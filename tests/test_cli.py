@@ -84,24 +84,3 @@ def test_progress_shows_jobs_and_epochs_on_a_terminal(tiny, tmp_path):
     text = buffer.getvalue()
     assert "resnet18 r0 f1" in text and "jobs" in text and "2/2" in text
 
-
-def test_the_command_line_and_evaluate_share_one_set_of_defaults():
-    """Issue 17, item 3 (defaults): every option of `cvkit evaluate` that is an argument of
-    ``cvkit.evaluate`` has its default, and the recipe's arguments have TrainConfig's."""
-    import dataclasses
-    import inspect
-
-    import cvkit
-    from cvkit.cli import build_parser
-    from cvkit.runner import DEFAULT_RETRIES, ExecutorSettings
-    from cvkit.trainers import TrainConfig
-
-    parameters = inspect.signature(cvkit.evaluate).parameters
-    evaluate_parser = build_parser()._subparsers._group_actions[0].choices["evaluate"]
-    shared = [a for a in evaluate_parser._actions if a.option_strings and a.dest in parameters]
-    assert len(shared) >= 25
-    assert {a.dest: a.default for a in shared} == {a.dest: parameters[a.dest].default for a in shared}
-    recipe = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name in parameters}
-    assert len(recipe) >= 10 and recipe == {name: parameters[name].default for name in recipe}
-    assert parameters["baseline"].default == TrainConfig.backbone
-    assert parameters["retries"].default == DEFAULT_RETRIES == ExecutorSettings(None, "cpu").retries

@@ -129,7 +129,7 @@ def test_demo_extra_signal_zero_is_pure_noise():
 
 def test_demo_extra_signal_only_for_demo(tiny_npz, capsys):
     assert main(["evaluate", "--data", str(tiny_npz), "--demo-extra-signal", "2"]) == 2
-    assert "--demo-extra-signal applies to --data demo only" in capsys.readouterr().err
+    assert "--demo-extra-signal applies to the demo data only" in capsys.readouterr().err
 
 
 def test_nested_search_chooses_inside_the_outer_training_part(tiny, tmp_path):

@@ -6,8 +6,10 @@ from ._duplicates import DuplicatePair, drop_duplicates, find_duplicates
 from ._extra import HANDCRAFTED, check_missing, handcrafted_features, join_extra_csv, with_extra
 from ._intensity import check_window, to_8bit
 from ._loaders import load_data, load_image_folder, load_manifest, load_medmnist
+from ._spec import Data
 
 __all__ = [
+    "Data",
     "HANDCRAFTED",
     "Dataset",
     "DuplicatePair",

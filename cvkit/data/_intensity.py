@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError, OptionError
 
 # Pillow modes whose values fit 8 bits per channel: read as they are (1, P, CMYK and YCbCr
 # convert to grey or RGB without losing what they hold).
@@ -25,16 +25,16 @@ DICOM_INSTALL = 'reading DICOM needs pydicom: pip install -e ".[dicom]"'
 
 
 def check_window(window) -> tuple[float, float] | None:
-    """``(low, high)`` as two finite floats with low < high, or None; else a ``ConfigError``."""
+    """``(low, high)`` as two finite floats with low < high, or None; else an ``OptionError``."""
     if window is None:
         return None
     try:
         low, high = (float(v) for v in window)
     except (TypeError, ValueError):
-        raise ConfigError(f"--intensity-window takes two numbers LOW HIGH, got {window!r}") from None
+        raise OptionError("intensity_window", f"takes two numbers LOW HIGH, got {window!r}") from None
     if not (math.isfinite(low) and math.isfinite(high) and low < high):
-        raise ConfigError(
-            f"--intensity-window {low:g} {high:g}: LOW and HIGH must be finite numbers with LOW < HIGH"
+        raise OptionError(
+            "intensity_window", f"{low:g} {high:g}: LOW and HIGH must be finite numbers with LOW < HIGH"
         )
     return low, high
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError, OptionError
 from ..files import STORE_NAME
 from ._dataset import Dataset
 from ._demo import make_demo
@@ -43,12 +43,12 @@ def load_data(spec: str = "demo", *, positive: str | None = None, **options) -> 
     """
     size = options.get("image_size")
     if size is not None and size < 4:
-        raise ConfigError(f"--image-size must be at least 4, got {size}")
+        raise OptionError("image_size", f"must be at least 4, got {size}")
     if options.get("intensity_window") is not None:
         options["intensity_window"] = check_window(options["intensity_window"])
     if spec == "demo":
         if options.pop("intensity_window", None) is not None:
-            raise ConfigError("--intensity-window applies to image files and arrays, not to --data demo")
+            raise OptionError("intensity_window", "applies to image files and arrays, not to the demo data")
         dataset = make_demo(**options)
     else:
         path = Path(spec)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import heapq
+import math
 import multiprocessing
 import os
 import signal
@@ -25,10 +26,10 @@ import threading
 from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
-from ..errors import PluginError
+from ..errors import OptionError, PluginError
 from ._worker import prepare_process
 
 if TYPE_CHECKING:
@@ -122,15 +123,72 @@ DEFAULT_RETRIES = 2  # runs of a job whose worker died, beyond the first: the on
 
 
 @dataclass(frozen=True)
+class Execution:
+    """How a run's jobs are executed; none of it changes a prediction except ``threads_per_job``.
+
+    Parameters
+    ----------
+    executor : str, default="local"
+        A registered executor (:data:`EXECUTORS`): ``"local"`` (worker processes on this
+        machine, one even for ``jobs=1``, so that a plugin ending its process fails only its
+        job), ``"process"`` (the same), ``"inprocess"`` (one job after another in this process:
+        for a debugger), ``"ray"``, or any registered with :func:`register_executor`.
+    jobs : int or "auto", default="auto"
+        Trainings run side by side; ``"auto"``: as many as the cores or the GPU and the memory
+        allow.
+    threads_per_job : int or None, default=None
+        Intra-op CPU threads of each training (None: 1). Unlike ``jobs``, it can change the
+        predictions' last bits, and is part of every job key.
+    retries : int, default=2
+        Runs of a job whose worker process died (killed, out of memory), beyond the first.
+    address : str or None, default=None
+        Ray: the cluster's ``HOST:PORT``; None starts a local one.
+    cpus_per_job : float or None, default=None
+        Ray: CPUs each task declares; None: its threads.
+    gpus_per_job : float, default=0.0
+        Ray: GPUs each task declares (0.25 shares one GPU among four tasks).
+
+    Raises
+    ------
+    OptionError
+        An unknown executor or a value out of its range, naming the parameter.
+    """
+
+    executor: str = "local"
+    jobs: int | str = "auto"
+    threads_per_job: int | None = None
+    retries: int = DEFAULT_RETRIES
+    address: str | None = None
+    cpus_per_job: float | None = None
+    gpus_per_job: float = 0.0
+
+    def __post_init__(self):
+        if self.executor not in EXECUTORS:
+            raise OptionError("executor", f"{self.executor!r}: choose one of {', '.join(EXECUTORS)}")
+        if self.jobs != "auto" and not (isinstance(self.jobs, int) and self.jobs >= 1):
+            raise OptionError("jobs", f"must be auto or a number of at least 1, got {self.jobs!r}")
+        if self.threads_per_job is not None and self.threads_per_job < 1:
+            raise OptionError("threads_per_job", f"must be at least 1, got {self.threads_per_job}")
+        if self.retries < 0:
+            raise OptionError("retries", f"must be at least 0, got {self.retries}")
+        for option, zero_allowed in (("cpus_per_job", False), ("gpus_per_job", True)):
+            value = getattr(self, option)
+            if value is not None and not (
+                math.isfinite(value) and (value > 0 or (zero_allowed and value == 0))
+            ):
+                bound = "of at least 0" if zero_allowed else "above 0"
+                raise OptionError(option, f"must be a finite number {bound}, got {value}")
+
+
+@dataclass(frozen=True)
 class ExecutorSettings:
-    """What a run asks of its executor; each executor takes the settings that apply to it."""
+    """What a run asks of its executor: the user's :class:`Execution`, and how many jobs train at
+    once with how many threads, and where, as the run worked them out. Each executor takes the
+    settings that apply to it."""
 
     concurrency: Concurrency  # jobs at once (``workers``) and intra-op threads per job (``threads``)
     device: str = "cpu"  # where jobs train: "cpu", "cuda", "cuda:1"
-    address: str | None = None  # a cluster's HOST:PORT (Ray); None: start a local one
-    cpus_per_job: float | None = None  # CPUs each task declares on a cluster; None: its threads
-    gpus_per_job: float = 0.0  # GPUs each task declares on a cluster (0.25 shares one among four)
-    retries: int = DEFAULT_RETRIES  # runs of a job whose worker process died, beyond the first
+    execution: Execution = field(default_factory=Execution)
 
 
 @runtime_checkable
@@ -148,6 +206,9 @@ class Executor(Protocol):
         ``claim(job)``, when given, is asked just before a job starts: a job it refuses (another
         process is training it) is yielded with a ``ClaimedElsewhere`` error and not trained.
         Closing the generator (the runner does on Ctrl-C) stops the jobs in flight.
+
+    An executor may also have a ``concurrency`` attribute (a :class:`Concurrency`): what the run
+    reports as its concurrency when the settings' own does not describe it (Ray's tasks).
 
     Before training, each process that trains jobs calls ``prepare_process(threads)``: the
     predictions depend on the thread count. The process executor may also train a pausable job in
@@ -227,7 +288,12 @@ class ProcessExecutor:
     @classmethod
     def from_settings(cls, settings: ExecutorSettings) -> ProcessExecutor:
         concurrency = settings.concurrency
-        return cls(concurrency.workers, concurrency.threads, device=settings.device, retries=settings.retries)
+        return cls(
+            concurrency.workers,
+            concurrency.threads,
+            device=settings.device,
+            retries=settings.execution.retries,
+        )
 
     def map(self, work, jobs, *, on_start=None, on_epoch=None, claim=None):
         jobs = list(jobs)

@@ -8,7 +8,7 @@ whose plugin raises is not retried (it would raise again) and comes back as that
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ._executor import DEFAULT_RETRIES, ClaimedElsewhere, ExecutorSettings, register_executor
+from ._executor import DEFAULT_RETRIES, ClaimedElsewhere, Concurrency, ExecutorSettings, register_executor
 from ._worker import prepare_process
 
 INSTALL = 'pip install -e ".[ray]"'
@@ -40,13 +40,20 @@ class RayExecutor:
 
     @classmethod
     def from_settings(cls, settings: ExecutorSettings) -> RayExecutor:
-        threads = settings.concurrency.threads
+        threads, execution = settings.concurrency.threads, settings.execution
         return cls(
-            settings.address,
-            cpus_per_job=settings.cpus_per_job or threads,
-            gpus_per_job=settings.gpus_per_job,
+            execution.address,
+            cpus_per_job=execution.cpus_per_job or threads,
+            gpus_per_job=execution.gpus_per_job,
             threads=threads,
-            retries=settings.retries,
+            retries=execution.retries,
+        )
+
+    @property
+    def concurrency(self) -> Concurrency:
+        """What the run reports: tasks of the declared resources, as many at once as the cluster fits."""
+        return Concurrency(
+            0, self.threads, f"Ray tasks of {self.cpus_per_job:g} CPU, {self.gpus_per_job:g} GPU"
         )
 
     def map(self, work, jobs, *, on_start=None, on_epoch=None, claim=None):

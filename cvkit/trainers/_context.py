@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+
+from ..errors import OptionError
+from ._features import IMPUTATIONS
+from ._models import STEMS
 
 SELECTION_RULES = ("val_auc", "val_loss", "val_acc", "last")
 CLASS_WEIGHTS = ("balanced", "none")
@@ -13,7 +18,49 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The training recipe shared by the baseline and every variant of a run."""
+    """The training recipe shared by the baseline and every variant of a run: every field is part
+    of each job's key, so a changed recipe trains again.
+
+    Parameters
+    ----------
+    epochs : int, default=5
+        Training epochs of each job (at least 1).
+    batch_size : int, default=32
+        Images per training step (at least 2: batch normalisation needs two).
+    lr : float, default=1e-3
+        Adam's learning rate (a finite number above 0).
+    weight_decay : float, default=0.0
+        Adam's weight decay (a finite number of at least 0).
+    select : {"val_auc", "val_loss", "val_acc", "last"}, default="val_auc"
+        The checkpoint a job keeps: best on the validation part by that measure, or the last.
+    class_weight : {"balanced", "none"}, default="balanced"
+        Weigh the loss by inverse class frequency of each training part, or not.
+    augment : {"flip", "none"}, default="flip"
+        Random horizontal flips while training, or none.
+    device : str, default="auto"
+        Where jobs train: ``"auto"`` (a GPU when there is one), ``"cpu"``, ``"cuda"`` or
+        ``"cuda:N"``. Part of the recipe because it changes the predictions' last bits.
+    backbone : str, default="resnet18"
+        The network of the baseline and of plugins built on it; ``evaluate`` sets it from its
+        ``baseline`` when that names a backbone.
+    stem : {"standard", "small"}, default="standard"
+        ResNet stem: torchvision's, or a 3x3 stride-1 stem for small images.
+    weights : str or None, default=None
+        ``"DEFAULT"`` (torchvision's pretrained weights) or a checkpoint path; None: random.
+    weights_digest : str or None, default=None
+        Content hash of a local ``weights`` file, filled in by ``evaluate`` (a changed file never
+        reuses old jobs).
+    impute : {"none", "mean", "median"}, default="none"
+        Fill missing extra-feature values with each training part's mean or median.
+    precision : {"auto", "fp32", "bf16"}, default="auto"
+        ``auto``: bf16 autocast on a GPU that supports it, fp32 elsewhere.
+
+    Raises
+    ------
+    OptionError
+        A value out of its range or not one of its choices, naming the parameter
+        (``batch_size must be at least 2, got 1``).
+    """
 
     epochs: int = 5
     batch_size: int = 32
@@ -29,6 +76,34 @@ class TrainConfig:
     weights_digest: str | None = None  # content hash of a local --weights checkpoint: part of every job key
     impute: str = "none"
     precision: str = "auto"  # bf16 autocast on a GPU that supports it ("auto", "bf16") or "fp32"
+
+    def __post_init__(self):
+        choices = dict(
+            select=SELECTION_RULES,
+            class_weight=CLASS_WEIGHTS,
+            augment=AUGMENTATIONS,
+            stem=STEMS,
+            impute=IMPUTATIONS,
+            precision=PRECISIONS,
+        )
+        for option, allowed in choices.items():
+            value = getattr(self, option)
+            if value not in allowed:
+                raise OptionError(option, f"{value!r}: choose one of {', '.join(allowed)}")
+        for option, low in (("epochs", 1), ("batch_size", 2)):
+            value = getattr(self, option)
+            if value < low:
+                raise OptionError(option, f"must be at least {low}, got {value}")
+        # Checked before a store exists: a NaN or negative rate would fail every job after it.
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise OptionError("lr", f"must be a finite number above 0, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise OptionError(
+                "weight_decay", f"must be a finite number of at least 0, got {self.weight_decay}"
+            )
+        device = self.device
+        if not (device in ("auto", "cpu") or device.startswith("cuda")):
+            raise OptionError("device", f"{device!r}: use auto, cpu, cuda or cuda:N")
 
     def as_dict(self) -> dict:
         return asdict(self)
