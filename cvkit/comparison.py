@@ -16,6 +16,7 @@ from . import stats
 from ._json import nan_to_none
 from .errors import ConfigError
 from .trainers import SELECTION_RULES
+from .verdict_text import verdict_paragraph
 
 VERDICTS = stats.VERDICTS
 
@@ -96,11 +97,6 @@ class ComparisonReport:
     nested: dict = field(default_factory=dict)  # model -> hyper-parameters chosen per outer fold
     holdout: list[dict] = field(default_factory=list)  # per model: hold-out score beside the CV estimate
 
-    def to_json(self) -> dict:
-        from .report import report_record
-
-        return report_record(self)
-
 
 @dataclass(frozen=True)
 class MultiRunRanking:
@@ -142,8 +138,6 @@ def compare(
     sample's worth of a counted metric in one test fold). ``min_effect``, the smallest difference
     worth detecting that the design advice plans for, defaults to the ROPE: stated in advance,
     never the observed difference."""
-    from .report import verdict_paragraph
-
     if metric not in stats.VERDICT_METRICS:
         raise ConfigError(f"--metric {metric!r}: choose one of {', '.join(stats.VERDICT_METRICS)}")
     check_settings(rope=rope, alpha=alpha, min_effect=min_effect)

@@ -155,14 +155,15 @@ def test_importing_cvkit_reaches_no_package_private_module_at_run_time():
     assert set(trace["loaded"]) <= set(MODULES), "import cvkit loaded modules this test does not know"
 
 
-def _edges(module_of=lambda module: module) -> dict[str, set[str]]:
-    """Who imports whom as modules are imported (eager imports only). ``from P import n`` needs
-    the package ``P`` initialised when ``n`` is a name in it, not when it is a submodule of it;
-    the packages a module lies in are initialised before it runs, so they are no edge."""
+def _edges(module_of=lambda module: module, *, lazy: bool = False) -> dict[str, set[str]]:
+    """Who imports whom as modules are imported (eager imports only, unless ``lazy``: then those
+    inside functions too). ``from P import n`` needs the package ``P`` initialised when ``n`` is a
+    name in it, not when it is a submodule of it; the packages a module lies in are initialised
+    before it runs, so they are no edge."""
     graph: dict[str, set[str]] = collections.defaultdict(set)
     for module in MODULES:
         for i in _imports(module):
-            if not i.eager:
+            if not (i.eager or lazy):
                 continue
             parts = i.target.split(".")
             needed = {".".join(parts[:n]) for n in range(1, len(parts) + 1)}
@@ -229,6 +230,27 @@ def _package(module: str) -> str:
 def test_packages_import_each_other_without_a_cycle():
     cycles = _cycles(_edges(_package))
     assert not cycles, "import cycles between packages:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_no_function_level_import_goes_back_up_the_flow():
+    """An import inside a function dodges a cycle at import time but still runs the flow
+    backwards (comparison importing report to build its own record): none, between modules or
+    between stages."""
+    for module_of in (lambda module: module, _package):
+        cycles = _cycles(_edges(module_of, lazy=True))
+        assert not cycles, "cycles through function-level imports:\n" + "\n".join(
+            " -> ".join(c) for c in cycles
+        )
+
+
+def test_the_cycle_check_sees_function_level_imports(tmp_path, monkeypatch):
+    upper, lower = tmp_path / "upper.py", tmp_path / "lower.py"
+    upper.write_text("from cvkit import lower\n")
+    lower.write_text("def f():\n    from cvkit import upper\n")
+    monkeypatch.setitem(MODULES, "cvkit.upper", upper)
+    monkeypatch.setitem(MODULES, "cvkit.lower", lower)
+    assert not any("cvkit.upper" in cycle for cycle in _cycles(_edges()))
+    assert ["cvkit.lower", "cvkit.upper", "cvkit.lower"] in _cycles(_edges(lazy=True))
 
 
 def test_the_cycle_check_finds_a_cycle():

@@ -83,4 +83,3 @@ def test_progress_shows_jobs_and_epochs_on_a_terminal(tiny, tmp_path):
     )
     text = buffer.getvalue()
     assert "resnet18 r0 f1" in text and "jobs" in text and "2/2" in text
-

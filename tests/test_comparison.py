@@ -9,6 +9,7 @@ from cvkit import stats
 from cvkit.cli import main
 from cvkit.comparison import VERDICTS
 from cvkit.errors import ConfigError
+from cvkit.report import report_record
 
 FAST = dict(folds=3, repeats=2, epochs=2)
 
@@ -81,7 +82,7 @@ def test_the_verdict_falls_back_to_the_corrected_t_and_says_so(two_variants):
         reference = stats.corrected_ttest(diffs, *two_variants.fold_sizes)
         assert c.ttest.method == "corrected_t" and c.ttest.pvalue == pytest.approx(reference.pvalue)
         assert "corrected resampled t" in c.paragraph
-    assert report.to_json()["verdict_tests"] == "corrected resampled t"
+    assert report_record(report)["verdict_tests"] == "corrected resampled t"
 
 
 def test_verdict_follows_the_rules():
@@ -188,7 +189,7 @@ def test_rope_is_per_metric_and_overridable(two_variants):
     assert cvkit.compare(two_variants, metric="accuracy", n_resamples=200).rope == pytest.approx(
         max(0.01, 1 / n_test)
     )
-    entry = cvkit.compare(two_variants, n_resamples=200).to_json()["comparisons"]["logreg"]
+    entry = report_record(cvkit.compare(two_variants, n_resamples=200))["comparisons"]["logreg"]
     assert entry["smallest_confirmable_rope"] > 0
 
 
@@ -214,7 +215,7 @@ def test_seeds_give_a_seed_noise_check_and_a_noise_floor(tiny, tmp_path):
     even_minus_odd = m.pivot_table(index=["repeat", "fold"], columns="seed_index", values="auc")
     assert report.aa.estimate == pytest.approx((even_minus_odd[0] - even_minus_odd[1]).mean())
     assert 0 < report.aa.power_one_sd < 1
-    record = report.to_json()["aa_check"]
+    record = report_record(report)["aa_check"]
     assert record["verdict"] == ("differs" if report.aa.p < 0.05 else "no difference")
     assert f"{report.aa.power_one_sd:.0%}" in record["sentence"]
     assert report.noise.n_seeds == 2 and report.noise.seed_sd > 0
@@ -291,7 +292,7 @@ def test_one_run_has_no_friedman_only_all_pairs_and_descriptive_ranks(two_varian
     """Item 1: repeats of one data set are not Friedman blocks (55% false positives with three equal
     learners); one run gives every pair by the corrected t with Holm and mean ranks as a description."""
     report = cvkit.compare(two_variants, n_resamples=200)
-    record = report.to_json()
+    record = report_record(report)
     assert record["friedman"] is None
     pairs = {(p.model_a, p.model_b) for p in report.pairwise}
     assert pairs == {("resnet18", "fc_attention"), ("resnet18", "logreg"), ("fc_attention", "logreg")}

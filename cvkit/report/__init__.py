@@ -1,10 +1,11 @@
 """Report stage: pure functions of a run's results and its comparison report."""
 
+from ..verdict_text import verdict_paragraph
 from ._documents import FORMATS, write_reports
 from ._export import check_not_store, write_json, write_predictions_csv, write_ranking_json
 from ._figures import draw_figures, write_cd_diagram
 from ._mlflow import export_mlflow, resolve_tracking_uri
-from ._narrative import GLOSSARY, verdict_paragraph
+from ._narrative import GLOSSARY
 from ._notebook import NotebookProgress, describe_run, results_html
 from ._serialise import ranking_record, report_record
 from ._terminal import render_comparison, render_ranking, render_summary, render_verification

@@ -10,8 +10,9 @@ import unicodedata
 from ..comparison import compare, cv_interval
 from ..errors import CvkitError
 from ..stats import METRICS, metric_label
+from ..verdict_text import confidence_text
 from ._format import number, plural, pvalue
-from ._narrative import confidence_text, tests_used, verdict_css
+from ._narrative import tests_used, verdict_css
 
 # Verdict colours of the HTML report's palette (Okabe-Ito).
 VERDICT_COLOUR = dict(

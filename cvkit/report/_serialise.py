@@ -8,12 +8,12 @@ result object, one entry here and one block in each template.
 from __future__ import annotations
 
 from .._json import nan_to_none
+from ..verdict_text import interval_label
 from ._narrative import (
     ESTIMANDS,
     aa_sentence,
     aa_verdict,
     friedman_sentence,
-    interval_label,
     mean_ranks_sentence,
     noise_sentence,
     single_split_sentence,

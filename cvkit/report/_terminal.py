@@ -13,12 +13,12 @@ from rich.text import Text
 from .. import escape
 from ..comparison import cv_interval
 from ..stats import METRICS, metric_label
+from ..verdict_text import confidence_text
 from ._format import number, plural, pvalue, signed
 from ._narrative import (
     BOOTSTRAP_METHODS,
     ESTIMANDS,
     aa_sentence,
-    confidence_text,
     friedman_sentence,
     mean_ranks_sentence,
     nested_sentence,

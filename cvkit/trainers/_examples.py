@@ -10,6 +10,7 @@ torch to import every model.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import os
 import re
 import tempfile
@@ -22,9 +23,8 @@ PLUGIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 def example_plugins() -> dict[str, Path]:
     """The shipped example plugins: name -> file, sorted by name."""
-    import cvkit.examples
-
-    folder = Path(cvkit.examples.__file__).parent
+    # Found, not imported: the examples are plugins built on this package, and only their files are read.
+    folder = Path(importlib.util.find_spec("cvkit.examples").origin).parent
     return {path.stem: path for path in sorted(folder.glob("*.py")) if not path.stem.startswith("_")}
 
 
