@@ -298,10 +298,33 @@ def _progress_display(progress, epochs: int):
 
 @_keeps_global_state
 def verify(run_dir, *, jobs: int = 3, seed: int = 0) -> Verification:
-    """Train ``jobs`` finished jobs of the run in ``run_dir`` again, sampled with ``seed``, and
-    compare their predictions with the stored ones: bit for bit on a CPU, within
-    :data:`~cvkit.runner.GPU_TOLERANCE` on a GPU. A job that differs is trained once more to tell
-    nondeterminism in this process from a different environment."""
+    """Train finished jobs of a run again and compare their predictions with the stored ones:
+    bit for bit on a CPU, within :data:`~cvkit.runner.GPU_TOLERANCE` on a GPU. A job that differs
+    is trained once more to tell nondeterminism in this process from a different environment.
+
+    Parameters
+    ----------
+    run_dir : str or path
+        A run folder made by ``cvkit evaluate`` (or :func:`evaluate` from a data spec).
+    jobs : int, default=3
+        How many finished jobs to train again (at least 1).
+    seed : int, default=0
+        Seed of the sample of jobs.
+
+    Returns
+    -------
+    Verification
+        One check per job trained again, the tolerance used and how many jobs were done.
+
+    Raises
+    ------
+    OptionError
+        ``jobs`` below 1.
+    ConfigError
+        A run without a stored recipe, or whose inputs (data, plugins) changed since it ran.
+    StoreError
+        No run store in ``run_dir``, or an unfinished run.
+    """
     if jobs < 1:
         raise OptionError("jobs", f"must be at least 1, got {jobs}")
     with Store(run_dir) as store:

@@ -133,11 +133,42 @@ def compare(
     n_resamples: int = 10000,
     seed: int = 0,
 ) -> ComparisonReport:
-    """Compare every other model of ``results`` with ``baseline`` (default: the run's baseline).
-    ``rope`` defaults to the metric's own (``stats.default_rope``: 0.01 for AUC, at least one
-    sample's worth of a counted metric in one test fold). ``min_effect``, the smallest difference
-    worth detecting that the design advice plans for, defaults to the ROPE: stated in advance,
-    never the observed difference."""
+    """Compare every other model of a run with the baseline: the verdict of each, its tests,
+    intervals and the design advice.
+
+    Parameters
+    ----------
+    results : Results
+        The run (:func:`cvkit.load` or the return of :func:`cvkit.evaluate`).
+    metric : {"auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1"}, default="auc"
+        The metric the verdicts rest on.
+    rope : float or None, default=None
+        Region of practical equivalence, ± this; None: the metric's own (``stats.default_rope``:
+        0.01 for AUC, at least one sample's worth of a counted metric in one test fold).
+    alpha : float, default=0.05
+        Significance level, Holm-adjusted across the variants.
+    baseline : str or None, default=None
+        The model the others are compared with; None: the run's baseline.
+    min_effect : float or None, default=None
+        The smallest difference worth detecting that the design advice plans for, stated in
+        advance (never the observed difference); None: the ROPE.
+    n_resamples : int, default=10000
+        Bootstrap resamples of the per-sample intervals.
+    seed : int, default=0
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    ComparisonReport
+        A frozen report: one ``Comparison`` per variant (verdict, tests, intervals, the verdict
+        sentence), the A/A seed check, seed noise, pairwise tests and hold-out scores.
+
+    Raises
+    ------
+    ConfigError
+        An unknown metric or baseline, ``rope``, ``alpha`` or ``min_effect`` out of range, or a
+        run without finished jobs.
+    """
     if metric not in stats.VERDICT_METRICS:
         raise ConfigError(f"--metric {metric!r}: choose one of {', '.join(stats.VERDICT_METRICS)}")
     check_settings(rope=rope, alpha=alpha, min_effect=min_effect)
@@ -208,7 +239,25 @@ def compare(
 
 def compare_runs(runs, *, metric: str = "auc") -> MultiRunRanking:
     """Friedman/Nemenyi over two or more runs of the same models, each on a different data set:
-    the data sets are the blocks. Each run contributes its models' mean score over folds."""
+    the data sets are the blocks. Each run contributes its models' mean score over folds.
+
+    Parameters
+    ----------
+    runs : sequence of Results
+        Two or more runs of the same models, one per data set.
+    metric : str, default="auc"
+        The metric the models are ranked by (one of ``stats.VERDICT_METRICS``).
+
+    Returns
+    -------
+    MultiRunRanking
+        The scores per run and model, the Friedman test and the Nemenyi critical difference.
+
+    Raises
+    ------
+    ConfigError
+        Fewer than two runs, runs of different models, or an unknown metric.
+    """
     if metric not in stats.VERDICT_METRICS:
         raise ConfigError(f"--metric {metric!r}: choose one of {', '.join(stats.VERDICT_METRICS)}")
     if len(runs) < 2:

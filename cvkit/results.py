@@ -22,16 +22,46 @@ class ResultFrames(NamedTuple):
 
 def load(run_dir) -> Results:
     """Open a finished (or partly finished) run folder, as ``cvkit evaluate`` or
-    :func:`cvkit.evaluate` wrote it, without training anything."""
+    :func:`cvkit.evaluate` wrote it, without training anything.
+
+    Parameters
+    ----------
+    run_dir : str or path
+        The run folder (it holds ``cvkit.sqlite``).
+
+    Returns
+    -------
+    Results
+        The run's tables.
+
+    Raises
+    ------
+    StoreError
+        No run store in ``run_dir``, or one this cvkit cannot read.
+    """
     return Results(run_dir)
 
 
 class Results:
-    """Everything a run has finished, as tidy tables. Reports are pure functions of this object."""
+    """Everything a run has finished, as tidy tables. Reports are pure functions of this object.
+
+    Parameters
+    ----------
+    run_dir : str or path
+        The run folder (it holds ``cvkit.sqlite``).
+    positive : str or None, default=None
+        Analyse for this class instead of the run's own positive class (two-class runs only).
+
+    Raises
+    ------
+    StoreError
+        No run store in ``run_dir``, or one this cvkit cannot read.
+    ConfigError
+        A ``positive`` that is no class of the run, or another class than the run's own in a run
+        of more than two classes (it chose the checkpoints).
+    """
 
     def __init__(self, run_dir, *, positive: str | None = None):
-        """``positive``: analyse for this class instead of the run's (two classes only: with more,
-        the positive class chose the checkpoints)."""
         self.run_dir = Path(run_dir)
         with Store(self.run_dir) as store:
             store.check_finished()

@@ -37,9 +37,31 @@ GREY_MODES = ("L", "LA", "1")  # read at full depth, every image is one of these
 
 
 def load_data(spec: str = "demo", *, positive: str | None = None, **options) -> Dataset:
-    """Load a data set from ``spec``: ``demo``, a MedMNIST ``.npz``, an image folder or a CSV manifest.
+    """Load a data set: the demo, a MedMNIST ``.npz``, an image folder or a CSV manifest.
 
-    ``positive`` names the positive class; ``None`` takes the minority class.
+    Parameters
+    ----------
+    spec : str, default="demo"
+        ``"demo"`` (a built-in synthetic set), or the path of a MedMNIST ``.npz``, an image folder
+        (one sub-folder per class) or a CSV manifest.
+    positive : str or None, default=None
+        Name of the positive class; None takes the minority class.
+    **options
+        Options of the loader ``spec`` picks: ``image_size`` (resize to N x N, at least 4) and
+        ``intensity_window`` (``(low, high)`` for 16-bit, float and DICOM images) for files;
+        ``make_demo``'s for the demo; ``load_manifest``'s columns for a manifest.
+
+    Returns
+    -------
+    Dataset
+        Images, labels, groups and extra features, with the options it was loaded with.
+
+    Raises
+    ------
+    OptionError
+        An option out of range, naming the parameter (``image_size must be at least 4, got 2``).
+    DataError
+        A missing or unreadable file, an unknown format, or data with a single class.
     """
     size = options.get("image_size")
     if size is not None and size < 4:

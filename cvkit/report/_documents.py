@@ -25,7 +25,29 @@ FORMATS = ("html", "md", "latex")
 
 
 def write_reports(results, report, formats=FORMATS, out_dir=None) -> dict[str, Path]:
-    """Write the chosen formats into ``out_dir`` (default: the run folder); returns their paths."""
+    """Write a run's reports: HTML, Markdown (with its figures) and a LaTeX table.
+
+    Parameters
+    ----------
+    results : Results
+        The run.
+    report : ComparisonReport
+        Its comparison (:func:`cvkit.compare`).
+    formats : sequence of {"html", "md", "latex"}, default=("html", "md", "latex")
+        The documents to write.
+    out_dir : str, path or None, default=None
+        Where to write them; None: the run folder.
+
+    Returns
+    -------
+    dict of str to Path
+        Each written format's file.
+
+    Raises
+    ------
+    CvkitError
+        An unknown format, or a folder that cannot be written.
+    """
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise CvkitError(f"--report {','.join(unknown)}: choose from {', '.join(FORMATS)}")

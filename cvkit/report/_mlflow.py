@@ -54,8 +54,30 @@ def is_file_store(uri: str) -> bool:
 def export_mlflow(
     results, comparison, *, tracking_uri: str | None = None, experiment: str | None = None
 ) -> list[str]:
-    """Log ``results`` (with ``comparison``'s verdicts) to MLflow at ``tracking_uri`` (default:
-    MLflow's own); returns the MLflow run ids."""
+    """Log a run to MLflow: one MLflow run per model, with its metrics, parameters, the verdicts
+    and the reports as artifacts.
+
+    Parameters
+    ----------
+    results : Results
+        The run.
+    comparison : ComparisonReport
+        Its comparison, whose verdicts are logged.
+    tracking_uri : str or None, default=None
+        Where to log; None: MLflow's own default.
+    experiment : str or None, default=None
+        The experiment name; None: the run folder's name.
+
+    Returns
+    -------
+    list of str
+        The MLflow run ids.
+
+    Raises
+    ------
+    ConfigError
+        MLflow not installed, or a tracking server that refuses the export.
+    """
     try:
         from mlflow.exceptions import MlflowException
     except ImportError:

@@ -81,10 +81,34 @@ def make_jobs(
     device: str,
     threads: int = 1,
 ) -> list[Job]:
-    """Expand (model x repeat x fold x seed) into jobs, in model-major order. ``data_fingerprints``
-    names, per model, the data its predictions depend on (the extra features only for a model
-    that reads them). ``threads`` (the intra-op threads each job trains with) is part of every
-    key: it changes the predictions."""
+    """Expand (model x repeat x fold x seed) into jobs, in model-major order, each keyed by its
+    content: everything that can change its predictions.
+
+    Parameters
+    ----------
+    models : dict of str to Plugin
+        The run's models by name, the baseline first.
+    plan : SplitPlan
+        The splits every model shares.
+    n_seeds : int
+        Training seeds per split.
+    master_seed : int
+        The seed each job's training seed is derived from (``job_seed``).
+    config : TrainConfig
+        The training recipe, part of every key.
+    data_fingerprints : dict of str to str
+        Per model, the digest of the data its predictions depend on (the extra features only for
+        a model that reads them).
+    device : str
+        Where the jobs train ("cpu", "cuda", "cuda:1"), part of every key.
+    threads : int, default=1
+        Intra-op threads each job trains with, part of every key: they change the predictions.
+
+    Returns
+    -------
+    list of Job
+        One job per model, split and seed.
+    """
     jobs = []
     for name, plugin in models.items():
         for split in plan:

@@ -28,15 +28,38 @@ def run_jobs(
 
     A job already done in this store is skipped (resume); one whose content key is done in
     another run of the same reports folder is copied from there (e.g. an unchanged baseline);
-    the rest go to ``executor`` (``work(job, on_epoch)`` trains one) and each result is committed
-    as soon as it arrives, so an interrupted run loses at most the jobs in flight. A job that
-    fails is recorded in the store with its error while the others go on; ``JobsFailed`` then
-    names the failures, and a rerun trains only them.
+    the rest go to ``executor`` and each result is committed as soon as it arrives, so an
+    interrupted run loses at most the jobs in flight. A job that fails is recorded in the store
+    with its error while the others go on.
 
-    With ``claims`` (a ``JobClaims`` on the same run folder), each job is claimed just before it
-    trains: a job another live driver holds is left to it, and this one waits for it (checking
-    every ``poll_s`` seconds) and trains it only if that driver ends without finishing it, so that
-    drivers started together on one folder train every job once.
+    Parameters
+    ----------
+    jobs : sequence of Job
+        The run's jobs (``make_jobs``).
+    store : Store
+        The run's open store; only this function writes it.
+    work : callable
+        ``work(job, on_epoch)`` trains one job and returns its ``JobResult`` (a ``JobRunner``).
+    executor : Executor or None, default=None
+        What trains the jobs; None: an ``InProcessExecutor``.
+    progress : display or None, default=None
+        Told of the jobs as they start and end and of every epoch (``JobProgress``).
+    claims : JobClaims or None, default=None
+        Claims on the same run folder: each job is claimed just before it trains; a job another
+        live driver holds is left to it, and trained here only if that driver ends without
+        finishing it, so that drivers started together on one folder train every job once.
+    poll_s : float, default=1.0
+        Seconds between looks at jobs another driver holds.
+
+    Returns
+    -------
+    RunCounts
+        How many jobs were trained, resumed, reused from another run, and failed.
+
+    Raises
+    ------
+    JobsFailed
+        Some jobs failed; every other job is done and saved, and a rerun trains only the failed.
     """
     counts = RunCounts()
     done = store.done_keys()

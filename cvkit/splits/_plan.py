@@ -86,8 +86,36 @@ def make_plan(
     The plan depends only on the labels (and groups), the fold counts and ``seed``; with the same
     seed it reproduces scikit-learn's ``RepeatedStratifiedKFold(random_state=seed)`` and the
     ``train_test_split(..., stratify=y, random_state=seed)`` that a hand-written loop would use.
-    Any scikit-learn splitter may be passed as ``cv`` instead (repeats are read from its
-    ``n_repeats`` attribute when it has one).
+
+    Parameters
+    ----------
+    labels : array of int, shape (n_samples,)
+        The class of each sample.
+    n_splits : int, default=5
+        Outer folds of each repeat (at least 2, and at most the smallest class or group count).
+    n_repeats : int, default=3
+        Repeats of the k-fold split (at least 1).
+    seed : int, default=0
+        Seed of every repeat's shuffle and of the validation splits.
+    val_fraction : float, default=0.1
+        Share of each outer training part kept for validation, strictly between 0 and 1.
+    groups : array or None, default=None
+        A group (patient) per sample: no group is split between training and test.
+    cv : scikit-learn splitter or None, default=None
+        Any splitter used instead of ``n_splits``/``n_repeats`` (repeats are read from its
+        ``n_repeats`` attribute when it has one).
+    class_names : sequence of str or None, default=None
+        Names of the classes, for the error messages; None: the label numbers.
+
+    Returns
+    -------
+    SplitPlan
+        The splits, each with its training, validation and test indices, and a content digest.
+
+    Raises
+    ------
+    SplitError
+        A design this data cannot support (too few samples or groups of a class for the folds).
     """
     y = np.asarray(labels)
     groups = None if groups is None else np.asarray(groups)

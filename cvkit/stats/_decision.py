@@ -55,9 +55,23 @@ VERDICTS = (
 
 def verdict_test(jobs: PairedJobScores, *, confidence: float = 0.95) -> CorrectedTTestResult:
     """The test every verdict rests on, in one place: ``difference_test`` of the paired per-job
-    scores with the default method (``sampling_within``, the one candidate that kept its level
-    and coverage in every regime of ``benchmarks/calibration.py``; the corrected resampled t when
-    the run cannot support it), its interval at ``confidence``; ``method`` says which ran."""
+    scores with the default method (``sampling_within``, the one candidate that kept its level and
+    coverage in every regime of ``benchmarks/calibration.py``; the corrected resampled t when the
+    run cannot support it).
+
+    Parameters
+    ----------
+    jobs : PairedJobScores
+        Per-job scores of the baseline and the variant, trained on the same splits and seeds.
+    confidence : float, default=0.95
+        Level of the interval of the mean difference (variant minus baseline).
+
+    Returns
+    -------
+    CorrectedTTestResult
+        ``statistic``, ``pvalue``, ``df``, ``mean``, ``se``, the interval ``low``/``high`` at
+        ``confidence``, and ``method``: which test ran.
+    """
     t = difference_test(jobs, alpha=1 - confidence)
     return CorrectedTTestResult(
         statistic=t.t,

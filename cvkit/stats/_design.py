@@ -109,8 +109,37 @@ def design_power(
     alpha: float = 0.05,
     method: str = DEFAULT_METHOD,
 ) -> float:
-    """Projected power of the verdict's test (``method``) for a true difference ``effect`` under
-    the design (``n_folds`` x ``n_repeats`` x ``n_seeds`` per split, ``data_factor`` x the data)."""
+    """Projected power of the verdict's test for a true difference under a design.
+
+    Parameters
+    ----------
+    model : VarianceModel
+        The run's variance components (``estimate_variance_model``).
+    effect : float
+        The true difference (positive).
+    n_folds : int
+        Folds of the design.
+    n_repeats : int
+        Repeats of the design.
+    n_seeds : int
+        Training seeds per split.
+    data_factor : float, default=1.0
+        The data set's size as a multiple of this one's.
+    alpha : float, default=0.05
+        Significance level.
+    method : str, default="sampling_within"
+        The test whose power is projected.
+
+    Returns
+    -------
+    float
+        The projected power, between 0 and 1.
+
+    Raises
+    ------
+    ValueError
+        A non-positive ``effect`` or a method without a design projection.
+    """
     if effect <= 0:
         raise ValueError(f"effect must be positive, got {effect}")
     k, r, s, m = n_folds, n_repeats, n_seeds, data_factor
@@ -163,7 +192,40 @@ def advise_design(
 ) -> DesignAdvice:
     """The plain answer to "what design detects ``min_effect`` with ``power``?": the current
     design's power, the cheapest design on this data set that reaches it (by repeats, seeds, folds
-    or all together), or, when none does, about how much more data would."""
+    or all together), or, when none does, about how much more data would.
+
+    Parameters
+    ----------
+    model : VarianceModel
+        The run's variance components (``estimate_variance_model``).
+    min_effect : float
+        The smallest true difference worth detecting, stated in advance (positive).
+    metric : str, default="auc"
+        The metric, for the sentence.
+    power : float, default=0.8
+        The power to reach.
+    alpha : float, default=0.05
+        Significance level of the test.
+    method : str, default="sampling_within"
+        The verdict's test whose power is projected.
+    folds : sequence of int, default=(5, 10)
+        Fold counts a new design may use.
+    max_repeats : int, default=20
+        The most repeats a design may use.
+    max_seeds : int, default=10
+        The most training seeds per split a design may use.
+
+    Returns
+    -------
+    DesignAdvice
+        The current power, the power by each lever, the cheapest design that reaches ``power``,
+        the data needed when none does, and the advice as a ``sentence``.
+
+    Raises
+    ------
+    ValueError
+        A ``min_effect`` that is not positive.
+    """
     if min_effect <= 0:
         raise ValueError(f"min_effect must be positive, got {min_effect}")
     k0, r0, s0 = model.n_folds, model.n_repeats, max(1, int(round(model.n_seeds)))

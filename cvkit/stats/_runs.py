@@ -62,7 +62,18 @@ def holm(pvalues) -> np.ndarray:
     """Holm step-down adjusted p-values (family-wise error control): the i-th smallest of m becomes
     max over j <= i of min(1, (m - j + 1) p_(j)). Written out rather than taken from statsmodels'
     multipletests, whose Holm path runs a full gc.collect() on every call (0.1-0.25 s each in a
-    process holding torch; the report calls it once per variant and warning)."""
+    process holding torch; the report calls it once per variant and warning).
+
+    Parameters
+    ----------
+    pvalues : array of float
+        The family's p-values, in any order.
+
+    Returns
+    -------
+    numpy.ndarray
+        The adjusted p-values, in the order given.
+    """
     p = np.asarray(pvalues, dtype=np.float64).ravel()
     order = np.argsort(p, kind="stable")
     stepped = np.minimum(1.0, np.maximum.accumulate(p[order] * np.arange(len(p), 0, -1)))

@@ -48,9 +48,32 @@ class BootstrapResult:
 
 
 def mcnemar(y_true, pred_a, pred_b, method: str = "midp") -> McNemarResult:
-    """McNemar's test on paired predictions; ``midp`` (default; Fagerland et al. 2013), ``exact``
-    binomial or ``chi2`` with Edwards' continuity correction. Use it per repeat, never on repeats
-    pooled together (the same samples would count several times). No disagreement gives p = 1."""
+    """McNemar's test on paired predictions. Use it per repeat, never on repeats pooled together
+    (the same samples would count several times). No disagreement gives p = 1.
+
+    Parameters
+    ----------
+    y_true : array, shape (n,)
+        The true classes.
+    pred_a : array, shape (n,)
+        Model a's predicted classes.
+    pred_b : array, shape (n,)
+        Model b's predicted classes, on the same samples.
+    method : {"midp", "exact", "chi2"}, default="midp"
+        The mid-p test (Fagerland et al. 2013), the exact binomial, or chi-squared with Edwards'
+        continuity correction.
+
+    Returns
+    -------
+    McNemarResult
+        ``statistic``, ``pvalue``, the discordant counts ``b`` (a right, b wrong) and ``c`` (a
+        wrong, b right), and ``method``.
+
+    Raises
+    ------
+    ValueError
+        An unknown method, or arrays of different lengths.
+    """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     y_true, pred_a, pred_b = (np.asarray(v).ravel() for v in (y_true, pred_a, pred_b))
@@ -75,8 +98,28 @@ def mcnemar(y_true, pred_a, pred_b, method: str = "midp") -> McNemarResult:
 
 def delong(y_true, score_a, score_b) -> DeLongResult:
     """DeLong's test for two correlated AUCs (DeLong et al. 1988), in the O(n log n) midrank
-    form of Sun & Xu (2014). ``y_true`` marks the positive class (True/1); the variance needs at
-    least two samples of each class (``ValueError`` otherwise)."""
+    form of Sun & Xu (2014).
+
+    Parameters
+    ----------
+    y_true : array, shape (n,)
+        True/1 for the positive class.
+    score_a : array of float, shape (n,)
+        Scores of the positive class by model a (the baseline).
+    score_b : array of float, shape (n,)
+        Scores of the positive class by model b (the variant), on the same samples.
+
+    Returns
+    -------
+    DeLongResult
+        ``auc_a``, ``auc_b``, their ``difference`` (b - a), its ``se``, the ``statistic`` and
+        two-sided ``pvalue``.
+
+    Raises
+    ------
+    ValueError
+        Fewer than two samples of either class.
+    """
     positive = _positive_mask(y_true)
     if min(positive.sum(), (~positive).sum()) < 2:
         raise ValueError(
@@ -120,15 +163,50 @@ def bootstrap_diff(
 ) -> BootstrapResult:
     """Paired bootstrap CI of metric(b) - metric(a) over samples.
 
-    ``score_a``/``score_b`` are probabilities of the positive class, shape ``(n,)`` or
-    ``(repeats, n)`` (one row per CV repeat, each covering every sample once): a resample draws
-    sample indices once, shared by both models and every repeat, and the metric is averaged over
-    repeats. ``stratified`` resamples within each class. Vectorised: the resamples are weight
-    vectors and the AUC is computed from cumulative weights over pre-sorted scores.
+    A resample draws sample indices once, shared by both models and every repeat, and the metric
+    is averaged over repeats. Vectorised: the resamples are weight vectors and the AUC is computed
+    from cumulative weights over pre-sorted scores.
 
-    Class-based metrics take their predicted classes from ``predicted`` = (classes of a, classes
-    of b), shaped like the scores, with ``labels`` the true classes (for three or more classes:
-    the same argmax rule as ``classification_metrics``); without them, ``score >= threshold``.
+    Parameters
+    ----------
+    y_true : array, shape (n,)
+        True/1 for the positive class.
+    score_a : array of float, shape (n,) or (repeats, n)
+        Probabilities of the positive class by model a, one row per CV repeat (each covering
+        every sample once).
+    score_b : array of float, same shape as score_a
+        The same by model b.
+    metric : {"auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1"}, default="auc"
+        The metric whose difference is bootstrapped.
+    n_resamples : int, default=10000
+        Bootstrap resamples.
+    method : {"bca", "percentile"}, default="bca"
+        The interval: bias-corrected and accelerated, or percentile.
+    stratified : bool, default=True
+        Resample within each class.
+    seed : int, default=0
+        Seed of the resamples.
+    confidence : float, default=0.95
+        Level of the interval.
+    threshold : float, default=0.5
+        A class-based metric predicts the positive class at ``score >= threshold``, unless
+        ``predicted`` is given.
+    labels : array or None, default=None
+        The true classes, with ``predicted`` (three or more classes).
+    predicted : (array, array) or None, default=None
+        The predicted classes of a and of b, shaped like the scores (the argmax rule of
+        ``classification_metrics``).
+
+    Returns
+    -------
+    BootstrapResult
+        The ``estimate`` (b - a), the interval ``low``/``high``, ``se``, ``confidence``,
+        ``method`` and ``n_resamples``.
+
+    Raises
+    ------
+    ValueError
+        An unknown metric or method, or scores that do not match the labels.
     """
     if metric not in BOOTSTRAP_METRICS:
         raise ValueError(f"metric must be one of {', '.join(BOOTSTRAP_METRICS)}, got {metric!r}")

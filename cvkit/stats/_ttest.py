@@ -43,8 +43,27 @@ def corrected_ttest(
 ) -> CorrectedTTestResult:
     """Corrected resampled / repeated k-fold t-test (Nadeau & Bengio 2003; Bouckaert & Frank 2004).
 
-    ``diffs`` are the J = k x r per-fold differences; ``n_train`` and ``n_test`` the training
-    and test sizes of one fold. Returns the two-sided p-value and the corrected CI of the mean.
+    Parameters
+    ----------
+    diffs : array of float
+        The J = k x r per-fold differences, variant minus baseline.
+    n_train : float
+        Training size of one fold.
+    n_test : float
+        Test size of one fold.
+    confidence : float, default=0.95
+        Level of the corrected interval of the mean difference.
+
+    Returns
+    -------
+    CorrectedTTestResult
+        The statistic, the two-sided p-value, ``df``, the mean difference, its corrected standard
+        error and interval.
+
+    Raises
+    ------
+    ValueError
+        Non-positive sizes, fewer than two differences, or a NaN or infinite difference.
     """
     d = _check_diffs(diffs)
     if n_train <= 0 or n_test <= 0:

@@ -101,10 +101,28 @@ class Plugin:
 
 
 def load_plugin(spec: str, hyperparams: dict | None = None) -> Plugin:
-    """Load a plugin from a built-in name (a backbone such as ``resnet18``, ``densenet121`` or
-    ``timm:<name>``, or ``logreg``), a file path, or the name of a shipped example (such as
-    ``fc_attention``; an existing file of that name wins), with ``hyperparams`` overriding the
-    plugin's defaults."""
+    """Load a plugin: a built-in model, a plugin file, or a shipped example.
+
+    Parameters
+    ----------
+    spec : str
+        A built-in name (a backbone such as ``resnet18``, ``densenet121`` or ``timm:<name>``, or
+        ``logreg``), a file path, or the name of a shipped example (such as ``fc_attention``; an
+        existing file of that name wins).
+    hyperparams : dict or None, default=None
+        Overrides of the plugin's ``HYPERPARAMS`` defaults, by name.
+
+    Returns
+    -------
+    Plugin
+        The model's name, hook, hyper-parameters and the digest of its source (part of every job key).
+
+    Raises
+    ------
+    PluginError
+        A missing or broken file, a file without exactly one model hook, or an unknown
+        hyper-parameter.
+    """
     if spec in BUILTINS or is_backbone(spec):
         return _builtin(spec, hyperparams or {})
     path = Path(spec)
