@@ -43,8 +43,8 @@ REPORTS_DIR = inspect.signature(evaluate).parameters["reports_dir"].default
 
 
 # Config fields without a flag of their own: a splitter object, the backbone (``--baseline``
-# names it) and the weights file's hash (computed).
-_NO_FLAG = ("cv", "backbone", "weights_digest")
+# names it), the weights file's hash (computed) and load_data's other options (in Python only).
+_NO_FLAG = ("cv", "backbone", "weights_digest", "data_options")
 # Config fields whose flag has another name: field -> the flag's dest.
 _FLAG_DESTS = {"source": "data"}
 

@@ -12,8 +12,9 @@ from cvkit.cli import build_parser, flag_names, main
 from cvkit.runner import Concurrency, ExecutorSettings, RayExecutor
 
 CONFIGS = (Data, Design, TrainConfig, Execution)
-# Fields no flag sets: a splitter object, the backbone (--baseline names it), the weights' hash.
-NO_FLAG = {"cv", "backbone", "weights_digest"}
+# Fields no flag sets: a splitter object, the backbone (--baseline names it), the weights' hash,
+# load_data's other options.
+NO_FLAG = {"cv", "backbone", "weights_digest", "data_options"}
 
 
 def test_every_flag_of_evaluate_defaults_to_its_config_field():

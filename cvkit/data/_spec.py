@@ -10,8 +10,11 @@ from ..errors import OptionError
 from ._dataset import Dataset
 from ._intensity import check_window
 
-# Options of loading a data set from its spec: a Dataset built in Python has been loaded already.
-_LOADING = ("image_size", "intensity_window", "demo_extra_signal")
+# Options of loading a data set from its spec (a Dataset built in Python has been loaded already):
+# field -> the load_data option it sets.
+_LOADING = dict(
+    image_size="image_size", intensity_window="intensity_window", demo_extra_signal="extra_signal"
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,9 @@ class Data:
         instead of per-image min-max, while loading ``source``.
     demo_extra_signal : float or None, default=None
         How informative the demo data's extra features are (0: pure noise; None: 1).
+    data_options : dict or None, default=None
+        Other keyword options of :func:`load_data` while loading ``source``: the demo's
+        ``n_samples``, a manifest's ``label_column`` ...
 
     Raises
     ------
@@ -56,16 +62,20 @@ class Data:
     image_size: int | None = None
     intensity_window: tuple[float, float] | None = None
     demo_extra_signal: float | None = None
+    data_options: dict | None = None
 
     def __post_init__(self):
         if isinstance(self.source, Dataset):
-            for option in _LOADING:
-                if getattr(self, option) is not None:
+            for option in (*_LOADING, "data_options"):
+                if getattr(self, option):
                     raise OptionError(
                         option,
                         "applies when evaluate loads the data: pass it to load_data for a Dataset "
                         "you loaded yourself",
                     )
+        for option, name in _LOADING.items():
+            if name in (self.data_options or {}):
+                raise OptionError("data_options", f"{name}: give it as {option}=, not among the data options")
         if self.image_size is not None and self.image_size < 4:
             raise OptionError("image_size", f"must be at least 4, got {self.image_size}")
         # Kept as two floats: the same window, however it was written, loads the same data.
@@ -81,9 +91,8 @@ class Data:
     @property
     def load_options(self) -> dict:
         """The options of :func:`load_data` this object sets (none for a ``Dataset``)."""
-        options = dict(
-            image_size=self.image_size,
-            intensity_window=self.intensity_window,
-            extra_signal=self.demo_extra_signal,
-        )
-        return {name: value for name, value in options.items() if value is not None}
+        typed = {name: getattr(self, option) for option, name in _LOADING.items()}
+        return {
+            **(self.data_options or {}),
+            **{name: value for name, value in typed.items() if value is not None},
+        }
