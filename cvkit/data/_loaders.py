@@ -36,6 +36,12 @@ IMAGE_COLUMNS = ("image", "path", "file", "filename")
 GREY_MODES = ("L", "LA", "1")  # read at full depth, every image is one of these or a colour mode
 
 
+def check_image_size(size: int | None) -> None:
+    """An ``OptionError`` unless ``size`` (the side images are resized to) is None or at least 4."""
+    if size is not None and size < 4:
+        raise OptionError("image_size", f"must be at least 4, got {size}")
+
+
 def load_data(spec: str = "demo", *, positive: str | None = None, **options) -> Dataset:
     """Load a data set: the demo, a MedMNIST ``.npz``, an image folder or a CSV manifest.
 
@@ -63,9 +69,7 @@ def load_data(spec: str = "demo", *, positive: str | None = None, **options) -> 
     DataError
         A missing or unreadable file, an unknown format, or data with a single class.
     """
-    size = options.get("image_size")
-    if size is not None and size < 4:
-        raise OptionError("image_size", f"must be at least 4, got {size}")
+    check_image_size(options.get("image_size"))
     if options.get("intensity_window") is not None:
         options["intensity_window"] = check_window(options["intensity_window"])
     if spec == "demo":

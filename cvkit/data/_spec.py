@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ..errors import OptionError
 from ._dataset import Dataset
 from ._intensity import check_window
+from ._loaders import check_image_size
 
 # Options of loading a data set from its spec (a Dataset built in Python has been loaded already):
 # field -> the load_data option it sets.
@@ -76,8 +77,7 @@ class Data:
         for option, name in _LOADING.items():
             if name in (self.data_options or {}):
                 raise OptionError("data_options", f"{name}: give it as {option}=, not among the data options")
-        if self.image_size is not None and self.image_size < 4:
-            raise OptionError("image_size", f"must be at least 4, got {self.image_size}")
+        check_image_size(self.image_size)
         # Kept as two floats: the same window, however it was written, loads the same data.
         object.__setattr__(self, "intensity_window", check_window(self.intensity_window))
         if self.demo_extra_signal is not None:
