@@ -244,14 +244,24 @@ def advise_design(
 
 
 def detectable_effect(
-    model: VarianceModel, *, power: float = 0.8, alpha: float = 0.05, method: str = DEFAULT_METHOD
+    model: VarianceModel,
+    *,
+    power: float = 0.8,
+    alpha: float = 0.05,
+    method: str = DEFAULT_METHOD,
+    n_folds: int | None = None,
+    n_repeats: int | None = None,
+    n_seeds: int | None = None,
 ) -> float:
-    """The smallest true difference the run's own design (as in ``model``) detects with ``power``
-    by the verdict's test ``method``, projected from the variance model; inf when no difference
-    up to 1 (the whole range of a score in [0, 1]) reaches it."""
+    """The smallest true difference a design detects with ``power`` by the verdict's test
+    ``method``, projected from the variance model: the run's own design (as in ``model``) unless
+    ``n_folds``, ``n_repeats`` or ``n_seeds`` say otherwise. inf when no difference up to 1 (the
+    whole range of a score in [0, 1]) reaches it; 0 when the model has no variance at all."""
     from scipy.optimize import brentq
 
-    k, r, s = model.n_folds, model.n_repeats, max(1, int(round(model.n_seeds)))
+    k = model.n_folds if n_folds is None else n_folds
+    r = model.n_repeats if n_repeats is None else n_repeats
+    s = max(1, int(round(model.n_seeds))) if n_seeds is None else n_seeds
 
     def shortfall(effect):
         return (
