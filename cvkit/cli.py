@@ -248,6 +248,32 @@ def build_parser() -> argparse.ArgumentParser:
     _comparison_options(cmp)
     _positive_option(cmp)
 
+    plan = commands.add_parser(
+        "plan",
+        help="before a run: which design detects a smallest effect with the target power, at what cost "
+        "(from an earlier run, or from stated priors)",
+    )
+    source = plan.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--from", dest="from_run", metavar="RUN_DIR", help="an earlier run (pilot) of the models"
+    )
+    source.add_argument("--samples", type=int, help="priors: samples in the cross-validation pool")
+    plan.add_argument(
+        "--fold-sd", type=float, help="priors: sd of the per-fold difference (variant - baseline)"
+    )
+    plan.add_argument(
+        "--seed-sd", type=float, default=0.0, help="priors: sd of one job's difference between training seeds"
+    )
+    plan.add_argument("--folds", type=int, default=5, help="priors: the folds --fold-sd was measured at")
+    plan.add_argument("--variants", type=int, default=1, help="priors: how many variants (alpha is split)")
+    plan.add_argument(
+        "--seconds-per-job", type=float, help="priors: training seconds of one job of one model"
+    )
+    plan.add_argument("--power", type=float, default=0.8, help="target power (default: %(default)s)")
+    plan.add_argument("--jobs", type=int, default=1, help="jobs at once, for the expected times (default 1)")
+    plan.add_argument("--json", default=None, metavar="PATH", help="also write the plan as JSON")
+    _comparison_options(plan)
+
     rep = commands.add_parser("report", help="regenerate a run's reports from its store (no training)")
     rep.add_argument("run_dir")
     rep.add_argument("--html", action="store_true", help="write report.html (default: every format)")
@@ -566,6 +592,52 @@ def _compare_runs(args, console) -> int:
     return 0
 
 
+def _plan(args, console, errors) -> int:
+    from .planning import plan_from_priors, plan_from_run
+    from .report import check_not_store, render_plan, write_plan_json
+    from .results import Results
+
+    if args.jobs < 1:
+        raise CvkitError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.from_run:
+        priors = [
+            flag
+            for flag, value in (("--fold-sd", args.fold_sd), ("--seconds-per-job", args.seconds_per_job))
+            if value is not None
+        ]
+        if priors:
+            raise CvkitError(
+                f"{' and '.join(priors)} state priors; with --from RUN_DIR the run's own figures are used"
+            )
+        if args.json:
+            check_not_store(args.from_run, args.json)
+        plan = plan_from_run(
+            Results(args.from_run),
+            min_effect=args.min_effect,
+            metric=args.metric,
+            alpha=args.alpha,
+            power=args.power,
+        )
+    else:
+        missing = [
+            flag
+            for flag, value in (("--fold-sd", args.fold_sd), ("--min-effect", args.min_effect))
+            if value is None
+        ]
+        if missing:
+            raise CvkitError(f"planning from priors needs {' and '.join(missing)} (or plan --from RUN_DIR)")
+        plan = plan_from_priors(
+            n_samples=args.samples, fold_sd=args.fold_sd, seed_sd=args.seed_sd, folds=args.folds,
+            n_variants=args.variants, min_effect=args.min_effect, metric=args.metric, alpha=args.alpha,
+            power=args.power, seconds_per_job=args.seconds_per_job,
+        )  # fmt: skip
+    render_plan(plan, console, jobs=args.jobs)
+    if args.json:
+        write_plan_json(plan, args.json)
+        console.print(f"plan -> {escape.rich(args.json)}", highlight=False)
+    return 0
+
+
 def _export(args, console, errors) -> int:
     from .report import write_json, write_predictions_csv
     from .results import Results
@@ -668,6 +740,7 @@ COMMANDS = {
     "evaluate": _evaluate,
     "compare": _compare,
     "report": _report,
+    "plan": _plan,
     "export": _export,
     "verify": _verify,
     "plugins": _plugins,

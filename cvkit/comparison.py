@@ -45,6 +45,7 @@ class Comparison:
     prob: stats.ProbOutperformResult
     mde: float  # smallest true difference this design detects with 80% power (projected)
     advice: stats.DesignAdvice  # the design that detects the pre-specified min_effect
+    variance_model: stats.VarianceModel  # the variance components the advice projects from
     pvalue_holm: float
     verdict: str
     confidence: float  # of ttest's interval
@@ -399,6 +400,7 @@ class _Context:
             bayes=decision.bayes,
             mde=mde,
             advice=advice,
+            variance_model=model,
             pvalue_holm=decision.pvalue_holm,
             verdict=decision.verdict,
             confidence=decision.confidence,

@@ -46,6 +46,11 @@ ESTIMANDS = dict(
     "(--min-effect, default the ROPE; never the observed difference), from this run's variance "
     "components (test samples, seeds, splits) each scaled by the lever that changes it; the "
     "calibration bench finds the projection optimistic by 11-23 points for unstable learners",
+    plan="projected power of the verdict's test, for each design, to detect the smallest effect of "
+    "interest stated in advance, at alpha split over the variants (Holm's first step); from an "
+    "earlier run's variance components (test samples, seeds, splits) or stated priors, each scaled "
+    "by the lever that changes it; 'detects' is the smallest true difference found with the target "
+    "power; times scale the measured job times with the training-set size",
     smallest_rope="the narrowest ROPE this design could confirm as equivalent if the true difference "
     "were 0 (t(0.975, df) x the corrected standard error)",
     seed_noise="one-way random effects over splits (ANOVA): the training seed's sd within a split "

@@ -211,3 +211,42 @@ def ranking_record(ranking) -> dict:
         sentence=friedman_sentence(ranking),
         estimand=ESTIMANDS["friedman"],
     )
+
+
+def plan_record(plan) -> dict:
+    """A design plan (``cvkit.planning.DesignPlan``): every design with its power and cost."""
+    return dict(
+        source=plan.source,
+        metric=plan.metric,
+        min_effect=plan.min_effect,
+        alpha=plan.alpha,
+        alpha_per_test=plan.alpha_per_test,
+        target_power=plan.target_power,
+        method=plan.method,
+        baseline=plan.baseline,
+        variants=list(plan.variants),
+        planned_for=plan.planned_for,
+        n_samples=plan.n_samples,
+        class_counts=plan.class_counts,
+        seconds_per_split=plan.seconds_per_split,
+        designs=[_design_record(d) for d in plan.designs],
+        recommended=None if plan.recommended is None else _design_record(plan.recommended),
+        data_needed=plan.data_needed,
+        sentence=plan.sentence,
+        estimand=ESTIMANDS["plan"],
+    )
+
+
+def _design_record(design) -> dict:
+    return dict(
+        folds=design.n_folds,
+        repeats=design.n_repeats,
+        seeds=design.n_seeds,
+        data_factor=design.data_factor,
+        n_samples=design.n_samples,
+        power=design.power,
+        detectable=design.detectable,
+        trainings=design.trainings,
+        seconds=design.seconds,
+        reaches=design.reaches,
+    )

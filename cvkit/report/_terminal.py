@@ -344,6 +344,56 @@ def render_ranking(ranking, console: Console | None = None) -> None:
     console.print(_text(friedman_sentence(ranking)))
 
 
+def render_plan(plan, console: Console | None = None, *, jobs: int = 1) -> None:
+    """A design plan: one row per design (power for the smallest effect, the smallest difference
+    detected with the target power, trainings, expected time with ``jobs`` at once) and the
+    recommendation in one sentence."""
+    console = console or Console(emoji=False)
+    effect = f"{plan.min_effect:.3g} {metric_label(plan.metric)}"
+    counts = ", ".join(f"{n} {name}" for name, n in plan.class_counts.items())
+    title = _title(
+        f"Designs for {effect}, power {100 * plan.target_power:.0f}% at alpha "
+        f"{plan.alpha_per_test:.3g} per variant",
+        f"from {plan.source}; {plan.n_samples} samples" + (f" ({counts})" if counts else ""),
+    )
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("folds x repeats x seeds", no_wrap=True)
+    table.add_column("samples", justify="right", no_wrap=True)
+    table.add_column("power", justify="right", no_wrap=True)
+    table.add_column("detects", justify="right", no_wrap=True)
+    table.add_column("trainings", justify="right", no_wrap=True)
+    table.add_column("time", justify="right", no_wrap=True)
+    for d in plan.designs:
+        mark = " <" if d == plan.recommended else ""
+        style = "bold" if mark else ("" if d.reaches else "dim")
+        table.add_row(
+            Text(f"{d.n_folds} x {d.n_repeats} x {d.n_seeds}{mark}", style=style),
+            str(d.n_samples),
+            f"{100 * d.power:.0f}%",
+            number(d.detectable) if math.isfinite(d.detectable) else "none",
+            str(d.trainings),
+            "?" if d.seconds is None else _duration(d.seconds / jobs),
+        )
+    console.print(Group(title, table))
+    note = (
+        "< recommended. detects: the smallest true difference found with the target power. "
+        f"Planned for {plan.planned_for}, the noisiest comparison; test: {plan.method}. "
+        + ("Time: training, one job at a time." if jobs == 1 else f"Time: training, {jobs} jobs at once.")
+    )
+    if plan.seconds_per_split is None:
+        note += " No time: plan from a run, or pass --seconds-per-job."
+    console.print(_text(note, "dim"))
+    console.print(_text(plan.sentence))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def _two_lines(top: str, bottom: str) -> Text:
     text = Text(top)
     if bottom:

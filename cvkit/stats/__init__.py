@@ -17,6 +17,7 @@ from ._decision import (
     verdicts,
 )
 from ._design import (
+    DESIGN_DATA_FACTORS,
     DesignAdvice,
     DesignProjection,
     VarianceModel,
@@ -88,6 +89,7 @@ __all__ = [
     "PairedJobScores",
     "SeedNoiseCheck",
     "VarianceModel",
+    "DESIGN_DATA_FACTORS",
     "advise_design",
     "design_power",
     "detectable_effect",

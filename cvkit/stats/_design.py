@@ -30,7 +30,7 @@ from scipy import stats
 from ._metrics import metric_label
 from ._verdict import DEFAULT_METHOD, FALLBACK_METHOD, DifferenceSummaries, PairedJobScores, satterthwaite
 
-DATA_FACTORS = (1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+DESIGN_DATA_FACTORS = (1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,7 @@ def advise_design(
     data_needed = data_design = None
     if model.test_noise is not None and cheapest is None:
         # More data, with whichever design then reaches the power for the fewest trainings.
-        for factor in DATA_FACTORS:
+        for factor in DESIGN_DATA_FACTORS:
             best_there = max(
                 (project(k, max_repeats, max_seeds, factor) for k in fold_choices), key=lambda d: d.power
             )
@@ -221,7 +221,7 @@ def advise_design(
             f"about {data_needed:g}x the data (n ≈ {int(round(data_needed * model.n_samples))}) with "
             f"{data_design.describe()} (projected power {_pct(data_design.power)})"
             if data_needed is not None and data_design is not None
-            else f"more than {DATA_FACTORS[-1]:g}x the data"
+            else f"more than {DESIGN_DATA_FACTORS[-1]:g}x the data"
         )
         sentence = (
             f"No number of repeats, seeds or folds on these {model.n_samples} samples reaches "
@@ -252,11 +252,13 @@ def detectable_effect(
     n_folds: int | None = None,
     n_repeats: int | None = None,
     n_seeds: int | None = None,
+    data_factor: float = 1.0,
 ) -> float:
     """The smallest true difference a design detects with ``power`` by the verdict's test
     ``method``, projected from the variance model: the run's own design (as in ``model``) unless
-    ``n_folds``, ``n_repeats`` or ``n_seeds`` say otherwise. inf when no difference up to 1 (the
-    whole range of a score in [0, 1]) reaches it; 0 when the model has no variance at all."""
+    ``n_folds``, ``n_repeats``, ``n_seeds`` or ``data_factor`` say otherwise. inf when no
+    difference up to 1 (the whole range of a score in [0, 1]) reaches it; 0 when the model has no
+    variance at all."""
     from scipy.optimize import brentq
 
     k = model.n_folds if n_folds is None else n_folds
@@ -265,7 +267,17 @@ def detectable_effect(
 
     def shortfall(effect):
         return (
-            design_power(model, effect, n_folds=k, n_repeats=r, n_seeds=s, alpha=alpha, method=method) - power
+            design_power(
+                model,
+                effect,
+                n_folds=k,
+                n_repeats=r,
+                n_seeds=s,
+                data_factor=data_factor,
+                alpha=alpha,
+                method=method,
+            )
+            - power
         )
 
     if shortfall(1.0) < 0:

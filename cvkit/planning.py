@@ -1,0 +1,357 @@
+"""Plan before you run: which cross-validation design can answer "is the variant better?" for a
+smallest effect of interest, and at what cost.
+
+A plan projects the power of the verdict's own test for each design (folds x repeats x seeds per
+split, and more data) from a variance model: the components measured by an earlier run
+(``plan_from_run``) or stated priors (``plan_from_priors``). The projection is
+``cvkit.stats.design_power``; the calibration bench checks that designs stated to detect an effect
+with 80% power do (``benchmarks/calibration.py``). Expected times come from the run's measured job
+times, scaled by the training-set size of each design.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from . import stats
+from .errors import ConfigError
+
+PLAN_FOLDS = (5, 10)
+PLAN_REPEATS = (1, 2, 3, 5, 10, 20)
+PLAN_SEEDS = (1, 2, 3, 5, 10)
+
+
+@dataclass(frozen=True)
+class PlannedDesign:
+    """One design of a plan: its projected power for the smallest effect of interest, the smallest
+    difference it detects with the target power, and its cost."""
+
+    n_folds: int
+    n_repeats: int
+    n_seeds: int
+    data_factor: float  # 1 = the data as it is
+    n_samples: int
+    power: float
+    detectable: float  # the smallest true difference detected with the plan's target power
+    trainings: int  # models trained, every model of the comparison together
+    seconds: float | None  # expected training time of all of them, one job at a time
+    reaches: bool
+
+    def describe(self) -> str:
+        seeds = "seed" if self.n_seeds == 1 else "seeds"
+        repeats = "repeat" if self.n_repeats == 1 else "repeats"
+        return f"{self.n_folds} folds x {self.n_repeats} {repeats} x {self.n_seeds} {seeds} per split"
+
+
+@dataclass(frozen=True)
+class DesignPlan:
+    """What design answers the question: every planned design, the recommendation and one plain
+    sentence. ``alpha_per_test`` is the level each comparison is planned at: alpha / the number of
+    variants (Holm's first step, so that every variant's comparison gets the stated power)."""
+
+    source: str  # "run <dir>" or "stated priors"
+    metric: str
+    min_effect: float
+    alpha: float
+    alpha_per_test: float
+    target_power: float
+    method: str  # the verdict's test whose power is projected
+    baseline: str
+    variants: tuple[str, ...]
+    planned_for: str  # the variant whose difference is the noisiest: a design that answers it answers all
+    n_samples: int
+    class_counts: dict
+    variance: stats.VarianceModel
+    seconds_per_split: float | None  # measured: one split and seed, every model, at the run's folds
+    designs: tuple[PlannedDesign, ...]
+    recommended: PlannedDesign | None
+    data_needed: float | None  # when no design on this data reaches the power: the data factor that does
+    sentence: str
+
+
+def plan_from_run(
+    results,
+    *,
+    min_effect: float | None = None,
+    metric: str = "auc",
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> DesignPlan:
+    """Plan from an earlier run's variance components and measured job times.
+
+    Parameters
+    ----------
+    results : cvkit.Results
+        The earlier run (any design with at least 2 splits).
+    min_effect : float, optional
+        Smallest difference of ``metric`` worth detecting, stated in advance (default: the ROPE).
+    metric : str
+        The verdict's metric.
+    alpha : float
+        Significance level of the verdict (split over the variants as Holm's first step does).
+    power : float
+        Target power, in (0, 1).
+
+    Returns
+    -------
+    DesignPlan
+
+    Raises
+    ------
+    ConfigError
+        When an argument is out of range or the run has no variant.
+    """
+    from .comparison import compare
+
+    _check_power(power)
+    report = compare(results, metric=metric, alpha=alpha, min_effect=min_effect)
+    if not report.comparisons:
+        raise ConfigError(
+            f"{results.run_dir} has no variant to plan for: plan from a run with a baseline and a variant"
+        )
+    effect = report.comparisons[0].advice.min_effect
+    per_test = alpha / len(report.comparisons)
+    # The noisiest comparison decides the design: the one with the largest detectable difference.
+    noisiest = max(
+        report.comparisons,
+        key=lambda c: stats.detectable_effect(
+            c.variance_model, power=power, alpha=per_test, method=c.ttest.method
+        ),
+    )
+    data = results.run["data"]
+    return _plan(
+        noisiest.variance_model,
+        source=f"run {results.run_dir}",
+        metric=metric,
+        min_effect=effect,
+        alpha=alpha,
+        alpha_per_test=per_test,
+        power=power,
+        method=noisiest.ttest.method,
+        baseline=results.baseline,
+        variants=tuple(results.variants),
+        planned_for=noisiest.variant,
+        class_counts=dict(data.get("class_counts") or {}),
+        seconds_per_split=_seconds_per_split(results),
+        seeds_known=noisiest.variance_model.n_seeds >= 2,
+    )
+
+
+def plan_from_priors(
+    *,
+    n_samples: int,
+    fold_sd: float,
+    min_effect: float,
+    seed_sd: float = 0.0,
+    folds: int = 5,
+    n_variants: int = 1,
+    class_counts: dict | None = None,
+    metric: str = "auc",
+    alpha: float = 0.05,
+    power: float = 0.8,
+    seconds_per_job: float | None = None,
+) -> DesignPlan:
+    """Plan from stated priors instead of a run.
+
+    The fold-to-fold variation beyond seed noise is taken as test-sample noise (it shrinks with the
+    test-fold size and is shared by the repeats of one data set), which is what the calibration
+    bench measured in every training regime; training-set variation is taken as negligible.
+
+    Parameters
+    ----------
+    n_samples : int
+        Samples in the cross-validation pool.
+    fold_sd : float
+        Standard deviation of the per-fold difference (variant - baseline) at ``folds`` folds, one
+        seed per split, e.g. from a published or pilot study.
+    min_effect : float
+        Smallest difference worth detecting, stated in advance.
+    seed_sd : float
+        Standard deviation of one job's difference between training seeds on the same split (0:
+        unknown, and no seeds lever).
+    folds : int
+        The number of folds ``fold_sd`` was measured at.
+    n_variants : int
+        Variants to be compared with the baseline (alpha is split over them).
+    class_counts : dict, optional
+        Samples per class, for the plan's header.
+    metric, alpha, power
+        As in ``plan_from_run``.
+    seconds_per_job : float, optional
+        Training time of one job of one model at ``folds`` folds (no time column without it).
+
+    Returns
+    -------
+    DesignPlan
+    """
+    _check_power(power)
+    for name, value in (("fold_sd", fold_sd), ("min_effect", min_effect)):
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{name} must be a positive number, got {value}")
+    if not (math.isfinite(seed_sd) and 0 <= seed_sd < fold_sd):
+        raise ConfigError(f"seed_sd must lie in [0, fold_sd), got {seed_sd}")
+    if n_samples < 2 * folds or folds < 2:
+        raise ConfigError(
+            f"need folds >= 2 and at least 2 samples per fold, got {n_samples} samples, {folds} folds"
+        )
+    if n_variants < 1:
+        raise ConfigError(f"n_variants must be at least 1, got {n_variants}")
+    n_test = n_samples / folds
+    rest = fold_sd**2 - seed_sd**2
+    model = stats.VarianceModel(
+        n_samples=n_samples, n_folds=folds, n_repeats=1, n_seeds=1, test_noise=rest * n_test,
+        seed_var=seed_sd**2, repeat_var=0.0, training_var=0.0, split_rest=rest,
+    )  # fmt: skip
+    seconds = None if seconds_per_job is None else seconds_per_job * (1 + n_variants)
+    return _plan(
+        model,
+        source="stated priors",
+        metric=metric,
+        min_effect=min_effect,
+        alpha=alpha,
+        alpha_per_test=alpha / n_variants,
+        power=power,
+        method=stats.DEFAULT_VERDICT_METHOD,
+        baseline="baseline",
+        variants=tuple(f"variant {i + 1}" for i in range(n_variants)),
+        planned_for="each variant",
+        class_counts=dict(class_counts or {}),
+        seconds_per_split=seconds,
+        seeds_known=seed_sd > 0,
+    )
+
+
+def _plan(
+    model: stats.VarianceModel,
+    *,
+    source,
+    metric,
+    min_effect,
+    alpha,
+    alpha_per_test,
+    power,
+    method,
+    baseline,
+    variants,
+    planned_for,
+    class_counts,
+    seconds_per_split,
+    seeds_known,
+) -> DesignPlan:
+    n_models = 1 + len(variants)
+    k0 = model.n_folds
+    s0 = max(1, int(round(model.n_seeds)))
+    # Seed noise measured (2+ seeds per split, or stated): any number of seeds; else as run.
+    seed_choices = sorted({s for s in PLAN_SEEDS if s >= s0} | {s0}) if seeds_known else [s0]
+    fold_choices = sorted({k0, *PLAN_FOLDS})
+
+    def design(k, r, s, m=1.0) -> PlannedDesign:
+        p = stats.design_power(
+            model, min_effect, n_folds=k, n_repeats=r, n_seeds=s, data_factor=m, alpha=alpha_per_test,
+            method=method,
+        )  # fmt: skip
+        detectable = stats.detectable_effect(
+            model, power=power, alpha=alpha_per_test, method=method, n_folds=k, n_repeats=r, n_seeds=s,
+            data_factor=m,
+        )  # fmt: skip
+        seconds = None
+        if seconds_per_split is not None:
+            # Training time grows with the training set: (k - 1) / k of m times the data.
+            size = m * ((k - 1) / k) / ((k0 - 1) / k0)
+            seconds = seconds_per_split * k * r * s * size
+        return PlannedDesign(
+            k,
+            r,
+            s,
+            m,
+            int(round(m * model.n_samples)),
+            p,
+            detectable,
+            n_models * k * r * s,
+            seconds,
+            p >= power,
+        )
+
+    grid = [design(k, r, s) for k in fold_choices for r in PLAN_REPEATS for s in seed_choices]
+    reaching = [d for d in grid if d.reaches]
+    recommended = _cheapest(reaching)
+    data_needed = None
+    data_rows = []
+    if recommended is None:
+        for factor in stats.DESIGN_DATA_FACTORS:
+            there = [
+                design(k, r, s, factor) for k in fold_choices for r in PLAN_REPEATS for s in seed_choices
+            ]
+            recommended = _cheapest(d for d in there if d.reaches)
+            if recommended is not None:
+                data_needed = factor
+                break
+        if recommended is None:  # not even the most data: the most powerful designs at the largest
+            data_rows = [max(there, key=lambda d: d.power)]
+        else:  # the recommended design on the way to the data it needs
+            k, r, s = recommended.n_folds, recommended.n_repeats, recommended.n_seeds
+            data_rows = [design(k, r, s, f) for f in stats.DESIGN_DATA_FACTORS if f < data_needed]
+    # The rows shown (the table stays short): the run's own design; its folds over the repeats at
+    # the fewest seeds; the other fold choices at 3 and 10 repeats; more seeds at 3 and 10 repeats;
+    # the recommendation; and the data rows tried on the way to it.
+    picked = [d for d in grid if d.n_seeds == seed_choices[0] and (d.n_folds == k0 or d.n_repeats in (3, 10))]
+    picked += [
+        d for d in grid if d.n_folds == k0 and d.n_seeds in seed_choices[1:3] and d.n_repeats in (3, 10)
+    ]
+    if source.startswith("run"):
+        picked.append(design(k0, model.n_repeats, s0))
+    picked += [d for d in (recommended, *data_rows[-3:]) if d is not None]
+    shown = {(d.n_folds, d.n_repeats, d.n_seeds, d.data_factor): d for d in picked}
+    designs = tuple(sorted(shown.values(), key=lambda d: (d.data_factor, d.trainings, d.n_folds)))
+    sentence = _sentence(
+        recommended, data_needed, max(grid, key=lambda d: d.power), min_effect, metric, power, model.n_samples
+    )
+    return DesignPlan(
+        source=source, metric=metric, min_effect=min_effect, alpha=alpha, alpha_per_test=alpha_per_test,
+        target_power=power, method=method, baseline=baseline, variants=variants, planned_for=planned_for,
+        n_samples=model.n_samples, class_counts=class_counts, variance=model,
+        seconds_per_split=seconds_per_split, designs=designs, recommended=recommended,
+        data_needed=data_needed, sentence=sentence,
+    )  # fmt: skip
+
+
+def _sentence(recommended, data_needed, best, min_effect, metric, power, n_samples) -> str:
+    effect = f"a difference of {min_effect:.3g} {stats.metric_label(metric)}"
+    target = f"{100 * power:.0f}%"
+    if recommended is not None and data_needed is None:
+        return (
+            f"Run {recommended.describe()}: the fewest trainings ({recommended.trainings}) that detect "
+            f"{effect} with {target} power (projected {100 * recommended.power:.0f}%)."
+        )
+    head = (
+        f"No design on these {n_samples} samples reaches {target} power for {effect} "
+        f"(at most {100 * best.power:.0f}%, with {best.describe()})"
+    )
+    if recommended is not None:
+        return (
+            f"{head}; with about {data_needed:g}x the data (about {recommended.n_samples} samples) "
+            f"{recommended.describe()} would (projected {100 * recommended.power:.0f}%)."
+        )
+    return f"{head}; not even {stats.DESIGN_DATA_FACTORS[-1]:g}x the data would."
+
+
+def _cheapest(designs) -> PlannedDesign | None:
+    designs = list(designs)
+    return min(designs, key=lambda d: (d.trainings, -d.power)) if designs else None
+
+
+def _seconds_per_split(results) -> float | None:
+    """Mean training seconds of one job, summed over the run's models: one split and seed of all."""
+    durations: dict[str, list[float]] = {}
+    for job in results.jobs:
+        if job["status"] == "done" and job["duration_s"]:
+            durations.setdefault(job["model"], []).append(float(job["duration_s"]))
+    if set(durations) != set(results.model_names):
+        return None
+    return float(sum(sum(v) / len(v) for v in durations.values()))
+
+
+def _check_power(power: float) -> None:
+    if not (math.isfinite(power) and 0 < power < 1):
+        raise ConfigError(f"power must lie in (0, 1), got {power}")
