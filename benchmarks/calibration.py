@@ -485,7 +485,7 @@ def run(config: Config, on_regime=None) -> tuple[dict, dict, dict]:
 REDUCED = Config(
     regimes=("converged", "unstable_sgd"), n_samples=428, n_datasets=80, n_truth=200, processes=2
 )
-# Sized for about 40 minutes on 2 cores shared with other work; the problem regimes first.
+# About 6 minutes on 2 cores (AMD EPYC); the problem regimes first.
 FULL = Config(
     regimes=("unstable_sgd", "mlp_adam", "converged", "mlp_hot", "underfit"),
     n_samples=428,
