@@ -26,6 +26,7 @@ from .data import (
     with_extra,
 )
 from .errors import ConfigError
+from .planning import AnalysisPlan
 from .report import NotebookProgress
 from .results import Results
 from .runner import (
@@ -142,6 +143,7 @@ def evaluate(
     progress: JobProgress | NotebookProgress | bool | None = None,
     command: str | None = None,
     caveats=(),
+    registration: AnalysisPlan | None = None,
 ) -> Results:
     """Train the baseline and every variant on the same splits with the same seeds.
 
@@ -172,7 +174,9 @@ def evaluate(
     ``evaluate`` loads. ``progress``: ``None`` shows the jobs and epochs where someone can see
     them (a line updated in place in a Jupyter notebook, bars on a terminal), ``False`` nowhere; or a
     display of your own. Global random generators, matplotlib and torch settings are left as they
-    were.
+    were. ``registration``: the pre-registered analysis plan this run follows
+    (:func:`~cvkit.planning.read_analysis_plan`); its design and models must be the ones asked for,
+    it is stored with the run when the run starts, and every report then names it.
     """
     if intensity_window is not None:
         if isinstance(data, Dataset):
@@ -228,6 +232,8 @@ def evaluate(
         dedupe=dedupe,
         threads=threads_per_job or 1,
     )
+    if registration is not None:
+        _check_registration(registration, recipe, folds=folds, repeats=repeats, cv=cv)
     with record_warnings() as preparing:
         setup = _prepare(recipe, data=data, folds=folds, repeats=repeats, cv=cv)
     ensure_pretrained(_backbones(setup), setup.config.weights)  # a download happens here, once
@@ -251,8 +257,17 @@ def evaluate(
                 f"{run_dir} holds a run with other settings ({_differences(previous, setup.identity)}); "
                 "pass another --out, or delete the folder to start over"
             )
+        registered = store.get_meta("registration")
         if previous is None:
             _describe_run(store, setup, command, None if cv is not None else _stored_recipe(recipe, setup))
+            if registration is not None:
+                store.set_meta("registration", registration.record())
+        elif registration is not None and (registered or {}).get("sha256") != registration.sha256:
+            started = "with another plan" if registered else "without a plan"
+            raise ConfigError(
+                f"{run_dir} was started {started}: a plan registered after a run began is not a "
+                "pre-registration; pass another --out for the planned run"
+            )
         else:
             _reanalyse(store, setup, command)
         _keep_caveats(store, [*caveats, *preparing])
@@ -285,6 +300,22 @@ def evaluate(
     results.counts = counts
     results.concurrency = concurrency
     return results
+
+
+def _check_registration(registration: AnalysisPlan, recipe: dict, *, folds, repeats, cv) -> None:
+    """The run asked for must be the one the plan fixes: its design and its models."""
+    planned = registration.design
+    asked = dict(folds=folds, repeats=repeats, seeds=recipe["seeds"], seed=recipe["seed"])
+    differ = [f"{key} {asked[key]} (plan: {planned[key]})" for key in planned if asked[key] != planned[key]]
+    models = registration.models
+    if recipe["baseline"] != models["baseline"]:
+        differ.append(f"baseline {recipe['baseline']} (plan: {models['baseline']})")
+    if recipe["variants"] != models["variants"]:
+        differ.append(f"variants {', '.join(recipe['variants'])} (plan: {', '.join(models['variants'])})")
+    if cv is not None:
+        differ.append("a custom splitter (the plan fixes folds and repeats)")
+    if differ:
+        raise ConfigError(f"this run is not the pre-registered one: {'; '.join(differ)}")
 
 
 def _progress_display(progress, epochs: int):

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import warnings
+from pathlib import Path
 
 from rich.console import Console
 
@@ -58,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--baseline",
         default=EVALUATE_DEFAULTS["baseline"],
         help="resnet18 (default), resnet34/50/101, densenet121, timm:NAME, logreg or a plugin file",
+    )
+    ev.add_argument(
+        "--plan",
+        default=None,
+        metavar="PLAN.toml",
+        help="run a pre-registered analysis plan (cvkit plan --write): its models, design, metric, alpha, "
+        "ROPE and smallest effect; every report then says so",
     )
     ev.add_argument("--folds", type=int, default=EVALUATE_DEFAULTS["folds"])
     ev.add_argument("--repeats", type=int, default=EVALUATE_DEFAULTS["repeats"])
@@ -265,7 +273,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed-sd", type=float, default=0.0, help="priors: sd of one job's difference between training seeds"
     )
     plan.add_argument("--folds", type=int, default=5, help="priors: the folds --fold-sd was measured at")
-    plan.add_argument("--variants", type=int, default=1, help="priors: how many variants (alpha is split)")
+    plan.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="PLUGIN",
+        help="priors: a variant to be compared (repeatable; alpha is split over them); with --write, the "
+        "variants the plan fixes (default: the run's)",
+    )
+    plan.add_argument(
+        "--baseline", default=None, help="with --write: the baseline the plan fixes (default: the run's)"
+    )
+    plan.add_argument(
+        "--write",
+        default=None,
+        metavar="PLAN.toml",
+        help="pre-register: write the analysis plan (metric, alpha, ROPE, smallest effect, models, design, "
+        "decision and stopping rule) for cvkit evaluate --plan; .toml or .json",
+    )
+    plan.add_argument(
+        "--design",
+        default=None,
+        metavar="KxRxS",
+        help="with --write: the design to fix, folds x repeats x seeds per split (default: the recommended)",
+    )
     plan.add_argument(
         "--seconds-per-job", type=float, help="priors: training seconds of one job of one model"
     )
@@ -326,7 +357,10 @@ def _jobs(text: str):
 
 def _comparison_options(parser) -> None:
     parser.add_argument(
-        "--metric", default="auc", choices=VERDICT_METRICS, help="primary metric of the verdict"
+        "--metric",
+        default=None,
+        choices=VERDICT_METRICS,
+        help="primary metric of the verdict (default: auc, or the run's pre-registered plan's)",
     )
     parser.add_argument(
         "--rope",
@@ -335,7 +369,12 @@ def _comparison_options(parser) -> None:
         help="region of practical equivalence of the verdict metric, ± this (default: per metric, 0.01 "
         "for AUC and at least one sample's worth of a counted metric in one test fold)",
     )
-    parser.add_argument("--alpha", type=float, default=0.05, help="significance level (Holm across variants)")
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="significance level, Holm across variants (default: 0.05, or the run's pre-registered plan's)",
+    )
     parser.add_argument(
         "--min-effect",
         type=float,
@@ -427,6 +466,7 @@ def _evaluate(args, console, errors) -> int:
     from .runner import JobProgress
 
     started = time.perf_counter()
+    registration = _apply_plan(args) if args.plan else None
     check_settings(rope=args.rope, alpha=args.alpha, min_effect=args.min_effect)  # now, not after training
     if args.json and args.out:
         check_not_store(args.out, args.json)
@@ -482,6 +522,7 @@ def _evaluate(args, console, errors) -> int:
         progress=JobProgress(errors, epochs=args.epochs),
         command=args.command_line,
         caveats=loading,
+        registration=registration,
     )
     report = compare(
         results, metric=args.metric, rope=args.rope, alpha=args.alpha, min_effect=args.min_effect
@@ -583,7 +624,7 @@ def _compare_runs(args, console) -> int:
         for output in filter(None, (args.cd_diagram, args.json)):
             check_not_store(run_dir, output)
     runs = [Results(path, positive=args.positive) for path in args.run_dir]
-    ranking = compare_runs(runs, metric=args.metric)
+    ranking = compare_runs(runs, metric=args.metric or "auc")
     render_ranking(ranking, console)
     path = write_cd_diagram(ranking, args.cd_diagram)
     console.print(f"critical-difference diagram: {path}", highlight=False)
@@ -593,7 +634,7 @@ def _compare_runs(args, console) -> int:
 
 
 def _plan(args, console, errors) -> int:
-    from .planning import plan_from_priors, plan_from_run
+    from .planning import plan_from_priors, plan_from_run, write_analysis_plan
     from .report import check_not_store, render_plan, write_plan_json
     from .results import Results
 
@@ -611,14 +652,16 @@ def _plan(args, console, errors) -> int:
             )
         if args.json:
             check_not_store(args.from_run, args.json)
+        results = Results(args.from_run)
         plan = plan_from_run(
-            Results(args.from_run),
+            results,
             min_effect=args.min_effect,
             metric=args.metric,
             alpha=args.alpha,
             power=args.power,
         )
     else:
+        results = None
         missing = [
             flag
             for flag, value in (("--fold-sd", args.fold_sd), ("--min-effect", args.min_effect))
@@ -628,14 +671,110 @@ def _plan(args, console, errors) -> int:
             raise CvkitError(f"planning from priors needs {' and '.join(missing)} (or plan --from RUN_DIR)")
         plan = plan_from_priors(
             n_samples=args.samples, fold_sd=args.fold_sd, seed_sd=args.seed_sd, folds=args.folds,
-            n_variants=args.variants, min_effect=args.min_effect, metric=args.metric, alpha=args.alpha,
-            power=args.power, seconds_per_job=args.seconds_per_job,
+            n_variants=max(1, len(args.variant)), min_effect=args.min_effect, metric=args.metric,
+            alpha=args.alpha, power=args.power, seconds_per_job=args.seconds_per_job,
         )  # fmt: skip
     render_plan(plan, console, jobs=args.jobs)
     if args.json:
         write_plan_json(plan, args.json)
         console.print(f"plan -> {escape.rich(args.json)}", highlight=False)
+    if args.write:
+        registered = _pre_register(args, plan, results)
+        write_analysis_plan(registered, args.write)
+        say(
+            console,
+            f"pre-registered analysis plan -> {args.write} (sha256 {registered.sha256[:12]}); run it with "
+            f"cvkit evaluate --plan {args.write} --data DATA",
+        )
     return 0
+
+
+def _apply_plan(args):
+    """``evaluate --plan``: the plan's models, design and analysis settings become the run's; a flag
+    that asks for something else is refused (an analysis that differs from the plan is exploratory:
+    run it afterwards with cvkit compare)."""
+    from .planning import read_analysis_plan
+
+    registration = read_analysis_plan(args.plan)
+    planned = {
+        "variants": registration.models["variants"],
+        "baseline": registration.models["baseline"],
+        **registration.design,
+        **{k: v for k, v in registration.analysis.items() if k in ("metric", "alpha", "rope", "min_effect")},
+    }
+    planned.setdefault("rope", None)  # the metric's own ROPE
+    defaults = {
+        **EVALUATE_DEFAULTS,
+        "variants": [],
+        "metric": None,
+        "alpha": None,
+        "rope": None,
+        "min_effect": None,
+    }
+    differ = []
+    for key, value in planned.items():
+        asked = getattr(args, key)
+        if asked != defaults[key] and asked != value:
+            flag = "VARIANT ..." if key == "variants" else f"--{key.replace('_', '-')}"
+            shown = " ".join(asked) if key == "variants" else asked
+            differ.append(f"{flag} {shown} (plan: {' '.join(value) if key == 'variants' else value})")
+        setattr(args, key, value)
+    if differ:
+        raise CvkitError(
+            f"{args.plan} fixes what this command changes: {'; '.join(differ)}. Run the plan as written; "
+            "analyse otherwise afterwards with cvkit compare RUN (labelled exploratory)"
+        )
+    return registration
+
+
+def _pre_register(args, plan, results):
+    """The analysis plan ``cvkit plan --write`` fixes: the chosen (or recommended) design, the
+    models from the flags or the earlier run."""
+    from .planning import analysis_plan, plan_design
+
+    if args.design is None:
+        design = plan.recommended
+        if design is None or design.data_factor != 1:
+            raise CvkitError(
+                "no design on this data reaches the target power: choose the one to pre-register with "
+                "--design KxRxS (e.g. --design 5x3x2)"
+            )
+    else:
+        try:
+            k, r, s = (int(part) for part in args.design.lower().split("x"))
+        except ValueError:
+            raise CvkitError(f"--design {args.design!r}: write folds x repeats x seeds, e.g. 5x3x2") from None
+        if k < 2 or r < 1 or s < 1:
+            raise CvkitError(f"--design {args.design!r}: needs folds >= 2, repeats >= 1, seeds >= 1")
+        matches = [
+            d for d in plan.designs if (d.n_folds, d.n_repeats, d.n_seeds, d.data_factor) == (k, r, s, 1.0)
+        ]
+        design = matches[0] if matches else plan_design(plan, k, r, s)
+    recipe = (results.recipe or {}) if results is not None else {}
+    variants = args.variant or recipe.get("variants") or []
+    baseline = args.baseline or recipe.get("baseline")
+    if not variants or not baseline:
+        raise CvkitError(
+            "--write needs the models to fix: pass --baseline NAME and --variant PLUGIN (repeatable)"
+        )
+    return analysis_plan(
+        plan,
+        design,
+        baseline=_portable(baseline),
+        variants=[_portable(v) for v in variants],
+        rope=args.rope,
+        seed=recipe.get("seed", 0),
+    )
+
+
+def _portable(spec: str) -> str:
+    """A plugin file below the working folder as a relative path, so that the plan file travels
+    with the project; built-in names and other paths as they are."""
+    path = Path(spec)
+    if path.is_absolute() and path.is_file():
+        with contextlib.suppress(ValueError):
+            return path.relative_to(Path.cwd()).as_posix()
+    return spec
 
 
 def _export(args, console, errors) -> int:

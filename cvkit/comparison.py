@@ -76,6 +76,18 @@ class PairwiseComparison:
 
 
 @dataclass(frozen=True)
+class Registration:
+    """The pre-registered analysis plan a run was started with, and whether this analysis keeps to
+    it: "pre-registered" when its metric, alpha, ROPE, smallest effect and baseline are the plan's,
+    "exploratory" (with what differs) otherwise."""
+
+    sha256: str
+    plan: dict
+    status: str  # "pre-registered" | "exploratory"
+    deviations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ComparisonReport:
     metric: str
     alpha: float
@@ -96,6 +108,7 @@ class ComparisonReport:
     mean_ranks: dict[str, float] = field(default_factory=dict)
     nested: dict = field(default_factory=dict)  # model -> hyper-parameters chosen per outer fold
     holdout: list[dict] = field(default_factory=list)  # per model: hold-out score beside the CV estimate
+    registration: Registration | None = None  # the run's pre-registered plan, if it has one
 
     def to_json(self) -> dict:
         from .report import report_record
@@ -116,12 +129,12 @@ class MultiRunRanking:
     friedman: stats.FriedmanResult
 
 
-def check_settings(*, rope: float | None, alpha: float, min_effect: float | None = None) -> None:
-    """The ROPE (None: the metric's own), the significance level and the smallest effect of
-    interest (None: the ROPE), checked before any work (``nan < 0`` is False)."""
+def check_settings(*, rope: float | None, alpha: float | None, min_effect: float | None = None) -> None:
+    """The ROPE (None: the metric's own), the significance level (None: the default) and the
+    smallest effect of interest (None: the ROPE), checked before any work (``nan < 0`` is False)."""
     if min_effect is not None and not (math.isfinite(min_effect) and min_effect > 0):
         raise ConfigError(f"--min-effect must be a positive number, got {min_effect}")
-    if not (math.isfinite(alpha) and 0 < alpha < 1):
+    if alpha is not None and not (math.isfinite(alpha) and 0 < alpha < 1):
         raise ConfigError(f"--alpha must lie strictly between 0 and 1, got {alpha}")
     if rope is not None and not (math.isfinite(rope) and rope >= 0):
         raise ConfigError(f"--rope must be a finite number of at least 0, got {rope}")
@@ -130,9 +143,9 @@ def check_settings(*, rope: float | None, alpha: float, min_effect: float | None
 def compare(
     results,
     *,
-    metric: str = "auc",
+    metric: str | None = None,
     rope: float | None = None,
-    alpha: float = 0.05,
+    alpha: float | None = None,
     baseline: str | None = None,
     min_effect: float | None = None,
     n_resamples: int = 10000,
@@ -142,9 +155,19 @@ def compare(
     ``rope`` defaults to the metric's own (``stats.default_rope``: 0.01 for AUC, at least one
     sample's worth of a counted metric in one test fold). ``min_effect``, the smallest difference
     worth detecting that the design advice plans for, defaults to the ROPE: stated in advance,
-    never the observed difference."""
+    never the observed difference. For a run started with a pre-registered plan, ``metric``,
+    ``alpha``, ``rope`` and ``min_effect`` default to the plan's, and any other choice makes the
+    analysis exploratory (``ComparisonReport.registration`` says so and why); otherwise ``metric``
+    defaults to AUC and ``alpha`` to 0.05."""
     from .report import verdict_paragraph
 
+    registered = getattr(results, "registration", None)
+    planned = registered["content"]["analysis"] if registered else {}
+    asked = dict(metric=metric, alpha=alpha, rope=rope, min_effect=min_effect, baseline=baseline)
+    metric = planned.get("metric", "auc") if metric is None else metric
+    alpha = planned.get("alpha", 0.05) if alpha is None else alpha
+    rope = planned.get("rope") if rope is None else rope
+    min_effect = planned.get("min_effect") if min_effect is None else min_effect
     if metric not in stats.VERDICT_METRICS:
         raise ConfigError(f"--metric {metric!r}: choose one of {', '.join(stats.VERDICT_METRICS)}")
     check_settings(rope=rope, alpha=alpha, min_effect=min_effect)
@@ -207,10 +230,29 @@ def compare(
         pairwise=pairwise,
         mean_ranks=mean_ranks,
         nested=nested_choices(results),
+        registration=_registration(registered, asked, default_rope, results.baseline),
         holdout=holdout,
     )
     warnings = [f"{v}: fewer than 2 folds finished for both models; not compared yet" for v in pending]
     return replace(draft, warnings=warnings + _warnings(draft, results, n_test))
+
+
+def _registration(registered, asked: dict, default_rope: float, run_baseline: str) -> Registration | None:
+    """Whether this analysis keeps to the run's pre-registered plan: every setting asked for that
+    differs from the plan's makes it exploratory."""
+    if not registered:
+        return None
+    planned = {**registered["content"]["analysis"], "baseline": run_baseline}
+    planned.setdefault("rope", default_rope)
+    deviations = tuple(
+        f"{key.replace('_', ' ')} {value:g} (plan: {planned[key]:g})"
+        if isinstance(value, float)
+        else f"{key.replace('_', ' ')} {value} (plan: {planned[key]})"
+        for key, value in asked.items()
+        if value is not None and value != planned[key]
+    )
+    status = "exploratory" if deviations else "pre-registered"
+    return Registration(registered["sha256"], registered["content"], status, deviations)
 
 
 def compare_runs(runs, *, metric: str = "auc") -> MultiRunRanking:

@@ -74,8 +74,8 @@ def plan_from_run(
     results,
     *,
     min_effect: float | None = None,
-    metric: str = "auc",
-    alpha: float = 0.05,
+    metric: str | None = None,
+    alpha: float | None = None,
     power: float = 0.8,
 ) -> DesignPlan:
     """Plan from an earlier run's variance components and measured job times.
@@ -86,10 +86,11 @@ def plan_from_run(
         The earlier run (any design with at least 2 splits).
     min_effect : float, optional
         Smallest difference of ``metric`` worth detecting, stated in advance (default: the ROPE).
-    metric : str
-        The verdict's metric.
-    alpha : float
-        Significance level of the verdict (split over the variants as Holm's first step does).
+    metric : str, optional
+        The verdict's metric (default: AUC, or the run's pre-registered plan's).
+    alpha : float, optional
+        Significance level of the verdict, split over the variants as Holm's first step does
+        (default: 0.05, or the plan's).
     power : float
         Target power, in (0, 1).
 
@@ -111,6 +112,7 @@ def plan_from_run(
             f"{results.run_dir} has no variant to plan for: plan from a run with a baseline and a variant"
         )
     effect = report.comparisons[0].advice.min_effect
+    metric, alpha = report.metric, report.alpha
     per_test = alpha / len(report.comparisons)
     # The noisiest comparison decides the design: the one with the largest detectable difference.
     noisiest = max(
@@ -147,8 +149,8 @@ def plan_from_priors(
     folds: int = 5,
     n_variants: int = 1,
     class_counts: dict | None = None,
-    metric: str = "auc",
-    alpha: float = 0.05,
+    metric: str | None = None,
+    alpha: float | None = None,
     power: float = 0.8,
     seconds_per_job: float | None = None,
 ) -> DesignPlan:
@@ -177,7 +179,7 @@ def plan_from_priors(
     class_counts : dict, optional
         Samples per class, for the plan's header.
     metric, alpha, power
-        As in ``plan_from_run``.
+        As in ``plan_from_run`` (default: AUC, 0.05, 0.8).
     seconds_per_job : float, optional
         Training time of one job of one model at ``folds`` folds (no time column without it).
 
@@ -186,6 +188,12 @@ def plan_from_priors(
     DesignPlan
     """
     _check_power(power)
+    metric = "auc" if metric is None else metric
+    alpha = 0.05 if alpha is None else alpha
+    if metric not in stats.VERDICT_METRICS:
+        raise ConfigError(f"metric {metric!r}: choose one of {', '.join(stats.VERDICT_METRICS)}")
+    if not (math.isfinite(alpha) and 0 < alpha < 1):
+        raise ConfigError(f"alpha must lie strictly between 0 and 1, got {alpha}")
     for name, value in (("fold_sd", fold_sd), ("min_effect", min_effect)):
         if not (math.isfinite(value) and value > 0):
             raise ConfigError(f"{name} must be a positive number, got {value}")
@@ -247,30 +255,8 @@ def _plan(
     fold_choices = sorted({k0, *PLAN_FOLDS})
 
     def design(k, r, s, m=1.0) -> PlannedDesign:
-        p = stats.design_power(
-            model, min_effect, n_folds=k, n_repeats=r, n_seeds=s, data_factor=m, alpha=alpha_per_test,
-            method=method,
-        )  # fmt: skip
-        detectable = stats.detectable_effect(
-            model, power=power, alpha=alpha_per_test, method=method, n_folds=k, n_repeats=r, n_seeds=s,
-            data_factor=m,
-        )  # fmt: skip
-        seconds = None
-        if seconds_per_split is not None:
-            # Training time grows with the training set: (k - 1) / k of m times the data.
-            size = m * ((k - 1) / k) / ((k0 - 1) / k0)
-            seconds = seconds_per_split * k * r * s * size
-        return PlannedDesign(
-            k,
-            r,
-            s,
-            m,
-            int(round(m * model.n_samples)),
-            p,
-            detectable,
-            n_models * k * r * s,
-            seconds,
-            p >= power,
+        return _project(
+            model, min_effect, alpha_per_test, power, method, n_models, seconds_per_split, k, r, s, m
         )
 
     grid = [design(k, r, s) for k in fold_choices for r in PLAN_REPEATS for s in seed_choices]
@@ -316,6 +302,33 @@ def _plan(
     )  # fmt: skip
 
 
+def plan_design(plan: DesignPlan, n_folds: int, n_repeats: int, n_seeds: int, data_factor: float = 1.0):
+    """Any design projected as ``plan`` projects its own (e.g. one its table does not show)."""
+    return _project(
+        plan.variance, plan.min_effect, plan.alpha_per_test, plan.target_power, plan.method,
+        1 + len(plan.variants), plan.seconds_per_split, n_folds, n_repeats, n_seeds, data_factor,
+    )  # fmt: skip
+
+
+def _project(
+    model, min_effect, alpha, power, method, n_models, seconds_per_split, k, r, s, m
+) -> PlannedDesign:
+    p = stats.design_power(
+        model, min_effect, n_folds=k, n_repeats=r, n_seeds=s, data_factor=m, alpha=alpha, method=method
+    )
+    detectable = stats.detectable_effect(
+        model, power=power, alpha=alpha, method=method, n_folds=k, n_repeats=r, n_seeds=s, data_factor=m
+    )
+    seconds = None
+    if seconds_per_split is not None:
+        # Training time grows with the training set: (k - 1) / k of m times the data.
+        k0 = model.n_folds
+        seconds = seconds_per_split * k * r * s * m * ((k - 1) / k) / ((k0 - 1) / k0)
+    return PlannedDesign(
+        k, r, s, m, int(round(m * model.n_samples)), p, detectable, n_models * k * r * s, seconds, p >= power
+    )
+
+
 def _sentence(recommended, data_needed, best, min_effect, metric, power, n_samples) -> str:
     effect = f"a difference of {min_effect:.3g} {stats.metric_label(metric)}"
     target = f"{100 * power:.0f}%"
@@ -355,3 +368,217 @@ def _seconds_per_split(results) -> float | None:
 def _check_power(power: float) -> None:
     if not (math.isfinite(power) and 0 < power < 1):
         raise ConfigError(f"power must lie in (0, 1), got {power}")
+
+
+# A pre-registered analysis: what `cvkit plan --write` fixes before the run and `cvkit evaluate
+# --plan` runs. The hash is over the content (not the file's bytes), so TOML and JSON forms of one
+# plan, or a file with other comments, have one hash.
+DECISION_RULE = (
+    "the verdict's test (sampling_within; corrected_t with one repeat) of variant - baseline on the "
+    "per-job differences, Holm over the variants at alpha: better or worse when it rejects (but "
+    "negligible when the whole interval lies inside the ROPE); equivalent when the Bayesian "
+    "correlated t puts 95% inside the ROPE; inconclusive otherwise"
+)
+FIXED_DESIGN = "fixed design: every job runs, one analysis at the end"
+_SECTIONS = {
+    "analysis": {"metric": str, "alpha": float, "rope": float, "min_effect": float, "decision_rule": str,
+                 "stopping_rule": str},
+    "models": {"baseline": str, "variants": list},
+    "design": {"folds": int, "repeats": int, "seeds": int, "seed": int},
+    "power": {"target": float, "projected": float, "detectable": float, "source": str},
+}  # fmt: skip
+_OPTIONAL = {("analysis", "rope"), ("power", "detectable")}
+
+
+@dataclass(frozen=True)
+class AnalysisPlan:
+    """A pre-registered analysis: the primary metric, alpha, ROPE, smallest effect, models, design,
+    decision and stopping rule, fixed before the run. ``sha256`` identifies its content."""
+
+    content: dict
+    sha256: str
+
+    @classmethod
+    def from_content(cls, content: dict) -> AnalysisPlan:
+        import hashlib
+        import json
+
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return cls(content, hashlib.sha256(canonical.encode("utf-8")).hexdigest())
+
+    def record(self) -> dict:
+        """What a run stores: the content and its hash."""
+        return dict(sha256=self.sha256, content=self.content)
+
+    @property
+    def analysis(self) -> dict:
+        return self.content["analysis"]
+
+    @property
+    def design(self) -> dict:
+        return self.content["design"]
+
+    @property
+    def models(self) -> dict:
+        return self.content["models"]
+
+
+def analysis_plan(
+    plan: DesignPlan,
+    design: PlannedDesign,
+    *,
+    baseline: str,
+    variants: list[str],
+    rope: float | None = None,
+    seed: int = 0,
+) -> AnalysisPlan:
+    """The pre-registration of ``design`` from ``plan``, for ``baseline`` and ``variants``
+    (plugin files or built-in names, as ``cvkit evaluate`` takes them).
+
+    Parameters
+    ----------
+    plan : DesignPlan
+        The plan whose metric, alpha, smallest effect and target power are fixed.
+    design : PlannedDesign
+        The design to run (one of ``plan.designs``, or any other design).
+    baseline : str
+        The baseline, as ``cvkit evaluate --baseline`` takes it.
+    variants : list of str
+        The variants, as ``cvkit evaluate`` takes them.
+    rope : float, optional
+        The ROPE (default: the metric's own, resolved at analysis time).
+    seed : int
+        The seed of the splits and training seeds.
+
+    Returns
+    -------
+    AnalysisPlan
+    """
+    if not variants:
+        raise ConfigError("a pre-registered plan needs at least one variant")
+    analysis = dict(
+        metric=plan.metric, alpha=plan.alpha, min_effect=plan.min_effect, decision_rule=DECISION_RULE,
+        stopping_rule=FIXED_DESIGN,
+    )  # fmt: skip
+    if rope is not None:
+        analysis["rope"] = float(rope)
+    power = dict(target=plan.target_power, projected=round(design.power, 4), source=plan.source)
+    if math.isfinite(design.detectable):
+        power["detectable"] = round(design.detectable, 5)
+    return AnalysisPlan.from_content(
+        dict(
+            analysis=analysis,
+            models=dict(baseline=str(baseline), variants=[str(v) for v in variants]),
+            design=dict(folds=design.n_folds, repeats=design.n_repeats, seeds=design.n_seeds, seed=seed),
+            power=power,
+        )
+    )
+
+
+def write_analysis_plan(plan: AnalysisPlan, path) -> None:
+    """Write ``plan`` to ``path``: TOML (``.toml``) or JSON (``.json``), atomically."""
+    import json
+    from pathlib import Path
+
+    from .files import write_text
+
+    suffix = Path(path).suffix.lower()
+    if suffix == ".json":
+        write_text(path, json.dumps(plan.content, indent=1, ensure_ascii=False) + "\n")
+        return
+    if suffix != ".toml":
+        raise ConfigError(f"{path}: a plan file ends in .toml or .json")
+    lines = [
+        "# cvkit pre-registered analysis plan: run it with cvkit evaluate --plan " + Path(path).name,
+        f"# content sha256 {plan.sha256}",
+    ]
+    for section, keys in _SECTIONS.items():
+        lines += ["", f"[{section}]"]
+        for key in keys:
+            if key in plan.content[section]:
+                lines.append(f"{key} = {_toml_value(plan.content[section][key])}")
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def read_analysis_plan(path) -> AnalysisPlan:
+    """Read and check a plan file written by ``write_analysis_plan`` (or by hand).
+
+    Raises
+    ------
+    ConfigError
+        One line naming the file and the key when the file is unreadable or a key is missing,
+        unknown or of the wrong type.
+    """
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the plan file ({exc})") from None
+    try:
+        if path.suffix.lower() == ".json":
+            content = json.loads(text)
+        else:
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib
+            content = tomllib.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not a valid plan file ({exc})") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: a plan file holds the sections {', '.join(_SECTIONS)}")
+    checked: dict = {}
+    for section, keys in _SECTIONS.items():
+        values = content.get(section)
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: section [{section}] is missing")
+        unknown = sorted(set(values) - set(keys))
+        if unknown:
+            raise ConfigError(f"{path}: [{section}] has unknown key(s) {', '.join(unknown)}")
+        checked[section] = {}
+        for key, kind in keys.items():
+            if key not in values:
+                if (section, key) in _OPTIONAL:
+                    continue
+                raise ConfigError(f"{path}: [{section}] lacks {key}")
+            value = values[key]
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ConfigError(f"{path}: [{section}] {key} must be a {kind.__name__}, got {value!r}")
+            checked[section][key] = value
+    unknown = sorted(set(content) - set(_SECTIONS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}")
+    models = checked["models"]
+    if not models["variants"] or not all(isinstance(v, str) and v for v in models["variants"]):
+        raise ConfigError(f"{path}: [models] variants must be a list of plugin files or built-in names")
+    analysis = checked["analysis"]
+    if analysis["metric"] not in stats.VERDICT_METRICS:
+        choices = ", ".join(stats.VERDICT_METRICS)
+        raise ConfigError(f"{path}: [analysis] metric {analysis['metric']!r}: choose one of {choices}")
+    rope = analysis.get("rope", 0.0)
+    for key, ok, rule in (
+        ("alpha", 0 < analysis["alpha"] < 1, "lie strictly between 0 and 1"),
+        ("min_effect", math.isfinite(analysis["min_effect"]) and analysis["min_effect"] > 0, "be positive"),
+        ("rope", math.isfinite(rope) and rope >= 0, "be a finite number of at least 0"),
+    ):
+        if not ok:
+            raise ConfigError(f"{path}: [analysis] {key} must {rule}, got {analysis[key]}")
+    design = checked["design"]
+    if design["folds"] < 2 or design["repeats"] < 1 or design["seeds"] < 1:
+        raise ConfigError(f"{path}: [design] needs folds >= 2, repeats >= 1 and seeds >= 1")
+    return AnalysisPlan.from_content(checked)
+
+
+def _toml_value(value) -> str:
+    import json
+
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)

@@ -175,6 +175,7 @@ def document_context(results, report) -> dict:
         holdout=report.holdout,
         holdout_heading=holdout_heading(report.holdout) if report.holdout else "",
         data_use=data_use(run),
+        registration=record["registration"],
     )
 
 
@@ -216,6 +217,8 @@ def glossed(text):
 def render_markdown(context: dict, figures: dict) -> str:
     esc = escape.markdown
     lines = [f"# {esc(context['title'])}", ""]
+    if context["registration"]:
+        lines += [f"**{esc(context['registration']['sentence'])}**", ""]
     for c in context["comparisons"]:
         lines += [
             f"**{esc(c['variant'])} vs {esc(context['baseline'])}: {c['verdict'].upper()}.** "
@@ -244,6 +247,14 @@ def render_markdown(context: dict, figures: dict) -> str:
         f"{plural(context['design']['repeats'], 'repeat')} x {plural(context['design']['seeds'], 'seed')}, "
         f"master seed {context['design']['seed']}",
         f"- analysis: {analysis_text(context)}",
+        *(
+            [
+                f"- pre-registered plan: sha256 `{context['registration']['sha256']}`; decision rule: "
+                f"{esc(context['registration']['plan']['analysis']['decision_rule'])}"
+            ]
+            if context["registration"]
+            else []
+        ),
         f"- command: {escape.markdown_code(context['command'])}",
         "",
     ]
@@ -314,6 +325,16 @@ def render_markdown(context: dict, figures: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _registration_prefix(context: dict) -> str:
+    """The caption's first words for a run with a pre-registered plan: which analysis this is."""
+    registration = context["registration"]
+    if not registration:
+        return ""
+    if registration["status"] == "exploratory":
+        return "Exploratory analysis (departs from the pre-registered plan). "
+    return f"Pre-registered analysis (plan sha256 {registration['sha256'][:12]}). "
+
+
 def render_latex(context: dict) -> str:
     """A booktabs table for papers: model, mean [95% CI] per metric, then Δ and p per variant."""
     esc = escape.latex
@@ -351,7 +372,8 @@ def render_latex(context: dict) -> str:
     lines += [
         "\\bottomrule",
         "\\end{tabular}",
-        f"\\caption{{{esc(context['data']['name'])}: {design['folds']}-fold cross-validation{repeated}, "
+        f"\\caption{{{_registration_prefix(context)}{esc(context['data']['name'])}: {design['folds']}-fold "
+        f"cross-validation{repeated}, "
         f"positive class {esc(context['positive'])}; mean over folds with the "
         f"corrected 95\\% confidence interval (logit scale, so it stays inside [0, 1]); "
         f"{esc(analysis_text(context))}.}}",

@@ -303,3 +303,26 @@ def nested_choices_text(entry) -> str:
 
 def _p(p) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def registration_sentence(registration) -> str:
+    """What a run's pre-registered plan means for this analysis: "Pre-registered analysis" with the
+    plan, or "Exploratory analysis" with what departs from it."""
+    plan = registration.plan
+    short = registration.sha256[:12]
+    if registration.status == "exploratory":
+        return (
+            f"Exploratory analysis: it departs from the run's pre-registered plan (sha256 {short}) in "
+            f"{'; '.join(registration.deviations)}. The pre-registered analysis is cvkit compare on this "
+            "run without those settings."
+        )
+    analysis, design, models = plan["analysis"], plan["design"], plan["models"]
+    rope = f"ROPE ±{analysis['rope']:g}" if "rope" in analysis else "the metric's own ROPE"
+    return (
+        f"Pre-registered analysis: plan sha256 {short}, fixed before the run: "
+        f"{metric_label(analysis['metric'])}, alpha {analysis['alpha']:g}, {rope}, smallest effect of "
+        f"interest {analysis['min_effect']:g}; baseline {models['baseline']}, "
+        f"{plural(len(models['variants']), 'variant')} ({', '.join(models['variants'])}); "
+        f"{plural(design['folds'], 'fold')} x {plural(design['repeats'], 'repeat')} x "
+        f"{plural(design['seeds'], 'seed')} per split; {analysis['stopping_rule']}."
+    )

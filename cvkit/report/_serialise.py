@@ -16,6 +16,7 @@ from ._narrative import (
     interval_label,
     mean_ranks_sentence,
     noise_sentence,
+    registration_sentence,
     single_split_sentence,
     tests_used,
     verdict_css,
@@ -61,7 +62,19 @@ def report_record(report) -> dict:
         friedman=None,
         nested=report.nested,
         holdout=report.holdout,
+        registration=None if report.registration is None else registration_record(report.registration),
         estimands=dict(ESTIMANDS),
+    )
+
+
+def registration_record(registration) -> dict:
+    """The run's pre-registered plan and whether this analysis keeps to it."""
+    return dict(
+        status=registration.status,
+        sha256=registration.sha256,
+        deviations=list(registration.deviations),
+        plan=registration.plan,
+        sentence=registration_sentence(registration),
     )
 
 

@@ -23,6 +23,7 @@ from ._narrative import (
     mean_ranks_sentence,
     nested_sentence,
     noise_sentence,
+    registration_sentence,
     single_split_sentence,
     verdict_css,
 )
@@ -171,6 +172,11 @@ VERDICT_STYLE = dict(
 def render_comparison(report, console: Console | None = None) -> None:
     """Print the comparison table, the sample-level evidence, the verdicts and the checks."""
     console = console or Console(emoji=False)
+    if report.registration is not None:
+        exploratory = report.registration.status == "exploratory"
+        console.print(
+            _text(registration_sentence(report.registration), "bold yellow" if exploratory else "bold")
+        )
     if report.comparisons:
         console.print(comparison_table(report))
         console.print(sample_tests_table(report))
