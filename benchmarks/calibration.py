@@ -45,10 +45,14 @@ from cvkit.stats import (
     VERDICT_METHODS,
     PairedJobScores,
     delong,
+    design_power,
+    design_variance,
     detectable_effect,
     difference_test,
     estimate_variance_model,
+    look_at_jobs,
     seed_noise_check,
+    sequential_detectable_effect,
 )
 
 ALPHA = 0.05
@@ -115,6 +119,7 @@ class Config:
     master_seed: int = 2026
     n_datasets_mlp: int | None = None  # the MLP regimes are slower: fewer data sets when set
     first_index: int = 0  # data sets first_index, first_index + 1, ... (more of them for a regime)
+    sequential_datasets: int = 0  # data sets per regime of the sequential section (0: none)
 
     def count(self, regime: str) -> int:
         slow = regime.startswith("mlp") and self.n_datasets_mlp is not None
@@ -207,6 +212,8 @@ def evaluate(config: Config, results: dict, truths: dict) -> dict:
     """Rejection and coverage counts per regime, for every method, the A/A check and the design."""
     summary = {}
     for regime, runs in results.items():
+        if isinstance(regime, tuple):  # ("sequential", regime): below
+            continue
         delta, _ = truths[regime]
         tally = {"n": len(runs)}
         for method in VERDICT_METHODS:
@@ -280,6 +287,9 @@ def evaluate(config: Config, results: dict, truths: dict) -> dict:
         tally["effect"] = effect
         tally["design"] = design
         summary[regime] = tally
+    for key, runs in results.items():
+        if isinstance(key, tuple) and key[1] in summary:
+            summary[key[1]]["sequential"] = evaluate_sequential(config, runs, summary[key[1]]["effect"])
     return summary
 
 
@@ -313,6 +323,66 @@ def _aa_corrected_t(result) -> float:
     from scipy import stats
 
     return float(2 * stats.t.sf(abs(d.mean() / se), len(d) - 1))
+
+
+# The sequential rule (cvkit evaluate --until-decided): looks after 2, 3, ..., SEQUENTIAL_REPEATS
+# repeats of 5 folds, one seed per split, on data sets of their own, in the regimes listed.
+SEQUENTIAL_REPEATS = 8
+SEQUENTIAL_REGIMES = ("converged", "unstable_sgd")
+ROPE = 0.01
+
+
+def sequential_config(config: Config) -> Config:
+    return Config(
+        **{
+            **config.__dict__,
+            "n_repeats": SEQUENTIAL_REPEATS,
+            "n_seeds": 1,
+            "n_datasets": config.sequential_datasets,
+        }
+    )
+
+
+def evaluate_sequential(config: Config, runs: list, effect: float) -> dict:
+    """Per data set: from its 2-repeat pilot, the effect the sequential design is projected to
+    detect with 80% power and the fixed design (repeats) projected to do the same; then the rule
+    runs under A = B (the twin) and with the variant shifted to exactly that effect."""
+    k = config.n_folds
+    null, better = [], []
+    for r in runs:
+        for columns, offset_to, out in ((POWER, effect, better), (NULL, None, null)):
+            # Each comparison planned from its own 2-repeat pilot.
+            pilot = estimate_variance_model(_jobs(r, *columns, repeats=2))
+            variances = [
+                design_variance(pilot, n_folds=k, n_repeats=repeats, n_seeds=1, method=DEFAULT_METHOD)[0]
+                for repeats in range(2, SEQUENTIAL_REPEATS + 1)
+            ]
+            stated = sequential_detectable_effect(variances, TARGET_POWER, ALPHA)
+            fixed = next(
+                (
+                    repeats
+                    for repeats in range(2, 41)
+                    if design_power(pilot, stated, n_folds=k, n_repeats=repeats, n_seeds=1) >= TARGET_POWER
+                ),
+                40,
+            )
+            offset = 0.0 if offset_to is None else stated - offset_to
+            out.append((*_run_sequential(r, columns, offset, stated), fixed))
+    return dict(null=null, better=better, n=len(runs))
+
+
+def _run_sequential(result, columns, offset: float, min_effect: float) -> tuple[str, int]:
+    """The rule's looks until it stops: (its decision, the repeats it used)."""
+    looks: tuple = ()
+    for repeats in range(2, SEQUENTIAL_REPEATS + 1):
+        look = look_at_jobs(
+            _jobs(result, *columns, repeats=repeats, offset=offset), max_repeats=SEQUENTIAL_REPEATS,
+            previous=looks, alpha=ALPHA, min_effect=min_effect, rope=ROPE,
+        )  # fmt: skip
+        looks = (*looks, look)
+        if look.decision != "continue":
+            return look.decision, repeats
+    return looks[-1].decision, SEQUENTIAL_REPEATS
 
 
 def margin(rate: float, n: int) -> float:
@@ -452,7 +522,47 @@ def table(config: Config, summary: dict, truths: dict, seconds: float | None) ->
                 for d in ADVISED_DESIGNS
             ]
             lines.append(f"| `{method}` | {regime} | " + " | ".join(cells) + " |")
+    lines += _sequential_table(config, summary)
     return "\n".join(lines) + "\n"
+
+
+def _sequential_table(config: Config, summary: dict) -> list[str]:
+    staged = [
+        (regime, summary[regime]["sequential"]) for regime in summary if "sequential" in summary[regime]
+    ]
+    if not staged:
+        return []
+    k = config.n_folds
+    lines = [
+        "",
+        f"## Sequential rule (--until-decided): looks after 2, 3, ..., {SEQUENTIAL_REPEATS} repeats of {k} folds",
+        "",
+        "O'Brien-Fleming-type alpha spending on the information fraction, non-binding futility at 10% "
+        "conditional power, equivalence when the repeated interval lies inside ±0.01. Per data set, the "
+        "effect the sequential design is projected (from its own 2-repeat pilot) to detect with 80% power; "
+        "the variant shifted to exactly that effect, and an A = B twin. Fixed: the repeats a fixed design "
+        "needs for the same projected power. Jobs: trainings of the two compared models.",
+        "",
+        "| regime | data sets | FPR under A = B | power (stated 80%) | median jobs, A = B | "
+        "median jobs, effect | fixed design's jobs (median) | saving, effect / A = B | stops under A = B |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for regime, seq in staged:
+        n = seq["n"]
+        fpr = np.mean([d in ("better", "worse") for d, _, _ in seq["null"]])
+        power = np.mean([d == "better" for d, _, _ in seq["better"]])
+        jobs_null = np.median([2 * k * r for _, r, _ in seq["null"]])
+        jobs_better = np.median([2 * k * r for _, r, _ in seq["better"]])
+        fixed = np.median([2 * k * f for _, _, f in seq["better"]])
+        stops = {}
+        for d, _, _ in seq["null"]:
+            stops[d] = stops.get(d, 0) + 1
+        stop_text = ", ".join(f"{d} {100 * c / n:.0f}%" for d, c in sorted(stops.items()))
+        lines.append(
+            f"| {regime} | {n} | {_pct(fpr)} | {_pct(power)} | {jobs_null:.0f} | {jobs_better:.0f} | "
+            f"{fixed:.0f} | {_pct(1 - jobs_better / fixed)} / {_pct(1 - jobs_null / fixed)} | {stop_text} |"
+        )
+    return lines
 
 
 def _pct(x: float) -> str:
@@ -479,11 +589,27 @@ def run(config: Config, on_regime=None) -> tuple[dict, dict, dict]:
         summary = evaluate(config, results, truths)
         if on_regime is not None:
             on_regime(results, truths, summary)
+    if config.sequential_datasets:
+        staged = sequential_config(config)
+        for regime in [r for r in SEQUENTIAL_REGIMES if r in config.regimes]:
+            outputs = Parallel(n_jobs=config.processes, batch_size=4)(
+                delayed(run_dataset)(staged, regime, i)
+                for i in range(config.first_index, config.first_index + staged.n_datasets)
+            )
+            results["sequential", regime] = outputs
+        summary = evaluate(config, results, truths)
+        if on_regime is not None:
+            on_regime(results, truths, summary)
     return results, truths, summary
 
 
 REDUCED = Config(
-    regimes=("converged", "unstable_sgd"), n_samples=428, n_datasets=80, n_truth=200, processes=2
+    regimes=("converged", "unstable_sgd"),
+    n_samples=428,
+    n_datasets=80,
+    n_truth=200,
+    processes=2,
+    sequential_datasets=40,
 )
 # About 6 minutes on 2 cores (AMD EPYC); the problem regimes first.
 FULL = Config(
@@ -492,6 +618,7 @@ FULL = Config(
     n_datasets=200,
     n_datasets_mlp=120,
     n_truth=300,
+    sequential_datasets=200,
 )
 
 
@@ -504,6 +631,9 @@ def main(argv=None):
     parser.add_argument("--processes", type=int, help="at most 2")
     parser.add_argument("--samples", type=int, help="data set size (default 428)")
     parser.add_argument("--first-index", type=int, default=0, help="index of the first data set drawn")
+    parser.add_argument(
+        "--sequential", type=int, help="data sets per regime of the sequential section (0: none)"
+    )
     parser.add_argument("--raw", help="pickle of the per-job scores, written after each regime")
     parser.add_argument("--from-raw", help="re-evaluate a --raw pickle instead of training")
     args = parser.parse_args(argv)
@@ -517,6 +647,8 @@ def main(argv=None):
         overrides["first_index"] = args.first_index
     if args.samples:
         overrides["n_samples"] = args.samples
+    if args.sequential is not None:
+        overrides["sequential_datasets"] = args.sequential
     if args.processes:
         overrides["processes"] = min(2, args.processes)
     if overrides:

@@ -113,6 +113,28 @@ def design_power(
     the design (``n_folds`` x ``n_repeats`` x ``n_seeds`` per split, ``data_factor`` x the data)."""
     if effect <= 0:
         raise ValueError(f"effect must be positive, got {effect}")
+    variance, df = design_variance(
+        model, n_folds=n_folds, n_repeats=n_repeats, n_seeds=n_seeds, data_factor=data_factor, method=method
+    )
+    if variance <= 0:
+        return 1.0
+    noncentrality = effect / np.sqrt(variance)
+    critical = stats.t.ppf(1 - alpha / 2, df)
+    power = stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality)
+    return 1.0 if np.isnan(power) else float(min(power, 1.0))
+
+
+def design_variance(
+    model: VarianceModel,
+    *,
+    n_folds: int,
+    n_repeats: int,
+    n_seeds: int,
+    data_factor: float = 1.0,
+    method: str = DEFAULT_METHOD,
+) -> tuple[float, float]:
+    """The variance the verdict's test (``method``) would estimate for its difference under the
+    design, and its degrees of freedom, projected from the variance model."""
     k, r, s, m = n_folds, n_repeats, n_seeds, data_factor
     n = model.n_samples * m
     if method.startswith("sampling") and (r < 2 or model.test_noise is None):
@@ -140,13 +162,7 @@ def design_power(
         terms = [((1 / J + 1 / (k - 1)) * split_var, J - 1 if method == "corrected_t" else k - 1)]
     else:
         raise ValueError(f"no design projection for method {method!r}")
-    variance, df = satterthwaite(terms)
-    if variance <= 0:
-        return 1.0
-    noncentrality = effect / np.sqrt(variance)
-    critical = stats.t.ppf(1 - alpha / 2, df)
-    power = stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality)
-    return 1.0 if np.isnan(power) else float(min(power, 1.0))
+    return satterthwaite(terms)
 
 
 def advise_design(
