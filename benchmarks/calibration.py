@@ -535,7 +535,8 @@ def _sequential_table(config: Config, summary: dict) -> list[str]:
     k = config.n_folds
     lines = [
         "",
-        f"## Sequential rule (--until-decided): looks after 2, 3, ..., {SEQUENTIAL_REPEATS} repeats of {k} folds",
+        f"## Sequential rule (--until-decided): looks after 2, 3, ..., {SEQUENTIAL_REPEATS} repeats of "
+        f"{k} folds",
         "",
         "O'Brien-Fleming-type alpha spending on the information fraction, non-binding futility at 10% "
         "conditional power, equivalence when the repeated interval lies inside ±0.01. Per data set, the "

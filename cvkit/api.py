@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -26,7 +27,7 @@ from .data import (
     with_extra,
 )
 from .errors import ConfigError
-from .planning import AnalysisPlan
+from .planning import AnalysisPlan, SequentialRule, sequential_looks
 from .report import NotebookProgress
 from .results import Results
 from .runner import (
@@ -37,6 +38,7 @@ from .runner import (
     JobClaims,
     JobProgress,
     JobRunner,
+    RunCounts,
     Store,
     Verification,
     check_writable,
@@ -144,6 +146,7 @@ def evaluate(
     command: str | None = None,
     caveats=(),
     registration: AnalysisPlan | None = None,
+    until_decided: SequentialRule | None = None,
 ) -> Results:
     """Train the baseline and every variant on the same splits with the same seeds.
 
@@ -177,6 +180,9 @@ def evaluate(
     were. ``registration``: the pre-registered analysis plan this run follows
     (:func:`~cvkit.planning.read_analysis_plan`); its design and models must be the ones asked for,
     it is stored with the run when the run starts, and every report then names it.
+    ``until_decided``: a sequential design (:class:`~cvkit.planning.SequentialRule`): repeats run in
+    stages up to its ``max_repeats`` (which ``repeats`` must equal), and after each stage from the
+    second on the rule looks at every undecided variant; the run stops when each is decided.
     """
     if intensity_window is not None:
         if isinstance(data, Dataset):
@@ -234,6 +240,13 @@ def evaluate(
     )
     if registration is not None:
         _check_registration(registration, recipe, folds=folds, repeats=repeats, cv=cv)
+    if until_decided is not None:
+        if cv is not None or repeats != until_decided.max_repeats:
+            raise ConfigError(
+                f"a sequential run takes repeats from its rule: pass repeats={until_decided.max_repeats} "
+                "(the maximum) and no custom splitter"
+            )
+        recipe["until_decided"] = until_decided.record()
     with record_warnings() as preparing:
         setup = _prepare(recipe, data=data, folds=folds, repeats=repeats, cv=cv)
     ensure_pretrained(_backbones(setup), setup.config.weights)  # a download happens here, once
@@ -272,10 +285,6 @@ def evaluate(
             _reanalyse(store, setup, command)
         _keep_caveats(store, [*caveats, *preparing])
         job_list, work = _jobs(setup, run_dir, reads_extra)
-        # Claims let drivers started on one folder share its jobs; a paused job's state is kept in
-        # the run folder, where the next run sweeps it if this process is killed.
-        claims = JobClaims(run_dir)
-        work = replace(work, paused_dir=str(claims.paused_dir))
         concurrency = _concurrency(jobs, threads_per_job, setup.config, setup.dataset, setup.device)
         display = _progress_display(progress, epochs)
         with display or contextlib.nullcontext(), record_warnings() as training:
@@ -294,12 +303,53 @@ def evaluate(
                 concurrency = Concurrency(
                     0, concurrency.threads, f"Ray tasks of {runner.cpus_per_job:g} CPU, {gpus_per_job:g} GPU"
                 )
-            counts = run_jobs(job_list, store, work, executor=runner, progress=display, claims=claims)
+            if until_decided is None:
+                counts = _run_stage(job_list, store, work, runner, display, run_dir)
+            else:
+                counts = _run_in_stages(job_list, store, work, runner, display, until_decided, run_dir)
         _keep_caveats(store, training)
     results = Results(run_dir)
     results.counts = counts
     results.concurrency = concurrency
     return results
+
+
+def _run_stage(jobs, store, work, runner, display, run_dir) -> RunCounts:
+    """Train ``jobs`` (those not done yet). Claims let drivers started on one folder share its
+    jobs; a paused job's state is kept in the run folder, where the next run sweeps it if this
+    process is killed. ``run_jobs`` ends its claims, so each call gets its own."""
+    claims = JobClaims(run_dir)
+    work = replace(work, paused_dir=str(claims.paused_dir))
+    return run_jobs(jobs, store, work, executor=runner, progress=display, claims=claims)
+
+
+def _run_in_stages(job_list, store, work, runner, display, rule: SequentialRule, run_dir) -> RunCounts:
+    """A sequential run: the jobs of repeats 0 and 1, a look at every variant, then one more repeat
+    at a time until every variant is decided or the rule's maximum is reached. The looks are
+    stored after each stage (``sequential`` in the store), so that reports say where it stopped."""
+    total, handled, looks = RunCounts(), 0, {}
+    for stage in range(2, rule.max_repeats + 1):
+        jobs = [job for job in job_list if job.repeat < stage]
+        counts = _run_stage(jobs, store, work, runner, display, run_dir)
+        total.trained += counts.trained
+        total.reused += counts.reused
+        total.failed += counts.failed
+        total.resumed += counts.resumed - handled  # not the earlier stages' jobs again
+        handled = len(jobs)
+        looks = sequential_looks(Results(run_dir), rule, looks)
+        decided = all(v and v[-1].decision != "continue" for v in looks.values())
+        store.set_meta(
+            "sequential",
+            dict(
+                rule=rule.record(),
+                repeats_run=stage,
+                decided=decided,
+                looks={name: [dataclasses.asdict(look) for look in v] for name, v in looks.items()},
+            ),
+        )
+        if decided:
+            break
+    return total
 
 
 def _check_registration(registration: AnalysisPlan, recipe: dict, *, folds, repeats, cv) -> None:
@@ -507,6 +557,8 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
         nested=nested,
         inner_folds=r["inner_folds"] if nested else None,
     )
+    if r.get("until_decided"):  # only then: the identities of other runs stay as they were
+        design["sequential"] = r["until_decided"]
     # Runs recorded before the thread count was part of the recipe trained with one thread.
     threads = r.get("threads", 1)
     identity = dict(

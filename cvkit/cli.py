@@ -67,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a pre-registered analysis plan (cvkit plan --write): its models, design, metric, alpha, "
         "ROPE and smallest effect; every report then says so",
     )
+    ev.add_argument(
+        "--until-decided",
+        action="store_true",
+        help="sequential design: run repeats in stages (2, then one more at a time) and stop when each "
+        "variant is decided (alpha spending, futility, equivalence); --max-repeats caps it",
+    )
+    ev.add_argument(
+        "--max-repeats", type=int, default=None, help="with --until-decided: the most repeats (default 10)"
+    )
     ev.add_argument("--folds", type=int, default=EVALUATE_DEFAULTS["folds"])
     ev.add_argument("--repeats", type=int, default=EVALUATE_DEFAULTS["repeats"])
     ev.add_argument("--seeds", type=int, default=EVALUATE_DEFAULTS["seeds"], help="training seeds per split")
@@ -468,6 +477,7 @@ def _evaluate(args, console, errors) -> int:
     started = time.perf_counter()
     registration = _apply_plan(args) if args.plan else None
     check_settings(rope=args.rope, alpha=args.alpha, min_effect=args.min_effect)  # now, not after training
+    sequential = _sequential_rule(args)
     if args.json and args.out:
         check_not_store(args.out, args.json)
     options = {} if args.image_size is None else {"image_size": args.image_size}
@@ -523,6 +533,7 @@ def _evaluate(args, console, errors) -> int:
         command=args.command_line,
         caveats=loading,
         registration=registration,
+        until_decided=sequential,
     )
     report = compare(
         results, metric=args.metric, rope=args.rope, alpha=args.alpha, min_effect=args.min_effect
@@ -687,6 +698,26 @@ def _plan(args, console, errors) -> int:
             f"cvkit evaluate --plan {args.write} --data DATA",
         )
     return 0
+
+
+def _sequential_rule(args):
+    """--until-decided: the rule, on the verdict's metric and settings; --repeats becomes its maximum."""
+    from .planning import SequentialRule
+
+    if not args.until_decided:
+        if args.max_repeats is not None:
+            raise CvkitError("--max-repeats applies to --until-decided only")
+        return None
+    if args.repeats != EVALUATE_DEFAULTS["repeats"]:
+        raise CvkitError(
+            "--until-decided chooses the repeats itself: give the most with --max-repeats, not --repeats"
+        )
+    rule = SequentialRule(
+        max_repeats=10 if args.max_repeats is None else args.max_repeats, metric=args.metric or "auc",
+        alpha=0.05 if args.alpha is None else args.alpha, min_effect=args.min_effect, rope=args.rope,
+    )  # fmt: skip
+    args.repeats = rule.max_repeats
+    return rule
 
 
 def _apply_plan(args):

@@ -56,6 +56,7 @@ class Comparison:
     sample_pvalue_holm: float = float("nan")  # smallest Holm-adjusted p over McNemar and DeLong
     bootstrap: stats.BootstrapResult | None = None
     diff_components: stats.VarianceComponents | None = None
+    sequential: tuple = ()  # a sequential run's looks (stats.SequentialLook); its verdict is the last's
     paragraph: str = ""
 
     @property
@@ -205,7 +206,7 @@ def compare(
     noise = context.seed_noise(metrics, baseline) if n_seeds >= 2 else None
     comparisons = []
     for variant, (a, b), variant_jobs, decision in zip(ready, paired, jobs, decided):
-        c = context.compare(baseline, variant, a, b, variant_jobs, decision)
+        c = _with_looks(context.compare(baseline, variant, a, b, variant_jobs, decision), results, metric)
         comparisons.append(replace(c, paragraph=verdict_paragraph(c, noise, n_folds, n_repeats)))
 
     aa = context.seed_check(metrics, baseline)
@@ -235,6 +236,44 @@ def compare(
     )
     warnings = [f"{v}: fewer than 2 folds finished for both models; not compared yet" for v in pending]
     return replace(draft, warnings=warnings + _warnings(draft, results, n_test))
+
+
+# The verdict a sequential run's last look gives (one still running: inconclusive so far).
+SEQUENTIAL_VERDICTS = dict(
+    better="better",
+    worse="worse",
+    equivalent="equivalent",
+    futile="inconclusive",
+    inconclusive="inconclusive",
+    continue_="inconclusive",
+)
+
+
+def _with_looks(c: Comparison, results, metric: str) -> Comparison:
+    """A sequential run's variant: its verdict is the rule's (decided on the rule's metric), with
+    the looks that led to it."""
+    sequential = getattr(results, "sequential", None)
+    if not sequential or sequential["rule"]["metric"] != metric:
+        return c
+    looks = tuple(stats.SequentialLook(**look) for look in sequential["looks"].get(c.variant, []))
+    if not looks:
+        return c
+    decision = looks[-1].decision
+    return replace(
+        c, verdict=SEQUENTIAL_VERDICTS.get(decision, SEQUENTIAL_VERDICTS["continue_"]), sequential=looks
+    )
+
+
+def paired_job_scores(results, variant: str, *, metric: str = "auc", baseline: str | None = None):
+    """The verdict's input for one variant: both models' scores per job (repeat, fold, seed) on the
+    jobs both finished, with each job's test-sample variance of the difference
+    (``stats.PairedJobScores``), as ``compare`` builds it."""
+    n_train, n_test = results.fold_sizes
+    design = results.run["design"]
+    context = _Context(
+        results, metric, None, 0.05, None, n_train, n_test, design["folds"], design["repeats"], 0, 0
+    )
+    return context.paired_jobs(results.metrics, baseline or results.baseline, variant)
 
 
 def _registration(registered, asked: dict, default_rope: float, run_baseline: str) -> Registration | None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from . import stats
 from .errors import ConfigError
 
@@ -582,3 +584,84 @@ def _toml_value(value) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return repr(value)
+
+
+@dataclass(frozen=True)
+class SequentialRule:
+    """How ``cvkit evaluate --until-decided`` stops: after each stage of repeats (the first look
+    at 2), every variant still undecided is looked at by ``stats.look_at_jobs`` with alpha split
+    over the variants (Bonferroni: each variant's rule keeps its own level); the run stops when
+    every variant is decided or at ``max_repeats``.
+
+    Parameters
+    ----------
+    max_repeats : int
+        The most repeats the run may take (at least 2).
+    metric : str
+        The verdict's metric the rule decides on.
+    alpha : float
+        Overall two-sided level of each variant's rule, before the split over variants.
+    min_effect : float, optional
+        Smallest effect of interest, for the futility rule (default: the metric's ROPE).
+    rope : float, optional
+        Region of practical equivalence (default: the metric's own).
+    futility : float
+        Conditional power below which a look stops for futility.
+    """
+
+    max_repeats: int
+    metric: str = "auc"
+    alpha: float = 0.05
+    min_effect: float | None = None
+    rope: float | None = None
+    futility: float = stats.FUTILITY
+
+    def __post_init__(self):
+        if self.max_repeats < 2:
+            raise ConfigError(
+                f"max_repeats must be at least 2 (the first look needs 2), got {self.max_repeats}"
+            )
+        if self.metric not in stats.VERDICT_METRICS:
+            raise ConfigError(f"metric {self.metric!r}: choose one of {', '.join(stats.VERDICT_METRICS)}")
+        if not (math.isfinite(self.alpha) and 0 < self.alpha < 1):
+            raise ConfigError(f"alpha must lie strictly between 0 and 1, got {self.alpha}")
+        for name in ("min_effect", "rope"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} must be a positive number, got {value}")
+
+    def record(self) -> dict:
+        return dict(
+            max_repeats=self.max_repeats, metric=self.metric, alpha=self.alpha, min_effect=self.min_effect,
+            rope=self.rope, futility=self.futility,
+        )  # fmt: skip
+
+
+def sequential_looks(results, rule: SequentialRule, previous: dict | None = None) -> dict:
+    """The next look for every variant of ``results`` not yet decided: variant -> its looks so far
+    (``stats.SequentialLook``), extended by one where the run has a new stage of repeats."""
+    from .comparison import paired_job_scores
+
+    previous = previous or {}
+    n_test = results.fold_sizes[1]
+    positives = np.mean([np.sum(results.labels[s["test"]] == results.positive) for s in results.plan])
+    rope = rule.rope if rule.rope is not None else stats.default_rope(rule.metric, n_test, float(positives))
+    min_effect = rule.min_effect or rope
+    alpha = rule.alpha / max(1, len(results.variants))
+    looks = {}
+    for variant in results.variants:
+        before = tuple(previous.get(variant, ()))
+        if before and before[-1].decision != "continue":
+            looks[variant] = before
+            continue
+        jobs = paired_job_scores(results, variant, metric=rule.metric)
+        repeats = len(np.unique(jobs.repeat))
+        if repeats < 2 or (before and repeats <= before[-1].repeats):
+            looks[variant] = before
+            continue
+        look = stats.look_at_jobs(
+            jobs, max_repeats=rule.max_repeats, previous=before, alpha=alpha, min_effect=min_effect,
+            rope=rope, futility=rule.futility,
+        )  # fmt: skip
+        looks[variant] = (*before, look)
+    return looks

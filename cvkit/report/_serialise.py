@@ -7,6 +7,8 @@ result object, one entry here and one block in each template.
 
 from __future__ import annotations
 
+import dataclasses
+
 from .._json import nan_to_none
 from ._narrative import (
     ESTIMANDS,
@@ -135,6 +137,9 @@ def comparison_record(c) -> dict:
         verdict=c.verdict,
         verdict_class=verdict_css(c.verdict),
         paragraph=c.paragraph,
+        # a sequential run's looks (repeats, estimate, se, z, information fraction, boundary,
+        # conditional power, repeated interval, decision); the verdict is the last look's
+        sequential=[dataclasses.asdict(look) for look in c.sequential] or None,
         mean_difference=t.mean,
         wins=c.wins,
         n_folds=len(c.diffs),

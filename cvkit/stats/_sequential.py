@@ -175,11 +175,16 @@ def sequential_look(
     """
     before = [look.fraction for look in previous]
     floor = before[-1] + 1e-6 if before else 1e-6
-    fraction = 1.0 if final else float(np.clip(final_se**2 / se**2 if se > 0 else 1.0, floor, 1.0 - 1e-6))
+    fraction = (
+        1.0 if final else float(np.clip(final_se**2 / se**2 if se > 0 else 1.0 - 1e-6, floor, 1.0 - 1e-6))
+    )
     fraction = max(fraction, floor)
     boundaries = sequential_boundaries([*before, fraction], alpha)
     c = _on_t_scale(float(boundaries[-1]), df)
-    z = estimate / se if se > 0 else float(np.sign(estimate) * np.inf)
+    if se > 0:
+        z = estimate / se
+    else:  # models that agree on every job: no difference at all, or one without any noise
+        z = 0.0 if estimate == 0 else float(np.sign(estimate) * np.inf)
     low, high = estimate - c * se, estimate + c * se
     # The final look's boundary for the conditional power: looks at equal information steps from
     # here to the maximum, as many as remain.
