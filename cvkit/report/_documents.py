@@ -19,7 +19,7 @@ from ._format import is_number, number, plural, pvalue, signed
 from ._narrative import BOOTSTRAP_METHODS, GLOSSARY, nested_choices_text, nested_sentence
 from ._serialise import report_record
 from ._setup import data_use, holdout_heading
-from ._terminal import metric_intervals
+from ._terminal import metric_intervals, reuse_text
 
 FORMATS = ("html", "md", "latex")
 
@@ -176,6 +176,7 @@ def document_context(results, report) -> dict:
         holdout_heading=holdout_heading(report.holdout) if report.holdout else "",
         data_use=data_use(run),
         registration=record["registration"],
+        reuse=reuse_text(jobs),
     )
 
 
@@ -256,6 +257,7 @@ def render_markdown(context: dict, figures: dict) -> str:
             else []
         ),
         f"- command: {escape.markdown_code(context['command'])}",
+        *([f"- reuse: {esc(context['reuse'])}"] if context["reuse"] else []),
         "",
     ]
     header = (

@@ -70,6 +70,7 @@ def header(results) -> Panel:
             f"checkpoint by {config['select']}, device {run['device']}",
         ),
         ("jobs", f"{len(results.jobs)} jobs, {results.training_seconds():.0f} s of training"),
+        ("reused", reuse_text(results.jobs)),
         ("run", str(results.run_dir)),
     ]
     grid = Table.grid(padding=(0, 2))
@@ -81,6 +82,19 @@ def header(results) -> Panel:
     for i, caveat in enumerate(results.caveats):  # the warnings shown while the run was made
         grid.add_row("caveats" if i == 0 else "", _text(caveat, style="yellow"))
     return Panel(grid, title="cvkit", title_align="left", expand=False)
+
+
+def reuse_text(jobs) -> str:
+    """How many of the run's jobs were copied from sibling runs of its reports folder, and from
+    which (empty when none was)."""
+    sources: dict[str, int] = {}
+    for job in jobs:
+        if job["status"] == "done" and job.get("reused_from"):
+            sources[job["reused_from"]] = sources.get(job["reused_from"], 0) + 1
+    if not sources:
+        return ""
+    where = ", ".join(f"{n} from {name}" for name, n in sorted(sources.items(), key=lambda item: -item[1]))
+    return f"{sum(sources.values())} of {len(jobs)} jobs reused (identical job keys) from other runs: {where}"
 
 
 def _extra_text(data) -> str:
