@@ -70,6 +70,21 @@ class DesignPlan:
     recommended: PlannedDesign | None
     data_needed: float | None  # when no design on this data reaches the power: the data factor that does
     sentence: str
+    sequential: tuple[SequentialDesign, ...] = ()  # --until-decided at the run's folds and seeds
+
+
+@dataclass(frozen=True)
+class SequentialDesign:
+    """``cvkit evaluate --until-decided --max-repeats R`` projected: its power for the smallest
+    effect (with its futility rule) and the repeats and trainings it takes on average."""
+
+    n_folds: int
+    n_seeds: int
+    max_repeats: int
+    power: float
+    expected_repeats: float  # at the smallest effect of interest
+    expected_trainings: float
+    max_trainings: int
 
 
 def plan_from_run(
@@ -301,7 +316,27 @@ def _plan(
         n_samples=model.n_samples, class_counts=class_counts, variance=model,
         seconds_per_split=seconds_per_split, designs=designs, recommended=recommended,
         data_needed=data_needed, sentence=sentence,
+        sequential=tuple(
+            _sequential_design(model, min_effect, alpha_per_test, method, n_models, k0, s0, r)
+            for r in SEQUENTIAL_MAXIMA
+        ),
     )  # fmt: skip
+
+
+SEQUENTIAL_MAXIMA = (5, 10, 20)
+
+
+def _sequential_design(model, min_effect, alpha, method, n_models, k, s, max_repeats) -> SequentialDesign:
+    """The sequential rule's projection: looks after 2, 3, ..., ``max_repeats`` repeats."""
+    variances = [
+        stats.design_variance(model, n_folds=k, n_repeats=r, n_seeds=s, method=method)[0]
+        for r in range(2, max_repeats + 1)
+    ]
+    power, expected_look = stats.sequential_design_power(variances, min_effect, alpha)
+    repeats = expected_look + 1  # look i (from 1) comes after i + 1 repeats
+    return SequentialDesign(
+        k, s, max_repeats, power, repeats, n_models * k * s * repeats, n_models * k * s * max_repeats
+    )
 
 
 def plan_design(plan: DesignPlan, n_folds: int, n_repeats: int, n_seeds: int, data_factor: float = 1.0):

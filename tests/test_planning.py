@@ -169,3 +169,22 @@ def test_cvkit_plan_refuses_incomplete_priors_with_one_line_and_exit_2(argv, wor
 def test_cvkit_plan_from_a_run_refuses_priors(pilot, capsys):
     assert main(["plan", "--from", str(pilot.run_dir), "--fold-sd", "0.06"]) == 2
     assert "state priors" in capsys.readouterr().err
+
+
+def test_the_plan_projects_the_sequential_rule_for_each_maximum():
+    plan = plan_from_priors(**{**PRIORS, "min_effect": 0.09})
+    assert [d.max_repeats for d in plan.sequential] == [5, 10, 20]
+    model = plan.variance
+    for d in plan.sequential:
+        variances = [
+            stats.design_variance(
+                model, n_folds=d.n_folds, n_repeats=r, n_seeds=d.n_seeds, method=plan.method
+            )[0]
+            for r in range(2, d.max_repeats + 1)
+        ]
+        power, look = stats.sequential_design_power(variances, plan.min_effect, plan.alpha_per_test)
+        assert d.power == pytest.approx(power) and d.expected_repeats == pytest.approx(look + 1)
+        assert 2 <= d.expected_repeats <= d.max_repeats
+        assert d.expected_trainings == pytest.approx(2 * d.n_folds * d.n_seeds * d.expected_repeats)
+    powers = [d.power for d in plan.sequential]
+    assert powers == sorted(powers)  # a higher maximum never costs power

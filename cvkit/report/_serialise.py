@@ -251,6 +251,7 @@ def plan_record(plan) -> dict:
         recommended=None if plan.recommended is None else _design_record(plan.recommended),
         data_needed=plan.data_needed,
         sentence=plan.sentence,
+        sequential=[dataclasses.asdict(d) for d in plan.sequential],
         estimand=ESTIMANDS["plan"],
     )
 

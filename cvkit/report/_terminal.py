@@ -404,6 +404,21 @@ def render_plan(plan, console: Console | None = None, *, jobs: int = 1) -> None:
         note += " No time: plan from a run, or pass --seconds-per-job."
     console.print(_text(note, "dim"))
     console.print(_text(plan.sentence))
+    if plan.sequential:
+        first = plan.sequential[0]
+        title = _title(
+            f"Sequential (--until-decided): {first.n_folds} folds x {plural(first.n_seeds, 'seed')}, a look "
+            "after 2, 3, ... repeats"
+        )
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        for name in ("--max-repeats", "power", "repeats (mean)", "trainings (mean)", "at most"):
+            table.add_column(name, justify="right", no_wrap=True)
+        for d in plan.sequential:
+            table.add_row(
+                str(d.max_repeats), f"{100 * d.power:.0f}%", f"{d.expected_repeats:.1f}",
+                f"{d.expected_trainings:.0f}", str(d.max_trainings),
+            )  # fmt: skip
+        console.print(Group(title, table))
 
 
 def _duration(seconds: float) -> str:
