@@ -238,8 +238,6 @@ def evaluate(
         dedupe=dedupe,
         threads=threads_per_job or 1,
     )
-    if registration is not None:
-        _check_registration(registration, recipe, folds=folds, repeats=repeats, cv=cv)
     if until_decided is not None:
         if cv is not None or repeats != until_decided.max_repeats:
             raise ConfigError(
@@ -247,6 +245,8 @@ def evaluate(
                 "(the maximum) and no custom splitter"
             )
         recipe["until_decided"] = until_decided.record()
+    if registration is not None:
+        _check_registration(registration, recipe, folds=folds, repeats=repeats, cv=cv)
     with record_warnings() as preparing:
         setup = _prepare(recipe, data=data, folds=folds, repeats=repeats, cv=cv)
     ensure_pretrained(_backbones(setup), setup.config.weights)  # a download happens here, once
@@ -354,8 +354,11 @@ def _run_in_stages(job_list, store, work, runner, display, rule: SequentialRule,
 
 def _check_registration(registration: AnalysisPlan, recipe: dict, *, folds, repeats, cv) -> None:
     """The run asked for must be the one the plan fixes: its design and its models."""
-    planned = registration.design
-    asked = dict(folds=folds, repeats=repeats, seeds=recipe["seeds"], seed=recipe["seed"])
+    planned = {"sequential": False, **registration.design}
+    asked = dict(
+        folds=folds, repeats=repeats, seeds=recipe["seeds"], seed=recipe["seed"],
+        sequential=recipe.get("until_decided") is not None,
+    )  # fmt: skip
     differ = [f"{key} {asked[key]} (plan: {planned[key]})" for key in planned if asked[key] != planned[key]]
     models = registration.models
     if recipe["baseline"] != models["baseline"]:

@@ -309,6 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument(
         "--seconds-per-job", type=float, help="priors: training seconds of one job of one model"
     )
+    plan.add_argument(
+        "--until-decided",
+        action="store_true",
+        help="with --write: pre-register the sequential design (cvkit evaluate --until-decided) instead of "
+        "a fixed one, up to --max-repeats",
+    )
+    plan.add_argument("--max-repeats", type=int, default=10, help="with --until-decided: the most repeats")
     plan.add_argument("--power", type=float, default=0.8, help="target power (default: %(default)s)")
     plan.add_argument("--jobs", type=int, default=1, help="jobs at once, for the expected times (default 1)")
     plan.add_argument("--json", default=None, metavar="PATH", help="also write the plan as JSON")
@@ -727,10 +734,18 @@ def _apply_plan(args):
     from .planning import read_analysis_plan
 
     registration = read_analysis_plan(args.plan)
+    design = dict(registration.design)
+    if design.pop("sequential", False):  # the plan's repeats are the sequential rule's maximum
+        most = design.pop("repeats")
+        if args.max_repeats not in (None, most):
+            raise CvkitError(
+                f"{args.plan} fixes --max-repeats {most}; this command asks for {args.max_repeats}"
+            )
+        args.until_decided, args.max_repeats = True, most
     planned = {
         "variants": registration.models["variants"],
         "baseline": registration.models["baseline"],
-        **registration.design,
+        **design,
         **{k: v for k, v in registration.analysis.items() if k in ("metric", "alpha", "rope", "min_effect")},
     }
     planned.setdefault("rope", None)  # the metric's own ROPE
@@ -761,9 +776,13 @@ def _apply_plan(args):
 def _pre_register(args, plan, results):
     """The analysis plan ``cvkit plan --write`` fixes: the chosen (or recommended) design, the
     models from the flags or the earlier run."""
-    from .planning import analysis_plan, plan_design
+    from .planning import analysis_plan, plan_design, plan_sequential
 
-    if args.design is None:
+    if args.until_decided:
+        if args.design is not None:
+            raise CvkitError("--design fixes a fixed design; with --until-decided give --max-repeats")
+        design = plan_sequential(plan, args.max_repeats)
+    elif args.design is None:
         design = plan.recommended
         if design is None or design.data_factor != 1:
             raise CvkitError(

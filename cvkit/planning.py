@@ -326,6 +326,18 @@ def _plan(
 SEQUENTIAL_MAXIMA = (5, 10, 20)
 
 
+def plan_sequential(plan: DesignPlan, max_repeats: int) -> SequentialDesign:
+    """The sequential rule up to ``max_repeats`` repeats, projected as ``plan`` projects its own
+    (at the folds and seeds per split its variance model was measured at)."""
+    if max_repeats < 2:
+        raise ConfigError(f"max_repeats must be at least 2 (the first look needs 2), got {max_repeats}")
+    model = plan.variance
+    return _sequential_design(
+        model, plan.min_effect, plan.alpha_per_test, plan.method, 1 + len(plan.variants), model.n_folds,
+        max(1, int(round(model.n_seeds))), max_repeats,
+    )  # fmt: skip
+
+
 def _sequential_design(model, min_effect, alpha, method, n_models, k, s, max_repeats) -> SequentialDesign:
     """The sequential rule's projection: looks after 2, 3, ..., ``max_repeats`` repeats."""
     variances = [
@@ -417,14 +429,20 @@ DECISION_RULE = (
     "correlated t puts 95% inside the ROPE; inconclusive otherwise"
 )
 FIXED_DESIGN = "fixed design: every job runs, one analysis at the end"
+SEQUENTIAL_STOPPING = (
+    "sequential (cvkit evaluate --until-decided): a look after 2, 3, ... repeats up to the design's "
+    "repeats; O'Brien-Fleming-type alpha spending on the information fraction (alpha split over the "
+    "variants), non-binding futility at 10% conditional power for the smallest effect, equivalence "
+    "when the repeated interval lies inside the ROPE"
+)
 _SECTIONS = {
     "analysis": {"metric": str, "alpha": float, "rope": float, "min_effect": float, "decision_rule": str,
                  "stopping_rule": str},
     "models": {"baseline": str, "variants": list},
-    "design": {"folds": int, "repeats": int, "seeds": int, "seed": int},
+    "design": {"folds": int, "repeats": int, "seeds": int, "seed": int, "sequential": bool},
     "power": {"target": float, "projected": float, "detectable": float, "source": str},
 }  # fmt: skip
-_OPTIONAL = {("analysis", "rope"), ("power", "detectable")}
+_OPTIONAL = {("analysis", "rope"), ("power", "detectable"), ("design", "sequential")}
 
 
 @dataclass(frozen=True)
@@ -462,7 +480,7 @@ class AnalysisPlan:
 
 def analysis_plan(
     plan: DesignPlan,
-    design: PlannedDesign,
+    design: PlannedDesign | SequentialDesign,
     *,
     baseline: str,
     variants: list[str],
@@ -476,8 +494,9 @@ def analysis_plan(
     ----------
     plan : DesignPlan
         The plan whose metric, alpha, smallest effect and target power are fixed.
-    design : PlannedDesign
-        The design to run (one of ``plan.designs``, or any other design).
+    design : PlannedDesign or SequentialDesign
+        The design to run: a fixed one (one of ``plan.designs``, or any other) or a sequential one
+        (``plan.sequential``, or ``plan_sequential``), whose maximum becomes the design's repeats.
     baseline : str
         The baseline, as ``cvkit evaluate --baseline`` takes it.
     variants : list of str
@@ -493,20 +512,23 @@ def analysis_plan(
     """
     if not variants:
         raise ConfigError("a pre-registered plan needs at least one variant")
+    sequential = isinstance(design, SequentialDesign)
     analysis = dict(
         metric=plan.metric, alpha=plan.alpha, min_effect=plan.min_effect, decision_rule=DECISION_RULE,
-        stopping_rule=FIXED_DESIGN,
+        stopping_rule=SEQUENTIAL_STOPPING if sequential else FIXED_DESIGN,
     )  # fmt: skip
     if rope is not None:
         analysis["rope"] = float(rope)
     power = dict(target=plan.target_power, projected=round(design.power, 4), source=plan.source)
-    if math.isfinite(design.detectable):
+    if not sequential and math.isfinite(design.detectable):
         power["detectable"] = round(design.detectable, 5)
+    repeats = design.max_repeats if sequential else design.n_repeats
+    fixed = dict(folds=design.n_folds, repeats=repeats, seeds=design.n_seeds, seed=seed)
     return AnalysisPlan.from_content(
         dict(
             analysis=analysis,
             models=dict(baseline=str(baseline), variants=[str(v) for v in variants]),
-            design=dict(folds=design.n_folds, repeats=design.n_repeats, seeds=design.n_seeds, seed=seed),
+            design={**fixed, "sequential": True} if sequential else fixed,
             power=power,
         )
     )
@@ -584,7 +606,7 @@ def read_analysis_plan(path) -> AnalysisPlan:
             value = values[key]
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
-            if not isinstance(value, kind) or isinstance(value, bool):
+            if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
                 raise ConfigError(f"{path}: [{section}] {key} must be a {kind.__name__}, got {value!r}")
             checked[section][key] = value
     unknown = sorted(set(content) - set(_SECTIONS))
@@ -614,8 +636,8 @@ def read_analysis_plan(path) -> AnalysisPlan:
 def _toml_value(value) -> str:
     import json
 
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
+    if isinstance(value, (str, bool)):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string; true, false
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return repr(value)

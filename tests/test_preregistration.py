@@ -200,3 +200,24 @@ def test_cvkit_plan_write_fixes_the_recommended_or_chosen_design_and_the_runs_mo
     assert main([*argv, "--write", str(path)]) == 2  # no baseline to fix
     assert "--baseline NAME" in capsys.readouterr().err
     assert main([*argv, "--baseline", "resnet18", "--design", "5by3", "--write", str(path)]) == 2
+
+
+def test_a_sequential_design_can_be_pre_registered_and_run(planned_run, tmp_path, capsys):
+    _, _, _, archive = planned_run
+    path = tmp_path / "plan.toml"
+    argv = ["plan", "--samples", "60", "--fold-sd", "0.1", "--folds", "2", "--min-effect", "0.1"]
+    models = ["--variant", "logreg", "--baseline", "resnet18"]
+    assert main([*argv, *models, "--until-decided", "--max-repeats", "3", "--write", str(path)]) == 0
+    plan = read_analysis_plan(path)
+    assert plan.design == dict(folds=2, repeats=3, seeds=1, seed=0, sequential=True)
+    assert plan.analysis["stopping_rule"].startswith("sequential (cvkit evaluate --until-decided)")
+    out = tmp_path / "run"
+    run = ["evaluate", "--plan", str(path), "--data", str(archive), "--epochs", "1", "--out", str(out)]
+    assert main([*run, "--max-repeats", "4"]) == 2
+    assert "fixes --max-repeats 3" in capsys.readouterr().err
+    assert main(run) == 0
+    results = cvkit.Results(out)
+    assert results.registration["sha256"] == plan.sha256
+    assert results.sequential["rule"]["max_repeats"] == 3 and results.run["design"]["repeats"] == 3
+    text = (out / "report.md").read_text()
+    assert "Pre-registered analysis" in text and "Sequential design:" in text
