@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 from scipy.optimize import brentq
+from scipy.special import ndtr
 
 FUTILITY = 0.10  # conditional power below which a look stops for futility
 _GRID = 201  # points of the numerical integration per look (boundaries to 1e-8)
@@ -255,20 +256,25 @@ def _look(state, previous_t: float, tk: float, c: float, drift: float, propagate
     step = tk - previous_t
     shift, sd = drift * step, np.sqrt(step)
     if state is None:  # first look: S_1 ~ N(drift t_1, t_1)
-        upper, lower = stats.norm.sf((b - shift) / sd), stats.norm.cdf((-b - shift) / sd)
+        upper, lower = ndtr((shift - b) / sd), ndtr((-b - shift) / sd)
         if not propagate:
             return float(upper), float(lower), None
         grid = np.linspace(-b, b, _GRID)
-        return float(upper), float(lower), (grid, stats.norm.pdf((grid - shift) / sd) / sd)
+        return float(upper), float(lower), (grid, _pdf((grid - shift) / sd) / sd)
     grid, density = state
     mass = density * _simpson(grid)
-    upper = float(mass @ stats.norm.sf((b - grid - shift) / sd))
-    lower = float(mass @ stats.norm.cdf((-b - grid - shift) / sd))
+    upper = float(mass @ ndtr((grid + shift - b) / sd))
+    lower = float(mass @ ndtr((-b - grid - shift) / sd))
     if not propagate:
         return upper, lower, None
     new_grid = np.linspace(-b, b, _GRID)
-    kernel = stats.norm.pdf((new_grid[:, None] - grid[None, :] - shift) / sd) / sd
+    kernel = _pdf((new_grid[:, None] - grid[None, :] - shift) / sd) / sd
     return upper, lower, (new_grid, kernel @ mass)
+
+
+def _pdf(x):
+    """The standard normal density (scipy.stats.norm.pdf without its per-call overhead)."""
+    return np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
 
 
 def _simpson(grid: np.ndarray) -> np.ndarray:
