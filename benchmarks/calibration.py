@@ -120,6 +120,7 @@ class Config:
     n_datasets_mlp: int | None = None  # the MLP regimes are slower: fewer data sets when set
     first_index: int = 0  # data sets first_index, first_index + 1, ... (more of them for a regime)
     sequential_datasets: int = 0  # data sets per regime of the sequential section (0: none)
+    sequential_regimes: tuple[str, ...] = ("converged", "unstable_sgd")
 
     def count(self, regime: str) -> int:
         slow = regime.startswith("mlp") and self.n_datasets_mlp is not None
@@ -328,7 +329,6 @@ def _aa_corrected_t(result) -> float:
 # The sequential rule (cvkit evaluate --until-decided): looks after 2, 3, ..., SEQUENTIAL_REPEATS
 # repeats of 5 folds, one seed per split, on data sets of their own, in the regimes listed.
 SEQUENTIAL_REPEATS = 8
-SEQUENTIAL_REGIMES = ("converged", "unstable_sgd")
 ROPE = 0.01
 
 
@@ -592,7 +592,7 @@ def run(config: Config, on_regime=None) -> tuple[dict, dict, dict]:
             on_regime(results, truths, summary)
     if config.sequential_datasets:
         staged = sequential_config(config)
-        for regime in [r for r in SEQUENTIAL_REGIMES if r in config.regimes]:
+        for regime in [r for r in config.sequential_regimes if r in config.regimes]:
             outputs = Parallel(n_jobs=config.processes, batch_size=4)(
                 delayed(run_dataset)(staged, regime, i)
                 for i in range(config.first_index, config.first_index + staged.n_datasets)

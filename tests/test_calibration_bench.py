@@ -72,3 +72,20 @@ def test_the_designs_the_advice_states_reach_their_stated_power(reduced):
                 seeds,
                 design,
             )
+
+
+def test_the_sequential_rule_holds_its_level_and_saves_jobs(reduced):
+    # A = B: "better" or "worse" at any look in no more than alpha of runs (binomial margin); the
+    # jobs it takes against the fixed design projected to have the same power.
+    summary, text, _ = reduced
+    assert "## Sequential rule (--until-decided)" in text
+    staged = {regime: tally["sequential"] for regime, tally in summary.items() if "sequential" in tally}
+    assert set(staged) == set(bench.REDUCED.sequential_regimes)
+    for regime, seq in staged.items():
+        n = seq["n"]
+        claims = sum(decision in ("better", "worse") for decision, _, _ in seq["null"])
+        assert claims / n <= 0.05 + bench.margin(0.05, n), (regime, claims, n)
+        used = sorted(2 * bench.Config.n_folds * repeats for _, repeats, _ in seq["better"])
+        fixed = sorted(2 * bench.Config.n_folds * f for _, _, f in seq["better"])
+        assert used[n // 2] <= 0.6 * fixed[n // 2], (regime, used, fixed)  # the goal: 40% fewer jobs
+        assert all(2 <= repeats <= bench.SEQUENTIAL_REPEATS for _, repeats, _ in seq["null"] + seq["better"])
