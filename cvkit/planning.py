@@ -154,6 +154,7 @@ def plan_from_run(
         class_counts=dict(data.get("class_counts") or {}),
         seconds_per_split=_seconds_per_split(results),
         seeds_known=noisiest.variance_model.n_seeds >= 2,
+        from_run=True,
     )
 
 
@@ -244,6 +245,7 @@ def plan_from_priors(
         class_counts=dict(class_counts or {}),
         seconds_per_split=seconds,
         seeds_known=seed_sd > 0,
+        from_run=False,
     )
 
 
@@ -263,6 +265,7 @@ def _plan(
     class_counts,
     seconds_per_split,
     seeds_known,
+    from_run,
 ) -> DesignPlan:
     n_models = 1 + len(variants)
     k0 = model.n_folds
@@ -302,7 +305,7 @@ def _plan(
     picked += [
         d for d in grid if d.n_folds == k0 and d.n_seeds in seed_choices[1:3] and d.n_repeats in (3, 10)
     ]
-    if source.startswith("run"):
+    if from_run:  # the design the variance model was measured at
         picked.append(design(k0, model.n_repeats, s0))
     picked += [d for d in (recommended, *data_rows[-3:]) if d is not None]
     shown = {(d.n_folds, d.n_repeats, d.n_seeds, d.data_factor): d for d in picked}
