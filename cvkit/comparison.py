@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -95,6 +96,8 @@ class ComparisonReport:
     mean_ranks: dict[str, float] = field(default_factory=dict)
     nested: dict = field(default_factory=dict)  # model -> hyper-parameters chosen per outer fold
     holdout: list[dict] = field(default_factory=list)  # per model: hold-out score beside the CV estimate
+    # Calibration, decision curves, operating points (cvkit.clinical.ClinicalReport); None if not asked.
+    clinical: Any = None
 
     def to_json(self) -> dict:
         from .report import report_record
@@ -136,13 +139,24 @@ def compare(
     min_effect: float | None = None,
     n_resamples: int = 10000,
     seed: int = 0,
+    nb_thresholds=stats.DEFAULT_NB_THRESHOLDS,
+    operating_point: str | None = stats.DEFAULT_OPERATING_POINT,
+    clinical: bool = True,
 ) -> ComparisonReport:
     """Compare every other model of ``results`` with ``baseline`` (default: the run's baseline).
     ``rope`` defaults to the metric's own (``stats.default_rope``: 0.01 for AUC, at least one
     sample's worth of a counted metric in one test fold). ``min_effect``, the smallest difference
     worth detecting that the design advice plans for, defaults to the ROPE: stated in advance,
-    never the observed difference."""
+    never the observed difference. ``nb_thresholds`` (the pre-declared thresholds of the paired
+    net-benefit differences) and ``operating_point`` (``sens@spec=0.90``, ``spec@sens=0.90``,
+    ``youden``, ``fixed=0.5`` or None) set the clinical layer (``cvkit.clinical``); ``clinical=False``
+    leaves it out."""
+    from .clinical import clinical_analysis, parse_rule, parse_thresholds
     from .report import verdict_paragraph
+
+    if clinical:  # bad settings fail before any work
+        parse_thresholds(nb_thresholds)
+        parse_rule(operating_point)
 
     if metric not in stats.VERDICT_METRICS:
         raise ConfigError(f"--metric {metric!r}: choose one of {', '.join(stats.VERDICT_METRICS)}")
@@ -207,6 +221,11 @@ def compare(
         mean_ranks=mean_ranks,
         nested=nested_choices(results),
         holdout=holdout,
+        clinical=clinical_analysis(
+            results, baseline=baseline, nb_thresholds=nb_thresholds, operating_point=operating_point
+        )
+        if clinical
+        else None,
     )
     warnings = [f"{v}: fewer than 2 folds finished for both models; not compared yet" for v in pending]
     return replace(draft, warnings=warnings + _warnings(draft, results, n_test))
