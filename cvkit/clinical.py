@@ -94,6 +94,12 @@ def parse_rule(text: str | None) -> stats.OperatingRule | None:
         raise ConfigError(str(exc)) from None
 
 
+def check_clinical_settings(nb_thresholds, operating_point) -> None:
+    """``--nb-thresholds`` and ``--operating-point`` checked before any work (a ``ConfigError``)."""
+    parse_thresholds(nb_thresholds)
+    parse_rule(operating_point)
+
+
 def nb_key(threshold: float) -> str:
     return f"nb@{threshold:g}"
 

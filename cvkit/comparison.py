@@ -151,12 +151,11 @@ def compare(
     net-benefit differences) and ``operating_point`` (``sens@spec=0.90``, ``spec@sens=0.90``,
     ``youden``, ``fixed=0.5`` or None) set the clinical layer (``cvkit.clinical``); ``clinical=False``
     leaves it out."""
-    from .clinical import clinical_analysis, parse_rule, parse_thresholds
+    from .clinical import check_clinical_settings, clinical_analysis
     from .report import verdict_paragraph
 
     if clinical:  # bad settings fail before any work
-        parse_thresholds(nb_thresholds)
-        parse_rule(operating_point)
+        check_clinical_settings(nb_thresholds, operating_point)
 
     if metric not in stats.VERDICT_METRICS:
         raise ConfigError(f"--metric {metric!r}: choose one of {', '.join(stats.VERDICT_METRICS)}")

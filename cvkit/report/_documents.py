@@ -14,6 +14,7 @@ from .. import escape, files
 from .._version import __version__
 from ..errors import CvkitError
 from ..stats import METRICS, metric_label
+from ._clinical import clinical_notes, clinical_tables
 from ._figures import render_figures
 from ._format import is_number, number, plural, pvalue, signed
 from ._narrative import BOOTSTRAP_METHODS, GLOSSARY, nested_choices_text, nested_sentence
@@ -175,6 +176,9 @@ def document_context(results, report) -> dict:
         holdout=report.holdout,
         holdout_heading=holdout_heading(report.holdout) if report.holdout else "",
         data_use=data_use(run),
+        clinical=None
+        if getattr(report, "clinical", None) is None
+        else dict(notes=clinical_notes(report.clinical), tables=clinical_tables(report.clinical)),
     )
 
 
@@ -302,6 +306,18 @@ def render_markdown(context: dict, figures: dict) -> str:
                 f"{_interval_text((h['score'], h['low'], h['high']))} | {signed(h['gap'])} | "
                 f"{pvalue(h['gap_pvalue_holm'])} |"
             )
+    if context["clinical"]:
+        lines += ["", f"## Clinical view (positive class: {esc(context['positive'])})", ""]
+        lines += [f"- {esc(note)}" for note in context["clinical"]["notes"]]
+        for table in context["clinical"]["tables"]:
+            lines += ["", f"### {esc(table.title)}", "", esc(table.note) + ".", ""]
+            lines += [
+                "| | " + " | ".join(esc(c) for c in table.columns) + " |",
+                "|---|" + "---:|" * len(table.columns),
+            ]
+            for label, cells in table.rows:
+                text = [esc(f"{top} {bottom}".strip()) for top, bottom in cells]
+                lines.append(f"| {esc(label)} | " + " | ".join(text) + " |")
     if figures:
         lines += ["", "## Figures", ""]
         for name, (caption, _) in figures.items():

@@ -130,6 +130,13 @@ def _draw(results, report) -> dict[str, tuple[str, Figure]]:
             _calibration,
         ),
         (
+            "decision_curve",
+            f"Decision curve ({one_vs_rest}net benefit of treating when the probability of the positive "
+            "class is at least the threshold): mean over test folds, shaded its pointwise corrected 95% "
+            "band; treat all and treat none for reference; dotted lines: the pre-declared thresholds",
+            _decision_curve,
+        ),
+        (
             "confusion",
             "Confusion matrices (predicted class: the same rule as every class-based metric), pooled "
             "over folds: each cell gives the count (mean over repeats) and its share of the true "
@@ -420,6 +427,33 @@ def _calibration(plt, results, report):
         ylabel=f"observed share of {escape.mathtext(results.positive_name)}",
         xlim=(0, 1),
         ylim=(0, 1),
+    )
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def _decision_curve(plt, results, report):
+    clinical = getattr(report, "clinical", None)
+    if clinical is None:
+        return None
+    curve = clinical.decision
+    t = curve.thresholds
+    fig, ax = plt.subplots(figsize=(5.2, 4))
+    for color, model in zip(OKABE_ITO, curve.mean):
+        ax.plot(t, curve.mean[model], color=color, linewidth=1.5, label=escape.mathtext(model))
+        if np.isfinite(curve.low[model]).any():
+            ax.fill_between(t, curve.low[model], curve.high[model], color=color, alpha=0.15, linewidth=0)
+    ax.plot(t, curve.treat_all, color="#555555", linewidth=1, linestyle="--", label="treat all")
+    ax.axhline(0, color=TIE, linewidth=1, label="treat none")
+    for x in clinical.nb_thresholds:
+        ax.axvline(x, color=TIE, linewidth=0.8, linestyle=":")
+    top = max(float(np.nanmax(np.concatenate([m for m in curve.mean.values()]))), float(curve.treat_all[0]))
+    upper = max(0.6, float(max(clinical.nb_thresholds)) + 0.2)
+    ax.set(
+        xlabel=f"threshold probability of {escape.mathtext(clinical.positive)}",
+        ylabel="net benefit (true positives per patient)",
+        xlim=(0, min(upper, 0.99)),
+        ylim=(-0.05, max(top, 0.05) * 1.1),
     )
     ax.legend(frameon=False, fontsize=8)
     return fig

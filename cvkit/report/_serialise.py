@@ -8,6 +8,7 @@ result object, one entry here and one block in each template.
 from __future__ import annotations
 
 from .._json import nan_to_none
+from ._clinical import clinical_record
 from ._narrative import (
     ESTIMANDS,
     aa_sentence,
@@ -61,6 +62,7 @@ def report_record(report) -> dict:
         friedman=None,
         nested=report.nested,
         holdout=report.holdout,
+        clinical=clinical_record(getattr(report, "clinical", None)),
         estimands=dict(ESTIMANDS),
     )
 
