@@ -331,6 +331,12 @@ def _comparison_options(parser) -> None:
         help="how each job's threshold is chosen on its inner validation predictions before its test "
         "fold is scored: sens@spec=0.90, spec@sens=0.90, youden, fixed=0.5 or none (default: %(default)s)",
     )
+    parser.add_argument(
+        "--details",
+        action="store_true",
+        help="also print the clinical tables (calibration, net benefit, operating point) in the terminal; "
+        "the HTML and Markdown reports always hold them",
+    )
 
 
 def _positive_option(parser) -> None:
@@ -483,7 +489,7 @@ def _evaluate(args, console, errors) -> int:
         operating_point=args.operating_point,
     )
     render_summary(results, console)
-    render_comparison(report, console)
+    render_comparison(report, console, details=args.details)
     counts = results.counts
     console.print(
         f"{counts.trained} jobs trained, {counts.resumed} resumed from this run, "
@@ -545,7 +551,7 @@ def _report(args, console, errors) -> int:
         operating_point=args.operating_point,
     )
     render_summary(results, console)
-    render_comparison(report, console)
+    render_comparison(report, console, details=args.details)
     if args.json:
         write_json(results, args.json, report)
     formats = [f for f, chosen in zip(FORMATS, (args.html, args.md, args.latex)) if chosen] or list(FORMATS)
@@ -571,7 +577,7 @@ def _compare(args, console, errors) -> int:
         nb_thresholds=args.nb_thresholds,
         operating_point=args.operating_point,
     )
-    render_comparison(report, console)
+    render_comparison(report, console, details=args.details)
     if args.json:
         write_json(results, args.json, report)
     return 0

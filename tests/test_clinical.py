@@ -231,3 +231,98 @@ def test_clinical_layer_of_a_run(run):
     assert c.decision.mean["logreg"][i] == pytest.approx(m["logreg"]["nb@0.25"][0])
     assert c.operating_rule == "youden" and set(c.thresholds) == {"resnet18", "logreg"}
     assert c.weighting_note is not None and "class weights" in c.weighting_note  # the default recipe
+
+
+# -- reports ----------------------------------------------------------------------------------
+
+
+def test_the_clinical_tables_fit_80_columns_in_the_terminal(run):
+    import io
+
+    from rich.console import Console
+
+    from cvkit.report import render_comparison
+
+    buffer = io.StringIO()
+    report = compare(run)
+    render_comparison(report, Console(file=buffer, width=80, emoji=False))
+    assert "Calibration of the predicted" not in buffer.getvalue()  # only with --details
+    render_comparison(report, Console(file=buffer, width=80, emoji=False), details=True)
+    out = buffer.getvalue()
+    for heading in (
+        "Calibration of the predicted probability of",
+        "Net benefit at the pre-declared",
+        "Operating point",
+    ):
+        assert heading in out
+    assert "Estimand:" in out and "class weights in the loss" in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_html_markdown_and_json_hold_the_clinical_section(run, tmp_path):
+    from cvkit.report import report_record, write_reports
+
+    report = compare(run)
+    written = write_reports(run, report, ["html", "md"], out_dir=tmp_path)
+    html = written["html"].read_text(encoding="utf-8")
+    markdown = written["md"].read_text(encoding="utf-8")
+    assert '<section id="clinical">' in html and 'id="clinical-operating-point"' in html
+    assert "## Clinical view" in markdown and "### Net benefit at the pre-declared thresholds" in markdown
+    assert "figures/decision_curve.png" in markdown and (tmp_path / "figures" / "decision_curve.png").exists()
+    record = json.loads(json.dumps(report_record(report), allow_nan=False))  # NaN written as null
+    clinical = record["clinical"]
+    assert clinical["nb_thresholds"] == [0.1, 0.2, 0.3] and clinical["operating_rule"] == "sens@spec=0.9"
+    slope = clinical["calibration"]["per_model"]["logreg"]["cal_slope"]
+    assert slope["mean"] == pytest.approx(report.clinical.calibration.per_model["logreg"]["cal_slope"][0])
+    assert set(clinical["decision_curve"]["models"]) == {"resnet18", "logreg"}
+
+
+def test_report_command_prints_the_clinical_tables_with_details(run, capsys, tmp_path):
+    from cvkit.cli import main
+
+    code = main(
+        [
+            "report",
+            str(run.run_dir),
+            "--md",
+            "--details",
+            "--operating-point",
+            "youden",
+            "--nb-thresholds",
+            "0.15",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Operating point youden" in out and "NB at 0.15" in out
+    assert "NB at 0.15" in (run.run_dir / "report.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "option, value, said",
+    [("--operating-point", "sens@0.9", "sens@spec=0.90"), ("--nb-thresholds", "0.2,1", "strictly between")],
+)
+def test_bad_clinical_options_are_refused_before_a_store_exists(
+    tiny_npz, tmp_path, capsys, option, value, said
+):
+    from cvkit.cli import main
+
+    out = tmp_path / "run"
+    code = main(
+        [
+            "evaluate",
+            "--data",
+            str(tiny_npz),
+            "--folds",
+            "2",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            option,
+            value,
+        ]
+    )
+    assert code == 2 and not out.exists()
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert said in line

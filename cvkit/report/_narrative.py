@@ -62,8 +62,8 @@ ESTIMANDS = dict(
     "95% t interval; treat all: the same for treating everyone (treating no one scores 0); Δ rows: "
     "per-fold difference variant - baseline at the thresholds declared before the analysis "
     "(--nb-thresholds), corrected 95% interval and p, unadjusted",
-    operating_point="the threshold is chosen by the rule on each job's inner validation "
-    "predictions (its kept checkpoint's), never on the test fold, then applied to that job's test "
+    operating_point="the operating point (a threshold) is chosen by the rule on each job's inner "
+    "validation predictions (its kept checkpoint's), never on the test fold, then applied to that job's test "
     "fold: sensitivity, specificity, PPV and NPV there, mean over folds (seeds averaged) with the "
     "corrected 95% t interval (logit scale); threshold: median and range over jobs; Δ rows: "
     "per-fold difference variant - baseline, corrected 95% interval and p, unadjusted. PPV and "

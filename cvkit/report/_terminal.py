@@ -169,8 +169,9 @@ VERDICT_STYLE = dict(
 )
 
 
-def render_comparison(report, console: Console | None = None) -> None:
-    """Print the comparison table, the sample-level evidence, the verdicts and the checks."""
+def render_comparison(report, console: Console | None = None, *, details: bool = False) -> None:
+    """Print the comparison table, the sample-level evidence, the verdicts and the checks; with
+    ``details``, the clinical tables too (calibration, net benefit, operating point)."""
     console = console or Console(emoji=False)
     if report.comparisons:
         console.print(comparison_table(report))
@@ -179,7 +180,7 @@ def render_comparison(report, console: Console | None = None) -> None:
         console.print(selection_table(report))
     if report.holdout:
         console.print(holdout_table(report))
-    if getattr(report, "clinical", None) is not None:
+    if details and getattr(report, "clinical", None) is not None:
         for block in clinical_blocks(report.clinical):
             console.print(block)
     for c in report.comparisons:
