@@ -27,6 +27,9 @@ DEFAULT_NB_THRESHOLDS = stats.DEFAULT_NB_THRESHOLDS
 DEFAULT_OPERATING_POINT = stats.DEFAULT_OPERATING_POINT
 # The threshold grid of the decision curve.
 CURVE_THRESHOLDS = tuple(np.round(np.arange(0.01, 1.0, 0.01), 2).tolist())
+# The per-class scores of a 3+ class run, and the name of their average over classes.
+PER_CLASS_KINDS = ("auc", "sensitivity", "specificity")
+MACRO = "macro average"
 # Metrics that live in [0, 1]: their interval is built on the logit scale so it stays inside.
 _BOUNDED = {"ece", "brier", "sensitivity", "specificity", "ppv", "npv"}
 
@@ -69,6 +72,9 @@ class ClinicalReport:
     operating: MetricTable | None  # None when the store keeps no validation predictions
     thresholds: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # median, min, max
     notes: list[str] = field(default_factory=list)
+    # 3+ classes: one-vs-rest AUC, sensitivity and specificity per class and their macro average
+    # (kind -> table whose metrics are the class names and "macro"); empty for two classes.
+    per_class: dict[str, MetricTable] = field(default_factory=dict)
 
 
 def parse_thresholds(text) -> tuple[float, ...]:
@@ -98,6 +104,14 @@ def check_clinical_settings(nb_thresholds, operating_point) -> None:
     """``--nb-thresholds`` and ``--operating-point`` checked before any work (a ``ConfigError``)."""
     parse_thresholds(nb_thresholds)
     parse_rule(operating_point)
+
+
+def _class_key(kind: str, name: str) -> str:
+    return f"{kind}|{name}"
+
+
+def _macro_key(kind: str) -> str:  # apart from every class's key, whatever the class is named
+    return f"{kind}:macro"
 
 
 def nb_key(threshold: float) -> str:
@@ -133,7 +147,9 @@ def clinical_analysis(
     if rule is not None and has_val:
         val = results.rule_predictions(VALIDATION_RULE)
         val_groups = {k: part for k, part in val.groupby(keys, sort=False)}
-    records, curves, treat_all = [], [], []
+    records, curves, treat_all, class_records = [], [], [], []
+    prob_columns = [f"prob_{c}" for c in results.class_names]
+    several = len(results.class_names) > 2
     for key, part in results.predictions.groupby(keys, sort=False):
         y = part["label_index"].to_numpy() == results.positive
         s = part[positive_column].to_numpy()
@@ -148,6 +164,13 @@ def clinical_analysis(
             )
             record.update(threshold=threshold, **{f"op_{m}": x for m, x in scores.items()})
         records.append(record)
+        if several:
+            scores = stats.per_class_scores(part["label_index"].to_numpy(), part[prob_columns].to_numpy())
+            row = dict(zip(keys, key))
+            for kind, values in scores.items():
+                row.update({_class_key(kind, c): v for c, v in zip(results.class_names, values)})
+                row[_macro_key(kind)] = float(np.nanmean(values)) if np.isfinite(values).any() else np.nan
+            class_records.append(row)
         curves.append(stats.net_benefit(y, s, grid))
         treat_all.append(stats.treat_all_net_benefit(y, grid))
     frame = pd.DataFrame(records)
@@ -179,6 +202,15 @@ def clinical_analysis(
                 f"threshold could be chosen by {rule.text}; those jobs are left out of the table"
             )
 
+    per_class = {}
+    if several:
+        classes = pd.DataFrame(class_records)
+        summary = _Summary(classes, models, baseline, n_train, n_test)
+        for kind in PER_CLASS_KINDS:
+            metrics = (*(_class_key(kind, c) for c in results.class_names), _macro_key(kind))
+            labels = dict(zip(metrics, (*results.class_names, MACRO)))
+            per_class[kind] = summary.table(metrics, labels=labels, bounded=True)
+
     job_curves = np.array(curves)
     mean, low, high = {}, {}, {}
     for model in models:
@@ -203,6 +235,7 @@ def clinical_analysis(
         operating=operating,
         thresholds=thresholds,
         notes=notes,
+        per_class=per_class,
     )
 
 
@@ -218,10 +251,13 @@ class _Summary:
         rows = self.frame[self.frame.model == model]
         return rows.groupby(["repeat", "fold"])[metric].mean().dropna()
 
-    def table(self, metrics, labels=None) -> MetricTable:
+    def table(self, metrics, labels=None, *, bounded=False) -> MetricTable:
         labels = labels or {m: stats.metric_label(m) for m in metrics}
         per_model = {
-            model: {m: self.interval(self.per_fold(model, m).to_numpy(), m in _BOUNDED) for m in metrics}
+            model: {
+                m: self.interval(self.per_fold(model, m).to_numpy(), bounded or m in _BOUNDED)
+                for m in metrics
+            }
             for model in self.models
         }
         differences = {}

@@ -326,3 +326,68 @@ def test_bad_clinical_options_are_refused_before_a_store_exists(
     assert code == 2 and not out.exists()
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert said in line
+
+
+# -- three or more classes --------------------------------------------------------------------
+
+
+def test_per_class_scores_match_sklearn():
+    from sklearn.metrics import recall_score, roc_auc_score
+
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 3, 90)
+    probs = rng.dirichlet(np.ones(3), 90) + np.eye(3)[labels] * 0.3
+    probs /= probs.sum(axis=1, keepdims=True)
+    scores = stats.per_class_scores(labels, probs)
+    assert np.nanmean(scores["auc"]) == pytest.approx(
+        roc_auc_score(labels, probs, multi_class="ovr", average="macro")
+    )
+    predicted = probs.argmax(axis=1)
+    assert scores["sensitivity"] == pytest.approx(recall_score(labels, predicted, average=None))
+    for c in range(3):  # specificity of c: recall of "not c" when c is the positive class
+        assert scores["specificity"][c] == pytest.approx(recall_score(labels != c, predicted != c))
+
+
+@pytest.fixture(scope="module")
+def three_class_run(tiny, tmp_path_factory):
+    from cvkit.data import Dataset
+
+    labels = np.arange(len(tiny.labels)) % 3
+    data = Dataset(tiny.images, labels, ("a", "b", "<c>[red]"), 2, tiny.sample_ids, name="three")
+    out = tmp_path_factory.mktemp("three") / "run"
+    return cvkit.evaluate(["logreg"], data=data, out=out, folds=3, repeats=1, epochs=1)
+
+
+def test_three_classes_get_per_class_tables_named_one_vs_rest_and_macro(three_class_run, tmp_path):
+    from cvkit.report import draw_figures, write_reports
+
+    report = compare(three_class_run)
+    per_class = report.clinical.per_class
+    assert set(per_class) == {"auc", "sensitivity", "specificity"}
+    table = per_class["auc"]
+    assert [table.labels[m] for m in table.metrics] == ["a", "b", "<c>[red]", "macro average"]
+    # the macro average is the mean over classes of the per-fold one-vs-rest AUC
+    p = three_class_run.predictions
+    rows = p[p.model == "logreg"]
+    per_fold = []
+    for _, job in rows.groupby(["repeat", "fold"]):
+        probs = job[[f"prob_{c}" for c in ("a", "b", "<c>[red]")]].to_numpy()
+        per_fold.append(np.nanmean(stats.per_class_scores(job["label_index"].to_numpy(), probs)["auc"]))
+    assert table.per_model["logreg"]["auc:macro"][0] == pytest.approx(np.mean(per_fold))
+    figures = draw_figures(three_class_run, report)
+    assert "per_class" in figures and "one-vs-rest" in figures["per_class"][0]
+    written = write_reports(three_class_run, report, ["html", "md"], out_dir=tmp_path)
+    md = written["md"].read_text(encoding="utf-8")
+    assert "of each class against the rest (one-vs-rest), and their macro average" in md
+    assert "<c>" not in written["html"].read_text(encoding="utf-8").split('<section id="clinical">')[1]
+    import io
+
+    from rich.console import Console
+
+    from cvkit.report import render_comparison
+
+    buffer = io.StringIO()
+    render_comparison(report, Console(file=buffer, width=80, emoji=False), details=True)
+    out = buffer.getvalue()
+    assert "<c>[red]" in out and out.count("Estimand: per test fold, each class against") == 1
+    assert max(len(line) for line in out.splitlines()) <= 80

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .._json import nan_to_none
+from ..stats import metric_label
 from ._format import is_number, number, pvalue, signed
 from ._narrative import ESTIMANDS
 
@@ -52,6 +53,18 @@ def clinical_tables(clinical) -> list[ClinicalTable]:
             treat_all=_treat_all(clinical),
         ),
     ]
+    for kind, table in clinical.per_class.items():
+        name = metric_label(kind)
+        tables.append(
+            _table(
+                f"per-class-{kind}",
+                f"{name[0].upper()}{name[1:]} of each class against the rest (one-vs-rest), and their "
+                "macro average",
+                ESTIMANDS["per_class"],
+                table,
+                clinical.baseline,
+            )
+        )
     if clinical.operating is not None:
         tables.append(
             _table(
@@ -165,7 +178,20 @@ def clinical_record(clinical) -> dict | None:
         ),
         operating_rule=clinical.operating_rule,
         operating_point=metric_table(clinical.operating),
+        per_class={kind: _per_class_record(metric_table(t), t) for kind, t in clinical.per_class.items()},
         thresholds={m: dict(median=t[0], min=t[1], max=t[2]) for m, t in clinical.thresholds.items()},
         notes=list(clinical.notes),
-        estimands={k: ESTIMANDS[k] for k in ("calibration", "net_benefit", "operating_point")},
+        estimands={k: ESTIMANDS[k] for k in ("calibration", "net_benefit", "operating_point", "per_class")},
+    )
+
+
+def _per_class_record(record: dict, table) -> dict:
+    """A per-class table's record keyed by class name ("macro average" for the mean over classes)."""
+
+    def rename(by_metric):
+        return {table.labels[m]: v for m, v in by_metric.items()}
+
+    return dict(
+        per_model={model: rename(v) for model, v in record["per_model"].items()},
+        differences={variant: rename(v) for variant, v in record["differences"].items()},
     )

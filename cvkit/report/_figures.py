@@ -137,6 +137,13 @@ def _draw(results, report) -> dict[str, tuple[str, Figure]]:
             _decision_curve,
         ),
         (
+            "per_class",
+            "Each class against the rest (one-vs-rest; three or more classes): AUC, sensitivity and "
+            "specificity per class and their macro average (unweighted mean over classes), mean over "
+            "test folds with the corrected 95% interval",
+            _per_class,
+        ),
+        (
             "confusion",
             "Confusion matrices (predicted class: the same rule as every class-based metric), pooled "
             "over folds: each cell gives the count (mean over repeats) and its share of the true "
@@ -456,6 +463,43 @@ def _decision_curve(plt, results, report):
         ylim=(-0.05, max(top, 0.05) * 1.1),
     )
     ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def _per_class(plt, results, report):
+    clinical = getattr(report, "clinical", None)
+    if clinical is None or not clinical.per_class:
+        return None
+    kinds = list(clinical.per_class)
+    fig, axes = plt.subplots(
+        1, len(kinds), figsize=(3.4 * len(kinds), 3.6), squeeze=False, layout="constrained"
+    )
+    for ax, kind in zip(axes[0], kinds):
+        table = clinical.per_class[kind]
+        models = list(table.per_model)
+        width = 0.7 / max(len(models), 1)
+        for j, (color, model) in enumerate(zip(OKABE_ITO, models)):
+            values = np.array([table.per_model[model][m] for m in table.metrics], dtype=float)
+            x = np.arange(len(table.metrics)) + (j - (len(models) - 1) / 2) * width
+            low, high = values[:, 0] - values[:, 1], values[:, 2] - values[:, 0]
+            ax.errorbar(
+                x,
+                values[:, 0],
+                yerr=np.nan_to_num(np.vstack([low, high])),
+                fmt="o",
+                markersize=4,
+                capsize=2,
+                color=color,
+                label=escape.mathtext(model),
+            )
+        ax.set_xticks(
+            np.arange(len(table.metrics)),
+            [escape.mathtext(table.labels[m]) for m in table.metrics],
+            rotation=30,
+        )
+        ax.axvline(len(table.metrics) - 1.5, color=TIE, linewidth=0.8, linestyle=":")  # classes | macro
+        ax.set(xlabel="class (one-vs-rest)", ylabel=metric_label(kind), ylim=(0, 1.02))
+    axes[0][0].legend(frameon=False, fontsize=8)
     return fig
 
 

@@ -68,6 +68,12 @@ ESTIMANDS = dict(
     "corrected 95% t interval (logit scale); threshold: median and range over jobs; Δ rows: "
     "per-fold difference variant - baseline, corrected 95% interval and p, unadjusted. PPV and "
     "NPV depend on this data set's prevalence",
+    per_class="per test fold, each class against all the others: the AUC of that class's "
+    "probability, the sensitivity (recall of that class) and the specificity (share of the other "
+    "classes' samples not called it), the predicted class being the most probable one; macro "
+    "average: the unweighted mean over the classes present in the fold; mean over folds (seeds "
+    "averaged) with the corrected 95% t interval (logit scale), unadjusted; Δ rows: per-fold "
+    "difference variant - baseline, corrected 95% interval and p",
 )
 
 # The glossary the HTML and Markdown reports end with, for a reader who is not a statistician:

@@ -301,9 +301,11 @@ def clinical_blocks(clinical) -> list[Group]:
     """The clinical tables, each cell a value over its interval with the leading zeros dropped
     (two lines, so that four metrics fit 80 columns); the chosen thresholds and the notes on
     class weighting and calibration go under the tables as lines."""
-    blocks = []
+    blocks, said = [], set()
     for i, t in enumerate(clinical_tables(clinical)):
-        columns, rows, lines = t.columns, t.rows, [f"{t.note}."]
+        columns, rows = t.columns, t.rows
+        lines = [] if t.note in said else [f"{t.note}."]  # the per-class tables share theirs
+        said.add(t.note)
         if columns and columns[-1] == "threshold":  # a fifth column would not fit: one line per model
             lines += [
                 f"threshold of {label}: {top} {bottom}"
@@ -316,7 +318,9 @@ def clinical_blocks(clinical) -> list[Group]:
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
         table.add_column("", overflow="fold", max_width=12)
         for column in columns:
-            table.add_column(column, justify="right", overflow="fold", min_width=min(len(column), 11))
+            table.add_column(
+                escape.rich(column), justify="right", overflow="fold", min_width=min(len(column), 11)
+            )
         for label, cells in rows:
             table.add_row(_text(label), *(_two_lines(top, _narrow(bottom)) for top, bottom in cells))
         lines += clinical_notes(clinical) if i == 0 else []

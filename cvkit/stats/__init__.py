@@ -18,6 +18,7 @@ from ._clinical import (
     net_benefit,
     operating_scores,
     parse_operating_point,
+    per_class_scores,
     treat_all_net_benefit,
 )
 from ._decision import (
@@ -104,6 +105,7 @@ __all__ = [
     "net_benefit",
     "operating_scores",
     "parse_operating_point",
+    "per_class_scores",
     "treat_all_net_benefit",
     "DEFAULT_VERDICT_METHOD",
     "VERDICT_METHODS",

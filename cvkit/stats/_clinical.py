@@ -181,3 +181,27 @@ def operating_scores(is_positive, score, threshold: float) -> dict[str, float]:
         ppv=share(y, called),
         npv=share(~y, ~called),
     )
+
+
+def per_class_scores(labels, probs) -> dict[str, np.ndarray]:
+    """One-vs-rest scores of each class of a 3+ class problem, on one set of predictions:
+    ``auc`` (class c's probability ranking c against the rest), ``sensitivity`` (recall of c) and
+    ``specificity`` (share of the other classes not called c), the predicted class being the most
+    probable one. Each is an array over classes, NaN for a class absent from ``labels`` (or, for
+    AUC and specificity, when every sample is of that class)."""
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.asarray(labels)
+    probs = np.asarray(probs, dtype=np.float64)
+    predicted = probs.argmax(axis=1)
+    n_classes = probs.shape[1]
+    auc, sensitivity, specificity = (np.full(n_classes, np.nan) for _ in range(3))
+    for c in range(n_classes):
+        is_c = labels == c
+        if is_c.any():
+            sensitivity[c] = np.mean(predicted[is_c] == c)
+        if (~is_c).any():
+            specificity[c] = np.mean(predicted[~is_c] != c)
+        if is_c.any() and (~is_c).any():
+            auc[c] = roc_auc_score(is_c, probs[:, c])
+    return dict(auc=auc, sensitivity=sensitivity, specificity=specificity)
