@@ -391,3 +391,27 @@ def test_three_classes_get_per_class_tables_named_one_vs_rest_and_macro(three_cl
     out = buffer.getvalue()
     assert "<c>[red]" in out and out.count("Estimand: per test fold, each class against") == 1
     assert max(len(line) for line in out.splitlines()) <= 80
+
+
+# -- reporting checklist ----------------------------------------------------------------------
+
+
+def test_the_checklist_answers_from_the_run_and_lists_the_rest_for_the_authors(run, tmp_path):
+    from cvkit.report import write_reports
+
+    report = compare(run)
+    written = write_reports(run, report, ["html", "md"], out_dir=tmp_path)
+    md = written["md"].read_text(encoding="utf-8")
+    section = md[md.index("## Reporting checklist (TRIPOD+AI, CLAIM)") : md.index("## Glossary")]
+    fingerprint = run.run["data"]["fingerprint"][:16]
+    assert f"content fingerprint {fingerprint}" in section
+    assert "positive class malignant (set by the Python call" in section  # evaluate() here, no command
+    assert "3-fold cross-validation x 2 repeats x 1 training seed per split" in section
+    for model in run.models:
+        assert f"{model['name']} source hash {model['digest'][:16]}" in section
+    assert "torch " in section and "seed robustness not measured" in section
+    assert "sens@spec=0.9, chosen on each job's validation predictions" in section
+    authors = section[section.index("For the authors") :]
+    assert "**Reference standard**" in authors and "**External validation**" in authors
+    html = written["html"].read_text(encoding="utf-8")
+    assert '<section id="checklist">' in html and f"content fingerprint {fingerprint}" in html
