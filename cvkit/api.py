@@ -254,12 +254,16 @@ def evaluate(
     # breaks the contract stops the run here, with one line, and leaves nothing behind.
     reads_extra = _preflight(setup)
     run_dir = Path(out) if out else _default_run_dir(reports_dir, setup.dataset, setup.models, setup.identity)
-    # Stored rows: every test sample under each checkpoint rule and epoch, and the hold-out set.
+    # Stored rows: every test sample under each checkpoint rule and epoch, the validation part
+    # (its kept checkpoint's predictions) and the hold-out set.
     holdout_rows = 0 if setup.holdout is None else len(setup.holdout)
     rows = (
         seeds
         * len(setup.models)
-        * sum(len(split.test) * (len(SELECTION_RULES) + epochs) + holdout_rows for split in setup.plan)
+        * sum(
+            len(split.test) * (len(SELECTION_RULES) + epochs) + len(split.val) + holdout_rows
+            for split in setup.plan
+        )
     )
     check_writable(run_dir, store_bytes(rows, setup.dataset.n_classes))
 

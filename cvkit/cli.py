@@ -25,7 +25,7 @@ from ._version import __version__
 from .api import evaluate
 from .errors import CvkitError
 from .runner import EXECUTORS
-from .stats import VERDICT_METRICS
+from .stats import DEFAULT_NB_THRESHOLDS, DEFAULT_OPERATING_POINT, VERDICT_METRICS
 from .trainers import AUGMENTATIONS, CLASS_WEIGHTS, IMPUTATIONS, PRECISIONS, SELECTION_RULES, STEMS
 
 # The command line's defaults are evaluate's (which takes the recipe's from TrainConfig): one set.
@@ -398,6 +398,26 @@ def _comparison_options(parser) -> None:
         help="smallest difference of the verdict metric worth detecting, stated in advance: the design "
         "advice says what design detects it with 80%% power (default: the ROPE)",
     )
+    parser.add_argument(
+        "--nb-thresholds",
+        default=",".join(f"{t:g}" for t in DEFAULT_NB_THRESHOLDS),
+        metavar="T1,T2,...",
+        help="threshold probabilities, declared in advance, at which the net benefit of each model and "
+        "its paired difference with the baseline get corrected intervals (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--operating-point",
+        default=DEFAULT_OPERATING_POINT,
+        metavar="RULE",
+        help="how each job's threshold is chosen on its inner validation predictions before its test "
+        "fold is scored: sens@spec=0.90, spec@sens=0.90, youden, fixed=0.5 or none (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--details",
+        action="store_true",
+        help="also print the clinical tables (calibration, net benefit, operating point) in the terminal; "
+        "the HTML and Markdown reports always hold them",
+    )
 
 
 def _positive_option(parser) -> None:
@@ -476,6 +496,7 @@ def _offline(offline: bool):
 
 def _evaluate(args, console, errors) -> int:
     from .api import record_warnings
+    from .clinical import check_clinical_settings
     from .comparison import check_settings, compare
     from .data import load_data
     from .report import check_not_store, render_comparison, render_summary, write_json
@@ -485,6 +506,7 @@ def _evaluate(args, console, errors) -> int:
     registration = _apply_plan(args) if args.plan else None
     check_settings(rope=args.rope, alpha=args.alpha, min_effect=args.min_effect)  # now, not after training
     sequential = _sequential_rule(args)
+    check_clinical_settings(args.nb_thresholds, args.operating_point)
     if args.json and args.out:
         check_not_store(args.out, args.json)
     options = {} if args.image_size is None else {"image_size": args.image_size}
@@ -543,10 +565,16 @@ def _evaluate(args, console, errors) -> int:
         until_decided=sequential,
     )
     report = compare(
-        results, metric=args.metric, rope=args.rope, alpha=args.alpha, min_effect=args.min_effect
+        results,
+        metric=args.metric,
+        rope=args.rope,
+        alpha=args.alpha,
+        min_effect=args.min_effect,
+        nb_thresholds=args.nb_thresholds,
+        operating_point=args.operating_point,
     )
     render_summary(results, console)
-    render_comparison(report, console)
+    render_comparison(report, console, details=args.details)
     counts = results.counts
     console.print(
         f"{counts.trained} jobs trained, {counts.resumed} resumed from this run, "
@@ -599,10 +627,16 @@ def _report(args, console, errors) -> int:
 
     results = Results(args.run_dir, positive=args.positive)
     report = compare(
-        results, metric=args.metric, rope=args.rope, alpha=args.alpha, min_effect=args.min_effect
+        results,
+        metric=args.metric,
+        rope=args.rope,
+        alpha=args.alpha,
+        min_effect=args.min_effect,
+        nb_thresholds=args.nb_thresholds,
+        operating_point=args.operating_point,
     )
     render_summary(results, console)
-    render_comparison(report, console)
+    render_comparison(report, console, details=args.details)
     if args.json:
         write_json(results, args.json, report)
     formats = [f for f, chosen in zip(FORMATS, (args.html, args.md, args.latex)) if chosen] or list(FORMATS)
@@ -625,8 +659,10 @@ def _compare(args, console, errors) -> int:
         alpha=args.alpha,
         baseline=args.baseline,
         min_effect=args.min_effect,
+        nb_thresholds=args.nb_thresholds,
+        operating_point=args.operating_point,
     )
-    render_comparison(report, console)
+    render_comparison(report, console, details=args.details)
     if args.json:
         write_json(results, args.json, report)
     return 0

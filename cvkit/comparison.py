@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -110,6 +111,8 @@ class ComparisonReport:
     nested: dict = field(default_factory=dict)  # model -> hyper-parameters chosen per outer fold
     holdout: list[dict] = field(default_factory=list)  # per model: hold-out score beside the CV estimate
     registration: Registration | None = None  # the run's pre-registered plan, if it has one
+    # Calibration, decision curves, operating points (cvkit.clinical.ClinicalReport); None if not asked.
+    clinical: Any = None
 
     def to_json(self) -> dict:
         from .report import report_record
@@ -151,6 +154,9 @@ def compare(
     min_effect: float | None = None,
     n_resamples: int = 10000,
     seed: int = 0,
+    nb_thresholds=stats.DEFAULT_NB_THRESHOLDS,
+    operating_point: str | None = stats.DEFAULT_OPERATING_POINT,
+    clinical: bool = True,
 ) -> ComparisonReport:
     """Compare every other model of ``results`` with ``baseline`` (default: the run's baseline).
     ``rope`` defaults to the metric's own (``stats.default_rope``: 0.01 for AUC, at least one
@@ -159,8 +165,16 @@ def compare(
     never the observed difference. For a run started with a pre-registered plan, ``metric``,
     ``alpha``, ``rope`` and ``min_effect`` default to the plan's, and any other choice makes the
     analysis exploratory (``ComparisonReport.registration`` says so and why); otherwise ``metric``
-    defaults to AUC and ``alpha`` to 0.05."""
+    defaults to AUC and ``alpha`` to 0.05.
+    ``nb_thresholds`` (the pre-declared thresholds of the paired
+    net-benefit differences) and ``operating_point`` (``sens@spec=0.90``, ``spec@sens=0.90``,
+    ``youden``, ``fixed=0.5`` or None) set the clinical layer (``cvkit.clinical``); ``clinical=False``
+    leaves it out."""
+    from .clinical import check_clinical_settings, clinical_analysis
     from .report import verdict_paragraph
+
+    if clinical:  # bad settings fail before any work
+        check_clinical_settings(nb_thresholds, operating_point)
 
     registered = getattr(results, "registration", None)
     planned = registered["content"]["analysis"] if registered else {}
@@ -233,6 +247,11 @@ def compare(
         nested=nested_choices(results),
         registration=_registration(registered, asked, default_rope, results.baseline),
         holdout=holdout,
+        clinical=clinical_analysis(
+            results, baseline=baseline, nb_thresholds=nb_thresholds, operating_point=operating_point
+        )
+        if clinical
+        else None,
     )
     warnings = [f"{v}: fewer than 2 folds finished for both models; not compared yet" for v in pending]
     return replace(draft, warnings=warnings + _warnings(draft, results, n_test))

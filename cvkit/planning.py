@@ -123,7 +123,7 @@ def plan_from_run(
     from .comparison import compare
 
     _check_power(power)
-    report = compare(results, metric=metric, alpha=alpha, min_effect=min_effect)
+    report = compare(results, metric=metric, alpha=alpha, min_effect=min_effect, clinical=False)
     if not report.comparisons:
         raise ConfigError(
             f"{results.run_dir} has no variant to plan for: plan from a run with a baseline and a variant"

@@ -14,6 +14,8 @@ from .. import escape, files
 from .._version import __version__
 from ..errors import CvkitError
 from ..stats import METRICS, metric_label
+from ._checklist import checklist
+from ._clinical import clinical_notes, clinical_tables
 from ._figures import render_figures
 from ._format import is_number, number, plural, pvalue, signed
 from ._narrative import BOOTSTRAP_METHODS, GLOSSARY, nested_choices_text, nested_sentence
@@ -22,6 +24,11 @@ from ._setup import data_use, holdout_heading
 from ._terminal import metric_intervals, reuse_text
 
 FORMATS = ("html", "md", "latex")
+CHECKLIST_NOTE = (
+    "The topics of the TRIPOD+AI (2024) and CLAIM (2024) checklists that this run answers, answered "
+    "from it; then the topics only the authors can answer. Topics are named, not numbered: check the "
+    "item numbers against the checklist version you report to."
+)
 
 
 def write_reports(results, report, formats=FORMATS, out_dir=None) -> dict[str, Path]:
@@ -177,6 +184,10 @@ def document_context(results, report) -> dict:
         data_use=data_use(run),
         registration=record["registration"],
         reuse=reuse_text(jobs),
+        clinical=None
+        if getattr(report, "clinical", None) is None
+        else dict(notes=clinical_notes(report.clinical), tables=clinical_tables(report.clinical)),
+        checklist=checklist(results, report),
     )
 
 
@@ -194,7 +205,11 @@ def render_html(context: dict, figures: dict) -> str:
         name: (caption, base64.b64encode(png).decode("ascii")) for name, (caption, png) in figures.items()
     }
     return environment.get_template("report.html.j2").render(
-        **context, figures=images, analysis=analysis_text(context), glossary=GLOSSARY
+        **context,
+        figures=images,
+        analysis=analysis_text(context),
+        glossary=GLOSSARY,
+        checklist_note=CHECKLIST_NOTE,
     )
 
 
@@ -315,12 +330,28 @@ def render_markdown(context: dict, figures: dict) -> str:
                 f"{_interval_text((h['score'], h['low'], h['high']))} | {signed(h['gap'])} | "
                 f"{pvalue(h['gap_pvalue_holm'])} |"
             )
+    if context["clinical"]:
+        lines += ["", f"## Clinical view (positive class: {esc(context['positive'])})", ""]
+        lines += [f"- {esc(note)}" for note in context["clinical"]["notes"]]
+        for table in context["clinical"]["tables"]:
+            lines += ["", f"### {esc(table.title)}", "", esc(table.note) + ".", ""]
+            lines += [
+                "| | " + " | ".join(esc(c) for c in table.columns) + " |",
+                "|---|" + "---:|" * len(table.columns),
+            ]
+            for label, cells in table.rows:
+                text = [esc(f"{top} {bottom}".strip()) for top, bottom in cells]
+                lines.append(f"| {esc(label)} | " + " | ".join(text) + " |")
     if figures:
         lines += ["", "## Figures", ""]
         for name, (caption, _) in figures.items():
             lines += [f"![{esc(caption)}](figures/{name}.png)", "", f"*{esc(caption)}*", ""]
     if context["caveats"]:
         lines += ["## Caveats", ""] + [f"- {esc(w)}" for w in context["caveats"]]
+    lines += ["", "## Reporting checklist (TRIPOD+AI, CLAIM)", "", esc(CHECKLIST_NOTE), ""]
+    lines += [f"- **{esc(topic)}**: {esc(answer)}" for topic, answer in context["checklist"]["answered"]]
+    lines += ["", "For the authors (cvkit cannot know these):", ""]
+    lines += [f"- [ ] **{esc(topic)}**: {esc(what)}" for topic, what in context["checklist"]["for_authors"]]
     lines += ["", "## Glossary", ""] + [
         f"- **{esc(term)}**: {esc(meaning)}" for term, meaning, _ in GLOSSARY.values()
     ]

@@ -56,6 +56,30 @@ ESTIMANDS = dict(
     "were 0 (t(0.975, df) x the corrected standard error)",
     seed_noise="one-way random effects over splits (ANOVA): the training seed's sd within a split "
     "and the sd between splits",
+    calibration="per test fold, of the positive-class probability: the calibration intercept "
+    "(logistic recalibration with the slope fixed at 1; 0 = right on average, above 0 = risks too "
+    "low), the calibration slope (1 = right spread, below 1 = overconfident), the expected "
+    "calibration error (10 equal-width bins; biased upward on small folds, so compare models rather "
+    "than read it against 0) and the Brier score (lower is better); mean over folds (seeds "
+    "averaged) with the corrected 95% t interval, unadjusted for the number of metrics; Δ rows: "
+    "per-fold difference variant - baseline with its corrected 95% interval and p",
+    net_benefit="net benefit TP/n - FP/n x t/(1 - t) of treating the samples whose positive-class "
+    "probability is at least t, per test fold; mean over folds (seeds averaged) with the corrected "
+    "95% t interval; treat all: the same for treating everyone (treating no one scores 0); Δ rows: "
+    "per-fold difference variant - baseline at the thresholds declared before the analysis "
+    "(--nb-thresholds), corrected 95% interval and p, unadjusted",
+    operating_point="the operating point (a threshold) is chosen by the rule on each job's inner "
+    "validation predictions (its kept checkpoint's), never on the test fold, then applied to that job's test "
+    "fold: sensitivity, specificity, PPV and NPV there, mean over folds (seeds averaged) with the "
+    "corrected 95% t interval (logit scale); threshold: median and range over jobs; Δ rows: "
+    "per-fold difference variant - baseline, corrected 95% interval and p, unadjusted. PPV and "
+    "NPV depend on this data set's prevalence",
+    per_class="per test fold, each class against all the others: the AUC of that class's "
+    "probability, the sensitivity (recall of that class) and the specificity (share of the other "
+    "classes' samples not called it), the predicted class being the most probable one; macro "
+    "average: the unweighted mean over the classes present in the fold; mean over folds (seeds "
+    "averaged) with the corrected 95% t interval (logit scale), unadjusted; Δ rows: per-fold "
+    "difference variant - baseline, corrected 95% interval and p",
 )
 
 # The glossary the HTML and Markdown reports end with, for a reader who is not a statistician:
@@ -105,6 +129,27 @@ GLOSSARY = {
         "bias-corrected and accelerated bootstrap interval: a bootstrap confidence interval "
         "adjusted for bias and skew in the estimate",
         r"\bBCa\b",
+    ),
+    "calibration-slope": (
+        "calibration slope",
+        "the slope of a logistic regression of the outcome on the logit of the predicted "
+        "probability: 1 when predictions spread as much as the risks do, below 1 when they are too "
+        "extreme (overconfident), above 1 when too timid",
+        r"calibration slope",
+    ),
+    "net-benefit": (
+        "net benefit",
+        "decision-curve analysis (Vickers and Elkin): true positives per patient minus false "
+        "positives per patient weighted by t/(1 - t), the odds at which a clinician would treat; a "
+        "model is useful at t where it beats both treating everyone and treating no one",
+        r"net benefit",
+    ),
+    "operating-point": (
+        "operating point",
+        "the probability threshold at which a model calls a case positive; cvkit chooses it on "
+        "validation predictions only, so that the test-fold sensitivity and specificity at it are "
+        "not flattered by the choice",
+        r"operating point",
     ),
     "aa": (
         "A/A check",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from .._json import nan_to_none
+from ._clinical import clinical_record
 from ._narrative import (
     ESTIMANDS,
     aa_sentence,
@@ -65,6 +66,7 @@ def report_record(report) -> dict:
         nested=report.nested,
         holdout=report.holdout,
         registration=None if report.registration is None else registration_record(report.registration),
+        clinical=clinical_record(getattr(report, "clinical", None)),
         estimands=dict(ESTIMANDS),
     )
 

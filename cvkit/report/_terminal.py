@@ -13,6 +13,7 @@ from rich.text import Text
 from .. import escape
 from ..comparison import cv_interval
 from ..stats import METRICS, metric_label
+from ._clinical import clinical_notes, clinical_tables
 from ._format import number, plural, pvalue, signed
 from ._narrative import (
     BOOTSTRAP_METHODS,
@@ -183,8 +184,9 @@ VERDICT_STYLE = dict(
 )
 
 
-def render_comparison(report, console: Console | None = None) -> None:
-    """Print the comparison table, the sample-level evidence, the verdicts and the checks."""
+def render_comparison(report, console: Console | None = None, *, details: bool = False) -> None:
+    """Print the comparison table, the sample-level evidence, the verdicts and the checks; with
+    ``details``, the clinical tables too (calibration, net benefit, operating point)."""
     console = console or Console(emoji=False)
     if report.registration is not None:
         exploratory = report.registration.status == "exploratory"
@@ -198,6 +200,9 @@ def render_comparison(report, console: Console | None = None) -> None:
         console.print(selection_table(report))
     if report.holdout:
         console.print(holdout_table(report))
+    if details and getattr(report, "clinical", None) is not None:
+        for block in clinical_blocks(report.clinical):
+            console.print(block)
     for c in report.comparisons:
         console.print(verdict_panel(c))
     console.print(checks_panel(report))
@@ -310,6 +315,45 @@ def holdout_table(report) -> Group:
             _two_lines(signed(h["gap"]), pvalue(h["gap_pvalue_holm"])),
         )
     return Group(title, table, Text(f"Hold-out: {ESTIMANDS['holdout']}.", style="dim"))
+
+
+def clinical_blocks(clinical) -> list[Group]:
+    """The clinical tables, each cell a value over its interval with the leading zeros dropped
+    (two lines, so that four metrics fit 80 columns); the chosen thresholds and the notes on
+    class weighting and calibration go under the tables as lines."""
+    blocks, said = [], set()
+    for i, t in enumerate(clinical_tables(clinical)):
+        columns, rows = t.columns, t.rows
+        lines = [] if t.note in said else [f"{t.note}."]  # the per-class tables share theirs
+        said.add(t.note)
+        if columns and columns[-1] == "threshold":  # a fifth column would not fit: one line per model
+            lines += [
+                f"threshold of {label}: {top} {bottom}"
+                for label, cells in rows
+                if cells[-1][0]
+                for top, bottom in [cells[-1]]
+                if bottom
+            ]
+            columns, rows = columns[:-1], tuple((label, cells[:-1]) for label, cells in rows)
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("", overflow="fold", max_width=12)
+        for column in columns:
+            table.add_column(
+                escape.rich(column), justify="right", overflow="fold", min_width=min(len(column), 11)
+            )
+        for label, cells in rows:
+            table.add_row(_text(label), *(_two_lines(top, _narrow(bottom)) for top, bottom in cells))
+        lines += clinical_notes(clinical) if i == 0 else []
+        blocks.append(Group(_title(escape.rich(t.title)), table, _text("\n".join(lines), style="dim")))
+    return blocks
+
+
+def _narrow(interval: str) -> str:
+    """``[-0.881, -0.477] p 0.079`` as ``[-.881,-.477]`` over ``p 0.079``."""
+    import re
+
+    compact = re.sub(r"(?<=[\[,+-])0\.", ".", interval.replace(", ", ","))
+    return compact.replace("] p ", "]\np ")
 
 
 def verdict_panel(c) -> Panel:

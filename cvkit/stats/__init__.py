@@ -6,6 +6,21 @@ tests (corrected t, Bayesian correlated t) compare *training procedures*; sample
 """
 
 from ._checks import SeedNoiseCheck, seed_noise_check
+from ._clinical import (
+    CALIBRATION_METRICS,
+    DEFAULT_NB_THRESHOLDS,
+    DEFAULT_OPERATING_POINT,
+    OPERATING_METRICS,
+    OPERATING_RULES,
+    OperatingRule,
+    calibration_scores,
+    choose_threshold,
+    net_benefit,
+    operating_scores,
+    parse_operating_point,
+    per_class_scores,
+    treat_all_net_benefit,
+)
 from ._decision import (
     VERDICTS,
     Verdict,
@@ -94,6 +109,19 @@ from ._verdict import (
 )
 
 __all__ = [
+    "CALIBRATION_METRICS",
+    "DEFAULT_NB_THRESHOLDS",
+    "DEFAULT_OPERATING_POINT",
+    "OPERATING_METRICS",
+    "OPERATING_RULES",
+    "OperatingRule",
+    "calibration_scores",
+    "choose_threshold",
+    "net_benefit",
+    "operating_scores",
+    "parse_operating_point",
+    "per_class_scores",
+    "treat_all_net_benefit",
     "DEFAULT_VERDICT_METHOD",
     "VERDICT_METHODS",
     "SAMPLING_VARIANCE_METRICS",
