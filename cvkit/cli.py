@@ -25,7 +25,7 @@ from ._version import __version__
 from .api import evaluate
 from .errors import CvkitError
 from .runner import EXECUTORS
-from .stats import DEFAULT_NB_THRESHOLDS, DEFAULT_OPERATING_POINT, VERDICT_METRICS
+from .stats import DEFAULT_NB_THRESHOLDS, DEFAULT_OPERATING_POINT, RECALIBRATION_METHODS, VERDICT_METRICS
 from .trainers import AUGMENTATIONS, CLASS_WEIGHTS, IMPUTATIONS, PRECISIONS, SELECTION_RULES, STEMS
 
 # The command line's defaults are evaluate's (which takes the recipe's from TrainConfig): one set.
@@ -413,6 +413,14 @@ def _comparison_options(parser) -> None:
         "fold is scored: sens@spec=0.90, spec@sens=0.90, youden, fixed=0.5 or none (default: %(default)s)",
     )
     parser.add_argument(
+        "--calibrate",
+        default="none",
+        choices=RECALIBRATION_METHODS,
+        help="recalibrate each job's probabilities by a map fitted on its inner validation predictions "
+        "alone before the calibration, net benefit and operating point are scored (default: none, the "
+        "models' own probabilities)",
+    )
+    parser.add_argument(
         "--details",
         action="store_true",
         help="also print the clinical tables (calibration, net benefit, operating point) in the terminal; "
@@ -572,6 +580,7 @@ def _evaluate(args, console, errors) -> int:
         min_effect=args.min_effect,
         nb_thresholds=args.nb_thresholds,
         operating_point=args.operating_point,
+        calibrate=args.calibrate,
     )
     render_summary(results, console)
     render_comparison(report, console, details=args.details)
@@ -634,6 +643,7 @@ def _report(args, console, errors) -> int:
         min_effect=args.min_effect,
         nb_thresholds=args.nb_thresholds,
         operating_point=args.operating_point,
+        calibrate=args.calibrate,
     )
     render_summary(results, console)
     render_comparison(report, console, details=args.details)
@@ -661,6 +671,7 @@ def _compare(args, console, errors) -> int:
         min_effect=args.min_effect,
         nb_thresholds=args.nb_thresholds,
         operating_point=args.operating_point,
+        calibrate=args.calibrate,
     )
     render_comparison(report, console, details=args.details)
     if args.json:

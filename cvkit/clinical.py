@@ -75,6 +75,9 @@ class ClinicalReport:
     # 3+ classes: one-vs-rest AUC, sensitivity and specificity per class and their macro average
     # (kind -> table whose metrics are the class names and "macro"); empty for two classes.
     per_class: dict[str, MetricTable] = field(default_factory=dict)
+    # --calibrate: the method whose map, fitted on each job's validation predictions, recalibrated
+    # the probabilities of the calibration, net benefit and operating point; None: the models' own.
+    recalibrated: str | None = None
 
 
 def parse_thresholds(text) -> tuple[float, ...]:
@@ -100,10 +103,19 @@ def parse_rule(text: str | None) -> stats.OperatingRule | None:
         raise ConfigError(str(exc)) from None
 
 
-def check_clinical_settings(nb_thresholds, operating_point) -> None:
-    """``--nb-thresholds`` and ``--operating-point`` checked before any work (a ``ConfigError``)."""
+def check_clinical_settings(nb_thresholds, operating_point, calibrate: str = "none") -> None:
+    """``--nb-thresholds``, ``--operating-point`` and ``--calibrate`` checked before any work (a
+    ``ConfigError``)."""
     parse_thresholds(nb_thresholds)
     parse_rule(operating_point)
+    check_calibrate(calibrate)
+
+
+def check_calibrate(calibrate: str) -> None:
+    if calibrate not in stats.RECALIBRATION_METHODS:
+        raise ConfigError(
+            f"--calibrate {calibrate!r}: choose one of {', '.join(stats.RECALIBRATION_METHODS)}"
+        )
 
 
 def _class_key(kind: str, name: str) -> str:
@@ -131,9 +143,14 @@ def clinical_analysis(
     baseline: str | None = None,
     nb_thresholds=DEFAULT_NB_THRESHOLDS,
     operating_point: str | None = DEFAULT_OPERATING_POINT,
+    calibrate: str = "none",
 ) -> ClinicalReport:
     """Calibration, decision curves and operating points of every model of ``results``, with
-    paired differences against ``baseline`` (default: the run's)."""
+    paired differences against ``baseline`` (default: the run's). ``calibrate`` (``platt`` or
+    ``isotonic``) first recalibrates each job's positive-class probabilities by a map fitted on
+    that job's validation predictions alone; the calibration, net benefit and operating point are
+    then those of the recalibrated probabilities (the per-class scores and every other metric of
+    the report keep the model's own)."""
     import pandas as pd
 
     declared = parse_thresholds(nb_thresholds)
@@ -143,25 +160,34 @@ def clinical_analysis(
     keys = ["model", "repeat", "fold", "seed_index"]
     grid = np.asarray(CURVE_THRESHOLDS)
     has_val = VALIDATION_RULE in results.rules
+    check_calibrate(calibrate)
+    recalibrate = calibrate != "none" and has_val
     val_groups = {}
-    if rule is not None and has_val:
+    if (rule is not None or recalibrate) and has_val:
         val = results.rule_predictions(VALIDATION_RULE)
         val_groups = {k: part for k, part in val.groupby(keys, sort=False)}
     records, curves, treat_all, class_records = [], [], [], []
+    unfitted = 0
     prob_columns = [f"prob_{c}" for c in results.class_names]
     several = len(results.class_names) > 2
     for key, part in results.predictions.groupby(keys, sort=False):
         y = part["label_index"].to_numpy() == results.positive
         s = part[positive_column].to_numpy()
         record = dict(zip(keys, key))
+        v = val_groups.get(key)
+        val_y = None if v is None else v["label_index"].to_numpy() == results.positive
+        val_s = None if v is None else v[positive_column].to_numpy()
+        if recalibrate:
+            fitted = None if v is None else stats.fit_recalibration(calibrate, val_y, val_s)
+            if fitted is None:
+                unfitted += 1
+            else:
+                s, val_s = fitted(s), fitted(val_s)
         record.update(stats.calibration_scores(y, s))
         for t, nb in zip(declared, stats.net_benefit(y, s, declared)):
             record[nb_key(t)] = float(nb)
-        if rule is not None and key in val_groups:
-            v = val_groups[key]
-            threshold, scores = operating_point_scores(
-                rule, v["label_index"].to_numpy() == results.positive, v[positive_column].to_numpy(), y, s
-            )
+        if rule is not None and v is not None:
+            threshold, scores = operating_point_scores(rule, val_y, val_s, y, s)
             record.update(threshold=threshold, **{f"op_{m}": x for m, x in scores.items()})
         records.append(record)
         if several:
@@ -183,6 +209,16 @@ def clinical_analysis(
         tuple(nb_key(t) for t in declared), labels={nb_key(t): f"NB at {t:g}" for t in declared}
     )
     operating, thresholds, notes = None, {}, []
+    if calibrate != "none" and not has_val:
+        notes.append(
+            f"--calibrate {calibrate}: this run's store holds no validation predictions to fit it on; the "
+            "probabilities are the models' own"
+        )
+    elif unfitted:
+        notes.append(
+            f"--calibrate {calibrate}: in {unfitted} jobs the validation part held one class (or the fit "
+            "did not converge), so their probabilities are left as the model gave them"
+        )
     if rule is not None and not has_val:
         notes.append(
             "operating points: this run's store holds no validation predictions (it was made before "
@@ -236,6 +272,7 @@ def clinical_analysis(
         thresholds=thresholds,
         notes=notes,
         per_class=per_class,
+        recalibrated=calibrate if recalibrate else None,
     )
 
 

@@ -156,6 +156,7 @@ def compare(
     seed: int = 0,
     nb_thresholds=stats.DEFAULT_NB_THRESHOLDS,
     operating_point: str | None = stats.DEFAULT_OPERATING_POINT,
+    calibrate: str = "none",
     clinical: bool = True,
 ) -> ComparisonReport:
     """Compare every other model of ``results`` with ``baseline`` (default: the run's baseline).
@@ -168,13 +169,14 @@ def compare(
     defaults to AUC and ``alpha`` to 0.05.
     ``nb_thresholds`` (the pre-declared thresholds of the paired
     net-benefit differences) and ``operating_point`` (``sens@spec=0.90``, ``spec@sens=0.90``,
-    ``youden``, ``fixed=0.5`` or None) set the clinical layer (``cvkit.clinical``); ``clinical=False``
+    ``youden``, ``fixed=0.5`` or None) and ``calibrate`` (``none``, ``platt``, ``isotonic``: fitted on
+    each job's validation predictions) set the clinical layer (``cvkit.clinical``); ``clinical=False``
     leaves it out."""
     from .clinical import check_clinical_settings, clinical_analysis
     from .report import verdict_paragraph
 
     if clinical:  # bad settings fail before any work
-        check_clinical_settings(nb_thresholds, operating_point)
+        check_clinical_settings(nb_thresholds, operating_point, calibrate)
 
     registered = getattr(results, "registration", None)
     planned = registered["content"]["analysis"] if registered else {}
@@ -248,7 +250,11 @@ def compare(
         registration=_registration(registered, asked, default_rope, results.baseline),
         holdout=holdout,
         clinical=clinical_analysis(
-            results, baseline=baseline, nb_thresholds=nb_thresholds, operating_point=operating_point
+            results,
+            baseline=baseline,
+            nb_thresholds=nb_thresholds,
+            operating_point=operating_point,
+            calibrate=calibrate,
         )
         if clinical
         else None,

@@ -415,3 +415,44 @@ def test_the_checklist_answers_from_the_run_and_lists_the_rest_for_the_authors(r
     assert "**Reference standard**" in authors and "**External validation**" in authors
     html = written["html"].read_text(encoding="utf-8")
     assert '<section id="checklist">' in html and f"content fingerprint {fingerprint}" in html
+
+
+# -- recalibration on validation predictions --------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["platt", "isotonic"])
+def test_recalibration_fitted_on_validation_repairs_an_overconfident_scorer(method):
+    rng = np.random.default_rng(7)
+    before, after = [], []
+    for _ in range(40):
+        z_val, z_test = rng.normal(0, 1.5, 300), rng.normal(0, 1.5, 300)
+        y_val, y_test = rng.random(300) < expit(z_val), rng.random(300) < expit(z_test)
+        fitted = stats.fit_recalibration(method, y_val, expit(2 * z_val))  # overconfident: logit x 2
+        before.append(stats.calibration_scores(y_test, expit(2 * z_test)))
+        after.append(stats.calibration_scores(y_test, fitted(expit(2 * z_test))))
+    assert np.median([b["cal_slope"] for b in before]) == pytest.approx(0.5, abs=0.1)  # clearly below 1
+    if method == "platt":  # a logistic map on the logit: the slope comes back to about 1
+        assert np.median([a["cal_slope"] for a in after]) == pytest.approx(1.0, abs=0.1)
+    # a step function has no logit slope to speak of; its errors shrink
+    assert np.median([a["ece"] for a in after]) < 0.6 * np.median([b["ece"] for b in before])
+    assert np.median([a["brier"] for a in after]) < np.median([b["brier"] for b in before])
+
+
+def test_recalibration_needs_both_classes_and_a_known_method():
+    assert stats.fit_recalibration("platt", np.zeros(5, dtype=bool), np.linspace(0.1, 0.9, 5)) is None
+    assert stats.fit_recalibration("none", np.array([0, 1], dtype=bool), np.array([0.2, 0.8])) is None
+    with pytest.raises(ValueError, match="--calibrate 'beta'"):
+        stats.fit_recalibration("beta", np.array([0, 1]), np.array([0.2, 0.8]))
+
+
+def test_calibrate_platt_on_a_run_changes_calibration_not_auc(run, tmp_path):
+    own, platt = compare(run), compare(run, calibrate="platt")
+    assert platt.clinical.recalibrated == "platt" and own.clinical.recalibrated is None
+    assert platt.clinical.calibration.per_model != own.clinical.calibration.per_model
+    assert [c.ttest.mean for c in platt.comparisons] == [c.ttest.mean for c in own.comparisons]
+    from cvkit.report import write_reports
+
+    md = write_reports(run, platt, ["md"], out_dir=tmp_path)["md"].read_text(encoding="utf-8")
+    assert "Probabilities recalibrated (platt) by a map fitted on each job's validation predictions" in md
+    with pytest.raises(ConfigError, match="--calibrate 'beta'"):
+        compare(run, calibrate="beta")

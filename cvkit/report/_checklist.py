@@ -206,6 +206,8 @@ def _calibration(clinical) -> str:
             f"{number(intercept[0])} [{number(intercept[1])}, {number(intercept[2])}]"
         )
     text = "; ".join(parts)
+    if clinical.recalibrated:
+        text += f" (after {clinical.recalibrated} recalibration fitted on validation predictions)"
     if clinical.weighting_note:
         text += ". Trained with class weights: the probabilities carry the reweighting"
     return text

@@ -28,6 +28,13 @@ class ClinicalTable:
 def clinical_notes(clinical) -> list[str]:
     """The plain sentences above the tables: class weighting, calibration flags, missing parts."""
     notes = []
+    if clinical.recalibrated:
+        notes.append(
+            f"Probabilities recalibrated ({clinical.recalibrated}) by a map fitted on each job's validation "
+            "predictions alone, then applied to its test fold: the calibration, net benefit and operating "
+            "point below are those of the recalibrated probabilities; every other metric keeps the "
+            "models' own."
+        )
     if clinical.weighting_note:
         notes.append(clinical.weighting_note)
     for model, flags in clinical.calibration_flags.items():
@@ -166,6 +173,7 @@ def clinical_record(clinical) -> dict | None:
         calibration=metric_table(clinical.calibration),
         calibration_flags=clinical.calibration_flags,
         class_weighting_note=clinical.weighting_note,
+        recalibrated=clinical.recalibrated,
         nb_thresholds=list(clinical.nb_thresholds),
         net_benefit=metric_table(clinical.net_benefit),
         decision_curve=dict(

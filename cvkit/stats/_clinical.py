@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import expit
 
 # The pre-declared thresholds of the paired net-benefit differences, and the operating-point rule,
 # when the user names none.
@@ -37,7 +38,7 @@ def _newton_logistic(y, design, offset, *, max_iter: int = 50, tol: float = 1e-1
     beta = np.zeros(design.shape[1])
     for _ in range(max_iter):
         eta = design @ beta + offset
-        mu = 1 / (1 + np.exp(-eta))
+        mu = expit(eta)
         w = mu * (1 - mu)
         hessian = design.T @ (design * w[:, None])
         try:
@@ -205,3 +206,31 @@ def per_class_scores(labels, probs) -> dict[str, np.ndarray]:
         if is_c.any() and (~is_c).any():
             auc[c] = roc_auc_score(is_c, probs[:, c])
     return dict(auc=auc, sensitivity=sensitivity, specificity=specificity)
+
+
+RECALIBRATION_METHODS = ("none", "platt", "isotonic")
+
+
+def fit_recalibration(method: str, is_positive, score):
+    """A map from a model's probability of the positive class to a recalibrated one, fitted on
+    these (validation) predictions: ``platt`` (logistic regression on the logit, Platt 1999) or
+    ``isotonic`` (monotone step function; scikit-learn's ``IsotonicRegression``). None when the
+    predictions hold one class or the fit does not converge (leave those probabilities as they
+    are)."""
+    if method not in RECALIBRATION_METHODS:
+        raise ValueError(f"--calibrate {method!r}: choose one of {', '.join(RECALIBRATION_METHODS)}")
+    y = np.asarray(is_positive, dtype=np.float64)
+    if method == "none" or not 0 < y.sum() < len(y):
+        return None
+    if method == "platt":
+        lp = _logit(score)
+        beta = _newton_logistic(y, np.column_stack([np.ones(len(y)), lp]), np.zeros(len(y)))
+        if beta is None:
+            return None
+        return lambda s: expit(beta[0] + beta[1] * _logit(s))
+    from sklearn.isotonic import IsotonicRegression
+
+    fitted = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+        np.asarray(score, dtype=np.float64), y
+    )
+    return lambda s: fitted.predict(np.asarray(s, dtype=np.float64))
