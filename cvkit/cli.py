@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--until-decided",
         action="store_true",
+        default=None,  # evaluate's own default: no sequential rule
         help="sequential design: run repeats in stages (2, then one more at a time) and stop when each "
         "variant is decided (alpha spending, futility, equivalence); --max-repeats caps it",
     )

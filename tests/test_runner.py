@@ -223,7 +223,8 @@ def test_changing_only_the_extra_features_reuses_the_jobs_of_models_that_do_not_
     def run(out, *extra):
         assert main([*common, "--out", str(out), *extra]) == 0
         line = " ".join(capsys.readouterr().out.split())
-        return line[line.index("jobs trained") - 2 : line.index("from other runs")].strip()
+        start = line.index("jobs trained")  # the closing line (the header also names reused jobs)
+        return line[start - 2 : line.index("from other runs", start)].strip()
 
     assert run(tmp_path / "reports" / "plain") == "4 jobs trained, 0 resumed from this run, 0 reused"
     # main: 4 trained, 0 reused; now resnet18 (which never sees them) is reused and sized.py,
