@@ -263,7 +263,7 @@ def clinical_analysis(
         baseline=baseline,
         calibration=calibration,
         calibration_flags={m: _flags(calibration.per_model[m]) for m in models},
-        weighting_note=weighting_note(results),
+        weighting_note=_weighting(results, calibrate if recalibrate else None),
         decision=decision,
         nb_thresholds=declared,
         net_benefit=net,
@@ -353,6 +353,16 @@ def _flags(row) -> list[str]:
             "over-predicts: the calibration intercept's interval lies below 0 (risks too high on average)"
         )
     return flags
+
+
+def _weighting(results, recalibrated: str | None) -> str | None:
+    note = weighting_note(results)
+    if note and recalibrated:
+        note += (
+            f" Here --calibrate {recalibrated} refits the probabilities on validation predictions, which "
+            "removes this shift up to the error of that fit."
+        )
+    return note
 
 
 def weighting_note(results) -> str | None:
