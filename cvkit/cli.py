@@ -506,7 +506,7 @@ def _offline(offline: bool):
 def _evaluate(args, console, errors) -> int:
     from .api import record_warnings
     from .clinical import check_clinical_settings
-    from .comparison import check_settings, compare
+    from .comparison import check_settings
     from .data import load_data
     from .report import check_not_store, render_comparison, render_summary, write_json
     from .runner import JobProgress
@@ -573,16 +573,7 @@ def _evaluate(args, console, errors) -> int:
         registration=registration,
         until_decided=sequential,
     )
-    report = compare(
-        results,
-        metric=args.metric,
-        rope=args.rope,
-        alpha=args.alpha,
-        min_effect=args.min_effect,
-        nb_thresholds=args.nb_thresholds,
-        operating_point=args.operating_point,
-        calibrate=args.calibrate,
-    )
+    report = _compare_as_asked(results, args)
     render_summary(results, console)
     render_comparison(report, console, details=args.details)
     counts = results.counts
@@ -631,21 +622,11 @@ def _write_documents(results, report, formats, console, open_html=False) -> None
 
 
 def _report(args, console, errors) -> int:
-    from .comparison import compare
     from .report import FORMATS, render_comparison, render_summary, write_json
     from .results import Results
 
     results = Results(args.run_dir, positive=args.positive)
-    report = compare(
-        results,
-        metric=args.metric,
-        rope=args.rope,
-        alpha=args.alpha,
-        min_effect=args.min_effect,
-        nb_thresholds=args.nb_thresholds,
-        operating_point=args.operating_point,
-        calibrate=args.calibrate,
-    )
+    report = _compare_as_asked(results, args)
     render_summary(results, console)
     render_comparison(report, console, details=args.details)
     if args.json:
@@ -656,24 +637,13 @@ def _report(args, console, errors) -> int:
 
 
 def _compare(args, console, errors) -> int:
-    from .comparison import compare
     from .report import render_comparison, write_json
     from .results import Results
 
     if len(args.run_dir) > 1:
         return _compare_runs(args, console)
     results = Results(args.run_dir[0], positive=args.positive)
-    report = compare(
-        results,
-        metric=args.metric,
-        rope=args.rope,
-        alpha=args.alpha,
-        baseline=args.baseline,
-        min_effect=args.min_effect,
-        nb_thresholds=args.nb_thresholds,
-        operating_point=args.operating_point,
-        calibrate=args.calibrate,
-    )
+    report = _compare_as_asked(results, args, baseline=args.baseline)
     render_comparison(report, console, details=args.details)
     if args.json:
         write_json(results, args.json, report)
@@ -697,6 +667,17 @@ def _compare_runs(args, console) -> int:
     if args.json:
         write_ranking_json(ranking, args.json)
     return 0
+
+
+def _compare_as_asked(results, args, **more):
+    """``compare`` with the analysis options every command that reports shares."""
+    from .comparison import compare
+
+    return compare(
+        results, metric=args.metric, rope=args.rope, alpha=args.alpha, min_effect=args.min_effect,
+        nb_thresholds=args.nb_thresholds, operating_point=args.operating_point, calibrate=args.calibrate,
+        **more,
+    )  # fmt: skip
 
 
 def _plan(args, console, errors) -> int:
