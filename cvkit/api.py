@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -25,6 +26,7 @@ from .data import (
     with_extra,
 )
 from .errors import ConfigError, OptionError
+from .planning import AnalysisPlan, SequentialRule, sequential_looks
 from .report import NotebookProgress
 from .results import Results
 from .runner import (
@@ -33,6 +35,7 @@ from .runner import (
     JobClaims,
     JobProgress,
     JobRunner,
+    RunCounts,
     Store,
     Verification,
     check_writable,
@@ -105,6 +108,8 @@ def evaluate(
     progress: JobProgress | NotebookProgress | bool | None = None,
     command: str | None = None,
     caveats=(),
+    registration: AnalysisPlan | None = None,
+    until_decided: SequentialRule | None = None,
     **shortcuts,
 ) -> Results:
     """Train the baseline and every variant on the same splits with the same seeds.
@@ -151,6 +156,15 @@ def evaluate(
     caveats : sequence of str, default=()
         Warnings raised earlier about this run's data (e.g. while loading it), listed in its
         reports.
+    registration : AnalysisPlan or None, default=None
+        The pre-registered analysis plan this run follows
+        (:func:`~cvkit.planning.read_analysis_plan`): its design and models must be the ones asked
+        for; it is stored with the run when the run starts, and every report then names it.
+    until_decided : SequentialRule or None, default=None
+        A sequential design (:class:`~cvkit.planning.SequentialRule`): repeats run in stages up
+        to its ``max_repeats`` (which ``design.repeats`` must equal), and after each stage from
+        the second on the rule looks at every undecided variant; the run stops when each is
+        decided.
     **shortcuts
         Any field of ``Data`` (but ``source``: that is ``data``), ``Design``, ``TrainConfig``
         (but ``backbone``, ``weights_digest``) or ``Execution`` by name, for notebooks:
@@ -210,6 +224,15 @@ def evaluate(
         dedupe=data.dedupe,
         threads=execution.threads_per_job or 1,
     )
+    if until_decided is not None:
+        if design.cv is not None or design.repeats != until_decided.max_repeats:
+            raise ConfigError(
+                f"a sequential run takes repeats from its rule: pass repeats={until_decided.max_repeats} "
+                "(the maximum) and no custom splitter"
+            )
+        record["until_decided"] = until_decided.record()
+    if registration is not None:
+        _check_registration(registration, record, folds=design.folds, repeats=design.repeats, cv=design.cv)
     with record_warnings() as preparing:
         setup = _prepare(record, data=data.source, folds=design.folds, repeats=design.repeats, cv=design.cv)
     ensure_pretrained(_backbones(setup), setup.config.weights)  # a download happens here, once
@@ -217,12 +240,16 @@ def evaluate(
     # breaks the contract stops the run here, with one line, and leaves nothing behind.
     reads_extra = _preflight(setup)
     run_dir = Path(out) if out else _default_run_dir(reports_dir, setup.dataset, setup.models, setup.identity)
-    # Stored rows: every test sample under each checkpoint rule and epoch, and the hold-out set.
+    # Stored rows: every test sample under each checkpoint rule and epoch, the validation part
+    # (its kept checkpoint's predictions) and the hold-out set.
     holdout_rows = 0 if setup.holdout is None else len(setup.holdout)
     rows = (
         design.seeds
         * len(setup.models)
-        * sum(len(split.test) * (len(SELECTION_RULES) + recipe.epochs) + holdout_rows for split in setup.plan)
+        * sum(
+            len(split.test) * (len(SELECTION_RULES) + recipe.epochs) + len(split.val) + holdout_rows
+            for split in setup.plan
+        )
     )
     check_writable(run_dir, store_bytes(rows, setup.dataset.n_classes))
 
@@ -233,18 +260,23 @@ def evaluate(
                 f"{run_dir} holds a run with other settings ({_differences(previous, setup.identity)}); "
                 "pass another --out, or delete the folder to start over"
             )
+        registered = store.get_meta("registration")
         if previous is None:
             _describe_run(
                 store, setup, command, None if design.cv is not None else _stored_recipe(record, setup)
+            )
+            if registration is not None:
+                store.set_meta("registration", registration.record())
+        elif registration is not None and (registered or {}).get("sha256") != registration.sha256:
+            started = "with another plan" if registered else "without a plan"
+            raise ConfigError(
+                f"{run_dir} was started {started}: a plan registered after a run began is not a "
+                "pre-registration; pass another --out for the planned run"
             )
         else:
             _reanalyse(store, setup, command)
         _keep_caveats(store, [*caveats, *preparing])
         job_list, work = _jobs(setup, run_dir, reads_extra)
-        # Claims let drivers started on one folder share its jobs; a paused job's state is kept in
-        # the run folder, where the next run sweeps it if this process is killed.
-        claims = JobClaims(run_dir)
-        work = replace(work, paused_dir=str(claims.paused_dir))
         concurrency = _concurrency(
             execution.jobs, execution.threads_per_job, setup.config, setup.dataset, setup.device
         )
@@ -253,7 +285,10 @@ def evaluate(
             runner = make_executor(execution.executor, ExecutorSettings(concurrency, setup.device, execution))
             # An executor that places jobs itself (Ray's tasks) says what runs at once.
             concurrency = getattr(runner, "concurrency", concurrency)
-            counts = run_jobs(job_list, store, work, executor=runner, progress=display, claims=claims)
+            if until_decided is None:
+                counts = _run_stage(job_list, store, work, runner, display, run_dir)
+            else:
+                counts = _run_in_stages(job_list, store, work, runner, display, until_decided, run_dir)
         _keep_caveats(store, training)
     results = Results(run_dir)
     results.counts = counts
@@ -283,6 +318,63 @@ def _configure(data=None, design=None, recipe=None, execution=None, shortcuts=No
     if shortcuts:
         raise TypeError(f"evaluate() got an unexpected keyword argument {next(iter(shortcuts))!r}")
     return tuple(configs)
+
+
+def _run_stage(jobs, store, work, runner, display, run_dir) -> RunCounts:
+    """Train ``jobs`` (those not done yet). Claims let drivers started on one folder share its
+    jobs; a paused job's state is kept in the run folder, where the next run sweeps it if this
+    process is killed. ``run_jobs`` ends its claims, so each call gets its own."""
+    claims = JobClaims(run_dir)
+    work = replace(work, paused_dir=str(claims.paused_dir))
+    return run_jobs(jobs, store, work, executor=runner, progress=display, claims=claims)
+
+
+def _run_in_stages(job_list, store, work, runner, display, rule: SequentialRule, run_dir) -> RunCounts:
+    """A sequential run: the jobs of repeats 0 and 1, a look at every variant, then one more repeat
+    at a time until every variant is decided or the rule's maximum is reached. The looks are
+    stored after each stage (``sequential`` in the store), so that reports say where it stopped."""
+    total, handled, looks = RunCounts(), 0, {}
+    for stage in range(2, rule.max_repeats + 1):
+        jobs = [job for job in job_list if job.repeat < stage]
+        counts = _run_stage(jobs, store, work, runner, display, run_dir)
+        total.trained += counts.trained
+        total.reused += counts.reused
+        total.failed += counts.failed
+        total.resumed += counts.resumed - handled  # not the earlier stages' jobs again
+        handled = len(jobs)
+        looks = sequential_looks(Results(run_dir), rule, looks)
+        decided = all(v and v[-1].decision != "continue" for v in looks.values())
+        store.set_meta(
+            "sequential",
+            dict(
+                rule=rule.record(),
+                repeats_run=stage,
+                decided=decided,
+                looks={name: [dataclasses.asdict(look) for look in v] for name, v in looks.items()},
+            ),
+        )
+        if decided:
+            break
+    return total
+
+
+def _check_registration(registration: AnalysisPlan, recipe: dict, *, folds, repeats, cv) -> None:
+    """The run asked for must be the one the plan fixes: its design and its models."""
+    planned = {"sequential": False, **registration.design}
+    asked = dict(
+        folds=folds, repeats=repeats, seeds=recipe["seeds"], seed=recipe["seed"],
+        sequential=recipe.get("until_decided") is not None,
+    )  # fmt: skip
+    differ = [f"{key} {asked[key]} (plan: {planned[key]})" for key in planned if asked[key] != planned[key]]
+    models = registration.models
+    if recipe["baseline"] != models["baseline"]:
+        differ.append(f"baseline {recipe['baseline']} (plan: {models['baseline']})")
+    if recipe["variants"] != models["variants"]:
+        differ.append(f"variants {', '.join(recipe['variants'])} (plan: {', '.join(models['variants'])})")
+    if cv is not None:
+        differ.append("a custom splitter (the plan fixes folds and repeats)")
+    if differ:
+        raise ConfigError(f"this run is not the pre-registered one: {'; '.join(differ)}")
 
 
 def _progress_display(progress, epochs: int):
@@ -493,6 +585,8 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
         nested=nested,
         inner_folds=r["inner_folds"] if nested else None,
     )
+    if r.get("until_decided"):  # only then: the identities of other runs stay as they were
+        design["sequential"] = r["until_decided"]
     # Runs recorded before the thread count was part of the recipe trained with one thread.
     threads = r.get("threads", 1)
     identity = dict(

@@ -16,6 +16,7 @@ import threading
 import time
 import warnings
 from dataclasses import fields, replace
+from pathlib import Path
 
 from rich.console import Console
 
@@ -26,7 +27,7 @@ from .data import Data
 from .errors import CvkitError, OptionError
 from .runner import EXECUTORS, Execution
 from .splits import Design
-from .stats import VERDICT_METRICS
+from .stats import DEFAULT_NB_THRESHOLDS, DEFAULT_OPERATING_POINT, RECALIBRATION_METHODS, VERDICT_METRICS
 from .trainers import (
     AUGMENTATIONS,
     CLASS_WEIGHTS,
@@ -93,6 +94,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--baseline",
         default=TrainConfig.backbone,
         help="resnet18 (default), resnet34/50/101, densenet121, timm:NAME, logreg or a plugin file",
+    )
+    ev.add_argument(
+        "--plan",
+        default=None,
+        metavar="PLAN.toml",
+        help="run a pre-registered analysis plan (cvkit plan --write): its models, design, metric, alpha, "
+        "ROPE and smallest effect; every report then says so",
+    )
+    ev.add_argument(
+        "--until-decided",
+        action="store_true",
+        default=None,  # evaluate's own default: no sequential rule
+        help="sequential design: run repeats in stages (2, then one more at a time) and stop when each "
+        "variant is decided (alpha spending, futility, equivalence); --max-repeats caps it",
+    )
+    ev.add_argument(
+        "--max-repeats", type=int, default=None, help="with --until-decided: the most repeats (default 10)"
     )
     ev.add_argument("--folds", type=int, default=Design.folds)
     ev.add_argument("--repeats", type=int, default=Design.repeats)
@@ -284,6 +302,62 @@ def build_parser() -> argparse.ArgumentParser:
     _comparison_options(cmp)
     _positive_option(cmp)
 
+    plan = commands.add_parser(
+        "plan",
+        help="before a run: which design detects a smallest effect with the target power, at what cost "
+        "(from an earlier run, or from stated priors)",
+    )
+    source = plan.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--from", dest="from_run", metavar="RUN_DIR", help="an earlier run (pilot) of the models"
+    )
+    source.add_argument("--samples", type=int, help="priors: samples in the cross-validation pool")
+    plan.add_argument(
+        "--fold-sd", type=float, help="priors: sd of the per-fold difference (variant - baseline)"
+    )
+    plan.add_argument(
+        "--seed-sd", type=float, default=0.0, help="priors: sd of one job's difference between training seeds"
+    )
+    plan.add_argument("--folds", type=int, default=5, help="priors: the folds --fold-sd was measured at")
+    plan.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="PLUGIN",
+        help="priors: a variant to be compared (repeatable; alpha is split over them); with --write, the "
+        "variants the plan fixes (default: the run's)",
+    )
+    plan.add_argument(
+        "--baseline", default=None, help="with --write: the baseline the plan fixes (default: the run's)"
+    )
+    plan.add_argument(
+        "--write",
+        default=None,
+        metavar="PLAN.toml",
+        help="pre-register: write the analysis plan (metric, alpha, ROPE, smallest effect, models, design, "
+        "decision and stopping rule) for cvkit evaluate --plan; .toml or .json",
+    )
+    plan.add_argument(
+        "--design",
+        default=None,
+        metavar="KxRxS",
+        help="with --write: the design to fix, folds x repeats x seeds per split (default: the recommended)",
+    )
+    plan.add_argument(
+        "--seconds-per-job", type=float, help="priors: training seconds of one job of one model"
+    )
+    plan.add_argument(
+        "--until-decided",
+        action="store_true",
+        help="with --write: pre-register the sequential design (cvkit evaluate --until-decided) instead of "
+        "a fixed one, up to --max-repeats",
+    )
+    plan.add_argument("--max-repeats", type=int, default=10, help="with --until-decided: the most repeats")
+    plan.add_argument("--power", type=float, default=0.8, help="target power (default: %(default)s)")
+    plan.add_argument("--jobs", type=int, default=1, help="jobs at once, for the expected times (default 1)")
+    plan.add_argument("--json", default=None, metavar="PATH", help="also write the plan as JSON")
+    _comparison_options(plan)
+
     rep = commands.add_parser("report", help="regenerate a run's reports from its store (no training)")
     rep.add_argument("run_dir")
     rep.add_argument("--html", action="store_true", help="write report.html (default: every format)")
@@ -336,7 +410,10 @@ def _jobs(text: str):
 
 def _comparison_options(parser) -> None:
     parser.add_argument(
-        "--metric", default="auc", choices=VERDICT_METRICS, help="primary metric of the verdict"
+        "--metric",
+        default=None,
+        choices=VERDICT_METRICS,
+        help="primary metric of the verdict (default: auc, or the run's pre-registered plan's)",
     )
     parser.add_argument(
         "--rope",
@@ -345,13 +422,46 @@ def _comparison_options(parser) -> None:
         help="region of practical equivalence of the verdict metric, ± this (default: per metric, 0.01 "
         "for AUC and at least one sample's worth of a counted metric in one test fold)",
     )
-    parser.add_argument("--alpha", type=float, default=0.05, help="significance level (Holm across variants)")
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="significance level, Holm across variants (default: 0.05, or the run's pre-registered plan's)",
+    )
     parser.add_argument(
         "--min-effect",
         type=float,
         default=None,
         help="smallest difference of the verdict metric worth detecting, stated in advance: the design "
         "advice says what design detects it with 80%% power (default: the ROPE)",
+    )
+    parser.add_argument(
+        "--nb-thresholds",
+        default=",".join(f"{t:g}" for t in DEFAULT_NB_THRESHOLDS),
+        metavar="T1,T2,...",
+        help="threshold probabilities, declared in advance, at which the net benefit of each model and "
+        "its paired difference with the baseline get corrected intervals (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--operating-point",
+        default=DEFAULT_OPERATING_POINT,
+        metavar="RULE",
+        help="how each job's threshold is chosen on its inner validation predictions before its test "
+        "fold is scored: sens@spec=0.90, spec@sens=0.90, youden, fixed=0.5 or none (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--calibrate",
+        default="none",
+        choices=RECALIBRATION_METHODS,
+        help="recalibrate each job's probabilities by a map fitted on its inner validation predictions "
+        "alone before the calibration, net benefit and operating point are scored (default: none, the "
+        "models' own probabilities)",
+    )
+    parser.add_argument(
+        "--details",
+        action="store_true",
+        help="also print the clinical tables (calibration, net benefit, operating point) in the terminal; "
+        "the HTML and Markdown reports always hold them",
     )
 
 
@@ -443,13 +553,17 @@ def _offline(offline: bool):
 
 def _evaluate(args, console, errors) -> int:
     from .api import record_warnings
-    from .comparison import check_settings, compare
+    from .clinical import check_clinical_settings
+    from .comparison import check_settings
     from .data import load_data
     from .report import check_not_store, render_comparison, render_summary, write_json
     from .runner import JobProgress
 
     started = time.perf_counter()
+    registration = _apply_plan(args) if args.plan else None
     check_settings(rope=args.rope, alpha=args.alpha, min_effect=args.min_effect)  # now, not after training
+    sequential = _sequential_rule(args)
+    check_clinical_settings(args.nb_thresholds, args.operating_point)
     if args.json and args.out:
         check_not_store(args.out, args.json)
     data, design, recipe, execution = (
@@ -479,12 +593,12 @@ def _evaluate(args, console, errors) -> int:
         progress=JobProgress(errors, epochs=recipe.epochs),
         command=args.command_line,
         caveats=loading,
+        registration=registration,
+        until_decided=sequential,
     )
-    report = compare(
-        results, metric=args.metric, rope=args.rope, alpha=args.alpha, min_effect=args.min_effect
-    )
+    report = _compare_as_asked(results, args)
     render_summary(results, console)
-    render_comparison(report, console)
+    render_comparison(report, console, details=args.details)
     counts = results.counts
     console.print(
         f"{counts.trained} jobs trained, {counts.resumed} resumed from this run, "
@@ -531,16 +645,13 @@ def _write_documents(results, report, formats, console, open_html=False) -> None
 
 
 def _report(args, console, errors) -> int:
-    from .comparison import compare
     from .report import FORMATS, render_comparison, render_summary, write_json
     from .results import Results
 
     results = Results(args.run_dir, positive=args.positive)
-    report = compare(
-        results, metric=args.metric, rope=args.rope, alpha=args.alpha, min_effect=args.min_effect
-    )
+    report = _compare_as_asked(results, args)
     render_summary(results, console)
-    render_comparison(report, console)
+    render_comparison(report, console, details=args.details)
     if args.json:
         write_json(results, args.json, report)
     formats = [f for f, chosen in zip(FORMATS, (args.html, args.md, args.latex)) if chosen] or list(FORMATS)
@@ -549,22 +660,14 @@ def _report(args, console, errors) -> int:
 
 
 def _compare(args, console, errors) -> int:
-    from .comparison import compare
     from .report import render_comparison, write_json
     from .results import Results
 
     if len(args.run_dir) > 1:
         return _compare_runs(args, console)
     results = Results(args.run_dir[0], positive=args.positive)
-    report = compare(
-        results,
-        metric=args.metric,
-        rope=args.rope,
-        alpha=args.alpha,
-        baseline=args.baseline,
-        min_effect=args.min_effect,
-    )
-    render_comparison(report, console)
+    report = _compare_as_asked(results, args, baseline=args.baseline)
+    render_comparison(report, console, details=args.details)
     if args.json:
         write_json(results, args.json, report)
     return 0
@@ -580,13 +683,201 @@ def _compare_runs(args, console) -> int:
         for output in filter(None, (args.cd_diagram, args.json)):
             check_not_store(run_dir, output)
     runs = [Results(path, positive=args.positive) for path in args.run_dir]
-    ranking = compare_runs(runs, metric=args.metric)
+    ranking = compare_runs(runs, metric=args.metric or "auc")
     render_ranking(ranking, console)
     path = write_cd_diagram(ranking, args.cd_diagram)
     console.print(f"critical-difference diagram: {path}", highlight=False)
     if args.json:
         write_ranking_json(ranking, args.json)
     return 0
+
+
+def _compare_as_asked(results, args, **more):
+    """``compare`` with the analysis options every command that reports shares."""
+    from .comparison import compare
+
+    return compare(
+        results, metric=args.metric, rope=args.rope, alpha=args.alpha, min_effect=args.min_effect,
+        nb_thresholds=args.nb_thresholds, operating_point=args.operating_point, calibrate=args.calibrate,
+        **more,
+    )  # fmt: skip
+
+
+def _plan(args, console, errors) -> int:
+    from .planning import plan_from_priors, plan_from_run, write_analysis_plan
+    from .report import check_not_store, render_plan, write_plan_json
+    from .results import Results
+
+    if args.jobs < 1:
+        raise CvkitError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.from_run:
+        priors = [
+            flag
+            for flag, value in (("--fold-sd", args.fold_sd), ("--seconds-per-job", args.seconds_per_job))
+            if value is not None
+        ]
+        if priors:
+            raise CvkitError(
+                f"{' and '.join(priors)} state priors; with --from RUN_DIR the run's own figures are used"
+            )
+        if args.json:
+            check_not_store(args.from_run, args.json)
+        results = Results(args.from_run)
+        plan = plan_from_run(
+            results,
+            min_effect=args.min_effect,
+            metric=args.metric,
+            alpha=args.alpha,
+            power=args.power,
+        )
+    else:
+        results = None
+        missing = [
+            flag
+            for flag, value in (("--fold-sd", args.fold_sd), ("--min-effect", args.min_effect))
+            if value is None
+        ]
+        if missing:
+            raise CvkitError(f"planning from priors needs {' and '.join(missing)} (or plan --from RUN_DIR)")
+        plan = plan_from_priors(
+            n_samples=args.samples, fold_sd=args.fold_sd, seed_sd=args.seed_sd, folds=args.folds,
+            n_variants=max(1, len(args.variant)), min_effect=args.min_effect, metric=args.metric,
+            alpha=args.alpha, power=args.power, seconds_per_job=args.seconds_per_job,
+        )  # fmt: skip
+    render_plan(plan, console, jobs=args.jobs)
+    if args.json:
+        write_plan_json(plan, args.json)
+        console.print(f"plan -> {escape.rich(args.json)}", highlight=False)
+    if args.write:
+        registered = _pre_register(args, plan, results)
+        write_analysis_plan(registered, args.write)
+        say(
+            console,
+            f"pre-registered analysis plan -> {args.write} (sha256 {registered.sha256[:12]}); run it with "
+            f"cvkit evaluate --plan {args.write} --data DATA",
+        )
+    return 0
+
+
+def _sequential_rule(args):
+    """--until-decided: the rule, on the verdict's metric and settings; --repeats becomes its maximum."""
+    from .planning import SequentialRule
+
+    if not args.until_decided:
+        if args.max_repeats is not None:
+            raise CvkitError("--max-repeats applies to --until-decided only")
+        return None
+    if args.repeats != Design.repeats:
+        raise CvkitError(
+            "--until-decided chooses the repeats itself: give the most with --max-repeats, not --repeats"
+        )
+    rule = SequentialRule(
+        max_repeats=10 if args.max_repeats is None else args.max_repeats, metric=args.metric or "auc",
+        alpha=0.05 if args.alpha is None else args.alpha, min_effect=args.min_effect, rope=args.rope,
+    )  # fmt: skip
+    args.repeats = rule.max_repeats
+    return rule
+
+
+def _apply_plan(args):
+    """``evaluate --plan``: the plan's models, design and analysis settings become the run's; a flag
+    that asks for something else is refused (an analysis that differs from the plan is exploratory:
+    run it afterwards with cvkit compare)."""
+    from .planning import read_analysis_plan
+
+    registration = read_analysis_plan(args.plan)
+    design = dict(registration.design)
+    if design.pop("sequential", False):  # the plan's repeats are the sequential rule's maximum
+        most = design.pop("repeats")
+        if args.max_repeats not in (None, most):
+            raise CvkitError(
+                f"{args.plan} fixes --max-repeats {most}; this command asks for {args.max_repeats}"
+            )
+        args.until_decided, args.max_repeats = True, most
+    planned = {
+        "variants": registration.models["variants"],
+        "baseline": registration.models["baseline"],
+        **design,
+        **{k: v for k, v in registration.analysis.items() if k in ("metric", "alpha", "rope", "min_effect")},
+    }
+    planned.setdefault("rope", None)  # the metric's own ROPE
+    defaults = {
+        "variants": [],
+        "baseline": TrainConfig.backbone,
+        **{field.name: field.default for field in fields(Design)},
+        "metric": None,
+        "alpha": None,
+        "rope": None,
+        "min_effect": None,
+    }
+    differ = []
+    for key, value in planned.items():
+        asked = getattr(args, key)
+        if asked != defaults[key] and asked != value:
+            flag = "VARIANT ..." if key == "variants" else f"--{key.replace('_', '-')}"
+            shown = " ".join(asked) if key == "variants" else asked
+            differ.append(f"{flag} {shown} (plan: {' '.join(value) if key == 'variants' else value})")
+        setattr(args, key, value)
+    if differ:
+        raise CvkitError(
+            f"{args.plan} fixes what this command changes: {'; '.join(differ)}. Run the plan as written; "
+            "analyse otherwise afterwards with cvkit compare RUN (labelled exploratory)"
+        )
+    return registration
+
+
+def _pre_register(args, plan, results):
+    """The analysis plan ``cvkit plan --write`` fixes: the chosen (or recommended) design, the
+    models from the flags or the earlier run."""
+    from .planning import analysis_plan, plan_design, plan_sequential
+
+    if args.until_decided:
+        if args.design is not None:
+            raise CvkitError("--design fixes a fixed design; with --until-decided give --max-repeats")
+        design = plan_sequential(plan, args.max_repeats)
+    elif args.design is None:
+        design = plan.recommended
+        if design is None or design.data_factor != 1:
+            raise CvkitError(
+                "no design on this data reaches the target power: choose the one to pre-register with "
+                "--design KxRxS (e.g. --design 5x3x2)"
+            )
+    else:
+        try:
+            k, r, s = (int(part) for part in args.design.lower().split("x"))
+        except ValueError:
+            raise CvkitError(f"--design {args.design!r}: write folds x repeats x seeds, e.g. 5x3x2") from None
+        if k < 2 or r < 1 or s < 1:
+            raise CvkitError(f"--design {args.design!r}: needs folds >= 2, repeats >= 1, seeds >= 1")
+        matches = [
+            d for d in plan.designs if (d.n_folds, d.n_repeats, d.n_seeds, d.data_factor) == (k, r, s, 1.0)
+        ]
+        design = matches[0] if matches else plan_design(plan, k, r, s)
+    recipe = (results.recipe or {}) if results is not None else {}
+    variants = args.variant or recipe.get("variants") or []
+    baseline = args.baseline or recipe.get("baseline")
+    if not variants or not baseline:
+        raise CvkitError(
+            "--write needs the models to fix: pass --baseline NAME and --variant PLUGIN (repeatable)"
+        )
+    return analysis_plan(
+        plan,
+        design,
+        baseline=_portable(baseline),
+        variants=[_portable(v) for v in variants],
+        rope=args.rope,
+        seed=recipe.get("seed", 0),
+    )
+
+
+def _portable(spec: str) -> str:
+    """A plugin file below the working folder as a relative path, so that the plan file travels
+    with the project; built-in names and other paths as they are."""
+    path = Path(spec)
+    if path.is_absolute() and path.is_file():
+        with contextlib.suppress(ValueError):
+            return path.relative_to(Path.cwd()).as_posix()
+    return spec
 
 
 def _export(args, console, errors) -> int:
@@ -691,6 +982,7 @@ COMMANDS = {
     "evaluate": _evaluate,
     "compare": _compare,
     "report": _report,
+    "plan": _plan,
     "export": _export,
     "verify": _verify,
     "plugins": _plugins,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +47,7 @@ class Comparison:
     prob: stats.ProbOutperformResult
     mde: float  # smallest true difference this design detects with 80% power (projected)
     advice: stats.DesignAdvice  # the design that detects the pre-specified min_effect
+    variance_model: stats.VarianceModel  # the variance components the advice projects from
     pvalue_holm: float
     verdict: str
     confidence: float  # of ttest's interval
@@ -56,6 +58,7 @@ class Comparison:
     sample_pvalue_holm: float = float("nan")  # smallest Holm-adjusted p over McNemar and DeLong
     bootstrap: stats.BootstrapResult | None = None
     diff_components: stats.VarianceComponents | None = None
+    sequential: tuple = ()  # a sequential run's looks (stats.SequentialLook); its verdict is the last's
     paragraph: str = ""
 
     @property
@@ -73,6 +76,18 @@ class PairwiseComparison:
     pvalue_holm: float
     confidence: float
     verdict: str
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The pre-registered analysis plan a run was started with, and whether this analysis keeps to
+    it: "pre-registered" when its metric, alpha, ROPE, smallest effect and baseline are the plan's,
+    "exploratory" (with what differs) otherwise."""
+
+    sha256: str
+    plan: dict
+    status: str  # "pre-registered" | "exploratory"
+    deviations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,6 +111,9 @@ class ComparisonReport:
     mean_ranks: dict[str, float] = field(default_factory=dict)
     nested: dict = field(default_factory=dict)  # model -> hyper-parameters chosen per outer fold
     holdout: list[dict] = field(default_factory=list)  # per model: hold-out score beside the CV estimate
+    registration: Registration | None = None  # the run's pre-registered plan, if it has one
+    # Calibration, decision curves, operating points (cvkit.clinical.ClinicalReport); None if not asked.
+    clinical: Any = None
 
 
 @dataclass(frozen=True)
@@ -111,12 +129,12 @@ class MultiRunRanking:
     friedman: stats.FriedmanResult
 
 
-def check_settings(*, rope: float | None, alpha: float, min_effect: float | None = None) -> None:
-    """The ROPE (None: the metric's own), the significance level and the smallest effect of
-    interest (None: the ROPE), checked before any work (``nan < 0`` is False)."""
+def check_settings(*, rope: float | None, alpha: float | None, min_effect: float | None = None) -> None:
+    """The ROPE (None: the metric's own), the significance level (None: the default) and the
+    smallest effect of interest (None: the ROPE), checked before any work (``nan < 0`` is False)."""
     if min_effect is not None and not (math.isfinite(min_effect) and min_effect > 0):
         raise ConfigError(f"--min-effect must be a positive number, got {min_effect}")
-    if not (math.isfinite(alpha) and 0 < alpha < 1):
+    if alpha is not None and not (math.isfinite(alpha) and 0 < alpha < 1):
         raise ConfigError(f"--alpha must lie strictly between 0 and 1, got {alpha}")
     if rope is not None and not (math.isfinite(rope) and rope >= 0):
         raise ConfigError(f"--rope must be a finite number of at least 0, got {rope}")
@@ -125,50 +143,82 @@ def check_settings(*, rope: float | None, alpha: float, min_effect: float | None
 def compare(
     results,
     *,
-    metric: str = "auc",
+    metric: str | None = None,
     rope: float | None = None,
-    alpha: float = 0.05,
+    alpha: float | None = None,
     baseline: str | None = None,
     min_effect: float | None = None,
     n_resamples: int = 10000,
     seed: int = 0,
+    nb_thresholds=stats.DEFAULT_NB_THRESHOLDS,
+    operating_point: str | None = stats.DEFAULT_OPERATING_POINT,
+    calibrate: str = "none",
+    clinical: bool = True,
 ) -> ComparisonReport:
     """Compare every other model of a run with the baseline: the verdict of each, its tests,
-    intervals and the design advice.
+    intervals, the design advice and the clinical layer.
+
+    For a run started with a pre-registered plan, ``metric``, ``alpha``, ``rope`` and
+    ``min_effect`` default to the plan's, and any other choice makes the analysis exploratory
+    (``ComparisonReport.registration`` says so and why).
 
     Parameters
     ----------
     results : Results
         The run (:func:`cvkit.load` or the return of :func:`cvkit.evaluate`).
-    metric : {"auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1"}, default="auc"
-        The metric the verdicts rest on.
+    metric : str or None, default=None
+        The metric the verdicts rest on (one of ``stats.VERDICT_METRICS``); None: the plan's,
+        else AUC.
     rope : float or None, default=None
-        Region of practical equivalence, ± this; None: the metric's own (``stats.default_rope``:
-        0.01 for AUC, at least one sample's worth of a counted metric in one test fold).
-    alpha : float, default=0.05
-        Significance level, Holm-adjusted across the variants.
+        Region of practical equivalence, ± this; None: the plan's, else the metric's own
+        (``stats.default_rope``: 0.01 for AUC, at least one sample's worth of a counted metric in
+        one test fold).
+    alpha : float or None, default=None
+        Significance level, Holm-adjusted across the variants; None: the plan's, else 0.05.
     baseline : str or None, default=None
         The model the others are compared with; None: the run's baseline.
     min_effect : float or None, default=None
         The smallest difference worth detecting that the design advice plans for, stated in
-        advance (never the observed difference); None: the ROPE.
+        advance (never the observed difference); None: the plan's, else the ROPE.
     n_resamples : int, default=10000
         Bootstrap resamples of the per-sample intervals.
     seed : int, default=0
         Seed of the bootstrap.
+    nb_thresholds : sequence of float, default=stats.DEFAULT_NB_THRESHOLDS
+        The pre-declared risk thresholds of the paired net-benefit differences.
+    operating_point : str or None, default=stats.DEFAULT_OPERATING_POINT
+        ``sens@spec=0.90``, ``spec@sens=0.90``, ``youden``, ``fixed=0.5`` or None: the rule that
+        chooses each job's threshold on its validation predictions.
+    calibrate : {"none", "platt", "isotonic"}, default="none"
+        Recalibration fitted on each job's validation predictions before the clinical layer.
+    clinical : bool, default=True
+        Whether to compute the clinical layer (``cvkit.clinical``).
 
     Returns
     -------
     ComparisonReport
         A frozen report: one ``Comparison`` per variant (verdict, tests, intervals, the verdict
-        sentence), the A/A seed check, seed noise, pairwise tests and hold-out scores.
+        sentence), the A/A seed check, seed noise, pairwise tests, hold-out scores, the
+        registration status and the clinical layer.
 
     Raises
     ------
     ConfigError
-        An unknown metric or baseline, ``rope``, ``alpha`` or ``min_effect`` out of range, or a
-        run without finished jobs.
+        An unknown metric or baseline, ``rope``, ``alpha`` or ``min_effect`` out of range, bad
+        clinical settings, or a run without finished jobs.
     """
+    from .clinical import check_clinical_settings, clinical_analysis
+
+    if clinical:  # bad settings fail before any work
+        check_clinical_settings(nb_thresholds, operating_point, calibrate)
+
+    registered = getattr(results, "registration", None)
+    planned = registered["content"]["analysis"] if registered else {}
+    asked = dict(metric=metric, alpha=alpha, rope=rope, min_effect=min_effect, baseline=baseline)
+    metric = planned.get("metric", "auc") if metric is None else metric
+    alpha = planned.get("alpha", 0.05) if alpha is None else alpha
+    rope = planned.get("rope") if rope is None else rope
+    min_effect = planned.get("min_effect") if min_effect is None else min_effect
     if metric not in stats.VERDICT_METRICS:
         raise ConfigError(f"--metric {metric!r}: choose one of {', '.join(stats.VERDICT_METRICS)}")
     check_settings(rope=rope, alpha=alpha, min_effect=min_effect)
@@ -206,7 +256,7 @@ def compare(
     noise = context.seed_noise(metrics, baseline) if n_seeds >= 2 else None
     comparisons = []
     for variant, (a, b), variant_jobs, decision in zip(ready, paired, jobs, decided):
-        c = context.compare(baseline, variant, a, b, variant_jobs, decision)
+        c = _with_looks(context.compare(baseline, variant, a, b, variant_jobs, decision), results, metric)
         comparisons.append(replace(c, paragraph=verdict_paragraph(c, noise, n_folds, n_repeats)))
 
     aa = context.seed_check(metrics, baseline)
@@ -231,10 +281,76 @@ def compare(
         pairwise=pairwise,
         mean_ranks=mean_ranks,
         nested=nested_choices(results),
+        registration=_registration(registered, asked, default_rope, results.baseline),
         holdout=holdout,
+        clinical=clinical_analysis(
+            results,
+            baseline=baseline,
+            nb_thresholds=nb_thresholds,
+            operating_point=operating_point,
+            calibrate=calibrate,
+        )
+        if clinical
+        else None,
     )
     warnings = [f"{v}: fewer than 2 folds finished for both models; not compared yet" for v in pending]
     return replace(draft, warnings=warnings + _warnings(draft, results, n_test))
+
+
+# The verdict a sequential run's last look gives (one still running: inconclusive so far).
+SEQUENTIAL_VERDICTS = dict(
+    better="better",
+    worse="worse",
+    equivalent="equivalent",
+    futile="inconclusive",
+    inconclusive="inconclusive",
+    continue_="inconclusive",
+)
+
+
+def _with_looks(c: Comparison, results, metric: str) -> Comparison:
+    """A sequential run's variant: its verdict is the rule's (decided on the rule's metric), with
+    the looks that led to it."""
+    sequential = getattr(results, "sequential", None)
+    if not sequential or sequential["rule"]["metric"] != metric:
+        return c
+    looks = tuple(stats.SequentialLook(**look) for look in sequential["looks"].get(c.variant, []))
+    if not looks:
+        return c
+    decision = looks[-1].decision
+    return replace(
+        c, verdict=SEQUENTIAL_VERDICTS.get(decision, SEQUENTIAL_VERDICTS["continue_"]), sequential=looks
+    )
+
+
+def paired_job_scores(results, variant: str, *, metric: str = "auc", baseline: str | None = None):
+    """The verdict's input for one variant: both models' scores per job (repeat, fold, seed) on the
+    jobs both finished, with each job's test-sample variance of the difference
+    (``stats.PairedJobScores``), as ``compare`` builds it."""
+    n_train, n_test = results.fold_sizes
+    design = results.run["design"]
+    context = _Context(
+        results, metric, None, 0.05, None, n_train, n_test, design["folds"], design["repeats"], 0, 0
+    )
+    return context.paired_jobs(results.metrics, baseline or results.baseline, variant)
+
+
+def _registration(registered, asked: dict, default_rope: float, run_baseline: str) -> Registration | None:
+    """Whether this analysis keeps to the run's pre-registered plan: every setting asked for that
+    differs from the plan's makes it exploratory."""
+    if not registered:
+        return None
+    planned = {**registered["content"]["analysis"], "baseline": run_baseline}
+    planned.setdefault("rope", default_rope)
+    deviations = tuple(
+        f"{key.replace('_', ' ')} {value:g} (plan: {planned[key]:g})"
+        if isinstance(value, float)
+        else f"{key.replace('_', ' ')} {value} (plan: {planned[key]})"
+        for key, value in asked.items()
+        if value is not None and value != planned[key]
+    )
+    status = "exploratory" if deviations else "pre-registered"
+    return Registration(registered["sha256"], registered["content"], status, deviations)
 
 
 def compare_runs(runs, *, metric: str = "auc") -> MultiRunRanking:
@@ -442,6 +558,7 @@ class _Context:
             bayes=decision.bayes,
             mde=mde,
             advice=advice,
+            variance_model=model,
             pvalue_holm=decision.pvalue_holm,
             verdict=decision.verdict,
             confidence=decision.confidence,
@@ -573,23 +690,8 @@ def cv_interval(results, model: str, metric: str, *, confidence: float = 0.95) -
     mean, se, df = _cv_mean_se(results, model, metric)
     if np.isnan(se):
         return mean, float("nan"), float("nan")
-    low, high = bounded_interval(mean, se, df, confidence)
+    low, high = stats.bounded_interval(mean, se, df, confidence)
     return mean, low, high
-
-
-def bounded_interval(mean: float, se: float, df: float, confidence: float = 0.95) -> tuple[float, float]:
-    """A t interval for a mean in [0, 1], built on the logit scale: logit(mean) ± t * se / (mean (1 -
-    mean)), mapped back. A mean of exactly 0 or 1 with spread gets the open end [0 or 1]."""
-    from scipy import stats as sps
-    from scipy.special import expit, logit
-
-    half = sps.t.ppf(0.5 + confidence / 2, df)
-    if se == 0:
-        return mean, mean
-    if mean <= 0 or mean >= 1:
-        return (0.0, min(1.0, mean + half * se)) if mean <= 0 else (max(0.0, mean - half * se), 1.0)
-    scale = se / (mean * (1 - mean))
-    return float(expit(logit(mean) - half * scale)), float(expit(logit(mean) + half * scale))
 
 
 def _cv_mean_se(results, model, metric) -> tuple[float, float, float]:
@@ -639,7 +741,7 @@ def holdout_scores(
         per_job = job_metrics[job_metrics.model == model][metric].to_numpy()
         cv_mean, cv_se, cv_df = _cv_mean_se(results, model, metric)
         cv_low, cv_high = (
-            (float("nan"), float("nan")) if np.isnan(cv_se) else bounded_interval(cv_mean, cv_se, cv_df)
+            (float("nan"), float("nan")) if np.isnan(cv_se) else stats.bounded_interval(cv_mean, cv_se, cv_df)
         )
         gap_p = holdout_gap_pvalue(averaged.estimate, averaged.se, cv_mean, cv_se, cv_df)
         out.append(

@@ -67,6 +67,9 @@ class Results:
             store.check_finished()
             self.run = store.get_meta("run")
             self.plan = store.get_meta("plan")
+            self.recipe = store.get_meta("recipe")  # the evaluate call's settings (None: a Python Dataset)
+            self.registration = store.get_meta("registration")  # the pre-registered analysis plan, if any
+            self.sequential = store.get_meta("sequential")  # a sequential run's looks (--until-decided)
             self.models = store.models()
             self.jobs = store.jobs()
             samples = store.samples()

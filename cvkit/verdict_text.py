@@ -45,6 +45,15 @@ TEST_NAMES = dict(
 
 
 def verdict_paragraph(c, noise, n_folds: int, n_repeats: int) -> str:
+    """The verdict sentence of one comparison, with its numbers and what they estimate; for a
+    sequential run, where it stopped and why."""
+    text = _fixed_paragraph(c, noise, n_folds, n_repeats)
+    if c.sequential:
+        text += " " + sequential_sentence(c, n_repeats)
+    return text
+
+
+def _fixed_paragraph(c, noise, n_folds: int, n_repeats: int) -> str:
     """The verdict sentence of one comparison, with its numbers and what they estimate."""
     name = metric_label(c.metric)
     t = c.ttest
@@ -70,3 +79,27 @@ def verdict_paragraph(c, noise, n_folds: int, n_repeats: int) -> str:
     if c.verdict == "inconclusive":
         text += " " + c.advice.sentence
     return text
+
+
+def sequential_sentence(c, max_repeats: int) -> str:
+    """Where a sequential run stopped for this variant, why, and its repeated interval."""
+    look = c.sequential[-1]
+    where = f"after {look.repeats} of at most {max_repeats} repeats"
+    reasons = dict(
+        better=f"the test crossed the boundary (|z| {abs(look.z):.2f} >= {look.boundary:.2f})",
+        worse=f"the test crossed the boundary (|z| {abs(look.z):.2f} >= {look.boundary:.2f})",
+        equivalent="the repeated interval lies inside the ROPE",
+        futile=f"futility: {100 * look.conditional_power:.0f}% conditional power to reach the boundary for "
+        "the smallest effect of interest",
+        inconclusive=f"the maximum was reached without crossing the boundary (|z| {abs(look.z):.2f} < "
+        f"{look.boundary:.2f})",
+    )
+    if look.decision == "continue":
+        head = f"Sequential design: still running, {look.repeats} of at most {max_repeats} repeats so far"
+    else:
+        head = f"Sequential design: stopped {where}, {reasons[look.decision]}"
+    return (
+        f"{head}; Δ {look.estimate:+.3f}, repeated 95% interval [{look.low:+.3f}, {look.high:+.3f}] (it "
+        "holds at every look at once; the interval and p above are the fixed-design ones and ignore "
+        "the looks)."
+    )

@@ -1,12 +1,13 @@
 """The reduced calibration bench (benchmarks/calibration.py --reduced): real learners, real seed
 noise, data sets drawn from a population. The deciding test must hold its level in every regime,
 the corrected t's rates must be reported beside it, the A/A check must catch a seed offset at the
-power it states, and the design model's projections must match the power reached."""
+power it states, and a design the advice states detects an effect with 80% power must do so."""
 
 import importlib.util
 import sys
 from pathlib import Path
 
+import cloudpickle
 import pytest
 
 from cvkit.stats import DEFAULT_VERDICT_METHOD, VERDICT_METHODS
@@ -16,6 +17,8 @@ _spec = importlib.util.spec_from_file_location("calibration_bench", ROOT / "benc
 bench = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = bench  # dataclasses look their module up there
 _spec.loader.exec_module(bench)
+# The bench's worker processes cannot import a module loaded from a file path: send its code along.
+cloudpickle.register_pickle_by_value(bench)
 
 
 @pytest.fixture(scope="module")
@@ -52,23 +55,37 @@ def test_the_seed_noise_check_is_calibrated_and_catches_one_seed_sd(reduced):
         assert aa["corrected_fpr"] <= aa["fpr"]  # the old check: more conservative, never less
 
 
-@pytest.mark.xfail(
-    reason="open (issue 16 item 3): the design model overstates power where the test's se exceeds the "
-    "true sd "
-    "under the alternative; full run: MLP regimes 11-19 points high, converged 5-8; the "
-    "reduced converged set reaches 40% where 64% is projected",
-    strict=False,
-)
-def test_the_design_model_projects_the_power_the_designs_reach(reduced):
-    summary, _, n = reduced
+def test_the_designs_the_advice_states_reach_their_stated_power(reduced):
+    # From each data set's small pilot, the effect each design detects with 80% power; run at that
+    # true effect (a location shift of the variant), about 80% of those runs must detect it.
+    summary, text, n = reduced
+    assert "## Design advice: stated 80.0% power" in text
     for regime, tally in summary.items():
-        # Designs the advice can recommend from the 2-seed pilot: never fewer seeds than were run.
-        for repeats, seeds in [d for d in bench.SUB_DESIGNS if d[1] >= bench.PILOT[1]]:
+        for repeats, seeds in bench.ADVISED_DESIGNS:
             design = tally["design"][DEFAULT_VERDICT_METHOD, repeats, seeds]
-            reached = design["reached"]
-            assert abs(design["projected"] - reached) <= 0.05 + bench.margin(max(reached, 0.05), n), (
+            assert design["effect"] > 0
+            assert abs(design["reached"] - bench.TARGET_POWER) <= 0.05 + bench.margin(
+                bench.TARGET_POWER, n
+            ), (
                 regime,
                 repeats,
                 seeds,
                 design,
             )
+
+
+def test_the_sequential_rule_holds_its_level_and_saves_jobs(reduced):
+    # A = B: "better" or "worse" at any look in no more than alpha of runs (binomial margin); the
+    # jobs it takes against the fixed design projected to have the same power.
+    summary, text, _ = reduced
+    assert "## Sequential rule (--until-decided)" in text
+    staged = {regime: tally["sequential"] for regime, tally in summary.items() if "sequential" in tally}
+    assert set(staged) == set(bench.REDUCED.sequential_regimes)
+    for regime, seq in staged.items():
+        n = seq["n"]
+        claims = sum(decision in ("better", "worse") for decision, _, _ in seq["null"])
+        assert claims / n <= 0.05 + bench.margin(0.05, n), (regime, claims, n)
+        used = sorted(2 * bench.Config.n_folds * repeats for _, repeats, _ in seq["better"])
+        fixed = sorted(2 * bench.Config.n_folds * f for _, _, f in seq["better"])
+        assert used[n // 2] <= 0.6 * fixed[n // 2], (regime, used, fixed)  # the goal: 40% fewer jobs
+        assert all(2 <= repeats <= bench.SEQUENTIAL_REPEATS for _, repeats, _ in seq["null"] + seq["better"])

@@ -113,7 +113,9 @@ def _check_consistent(run_dir):
             rules = db.execute(
                 "SELECT rule, count(*) FROM predictions WHERE job_key = ? GROUP BY rule", (key,)
             ).fetchall()
-            assert {count for _, count in rules} == {n}, f"job {key} has a half-written prediction set"
+            test_fold = {count for rule, count in rules if rule not in ("validation", "holdout")}
+            assert test_fold == {n}, f"job {key} has a half-written prediction set"
+            assert dict(rules).get("validation", 0) > 0, f"job {key} lacks its validation predictions"
     return len(done)
 
 

@@ -165,3 +165,18 @@ def test_a_run_without_any_variance_detects_any_difference_instead_of_crashing()
         repeat_var=0.0, training_var=0.0, split_rest=0.01,
     )  # fmt: skip
     assert 0 < detectable_effect(noisy) <= float("inf")
+
+
+def test_the_detectable_effect_of_another_design_is_the_effect_it_has_the_stated_power_for():
+    from cvkit.stats import VarianceModel, detectable_effect
+
+    model = VarianceModel(
+        n_samples=428, n_folds=5, n_repeats=2, n_seeds=2, test_noise=0.3, seed_var=4e-4,
+        repeat_var=2e-5, training_var=5e-5, split_rest=1e-3,
+    )  # fmt: skip
+    own = detectable_effect(model)
+    assert own == detectable_effect(model, n_folds=5, n_repeats=2, n_seeds=2)
+    bigger = detectable_effect(model, n_repeats=6, n_seeds=3)
+    assert 0 < bigger < own  # more repeats and seeds: a smaller effect reaches 80%
+    assert design_power(model, bigger, n_folds=5, n_repeats=6, n_seeds=3) == pytest.approx(0.8, abs=1e-4)
+    assert design_power(model, own, n_folds=5, n_repeats=2, n_seeds=2) == pytest.approx(0.8, abs=1e-4)

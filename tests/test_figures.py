@@ -49,8 +49,24 @@ def test_the_run_has_every_figure(figures):
         "learning_curves",
         "selection_rules",
         "calibration",
+        "decision_curve",
         "confusion",
     }
+
+
+def test_decision_curve_shows_each_model_treat_all_treat_none_and_the_declared_thresholds(run, figures):
+    results, report = run
+    (ax,) = _plots(figures["decision_curve"])
+    assert {"resnet18", "fc_attention", "treat all", "treat none"} <= _legend_texts(figures["decision_curve"])
+    assert "net benefit" in ax.get_ylabel() and "threshold" in ax.get_xlabel()
+    dotted = sorted(
+        line.get_xdata()[0]
+        for line in ax.get_lines()
+        if line.get_linestyle() == ":" and len(set(line.get_xdata())) == 1
+    )
+    assert dotted == pytest.approx(list(report.clinical.nb_thresholds))
+    curve = next(line for line in ax.get_lines() if line.get_label() == "treat all")
+    assert curve.get_ydata() == pytest.approx(report.clinical.decision.treat_all)
 
 
 def test_every_axis_of_every_figure_is_labelled(figures):
@@ -178,6 +194,7 @@ def test_html_glossary_defines_each_term_and_the_report_links_to_it(run, tmp_pat
     assert all(target in parser.ids for target, _ in parser.links)  # no link leads nowhere
     linked = {target for target, in_glossary in parser.links if not in_glossary}
     wanted = {"corrected-t", "sampling-within", "rope", "holm", "mde", "mid-p", "bca", "aa"}
+    wanted |= {"calibration-slope", "net-benefit", "operating-point"}
     assert {f"glossary-{a}" for a in wanted} <= linked, sorted(anchors - linked)
     terms = {term for term, _, _ in GLOSSARY.values()}
     assert {"corrected t", "ROPE", "Holm", "MDE", "mid-p", "BCa", "A/A check"} <= terms

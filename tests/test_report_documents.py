@@ -38,7 +38,11 @@ def test_html_is_self_contained_and_escapes_user_strings(hostile_run):
     assert "<img src=x" not in html and "head&lt;img src=x onerror=alert(2)&gt;" in html
     assert "t&lt;i&gt;ny" in html
     assert not re.search(r"(src|href)=\"(https?:)?//", html)  # no network resource of any kind
-    assert html.count('<img alt="') == 8  # every figure, embedded
+    assert html.count('<img alt="') == 9  # every figure, embedded
+    clinical = html[html.index('<section id="clinical">') :]
+    clinical = clinical[: clinical.index("</section>")]
+    assert "head&lt;img src=x onerror=alert(2)&gt;" in clinical and "&lt;script&gt;alert(1)" in clinical
+    assert "<img" not in clinical and "<script" not in clinical
     verdict = report.comparisons[0].verdict
     assert f'data-verdict="{verdict}"' in html and "A/A check" in html
 
@@ -53,6 +57,8 @@ def test_markdown_has_a_row_per_metric_and_a_column_per_model(hostile_run):
     for link in re.findall(r"\]\((figures/[a-z_]+\.png)\)", md):
         assert (written["md"].parent / link).stat().st_size > 1000
     assert "<script>" not in md
+    clinical = md[md.index("## Clinical view") : md.index("## Figures")]
+    assert "<img" not in clinical and "<script>" not in clinical and "### Operating point" in clinical
 
 
 def test_latex_table_structure_and_escaping(hostile_run, tmp_path):
@@ -148,7 +154,7 @@ def test_html_report_renders_in_headless_chromium(hostile_run, tmp_path):
     )
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert html.escape(report.comparisons[0].paragraph, quote=False)[:80] in dom.stdout  # the verdict text
-    assert dom.stdout.count('<img alt="') == 8 and "<script" not in dom.stdout  # figures; no injected element
+    assert dom.stdout.count('<img alt="') == 9 and "<script" not in dom.stdout  # figures; no injected element
     console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Refused to" in line]
     assert console == []  # no script errors, no blocked (network) loads
     shot = tmp_path / "shot.png"

@@ -119,6 +119,19 @@ def test_unchanged_baseline_is_reused_by_a_later_comparison(tiny, tmp_path, writ
     with Store(second.run_dir) as store:
         reused = {j["reused_from"] for j in store.jobs() if j["model"] == "resnet18"}
     assert reused == {first.run_dir.name}
+    # the run's header (terminal, HTML, Markdown) says how many jobs were reused and from where
+    from rich.console import Console
+
+    from cvkit.report import render_summary, write_reports
+
+    console = Console(record=True, width=250)
+    render_summary(second, console)
+    expected = f"6 of 12 jobs reused (identical job keys) from other runs: 6 from {first.run_dir.name}"
+    assert expected in console.export_text()
+    written = write_reports(second, cvkit.compare(second), ["md"])
+    from cvkit import escape
+
+    assert escape.markdown(expected) in written["md"].read_text()
 
 
 def test_two_fresh_runs_give_identical_probabilities(tiny, tmp_path):
@@ -210,7 +223,8 @@ def test_changing_only_the_extra_features_reuses_the_jobs_of_models_that_do_not_
     def run(out, *extra):
         assert main([*common, "--out", str(out), *extra]) == 0
         line = " ".join(capsys.readouterr().out.split())
-        return line[line.index("jobs trained") - 2 : line.index("from other runs")].strip()
+        start = line.index("jobs trained")  # the closing line (the header also names reused jobs)
+        return line[start - 2 : line.index("from other runs", start)].strip()
 
     assert run(tmp_path / "reports" / "plain") == "4 jobs trained, 0 resumed from this run, 0 reused"
     # main: 4 trained, 0 reused; now resnet18 (which never sees them) is reused and sized.py,

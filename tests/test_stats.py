@@ -254,7 +254,8 @@ def test_bounded_metric_intervals_stay_inside_0_and_1():
     """Item 9: specificity near 1 gave [0.788, 1.011]; the logit-scale interval stays inside."""
     import pandas as pd
 
-    from cvkit.comparison import bounded_interval, cv_interval
+    from cvkit.comparison import cv_interval
+    from cvkit.stats import bounded_interval
 
     scores = np.array([1.0, 1.0, 0.75, 1.0, 0.875, 1.0, 0.9, 1.0, 1.0, 0.8, 1.0, 1.0, 0.95, 1.0, 0.85])
     frame = pd.DataFrame(

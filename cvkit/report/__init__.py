@@ -2,13 +2,13 @@
 
 from ..verdict_text import verdict_paragraph
 from ._documents import FORMATS, write_reports
-from ._export import check_not_store, write_json, write_predictions_csv, write_ranking_json
+from ._export import check_not_store, write_json, write_plan_json, write_predictions_csv, write_ranking_json
 from ._figures import draw_figures, write_cd_diagram
 from ._mlflow import export_mlflow, resolve_tracking_uri
 from ._narrative import GLOSSARY
 from ._notebook import NotebookProgress, describe_run, results_html
-from ._serialise import ranking_record, report_record
-from ._terminal import render_comparison, render_ranking, render_summary, render_verification
+from ._serialise import plan_record, ranking_record, report_record
+from ._terminal import render_comparison, render_plan, render_ranking, render_summary, render_verification
 
 __all__ = [
     "FORMATS",
@@ -18,8 +18,10 @@ __all__ = [
     "describe_run",
     "draw_figures",
     "export_mlflow",
+    "plan_record",
     "ranking_record",
     "render_comparison",
+    "render_plan",
     "render_ranking",
     "render_summary",
     "render_verification",
@@ -29,6 +31,7 @@ __all__ = [
     "resolve_tracking_uri",
     "results_html",
     "write_json",
+    "write_plan_json",
     "write_predictions_csv",
     "write_ranking_json",
     "write_reports",

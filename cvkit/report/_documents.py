@@ -14,14 +14,21 @@ from .. import escape, files
 from .._version import __version__
 from ..errors import CvkitError
 from ..stats import METRICS, metric_label
+from ._checklist import checklist
+from ._clinical import clinical_notes, clinical_tables
 from ._figures import render_figures
 from ._format import is_number, number, plural, pvalue, signed
 from ._narrative import BOOTSTRAP_METHODS, GLOSSARY, nested_choices_text, nested_sentence
 from ._serialise import report_record
 from ._setup import data_use, holdout_heading
-from ._terminal import metric_intervals
+from ._terminal import metric_intervals, reuse_text
 
 FORMATS = ("html", "md", "latex")
+CHECKLIST_NOTE = (
+    "The topics of the TRIPOD+AI (2024) and CLAIM (2024) checklists that this run answers, answered "
+    "from it; then the topics only the authors can answer. Topics are named, not numbered: check the "
+    "item numbers against the checklist version you report to."
+)
 
 
 def write_reports(results, report, formats=FORMATS, out_dir=None) -> dict[str, Path]:
@@ -197,6 +204,12 @@ def document_context(results, report) -> dict:
         holdout=report.holdout,
         holdout_heading=holdout_heading(report.holdout) if report.holdout else "",
         data_use=data_use(run),
+        registration=record["registration"],
+        reuse=reuse_text(jobs),
+        clinical=None
+        if getattr(report, "clinical", None) is None
+        else dict(notes=clinical_notes(report.clinical), tables=clinical_tables(report.clinical)),
+        checklist=checklist(results, report),
     )
 
 
@@ -214,7 +227,11 @@ def render_html(context: dict, figures: dict) -> str:
         name: (caption, base64.b64encode(png).decode("ascii")) for name, (caption, png) in figures.items()
     }
     return environment.get_template("report.html.j2").render(
-        **context, figures=images, analysis=analysis_text(context), glossary=GLOSSARY
+        **context,
+        figures=images,
+        analysis=analysis_text(context),
+        glossary=GLOSSARY,
+        checklist_note=CHECKLIST_NOTE,
     )
 
 
@@ -238,6 +255,8 @@ def glossed(text):
 def render_markdown(context: dict, figures: dict) -> str:
     esc = escape.markdown
     lines = [f"# {esc(context['title'])}", ""]
+    if context["registration"]:
+        lines += [f"**{esc(context['registration']['sentence'])}**", ""]
     for c in context["comparisons"]:
         lines += [
             f"**{esc(c['variant'])} vs {esc(context['baseline'])}: {c['verdict'].upper()}.** "
@@ -266,7 +285,16 @@ def render_markdown(context: dict, figures: dict) -> str:
         f"{plural(context['design']['repeats'], 'repeat')} x {plural(context['design']['seeds'], 'seed')}, "
         f"master seed {context['design']['seed']}",
         f"- analysis: {analysis_text(context)}",
+        *(
+            [
+                f"- pre-registered plan: sha256 `{context['registration']['sha256']}`; decision rule: "
+                f"{esc(context['registration']['plan']['analysis']['decision_rule'])}"
+            ]
+            if context["registration"]
+            else []
+        ),
         f"- command: {escape.markdown_code(context['command'])}",
+        *([f"- reuse: {esc(context['reuse'])}"] if context["reuse"] else []),
         "",
     ]
     header = (
@@ -324,16 +352,42 @@ def render_markdown(context: dict, figures: dict) -> str:
                 f"{_interval_text((h['score'], h['low'], h['high']))} | {signed(h['gap'])} | "
                 f"{pvalue(h['gap_pvalue_holm'])} |"
             )
+    if context["clinical"]:
+        lines += ["", f"## Clinical view (positive class: {esc(context['positive'])})", ""]
+        lines += [f"- {esc(note)}" for note in context["clinical"]["notes"]]
+        for table in context["clinical"]["tables"]:
+            lines += ["", f"### {esc(table.title)}", "", esc(table.note) + ".", ""]
+            lines += [
+                "| | " + " | ".join(esc(c) for c in table.columns) + " |",
+                "|---|" + "---:|" * len(table.columns),
+            ]
+            for label, cells in table.rows:
+                text = [esc(f"{top} {bottom}".strip()) for top, bottom in cells]
+                lines.append(f"| {esc(label)} | " + " | ".join(text) + " |")
     if figures:
         lines += ["", "## Figures", ""]
         for name, (caption, _) in figures.items():
             lines += [f"![{esc(caption)}](figures/{name}.png)", "", f"*{esc(caption)}*", ""]
     if context["caveats"]:
         lines += ["## Caveats", ""] + [f"- {esc(w)}" for w in context["caveats"]]
+    lines += ["", "## Reporting checklist (TRIPOD+AI, CLAIM)", "", esc(CHECKLIST_NOTE), ""]
+    lines += [f"- **{esc(topic)}**: {esc(answer)}" for topic, answer in context["checklist"]["answered"]]
+    lines += ["", "For the authors (cvkit cannot know these):", ""]
+    lines += [f"- [ ] **{esc(topic)}**: {esc(what)}" for topic, what in context["checklist"]["for_authors"]]
     lines += ["", "## Glossary", ""] + [
         f"- **{esc(term)}**: {esc(meaning)}" for term, meaning, _ in GLOSSARY.values()
     ]
     return "\n".join(lines) + "\n"
+
+
+def _registration_prefix(context: dict) -> str:
+    """The caption's first words for a run with a pre-registered plan: which analysis this is."""
+    registration = context["registration"]
+    if not registration:
+        return ""
+    if registration["status"] == "exploratory":
+        return "Exploratory analysis (departs from the pre-registered plan). "
+    return f"Pre-registered analysis (plan sha256 {registration['sha256'][:12]}). "
 
 
 def render_latex(context: dict) -> str:
@@ -373,7 +427,8 @@ def render_latex(context: dict) -> str:
     lines += [
         "\\bottomrule",
         "\\end{tabular}",
-        f"\\caption{{{esc(context['data']['name'])}: {design['folds']}-fold cross-validation{repeated}, "
+        f"\\caption{{{_registration_prefix(context)}{esc(context['data']['name'])}: {design['folds']}-fold "
+        f"cross-validation{repeated}, "
         f"positive class {esc(context['positive'])}; mean over folds with the "
         f"corrected 95\\% confidence interval (logit scale, so it stays inside [0, 1]); "
         f"{esc(analysis_text(context))}.}}",

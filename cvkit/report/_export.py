@@ -53,6 +53,14 @@ def write_ranking_json(ranking, path) -> None:
     _write(path, lambda f: json.dump(record, f, indent=1, allow_nan=False))
 
 
+def write_plan_json(plan, path) -> None:
+    """A design plan (``cvkit plan``) as JSON."""
+    from ._serialise import plan_record
+
+    record = _finite(dict(plan=plan_record(plan)))
+    _write(path, lambda f: json.dump(record, f, indent=1, allow_nan=False))
+
+
 def _finite(value):
     """JSON has no NaN or infinity: write null instead."""
     if isinstance(value, dict):

@@ -130,6 +130,20 @@ def _draw(results, report) -> dict[str, tuple[str, Figure]]:
             _calibration,
         ),
         (
+            "decision_curve",
+            f"Decision curve ({one_vs_rest}net benefit of treating when the probability of the positive "
+            "class is at least the threshold): mean over test folds, shaded its pointwise corrected 95% "
+            "band; treat all and treat none for reference; dotted lines: the pre-declared thresholds",
+            _decision_curve,
+        ),
+        (
+            "per_class",
+            "Each class against the rest (one-vs-rest; three or more classes): AUC, sensitivity and "
+            "specificity per class and their macro average (unweighted mean over classes), mean over "
+            "test folds with the corrected 95% interval",
+            _per_class,
+        ),
+        (
             "confusion",
             "Confusion matrices (predicted class: the same rule as every class-based metric), pooled "
             "over folds: each cell gives the count (mean over repeats) and its share of the true "
@@ -422,6 +436,70 @@ def _calibration(plt, results, report):
         ylim=(0, 1),
     )
     ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def _decision_curve(plt, results, report):
+    clinical = getattr(report, "clinical", None)
+    if clinical is None:
+        return None
+    curve = clinical.decision
+    t = curve.thresholds
+    fig, ax = plt.subplots(figsize=(5.2, 4))
+    for color, model in zip(OKABE_ITO, curve.mean):
+        ax.plot(t, curve.mean[model], color=color, linewidth=1.5, label=escape.mathtext(model))
+        if np.isfinite(curve.low[model]).any():
+            ax.fill_between(t, curve.low[model], curve.high[model], color=color, alpha=0.15, linewidth=0)
+    ax.plot(t, curve.treat_all, color="#555555", linewidth=1, linestyle="--", label="treat all")
+    ax.axhline(0, color=TIE, linewidth=1, label="treat none")
+    for x in clinical.nb_thresholds:
+        ax.axvline(x, color=TIE, linewidth=0.8, linestyle=":")
+    top = max(float(np.nanmax(np.concatenate([m for m in curve.mean.values()]))), float(curve.treat_all[0]))
+    upper = max(0.6, float(max(clinical.nb_thresholds)) + 0.2)
+    ax.set(
+        xlabel=f"threshold probability of {escape.mathtext(clinical.positive)}",
+        ylabel="net benefit (true positives per patient)",
+        xlim=(0, min(upper, 0.99)),
+        ylim=(-0.05, max(top, 0.05) * 1.1),
+    )
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def _per_class(plt, results, report):
+    clinical = getattr(report, "clinical", None)
+    if clinical is None or not clinical.per_class:
+        return None
+    kinds = list(clinical.per_class)
+    fig, axes = plt.subplots(
+        1, len(kinds), figsize=(3.4 * len(kinds), 3.6), squeeze=False, layout="constrained"
+    )
+    for ax, kind in zip(axes[0], kinds):
+        table = clinical.per_class[kind]
+        models = list(table.per_model)
+        width = 0.7 / max(len(models), 1)
+        for j, (color, model) in enumerate(zip(OKABE_ITO, models)):
+            values = np.array([table.per_model[model][m] for m in table.metrics], dtype=float)
+            x = np.arange(len(table.metrics)) + (j - (len(models) - 1) / 2) * width
+            low, high = values[:, 0] - values[:, 1], values[:, 2] - values[:, 0]
+            ax.errorbar(
+                x,
+                values[:, 0],
+                yerr=np.nan_to_num(np.vstack([low, high])),
+                fmt="o",
+                markersize=4,
+                capsize=2,
+                color=color,
+                label=escape.mathtext(model),
+            )
+        ax.set_xticks(
+            np.arange(len(table.metrics)),
+            [escape.mathtext(table.labels[m]) for m in table.metrics],
+            rotation=30,
+        )
+        ax.axvline(len(table.metrics) - 1.5, color=TIE, linewidth=0.8, linestyle=":")  # classes | macro
+        ax.set(xlabel="class (one-vs-rest)", ylabel=metric_label(kind), ylim=(0, 1.02))
+    axes[0][0].legend(frameon=False, fontsize=8)
     return fig
 
 

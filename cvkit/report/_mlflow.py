@@ -151,7 +151,8 @@ def _export(results, comparison, tracking_uri, experiment) -> list[str]:
     for old in client.search_runs([experiment_id], f"tags.`cvkit.run_dir` = '{_quoted(identity)}'"):
         client.delete_run(old.info.run_id)
 
-    verdicts = report_record(comparison)["comparisons"]
+    record = report_record(comparison)
+    verdicts, registration = record["comparisons"], record["registration"]
     run, design, config = results.run, results.run["design"], results.run["config"]
     steps = {
         (r, f): r * design["folds"] + f for r in range(design["repeats"]) for f in range(design["folds"])
@@ -167,6 +168,10 @@ def _export(results, comparison, tracking_uri, experiment) -> list[str]:
             "cvkit.positive_class": results.positive_name,
             "cvkit.version": run["cvkit_version"],
         }
+        if registration is not None:  # "pre-registered" or "exploratory", and the plan it refers to
+            tags["cvkit.analysis"] = registration["status"]
+            tags["cvkit.plan_sha256"] = registration["sha256"]
+            tags["cvkit.analysis_text"] = registration["sentence"][:5000]
         if model in verdicts:
             c = verdicts[model]
             tags.update(

@@ -7,8 +7,11 @@ result object, one entry here and one block in each template.
 
 from __future__ import annotations
 
+import dataclasses
+
 from .._json import nan_to_none
 from ..verdict_text import interval_label
+from ._clinical import clinical_record
 from ._narrative import (
     ESTIMANDS,
     aa_sentence,
@@ -16,6 +19,7 @@ from ._narrative import (
     friedman_sentence,
     mean_ranks_sentence,
     noise_sentence,
+    registration_sentence,
     single_split_sentence,
     tests_used,
     verdict_css,
@@ -61,7 +65,20 @@ def report_record(report) -> dict:
         friedman=None,
         nested=report.nested,
         holdout=report.holdout,
+        registration=None if report.registration is None else registration_record(report.registration),
+        clinical=clinical_record(getattr(report, "clinical", None)),
         estimands=dict(ESTIMANDS),
+    )
+
+
+def registration_record(registration) -> dict:
+    """The run's pre-registered plan and whether this analysis keeps to it."""
+    return dict(
+        status=registration.status,
+        sha256=registration.sha256,
+        deviations=list(registration.deviations),
+        plan=registration.plan,
+        sentence=registration_sentence(registration),
     )
 
 
@@ -122,6 +139,9 @@ def comparison_record(c) -> dict:
         verdict=c.verdict,
         verdict_class=verdict_css(c.verdict),
         paragraph=c.paragraph,
+        # a sequential run's looks (repeats, estimate, se, z, information fraction, boundary,
+        # conditional power, repeated interval, decision); the verdict is the last look's
+        sequential=[dataclasses.asdict(look) for look in c.sequential] or None,
         mean_difference=t.mean,
         wins=c.wins,
         n_folds=len(c.diffs),
@@ -210,4 +230,44 @@ def ranking_record(ranking) -> dict:
         n_blocks=f.n_blocks,
         sentence=friedman_sentence(ranking),
         estimand=ESTIMANDS["friedman"],
+    )
+
+
+def plan_record(plan) -> dict:
+    """A design plan (``cvkit.planning.DesignPlan``): every design with its power and cost."""
+    return dict(
+        source=plan.source,
+        metric=plan.metric,
+        min_effect=plan.min_effect,
+        alpha=plan.alpha,
+        alpha_per_test=plan.alpha_per_test,
+        target_power=plan.target_power,
+        method=plan.method,
+        baseline=plan.baseline,
+        variants=list(plan.variants),
+        planned_for=plan.planned_for,
+        n_samples=plan.n_samples,
+        class_counts=plan.class_counts,
+        seconds_per_split=plan.seconds_per_split,
+        designs=[_design_record(d) for d in plan.designs],
+        recommended=None if plan.recommended is None else _design_record(plan.recommended),
+        data_needed=plan.data_needed,
+        sentence=plan.sentence,
+        sequential=[dataclasses.asdict(d) for d in plan.sequential],
+        estimand=ESTIMANDS["plan"],
+    )
+
+
+def _design_record(design) -> dict:
+    return dict(
+        folds=design.n_folds,
+        repeats=design.n_repeats,
+        seeds=design.n_seeds,
+        data_factor=design.data_factor,
+        n_samples=design.n_samples,
+        power=design.power,
+        detectable=design.detectable,
+        trainings=design.trainings,
+        seconds=design.seconds,
+        reaches=design.reaches,
     )

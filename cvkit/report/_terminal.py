@@ -14,6 +14,7 @@ from .. import escape
 from ..comparison import cv_interval
 from ..stats import METRICS, metric_label
 from ..verdict_text import confidence_text
+from ._clinical import clinical_notes, clinical_tables
 from ._format import number, plural, pvalue, signed
 from ._narrative import (
     BOOTSTRAP_METHODS,
@@ -23,6 +24,7 @@ from ._narrative import (
     mean_ranks_sentence,
     nested_sentence,
     noise_sentence,
+    registration_sentence,
     single_split_sentence,
     verdict_css,
 )
@@ -69,6 +71,7 @@ def header(results) -> Panel:
             f"checkpoint by {config['select']}, device {run['device']}",
         ),
         ("jobs", f"{len(results.jobs)} jobs, {results.training_seconds():.0f} s of training"),
+        ("reused", reuse_text(results.jobs)),
         ("run", str(results.run_dir)),
     ]
     grid = Table.grid(padding=(0, 2))
@@ -80,6 +83,19 @@ def header(results) -> Panel:
     for i, caveat in enumerate(results.caveats):  # the warnings shown while the run was made
         grid.add_row("caveats" if i == 0 else "", _text(caveat, style="yellow"))
     return Panel(grid, title="cvkit", title_align="left", expand=False)
+
+
+def reuse_text(jobs) -> str:
+    """How many of the run's jobs were copied from sibling runs of its reports folder, and from
+    which (empty when none was)."""
+    sources: dict[str, int] = {}
+    for job in jobs:
+        if job["status"] == "done" and job.get("reused_from"):
+            sources[job["reused_from"]] = sources.get(job["reused_from"], 0) + 1
+    if not sources:
+        return ""
+    where = ", ".join(f"{n} from {name}" for name, n in sorted(sources.items(), key=lambda item: -item[1]))
+    return f"{sum(sources.values())} of {len(jobs)} jobs reused (identical job keys) from other runs: {where}"
 
 
 def _extra_text(data) -> str:
@@ -168,9 +184,15 @@ VERDICT_STYLE = dict(
 )
 
 
-def render_comparison(report, console: Console | None = None) -> None:
-    """Print the comparison table, the sample-level evidence, the verdicts and the checks."""
+def render_comparison(report, console: Console | None = None, *, details: bool = False) -> None:
+    """Print the comparison table, the sample-level evidence, the verdicts and the checks; with
+    ``details``, the clinical tables too (calibration, net benefit, operating point)."""
     console = console or Console(emoji=False)
+    if report.registration is not None:
+        exploratory = report.registration.status == "exploratory"
+        console.print(
+            _text(registration_sentence(report.registration), "bold yellow" if exploratory else "bold")
+        )
     if report.comparisons:
         console.print(comparison_table(report))
         console.print(sample_tests_table(report))
@@ -178,6 +200,9 @@ def render_comparison(report, console: Console | None = None) -> None:
         console.print(selection_table(report))
     if report.holdout:
         console.print(holdout_table(report))
+    if details and getattr(report, "clinical", None) is not None:
+        for block in clinical_blocks(report.clinical):
+            console.print(block)
     for c in report.comparisons:
         console.print(verdict_panel(c))
     console.print(checks_panel(report))
@@ -292,6 +317,45 @@ def holdout_table(report) -> Group:
     return Group(title, table, Text(f"Hold-out: {ESTIMANDS['holdout']}.", style="dim"))
 
 
+def clinical_blocks(clinical) -> list[Group]:
+    """The clinical tables, each cell a value over its interval with the leading zeros dropped
+    (two lines, so that four metrics fit 80 columns); the chosen thresholds and the notes on
+    class weighting and calibration go under the tables as lines."""
+    blocks, said = [], set()
+    for i, t in enumerate(clinical_tables(clinical)):
+        columns, rows = t.columns, t.rows
+        lines = [] if t.note in said else [f"{t.note}."]  # the per-class tables share theirs
+        said.add(t.note)
+        if columns and columns[-1] == "threshold":  # a fifth column would not fit: one line per model
+            lines += [
+                f"threshold of {label}: {top} {bottom}"
+                for label, cells in rows
+                if cells[-1][0]
+                for top, bottom in [cells[-1]]
+                if bottom
+            ]
+            columns, rows = columns[:-1], tuple((label, cells[:-1]) for label, cells in rows)
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("", overflow="fold", max_width=12)
+        for column in columns:
+            table.add_column(
+                escape.rich(column), justify="right", overflow="fold", min_width=min(len(column), 11)
+            )
+        for label, cells in rows:
+            table.add_row(_text(label), *(_two_lines(top, _narrow(bottom)) for top, bottom in cells))
+        lines += clinical_notes(clinical) if i == 0 else []
+        blocks.append(Group(_title(escape.rich(t.title)), table, _text("\n".join(lines), style="dim")))
+    return blocks
+
+
+def _narrow(interval: str) -> str:
+    """``[-0.881, -0.477] p 0.079`` as ``[-.881,-.477]`` over ``p 0.079``."""
+    import re
+
+    compact = re.sub(r"(?<=[\[,+-])0\.", ".", interval.replace(", ", ","))
+    return compact.replace("] p ", "]\np ")
+
+
 def verdict_panel(c) -> Panel:
     title = _text(f"{c.variant} vs {c.baseline}: ")
     title.append(c.verdict.upper(), style=VERDICT_STYLE[verdict_css(c.verdict)])
@@ -342,6 +406,71 @@ def render_ranking(ranking, console: Console | None = None) -> None:
     table.add_row("mean rank", *(f"{r:.2f}" for r in ranking.friedman.mean_ranks))
     console.print(Group(title, table))
     console.print(_text(friedman_sentence(ranking)))
+
+
+def render_plan(plan, console: Console | None = None, *, jobs: int = 1) -> None:
+    """A design plan: one row per design (power for the smallest effect, the smallest difference
+    detected with the target power, trainings, expected time with ``jobs`` at once) and the
+    recommendation in one sentence."""
+    console = console or Console(emoji=False)
+    effect = f"{plan.min_effect:.3g} {metric_label(plan.metric)}"
+    counts = ", ".join(f"{n} {name}" for name, n in plan.class_counts.items())
+    title = _title(
+        f"Designs for {effect}, power {100 * plan.target_power:.0f}% at alpha "
+        f"{plan.alpha_per_test:.3g} per variant",
+        f"from {plan.source}; {plan.n_samples} samples" + (f" ({counts})" if counts else ""),
+    )
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("folds x repeats x seeds", no_wrap=True)
+    table.add_column("samples", justify="right", no_wrap=True)
+    table.add_column("power", justify="right", no_wrap=True)
+    table.add_column("detects", justify="right", no_wrap=True)
+    table.add_column("trainings", justify="right", no_wrap=True)
+    table.add_column("time", justify="right", no_wrap=True)
+    for d in plan.designs:
+        mark = " <" if d == plan.recommended else ""
+        style = "bold" if mark else ("" if d.reaches else "dim")
+        table.add_row(
+            Text(f"{d.n_folds} x {d.n_repeats} x {d.n_seeds}{mark}", style=style),
+            str(d.n_samples),
+            f"{100 * d.power:.0f}%",
+            number(d.detectable) if math.isfinite(d.detectable) else "none",
+            str(d.trainings),
+            "?" if d.seconds is None else _duration(d.seconds / jobs),
+        )
+    console.print(Group(title, table))
+    note = (
+        "< recommended. detects: the smallest true difference found with the target power. "
+        f"Planned for {plan.planned_for}, the noisiest comparison; test: {plan.method}. "
+        + ("Time: training, one job at a time." if jobs == 1 else f"Time: training, {jobs} jobs at once.")
+    )
+    if plan.seconds_per_split is None:
+        note += " No time: plan from a run, or pass --seconds-per-job."
+    console.print(_text(note, "dim"))
+    console.print(_text(plan.sentence))
+    if plan.sequential:
+        first = plan.sequential[0]
+        title = _title(
+            f"Sequential (--until-decided): {first.n_folds} folds x {plural(first.n_seeds, 'seed')}, a look "
+            "after 2, 3, ... repeats"
+        )
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        for name in ("--max-repeats", "power", "repeats (mean)", "trainings (mean)", "at most"):
+            table.add_column(name, justify="right", no_wrap=True)
+        for d in plan.sequential:
+            table.add_row(
+                str(d.max_repeats), f"{100 * d.power:.0f}%", f"{d.expected_repeats:.1f}",
+                f"{d.expected_trainings:.0f}", str(d.max_trainings),
+            )  # fmt: skip
+        console.print(Group(title, table))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _two_lines(top: str, bottom: str) -> Text:

@@ -19,7 +19,7 @@ from ._jobs import Job, JobResult, JobRunner, check_probabilities, job_seed, mak
 from ._progress import JobProgress
 from ._ray import RayExecutor
 from ._run import RunCounts, run_jobs
-from ._store import STORE_NAME, Store, check_writable, store_bytes
+from ._store import STORE_NAME, VALIDATION_RULE, Store, check_writable, store_bytes
 from ._verify import GPU_TOLERANCE, JobCheck, Verification, verify_jobs
 from ._worker import prepare_process
 
@@ -28,6 +28,7 @@ __all__ = [
     "EXECUTORS",
     "GPU_TOLERANCE",
     "STORE_NAME",
+    "VALIDATION_RULE",
     "ClaimedElsewhere",
     "Concurrency",
     "Executor",

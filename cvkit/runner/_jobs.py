@@ -63,6 +63,10 @@ class JobResult:
     info: dict | None = None  # what the trainer reports about itself, e.g. a nested search's choice
     holdout_probs: np.ndarray | None = None  # the fold model's predictions of the hold-out set
     holdout_indices: np.ndarray | None = None
+    # The kept checkpoint's predictions of the job's inner validation part: what a threshold may
+    # be chosen on (an operating point) without seeing the test fold.
+    val_probs: np.ndarray | None = None
+    val_indices: np.ndarray | None = None
 
 
 def job_seed(master_seed: int, repeat: int, fold: int, seed_index: int) -> int:
@@ -225,6 +229,7 @@ def run_job(
             probs_by_rule = {"final": trainer.predict_proba(test)}
             selected = "final"
         holdout_probs = None if holdout is None else trainer.predict_proba(holdout)
+        val_probs = trainer.predict_proba(val) if len(split.val) else None
     except PluginError:
         raise
     except SystemExit as exc:  # not an Exception: it would end the run, silently, with its code
@@ -248,6 +253,8 @@ def run_job(
     probs_by_rule.update(epoch_probs)
     if holdout_probs is not None:
         holdout_probs = check_probabilities(holdout_probs, len(holdout), dataset.n_classes, job.plugin)
+    if val_probs is not None:
+        val_probs = check_probabilities(val_probs, len(val), dataset.n_classes, job.plugin)
     return JobResult(
         job=job,
         probs_by_rule=probs_by_rule,
@@ -261,6 +268,8 @@ def run_job(
         info=getattr(trainer, "info_", None),
         holdout_probs=holdout_probs,
         holdout_indices=None if holdout is None else np.arange(len(dataset), len(dataset) + len(holdout)),
+        val_probs=val_probs,
+        val_indices=None if val_probs is None else np.asarray(split.val),
     )
 
 

@@ -75,6 +75,9 @@ class JobProgress:
         self.progress.__exit__(*exc)
 
     def start(self, total: int, done: int) -> None:
+        for task in (self.jobs_task, self.epoch_task):
+            if task != TaskID(-1):  # started again (a sequential run's next stage): one set of bars
+                self.progress.remove_task(task)
         self.jobs_task = self.progress.add_task("jobs", total=total, completed=done, running="")
         self.epoch_task = self.progress.add_task(
             "epochs", total=(total - done) * self.epochs or None, running=""

@@ -20,6 +20,9 @@ from ..errors import StoreError
 from ..files import STORE_NAME
 
 SCHEMA_VERSION = 3
+# The checkpoint name under which a job's inner validation predictions are kept (its selected
+# checkpoint's); runs stored before cvkit kept them have none.
+VALIDATION_RULE = "validation"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -188,6 +191,11 @@ class Store:
             predictions += [
                 (job.key, "holdout", int(i), json.dumps(p.tolist()))
                 for i, p in zip(result.holdout_indices, result.holdout_probs)
+            ]
+        if getattr(result, "val_probs", None) is not None:
+            predictions += [
+                (job.key, VALIDATION_RULE, int(i), json.dumps(p.tolist()))
+                for i, p in zip(result.val_indices, result.val_probs)
             ]
         history = [(job.key, r["epoch"], *(r.get(c) for c in HISTORY_COLUMNS)) for r in result.history]
         with self._transaction(_describe(job)):

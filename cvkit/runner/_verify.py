@@ -9,6 +9,7 @@ import numpy as np
 
 from ._executor import InProcessExecutor
 from ._jobs import Job, environment
+from ._store import VALIDATION_RULE
 
 # Absolute difference per probability accepted on a GPU: cuDNN is deterministic here, but the
 # kernels it picks, and so the last bits, may change between driver and library versions.
@@ -60,18 +61,18 @@ def verify_jobs(jobs: list[Job], store, work, *, n_jobs: int, seed: int = 0) -> 
         recorded = json.loads(stored[job.key]["environment"] or "{}")
         threads = job.threads  # the key's: a job reused from a run with other threads must not pass
         expected = store.job_predictions(job.key)
-        first = _train(work, job, threads)
+        first = _train(work, job, threads, expected)
         n_values, n_different, max_difference = _difference(expected, first, tolerance)
         check = JobCheck(job, n_values, n_different, max_difference)
         if n_different:
-            second = _train(work, job, threads)
+            second = _train(work, job, threads, expected)
             check.reruns_agree = _difference(first, second, 0.0)[1] == 0
             check.suspect = _suspect(check.reruns_agree, recorded, environment(device) | {"threads": threads})
         checks.append(check)
     return Verification(checks, tolerance, len(done))
 
 
-def _train(work, job, threads) -> dict[str, dict[int, np.ndarray]]:
+def _train(work, job, threads, expected) -> dict[str, dict[int, np.ndarray]]:
     ((_, result, error),) = InProcessExecutor(threads).map(work, [job])
     if error is not None:
         raise error
@@ -80,6 +81,8 @@ def _train(work, job, threads) -> dict[str, dict[int, np.ndarray]]:
     }
     if result.holdout_probs is not None:
         out["holdout"] = dict(zip(result.holdout_indices.tolist(), result.holdout_probs))
+    if result.val_probs is not None and VALIDATION_RULE in expected:  # not in a store made before
+        out[VALIDATION_RULE] = dict(zip(result.val_indices.tolist(), result.val_probs))
     return out
 
 

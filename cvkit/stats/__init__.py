@@ -6,6 +6,23 @@ tests (corrected t, Bayesian correlated t) compare *training procedures*; sample
 """
 
 from ._checks import SeedNoiseCheck, seed_noise_check
+from ._clinical import (
+    CALIBRATION_METRICS,
+    DEFAULT_NB_THRESHOLDS,
+    DEFAULT_OPERATING_POINT,
+    OPERATING_METRICS,
+    OPERATING_RULES,
+    RECALIBRATION_METHODS,
+    OperatingRule,
+    calibration_scores,
+    choose_threshold,
+    fit_recalibration,
+    net_benefit,
+    operating_scores,
+    parse_operating_point,
+    per_class_scores,
+    treat_all_net_benefit,
+)
 from ._decision import (
     VERDICTS,
     Verdict,
@@ -17,11 +34,13 @@ from ._decision import (
     verdicts,
 )
 from ._design import (
+    DESIGN_DATA_FACTORS,
     DesignAdvice,
     DesignProjection,
     VarianceModel,
     advise_design,
     design_power,
+    design_variance,
     detectable_effect,
     estimate_variance_model,
 )
@@ -61,10 +80,24 @@ from ._samples import (
     delong,
     mcnemar,
 )
+from ._sequential import (
+    FUTILITY,
+    SequentialLook,
+    conditional_power,
+    futility_bound,
+    look_at_jobs,
+    obrien_fleming_spent,
+    sequential_boundaries,
+    sequential_design_power,
+    sequential_detectable_effect,
+    sequential_look,
+    sequential_power,
+)
 from ._ttest import (
     BayesResult,
     CorrectedTTestResult,
     bayes_correlated_ttest,
+    bounded_interval,
     corrected_ttest,
     naive_paired_ttest,
 )
@@ -79,6 +112,21 @@ from ._verdict import (
 )
 
 __all__ = [
+    "CALIBRATION_METRICS",
+    "DEFAULT_NB_THRESHOLDS",
+    "DEFAULT_OPERATING_POINT",
+    "OPERATING_METRICS",
+    "OPERATING_RULES",
+    "RECALIBRATION_METHODS",
+    "OperatingRule",
+    "calibration_scores",
+    "choose_threshold",
+    "fit_recalibration",
+    "net_benefit",
+    "operating_scores",
+    "parse_operating_point",
+    "per_class_scores",
+    "treat_all_net_benefit",
     "DEFAULT_VERDICT_METHOD",
     "VERDICT_METHODS",
     "SAMPLING_VARIANCE_METRICS",
@@ -88,8 +136,21 @@ __all__ = [
     "PairedJobScores",
     "SeedNoiseCheck",
     "VarianceModel",
+    "DESIGN_DATA_FACTORS",
     "advise_design",
     "design_power",
+    "design_variance",
+    "FUTILITY",
+    "SequentialLook",
+    "conditional_power",
+    "futility_bound",
+    "look_at_jobs",
+    "obrien_fleming_spent",
+    "sequential_boundaries",
+    "sequential_design_power",
+    "sequential_detectable_effect",
+    "sequential_look",
+    "sequential_power",
     "detectable_effect",
     "difference_test",
     "difference_variance",
@@ -112,6 +173,7 @@ __all__ = [
     "ProbOutperformResult",
     "VarianceComponents",
     "bayes_correlated_ttest",
+    "bounded_interval",
     "benjamini_hochberg",
     "bootstrap_diff",
     "bootstrap_score",

@@ -30,7 +30,7 @@ from scipy import stats
 from ._metrics import metric_label
 from ._verdict import DEFAULT_METHOD, FALLBACK_METHOD, DifferenceSummaries, PairedJobScores, satterthwaite
 
-DATA_FACTORS = (1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+DESIGN_DATA_FACTORS = (1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 
 
 @dataclass(frozen=True)
@@ -142,6 +142,28 @@ def design_power(
     """
     if effect <= 0:
         raise ValueError(f"effect must be positive, got {effect}")
+    variance, df = design_variance(
+        model, n_folds=n_folds, n_repeats=n_repeats, n_seeds=n_seeds, data_factor=data_factor, method=method
+    )
+    if variance <= 0:
+        return 1.0
+    noncentrality = effect / np.sqrt(variance)
+    critical = stats.t.ppf(1 - alpha / 2, df)
+    power = stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality)
+    return 1.0 if np.isnan(power) else float(min(power, 1.0))
+
+
+def design_variance(
+    model: VarianceModel,
+    *,
+    n_folds: int,
+    n_repeats: int,
+    n_seeds: int,
+    data_factor: float = 1.0,
+    method: str = DEFAULT_METHOD,
+) -> tuple[float, float]:
+    """The variance the verdict's test (``method``) would estimate for its difference under the
+    design, and its degrees of freedom, projected from the variance model."""
     k, r, s, m = n_folds, n_repeats, n_seeds, data_factor
     n = model.n_samples * m
     if method.startswith("sampling") and (r < 2 or model.test_noise is None):
@@ -169,13 +191,7 @@ def design_power(
         terms = [((1 / J + 1 / (k - 1)) * split_var, J - 1 if method == "corrected_t" else k - 1)]
     else:
         raise ValueError(f"no design projection for method {method!r}")
-    variance, df = satterthwaite(terms)
-    if variance <= 0:
-        return 1.0
-    noncentrality = effect / np.sqrt(variance)
-    critical = stats.t.ppf(1 - alpha / 2, df)
-    power = stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality)
-    return 1.0 if np.isnan(power) else float(min(power, 1.0))
+    return satterthwaite(terms)
 
 
 def advise_design(
@@ -253,7 +269,7 @@ def advise_design(
     data_needed = data_design = None
     if model.test_noise is not None and cheapest is None:
         # More data, with whichever design then reaches the power for the fewest trainings.
-        for factor in DATA_FACTORS:
+        for factor in DESIGN_DATA_FACTORS:
             best_there = max(
                 (project(k, max_repeats, max_seeds, factor) for k in fold_choices), key=lambda d: d.power
             )
@@ -283,7 +299,7 @@ def advise_design(
             f"about {data_needed:g}x the data (n ≈ {int(round(data_needed * model.n_samples))}) with "
             f"{data_design.describe()} (projected power {_pct(data_design.power)})"
             if data_needed is not None and data_design is not None
-            else f"more than {DATA_FACTORS[-1]:g}x the data"
+            else f"more than {DESIGN_DATA_FACTORS[-1]:g}x the data"
         )
         sentence = (
             f"No number of repeats, seeds or folds on these {model.n_samples} samples reaches "
@@ -306,18 +322,40 @@ def advise_design(
 
 
 def detectable_effect(
-    model: VarianceModel, *, power: float = 0.8, alpha: float = 0.05, method: str = DEFAULT_METHOD
+    model: VarianceModel,
+    *,
+    power: float = 0.8,
+    alpha: float = 0.05,
+    method: str = DEFAULT_METHOD,
+    n_folds: int | None = None,
+    n_repeats: int | None = None,
+    n_seeds: int | None = None,
+    data_factor: float = 1.0,
 ) -> float:
-    """The smallest true difference the run's own design (as in ``model``) detects with ``power``
-    by the verdict's test ``method``, projected from the variance model; inf when no difference
-    up to 1 (the whole range of a score in [0, 1]) reaches it."""
+    """The smallest true difference a design detects with ``power`` by the verdict's test
+    ``method``, projected from the variance model: the run's own design (as in ``model``) unless
+    ``n_folds``, ``n_repeats``, ``n_seeds`` or ``data_factor`` say otherwise. inf when no
+    difference up to 1 (the whole range of a score in [0, 1]) reaches it; 0 when the model has no
+    variance at all."""
     from scipy.optimize import brentq
 
-    k, r, s = model.n_folds, model.n_repeats, max(1, int(round(model.n_seeds)))
+    k = model.n_folds if n_folds is None else n_folds
+    r = model.n_repeats if n_repeats is None else n_repeats
+    s = max(1, int(round(model.n_seeds))) if n_seeds is None else n_seeds
 
     def shortfall(effect):
         return (
-            design_power(model, effect, n_folds=k, n_repeats=r, n_seeds=s, alpha=alpha, method=method) - power
+            design_power(
+                model,
+                effect,
+                n_folds=k,
+                n_repeats=r,
+                n_seeds=s,
+                data_factor=data_factor,
+                alpha=alpha,
+                method=method,
+            )
+            - power
         )
 
     if shortfall(1.0) < 0:

@@ -17,6 +17,12 @@ METRIC_LABELS = dict(
     specificity="specificity",
     f1="F1",
     brier="Brier",
+    cal_intercept="calibration intercept",
+    cal_slope="calibration slope",
+    ece="ECE",
+    ppv="PPV",
+    npv="NPV",
+    net_benefit="net benefit",
 )
 
 

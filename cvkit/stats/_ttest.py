@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+from scipy.special import expit, logit
 
 
 @dataclass(frozen=True)
@@ -134,3 +135,15 @@ def _check_diffs(diffs) -> np.ndarray:
     if not np.isfinite(d).all():
         raise ValueError("per-fold differences contain NaN or infinity (a fold without both classes?)")
     return d
+
+
+def bounded_interval(mean: float, se: float, df: float, confidence: float = 0.95) -> tuple[float, float]:
+    """A t interval for a mean in [0, 1], built on the logit scale: logit(mean) ± t * se / (mean (1 -
+    mean)), mapped back. A mean of exactly 0 or 1 with spread gets the open end [0 or 1]."""
+    half = stats.t.ppf(0.5 + confidence / 2, df)
+    if se == 0:
+        return mean, mean
+    if mean <= 0 or mean >= 1:
+        return (0.0, min(1.0, mean + half * se)) if mean <= 0 else (max(0.0, mean - half * se), 1.0)
+    scale = se / (mean * (1 - mean))
+    return float(expit(logit(mean) - half * scale)), float(expit(logit(mean) + half * scale))
