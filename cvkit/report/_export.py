@@ -54,7 +54,23 @@ def write_ranking_json(ranking, path) -> None:
 
 
 def write_plan_json(plan, path) -> None:
-    """A design plan (``cvkit plan``) as JSON."""
+    """A design plan (``cvkit plan``) as JSON.
+
+    The record is ``plan_record``'s under the key ``plan``, NaN and infinity written as null; the
+    file is replaced atomically (a failed write leaves the old one) and its folder created.
+
+    Parameters
+    ----------
+    plan : DesignPlan
+        The plan (``cvkit.planning.plan_from_run`` or ``plan_from_priors``).
+    path : str or path
+        The JSON file to write.
+
+    Raises
+    ------
+    CvkitError
+        A path that cannot be written.
+    """
     from ._serialise import plan_record
 
     record = _finite(dict(plan=plan_record(plan)))

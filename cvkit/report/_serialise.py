@@ -234,7 +234,23 @@ def ranking_record(ranking) -> dict:
 
 
 def plan_record(plan) -> dict:
-    """A design plan (``cvkit.planning.DesignPlan``): every design with its power and cost."""
+    """A design plan (``cvkit.planning.DesignPlan``): every design with its power and cost.
+
+    Parameters
+    ----------
+    plan : DesignPlan
+        The plan (``cvkit.planning.plan_from_run`` or ``plan_from_priors``).
+
+    Returns
+    -------
+    dict
+        Plain values: the plan's settings (source, metric, smallest effect, alpha overall and per
+        variant, target power, test, models, sample and class counts, seconds per split), every
+        design (folds, repeats, seeds, data factor, samples, power, smallest detectable difference,
+        trainings, seconds, whether it reaches the power), the recommended one, the data needed,
+        the sentence, the sequential designs and the estimand. NaN and infinity are kept
+        (``write_plan_json`` writes them as null).
+    """
     return dict(
         source=plan.source,
         metric=plan.metric,

@@ -409,9 +409,21 @@ def render_ranking(ranking, console: Console | None = None) -> None:
 
 
 def render_plan(plan, console: Console | None = None, *, jobs: int = 1) -> None:
-    """A design plan: one row per design (power for the smallest effect, the smallest difference
-    detected with the target power, trainings, expected time with ``jobs`` at once) and the
-    recommendation in one sentence."""
+    """Print a design plan: its designs, the recommendation, and the sequential designs.
+
+    One row per design (power for the smallest effect, the smallest difference detected with the
+    target power, trainings, expected time with ``jobs`` at once) and the recommendation in one
+    sentence; then the sequential designs, when the plan has them.
+
+    Parameters
+    ----------
+    plan : DesignPlan
+        The plan (``cvkit.planning.plan_from_run`` or ``plan_from_priors``).
+    console : rich.console.Console or None, default=None
+        Where to print; None: a new console on standard output.
+    jobs : int, default=1
+        Jobs run at once, which the expected training time is divided by.
+    """
     console = console or Console(emoji=False)
     effect = f"{plan.min_effect:.3g} {metric_label(plan.metric)}"
     counts = ", ".join(f"{n} {name}" for name, n in plan.class_counts.items())

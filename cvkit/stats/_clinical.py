@@ -65,6 +65,21 @@ def calibration_scores(is_positive, score, *, bins: int = ECE_BINS) -> dict[str,
     - ``brier``: mean of (p - y)^2.
 
     Intercept and slope are NaN when the fold holds one class or the fit does not converge.
+
+    Parameters
+    ----------
+    is_positive : array of bool
+        Whether each sample is of the positive class.
+    score : array of float
+        The predicted probability of the positive class per sample, in [0, 1] (clipped 1e-6 from
+        0 and 1 before the logit).
+    bins : int, default=ECE_BINS
+        Equal-width bins over [0, 1] of the expected calibration error (10).
+
+    Returns
+    -------
+    dict of str to float
+        ``cal_intercept``, ``cal_slope``, ``ece`` and ``brier``.
     """
     y = np.asarray(is_positive, dtype=np.float64)
     p = np.asarray(score, dtype=np.float64)
@@ -88,8 +103,24 @@ def calibration_scores(is_positive, score, *, bins: int = ECE_BINS) -> dict[str,
 
 
 def net_benefit(is_positive, score, thresholds) -> np.ndarray:
-    """Net benefit of treating the samples with ``score >= t`` at each threshold ``t``
-    (Vickers & Elkin 2006): TP/n - FP/n * t / (1 - t)."""
+    """Net benefit of treating the samples with ``score >= t``, at each threshold ``t``.
+
+    Vickers & Elkin (2006): TP/n - FP/n * t / (1 - t).
+
+    Parameters
+    ----------
+    is_positive : array of bool
+        Whether each sample is of the positive class.
+    score : array of float
+        The predicted probability of the positive class per sample.
+    thresholds : sequence of float
+        The risk thresholds t, in [0, 1): a false positive weighs t / (1 - t) true positives.
+
+    Returns
+    -------
+    numpy.ndarray
+        The net benefit at each threshold, in true positives per sample.
+    """
     y = np.asarray(is_positive, dtype=bool)
     s = np.asarray(score, dtype=np.float64)
     t = np.asarray(thresholds, dtype=np.float64)
@@ -100,8 +131,23 @@ def net_benefit(is_positive, score, thresholds) -> np.ndarray:
 
 
 def treat_all_net_benefit(is_positive, thresholds) -> np.ndarray:
-    """Net benefit of treating everyone: prevalence - (1 - prevalence) * t / (1 - t). Treating
-    no one has net benefit 0 at every threshold."""
+    """Net benefit of treating everyone, at each threshold ``t``.
+
+    It is prevalence - (1 - prevalence) * t / (1 - t). Treating no one has net benefit 0 at every
+    threshold.
+
+    Parameters
+    ----------
+    is_positive : array of bool
+        Whether each sample is of the positive class (their share is the prevalence).
+    thresholds : sequence of float
+        The risk thresholds t, in [0, 1).
+
+    Returns
+    -------
+    numpy.ndarray
+        The net benefit of treating everyone at each threshold.
+    """
     prevalence = float(np.mean(np.asarray(is_positive, dtype=bool)))
     t = np.asarray(thresholds, dtype=np.float64)
     return prevalence - (1 - prevalence) * t / (1 - t)
@@ -126,8 +172,27 @@ _RULE = re.compile(r"^(sens@spec|spec@sens|fixed)=([0-9]*\.?[0-9]+)$|^(youden)$"
 
 
 def parse_operating_point(text: str) -> OperatingRule:
-    """``sens@spec=0.90``, ``spec@sens=0.90``, ``youden`` or ``fixed=0.5`` as an
-    :class:`OperatingRule`; ValueError naming the accepted forms otherwise."""
+    """Read an operating-point rule as an :class:`OperatingRule`.
+
+    ``sens@spec=0.90``, ``spec@sens=0.90``, ``youden`` or ``fixed=0.5``; a ValueError names the
+    accepted forms otherwise.
+
+    Parameters
+    ----------
+    text : str
+        The rule as written on the command line (case and surrounding spaces ignored); the number
+        of ``sens@spec``, ``spec@sens`` and ``fixed`` must lie strictly between 0 and 1.
+
+    Returns
+    -------
+    OperatingRule
+        Its ``kind`` and, but for ``youden``, its ``target``.
+
+    Raises
+    ------
+    ValueError
+        Any other form (the message names the accepted ones), or a number outside (0, 1).
+    """
     match = _RULE.match(text.strip().lower())
     if match is None:
         raise ValueError(
@@ -142,11 +207,29 @@ def parse_operating_point(text: str) -> OperatingRule:
 
 
 def choose_threshold(rule: OperatingRule, is_positive, score) -> float:
-    """The threshold ``rule`` picks on these predictions (call it with *validation* predictions
-    only: a threshold chosen on the test fold overstates its sensitivity and specificity). A
-    sample is called positive when ``score >= threshold``. The candidates are the observed scores
-    (and 1 + a hair, calling no one positive); ties go to the higher threshold. NaN when the
-    predictions hold one class (no sensitivity or specificity to target)."""
+    """The threshold ``rule`` picks on these predictions.
+
+    Call it with *validation* predictions only: a threshold chosen on the test fold overstates its
+    sensitivity and specificity. A sample is called positive when ``score >= threshold``. The
+    candidates are the observed scores (and 1 + a hair, calling no one positive); ties go to the
+    higher threshold. NaN when the predictions hold one class (no sensitivity or specificity to
+    target).
+
+    Parameters
+    ----------
+    rule : OperatingRule
+        How to choose (``parse_operating_point``); a ``fixed`` rule returns its target whatever the
+        predictions.
+    is_positive : array of bool
+        Whether each sample is of the positive class.
+    score : array of float
+        The predicted probability of the positive class per sample.
+
+    Returns
+    -------
+    float
+        The threshold, or NaN when the predictions hold one class (but for a ``fixed`` rule).
+    """
     if rule.kind == "fixed":
         return float(rule.target)
     y = np.asarray(is_positive, dtype=bool)
@@ -168,8 +251,25 @@ def choose_threshold(rule: OperatingRule, is_positive, score) -> float:
 
 
 def operating_scores(is_positive, score, threshold: float) -> dict[str, float]:
-    """Sensitivity, specificity, PPV and NPV when ``score >= threshold`` is called positive
-    (NaN where the denominator is empty, or the threshold is NaN)."""
+    """Sensitivity, specificity, PPV and NPV when ``score >= threshold`` is called positive.
+
+    NaN where the denominator is empty, or the threshold is NaN.
+
+    Parameters
+    ----------
+    is_positive : array of bool
+        Whether each sample is of the positive class.
+    score : array of float
+        The predicted probability of the positive class per sample.
+    threshold : float
+        The score from which a sample is called positive (``choose_threshold``); NaN gives NaN
+        scores.
+
+    Returns
+    -------
+    dict of str to float
+        ``sensitivity``, ``specificity``, ``ppv`` and ``npv``, each a share in [0, 1] or NaN.
+    """
     y = np.asarray(is_positive, dtype=bool)
     called = np.asarray(score, dtype=np.float64) >= threshold
 
@@ -185,11 +285,25 @@ def operating_scores(is_positive, score, threshold: float) -> dict[str, float]:
 
 
 def per_class_scores(labels, probs) -> dict[str, np.ndarray]:
-    """One-vs-rest scores of each class of a 3+ class problem, on one set of predictions:
+    """One-vs-rest scores of each class of a 3+ class problem, on one set of predictions.
+
     ``auc`` (class c's probability ranking c against the rest), ``sensitivity`` (recall of c) and
     ``specificity`` (share of the other classes not called c), the predicted class being the most
     probable one. Each is an array over classes, NaN for a class absent from ``labels`` (or, for
-    AUC and specificity, when every sample is of that class)."""
+    AUC and specificity, when every sample is of that class).
+
+    Parameters
+    ----------
+    labels : array of int
+        The true class index (0 to n_classes - 1) of each sample.
+    probs : array of float, shape (n_samples, n_classes)
+        The predicted probability of each class per sample; column c is class c's.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``auc``, ``sensitivity`` and ``specificity``, each with one value per class.
+    """
     from sklearn.metrics import roc_auc_score
 
     labels = np.asarray(labels)
@@ -212,11 +326,34 @@ RECALIBRATION_METHODS = ("none", "platt", "isotonic")
 
 
 def fit_recalibration(method: str, is_positive, score):
-    """A map from a model's probability of the positive class to a recalibrated one, fitted on
-    these (validation) predictions: ``platt`` (logistic regression on the logit, Platt 1999) or
+    """A recalibration of the positive class's probability, fitted on (validation) predictions.
+
+    It maps a model's probability of the positive class to a recalibrated one, fitted on these
+    (validation) predictions: ``platt`` (logistic regression on the logit, Platt 1999) or
     ``isotonic`` (monotone step function; scikit-learn's ``IsotonicRegression``). None when the
     predictions hold one class or the fit does not converge (leave those probabilities as they
-    are)."""
+    are).
+
+    Parameters
+    ----------
+    method : {"none", "platt", "isotonic"}
+        The recalibration; ``none`` returns None.
+    is_positive : array of bool
+        Whether each validation sample is of the positive class.
+    score : array of float
+        The model's predicted probability of the positive class per validation sample.
+
+    Returns
+    -------
+    callable or None
+        A function from an array of probabilities to the recalibrated ones, in [0, 1]; None for
+        ``none``, for one class, or for a Platt fit that does not converge.
+
+    Raises
+    ------
+    ValueError
+        A method other than those of ``RECALIBRATION_METHODS``.
+    """
     if method not in RECALIBRATION_METHODS:
         raise ValueError(f"--calibrate {method!r}: choose one of {', '.join(RECALIBRATION_METHODS)}")
     y = np.asarray(is_positive, dtype=np.float64)

@@ -162,8 +162,42 @@ def design_variance(
     data_factor: float = 1.0,
     method: str = DEFAULT_METHOD,
 ) -> tuple[float, float]:
-    """The variance the verdict's test (``method``) would estimate for its difference under the
-    design, and its degrees of freedom, projected from the variance model."""
+    """Projected variance of the verdict's difference under a design, and its degrees of freedom.
+
+    The variance the verdict's test (``method``) would estimate for its difference under the
+    design, and its degrees of freedom, projected from the variance model.
+
+    A sampling method falls back to ``FALLBACK_METHOD`` (the corrected t) when the design has one
+    repeat or the model no test-sample noise.
+
+    Parameters
+    ----------
+    model : VarianceModel
+        The run's variance components (``estimate_variance_model``).
+    n_folds : int
+        Folds of the design (at least 2).
+    n_repeats : int
+        Repeats of the design.
+    n_seeds : int
+        Training seeds per split.
+    data_factor : float, default=1.0
+        The data set's size as a multiple of this one's.
+    method : str, default="sampling_within"
+        The verdict's test whose variance is projected: ``sampling_within``, ``sampling``,
+        ``sampling_overlap``, ``sampling_training``, ``corrected_t`` or ``corrected_t_df_k1``.
+
+    Returns
+    -------
+    variance : float
+        The projected variance of the estimated difference, in the metric's units squared.
+    df : float
+        Its (Satterthwaite) degrees of freedom.
+
+    Raises
+    ------
+    ValueError
+        A method without a design projection (``seed_split``).
+    """
     k, r, s, m = n_folds, n_repeats, n_seeds, data_factor
     n = model.n_samples * m
     if method.startswith("sampling") and (r < 2 or model.test_noise is None):

@@ -32,9 +32,23 @@ _GRID = 201  # points of the numerical integration per look (boundaries to 1e-8)
 
 
 def obrien_fleming_spent(fraction: float, alpha: float) -> float:
-    """Two-sided alpha spent by information fraction ``fraction``: Lan-DeMets' O'Brien-Fleming-type
-    function on each side, alpha/2 each, 4 - 4 Phi(z_{1 - alpha/4} / sqrt(t)) in all (the
-    convention of gsDesign and rpact)."""
+    """Two-sided alpha spent by information fraction ``fraction``.
+
+    Lan-DeMets' O'Brien-Fleming-type function on each side, alpha/2 each,
+    4 - 4 Phi(z_{1 - alpha/4} / sqrt(t)) in all (the convention of gsDesign and rpact).
+
+    Parameters
+    ----------
+    fraction : float
+        The information fraction t = I / I_max; 0 or less spends nothing, above 1 counts as 1.
+    alpha : float
+        Overall two-sided significance level, in (0, 1).
+
+    Returns
+    -------
+    float
+        The cumulative alpha spent by ``fraction``, between 0 and ``alpha``.
+    """
     if fraction <= 0:
         return 0.0
     z = stats.norm.ppf(1 - alpha / 4) / np.sqrt(min(fraction, 1.0))
@@ -78,10 +92,38 @@ def sequential_boundaries(fractions, alpha: float = 0.05) -> np.ndarray:
 def sequential_power(
     fractions, boundaries, drift: float, futility_bounds=None
 ) -> tuple[float, float, np.ndarray]:
-    """Probability of crossing the upper and the lower boundary at some look, and the probability
+    """Probabilities of crossing the upper and the lower boundary, and of stopping at each look.
+
+    The probability of crossing the upper and the lower boundary at some look, and the probability
     of stopping at each look (for a difference or for futility), when Z at full information has
     mean ``drift`` (the true difference over the standard error at the last look).
-    ``futility_bounds``: per look, stop for futility when |Z| is below it (0: never)."""
+
+    Parameters
+    ----------
+    fractions : sequence of float
+        Information fractions of the looks, increasing, in (0, 1].
+    boundaries : sequence of float
+        The two-sided critical value |Z| >= c_k of each look (``sequential_boundaries``).
+    drift : float
+        Mean of Z at full information: the true difference over the standard error at the last
+        look (0: no difference).
+    futility_bounds : sequence of float or None, default=None
+        Per look, stop for futility when |Z| is below it (0: never); None: no futility stops.
+
+    Returns
+    -------
+    upper : float
+        Probability of crossing the upper boundary at some look.
+    lower : float
+        Probability of crossing the lower boundary at some look.
+    stops : numpy.ndarray
+        Probability of stopping at each look, for a difference or for futility.
+
+    Raises
+    ------
+    ValueError
+        Fractions that do not increase within (0, 1].
+    """
     t = _check_fractions(fractions)
     futility_bounds = np.zeros(len(t)) if futility_bounds is None else np.asarray(futility_bounds, float)
     crossings, futile = _crossing(t, list(boundaries), drift, futility_bounds)
@@ -90,8 +132,28 @@ def sequential_power(
 
 
 def futility_bound(fraction: float, final_boundary: float, drift: float, futility: float = FUTILITY) -> float:
-    """|Z| below which the conditional power for a true difference of +drift and of -drift (in
-    standard errors at full information) are both below ``futility`` (see ``conditional_power``)."""
+    """The |Z| below which a look stops for futility.
+
+    |Z| below which the conditional power for a true difference of +drift and of -drift (in
+    standard errors at full information) are both below ``futility`` (see ``conditional_power``).
+
+    Parameters
+    ----------
+    fraction : float
+        Information fraction of the look, in (0, 1]; at 1 (the last look) there is no bound.
+    final_boundary : float
+        The critical |Z| of the last look that the conditional power aims at.
+    drift : float
+        The true difference of interest in standard errors at full information (its sign is
+        ignored).
+    futility : float, default=FUTILITY
+        Conditional power below which the look stops for futility (0.10).
+
+    Returns
+    -------
+    float
+        The bound on |Z|, at least 0 (0: never stop for futility).
+    """
     if fraction >= 1:
         return 0.0
     b = final_boundary - abs(drift) * (1 - fraction) + np.sqrt(1 - fraction) * stats.norm.ppf(futility)
@@ -99,9 +161,29 @@ def futility_bound(fraction: float, final_boundary: float, drift: float, futilit
 
 
 def conditional_power(z: float, fraction: float, final_boundary: float, drift: float) -> float:
-    """Probability that the last look's |Z| exceeds ``final_boundary`` on the side of ``drift``,
-    given Z = ``z`` now at information ``fraction`` and a true difference of ``drift`` standard
-    errors at full information (B-value formulation; later interim looks ignored)."""
+    """Probability that the last look's |Z| exceeds ``final_boundary`` on the side of ``drift``.
+
+    Given Z = ``z`` now at information ``fraction`` and a true difference of ``drift`` standard
+    errors at full information (B-value formulation; later interim looks ignored).
+
+    Parameters
+    ----------
+    z : float
+        The test statistic at this look: estimate over standard error.
+    fraction : float
+        Information fraction of this look, in (0, 1].
+    final_boundary : float
+        The critical |Z| of the last look.
+    drift : float
+        The assumed true difference in standard errors at full information; its sign is the side
+        the last look must cross.
+
+    Returns
+    -------
+    float
+        The conditional power, between 0 and 1 (at ``fraction`` 1: 1 when ``z`` already crosses on
+        the side of ``drift``, else 0).
+    """
     if fraction >= 1:
         return float(z * np.sign(drift) >= final_boundary)
     b = z * np.sqrt(fraction)
@@ -147,32 +229,38 @@ def sequential_look(
 
     Parameters
     ----------
-    estimate, se : float
-        The verdict's test on the repeats so far: its estimate and standard error.
+    estimate : float
+        The verdict's test on the repeats so far: its estimate of the difference.
+    se : float
+        The standard error of that estimate.
     repeats : int
         Repeats so far.
     final_se : float
         The standard error projected for the maximum number of repeats (the design model's);
         it sets the information fraction se_final^2 / se^2.
-    previous : tuple of SequentialLook
+    previous : tuple of SequentialLook, default=()
         The earlier looks of this run (their fractions and boundaries stay as they were).
     final : bool
         Whether this is the last look (the maximum number of repeats): its fraction is 1.
-    alpha : float
+    alpha : float, default=0.05
         Overall two-sided level over all looks.
     min_effect : float
         Smallest effect of interest, for the futility rule's conditional power.
     rope : float
         Region of practical equivalence, for the equivalence rule.
-    futility : float
-        Conditional power below which the look stops for futility.
-    df : float
+    futility : float, default=FUTILITY
+        Conditional power below which the look stops for futility (0.10).
+    df : float, default=numpy.inf
         Degrees of freedom of the test's statistic: each boundary, found for a normal statistic,
         is applied at the same tail probability of t with these degrees of freedom.
 
     Returns
     -------
     SequentialLook
+        The look's statistic, information fraction, boundary, conditional power, repeated
+        confidence interval and decision: ``better`` or ``worse`` (boundary crossed),
+        ``equivalent`` (the interval inside the ROPE), ``futile``, ``continue``, or at the last
+        look ``inconclusive``.
     """
     before = [look.fraction for look in previous]
     floor = before[-1] + 1e-6 if before else 1e-6
@@ -292,12 +380,35 @@ def sequential_design_power(
     min_effect: float | None = None,
     futility: float = FUTILITY,
 ) -> tuple[float, float]:
-    """Projected power of the sequential rule for a true difference ``effect``, with its futility
-    rule (conditional power below ``futility`` for ``min_effect``, default ``effect``), and the
-    expected number of looks it takes.
+    """Projected power of the sequential rule for a true difference, and the looks it takes.
+
+    The power for a true difference ``effect``, with its futility rule (conditional power below
+    ``futility`` for ``min_effect``, default ``effect``), and the expected number of looks it
+    takes.
 
     ``variances`` are the verdict's projected variances at each look (decreasing), the last at the
     maximum; the looks' information fractions are var_max / var_k.
+
+    Parameters
+    ----------
+    variances : sequence of float
+        The projected variance of the verdict's estimate at each look (``design_variance``), the
+        last at the maximum number of repeats.
+    effect : float
+        The true difference, in the metric's units.
+    alpha : float, default=0.05
+        Overall two-sided significance level over all looks.
+    min_effect : float or None, default=None
+        The difference the futility rule's conditional power aims at; None (or 0): ``effect``.
+    futility : float, default=FUTILITY
+        Conditional power below which a look stops for futility (0.10).
+
+    Returns
+    -------
+    power : float
+        Probability of stopping for "better" at some look.
+    expected_looks : float
+        The mean number of looks taken (from 1; a run that never stops takes them all).
     """
     rule = _ProjectedRule(variances, alpha)
     return rule.power(effect, min_effect or effect, futility)
@@ -338,9 +449,39 @@ def look_at_jobs(
     rope: float,
     futility: float = FUTILITY,
 ) -> SequentialLook:
-    """One look of a sequential run at the paired job scores so far (``PairedJobScores`` of the
-    repeats run until now): the verdict's test, the variance model of these jobs projected to
-    ``max_repeats`` for the information fraction, and ``sequential_look``'s decision."""
+    """One look of a sequential run at the paired job scores so far.
+
+    The jobs are the ``PairedJobScores`` of the repeats run until now; the look is the verdict's
+    test, the variance model of these jobs projected to ``max_repeats`` for the information
+    fraction, and ``sequential_look``'s decision.
+
+    Parameters
+    ----------
+    jobs : PairedJobScores
+        The paired scores of the jobs run so far (at least 2 splits).
+    max_repeats : int
+        The most repeats the run may take; the look at that many repeats is the last.
+    previous : tuple of SequentialLook, default=()
+        The earlier looks of this run.
+    alpha : float, default=0.05
+        Overall two-sided level over all looks, in (0, 1).
+    min_effect : float
+        Smallest effect of interest, for the futility rule's conditional power.
+    rope : float
+        Region of practical equivalence, for the equivalence rule.
+    futility : float, default=FUTILITY
+        Conditional power below which the look stops for futility (0.10).
+
+    Returns
+    -------
+    SequentialLook
+        This look's statistic, boundary, interval and decision (see ``sequential_look``).
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 splits, or ``alpha`` outside (0, 1) (from ``difference_test``).
+    """
     from ._design import design_variance, estimate_variance_model
     from ._verdict import difference_test
 
@@ -364,9 +505,34 @@ def look_at_jobs(
 def sequential_detectable_effect(
     variances, power: float = 0.8, alpha: float = 0.05, futility: float = FUTILITY
 ) -> float:
-    """The smallest true difference the sequential rule, planned for it (its futility rule aimed
-    at that difference), detects as "better" with ``power``, for looks with the projected
-    ``variances`` (see ``sequential_design_power``)."""
+    """The smallest true difference the sequential rule detects as "better" with ``power``.
+
+    The rule is planned for that difference (its futility rule aimed at it), for looks with the
+    projected ``variances`` (see ``sequential_design_power``).
+
+    Parameters
+    ----------
+    variances : sequence of float
+        The projected variance of the verdict's estimate at each look, the last at the maximum
+        number of repeats.
+    power : float, default=0.8
+        The power to reach, in (0, 1).
+    alpha : float, default=0.05
+        Overall two-sided significance level over all looks.
+    futility : float, default=FUTILITY
+        Conditional power below which a look stops for futility (0.10).
+
+    Returns
+    -------
+    float
+        The smallest detectable difference, in the metric's units.
+
+    Raises
+    ------
+    ValueError
+        No difference between 0.001 and 20 standard errors (at the maximum) reaches ``power``
+        (e.g. a ``power`` at or below alpha / 2).
+    """
     rule = _ProjectedRule(variances, alpha)
 
     def shortfall(effect):

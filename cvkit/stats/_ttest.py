@@ -138,8 +138,27 @@ def _check_diffs(diffs) -> np.ndarray:
 
 
 def bounded_interval(mean: float, se: float, df: float, confidence: float = 0.95) -> tuple[float, float]:
-    """A t interval for a mean in [0, 1], built on the logit scale: logit(mean) ± t * se / (mean (1 -
-    mean)), mapped back. A mean of exactly 0 or 1 with spread gets the open end [0 or 1]."""
+    """A t interval for a mean in [0, 1], built on the logit scale.
+
+    The interval is logit(mean) ± t * se / (mean (1 - mean)), mapped back. A mean of exactly 0 or 1
+    with spread gets the open end [0 or 1].
+
+    Parameters
+    ----------
+    mean : float
+        The estimate, in [0, 1] (a proportion, an AUC).
+    se : float
+        Its standard error on the original scale (0: the interval is the mean itself).
+    df : float
+        Degrees of freedom of the t quantile.
+    confidence : float, default=0.95
+        Level of the interval.
+
+    Returns
+    -------
+    low, high : float
+        The interval's ends, within [0, 1].
+    """
     half = stats.t.ppf(0.5 + confidence / 2, df)
     if se == 0:
         return mean, mean
