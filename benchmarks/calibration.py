@@ -353,11 +353,12 @@ def evaluate_sequential(config: Config, runs: list, effect: float) -> dict:
         for columns, offset_to, out in ((POWER, effect, better), (NULL, None, null)):
             # Each comparison planned from its own 2-repeat pilot.
             pilot = estimate_variance_model(_jobs(r, *columns, repeats=2))
-            variances = [
-                design_variance(pilot, n_folds=k, n_repeats=repeats, n_seeds=1, method=DEFAULT_METHOD)[0]
+            projected = [
+                design_variance(pilot, n_folds=k, n_repeats=repeats, n_seeds=1, method=DEFAULT_METHOD)
                 for repeats in range(2, SEQUENTIAL_REPEATS + 1)
             ]
-            stated = sequential_detectable_effect(variances, TARGET_POWER, ALPHA)
+            variances, dfs = zip(*projected)
+            stated = sequential_detectable_effect(variances, TARGET_POWER, ALPHA, dfs=dfs)
             fixed = next(
                 (
                     repeats

@@ -343,11 +343,12 @@ def plan_sequential(plan: DesignPlan, max_repeats: int) -> SequentialDesign:
 
 def _sequential_design(model, min_effect, alpha, method, n_models, k, s, max_repeats) -> SequentialDesign:
     """The sequential rule's projection: looks after 2, 3, ..., ``max_repeats`` repeats."""
-    variances = [
-        stats.design_variance(model, n_folds=k, n_repeats=r, n_seeds=s, method=method)[0]
+    projected = [
+        stats.design_variance(model, n_folds=k, n_repeats=r, n_seeds=s, method=method)
         for r in range(2, max_repeats + 1)
     ]
-    power, expected_look = stats.sequential_design_power(variances, min_effect, alpha)
+    variances, dfs = zip(*projected)
+    power, expected_look = stats.sequential_design_power(variances, min_effect, alpha, dfs=dfs)
     repeats = expected_look + 1  # look i (from 1) comes after i + 1 repeats
     return SequentialDesign(
         k, s, max_repeats, power, repeats, n_models * k * s * repeats, n_models * k * s * max_repeats

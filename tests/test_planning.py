@@ -176,13 +176,17 @@ def test_the_plan_projects_the_sequential_rule_for_each_maximum():
     assert [d.max_repeats for d in plan.sequential] == [5, 10, 20]
     model = plan.variance
     for d in plan.sequential:
-        variances = [
-            stats.design_variance(
-                model, n_folds=d.n_folds, n_repeats=r, n_seeds=d.n_seeds, method=plan.method
-            )[0]
-            for r in range(2, d.max_repeats + 1)
-        ]
-        power, look = stats.sequential_design_power(variances, plan.min_effect, plan.alpha_per_test)
+        variances, dfs = zip(
+            *(
+                stats.design_variance(
+                    model, n_folds=d.n_folds, n_repeats=r, n_seeds=d.n_seeds, method=plan.method
+                )
+                for r in range(2, d.max_repeats + 1)
+            )
+        )
+        power, look = stats.sequential_design_power(variances, plan.min_effect, plan.alpha_per_test, dfs=dfs)
+        # the looks' t statistics cost power against normal ones
+        assert power < stats.sequential_design_power(variances, plan.min_effect, plan.alpha_per_test)[0]
         assert d.power == pytest.approx(power) and d.expected_repeats == pytest.approx(look + 1)
         assert 2 <= d.expected_repeats <= d.max_repeats
         assert d.expected_trainings == pytest.approx(2 * d.n_folds * d.n_seeds * d.expected_repeats)

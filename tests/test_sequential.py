@@ -132,3 +132,19 @@ def test_the_projected_detectable_effect_has_the_stated_power():
     # more looks and a plateau of information: never below the fixed design's effect at the maximum
     fixed = (sps.norm.isf(0.025) + sps.norm.isf(0.2)) * np.sqrt(variances[-1])
     assert effect > fixed * 0.98
+
+
+def test_the_projection_crosses_the_t_scale_boundaries_the_looks_use():
+    # One look is the fixed design: the upper crossing of a normal statistic over the t critical value.
+    se, effect, df = 0.02, 0.05, 9
+    power, _ = stats.sequential_design_power([se**2], effect, futility=0.0, dfs=[df])
+    assert power == pytest.approx(sps.norm.sf(sps.t.isf(0.025, df) - effect / se), abs=1e-6)
+    # Infinite degrees of freedom are the normal projection; few of them cost power and so need
+    # a larger effect for the same power.
+    variances = [0.02**2 * x for x in (1, 0.8, 0.7, 0.65)]
+    normal = stats.sequential_design_power(variances, 0.05)
+    assert stats.sequential_design_power(variances, 0.05, dfs=[np.inf] * 4) == pytest.approx(normal)
+    assert stats.sequential_design_power(variances, 0.05, dfs=[9, 14, 19, 24])[0] < normal[0]
+    assert stats.sequential_detectable_effect(
+        variances, dfs=[9, 14, 19, 24]
+    ) > stats.sequential_detectable_effect(variances)
