@@ -425,3 +425,18 @@ def test_friedman_matches_scipy_and_demsar_critical_difference():
     assert result.critical_difference == pytest.approx(2.569 * np.sqrt(4 * 5 / (6 * 3)))
     with pytest.raises(ValueError, match="at least 3 models"):
         stats.friedman(scores[:, :2])
+
+
+def test_t_test_power_grows_with_the_effect_at_one_degree_of_freedom():
+    # scipy's nct.cdf gives NaN far in the lower tail at df = 1 (noncentrality 8, 12): the power
+    # once became 1.0 there and a 2x1 design's detectable effect landed on an arbitrary root.
+    from cvkit.stats._power import two_sided_t_power
+
+    for df in (1.0, 1.3, 4.0):
+        powers = [two_sided_t_power(nc, df) for nc in np.linspace(0, 40, 161)]
+        assert all(np.isfinite(powers)) and np.all(np.diff(powers) >= -1e-12)
+        assert powers[0] == pytest.approx(0.05)
+    critical = sps.t.ppf(0.975, 9)
+    expected = sps.nct.sf(critical, 9, 2.5) + sps.nct.cdf(-critical, 9, 2.5)  # finite here: the textbook sum
+    assert two_sided_t_power(2.5, 9) == pytest.approx(expected, rel=1e-9)
+    assert two_sided_t_power(-2.5, 9) == pytest.approx(expected, rel=1e-9)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from ._power import two_sided_t_power
+
 
 @dataclass(frozen=True)
 class SeedNoiseCheck:
@@ -79,8 +81,7 @@ def seed_noise_check(repeat, fold, seed, scores, *, alpha: float = 0.05) -> Seed
     per_half = np.mean(halves, axis=0)
     # var(d_j) = seed_sd^2 (1/h_even + 1/h_odd): the power is a property of the design alone.
     noncentrality = np.sqrt(J / np.mean([1 / e + 1 / o for e, o in halves]))
-    critical = stats.t.ppf(1 - alpha / 2, df)
-    power = float(stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality))
+    power = two_sided_t_power(noncentrality, df, alpha)
     return SeedNoiseCheck(
         mean, se, df, float(t), p, mean - half, mean + half, alpha, seed_sd, power, J,
         (float(per_half[0]), float(per_half[1])),

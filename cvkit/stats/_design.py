@@ -25,9 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from ._metrics import metric_label
+from ._power import two_sided_t_power
 from ._verdict import DEFAULT_METHOD, FALLBACK_METHOD, DifferenceSummaries, PairedJobScores, satterthwaite
 
 DESIGN_DATA_FACTORS = (1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
@@ -147,10 +147,7 @@ def design_power(
     )
     if variance <= 0:
         return 1.0
-    noncentrality = effect / np.sqrt(variance)
-    critical = stats.t.ppf(1 - alpha / 2, df)
-    power = stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality)
-    return 1.0 if np.isnan(power) else float(min(power, 1.0))
+    return two_sided_t_power(effect / np.sqrt(variance), df, alpha)
 
 
 def design_variance(

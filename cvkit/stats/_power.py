@@ -30,6 +30,25 @@ class DesignOption:
     limit: float  # the detectable effect with infinitely many repeats of this many folds
 
 
+def two_sided_t_power(noncentrality: float, df: float, alpha: float = 0.05) -> float:
+    """P(|T| > t_crit) for a noncentral t statistic: the power of a two-sided t test.
+
+    Each tail is taken as an upper tail (the lower one of ``noncentrality`` is the upper one of
+    its negative), so that neither goes through scipy's ``nct.cdf``, which returns NaN far in the
+    tail at few degrees of freedom; where ``nct.sf`` still gives NaN, the normal approximation
+    of that tail stands in (there the tail is all but 0 or 1). Power then grows with the
+    noncentrality at every ``df``.
+    """
+    critical = stats.t.ppf(1 - alpha / 2, df)
+    nc = abs(noncentrality)
+    near, far = stats.nct.sf(critical, df, nc), stats.nct.sf(critical, df, -nc)
+    if np.isnan(near):
+        near = stats.norm.sf(critical - nc)
+    if np.isnan(far):
+        far = stats.norm.sf(critical + nc)
+    return float(min(near + far, 1.0))
+
+
 def corrected_ttest_power(
     effect: float,
     sd_diff: float,
@@ -43,9 +62,7 @@ def corrected_ttest_power(
     J = n_folds * n_repeats
     ratio = 1 / (n_folds - 1) if test_train_ratio is None else test_train_ratio
     noncentrality = effect / (sd_diff * np.sqrt(1 / J + ratio))
-    critical = stats.t.ppf(1 - alpha / 2, J - 1)
-    power = stats.nct.sf(critical, J - 1, noncentrality) + stats.nct.cdf(-critical, J - 1, noncentrality)
-    return 1.0 if np.isnan(power) else float(min(power, 1.0))  # scipy's nct gives NaN far in the tail
+    return two_sided_t_power(noncentrality, J - 1, alpha)
 
 
 def minimal_detectable_effect(
