@@ -85,7 +85,7 @@ class Case:
 class CaseGallery:
     """Per variant, the test samples on which it and the baseline disagree most often; per model,
     the samples it gets wrong in most of its predictions with the highest mean probability on a wrong
-    class. Each list holds at most ``k`` cases, ties broken by sample id."""
+    class. Each list holds at most ``k`` cases, ties broken as case_gallery says."""
 
     baseline: str
     models: tuple[str, ...]
@@ -347,10 +347,12 @@ def case_gallery(
         rule of every class-based metric, ``stats.predict_classes``) is the true class. Discordant:
         for each variant, the samples ranked by the share of paired predictions (same repeat, same
         seed) where exactly one of variant and baseline was right (with two classes: where their
-        predicted classes differ), largest first, samples never discordant left out. Confidently
-        wrong: for each model, the samples it got wrong in more than half of its predictions,
-        ranked by its mean probability of the wrong classes (1 - mean probability of the true
-        class), largest first. Ties go to the smaller sample id.
+        predicted classes differ), largest first; among equal shares, first those on which the same
+        model was the right one more consistently (the larger absolute difference of the shares in
+        which only the variant and only the baseline was right); samples never discordant left out.
+        Confidently wrong: for each model, the samples it got wrong in more than half of its
+        predictions, ranked by its mean probability of the wrong classes (1 - mean probability of
+        the true class), largest first. Remaining ties go to the smaller sample id.
     """
     import pandas as pd
 
@@ -390,12 +392,13 @@ def case_gallery(
             **discordance,
         )
 
-    def top(scores: pd.Series) -> list:
-        """The indices of the ``k`` largest scores, ties by sample id."""
-        order = pd.DataFrame(
-            {"score": scores.to_numpy(), "id": ids[scores.index].to_numpy()}, index=scores.index
-        )
-        return order.sort_values(["score", "id"], ascending=[False, True], kind="stable").index[:k].tolist()
+    def top(*scores: pd.Series) -> list:
+        """The indices of the ``k`` largest ``scores`` (the first; ties by the next), then by sample id."""
+        index = scores[0].index
+        order = pd.DataFrame({i: s.loc[index].to_numpy() for i, s in enumerate(scores)}, index=index)
+        order["id"] = ids[index].to_numpy()
+        ascending = [False] * len(scores) + [True]
+        return order.sort_values(list(order.columns), ascending=ascending, kind="stable").index[:k].tolist()
 
     keys = ["repeat", "seed_index", "sample_idx"]
     reference = frame[frame.model == baseline].set_index(keys)["right"]
@@ -405,11 +408,14 @@ def case_gallery(
             continue
         other = frame[frame.model == variant].set_index(keys)["right"]
         both = reference.index.intersection(other.index)
-        exactly_one = (reference.loc[both] != other.loc[both]).groupby(level="sample_idx")
+        a, b = reference.loc[both], other.loc[both]
+        exactly_one = (a != b).groupby(level="sample_idx")
         rate, pairs = exactly_one.mean(), exactly_one.size()
+        # Among equal rates, first the samples on which the same model was the right one each time.
+        one_sided = (b - a).groupby(level="sample_idx").mean().abs()
         discordant[variant] = tuple(
             case(i, (baseline, variant), disagreement=float(rate[i]), pairs=int(pairs[i]))
-            for i in top(rate[rate > 0])
+            for i in top(rate[rate > 0], one_sided)
         )
     confidently_wrong = {}
     for model in models:

@@ -65,7 +65,8 @@ def _gallery(samples, class_names=("neg", "pos"), positive=1, **options):
 
 def test_the_most_discordant_samples_come_first_ties_by_id_and_concordant_ones_are_left_out():
     samples = {
-        "z-always": (1, dict(base=[0.9] * 4, var=[0.1] * 4)),  # exactly one right in 4 of 4
+        "b-alternating": (1, dict(base=[0.9, 0.1, 0.9, 0.1], var=[0.1, 0.9, 0.1, 0.9])),  # 4 of 4, each
+        "z-always": (1, dict(base=[0.9] * 4, var=[0.1] * 4)),  # exactly one right in 4 of 4, always base
         "m-once": (0, dict(base=[0.2] * 4, var=[0.2, 0.7, 0.2, 0.2])),  # 1 of 4
         "both-wrong": (1, dict(base=[0.3] * 4, var=[0.4] * 4)),  # never exactly one right
         "both-right": (0, dict(base=[0.1] * 4, var=[0.3] * 4)),
@@ -74,12 +75,13 @@ def test_the_most_discordant_samples_come_first_ties_by_id_and_concordant_ones_a
     }
     gallery = _gallery(samples)
     cases = gallery.discordant["var"]
-    assert [c.sample_id for c in cases] == ["a-always", "z-always", "h-twice", "m-once"]
-    assert [c.disagreement for c in cases] == [1.0, 1.0, 0.5, 0.25] and {c.pairs for c in cases} == {4}
+    # equal shares: first where the same model was right each time, then by id
+    assert [c.sample_id for c in cases] == ["a-always", "z-always", "b-alternating", "h-twice", "m-once"]
+    assert [c.disagreement for c in cases] == [1.0, 1.0, 1.0, 0.5, 0.25] and {c.pairs for c in cases} == {4}
     first = cases[0]
     assert first.label == "neg" and first.right == dict(base=0.0, var=1.0)
     assert first.probability == pytest.approx(dict(base=0.8, var=0.2)) and first.n == dict(base=4, var=4)
-    h = cases[2]
+    h = cases[3]
     assert h.probability["base"] == pytest.approx(0.5) and h.right == dict(base=0.5, var=1.0)
     assert gallery.probability_of == "pos" and gallery.baseline == "base"
     assert len(_gallery(samples, k=2).discordant["var"]) == 2
