@@ -218,11 +218,14 @@ def render_contact_sheet(cases: dict) -> bytes | None:
 def _contact_sheet(plt, sections):
     columns = max(len(s.cards) for s in sections)
     lines = max(len(s.models) for s in sections) + 2  # true class, one line per model, disagreement
-    row_height = 1.3 + 0.13 * lines + 0.3
-    fig, rows = plt.subfigures(len(sections), figsize=(1.45 * columns, row_height * len(sections)))
+    row_height = 1.6 + 0.13 * lines + 0.35
+    fig, rows = plt.subfigures(len(sections), figsize=(1.8 * columns, row_height * len(sections)))
     for row, section in zip(rows, sections):
-        row.suptitle(escape.mathtext(section.title), x=0.0, ha="left", fontsize=9, fontweight="bold")
-        axes = row.subplots(1, columns, squeeze=False)[0]
+        # The row's title over its own strip of the grid, so that the layout keeps it clear of the
+        # sample ids above each image.
+        title, images = row.subfigures(2, 1, height_ratios=(0.3, row_height - 0.3))
+        title.text(0.0, 0.1, escape.mathtext(section.title), fontsize=9, fontweight="bold", va="bottom")
+        axes = images.subplots(1, columns, squeeze=False)[0]
         for ax in axes:
             ax.set_xticks([])
             ax.set_yticks([])
