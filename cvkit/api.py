@@ -16,6 +16,7 @@ import numpy as np
 
 from ._version import __version__
 from .data import (
+    THUMBNAILS_NAME,
     Data,
     Dataset,
     DuplicatePair,
@@ -24,6 +25,7 @@ from .data import (
     find_duplicates,
     load_data,
     with_extra,
+    write_thumbnails,
 )
 from .errors import ConfigError, OptionError
 from .planning import AnalysisPlan, SequentialRule, sequential_looks
@@ -275,6 +277,8 @@ def evaluate(
             )
         else:
             _reanalyse(store, setup, command)
+        if not (run_dir / THUMBNAILS_NAME).exists():  # a new run, or one made before cvkit kept them
+            write_thumbnails(setup.dataset, run_dir)  # the reports' case gallery shows them
         _keep_caveats(store, [*caveats, *preparing])
         job_list, work = _jobs(setup, run_dir, reads_extra)
         concurrency = _concurrency(

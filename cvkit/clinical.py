@@ -9,6 +9,10 @@ intervals are unadjusted for the number of metrics and variants: they describe, 
 
 Operating points are chosen on each job's inner validation predictions (its kept checkpoint's)
 and only then applied to its test fold; no test-fold prediction reaches the choice.
+
+The case gallery (``case_gallery``) describes single test samples, not the procedure: the ones on
+which a variant and the baseline disagree most often over repeats and seeds, and the ones each
+model gets wrong most confidently. It is for failure analysis (looking at the images), not a test.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ CURVE_THRESHOLDS = tuple(np.round(np.arange(0.01, 1.0, 0.01), 2).tolist())
 # The per-class scores of a 3+ class run, and the name of their average over classes.
 PER_CLASS_KINDS = ("auc", "sensitivity", "specificity")
 MACRO = "macro average"
+# How many cases each list of the case gallery shows.
+GALLERY_SIZE = 8
 # Metrics that live in [0, 1]: their interval is built on the logit scale so it stays inside.
 _BOUNDED = {"ece", "brier", "sensitivity", "specificity", "ppv", "npv"}
 
@@ -58,6 +64,38 @@ class DecisionCurve:
 
 
 @dataclass(frozen=True)
+class Case:
+    """One test sample of the case gallery, over every (repeat, seed) prediction of each model
+    shown: its true class, each model's mean predicted probability (of ``CaseGallery.probability_of``,
+    or of the true class with three or more classes), the share of its predictions that were right
+    and how many there were. ``disagreement`` (discordant lists only): the share of paired
+    predictions (same repeat, same seed) in which exactly one of the two models was right, out of
+    ``pairs``."""
+
+    sample_id: str
+    label: str
+    probability: dict[str, float]
+    right: dict[str, float]
+    n: dict[str, int]
+    disagreement: float | None = None
+    pairs: int | None = None
+
+
+@dataclass(frozen=True)
+class CaseGallery:
+    """Per variant, the test samples on which it and the baseline disagree most often; per model,
+    the samples it gets wrong in most of its predictions with the highest mean probability on a wrong
+    class. Each list holds at most ``k`` cases, ties broken as case_gallery says."""
+
+    baseline: str
+    models: tuple[str, ...]
+    probability_of: str | None  # the class whose probability the cases show; None: the true class
+    k: int
+    discordant: dict[str, tuple[Case, ...]]  # variant -> cases
+    confidently_wrong: dict[str, tuple[Case, ...]]  # model -> cases
+
+
+@dataclass(frozen=True)
 class ClinicalReport:
     positive: str
     baseline: str
@@ -77,6 +115,8 @@ class ClinicalReport:
     # --calibrate: the method whose map, fitted on each job's validation predictions, recalibrated
     # the probabilities of the calibration, net benefit and operating point; None: the models' own.
     recalibrated: str | None = None
+    # Discordant and confidently wrong test samples (the models' own probabilities); None: no predictions.
+    cases: CaseGallery | None = None
 
 
 def parse_thresholds(text) -> tuple[float, ...]:
@@ -272,6 +312,123 @@ def clinical_analysis(
         notes=notes,
         per_class=per_class,
         recalibrated=calibrate if recalibrate else None,
+        cases=case_gallery(
+            results.predictions, results.class_names, results.positive, models=models, baseline=baseline
+        ),
+    )
+
+
+def case_gallery(
+    predictions, class_names, positive: int, *, models, baseline: str, k: int = GALLERY_SIZE
+) -> CaseGallery | None:
+    """The discordant and the confidently wrong test samples of a run.
+
+    Parameters
+    ----------
+    predictions : pandas.DataFrame
+        Out-of-fold test predictions under the verdict's checkpoint (``Results.predictions``): one
+        row per (model, repeat, fold, seed, sample) with ``model``, ``repeat``, ``seed_index``,
+        ``sample_idx``, ``sample_id``, ``label_index`` and ``prob_<class>`` for every class.
+    class_names : sequence of str
+        The classes, in the order of ``label_index``.
+    positive : int
+        The index of the positive class.
+    models : sequence of str
+        The models to describe, in the order the cases list them.
+    baseline : str
+        The model each variant's discordance is counted against.
+    k : int, default=8
+        The most cases a list holds.
+
+    Returns
+    -------
+    CaseGallery or None
+        None when ``predictions`` is empty. A prediction is right when its predicted class (the
+        rule of every class-based metric, ``stats.predict_classes``) is the true class. Discordant:
+        for each variant, the samples ranked by the share of paired predictions (same repeat, same
+        seed) where exactly one of variant and baseline was right (with two classes: where their
+        predicted classes differ), largest first; among equal shares, first those on which the same
+        model was the right one more consistently (the larger absolute difference of the shares in
+        which only the variant and only the baseline was right); samples never discordant left out.
+        Confidently wrong: for each model, the samples it got wrong in more than half of its
+        predictions, ranked by its mean probability of the wrong classes (1 - mean probability of
+        the true class), largest first. Remaining ties go to the smaller sample id.
+    """
+    import pandas as pd
+
+    if len(predictions) == 0:
+        return None
+    prob_columns = [f"prob_{c}" for c in class_names]
+    probs = predictions[prob_columns].to_numpy(dtype=np.float64)
+    labels = predictions["label_index"].to_numpy()
+    two_classes = len(class_names) == 2
+    true_probability = probs[np.arange(len(probs)), labels]
+    frame = pd.DataFrame(
+        dict(
+            model=predictions["model"].to_numpy(),
+            repeat=predictions["repeat"].to_numpy(),
+            seed_index=predictions["seed_index"].to_numpy(),
+            sample_idx=predictions["sample_idx"].to_numpy(),
+            right=(stats.predict_classes(probs, positive) == labels).astype(np.float64),
+            shown=probs[:, positive] if two_classes else true_probability,
+            wrong=1.0 - true_probability,
+        )
+    )
+    per_model = frame.groupby(["model", "sample_idx"]).agg(
+        right=("right", "mean"), shown=("shown", "mean"), wrong=("wrong", "mean"), n=("right", "size")
+    )
+    samples = predictions.drop_duplicates("sample_idx").set_index("sample_idx")
+    ids = samples["sample_id"].astype(str)
+    models = [m for m in models if m in per_model.index.get_level_values("model")]
+
+    def case(index, shown_models, **discordance) -> Case:
+        rows = {m: per_model.loc[(m, index)] for m in shown_models if (m, index) in per_model.index}
+        return Case(
+            sample_id=ids[index],
+            label=str(class_names[int(samples.at[index, "label_index"])]),
+            probability={m: float(r["shown"]) for m, r in rows.items()},
+            right={m: float(r["right"]) for m, r in rows.items()},
+            n={m: int(r["n"]) for m, r in rows.items()},
+            **discordance,
+        )
+
+    def top(*scores: pd.Series) -> list:
+        """The indices of the ``k`` largest ``scores`` (the first; ties by the next), then by sample id."""
+        index = scores[0].index
+        order = pd.DataFrame({i: s.loc[index].to_numpy() for i, s in enumerate(scores)}, index=index)
+        order["id"] = ids[index].to_numpy()
+        ascending = [False] * len(scores) + [True]
+        return order.sort_values(list(order.columns), ascending=ascending, kind="stable").index[:k].tolist()
+
+    keys = ["repeat", "seed_index", "sample_idx"]
+    reference = frame[frame.model == baseline].set_index(keys)["right"]
+    discordant = {}
+    for variant in models:
+        if variant == baseline:
+            continue
+        other = frame[frame.model == variant].set_index(keys)["right"]
+        both = reference.index.intersection(other.index)
+        a, b = reference.loc[both], other.loc[both]
+        exactly_one = (a != b).groupby(level="sample_idx")
+        rate, pairs = exactly_one.mean(), exactly_one.size()
+        # Among equal rates, first the samples on which the same model was the right one each time.
+        one_sided = (b - a).groupby(level="sample_idx").mean().abs()
+        discordant[variant] = tuple(
+            case(i, (baseline, variant), disagreement=float(rate[i]), pairs=int(pairs[i]))
+            for i in top(rate[rate > 0], one_sided)
+        )
+    confidently_wrong = {}
+    for model in models:
+        rows = per_model.loc[model]
+        wrong = rows.loc[rows["right"] < 0.5, "wrong"]
+        confidently_wrong[model] = tuple(case(i, models) for i in top(wrong))
+    return CaseGallery(
+        baseline=baseline,
+        models=tuple(models),
+        probability_of=str(class_names[positive]) if two_classes else None,
+        k=k,
+        discordant=discordant,
+        confidently_wrong=confidently_wrong,
     )
 
 

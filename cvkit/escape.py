@@ -46,12 +46,13 @@ def mathtext(text) -> str:
     return printable(text).replace("$", r"\$")
 
 
-_MARKDOWN_SPECIAL = "\\|*_`[]#~!"
+# ``$`` opens inline math in GitHub's Markdown (and in pandoc's, and in most notebook renderers).
+_MARKDOWN_SPECIAL = "\\|*_`[]#~!$"
 
 
 def markdown(text) -> str:
     """Plain text inside Markdown, also in a table cell: no HTML, no table breaks, no emphasis,
-    links or code."""
+    links, code or math."""
     text = _html.escape(printable(text), quote=False)
     return "".join("\\" + char if char in _MARKDOWN_SPECIAL else char for char in text)
 

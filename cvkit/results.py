@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ._json import nan_to_none
+from .data import read_thumbnails
 from .errors import ConfigError, StoreError
 from .runner import Store
 from .stats import METRICS, classification_metrics
@@ -155,6 +156,12 @@ class Results:
     def metrics(self) -> pd.DataFrame:
         """One row per finished job: its test-fold metrics for the positive class."""
         return self._metrics(self.predictions)
+
+    @cached_property
+    def thumbnails(self) -> dict[str, np.ndarray] | None:
+        """Each sample's small image by sample id, as ``evaluate`` kept it in the run folder for the
+        reports' case gallery; None for a run made before cvkit kept them, or data without pictures."""
+        return read_thumbnails(self.run_dir)
 
     def rule_predictions(self, rule: str) -> pd.DataFrame:
         """Predictions under another checkpoint: a selection rule (``val_loss``, ``val_auc``,

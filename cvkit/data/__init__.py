@@ -7,10 +7,12 @@ from ._extra import HANDCRAFTED, check_missing, handcrafted_features, join_extra
 from ._intensity import check_window, to_8bit
 from ._loaders import load_data, load_image_folder, load_manifest, load_medmnist
 from ._spec import Data
+from ._thumbnails import THUMBNAILS_NAME, make_thumbnails, read_thumbnails, write_thumbnails
 
 __all__ = [
     "Data",
     "HANDCRAFTED",
+    "THUMBNAILS_NAME",
     "Dataset",
     "DuplicatePair",
     "check_missing",
@@ -24,6 +26,9 @@ __all__ = [
     "load_manifest",
     "load_medmnist",
     "make_demo",
+    "make_thumbnails",
+    "read_thumbnails",
     "to_8bit",
     "with_extra",
+    "write_thumbnails",
 ]

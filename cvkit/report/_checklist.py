@@ -95,11 +95,17 @@ def checklist(results, report) -> dict:
         ]
         if clinical.operating_rule:
             answered.append(("Operating point", _operating(clinical)))
+    cases = getattr(clinical, "cases", None)
+    if cases is not None:
+        answered.append(
+            ("Failure analysis", _failure_analysis(cases, pictures=results.thumbnails is not None))
+        )
     answered += [
         ("Code", _code(results, run)),
         ("Software and hardware", _software(results, run)),
     ]
-    return dict(answered=answered, for_authors=list(FOR_THE_AUTHORS))
+    answered_topics = {topic for topic, _ in answered}
+    return dict(answered=answered, for_authors=[t for t in FOR_THE_AUTHORS if t[0] not in answered_topics])
 
 
 def _positive(results, run) -> str:
@@ -228,6 +234,23 @@ def _operating(clinical) -> str:
     return (
         f"{clinical.operating_rule}, chosen on each job's validation predictions and applied to its test "
         f"fold" + (f"; {chosen}" if chosen else "; not available for this run (no validation predictions)")
+    )
+
+
+def _failure_analysis(cases, *, pictures: bool) -> str:
+    lists = [
+        f"{variant} vs {cases.baseline}: {plural(len(found), 'test image')} on which they disagree most often"
+        for variant, found in cases.discordant.items()
+    ]
+    lists += [
+        f"{model}: {plural(len(found), 'test image')} it gets wrong most confidently"
+        for model, found in cases.confidently_wrong.items()
+    ]
+    shown = "with their images" if pictures else "without images (the run folder keeps no thumbnails)"
+    return (
+        f"case gallery (Discordant and confidently wrong cases), {shown}, true class, each model's mean "
+        f"probability and how often it was right: {'; '.join(lists)}. Why these cases fail is for the "
+        "authors to say; every out-of-fold prediction: cvkit export --predictions"
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from .._json import nan_to_none
 from ..stats import metric_label
+from ._cases import cases_record
 from ._format import is_number, number, pvalue, signed
 from ._narrative import ESTIMANDS
 
@@ -189,6 +190,7 @@ def clinical_record(clinical) -> dict | None:
         per_class={kind: _per_class_record(metric_table(t), t) for kind, t in clinical.per_class.items()},
         thresholds={m: dict(median=t[0], min=t[1], max=t[2]) for m, t in clinical.thresholds.items()},
         notes=list(clinical.notes),
+        cases=cases_record(getattr(clinical, "cases", None)),
         estimands={k: ESTIMANDS[k] for k in ("calibration", "net_benefit", "operating_point", "per_class")},
     )
 

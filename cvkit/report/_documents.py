@@ -14,9 +14,10 @@ from .. import escape, files
 from .._version import __version__
 from ..errors import CvkitError
 from ..stats import METRICS, metric_label
+from ._cases import case_gallery_context
 from ._checklist import checklist
 from ._clinical import clinical_notes, clinical_tables
-from ._figures import render_figures
+from ._figures import contact_sheet_caption, render_contact_sheet, render_figures
 from ._format import is_number, number, plural, pvalue, signed
 from ._narrative import BOOTSTRAP_METHODS, GLOSSARY, nested_choices_text, nested_sentence
 from ._serialise import report_record
@@ -24,6 +25,7 @@ from ._setup import data_use, holdout_heading
 from ._terminal import metric_intervals, reuse_text
 
 FORMATS = ("html", "md", "latex")
+CONTACT_SHEET = "cases"  # the case gallery's contact sheet, figures/cases.png beside the Markdown
 CHECKLIST_NOTE = (
     "The topics of the TRIPOD+AI (2024) and CLAIM (2024) checklists that this run answers, answered "
     "from it; then the topics only the authors can answer. Topics are named, not numbered: check the "
@@ -73,7 +75,12 @@ def write_reports(results, report, formats=FORMATS, out_dir=None) -> dict[str, P
             figure_dir.mkdir(exist_ok=True)
             for name, (_, png) in figures.items():
                 files.write_bytes(figure_dir / f"{name}.png", png)
-            files.write_text(written["md"], render_markdown(context, figures))
+            sheet = render_contact_sheet(context["cases"]) if context["cases"] else None
+            if sheet is not None:
+                files.write_bytes(figure_dir / f"{CONTACT_SHEET}.png", sheet)
+            files.write_text(
+                written["md"], render_markdown(context, figures, contact_sheet=sheet is not None)
+            )
         if "latex" in formats:
             written["latex"] = out_dir / "table.tex"
             files.write_text(written["latex"], render_latex(context))
@@ -209,8 +216,14 @@ def document_context(results, report) -> dict:
         clinical=None
         if getattr(report, "clinical", None) is None
         else dict(notes=clinical_notes(report.clinical), tables=clinical_tables(report.clinical)),
+        cases=case_gallery_context(clinical_cases(report), results.thumbnails),
         checklist=checklist(results, report),
     )
+
+
+def clinical_cases(report):
+    """The report's case gallery (``ClinicalReport.cases``), or None without a clinical layer."""
+    return getattr(getattr(report, "clinical", None), "cases", None)
 
 
 def render_html(context: dict, figures: dict) -> str:
@@ -252,7 +265,8 @@ def glossed(text):
     return markupsafe.Markup(_GLOSSARY_TERMS.sub(link, str(markupsafe.escape(_printable(text)))))
 
 
-def render_markdown(context: dict, figures: dict) -> str:
+def render_markdown(context: dict, figures: dict, *, contact_sheet: bool = False) -> str:
+    """The Markdown report; ``contact_sheet``: figures/cases.png holds the case gallery's images."""
     esc = escape.markdown
     lines = [f"# {esc(context['title'])}", ""]
     if context["registration"]:
@@ -364,6 +378,8 @@ def render_markdown(context: dict, figures: dict) -> str:
             for label, cells in table.rows:
                 text = [esc(f"{top} {bottom}".strip()) for top, bottom in cells]
                 lines.append(f"| {esc(label)} | " + " | ".join(text) + " |")
+    if context["cases"]:
+        lines += _markdown_cases(context["cases"], contact_sheet)
     if figures:
         lines += ["", "## Figures", ""]
         for name, (caption, _) in figures.items():
@@ -378,6 +394,35 @@ def render_markdown(context: dict, figures: dict) -> str:
         f"- **{esc(term)}**: {esc(meaning)}" for term, meaning, _ in GLOSSARY.values()
     ]
     return "\n".join(lines) + "\n"
+
+
+def _markdown_cases(cases: dict, contact_sheet: bool) -> list[str]:
+    esc = escape.markdown
+    lines = ["", "## Discordant and confidently wrong cases", ""]
+    lines += [f"Disagreement: {esc(cases['discordant_note'])}.", ""]
+    lines += [f"Confidently wrong: {esc(cases['wrong_note'])}.", ""]
+    lines += [f"P: {esc(cases['probability'])}.", ""]
+    lines += [esc(note) for note in cases["notes"]]
+    if contact_sheet:
+        caption = contact_sheet_caption(cases)
+        lines += [f"![{esc(caption)}](figures/{CONTACT_SHEET}.png)", "", f"*{esc(caption)}*", ""]
+    for section in cases["sections"]:
+        lines += ["", f"### {esc(section.title)}", ""]
+        if not section.cards:
+            lines.append(esc(section.empty))
+            continue
+        discordant = any(card.disagreement for card in section.cards)
+        header = ["sample", "true class"]
+        header += [f"{cell} {model}" for model in section.models for cell in ("P", "right")]
+        header += ["exactly one right"] if discordant else []
+        lines += ["| " + " | ".join(esc(h) for h in header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
+        for card in section.cards:
+            shown = {model: (p, right) for model, p, right in card.models}
+            cells = [esc(card.sample_id), esc(card.label)]
+            cells += [cell for model in section.models for cell in shown.get(model, ("–", "–"))]
+            cells += [card.disagreement] if discordant else []
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def _registration_prefix(context: dict) -> str:

@@ -71,6 +71,16 @@ class _Canvas:
         FigureCanvasAgg(figure)
         return figure, figure.subplots(nrows, ncols, **options)
 
+    @staticmethod
+    def subfigures(nrows=1, *, figsize=None):
+        """A figure of ``nrows`` stacked sub-figures (each its own title and axes), untracked."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=figsize, layout="constrained")
+        FigureCanvasAgg(figure)
+        return figure, figure.subfigures(nrows, 1, squeeze=False)[:, 0]
+
 
 def _png(figure) -> bytes:
     buffer = io.BytesIO()
@@ -182,6 +192,65 @@ def write_cd_diagram(ranking, path) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def contact_sheet_caption(cases: dict) -> str:
+    """The Markdown caption of the case gallery's contact sheet (``cases``: the documents' gallery
+    context)."""
+    return (
+        "Contact sheet of the cases in the tables below: each image with its sample id, true class and, "
+        f"per model, {cases['probability']} (P) and how many of its predictions were right"
+    )
+
+
+def render_contact_sheet(cases: dict) -> bytes | None:
+    """The case gallery's thumbnails, one row per list, as PNG bytes; None when no case has a
+    thumbnail. ``cases`` is the documents' gallery context (``case_gallery_context``)."""
+    import matplotlib
+
+    sections = [s for s in cases["sections"] if any(c.thumbnail is not None for c in s.cards)]
+    if not sections:
+        return None
+    with matplotlib.rc_context(_style()):
+        return _png(_contact_sheet(_Canvas, sections))
+
+
+def _contact_sheet(plt, sections):
+    columns = max(len(s.cards) for s in sections)
+    lines = max(len(s.models) for s in sections) + 2  # true class, one line per model, disagreement
+    row_height = 1.6 + 0.13 * lines + 0.35
+    fig, rows = plt.subfigures(len(sections), figsize=(1.8 * columns, row_height * len(sections)))
+    for row, section in zip(rows, sections):
+        # The row's title over its own strip of the grid, so that the layout keeps it clear of the
+        # sample ids above each image.
+        title, images = row.subfigures(2, 1, height_ratios=(0.3, row_height - 0.3))
+        title.text(0.0, 0.1, escape.mathtext(section.title), fontsize=9, fontweight="bold", va="bottom")
+        axes = images.subplots(1, columns, squeeze=False)[0]
+        for ax in axes:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+        for ax, card in zip(axes, section.cards):
+            if card.thumbnail is not None:
+                grey = card.thumbnail.ndim == 2
+                ax.imshow(
+                    card.thumbnail, cmap="gray" if grey else None, vmin=0, vmax=255, interpolation="nearest"
+                )
+            else:
+                ax.text(0.5, 0.5, "no image", ha="center", va="center", color=TIE, transform=ax.transAxes)
+            ax.set_title(escape.mathtext(_clip(card.sample_id, 24)), fontsize=7)
+            caption = [f"true {_clip(card.label, 22)}"]
+            caption += [f"{_clip(model, 14)}: P {p}, right {right}" for model, p, right in card.models]
+            if card.disagreement:
+                caption.append(f"one right: {card.disagreement}")
+            ax.set_xlabel("\n".join(map(escape.mathtext, caption)), fontsize=6.5, linespacing=1.15)
+    return fig
+
+
+def _clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, an ellipsis marking the cut."""
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _positive_scores(results, model):

@@ -80,6 +80,18 @@ ESTIMANDS = dict(
     "average: the unweighted mean over the classes present in the fold; mean over folds (seeds "
     "averaged) with the corrected 95% t interval (logit scale), unadjusted; Δ rows: per-fold "
     "difference variant - baseline, corrected 95% interval and p",
+    discordant="per test sample, over its out-of-fold predictions under the verdict's checkpoint (one "
+    "per repeat and training seed): the share of paired predictions (same repeat, same seed) in which "
+    "exactly one of the variant and the baseline predicted the true class (with two classes: in which "
+    "their predicted classes differ), largest first; among equal shares first the samples on which the "
+    "same model was the right one more consistently, then by sample id; P: each model's mean predicted "
+    "probability of the positive class (three or more classes: of the true class), the models' own "
+    "probabilities; right: how many of its predictions named the true class (the most probable class; "
+    "with two classes the positive one at probability 0.5 or more). A description of single samples "
+    "chosen for their disagreement, for failure analysis, not a test",
+    confidently_wrong="per model, the test samples it got wrong in more than half of its predictions, "
+    "ranked by its mean probability of the wrong classes (1 - the mean probability of the true class), "
+    "largest first, ties by sample id",
 )
 
 # The glossary the HTML and Markdown reports end with, for a reader who is not a statistician:
