@@ -114,6 +114,8 @@ class ComparisonReport:
     registration: Registration | None = None  # the run's pre-registered plan, if it has one
     # Calibration, decision curves, operating points (cvkit.clinical.ClinicalReport); None if not asked.
     clinical: Any = None
+    # The class sensitivity, specificity, F1 and the clinical layer are computed for.
+    positive: str | None = None
 
 
 @dataclass(frozen=True)
@@ -283,6 +285,7 @@ def compare(
         nested=nested_choices(results),
         registration=_registration(registered, asked, default_rope, results.baseline),
         holdout=holdout,
+        positive=results.positive_name,
         clinical=clinical_analysis(
             results,
             baseline=baseline,

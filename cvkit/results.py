@@ -86,6 +86,8 @@ class Results:
         data = self.run["data"]
         self.class_names = tuple(data["class_names"])
         self.positive = data["positive"]
+        # The positive class the run was made for; ``positive`` may re-analyse it for the other one.
+        self.made_for = self.class_names[self.positive]
         if positive is not None:
             self._analyse_for(positive)
         self.sample_ids = np.array([s[1] for s in samples])

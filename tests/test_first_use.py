@@ -120,6 +120,14 @@ def test_an_analysis_setting_on_resume_reanalyses_every_document(option, first_r
     assert "normal/benign (positive)" not in out
     markdown = (run / "report.md").read_text()
     assert "positive class: malignant" in markdown and "0 = malignant (positive)" in markdown
+    # The command shown names the run's own class: the set-up and the checklist say why they differ.
+    assert "--positive normal/benign" in markdown
+    assert "re-analysed: the run, and the command below, name normal/benign as the positive class" in markdown
+    assert "named when re-analysing (--positive); the run itself was made for normal/benign" in markdown
+    # cvkit compare names the class its sensitivity is of.
+    for positive in ("malignant", "normal/benign"):
+        assert main(["compare", str(run), "--metric", "sensitivity", "--positive", positive]) == 0
+        assert f"positive class: {positive}" in _unwrapped(capsys.readouterr().out)
     assert main(["compare", str(run), "--positive", "benign"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("cvkit: error: --positive 'benign' is not a class") and err.count("\n") == 1

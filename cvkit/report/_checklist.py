@@ -111,7 +111,9 @@ def checklist(results, report) -> dict:
 def _positive(results, run) -> str:
     mapping = ", ".join(f"{i} = {name}" for i, name in enumerate(results.class_names))
     command = run.get("command")
-    if command is None:
+    if results.made_for != results.positive_name:
+        how = f"named when re-analysing (--positive); the run itself was made for {results.made_for}"
+    elif command is None:
         how = "set by the Python call (cvkit's default is the minority class)"
     elif "--positive" in shlex.split(command):
         how = "named with --positive"

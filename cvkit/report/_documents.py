@@ -180,6 +180,7 @@ def document_context(results, report) -> dict:
         baseline=report.baseline,
         data=data,
         positive=results.positive_name,
+        made_for=results.made_for,
         label_mapping=[(i, name, i == results.positive) for i, name in enumerate(results.class_names)],
         class_weights=weights,
         design=run["design"],
@@ -298,7 +299,7 @@ def render_markdown(context: dict, figures: dict, *, contact_sheet: bool = False
         f"- design: {plural(context['design']['folds'], 'fold')} x "
         f"{plural(context['design']['repeats'], 'repeat')} x {plural(context['design']['seeds'], 'seed')}, "
         f"master seed {context['design']['seed']}",
-        f"- analysis: {analysis_text(context)}",
+        f"- analysis: {esc(analysis_text(context))}",
         *(
             [
                 f"- pre-registered plan: sha256 `{context['registration']['sha256']}`; decision rule: "
@@ -485,10 +486,16 @@ def render_latex(context: dict) -> str:
 
 def analysis_text(context: dict) -> str:
     """The settings a verdict depends on besides the predictions (they change on re-analysis)."""
-    return (
+    text = (
         f"verdict on {context['metric']}, ROPE ±{context['rope']:g}, alpha {context['alpha']:g} "
-        "(Holm across variants)"
+        f"(Holm across variants); positive class {context['positive']}"
     )
+    if context["made_for"] != context["positive"]:
+        text += (
+            f" (re-analysed: the run, and the command below, name {context['made_for']} as the "
+            "positive class)"
+        )
+    return text
 
 
 def _first_json_field(environments, field):

@@ -217,6 +217,7 @@ def comparison_table(report) -> Group:
         f"by the {record['verdict_tests']},",
         f"alpha {report.alpha:g}, Holm over {plural(len(report.comparisons), 'variant')}; "
         f"Bayes: P(better/equivalent/worse), ROPE ±{report.rope:g}",
+        *([f"positive class: {escape.rich(report.positive)}"] if report.positive else []),
     )
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("variant", overflow="fold")
