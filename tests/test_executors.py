@@ -324,3 +324,45 @@ def test_ctrl_c_keeps_finished_jobs_and_a_rerun_resumes(executor, tiny, tmp_path
     assert 1 <= len(finished) < 6
     resumed = cvkit.evaluate("plugins/fc_attention.py", data=tiny, out=tmp_path / "run", **options)
     assert resumed.counts.resumed == len(finished) and resumed.counts.trained == 6 - len(finished)
+
+
+# A parent that ran torch on several threads (a notebook cell, the pre-flight, an earlier run)
+# holds libgomp's thread pool; a forked worker of several threads then hung in its first
+# convolution. Several threads per job start from a fork server (a clean process).
+FORKED_AFTER_THREADS = """
+import sys
+import torch
+import cvkit
+
+
+def main():
+    torch.set_num_threads(2)
+    conv = torch.nn.Conv2d(16, 32, 3)
+    for _ in range(3):
+        conv(torch.randn(64, 16, 64, 64))
+    results = cvkit.evaluate([], data=cvkit.data.make_demo(60, image_size=16), folds=2, repeats=1,
+                             epochs=1, threads_per_job=2, jobs=1, out=sys.argv[1], progress=False)
+    print("trained", results.counts.trained)
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_jobs_of_several_threads_start_cleanly_after_the_parent_used_threads(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.py"
+    script.write_text(FORKED_AFTER_THREADS)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "reports" / "run")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("trained 2")
+    assert cvkit.runner.ProcessExecutor(1, 2).start_method == "forkserver"
+    assert cvkit.runner.ProcessExecutor(2, 1).start_method == "fork"

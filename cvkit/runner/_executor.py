@@ -279,11 +279,15 @@ class ProcessExecutor:
         self, workers: int, threads: int = 1, *, device: str = "cpu", retries: int = DEFAULT_RETRIES
     ):
         self.workers, self.threads, self.retries = workers, threads, retries
-        # CPU: fork, so that workers share the parent's imported modules page for page (the
-        # parent has run no torch computation, so no thread pool is forked half-alive). A GPU
-        # cannot be used in a forked child once the parent touched CUDA: a fork server with torch
-        # imported starts clean workers in a fraction of a second.
-        self.start_method = "fork" if device == "cpu" else "forkserver"
+        # CPU jobs of one thread: fork, so that workers share the parent's imported modules page
+        # for page. Several threads per job: a parent that ran torch on several threads (the
+        # pre-flight, a notebook cell, an earlier run in the same process) forks libgomp's thread
+        # pool half-alive, and the child's first parallel region waits for threads that were not
+        # forked (seen: a worker hung in Conv2d with threads_per_job=2); a job of one thread never
+        # enters that pool. A GPU cannot be used in a forked child once the parent touched CUDA.
+        # Both get a fork server, started clean with torch imported: workers in a fraction of a
+        # second.
+        self.start_method = "fork" if device == "cpu" and threads <= 1 else "forkserver"
 
     @classmethod
     def from_settings(cls, settings: ExecutorSettings) -> ProcessExecutor:
