@@ -287,8 +287,9 @@ def test_the_readme_plugin_example_passes_the_pre_flight(tmp_path, tiny):
         preflight(plugin, context, data.subset([0, 1]))
 
 
-# Flags of other programs the docs show: pip's, `ray start`'s and `mlflow ui`'s.
-OTHER_PROGRAMS_FLAGS = {"--index-url", "--head", "--port", "--backend-store-uri"}
+# Flags of other programs the docs show: pip's, `ray start`'s, `mlflow ui`'s and pytest-xdist's (the
+# test command).
+OTHER_PROGRAMS_FLAGS = {"--index-url", "--head", "--port", "--backend-store-uri", "--maxprocesses", "--dist"}
 
 
 def test_every_option_the_docs_name_exists():
