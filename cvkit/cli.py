@@ -129,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--class-weight", default=TrainConfig.class_weight, choices=CLASS_WEIGHTS)
     ev.add_argument("--augment", default=TrainConfig.augment, choices=AUGMENTATIONS)
     ev.add_argument(
+        "--drop-last",
+        action="store_true",
+        default=TrainConfig.drop_last,
+        help="drop each epoch's last incomplete batch (part of the job key)",
+    )
+    ev.add_argument(
         "--stem",
         default=TrainConfig.stem,
         choices=STEMS,
