@@ -256,6 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: bf16 autocast on a GPU that supports it, fp32 on CPU",
     )
     ev.add_argument("--out", default=None, help="run folder (default: reports/<models>-<data>-<hash>)")
+    ev.add_argument(
+        "--vary",
+        action="append",
+        default=None,
+        metavar="NAME=V1,V2",
+        help="run the comparison in every cell of a grid of recipes (repeatable: batch_size=16,32 "
+        "--vary drop_last=true,false) and say whether the verdict holds in each; each cell is a run "
+        "under --out (default: reports/grid-<variants>), grid.html/grid.md/grid.json beside them",
+    )
     ev.add_argument("--reports-dir", default=REPORTS_DIR, help="where default run folders go")
     ev.add_argument("--json", default=None, metavar="PATH", help="also write a machine-readable summary")
     ev.add_argument(
@@ -566,6 +575,8 @@ def _evaluate(args, console, errors) -> int:
     from .runner import JobProgress
 
     started = time.perf_counter()
+    if args.vary:
+        return _evaluate_grid(args, console, errors, started)
     registration = _apply_plan(args) if args.plan else None
     check_settings(rope=args.rope, alpha=args.alpha, min_effect=args.min_effect)  # now, not after training
     sequential = _sequential_rule(args)
@@ -618,6 +629,69 @@ def _evaluate(args, console, errors) -> int:
     _write_documents(results, report, formats, console)
     if args.mlflow is not None:
         _export_mlflow(results, args.mlflow, None, console, report)
+    return 0
+
+
+def _config_objects(args):
+    return tuple(
+        config(
+            **{field.name: getattr(args, _FLAG_DESTS.get(field.name, field.name)) for field in _flags(config)}
+        )
+        for config in (Data, Design, TrainConfig, Execution)
+    )
+
+
+def _evaluate_grid(args, console, errors, started) -> int:
+    """``evaluate --vary``: every recipe cell as its own run, then the across-recipe analysis."""
+    from .api import record_warnings
+    from .comparison import check_settings
+    from .data import load_data
+    from .multiverse import analyse_grid, default_grid_dir, evaluate_grid, grid_record, parse_vary
+    from .report import render_grid, write_grid_reports
+    from .runner import JobProgress
+
+    vary = parse_vary(args.vary)  # a bad grid stops here, before any data is read
+    if args.plan or args.until_decided:
+        raise OptionError("vary", "runs a fixed grid; it cannot be combined with --plan or --until-decided")
+    check_settings(rope=args.rope, alpha=args.alpha, min_effect=args.min_effect)
+    data, design, recipe, execution = _config_objects(args)
+    with record_warnings() as loading:
+        dataset = load_data(data.source, positive=data.positive, **data.load_options)
+    loaded = replace(
+        data, source=dataset, positive=None, image_size=None, intensity_window=None, demo_extra_signal=None
+    )
+    out = args.out or default_grid_dir(args.reports_dir, args.variants)
+    grid = evaluate_grid(
+        args.variants,
+        vary=vary,
+        out=out,
+        recipe=recipe,
+        baseline=args.baseline,
+        data=loaded,
+        design=design,
+        execution=execution,
+        hyperparams=_parse_params(args.param),
+        progress=JobProgress(errors, epochs=recipe.epochs),
+        command=args.command_line,
+        caveats=loading,
+    )
+    report = analyse_grid(grid, metric=args.metric or "auc", alpha=args.alpha or 0.05, rope=args.rope)
+    record = grid_record(report)
+    render_grid(record, console)
+    counts = grid.counts
+    console.print(
+        f"{len(grid.cells)} recipe cells: {counts['trained']} jobs trained, {counts['resumed']} resumed, "
+        f"{counts['reused']} reused in {time.perf_counter() - started:.1f} s; results in "
+        f"{escape.rich(grid.run_dir)}",
+        highlight=False,
+    )
+    if args.report != "none":
+        written = write_grid_reports(record, grid.run_dir)
+        console.print("reports: " + ", ".join(escape.rich(p) for p in written.values()), highlight=False)
+    if args.json:
+        from .files import write_text
+
+        write_text(args.json, json.dumps(record, indent=1, allow_nan=False))
     return 0
 
 

@@ -1,13 +1,27 @@
 """The recipe grid (``--vary``): drop_last, parsing, shared splits, reuse and the across-recipe analysis."""
 
+import io
+import json
+
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
 
 import cvkit
 from cvkit.cli import main
 from cvkit.errors import OptionError
-from cvkit.multiverse import analyse_cells, cell_name, describe_grid, parse_vary, recipe_cells
+from cvkit.multiverse import (
+    analyse_cells,
+    analyse_grid,
+    cell_name,
+    describe_grid,
+    evaluate_grid,
+    grid_record,
+    parse_vary,
+    recipe_cells,
+)
+from cvkit.report import forest_figure, render_grid, write_grid_reports
 from cvkit.stats import PairedJobScores
 from cvkit.trainers import TrainConfig
 from cvkit.trainers._torch import _batches
@@ -175,3 +189,49 @@ def test_cells_must_hold_the_same_jobs():
     cells[1] = synthetic_grid(rng, [0], folds=4)[0]
     with pytest.raises(ValueError, match="same"):
         analyse(cells)
+
+
+# --- end to end on a tiny grid ----------------------------------------------------------------
+
+TINY_GRID = dict(folds=2, repeats=1, epochs=1)
+
+
+def test_a_tiny_grid_shares_splits_and_a_wider_grid_trains_only_its_new_cells(tiny, tmp_path):
+    out = tmp_path / "grid"
+    first = evaluate_grid(
+        "plugins/fc_attention.py", vary={"batch_size": [16, 32]}, out=out, data=tiny, **TINY_GRID
+    )
+    assert [cell_name(c) for c, _ in first.cells] == ["batch_size=16", "batch_size=32"]
+    assert first.counts == dict(trained=8, resumed=0, reused=0)
+    (a, b) = (r for _, r in first.cells)
+    assert a.plan == b.plan and a.run_dir.parent == b.run_dir.parent == out
+    wider = evaluate_grid(
+        "plugins/fc_attention.py", vary=["batch_size=16,32,8"], out=out, data=tiny, **TINY_GRID
+    )
+    assert [r.counts.trained for _, r in wider.cells] == [0, 0, 4]
+    assert wider.counts == dict(trained=4, resumed=8, reused=0)
+    report = analyse_grid(wider)
+    (variant,) = report.variants
+    assert len(variant.cells) == 3 and variant.sentence.startswith("fc_attention beats resnet18 in ")
+    record = grid_record(report)
+    written = write_grid_reports(record, out)
+    assert "grid average" in written["md"].read_text() and (out / "grid-forest-1.png").stat().st_size > 0
+    assert "<img" in written["html"].read_text()
+    assert json.loads(written["json"].read_text())["cells"][2]["recipe"] == {"batch_size": 8}
+    console = Console(file=io.StringIO(), width=80)
+    render_grid(record, console)
+    text = console.file.getvalue()
+    assert "batch_size=8" in text and variant.sentence.split(";")[0] in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    figure = forest_figure(record)
+    assert len(figure.axes[0].get_yticklabels()) == 4
+
+
+def test_vary_on_the_command_line(tiny_npz, tmp_path, capsys):
+    out = tmp_path / "grid"
+    argv = ["evaluate", "plugins/fc_attention.py", "--data", str(tiny_npz), "--folds", "2", "--repeats", "1"]
+    argv += ["--epochs", "1", "--vary", "drop_last=true,false", "--out", str(out), "--report", "md,html"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "drop_last=true" in text and "2 recipe cells: 8 jobs trained" in text
+    assert (out / "drop_last=false").is_dir() and (out / "grid.md").exists() and (out / "grid.html").exists()
