@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import stats
+from .api import evaluate as run_one
 from .comparison import paired_job_scores
 from .errors import ConfigError, OptionError
 from .trainers import TrainConfig
@@ -217,8 +218,7 @@ def evaluate_grid(
     OptionError
         A malformed grid, or a varied field also given as a keyword.
     """
-    if evaluate is None:
-        from .api import evaluate
+    evaluate = evaluate or run_one
     vary = parse_vary(vary)
     recipe = recipe or TrainConfig()
     given = {f.name for f in fields(TrainConfig)} & set(kwargs)

@@ -72,7 +72,9 @@ def render_grid(record: dict, console: Console | None = None) -> None:
         table.add_column("verdict", overflow="fold", ratio=2)
         for name, row in _rows(variant):
             p_holm = f"{row['pvalue_holm']:.3f}"
-            table.add_row(escape.rich(name), _interval(row), p_holm, escape.rich(row["verdict"]))
+            # A space after each comma: a long cell name wraps between its settings.
+            shown = escape.rich(name.replace(",", ", "))
+            table.add_row(shown, _interval(row), p_holm, escape.rich(row["verdict"]))
         console.print(table)
         het = variant["heterogeneity"]
         console.print(
