@@ -1,7 +1,9 @@
 """The recipe grid (``--vary``): drop_last, parsing, shared splits, reuse and the across-recipe analysis."""
 
+import importlib.util
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +14,6 @@ import cvkit
 from cvkit.cli import main
 from cvkit.errors import OptionError
 from cvkit.multiverse import (
-    analyse_cells,
     analyse_grid,
     cell_name,
     describe_grid,
@@ -22,7 +23,6 @@ from cvkit.multiverse import (
     recipe_cells,
 )
 from cvkit.report import forest_figure, render_grid, write_grid_reports
-from cvkit.stats import PairedJobScores
 from cvkit.trainers import TrainConfig
 from cvkit.trainers._torch import _batches
 
@@ -92,48 +92,19 @@ def test_a_bad_vary_on_the_command_line_exits_2(tiny_npz, capsys):
 # --- known truth on synthetic per-job scores (no training) ----------------------------------
 
 
-def synthetic_grid(rng, effects, *, folds=5, repeats=3, seeds=1, noise=0.03, shared=0.7):
-    """Per cell, paired job scores whose expected difference is ``effects[cell]``. The split's
-    noise is shared by every cell (``shared`` of its variance: the same training and test data);
-    folds of one repeat share a component as overlapping training sets do."""
-    jobs = [(r, f, s) for r in range(repeats) for f in range(folds) for s in range(seeds)]
-    n = len(jobs)
-    repeat = np.array([j[0] for j in jobs])
-    common_split = rng.normal(0, noise * np.sqrt(shared), n)
-    common_repeat = rng.normal(0, noise * np.sqrt(shared / (folds - 1)), repeats)[repeat]
-    cells = []
-    for effect in effects:
-        own = rng.normal(0, noise * np.sqrt(1 - shared), n)
-        own_repeat = rng.normal(0, noise * np.sqrt((1 - shared) / (folds - 1)), repeats)[repeat]
-        baseline = 0.8 + rng.normal(0, 0.02, n)
-        diff = effect + common_split + common_repeat + own + own_repeat
-        cells.append(
-            PairedJobScores(
-                repeat=repeat,
-                fold=[j[1] for j in jobs],
-                seed=[j[2] for j in jobs],
-                baseline=baseline,
-                variant=baseline + diff,
-                n_train=120,
-                n_test=30,
-            )
-        )
-    return cells
-
-
-GRID = {"batch_size": [16, 32], "drop_last": [True, False]}
-
-
-def analyse(cells_jobs):
-    cells = recipe_cells(GRID)
-    return analyse_cells(cells, {"variant": cells_jobs}, vary=GRID, baseline="resnet18", rope=0.01)
+_spec = importlib.util.spec_from_file_location(
+    "recipe_grid_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "recipe_grid.py"
+)
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+synthetic_grid, analyse, claim_rates = bench.synthetic_grid, bench.analyse, bench.claim_rates
 
 
 def test_an_advantage_at_one_batch_size_only_is_recipe_dependent():
     rng = np.random.default_rng(3)
     dependent = 0
     for _ in range(20):
-        report = analyse(synthetic_grid(rng, [0.08, 0.08, 0.0, 0.0]))
+        report = analyse(synthetic_grid(rng, [0.08, 0.08, 0.0, 0.0], structure="repeat"))
         (variant,) = report.variants
         assert not variant.robust
         dependent += variant.answer == "the advantage depends on the recipe"
@@ -151,42 +122,30 @@ def test_an_advantage_in_every_cell_holds_in_every_recipe():
     assert t.low > 0 and f"[{t.low:+.3f}, {t.high:+.3f}]" in variant.sentence
 
 
-def claim_rates(effects, n_grids, seed):
-    rng = np.random.default_rng(seed)
-    better = robust = dependent = 0
-    for _ in range(n_grids):
-        (variant,) = analyse(synthetic_grid(rng, effects)).variants
-        better += any(c.verdict.verdict.startswith("better") for c in variant.cells) or (
-            variant.overall.verdict.startswith("better")
-        )
-        robust += variant.robust
-        dependent += variant.heterogeneity.pvalue < 0.05
-    return better / n_grids, robust / n_grids, dependent / n_grids
-
-
 def binomial_ceiling(rate, n):
     return rate + 2.5 * np.sqrt(rate * (1 - rate) / n)
 
 
-def test_no_advantage_anywhere_is_called_better_at_most_at_the_nominal_rate():
+@pytest.mark.parametrize("structure", bench.STRUCTURES)
+def test_no_advantage_anywhere_is_called_better_at_most_at_the_nominal_rate(structure):
     n = 300
-    better, robust, dependent = claim_rates([0.0] * 4, n, seed=5)
-    # "better" anywhere: the per-cell Holm family (alpha) or the grid average (alpha): at most 2 alpha.
-    assert better <= binomial_ceiling(0.10, n)
-    assert robust <= binomial_ceiling(0.05, n)
-    assert dependent <= binomial_ceiling(0.05, n)  # the heterogeneity test keeps its level
+    rates = claim_rates([0.0] * 4, n, seed=5, structure=structure)
+    assert rates["cell_better"] <= binomial_ceiling(0.05, n)  # one Holm family over the cells
+    assert rates["overall_better"] <= binomial_ceiling(0.05, n)
+    assert rates["robust"] <= binomial_ceiling(0.05, n)
+    assert rates["heterogeneous"] <= binomial_ceiling(0.05, n)  # the recipe x model test keeps its level
 
 
 def test_an_advantage_in_one_cell_only_is_never_called_robust():
     n = 200
-    _, robust, _ = claim_rates([0.03, 0.0, 0.0, 0.0], n, seed=6)
-    assert robust <= binomial_ceiling(0.05, n)
+    rates = claim_rates([0.03, 0.0, 0.0, 0.0], n, seed=6)
+    assert rates["robust"] <= binomial_ceiling(0.05, n)
 
 
 def test_cells_must_hold_the_same_jobs():
     rng = np.random.default_rng(7)
     cells = synthetic_grid(rng, [0, 0, 0, 0])
-    cells[1] = synthetic_grid(rng, [0], folds=4)[0]
+    cells[1] = synthetic_grid(rng, [0], folds=4)[0]  # other jobs
     with pytest.raises(ValueError, match="same"):
         analyse(cells)
 
