@@ -371,6 +371,13 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--power", type=float, default=0.8, help="target power (default: %(default)s)")
     plan.add_argument("--jobs", type=int, default=1, help="jobs at once, for the expected times (default 1)")
     plan.add_argument("--json", default=None, metavar="PATH", help="also write the plan as JSON")
+    plan.add_argument(
+        "--vary",
+        action="append",
+        default=None,
+        metavar="NAME=V1,V2",
+        help="also state the cost of running the recommended design in every cell of this recipe grid",
+    )
     _comparison_options(plan)
 
     rep = commands.add_parser("report", help="regenerate a run's reports from its store (no training)")
@@ -824,7 +831,18 @@ def _plan(args, console, errors) -> int:
             n_variants=max(1, len(args.variant)), min_effect=args.min_effect, metric=args.metric,
             alpha=args.alpha, power=args.power, seconds_per_job=args.seconds_per_job,
         )  # fmt: skip
+    grid = None
+    if args.vary:
+        from .multiverse import parse_vary
+
+        grid = parse_vary(args.vary)
     render_plan(plan, console, jobs=args.jobs)
+    if grid is not None and plan.recommended is not None:
+        from .multiverse import grid_cost
+
+        n_variants = max(1, len(plan.variants))
+        cost = grid_cost(plan.recommended, grid, n_variants=n_variants, alpha=plan.alpha, jobs=args.jobs)
+        console.print(escape.rich(cost), highlight=False)
     if args.json:
         write_plan_json(plan, args.json)
         console.print(f"plan -> {escape.rich(args.json)}", highlight=False)

@@ -478,6 +478,41 @@ def grid_record(report: GridReport) -> dict:
     )
 
 
+def grid_cost(design, vary: dict, *, n_variants: int = 1, alpha: float = 0.05, jobs: int = 1) -> str:
+    """What a recipe grid costs with a planned design (``cvkit plan --vary``), in one sentence.
+
+    Parameters
+    ----------
+    design : PlannedDesign
+        The design each cell would run (its ``trainings`` and ``seconds``).
+    vary : dict of str to list
+        The grid.
+    n_variants : int, default=1
+        Variants compared in each cell.
+    alpha : float, default=0.05
+        The family-wise error rate of the per-cell verdicts.
+    jobs : int, default=1
+        Jobs at once, for the time.
+
+    Returns
+    -------
+    str
+        The number of cells, trainings and (when known) time, and the per-cell Holm level.
+    """
+    n_cells = len(recipe_cells(vary))
+    trainings = design.trainings * n_cells
+    time = ""
+    if design.seconds is not None:
+        time = f", about {design.seconds * n_cells / jobs / 3600:.1f} h at {jobs} job(s) at once"
+    return (
+        f"a grid of {n_cells} recipe cells ({describe_grid(vary)}) at {design.describe()}"
+        f"{'' if design.data_factor == 1 else f' on {design.n_samples} samples'}: "
+        f"{trainings} trainings{time} (cells already run, and jobs shared with earlier runs, are reused); "
+        f"the per-cell verdicts share one Holm family of {n_cells * n_variants}, so the first is tested "
+        f"at alpha {alpha / (n_cells * n_variants):.3g} and each cell has less power than the plan above"
+    )
+
+
 def default_grid_dir(reports_dir, variants) -> Path:
     """Where a grid lies without ``--out``: ``REPORTS/grid-<variants>``.
 

@@ -194,3 +194,13 @@ def test_vary_on_the_command_line(tiny_npz, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "drop_last=true" in text and "2 recipe cells: 8 jobs trained" in text
     assert (out / "drop_last=false").is_dir() and (out / "grid.md").exists() and (out / "grid.html").exists()
+
+
+def test_cvkit_plan_states_the_cost_of_a_grid(capsys):
+    argv = ["plan", "--samples", "428", "--fold-sd", "0.03", "--min-effect", "0.05"]
+    argv += ["--seconds-per-job", "20"]
+    assert main([*argv, "--vary", "batch_size=16,32", "--vary", "drop_last=true,false"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "a grid of 4 recipe cells (batch_size {16, 32} x drop_last {yes, no})" in text
+    assert "80 trainings, about 0.4 h" in text and "Holm family of 4" in text
+    assert main([*argv, "--vary", "batch_size=big"]) == 2
