@@ -653,8 +653,8 @@ def _evaluate_grid(args, console, errors, started) -> int:
     from .api import record_warnings
     from .comparison import check_settings
     from .data import load_data
-    from .multiverse import analyse_grid, default_grid_dir, evaluate_grid, grid_record, parse_vary
-    from .report import render_grid, write_grid_reports
+    from .multiverse import analyse_grid, cell_name, default_grid_dir, evaluate_grid, grid_record, parse_vary
+    from .report import render_grid, write_grid_predictions, write_grid_reports
     from .runner import JobProgress
 
     vary = parse_vary(args.vary)  # a bad grid stops here, before any data is read
@@ -694,6 +694,9 @@ def _evaluate_grid(args, console, errors, started) -> int:
     )
     if args.report != "none":
         written = write_grid_reports(record, grid.run_dir)
+        cells = [(cell_name(cell), cell, results) for cell, results in grid.cells]
+        written["csv"] = grid.run_dir / "grid-predictions.csv"
+        write_grid_predictions(cells, written["csv"])
         console.print("reports: " + ", ".join(escape.rich(p) for p in written.values()), highlight=False)
     if args.json:
         from .files import write_text

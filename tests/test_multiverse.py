@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from rich.console import Console
@@ -194,6 +195,9 @@ def test_vary_on_the_command_line(tiny_npz, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "drop_last=true" in text and "2 recipe cells: 8 jobs trained" in text
     assert (out / "drop_last=false").is_dir() and (out / "grid.md").exists() and (out / "grid.html").exists()
+    predictions = pd.read_csv(out / "grid-predictions.csv")
+    assert set(predictions.recipe_cell) == {"drop_last=true", "drop_last=false"}
+    assert len(predictions) == 2 * predictions[predictions.recipe_cell == "drop_last=true"].shape[0]
 
 
 def test_cvkit_plan_states_the_cost_of_a_grid(capsys):

@@ -5,7 +5,7 @@ from ._documents import FORMATS, write_reports
 from ._export import check_not_store, write_json, write_plan_json, write_predictions_csv, write_ranking_json
 from ._figures import draw_figures, write_cd_diagram
 from ._mlflow import export_mlflow, resolve_tracking_uri
-from ._multiverse import forest_figure, render_grid, write_grid_reports
+from ._multiverse import forest_figure, render_grid, write_grid_predictions, write_grid_reports
 from ._narrative import GLOSSARY
 from ._notebook import NotebookProgress, describe_run, results_html
 from ._serialise import plan_record, ranking_record, report_record
@@ -31,6 +31,7 @@ __all__ = [
     "report_record",
     "verdict_paragraph",
     "write_cd_diagram",
+    "write_grid_predictions",
     "write_grid_reports",
     "resolve_tracking_uri",
     "results_html",

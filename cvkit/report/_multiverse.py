@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import escape
-from ..files import write_bytes, write_text
+from ..files import atomic_write, write_bytes, write_text
 from ..stats import metric_label
 
 DELTA = "\N{GREEK CAPITAL LETTER DELTA}"
@@ -228,3 +228,40 @@ def write_grid_reports(record: dict, out_dir) -> dict[str, Path]:
     write_text(written["md"], grid_markdown(record, names))
     write_text(written["html"], grid_html(record, pngs))
     return written
+
+
+def write_grid_predictions(cells, path) -> int:
+    """Every cell's predictions in one CSV: one row per (recipe cell, model, repeat, fold, seed,
+    sample_id), with the cell's name and each varied setting as columns.
+
+    Parameters
+    ----------
+    cells : list of (str, dict, Results)
+        Each cell's name, its recipe values and its run.
+    path : str or path
+        The CSV file (replaced atomically).
+
+    Returns
+    -------
+    int
+        Rows written.
+    """
+    import pandas as pd
+    from pandas.api.types import is_numeric_dtype
+
+    frames = []
+    for name, recipe, results in cells:
+        frame = results.predictions.drop(columns=["sample_idx", "rule"])
+        shown = {k: str(v).lower() if isinstance(v, bool) else v for k, v in recipe.items()}
+        settings = {"recipe_cell": name, **shown}
+        frames.append(frame.assign(**settings)[[*settings, *frame.columns]])
+    frame = pd.concat(frames, ignore_index=True)
+    # Text cells and headers a spreadsheet would run as a formula, neutralised; numbers untouched.
+    text = [column for column in frame.columns if not is_numeric_dtype(frame[column])]
+    frame = frame.assign(**{column: frame[column].map(escape.csv_cell) for column in text})
+    frame = frame.rename(columns=escape.csv_cell)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "w", newline="") as f:
+        frame.to_csv(f, index=False, float_format="%.10g", lineterminator="\r\n")
+    return len(frame)
