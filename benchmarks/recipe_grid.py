@@ -86,7 +86,7 @@ def claim_rates(effects, n_grids, seed, *, structure="dataset") -> dict[str, flo
         counts["overall_better"] += variant.overall.verdict.startswith("better")
         counts["robust"] += variant.robust
         counts["heterogeneous"] += variant.heterogeneity.pvalue < 0.05
-        counts["depends"] += "depends on the recipe" in variant.answer
+        counts["depends"] += variant.recipe_dependent
     return {k: v / n_grids for k, v in counts.items()}
 
 

@@ -260,6 +260,10 @@ class AcrossRecipes:
     def robust(self) -> bool:
         return self.n_better == len(self.cells)
 
+    @property
+    def recipe_dependent(self) -> bool:
+        return self.answer.endswith("depends on the recipe")
+
 
 @dataclass(frozen=True)
 class GridReport:
@@ -274,15 +278,24 @@ class GridReport:
 
 
 def _answer(n_better, cell_verdicts, heterogeneity, overall, alpha) -> str:
+    """The across-recipe answer. "Depends on the recipe" is a claim of its own, made only on
+    evidence for it: a significant recipe x model test, or cells significantly better and others
+    significantly worse (Holm-adjusted). Cells that merely differ in being decided do not make it:
+    with a real advantage everywhere, some cells miss it by chance."""
     n = len(cell_verdicts)
     if n_better == n:
         return "holds in every recipe"
     worse = sum(v.startswith("worse") for v in cell_verdicts)
-    if heterogeneity.pvalue < alpha or (n_better and n_better < n) or (worse and worse < n):
+    if heterogeneity.pvalue < alpha or (n_better and worse):
         kind = "advantage" if n_better or overall.ttest.mean > 0 else "difference"
         return f"the {kind} depends on the recipe"
     if worse == n:
         return "worse in every recipe"
+    if n_better:
+        return (
+            f"better in {n_better} of {n} recipes, undecided in the others; the recipe x model test "
+            "finds no evidence that the recipe matters"
+        )
     if overall.verdict == "better":
         return "better on average over the grid, though in no single recipe"
     return f"no recipe shows an advantage (grid average: {overall.verdict})"
