@@ -15,6 +15,7 @@ import cvkit
 from cvkit.cli import main
 from cvkit.errors import OptionError
 from cvkit.multiverse import (
+    analyse_cells,
     analyse_grid,
     cell_name,
     describe_grid,
@@ -216,3 +217,20 @@ def test_cvkit_plan_states_the_cost_of_a_grid(capsys):
     assert "a grid of 4 recipe cells (batch_size {16, 32} x drop_last {yes, no})" in text
     assert "80 trainings, about 0.4 h" in text and "Holm family of 4" in text
     assert main([*argv, "--vary", "batch_size=big"]) == 2
+
+
+def test_hostile_names_are_escaped_in_every_grid_report(tmp_path):
+    rng = np.random.default_rng(9)
+    name = "<script>x</script>|*[a](b)$"
+    cells = recipe_cells(bench.GRID)
+    jobs = {name: synthetic_grid(rng, [0.0] * 4)}
+    report = analyse_cells(cells, jobs, vary=bench.GRID, baseline="base|<b>")
+    record = grid_record(report)
+    written = write_grid_reports(record, tmp_path)
+    assert "<script>" not in written["html"].read_text() and "&lt;script&gt;" in written["html"].read_text()
+    markdown = written["md"].read_text()
+    assert "<script>" not in markdown and "\\|" in markdown
+    console = Console(file=io.StringIO(), width=80)
+    render_grid(record, console)
+    assert "script" in console.file.getvalue()  # printed as written, not taken as markup
+    assert json.loads(written["json"].read_text())["variants"][0]["variant"] == name
