@@ -171,7 +171,17 @@ def describe_grid(vary: dict[str, list]) -> str:
 
 @dataclass
 class GridResults:
-    """The runs of a recipe grid: ``cells`` is a list of (cell, Results), in grid order."""
+    """The runs of a recipe grid, in grid order.
+
+    Parameters
+    ----------
+    run_dir : Path
+        The grid's folder; each cell's run is a sub-folder named by ``cell_name``.
+    vary : dict of str to list
+        The grid: per varied recipe field, its values.
+    cells : list of (dict, Results)
+        Each cell's recipe values and its run (with ``counts``: trained, resumed, reused).
+    """
 
     run_dir: Path
     vary: dict
