@@ -590,12 +590,7 @@ def _evaluate(args, console, errors) -> int:
     check_clinical_settings(args.nb_thresholds, args.operating_point)
     if args.json and args.out:
         check_not_store(args.out, args.json)
-    data, design, recipe, execution = (
-        config(
-            **{field.name: getattr(args, _FLAG_DESTS.get(field.name, field.name)) for field in _flags(config)}
-        )
-        for config in (Data, Design, TrainConfig, Execution)
-    )
+    data, design, recipe, execution = _config_objects(args)
     with record_warnings() as loading:
         dataset = load_data(data.source, positive=data.positive, **data.load_options)
     chosen = "named" if args.positive else "default: the minority class; set it with --positive"
@@ -640,6 +635,7 @@ def _evaluate(args, console, errors) -> int:
 
 
 def _config_objects(args):
+    """The run's config objects (``Data``, ``Design``, ``TrainConfig``, ``Execution``) from the flags."""
     return tuple(
         config(
             **{field.name: getattr(args, _FLAG_DESTS.get(field.name, field.name)) for field in _flags(config)}
@@ -662,6 +658,9 @@ def _evaluate_grid(args, console, errors, started) -> int:
         raise OptionError("vary", "runs a fixed grid; it cannot be combined with --plan or --until-decided")
     check_settings(rope=args.rope, alpha=args.alpha, min_effect=args.min_effect)
     data, design, recipe, execution = _config_objects(args)
+    fixed = [name for name in vary if getattr(recipe, name) != getattr(TrainConfig, name)]
+    if fixed:
+        raise OptionError("vary", f"{', '.join(fixed)} is both varied and fixed by its own flag; drop one")
     with record_warnings() as loading:
         dataset = load_data(data.source, positive=data.positive, **data.load_options)
     loaded = replace(

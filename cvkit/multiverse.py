@@ -431,6 +431,13 @@ def analyse_grid(
         variant: [paired_job_scores(results, variant, metric=metric) for results in runs]
         for variant in first.variants
     }
+    for variant, cell_jobs in jobs.items():
+        counts = {len(j.repeat) for j in cell_jobs}
+        if len(counts) > 1:
+            raise ConfigError(
+                f"{variant} finished {min(counts)} to {max(counts)} jobs in the grid's cells: the cells "
+                "cannot be paired job by job; run the same command again to finish the failed jobs"
+            )
     return analyse_cells(
         [cell for cell, _ in grid.cells],
         jobs,

@@ -234,3 +234,11 @@ def test_hostile_names_are_escaped_in_every_grid_report(tmp_path):
     render_grid(record, console)
     assert "script" in console.file.getvalue()  # printed as written, not taken as markup
     assert json.loads(written["json"].read_text())["variants"][0]["variant"] == name
+
+
+def test_a_field_both_varied_and_fixed_is_refused(tiny_npz, tiny, tmp_path, capsys):
+    argv = ["evaluate", "--data", str(tiny_npz), "--batch-size", "8", "--vary", "batch_size=16,32"]
+    assert main(argv) == 2
+    assert "--vary" in capsys.readouterr().err
+    with pytest.raises(OptionError, match="both varied and fixed"):
+        evaluate_grid([], vary={"batch_size": [16, 32]}, batch_size=8, out=tmp_path / "g", data=tiny)
