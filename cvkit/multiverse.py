@@ -497,6 +497,8 @@ def grid_record(report: GridReport) -> dict:
                     pvalues=[num(p) for p in a.heterogeneity.pvalues],
                     recipe_x_model_variance=num(a.heterogeneity.interaction_variance),
                     noise_variance=num(a.heterogeneity.noise_variance),
+                    split_variance=num(a.heterogeneity.split_variance),
+                    residual_variance=num(a.heterogeneity.residual_variance),
                 ),
                 n_better=a.n_better,
                 robust=a.robust,

@@ -25,6 +25,7 @@ from cvkit.multiverse import (
     recipe_cells,
 )
 from cvkit.report import forest_figure, render_grid, write_grid_reports
+from cvkit.stats import PairedJobScores, recipe_heterogeneity
 from cvkit.trainers import TrainConfig
 from cvkit.trainers._torch import _batches
 
@@ -242,3 +243,27 @@ def test_a_field_both_varied_and_fixed_is_refused(tiny_npz, tiny, tmp_path, caps
     assert "--vary" in capsys.readouterr().err
     with pytest.raises(OptionError, match="both varied and fixed"):
         evaluate_grid([], vary={"batch_size": [16, 32]}, batch_size=8, out=tmp_path / "g", data=tiny)
+
+
+def test_the_variance_decomposition_recovers_known_components():
+    rng = np.random.default_rng(10)
+    estimates = []
+    for _ in range(300):
+        shared, interaction = rng.normal(0, 0.03, 15), rng.normal(0, 0.02, 4)
+        cells = [
+            PairedJobScores(
+                repeat=np.repeat(range(3), 5),
+                fold=np.tile(range(5), 3),
+                seed=np.zeros(15, dtype=int),
+                baseline=np.zeros(15),
+                variant=shared + interaction[c] + rng.normal(0, 0.02, 15),
+                n_train=120,
+                n_test=30,
+            )  # fmt: skip
+            for c in range(4)
+        ]
+        h = recipe_heterogeneity(cells)
+        estimates.append((h.split_variance, h.residual_variance, h.interaction_variance))
+    split, residual, interaction = np.mean(estimates, axis=0)
+    assert split == pytest.approx(0.03**2, rel=0.15) and residual == pytest.approx(0.02**2, rel=0.1)
+    assert 0.5 * 0.02**2 < interaction <= 1.1 * 0.02**2  # conservative: the corrected t's noise

@@ -79,8 +79,9 @@ def render_grid(record: dict, console: Console | None = None) -> None:
         het = variant["heterogeneity"]
         console.print(
             escape.rich(
-                f"recipe x model: p = {het['pvalue']:.3f} (max-deviation test), variance "
-                f"{het['recipe_x_model_variance']:.2g} beyond noise {het['noise_variance']:.2g}"
+                f"recipe x model: p = {het['pvalue']:.3f} (max-deviation test); variance of "
+                f"{DELTA}: recipe x model {het['recipe_x_model_variance']:.2g}, split "
+                f"{het['split_variance']:.2g}, within cell {het['residual_variance']:.2g}"
             ),
             highlight=False,
         )
@@ -153,8 +154,10 @@ def grid_markdown(record: dict, figures: list[str]) -> str:
         het = variant["heterogeneity"]
         lines += [
             "",
-            f"Recipe x model heterogeneity: p = {het['pvalue']:.3f}; recipe x model variance "
-            f"{het['recipe_x_model_variance']:.2g} beyond split and seed noise {het['noise_variance']:.2g}. "
+            f"Recipe x model heterogeneity: p = {het['pvalue']:.3f}. Variance of the difference: recipe x "
+            f"model {het['recipe_x_model_variance']:.2g} (beyond the noise of a cell's mean, "
+            f"{het['noise_variance']:.2g}), split (shared by every cell) {het['split_variance']:.2g}, "
+            f"within cell {het['residual_variance']:.2g}. "
             "Per-cell intervals and p-values are Holm-adjusted across cells x variants.",
             "",
             f"![Forest plot of {escape.markdown(variant['variant'])} across recipes]({figure})",

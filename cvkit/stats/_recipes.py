@@ -27,7 +27,11 @@ class RecipeHeterogeneity:
     t p-values, ``pvalue`` the smallest times the number of cells (at most 1).
     ``interaction_variance`` is the recipe x model variance component: the between-cell variance
     of the mean difference beyond what its split and seed noise explain (method of moments,
-    truncated at 0; splits shared across cells bias it down, never up).
+    truncated at 0; the noise is the corrected t's, so it errs low when jobs are less correlated
+    than the overlap correction assumes). The rest of the variance
+    of one job's difference splits, as in a two-way table cells x jobs (method of moments), into
+    ``split_variance`` (a job's difference shared by every cell: its split and seed) and
+    ``residual_variance`` (what each cell's training adds to it).
     """
 
     deviations: tuple[float, ...]
@@ -35,6 +39,8 @@ class RecipeHeterogeneity:
     pvalue: float
     interaction_variance: float
     noise_variance: float
+    split_variance: float = 0.0
+    residual_variance: float = 0.0
 
 
 def _aligned(cells: list[PairedJobScores]) -> list[np.ndarray]:
@@ -109,7 +115,7 @@ def recipe_heterogeneity(cells: list[PairedJobScores]) -> RecipeHeterogeneity:
     diffs = np.stack([c.diffs[order] for c, order in zip(cells, orders)])  # cell x job
     mean = diffs.mean(axis=0)
     first, o = cells[0], orders[0]
-    deviations, pvalues = [], []
+    deviations, pvalues, deviation_se = [], [], []
     for row in diffs:
         deviation = PairedJobScores(
             repeat=first.repeat[o],
@@ -123,17 +129,26 @@ def recipe_heterogeneity(cells: list[PairedJobScores]) -> RecipeHeterogeneity:
         test = difference_test(deviation, FALLBACK_METHOD)
         deviations.append(test.estimate)
         pvalues.append(test.p)
+        deviation_se.append(test.se)
     n_cells = len(cells)
     pvalue = min(1.0, n_cells * min(pvalues))
-    # Method of moments: var over cells of each cell's mean difference = interaction + noise,
-    # the noise being the mean squared corrected standard error of one cell's mean.
+    # Method of moments: the variance over cells of each cell's mean difference is the interaction
+    # plus the noise of a cell's own mean. That noise is estimated from the deviations, whose part
+    # shared by every cell (same split, same test samples) has cancelled: the corrected t's squared
+    # standard error of a deviation estimates (1 - 1/C) of it.
     cell_means = diffs.mean(axis=1)
-    noise = float(np.mean([difference_test(c, FALLBACK_METHOD).se ** 2 for c in cells]))
+    noise = float(np.mean(np.square(deviation_se)) * n_cells / (n_cells - 1))
     between = float(np.var(cell_means, ddof=1))
+    n_jobs = diffs.shape[1]
+    residual = diffs - cell_means[:, None] - mean[None, :] + diffs.mean()
+    ms_residual = float((residual**2).sum() / max((n_cells - 1) * (n_jobs - 1), 1))
+    ms_jobs = float(n_cells * np.var(mean, ddof=1))
     return RecipeHeterogeneity(
         deviations=tuple(float(d) for d in deviations),
         pvalues=tuple(float(p) for p in pvalues),
         pvalue=float(pvalue),
         interaction_variance=max(0.0, between - noise),
         noise_variance=noise,
+        split_variance=max(0.0, (ms_jobs - ms_residual) / n_cells),
+        residual_variance=ms_residual,
     )
