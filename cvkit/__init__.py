@@ -5,6 +5,7 @@ from .api import evaluate, verify
 from .comparison import compare
 from .data import Data
 from .errors import CvkitError, OptionError
+from .multiverse import GridResults, analyse_grid, evaluate_grid
 from .results import Results, load
 from .runner import Execution
 from .splits import Design
@@ -15,12 +16,15 @@ __all__ = [
     "Data",
     "Design",
     "Execution",
+    "GridResults",
     "OptionError",
     "Results",
     "TrainConfig",
     "__version__",
+    "analyse_grid",
     "compare",
     "evaluate",
+    "evaluate_grid",
     "load",
     "verify",
 ]

@@ -226,6 +226,8 @@ def evaluate(
         dedupe=data.dedupe,
         threads=execution.threads_per_job or 1,
     )
+    if recipe.drop_last:  # only then: the recipes (and keys) of other runs stay as they were
+        record["drop_last"] = True
     if until_decided is not None:
         if design.cv is not None or design.repeats != until_decided.max_repeats:
             raise ConfigError(
@@ -560,6 +562,7 @@ def _prepare(recipe: dict, *, data, folds=None, repeats=None, cv=None, plan=None
         weights_digest=_file_digest(r["weights"]),
         impute=r["impute"],
         precision=r["precision"],
+        drop_last=r.get("drop_last", False),
     )
     if plan is None:
         plan = make_plan(

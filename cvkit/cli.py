@@ -129,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--class-weight", default=TrainConfig.class_weight, choices=CLASS_WEIGHTS)
     ev.add_argument("--augment", default=TrainConfig.augment, choices=AUGMENTATIONS)
     ev.add_argument(
+        "--drop-last",
+        action="store_true",
+        default=TrainConfig.drop_last,
+        help="drop each epoch's last incomplete batch (part of the job key)",
+    )
+    ev.add_argument(
         "--stem",
         default=TrainConfig.stem,
         choices=STEMS,
@@ -250,6 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: bf16 autocast on a GPU that supports it, fp32 on CPU",
     )
     ev.add_argument("--out", default=None, help="run folder (default: reports/<models>-<data>-<hash>)")
+    ev.add_argument(
+        "--vary",
+        action="append",
+        default=None,
+        metavar="NAME=V1,V2",
+        help="run the comparison in every cell of a grid of recipes (repeatable: batch_size=16,32 "
+        "--vary drop_last=true,false) and say whether the verdict holds in each; each cell is a run "
+        "under --out (default: reports/grid-<variants>), grid.html/grid.md/grid.json beside them",
+    )
     ev.add_argument("--reports-dir", default=REPORTS_DIR, help="where default run folders go")
     ev.add_argument("--json", default=None, metavar="PATH", help="also write a machine-readable summary")
     ev.add_argument(
@@ -356,6 +371,13 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--power", type=float, default=0.8, help="target power (default: %(default)s)")
     plan.add_argument("--jobs", type=int, default=1, help="jobs at once, for the expected times (default 1)")
     plan.add_argument("--json", default=None, metavar="PATH", help="also write the plan as JSON")
+    plan.add_argument(
+        "--vary",
+        action="append",
+        default=None,
+        metavar="NAME=V1,V2",
+        help="also state the cost of running the recommended design in every cell of this recipe grid",
+    )
     _comparison_options(plan)
 
     rep = commands.add_parser("report", help="regenerate a run's reports from its store (no training)")
@@ -560,18 +582,15 @@ def _evaluate(args, console, errors) -> int:
     from .runner import JobProgress
 
     started = time.perf_counter()
+    if args.vary:
+        return _evaluate_grid(args, console, errors, started)
     registration = _apply_plan(args) if args.plan else None
     check_settings(rope=args.rope, alpha=args.alpha, min_effect=args.min_effect)  # now, not after training
     sequential = _sequential_rule(args)
     check_clinical_settings(args.nb_thresholds, args.operating_point)
     if args.json and args.out:
         check_not_store(args.out, args.json)
-    data, design, recipe, execution = (
-        config(
-            **{field.name: getattr(args, _FLAG_DESTS.get(field.name, field.name)) for field in _flags(config)}
-        )
-        for config in (Data, Design, TrainConfig, Execution)
-    )
+    data, design, recipe, execution = _config_objects(args)
     with record_warnings() as loading:
         dataset = load_data(data.source, positive=data.positive, **data.load_options)
     chosen = "named" if args.positive else "default: the minority class; set it with --positive"
@@ -612,6 +631,76 @@ def _evaluate(args, console, errors) -> int:
     _write_documents(results, report, formats, console)
     if args.mlflow is not None:
         _export_mlflow(results, args.mlflow, None, console, report)
+    return 0
+
+
+def _config_objects(args):
+    """The run's config objects (``Data``, ``Design``, ``TrainConfig``, ``Execution``) from the flags."""
+    return tuple(
+        config(
+            **{field.name: getattr(args, _FLAG_DESTS.get(field.name, field.name)) for field in _flags(config)}
+        )
+        for config in (Data, Design, TrainConfig, Execution)
+    )
+
+
+def _evaluate_grid(args, console, errors, started) -> int:
+    """``evaluate --vary``: every recipe cell as its own run, then the across-recipe analysis."""
+    from .api import record_warnings
+    from .comparison import check_settings
+    from .data import load_data
+    from .multiverse import analyse_grid, cell_name, default_grid_dir, evaluate_grid, grid_record, parse_vary
+    from .report import render_grid, write_grid_predictions, write_grid_reports
+    from .runner import JobProgress
+
+    vary = parse_vary(args.vary)  # a bad grid stops here, before any data is read
+    if args.plan or args.until_decided:
+        raise OptionError("vary", "runs a fixed grid; it cannot be combined with --plan or --until-decided")
+    check_settings(rope=args.rope, alpha=args.alpha, min_effect=args.min_effect)
+    data, design, recipe, execution = _config_objects(args)
+    fixed = [name for name in vary if getattr(recipe, name) != getattr(TrainConfig, name)]
+    if fixed:
+        raise OptionError("vary", f"{', '.join(fixed)} is both varied and fixed by its own flag; drop one")
+    with record_warnings() as loading:
+        dataset = load_data(data.source, positive=data.positive, **data.load_options)
+    loaded = replace(
+        data, source=dataset, positive=None, image_size=None, intensity_window=None, demo_extra_signal=None
+    )
+    out = args.out or default_grid_dir(args.reports_dir, args.variants)
+    grid = evaluate_grid(
+        args.variants,
+        vary=vary,
+        out=out,
+        recipe=recipe,
+        baseline=args.baseline,
+        data=loaded,
+        design=design,
+        execution=execution,
+        hyperparams=_parse_params(args.param),
+        progress=JobProgress(errors, epochs=recipe.epochs),
+        command=args.command_line,
+        caveats=loading,
+    )
+    report = analyse_grid(grid, metric=args.metric or "auc", alpha=args.alpha or 0.05, rope=args.rope)
+    record = grid_record(report)
+    render_grid(record, console)
+    counts = grid.counts
+    console.print(
+        f"{len(grid.cells)} recipe cells: {counts['trained']} jobs trained, {counts['resumed']} resumed, "
+        f"{counts['reused']} reused in {time.perf_counter() - started:.1f} s; results in "
+        f"{escape.rich(grid.run_dir)}",
+        highlight=False,
+    )
+    if args.report != "none":
+        written = write_grid_reports(record, grid.run_dir)
+        cells = [(cell_name(cell), cell, results) for cell, results in grid.cells]
+        written["csv"] = grid.run_dir / "grid-predictions.csv"
+        write_grid_predictions(cells, written["csv"])
+        console.print("reports: " + ", ".join(escape.rich(p) for p in written.values()), highlight=False)
+    if args.json:
+        from .files import write_text
+
+        write_text(args.json, json.dumps(record, indent=1, allow_nan=False))
     return 0
 
 
@@ -744,7 +833,18 @@ def _plan(args, console, errors) -> int:
             n_variants=max(1, len(args.variant)), min_effect=args.min_effect, metric=args.metric,
             alpha=args.alpha, power=args.power, seconds_per_job=args.seconds_per_job,
         )  # fmt: skip
+    grid = None
+    if args.vary:
+        from .multiverse import parse_vary
+
+        grid = parse_vary(args.vary)
     render_plan(plan, console, jobs=args.jobs)
+    if grid is not None and plan.recommended is not None:
+        from .multiverse import grid_cost
+
+        n_variants = max(1, len(plan.variants))
+        cost = grid_cost(plan.recommended, grid, n_variants=n_variants, alpha=plan.alpha, jobs=args.jobs)
+        console.print(escape.rich(cost), highlight=False)
     if args.json:
         write_plan_json(plan, args.json)
         console.print(f"plan -> {escape.rich(args.json)}", highlight=False)

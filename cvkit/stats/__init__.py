@@ -60,6 +60,7 @@ from ._power import (
     mcnemar_detectable_difference,
     minimal_detectable_effect,
 )
+from ._recipes import RecipeHeterogeneity, grid_average, recipe_heterogeneity
 from ._runs import (
     FriedmanResult,
     ProbOutperformResult,
@@ -112,6 +113,9 @@ from ._verdict import (
 )
 
 __all__ = [
+    "RecipeHeterogeneity",
+    "grid_average",
+    "recipe_heterogeneity",
     "CALIBRATION_METRICS",
     "DEFAULT_NB_THRESHOLDS",
     "DEFAULT_OPERATING_POINT",

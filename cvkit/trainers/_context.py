@@ -54,6 +54,11 @@ class TrainConfig:
         Fill missing extra-feature values with each training part's mean or median.
     precision : {"auto", "fp32", "bf16"}, default="auto"
         ``auto``: bf16 autocast on a GPU that supports it, fp32 elsewhere.
+    drop_last : bool, default=False
+        Drop each epoch's last incomplete batch (as ``DataLoader(drop_last=True)``). Without it a
+        last batch of a single image is still dropped, because batch normalisation cannot train on
+        one image; ``drop_last`` also avoids that batch-of-1 problem. Part of the job key only when
+        True, so the keys of runs made before it existed stay the same.
 
     Raises
     ------
@@ -76,6 +81,7 @@ class TrainConfig:
     weights_digest: str | None = None  # content hash of a local --weights checkpoint: part of every job key
     impute: str = "none"
     precision: str = "auto"  # bf16 autocast on a GPU that supports it ("auto", "bf16") or "fp32"
+    drop_last: bool = False  # in the job key only when True: older keys stay as they were
 
     def __post_init__(self):
         choices = dict(
@@ -101,12 +107,17 @@ class TrainConfig:
             raise OptionError(
                 "weight_decay", f"must be a finite number of at least 0, got {self.weight_decay}"
             )
+        if not isinstance(self.drop_last, bool):
+            raise OptionError("drop_last", f"must be True or False, got {self.drop_last!r}")
         device = self.device
         if not (device in ("auto", "cpu") or device.startswith("cuda")):
             raise OptionError("device", f"{device!r}: use auto, cpu, cuda or cuda:N")
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        record = asdict(self)
+        if not self.drop_last:  # the field came later: a default recipe keeps its old key
+            del record["drop_last"]
+        return record
 
 
 @dataclass

@@ -90,7 +90,7 @@ class TorchTrainer:
             model.train()
             order = torch.randperm(len(train), generator=generator).to(device)
             total, seen = 0.0, 0
-            for batch in _batches(order, config.batch_size):
+            for batch in _batches(order, config.batch_size, drop_last=config.drop_last):
                 xb = x_train[batch]
                 if config.augment == "flip":
                     flip = (torch.rand(len(batch), generator=generator) < 0.5).to(device)
@@ -307,11 +307,14 @@ def _autocast(device, precision):
     return torch.autocast("cuda", dtype=torch.bfloat16)
 
 
-def _batches(order, batch_size):
+def _batches(order, batch_size, *, drop_last=False):
     """Index batches of one epoch; a last batch of a single sample is dropped, because BatchNorm
-    cannot train on it (as the hand-written loop does)."""
+    cannot train on it (as the hand-written loop does), and with ``drop_last`` any incomplete last
+    batch (unless it would be the only one)."""
     n = len(order)
     stop = n - 1 if n % batch_size == 1 and n > 1 else n
+    if drop_last and n >= batch_size:
+        stop = n - n % batch_size
     for start in range(0, stop, batch_size):
         yield order[start : start + batch_size]
 

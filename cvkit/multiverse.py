@@ -1,0 +1,566 @@
+"""Does the verdict survive the recipe? ``--vary NAME=V1,V2`` runs the comparison in every cell of
+a grid of training recipes and asks whether the ranking holds.
+
+Each cell is an ordinary run folder under the grid's folder (``OUT/batch_size=16,drop_last=true``):
+the same data, design, splits and seeds, one recipe. Cells resume and reuse jobs like any run (a
+job another cell or an earlier grid already trained is reused, not trained again). The analysis
+(``analyse_cells``, pure, on per-job paired scores) gives each cell's verdict by the calibrated
+verdict test with Holm across cells x variants, the grid-average difference tested the same way,
+and a recipe x model heterogeneity test (``stats.recipe_heterogeneity``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from . import stats
+from .api import evaluate as run_one
+from .comparison import paired_job_scores
+from .errors import ConfigError, OptionError
+from .trainers import TrainConfig
+
+# Recipe fields a grid may vary (the device, backbone and weights are not training choices).
+VARIABLE = (
+    "epochs",
+    "batch_size",
+    "drop_last",
+    "lr",
+    "weight_decay",
+    "augment",
+    "class_weight",
+    "select",
+    "stem",
+    "precision",
+)
+_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
+
+
+def _typed(name: str, text: str):
+    kind = type(getattr(TrainConfig, name))
+    text = text.strip()
+    if kind is bool:
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise OptionError("vary", f"{name}={text!r}: use true or false (yes/no)")
+    try:
+        return kind(text)
+    except ValueError:
+        raise OptionError("vary", f"{name}={text!r}: not a {kind.__name__}") from None
+
+
+def parse_vary(specs) -> dict[str, list]:
+    """Parse ``NAME=V1,V2[,...]`` specifications into recipe values, typed by the field.
+
+    Parameters
+    ----------
+    specs : iterable of str, or dict of str to list
+        One ``NAME=V1,V2`` per varied recipe field (``--vary``), or the dict itself.
+
+    Returns
+    -------
+    dict of str to list
+        Per field, its distinct values in the order given, each checked by ``TrainConfig``.
+
+    Raises
+    ------
+    OptionError
+        An unknown field, a malformed specification, a value of the wrong type or out of range, or
+        a field given twice (names ``vary``).
+    """
+    pairs = (
+        list(specs.items())
+        if isinstance(specs, dict)
+        else [_split_spec(spec) for spec in ([specs] if isinstance(specs, str) else specs)]
+    )
+    vary: dict[str, list] = {}
+    for name, values in pairs:
+        if name not in VARIABLE:
+            raise OptionError(
+                "vary", f"{name!r} is no recipe option a grid varies; use one of {', '.join(VARIABLE)}"
+            )
+        if name in vary:
+            raise OptionError("vary", f"{name} is given twice; list all its values once ({name}=A,B)")
+        typed = [_typed(name, v) if isinstance(v, str) else v for v in values]
+        typed = list(dict.fromkeys(typed))
+        if not typed:
+            raise OptionError("vary", f"{name}: give at least one value")
+        for value in typed:
+            try:
+                TrainConfig(**{name: value})
+            except OptionError as error:
+                raise OptionError("vary", f"{name}={value!r}: {error.problem}") from None
+        vary[name] = typed
+    if not vary:
+        raise OptionError("vary", "give at least one NAME=V1,V2")
+    return vary
+
+
+def _split_spec(spec: str) -> tuple[str, list[str]]:
+    name, sep, values = str(spec).partition("=")
+    if not sep or not name.strip() or not values.strip():
+        raise OptionError("vary", f"{spec!r}: write NAME=V1,V2 (for example batch_size=16,32)")
+    return name.strip().replace("-", "_"), [v for v in values.split(",") if v.strip()]
+
+
+def recipe_cells(vary: dict[str, list]) -> list[dict]:
+    """The grid's cells: the cartesian product of the varied values, first field slowest.
+
+    Parameters
+    ----------
+    vary : dict of str to list
+        Per recipe field, its values (``parse_vary``).
+
+    Returns
+    -------
+    list of dict
+        One ``{field: value}`` per cell.
+    """
+    names = list(vary)
+    return [dict(zip(names, values)) for values in itertools.product(*(vary[n] for n in names))]
+
+
+def _show(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def cell_name(cell: dict) -> str:
+    """A cell's folder name and label: ``batch_size=16,drop_last=true``.
+
+    Parameters
+    ----------
+    cell : dict
+        The cell's recipe values.
+
+    Returns
+    -------
+    str
+        ``name=value`` pairs joined by commas.
+    """
+    return ",".join(f"{k}={_show(v)}" for k, v in cell.items())
+
+
+def describe_grid(vary: dict[str, list]) -> str:
+    """The grid in words: ``batch_size {16, 32} x drop_last {yes, no}``.
+
+    Parameters
+    ----------
+    vary : dict of str to list
+        Per recipe field, its values.
+
+    Returns
+    -------
+    str
+        The fields and their values.
+    """
+
+    def word(v):
+        return ("yes" if v else "no") if isinstance(v, bool) else _show(v)
+
+    return " x ".join(f"{k} {{{', '.join(word(v) for v in values)}}}" for k, values in vary.items())
+
+
+@dataclass
+class GridResults:
+    """The runs of a recipe grid, in grid order.
+
+    Parameters
+    ----------
+    run_dir : Path
+        The grid's folder; each cell's run is a sub-folder named by ``cell_name``.
+    vary : dict of str to list
+        The grid: per varied recipe field, its values.
+    cells : list of (dict, Results)
+        Each cell's recipe values and its run (with ``counts``: trained, resumed, reused).
+    """
+
+    run_dir: Path
+    vary: dict
+    cells: list
+
+    @property
+    def counts(self) -> dict:
+        total = dict(trained=0, resumed=0, reused=0)
+        for _, results in self.cells:
+            for key in total:
+                total[key] += getattr(results.counts, key, 0) if results.counts is not None else 0
+        return total
+
+
+def evaluate_grid(
+    variants, *, vary, out, recipe: TrainConfig | None = None, evaluate=None, **kwargs
+) -> GridResults:
+    """Run ``evaluate`` in every cell of a recipe grid, each cell an ordinary run folder under
+    ``out`` (shared splits and seeds; jobs resume and are reused across cells).
+
+    Parameters
+    ----------
+    variants : str, path or list
+        The variants, as for ``evaluate``.
+    vary : dict or list of str
+        The grid: ``{"batch_size": [16, 32]}`` or ``["batch_size=16,32"]``.
+    out : str or path
+        The grid's folder; each cell's run lies in a sub-folder named by ``cell_name``.
+    recipe : TrainConfig or None, default=None
+        The recipe the grid varies (None: the defaults); keyword shortcuts of its fields apply to
+        every cell.
+    evaluate : callable or None, default=None
+        The function that runs one cell (``cvkit.evaluate``; injected for tests).
+    **kwargs
+        Every other argument of ``evaluate`` (data, design, execution, progress, ...).
+
+    Returns
+    -------
+    GridResults
+        Each cell with its ``Results`` (with ``counts``).
+
+    Raises
+    ------
+    OptionError
+        A malformed grid, or a varied field also given as a keyword.
+    """
+    evaluate = evaluate or run_one
+    vary = parse_vary(vary)
+    recipe = recipe or TrainConfig()
+    given = {f.name for f in fields(TrainConfig)} & set(kwargs)
+    clash = sorted(given & set(vary))
+    if clash:
+        raise OptionError("vary", f"{', '.join(clash)} is both varied and fixed; drop one")
+    recipe = replace(recipe, **{k: kwargs.pop(k) for k in given})
+    root = Path(out)
+    cells = []
+    for cell in recipe_cells(vary):
+        results = evaluate(variants, recipe=replace(recipe, **cell), out=root / cell_name(cell), **kwargs)
+        cells.append((cell, results))
+    return GridResults(root, vary, cells)
+
+
+@dataclass(frozen=True)
+class CellVerdict:
+    """One variant's verdict in one recipe cell (Holm across cells x variants)."""
+
+    cell: dict
+    verdict: stats.Verdict
+
+
+@dataclass(frozen=True)
+class AcrossRecipes:
+    """One variant across the recipe grid: each cell's verdict, the grid average and whether the
+    difference depends on the recipe."""
+
+    variant: str
+    baseline: str
+    cells: tuple
+    overall: stats.Verdict
+    heterogeneity: stats.RecipeHeterogeneity
+    n_better: int
+    answer: str
+    sentence: str
+
+    @property
+    def robust(self) -> bool:
+        return self.n_better == len(self.cells)
+
+    @property
+    def recipe_dependent(self) -> bool:
+        return self.answer.endswith("depends on the recipe")
+
+
+@dataclass(frozen=True)
+class GridReport:
+    """The across-recipe analysis of a grid, for every report format."""
+
+    vary: dict
+    cells: tuple
+    metric: str
+    alpha: float
+    rope: float
+    variants: tuple
+
+
+def _answer(n_better, cell_verdicts, heterogeneity, overall, alpha) -> str:
+    """The across-recipe answer. "Depends on the recipe" is a claim of its own, made only on
+    evidence for it: a significant recipe x model test, or cells significantly better and others
+    significantly worse (Holm-adjusted). Cells that merely differ in being decided do not make it:
+    with a real advantage everywhere, some cells miss it by chance."""
+    n = len(cell_verdicts)
+    if n_better == n:
+        return "holds in every recipe"
+    worse = sum(v.startswith("worse") for v in cell_verdicts)
+    if heterogeneity.pvalue < alpha or (n_better and worse):
+        kind = "advantage" if n_better or overall.ttest.mean > 0 else "difference"
+        return f"the {kind} depends on the recipe"
+    if worse == n:
+        return "worse in every recipe"
+    if n_better:
+        return (
+            f"better in {n_better} of {n} recipes, undecided in the others; the recipe x model test "
+            "finds no evidence that the recipe matters"
+        )
+    if overall.verdict == "better":
+        return "better on average over the grid, though in no single recipe"
+    return f"no recipe shows an advantage (grid average: {overall.verdict})"
+
+
+def analyse_cells(
+    cells: list[dict],
+    jobs: dict[str, list],
+    *,
+    vary: dict,
+    baseline: str,
+    metric: str = "auc",
+    alpha: float = 0.05,
+    rope: float = 0.01,
+) -> GridReport:
+    """The across-recipe analysis from per-cell paired job scores.
+
+    Parameters
+    ----------
+    cells : list of dict
+        The recipe cells, in grid order.
+    jobs : dict of str to list of stats.PairedJobScores
+        Per variant, its paired scores against the baseline in each cell (same jobs in every cell).
+    vary : dict of str to list
+        The grid (for the sentence).
+    baseline : str
+        The baseline's name.
+    metric : str, default="auc"
+        The metric of the scores.
+    alpha : float, default=0.05
+        Family-wise error rate: Holm across cells x variants for the per-cell verdicts, Holm
+        across variants for the grid averages, and the heterogeneity test's level.
+    rope : float, default=0.01
+        Region of practical equivalence of the difference.
+
+    Returns
+    -------
+    GridReport
+        Per variant, its cells' verdicts, the grid-average verdict, the heterogeneity test and
+        the sentence.
+
+    Raises
+    ------
+    ValueError
+        Cells that do not hold the same jobs.
+    """
+    names = list(jobs)
+    family = [cell_jobs for name in names for cell_jobs in jobs[name]]
+    decided = stats.verdicts(family, alpha=alpha, rope=rope)
+    averages = [stats.grid_average(jobs[name]) for name in names]
+    overall = stats.verdicts(averages, alpha=alpha, rope=rope)
+    label = stats.metric_label(metric)
+    grid = describe_grid(vary)
+    out = []
+    for i, name in enumerate(names):
+        mine = decided[i * len(cells) : (i + 1) * len(cells)]
+        heterogeneity = stats.recipe_heterogeneity(jobs[name])
+        n_better = sum(v.verdict == "better" for v in mine)
+        answer = _answer(n_better, [v.verdict for v in mine], heterogeneity, overall[i], alpha)
+        t = overall[i].ttest
+        sentence = (
+            f"{name} beats {baseline} in {n_better} of {len(cells)} recipes; averaged over {grid} "
+            f"\N{GREEK CAPITAL LETTER DELTA}{label} {t.mean:+.3f} [{t.low:+.3f}, {t.high:+.3f}]: {answer}"
+        )
+        out.append(
+            AcrossRecipes(
+                name,
+                baseline,
+                tuple(CellVerdict(cell, v) for cell, v in zip(cells, mine)),
+                overall[i],
+                heterogeneity,
+                n_better,
+                answer,
+                sentence,
+            )
+        )
+    return GridReport(vary, tuple(cells), metric, alpha, rope, tuple(out))
+
+
+def analyse_grid(
+    grid: GridResults, *, metric: str = "auc", alpha: float = 0.05, rope: float | None = None
+) -> GridReport:
+    """The across-recipe analysis of a grid's runs (``evaluate_grid``).
+
+    Parameters
+    ----------
+    grid : GridResults
+        The grid's runs.
+    metric : str, default="auc"
+        The verdict metric.
+    alpha : float, default=0.05
+        Family-wise error rate (see ``analyse_cells``).
+    rope : float or None, default=None
+        Region of practical equivalence; None: the metric's default for the first cell's folds.
+
+    Returns
+    -------
+    GridReport
+        See ``analyse_cells``.
+
+    Raises
+    ------
+    ConfigError
+        Cells whose splits differ (they cannot be paired), or another baseline or models in a cell.
+    """
+    runs = [results for _, results in grid.cells]
+    first = runs[0]
+    for cell, results in grid.cells[1:]:
+        if results.plan != first.plan or results.run["design"]["seeds"] != first.run["design"]["seeds"]:
+            raise ConfigError(
+                f"{results.run_dir}: its splits or seeds differ from the grid's first cell; "
+                "cells must share them"
+            )
+        if results.model_names != first.model_names:
+            raise ConfigError(
+                f"{results.run_dir}: its models differ from the grid's first cell ({cell_name(cell)})"
+            )
+    if rope is None:
+        n_train, n_test = first.fold_sizes
+        positives = np.mean([np.sum(first.labels[s["test"]] == first.positive) for s in first.plan])
+        rope = stats.default_rope(metric, n_test, float(positives))
+    jobs = {
+        variant: [paired_job_scores(results, variant, metric=metric) for results in runs]
+        for variant in first.variants
+    }
+    for variant, cell_jobs in jobs.items():
+        counts = {len(j.repeat) for j in cell_jobs}
+        if len(counts) > 1:
+            raise ConfigError(
+                f"{variant} finished {min(counts)} to {max(counts)} jobs in the grid's cells: the cells "
+                "cannot be paired job by job; run the same command again to finish the failed jobs"
+            )
+    return analyse_cells(
+        [cell for cell, _ in grid.cells],
+        jobs,
+        vary=grid.vary,
+        baseline=first.baseline,
+        metric=metric,
+        alpha=alpha,
+        rope=rope,
+    )
+
+
+def grid_record(report: GridReport) -> dict:
+    """The grid analysis as JSON-ready data (cells, per-cell verdicts, grid average, heterogeneity).
+
+    Parameters
+    ----------
+    report : GridReport
+        The analysis.
+
+    Returns
+    -------
+    dict
+        Plain values only (NaN as None).
+    """
+
+    def num(x):
+        return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
+
+    def verdict(v: stats.Verdict) -> dict:
+        t = v.ttest
+        return dict(
+            verdict=v.verdict,
+            delta=num(t.mean),
+            low=num(t.low),
+            high=num(t.high),
+            confidence=num(v.confidence),
+            pvalue=num(t.pvalue),
+            pvalue_holm=num(v.pvalue_holm),
+            method=t.method,
+        )
+
+    return dict(
+        vary={k: list(v) for k, v in report.vary.items()},
+        cells=[dict(name=cell_name(c), recipe=dict(c)) for c in report.cells],
+        metric=report.metric,
+        alpha=report.alpha,
+        rope=report.rope,
+        variants=[
+            dict(
+                variant=a.variant,
+                baseline=a.baseline,
+                cells=[dict(name=cell_name(c.cell), **verdict(c.verdict)) for c in a.cells],
+                overall=verdict(a.overall),
+                heterogeneity=dict(
+                    pvalue=num(a.heterogeneity.pvalue),
+                    deviations=[num(d) for d in a.heterogeneity.deviations],
+                    pvalues=[num(p) for p in a.heterogeneity.pvalues],
+                    recipe_x_model_variance=num(a.heterogeneity.interaction_variance),
+                    noise_variance=num(a.heterogeneity.noise_variance),
+                    split_variance=num(a.heterogeneity.split_variance),
+                    residual_variance=num(a.heterogeneity.residual_variance),
+                ),
+                n_better=a.n_better,
+                robust=a.robust,
+                answer=a.answer,
+                sentence=a.sentence,
+            )
+            for a in report.variants
+        ],
+    )
+
+
+def grid_cost(design, vary: dict, *, n_variants: int = 1, alpha: float = 0.05, jobs: int = 1) -> str:
+    """What a recipe grid costs with a planned design (``cvkit plan --vary``), in one sentence.
+
+    Parameters
+    ----------
+    design : PlannedDesign
+        The design each cell would run (its ``trainings`` and ``seconds``).
+    vary : dict of str to list
+        The grid.
+    n_variants : int, default=1
+        Variants compared in each cell.
+    alpha : float, default=0.05
+        The family-wise error rate of the per-cell verdicts.
+    jobs : int, default=1
+        Jobs at once, for the time.
+
+    Returns
+    -------
+    str
+        The number of cells, trainings and (when known) time, and the per-cell Holm level.
+    """
+    n_cells = len(recipe_cells(vary))
+    trainings = design.trainings * n_cells
+    time = ""
+    if design.seconds is not None:
+        time = f", about {design.seconds * n_cells / jobs / 3600:.1f} h at {jobs} job(s) at once"
+    return (
+        f"a grid of {n_cells} recipe cells ({describe_grid(vary)}) at {design.describe()}"
+        f"{'' if design.data_factor == 1 else f' on {design.n_samples} samples'}: "
+        f"{trainings} trainings{time} (cells already run, and jobs shared with earlier runs, are reused); "
+        f"the per-cell verdicts share one Holm family of {n_cells * n_variants}, so the first is tested "
+        f"at alpha {alpha / (n_cells * n_variants):.3g} and each cell has less power than the plan above"
+    )
+
+
+def default_grid_dir(reports_dir, variants) -> Path:
+    """Where a grid lies without ``--out``: ``REPORTS/grid-<variants>``.
+
+    Parameters
+    ----------
+    reports_dir : str or path
+        The reports folder.
+    variants : list
+        The variants' specifications.
+
+    Returns
+    -------
+    Path
+        The grid folder.
+    """
+    names = [
+        Path(str(v)).stem for v in ([variants] if isinstance(variants, (str, os.PathLike)) else variants)
+    ]
+    return Path(reports_dir) / ("grid-" + ("-".join(names) or "baseline"))

@@ -1,0 +1,270 @@
+"""The recipe grid's report (``--vary``): a table per variant with each cell's verdict, the
+overall sentence, and a forest plot of the difference per cell and on average, in the terminal,
+``grid.md``, ``grid.html`` and ``grid.json``. Pure functions of the grid's record
+(``cvkit.multiverse.grid_record``): plain data, so this stage imports nothing upstream of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from .. import escape
+from ..files import atomic_write, write_bytes, write_text
+from ..stats import metric_label
+
+DELTA = "\N{GREEK CAPITAL LETTER DELTA}"
+
+
+def _figure(figsize):
+    """A figure pyplot does not track (no backend chosen, nothing left open), as the run
+    report's figures are made."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots()
+
+
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _interval(row: dict) -> str:
+    return f"{row['delta']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]"
+
+
+def _rows(variant: dict) -> list[tuple[str, dict]]:
+    return [*((c["name"], c) for c in variant["cells"]), ("grid average", variant["overall"])]
+
+
+def render_grid(record: dict, console: Console | None = None) -> None:
+    """Print each variant's per-cell verdicts (a table that fits 80 columns) and its sentence.
+
+    Parameters
+    ----------
+    record : dict
+        The grid's record (``cvkit.multiverse.grid_record``).
+    console : rich.console.Console or None, default=None
+        Where to print; None: a new console on standard output.
+    """
+    console = console or Console()
+    label = metric_label(record["metric"])
+    for variant in record["variants"]:
+        table = Table(
+            title=escape.rich(f"{variant['variant']} vs {variant['baseline']} across recipes"),
+            box=box.SIMPLE_HEAD,
+            width=min(console.width, 80),
+        )
+        table.add_column("recipe cell", overflow="fold", ratio=3)
+        table.add_column(f"{DELTA}{label} [interval]", no_wrap=True)
+        table.add_column("p (Holm)", justify="right", no_wrap=True)
+        table.add_column("verdict", overflow="fold", ratio=2)
+        for name, row in _rows(variant):
+            p_holm = f"{row['pvalue_holm']:.3f}"
+            # A space after each comma: a long cell name wraps between its settings.
+            shown = escape.rich(name.replace(",", ", "))
+            table.add_row(shown, _interval(row), p_holm, escape.rich(row["verdict"]))
+        console.print(table)
+        het = variant["heterogeneity"]
+        console.print(
+            escape.rich(
+                f"recipe x model: p = {het['pvalue']:.3f} (max-deviation test); variance of "
+                f"{DELTA}: recipe x model {het['recipe_x_model_variance']:.2g}, split "
+                f"{het['split_variance']:.2g}, within cell {het['residual_variance']:.2g}"
+            ),
+            highlight=False,
+        )
+        console.print(escape.rich(variant["sentence"]), highlight=False)
+
+
+def forest_figure(record: dict, index: int = 0):
+    """A forest plot of one variant's difference with its interval in each cell and on average.
+
+    Parameters
+    ----------
+    record : dict
+        The grid's record.
+    index : int, default=0
+        Which variant.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (not tracked by pyplot).
+    """
+    variant = record["variants"][index]
+    rows = _rows(variant)
+    figure, ax = _figure((6.4, 0.45 * len(rows) + 1.2))
+    for y, (name, row) in enumerate(reversed(rows)):
+        overall = name == "grid average"
+        colour = "black" if overall else ("tab:green" if row["verdict"] == "better" else "tab:grey")
+        ax.errorbar(
+            row["delta"],
+            y,
+            xerr=[[row["delta"] - row["low"]], [row["high"] - row["delta"]]],
+            fmt="D" if overall else "o",
+            color=colour,
+            capsize=3,
+        )
+    ax.axvline(0, color="tab:red", lw=0.8, ls="--")
+    ax.set_yticks(range(len(rows)), [escape.mathtext(name) for name, _ in reversed(rows)])
+    difference = f"{variant['variant']} - {variant['baseline']}"
+    ax.set_xlabel(escape.mathtext(f"{DELTA}{metric_label(record['metric'])} ({difference})"))
+    ax.set_title(escape.mathtext(variant["answer"]), fontsize=9)
+    return figure
+
+
+def grid_markdown(record: dict, figures: list[str]) -> str:
+    """The grid report in Markdown: per variant, its sentence, table and forest plot.
+
+    Parameters
+    ----------
+    record : dict
+        The grid's record.
+    figures : list of str
+        Per variant, the forest plot's file name (relative to the Markdown file).
+
+    Returns
+    -------
+    str
+        The document.
+    """
+    label = metric_label(record["metric"])
+    lines = ["# Does the verdict survive the recipe?", ""]
+    for variant, figure in zip(record["variants"], figures):
+        lines += [f"## {escape.markdown(variant['variant'])} vs {escape.markdown(variant['baseline'])}", ""]
+        lines += [f"**{escape.markdown(variant['sentence'])}**", ""]
+        lines += [f"| recipe cell | {DELTA}{label} [interval] | p (Holm) | verdict |", "|---|---|---|---|"]
+        for name, row in _rows(variant):
+            lines.append(
+                f"| {escape.markdown(name)} | {_interval(row)} | {row['pvalue_holm']:.3f} | "
+                f"{escape.markdown(row['verdict'])} |"
+            )
+        het = variant["heterogeneity"]
+        lines += [
+            "",
+            f"Recipe x model heterogeneity: p = {het['pvalue']:.3f}. Variance of the difference: recipe x "
+            f"model {het['recipe_x_model_variance']:.2g} (beyond the noise of a cell's mean, "
+            f"{het['noise_variance']:.2g}), split (shared by every cell) {het['split_variance']:.2g}, "
+            f"within cell {het['residual_variance']:.2g}. "
+            "Per-cell intervals and p-values are Holm-adjusted across cells x variants.",
+            "",
+            f"![Forest plot of {escape.markdown(variant['variant'])} across recipes]({figure})",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def grid_html(record: dict, pngs: list[bytes]) -> str:
+    """The grid report as one self-contained HTML page (figures embedded).
+
+    Parameters
+    ----------
+    record : dict
+        The grid's record.
+    pngs : list of bytes
+        Per variant, its forest plot as PNG.
+
+    Returns
+    -------
+    str
+        The page.
+    """
+    label = html.escape(metric_label(record["metric"]))
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>cvkit: across recipes</title></head><body>",
+        "<h1>Does the verdict survive the recipe?</h1>",
+    ]
+    for variant, png in zip(record["variants"], pngs):
+        parts.append(f"<h2>{html.escape(variant['variant'])} vs {html.escape(variant['baseline'])}</h2>")
+        parts.append(f"<p><strong>{html.escape(variant['sentence'])}</strong></p>")
+        parts.append(
+            f"<table><tr><th>recipe cell</th><th>{DELTA}{label} [interval]</th><th>p (Holm)</th>"
+            "<th>verdict</th></tr>"
+        )
+        for name, row in _rows(variant):
+            parts.append(
+                f"<tr><td>{html.escape(name)}</td><td>{_interval(row)}</td><td>{row['pvalue_holm']:.3f}</td>"
+                f"<td>{html.escape(row['verdict'])}</td></tr>"
+            )
+        parts.append("</table>")
+        encoded = base64.b64encode(png).decode()
+        parts.append(f"<img alt='forest plot' src='data:image/png;base64,{encoded}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_grid_reports(record: dict, out_dir) -> dict[str, Path]:
+    """Write ``grid.json``, ``grid.md`` (with ``grid-forest-N.png``) and ``grid.html`` into the
+    grid's folder, each atomically.
+
+    Parameters
+    ----------
+    record : dict
+        The grid's record.
+    out_dir : str or path
+        The grid's folder.
+
+    Returns
+    -------
+    dict of str to Path
+        The files written, by format.
+    """
+    out = Path(out_dir)
+    pngs = [_png(forest_figure(record, i)) for i in range(len(record["variants"]))]
+    names = [f"grid-forest-{i + 1}.png" for i in range(len(pngs))]
+    for name, png in zip(names, pngs):
+        write_bytes(out / name, png)
+    written = dict(json=out / "grid.json", md=out / "grid.md", html=out / "grid.html")
+    write_text(written["json"], json.dumps(record, indent=1, allow_nan=False))
+    write_text(written["md"], grid_markdown(record, names))
+    write_text(written["html"], grid_html(record, pngs))
+    return written
+
+
+def write_grid_predictions(cells, path) -> int:
+    """Every cell's predictions in one CSV: one row per (recipe cell, model, repeat, fold, seed,
+    sample_id), with the cell's name and each varied setting as columns.
+
+    Parameters
+    ----------
+    cells : list of (str, dict, Results)
+        Each cell's name, its recipe values and its run.
+    path : str or path
+        The CSV file (replaced atomically).
+
+    Returns
+    -------
+    int
+        Rows written.
+    """
+    import pandas as pd
+    from pandas.api.types import is_numeric_dtype
+
+    frames = []
+    for name, recipe, results in cells:
+        frame = results.predictions.drop(columns=["sample_idx", "rule"])
+        shown = {k: str(v).lower() if isinstance(v, bool) else v for k, v in recipe.items()}
+        settings = {"recipe_cell": name, **shown}
+        frames.append(frame.assign(**settings)[[*settings, *frame.columns]])
+    frame = pd.concat(frames, ignore_index=True)
+    # Text cells and headers a spreadsheet would run as a formula, neutralised; numbers untouched.
+    text = [column for column in frame.columns if not is_numeric_dtype(frame[column])]
+    frame = frame.assign(**{column: frame[column].map(escape.csv_cell) for column in text})
+    frame = frame.rename(columns=escape.csv_cell)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "w", newline="") as f:
+        frame.to_csv(f, index=False, float_format="%.10g", lineterminator="\r\n")
+    return len(frame)

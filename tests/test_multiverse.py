@@ -1,0 +1,269 @@
+"""The recipe grid (``--vary``): drop_last, parsing, shared splits, reuse and the across-recipe analysis."""
+
+import importlib.util
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from rich.console import Console
+
+import cvkit
+from cvkit.cli import main
+from cvkit.errors import OptionError
+from cvkit.multiverse import (
+    analyse_cells,
+    analyse_grid,
+    cell_name,
+    describe_grid,
+    evaluate_grid,
+    grid_record,
+    parse_vary,
+    recipe_cells,
+)
+from cvkit.report import forest_figure, render_grid, write_grid_reports
+from cvkit.stats import PairedJobScores, recipe_heterogeneity
+from cvkit.trainers import TrainConfig
+from cvkit.trainers._torch import _batches
+
+
+def test_drop_last_drops_an_incomplete_batch_and_a_batch_of_one():
+    order = torch.arange(33)
+    assert [len(b) for b in _batches(order, 16)] == [16, 16]  # the batch of 1: BatchNorm cannot train on it
+    assert [len(b) for b in _batches(order, 16, drop_last=True)] == [16, 16]
+    order = torch.arange(37)
+    assert [len(b) for b in _batches(order, 16)] == [16, 16, 5]
+    assert [len(b) for b in _batches(order, 16, drop_last=True)] == [16, 16]
+    assert [len(b) for b in _batches(torch.arange(10), 16, drop_last=True)] == [10]  # never no batch at all
+
+
+def test_drop_last_enters_the_recipe_only_when_true():
+    assert "drop_last" not in TrainConfig().as_dict()
+    assert TrainConfig(drop_last=True).as_dict()["drop_last"] is True
+
+
+def test_a_drop_last_run_trains_again_and_a_default_run_resumes(tiny, tmp_path):
+    fast = dict(folds=2, repeats=1, epochs=1, batch_size=16)
+    first = cvkit.evaluate([], data=tiny, out=tmp_path / "run", **fast)
+    again = cvkit.evaluate([], data=tiny, out=tmp_path / "run", **fast)
+    assert (again.counts.trained, again.counts.resumed) == (0, first.counts.trained)
+    dropped = cvkit.evaluate([], data=tiny, out=tmp_path / "dropped", drop_last=True, **fast)
+    assert dropped.counts.trained == first.counts.trained and dropped.counts.reused == 0
+
+
+# --- the grid: parsing and cells -------------------------------------------------------------
+
+
+def test_vary_is_typed_by_the_recipe_field_and_makes_the_cartesian_product():
+    vary = parse_vary(["batch_size=16,32", "drop_last=true,no", "lr=1e-3,0.01"])
+    assert vary == {"batch_size": [16, 32], "drop_last": [True, False], "lr": [1e-3, 0.01]}
+    cells = recipe_cells(vary)
+    assert len(cells) == 8 and cells[0] == {"batch_size": 16, "drop_last": True, "lr": 1e-3}
+    assert cell_name(cells[1]) == "batch_size=16,drop_last=true,lr=0.01"
+    assert describe_grid({"batch_size": [16, 32], "drop_last": [True, False]}) == (
+        "batch_size {16, 32} x drop_last {yes, no}"
+    )
+    assert parse_vary({"augment": ["flip", "none"]}) == {"augment": ["flip", "none"]}
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("colour=red,blue", "no recipe option"),
+        ("batch_size", "NAME=V1,V2"),
+        ("batch_size=16,big", "not a int"),
+        ("batch_size=1,16", "at least 2"),
+        ("drop_last=maybe", "true or false"),
+        ("augment=rotate", "choose one of"),
+    ],
+)
+def test_a_bad_vary_is_one_line_naming_the_flag(spec, message):
+    with pytest.raises(OptionError, match=message) as caught:
+        parse_vary([spec])
+    assert caught.value.option == "vary"
+
+
+def test_a_bad_vary_on_the_command_line_exits_2(tiny_npz, capsys):
+    code = main(["evaluate", "--data", str(tiny_npz), "--vary", "colour=red", "--report", "none"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--vary" in err and "colour" in err
+
+
+# --- known truth on synthetic per-job scores (no training) ----------------------------------
+
+
+_spec = importlib.util.spec_from_file_location(
+    "recipe_grid_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "recipe_grid.py"
+)
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+synthetic_grid, analyse, claim_rates = bench.synthetic_grid, bench.analyse, bench.claim_rates
+
+
+def test_an_advantage_at_one_batch_size_only_is_recipe_dependent():
+    rng = np.random.default_rng(3)
+    dependent = 0
+    for _ in range(20):
+        report = analyse(synthetic_grid(rng, [0.08, 0.08, 0.0, 0.0], structure="repeat"))
+        (variant,) = report.variants
+        assert not variant.robust
+        dependent += variant.answer == "the advantage depends on the recipe" and variant.recipe_dependent
+    assert dependent >= 18
+    assert "beats resnet18 in" in variant.sentence
+    assert "batch_size {16, 32} x drop_last {yes, no}" in variant.sentence
+    assert variant.heterogeneity.interaction_variance > 0
+
+
+def test_an_advantage_in_every_cell_holds_in_every_recipe():
+    report = analyse(synthetic_grid(np.random.default_rng(4), [0.08] * 4, noise=0.01))
+    (variant,) = report.variants
+    assert variant.robust and variant.answer == "holds in every recipe"
+    t = variant.overall.ttest
+    assert t.low > 0 and f"[{t.low:+.3f}, {t.high:+.3f}]" in variant.sentence
+
+
+def binomial_ceiling(rate, n):
+    return rate + 2.5 * np.sqrt(rate * (1 - rate) / n)
+
+
+@pytest.mark.parametrize("structure", bench.STRUCTURES)
+def test_no_advantage_anywhere_is_called_better_at_most_at_the_nominal_rate(structure):
+    n = 300
+    rates = claim_rates([0.0] * 4, n, seed=5, structure=structure)
+    assert rates["cell_better"] <= binomial_ceiling(0.05, n)  # one Holm family over the cells
+    assert rates["overall_better"] <= binomial_ceiling(0.05, n)
+    assert rates["robust"] <= binomial_ceiling(0.05, n)
+    assert rates["heterogeneous"] <= binomial_ceiling(0.05, n)  # the recipe x model test keeps its level
+    assert rates["depends"] <= binomial_ceiling(0.05, n)
+
+
+def test_an_advantage_everywhere_is_not_called_recipe_dependent_beyond_the_nominal_rate():
+    n = 200
+    rates = claim_rates([0.05] * 4, n, seed=8)
+    assert rates["depends"] <= binomial_ceiling(0.05, n)  # cells that miss it by chance do not count
+    assert rates["overall_better"] > 0.9
+
+
+def test_an_advantage_in_one_cell_only_is_never_called_robust():
+    n = 200
+    rates = claim_rates([0.03, 0.0, 0.0, 0.0], n, seed=6)
+    assert rates["robust"] <= binomial_ceiling(0.05, n)
+
+
+def test_cells_must_hold_the_same_jobs():
+    rng = np.random.default_rng(7)
+    cells = synthetic_grid(rng, [0, 0, 0, 0])
+    cells[1] = synthetic_grid(rng, [0], folds=4)[0]  # other jobs
+    with pytest.raises(ValueError, match="same"):
+        analyse(cells)
+
+
+# --- end to end on a tiny grid ----------------------------------------------------------------
+
+TINY_GRID = dict(folds=2, repeats=1, epochs=1)
+
+
+def test_a_tiny_grid_shares_splits_and_a_wider_grid_trains_only_its_new_cells(tiny, tmp_path):
+    out = tmp_path / "grid"
+    first = evaluate_grid(
+        "plugins/fc_attention.py", vary={"batch_size": [16, 32]}, out=out, data=tiny, **TINY_GRID
+    )
+    assert [cell_name(c) for c, _ in first.cells] == ["batch_size=16", "batch_size=32"]
+    assert first.counts == dict(trained=8, resumed=0, reused=0)
+    (a, b) = (r for _, r in first.cells)
+    assert a.plan == b.plan and a.run_dir.parent == b.run_dir.parent == out
+    wider = evaluate_grid(
+        "plugins/fc_attention.py", vary=["batch_size=16,32,8"], out=out, data=tiny, **TINY_GRID
+    )
+    assert [r.counts.trained for _, r in wider.cells] == [0, 0, 4]
+    assert wider.counts == dict(trained=4, resumed=8, reused=0)
+    report = analyse_grid(wider)
+    (variant,) = report.variants
+    assert len(variant.cells) == 3 and variant.sentence.startswith("fc_attention beats resnet18 in ")
+    record = grid_record(report)
+    written = write_grid_reports(record, out)
+    assert "grid average" in written["md"].read_text() and (out / "grid-forest-1.png").stat().st_size > 0
+    assert "<img" in written["html"].read_text()
+    assert json.loads(written["json"].read_text())["cells"][2]["recipe"] == {"batch_size": 8}
+    console = Console(file=io.StringIO(), width=80)
+    render_grid(record, console)
+    text = console.file.getvalue()
+    assert "batch_size=8" in text and variant.sentence.split(";")[0] in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    figure = forest_figure(record)
+    assert len(figure.axes[0].get_yticklabels()) == 4
+
+
+def test_vary_on_the_command_line(tiny_npz, tmp_path, capsys):
+    out = tmp_path / "grid"
+    argv = ["evaluate", "plugins/fc_attention.py", "--data", str(tiny_npz), "--folds", "2", "--repeats", "1"]
+    argv += ["--epochs", "1", "--vary", "drop_last=true,false", "--out", str(out), "--report", "md,html"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "drop_last=true" in text and "2 recipe cells: 8 jobs trained" in text
+    assert (out / "drop_last=false").is_dir() and (out / "grid.md").exists() and (out / "grid.html").exists()
+    predictions = pd.read_csv(out / "grid-predictions.csv")
+    assert set(predictions.recipe_cell) == {"drop_last=true", "drop_last=false"}
+    assert len(predictions) == 2 * predictions[predictions.recipe_cell == "drop_last=true"].shape[0]
+
+
+def test_cvkit_plan_states_the_cost_of_a_grid(capsys):
+    argv = ["plan", "--samples", "428", "--fold-sd", "0.03", "--min-effect", "0.05"]
+    argv += ["--seconds-per-job", "20"]
+    assert main([*argv, "--vary", "batch_size=16,32", "--vary", "drop_last=true,false"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "a grid of 4 recipe cells (batch_size {16, 32} x drop_last {yes, no})" in text
+    assert "80 trainings, about 0.4 h" in text and "Holm family of 4" in text
+    assert main([*argv, "--vary", "batch_size=big"]) == 2
+
+
+def test_hostile_names_are_escaped_in_every_grid_report(tmp_path):
+    rng = np.random.default_rng(9)
+    name = "<script>x</script>|*[a](b)$"
+    cells = recipe_cells(bench.GRID)
+    jobs = {name: synthetic_grid(rng, [0.0] * 4)}
+    report = analyse_cells(cells, jobs, vary=bench.GRID, baseline="base|<b>")
+    record = grid_record(report)
+    written = write_grid_reports(record, tmp_path)
+    assert "<script>" not in written["html"].read_text() and "&lt;script&gt;" in written["html"].read_text()
+    markdown = written["md"].read_text()
+    assert "<script>" not in markdown and "\\|" in markdown
+    console = Console(file=io.StringIO(), width=80)
+    render_grid(record, console)
+    assert "script" in console.file.getvalue()  # printed as written, not taken as markup
+    assert json.loads(written["json"].read_text())["variants"][0]["variant"] == name
+
+
+def test_a_field_both_varied_and_fixed_is_refused(tiny_npz, tiny, tmp_path, capsys):
+    argv = ["evaluate", "--data", str(tiny_npz), "--batch-size", "8", "--vary", "batch_size=16,32"]
+    assert main(argv) == 2
+    assert "--vary" in capsys.readouterr().err
+    with pytest.raises(OptionError, match="both varied and fixed"):
+        evaluate_grid([], vary={"batch_size": [16, 32]}, batch_size=8, out=tmp_path / "g", data=tiny)
+
+
+def test_the_variance_decomposition_recovers_known_components():
+    rng = np.random.default_rng(10)
+    estimates = []
+    for _ in range(300):
+        shared, interaction = rng.normal(0, 0.03, 15), rng.normal(0, 0.02, 4)
+        cells = [
+            PairedJobScores(
+                repeat=np.repeat(range(3), 5),
+                fold=np.tile(range(5), 3),
+                seed=np.zeros(15, dtype=int),
+                baseline=np.zeros(15),
+                variant=shared + interaction[c] + rng.normal(0, 0.02, 15),
+                n_train=120,
+                n_test=30,
+            )  # fmt: skip
+            for c in range(4)
+        ]
+        h = recipe_heterogeneity(cells)
+        estimates.append((h.split_variance, h.residual_variance, h.interaction_variance))
+    split, residual, interaction = np.mean(estimates, axis=0)
+    assert split == pytest.approx(0.03**2, rel=0.15) and residual == pytest.approx(0.02**2, rel=0.1)
+    assert 0.5 * 0.02**2 < interaction <= 1.1 * 0.02**2  # conservative: the corrected t's noise
