@@ -263,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=V1,V2",
         help="run the comparison in every cell of a grid of recipes (repeatable: batch_size=16,32 "
         "--vary drop_last=true,false) and say whether the verdict holds in each; each cell is a run "
-        "under --out (default: reports/grid-<variants>), grid.html/grid.md/grid.json beside them",
+        "under --out (default: reports/grid-<variants>-vs-<baseline>-<data>), grid.html/grid.md/grid.json "
+        "beside them",
     )
     ev.add_argument("--reports-dir", default=REPORTS_DIR, help="where default run folders go")
     ev.add_argument("--json", default=None, metavar="PATH", help="also write a machine-readable summary")
@@ -666,7 +667,7 @@ def _evaluate_grid(args, console, errors, started) -> int:
     loaded = replace(
         data, source=dataset, positive=None, image_size=None, intensity_window=None, demo_extra_signal=None
     )
-    out = args.out or default_grid_dir(args.reports_dir, args.variants)
+    out = args.out or default_grid_dir(args.reports_dir, args.variants, args.baseline, dataset.name)
     grid = evaluate_grid(
         args.variants,
         vary=vary,

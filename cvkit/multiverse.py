@@ -545,8 +545,11 @@ def grid_cost(design, vary: dict, *, n_variants: int = 1, alpha: float = 0.05, j
     )
 
 
-def default_grid_dir(reports_dir, variants) -> Path:
-    """Where a grid lies without ``--out``: ``REPORTS/grid-<variants>``.
+def default_grid_dir(reports_dir, variants, baseline, data_name: str) -> Path:
+    """Where a grid lies without ``--out``: ``REPORTS/grid-<variants>-vs-<baseline>-<data>``.
+
+    The name holds what the varied recipe does not: another data set or baseline gets a grid of
+    its own, while adding values to ``--vary`` finds the same folder (its cells resume).
 
     Parameters
     ----------
@@ -554,6 +557,10 @@ def default_grid_dir(reports_dir, variants) -> Path:
         The reports folder.
     variants : list
         The variants' specifications.
+    baseline : str
+        The baseline's specification.
+    data_name : str
+        The data set's name (``Dataset.name``).
 
     Returns
     -------
@@ -563,4 +570,5 @@ def default_grid_dir(reports_dir, variants) -> Path:
     names = [
         Path(str(v)).stem for v in ([variants] if isinstance(variants, (str, os.PathLike)) else variants)
     ]
-    return Path(reports_dir) / ("grid-" + ("-".join(names) or "baseline"))
+    label = "-".join(names) or "baseline"
+    return Path(reports_dir) / f"grid-{label}-vs-{Path(str(baseline)).stem}-{data_name}"

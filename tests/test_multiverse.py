@@ -18,6 +18,7 @@ from cvkit.multiverse import (
     analyse_cells,
     analyse_grid,
     cell_name,
+    default_grid_dir,
     describe_grid,
     evaluate_grid,
     grid_record,
@@ -208,6 +209,14 @@ def test_vary_on_the_command_line(tiny_npz, tmp_path, capsys):
     predictions = pd.read_csv(out / "grid-predictions.csv")
     assert set(predictions.recipe_cell) == {"drop_last=true", "drop_last=false"}
     assert len(predictions) == 2 * predictions[predictions.recipe_cell == "drop_last=true"].shape[0]
+
+
+def test_the_default_grid_folder_names_the_data_and_the_baseline_not_the_varied_recipe():
+    folder = default_grid_dir("reports", ["plugins/fc_attention.py"], "resnet18", "breastmnist")
+    assert folder == Path("reports/grid-fc_attention-vs-resnet18-breastmnist")
+    # another data set or baseline: another grid (its cells would hold other runs)
+    assert default_grid_dir("reports", ["plugins/fc_attention.py"], "resnet18", "demo") != folder
+    assert default_grid_dir("reports", ["plugins/fc_attention.py"], "densenet121", "breastmnist") != folder
 
 
 def test_cvkit_plan_states_the_cost_of_a_grid(capsys):
