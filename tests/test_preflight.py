@@ -148,9 +148,10 @@ def test_each_usual_mistake_gets_one_line_exit_2_and_no_run_folder(
 
 
 def test_a_misspelt_config_field_is_named_with_its_fields(write_plugin, tiny, tmp_path):
-    source = HEAD + "def build_model(context):\n    return nn.Dropout(context.config.dropout)\n"
+    # ("dropout" would now be offered drop_last: a name close to none of the fields lists them all)
+    source = HEAD + "def build_model(context):\n    return nn.Dropout(context.config.momentum)\n"
     path = write_plugin("mine", source)
-    message = r"mine\.py:6: mine: context\.config has no attribute 'dropout'; it has: epochs, batch_size"
+    message = r"mine\.py:6: mine: context\.config has no attribute 'momentum'; it has: epochs, batch_size"
     with pytest.raises(cvkit.errors.PluginError, match=message):
         cvkit.evaluate(str(path), data=tiny, folds=2, repeats=1, epochs=1, out=tmp_path / "run")
     assert not (tmp_path / "run").exists()
