@@ -5,7 +5,7 @@ from .api import evaluate, verify
 from .comparison import compare
 from .data import Data
 from .errors import CvkitError, OptionError
-from .multiverse import GridResults, analyse_grid, evaluate_grid
+from .multiverse import GridResults, analyse_grid
 from .results import Results, load
 from .runner import Execution
 from .splits import Design
@@ -24,7 +24,6 @@ __all__ = [
     "analyse_grid",
     "compare",
     "evaluate",
-    "evaluate_grid",
     "load",
     "verify",
 ]

@@ -28,6 +28,7 @@ from .data import (
     write_thumbnails,
 )
 from .errors import ConfigError, OptionError
+from .multiverse import GridResults, default_grid_dir, evaluate_grid, parse_vary
 from .planning import AnalysisPlan, SequentialRule, sequential_looks
 from .report import NotebookProgress
 from .results import Results
@@ -112,8 +113,9 @@ def evaluate(
     caveats=(),
     registration: AnalysisPlan | None = None,
     until_decided: SequentialRule | None = None,
+    vary: dict | list | str | None = None,
     **shortcuts,
-) -> Results:
+) -> Results | GridResults:
     """Train the baseline and every variant on the same splits with the same seeds.
 
     Finished jobs already in ``out`` are not trained again; identical jobs in sibling run folders
@@ -167,6 +169,14 @@ def evaluate(
         to its ``max_repeats`` (which ``design.repeats`` must equal), and after each stage from
         the second on the rule looks at every undecided variant; the run stops when each is
         decided.
+    vary : dict, list of str, str or None, default=None
+        A grid of training recipes (``{"batch_size": [16, 32], "drop_last": [True, False]}``, or
+        ``["batch_size=16,32", "drop_last=true,false"]`` as ``--vary`` takes them): the whole run
+        is made once per cell (:func:`~cvkit.multiverse.evaluate_grid`), each cell a run folder
+        under ``out`` (None: ``reports_dir/grid-<variants>-vs-<baseline>-<data>``). A varied
+        field must not also be given as a shortcut; ``until_decided`` is refused (cells stopping
+        at different repeats could not be paired job by job). With ``registration``, its grid
+        must be this one. :func:`~cvkit.multiverse.analyse_grid` analyses the result.
     **shortcuts
         Any field of ``Data`` (but ``source``: that is ``data``), ``Design``, ``TrainConfig``
         (but ``backbone``, ``weights_digest``) or ``Execution`` by name, for notebooks:
@@ -175,20 +185,53 @@ def evaluate(
 
     Returns
     -------
-    Results
+    Results or GridResults
         The run's :class:`~cvkit.results.Results`, with ``counts`` (jobs trained, resumed,
-        reused) and ``concurrency`` set.
+        reused) and ``concurrency`` set; with ``vary``, a
+        :class:`~cvkit.multiverse.GridResults`: the grid's folder, the grid and each cell's
+        recipe values with its ``Results``.
 
     Raises
     ------
     OptionError
-        An option out of its range, naming the Python parameter.
+        An option out of its range, naming the Python parameter (``vary`` for a bad grid).
     CvkitError
         Any other mistake in the data, the plugins or the run folder, on one line; a
         ``JobsFailed`` after every other job finished and was saved.
     TypeError
         A keyword that is no parameter and no field of the config objects.
     """
+    if vary is not None:
+        if until_decided is not None:
+            raise OptionError(
+                "vary",
+                "runs a fixed design in every cell; it cannot be combined with until_decided (cells "
+                "stopping at different repeats could not be paired job by job)",
+            )
+        vary = parse_vary(vary)  # a bad grid stops here, before the data is read
+        # The data is loaded once, here: the default folder names it, and no cell loads it again.
+        data_fields = {name: shortcuts.pop(name) for name in _SHORTCUTS[Data] if name in shortcuts}
+        data = _configure(data, shortcuts=data_fields)[0]
+        with record_warnings() as loading:
+            data = loaded_data(data)
+        return evaluate_grid(
+            variants,
+            vary=vary,
+            out=out or default_grid_dir(reports_dir, variants, baseline, data.source.name),
+            evaluate=evaluate,
+            recipe=recipe,
+            registration=registration,
+            progress=progress,
+            baseline=baseline,
+            data=data,
+            design=design,
+            execution=execution,
+            hyperparams=hyperparams,
+            reports_dir=reports_dir,
+            command=command,
+            caveats=[*caveats, *loading],
+            **shortcuts,
+        )
     data, design, recipe, execution = _configure(data, design, recipe, execution, shortcuts)
     variants = [variants] if isinstance(variants, (str, os.PathLike)) else list(variants)
     backbone = baseline if is_backbone(baseline) else TrainConfig.backbone
@@ -236,7 +279,9 @@ def evaluate(
             )
         record["until_decided"] = until_decided.record()
     if registration is not None:
-        _check_registration(registration, record, folds=design.folds, repeats=design.repeats, cv=design.cv)
+        _check_registration(
+            registration, record, recipe, folds=design.folds, repeats=design.repeats, cv=design.cv
+        )
     with record_warnings() as preparing:
         setup = _prepare(record, data=data.source, folds=design.folds, repeats=design.repeats, cv=design.cv)
     ensure_pretrained(_backbones(setup), setup.config.weights)  # a download happens here, once
@@ -364,9 +409,13 @@ def _run_in_stages(job_list, store, work, runner, display, rule: SequentialRule,
     return total
 
 
-def _check_registration(registration: AnalysisPlan, recipe: dict, *, folds, repeats, cv) -> None:
-    """The run asked for must be the one the plan fixes: its design and its models."""
+def _check_registration(
+    registration: AnalysisPlan, recipe: dict, config: TrainConfig, *, folds, repeats, cv
+) -> None:
+    """The run asked for must be the one the plan fixes: its design and its models, and with a
+    pre-registered recipe grid, a recipe that is one of its cells."""
     planned = {"sequential": False, **registration.design}
+    grid = planned.pop("vary", None)
     asked = dict(
         folds=folds, repeats=repeats, seeds=recipe["seeds"], seed=recipe["seed"],
         sequential=recipe.get("until_decided") is not None,
@@ -379,6 +428,11 @@ def _check_registration(registration: AnalysisPlan, recipe: dict, *, folds, repe
         differ.append(f"variants {', '.join(recipe['variants'])} (plan: {', '.join(models['variants'])})")
     if cv is not None:
         differ.append("a custom splitter (the plan fixes folds and repeats)")
+    differ += [
+        f"{k} {getattr(config, k)!r} (plan: {v})"
+        for k, v in (grid or {}).items()
+        if getattr(config, k) not in v
+    ]
     if differ:
         raise ConfigError(f"this run is not the pre-registered one: {'; '.join(differ)}")
 
@@ -392,6 +446,29 @@ def _progress_display(progress, epochs: int):
         in_notebook = Console().is_jupyter
         return NotebookProgress(epochs=epochs) if in_notebook else JobProgress(epochs=epochs)
     return progress or None
+
+
+def loaded_data(data: Data) -> Data:
+    """``data`` with its source loaded into a ``Dataset`` (a run of every cell of a grid, or the
+    command line, loads it once); the loading options are spent, the positive class is the
+    dataset's.
+
+    Parameters
+    ----------
+    data : Data
+        The data settings.
+
+    Returns
+    -------
+    Data
+        The same settings with ``source`` the loaded ``Dataset``.
+    """
+    if isinstance(data.source, Dataset):
+        return data
+    dataset = load_data(data.source, positive=data.positive, **data.load_options)
+    return replace(
+        data, source=dataset, positive=None, image_size=None, intensity_window=None, demo_extra_signal=None
+    )
 
 
 @_keeps_global_state

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import warnings
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 
 from rich.console import Console
@@ -377,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=None,
         metavar="NAME=V1,V2",
-        help="also state the cost of running the recommended design in every cell of this recipe grid",
+        help="also state the cost of running the recommended design in every cell of this recipe grid; "
+        "with --write, pre-register the grid (cvkit evaluate --plan then runs every cell)",
     )
     _comparison_options(plan)
 
@@ -575,17 +576,16 @@ def _offline(offline: bool):
 
 
 def _evaluate(args, console, errors) -> int:
-    from .api import record_warnings
+    from .api import loaded_data, record_warnings
     from .clinical import check_clinical_settings
     from .comparison import check_settings
-    from .data import load_data
     from .report import check_not_store, render_comparison, render_summary, write_json
     from .runner import JobProgress
 
     started = time.perf_counter()
-    if args.vary:
-        return _evaluate_grid(args, console, errors, started)
     registration = _apply_plan(args) if args.plan else None
+    if args.vary:
+        return _evaluate_grid(args, console, errors, started, registration)
     check_settings(rope=args.rope, alpha=args.alpha, min_effect=args.min_effect)  # now, not after training
     sequential = _sequential_rule(args)
     check_clinical_settings(args.nb_thresholds, args.operating_point)
@@ -593,13 +593,10 @@ def _evaluate(args, console, errors) -> int:
         check_not_store(args.out, args.json)
     data, design, recipe, execution = _config_objects(args)
     with record_warnings() as loading:
-        dataset = load_data(data.source, positive=data.positive, **data.load_options)
+        loaded = loaded_data(data)
+    dataset = loaded.source
     chosen = "named" if args.positive else "default: the minority class; set it with --positive"
     say(errors, f"positive class: {dataset.positive_name} ({chosen}); labels {dataset.label_mapping}")
-    # The data is loaded: its loading options are spent, and the positive class is the dataset's.
-    loaded = replace(
-        data, source=dataset, positive=None, image_size=None, intensity_window=None, demo_extra_signal=None
-    )
     results = evaluate(
         args.variants,
         baseline=args.baseline,
@@ -645,44 +642,43 @@ def _config_objects(args):
     )
 
 
-def _evaluate_grid(args, console, errors, started) -> int:
-    """``evaluate --vary``: every recipe cell as its own run, then the across-recipe analysis."""
-    from .api import record_warnings
+def _evaluate_grid(args, console, errors, started, registration) -> int:
+    """``evaluate --vary`` (or a plan with a grid): every recipe cell as its own run, then the
+    across-recipe analysis."""
     from .comparison import check_settings
-    from .data import load_data
-    from .multiverse import analyse_grid, cell_name, default_grid_dir, evaluate_grid, grid_record, parse_vary
+    from .multiverse import analyse_grid, cell_name, grid_record, parse_vary
     from .report import render_grid, write_grid_predictions, write_grid_reports
     from .runner import JobProgress
 
     vary = parse_vary(args.vary)  # a bad grid stops here, before any data is read
-    if args.plan or args.until_decided:
-        raise OptionError("vary", "runs a fixed grid; it cannot be combined with --plan or --until-decided")
+    if args.until_decided:
+        raise OptionError(
+            "vary",
+            "runs a fixed design in every cell; it cannot be combined with --until-decided (cells "
+            "stopping at different repeats could not be paired job by job)",
+        )
     check_settings(rope=args.rope, alpha=args.alpha, min_effect=args.min_effect)
     data, design, recipe, execution = _config_objects(args)
     fixed = [name for name in vary if getattr(recipe, name) != getattr(TrainConfig, name)]
     if fixed:
         raise OptionError("vary", f"{', '.join(fixed)} is both varied and fixed by its own flag; drop one")
-    with record_warnings() as loading:
-        dataset = load_data(data.source, positive=data.positive, **data.load_options)
-    loaded = replace(
-        data, source=dataset, positive=None, image_size=None, intensity_window=None, demo_extra_signal=None
-    )
-    out = args.out or default_grid_dir(args.reports_dir, args.variants, args.baseline, dataset.name)
-    grid = evaluate_grid(
+    # evaluate_grid sets the display's epochs to each cell's own (a grid may vary them).
+    grid = evaluate(
         args.variants,
         vary=vary,
-        out=out,
+        out=args.out,
+        reports_dir=args.reports_dir,
         recipe=recipe,
         baseline=args.baseline,
-        data=loaded,
+        data=data,
         design=design,
         execution=execution,
         hyperparams=_parse_params(args.param),
         progress=JobProgress(errors, epochs=recipe.epochs),
         command=args.command_line,
-        caveats=loading,
+        registration=registration,
     )
-    report = analyse_grid(grid, metric=args.metric or "auc", alpha=args.alpha or 0.05, rope=args.rope)
+    report = analyse_grid(grid, metric=args.metric, alpha=args.alpha, rope=args.rope)
     record = grid_record(report)
     render_grid(record, console)
     counts = grid.counts
@@ -850,7 +846,7 @@ def _plan(args, console, errors) -> int:
         write_plan_json(plan, args.json)
         console.print(f"plan -> {escape.rich(args.json)}", highlight=False)
     if args.write:
-        registered = _pre_register(args, plan, results)
+        registered = _pre_register(args, plan, results, grid)
         write_analysis_plan(registered, args.write)
         say(
             console,
@@ -884,10 +880,16 @@ def _apply_plan(args):
     """``evaluate --plan``: the plan's models, design and analysis settings become the run's; a flag
     that asks for something else is refused (an analysis that differs from the plan is exploratory:
     run it afterwards with cvkit compare)."""
+    from .multiverse import check_registered_grid, parse_vary
     from .planning import read_analysis_plan
 
     registration = read_analysis_plan(args.plan)
     design = dict(registration.design)
+    planned_grid = design.pop("vary", None)
+    if args.vary:  # without --vary the plan's grid (or single recipe) runs
+        asked = f"--vary {' --vary '.join(args.vary)}"
+        check_registered_grid(planned_grid, parse_vary(args.vary), where=asked, plan=args.plan)
+    args.vary = planned_grid
     if design.pop("sequential", False):  # the plan's repeats are the sequential rule's maximum
         most = design.pop("repeats")
         if args.max_repeats not in (None, most):
@@ -927,12 +929,18 @@ def _apply_plan(args):
     return registration
 
 
-def _pre_register(args, plan, results):
+def _pre_register(args, plan, results, grid):
     """The analysis plan ``cvkit plan --write`` fixes: the chosen (or recommended) design, the
-    models from the flags or the earlier run."""
+    models from the flags or the earlier run, and the recipe grid of ``--vary`` if any."""
     from .planning import analysis_plan, plan_design, plan_sequential
 
     if args.until_decided:
+        if grid is not None:
+            raise OptionError(
+                "vary",
+                "runs a fixed design in every cell; it cannot be pre-registered with --until-decided "
+                "(cells stopping at different repeats could not be paired job by job)",
+            )
         if args.design is not None:
             raise CvkitError("--design fixes a fixed design; with --until-decided give --max-repeats")
         design = plan_sequential(plan, args.max_repeats)
@@ -968,6 +976,7 @@ def _pre_register(args, plan, results):
         variants=[_portable(v) for v in variants],
         rope=args.rope,
         seed=recipe.get("seed", 0),
+        vary=grid,
     )
 
 

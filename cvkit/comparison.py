@@ -283,7 +283,7 @@ def compare(
         pairwise=pairwise,
         mean_ranks=mean_ranks,
         nested=nested_choices(results),
-        registration=_registration(registered, asked, default_rope, results.baseline),
+        registration=registration_status(registered, asked, default_rope, results.baseline),
         holdout=holdout,
         positive=results.positive_name,
         clinical=clinical_analysis(
@@ -338,7 +338,9 @@ def paired_job_scores(results, variant: str, *, metric: str = "auc", baseline: s
     return context.paired_jobs(results.metrics, baseline or results.baseline, variant)
 
 
-def _registration(registered, asked: dict, default_rope: float, run_baseline: str) -> Registration | None:
+def registration_status(
+    registered, asked: dict, default_rope: float, run_baseline: str
+) -> Registration | None:
     """Whether this analysis keeps to the run's pre-registered plan: every setting asked for that
     differs from the plan's makes it exploratory."""
     if not registered:

@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import stats
-from .api import evaluate as run_one
-from .comparison import paired_job_scores
+from .comparison import Registration, paired_job_scores, registration_status
 from .errors import ConfigError, OptionError
 from .trainers import TrainConfig
 
@@ -41,19 +40,30 @@ VARIABLE = (
 _TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 
 
-def _typed(name: str, text: str):
+def _typed(name: str, value):
+    """One value of a varied field as the recipe takes it: text (``--vary``) parsed by the field's
+    type; a Python or plan-file value checked against it (an integer learning rate becomes a
+    float, so that ``lr=1`` and ``lr=1.0`` are one recipe and one job key)."""
     kind = type(getattr(TrainConfig, name))
-    text = text.strip()
-    if kind is bool:
-        if text.lower() in _TRUE:
-            return True
-        if text.lower() in _FALSE:
-            return False
-        raise OptionError("vary", f"{name}={text!r}: use true or false (yes/no)")
-    try:
-        return kind(text)
-    except ValueError:
-        raise OptionError("vary", f"{name}={text!r}: not a {kind.__name__}") from None
+    if isinstance(value, str) and kind is not str:
+        text = value.strip()
+        if kind is bool:
+            if text.lower() in _TRUE:
+                return True
+            if text.lower() in _FALSE:
+                return False
+            raise OptionError("vary", f"{name}={text!r}: use true or false (yes/no)")
+        try:
+            return kind(text)
+        except ValueError:
+            raise OptionError("vary", f"{name}={text!r}: not a {kind.__name__}") from None
+    if isinstance(value, str):
+        return value.strip()
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise OptionError("vary", f"{name}={value!r}: not a {kind.__name__}")
+    return value
 
 
 def parse_vary(specs) -> dict[str, list]:
@@ -61,8 +71,9 @@ def parse_vary(specs) -> dict[str, list]:
 
     Parameters
     ----------
-    specs : iterable of str, or dict of str to list
-        One ``NAME=V1,V2`` per varied recipe field (``--vary``), or the dict itself.
+    specs : str, iterable of str, or dict of str to list
+        One ``NAME=V1,V2`` per varied recipe field (``--vary``), or the dict itself
+        (``{"batch_size": [16, 32]}``; its values typed as the field is, or as text).
 
     Returns
     -------
@@ -72,14 +83,22 @@ def parse_vary(specs) -> dict[str, list]:
     Raises
     ------
     OptionError
-        An unknown field, a malformed specification, a value of the wrong type or out of range, or
-        a field given twice (names ``vary``).
+        An unknown field, a malformed specification, a value of the wrong type or out of range, a
+        field given twice, or a grid of fewer than two cells (names ``vary``).
     """
-    pairs = (
-        list(specs.items())
-        if isinstance(specs, dict)
-        else [_split_spec(spec) for spec in ([specs] if isinstance(specs, str) else specs)]
-    )
+    if isinstance(specs, dict):
+        pairs = list(specs.items())
+        for name, values in pairs:
+            if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
+                raise OptionError("vary", f"{name}: give a list of values, e.g. {{{name!r}: [A, B]}}")
+    elif isinstance(specs, str) or (
+        isinstance(specs, (list, tuple)) and all(isinstance(s, str) for s in specs)
+    ):
+        pairs = [_split_spec(spec) for spec in ([specs] if isinstance(specs, str) else specs)]
+    else:
+        raise OptionError(
+            "vary", f"{specs!r}: give a dict of field -> values or NAME=V1,V2 strings (batch_size=16,32)"
+        )
     vary: dict[str, list] = {}
     for name, values in pairs:
         if name not in VARIABLE:
@@ -88,8 +107,7 @@ def parse_vary(specs) -> dict[str, list]:
             )
         if name in vary:
             raise OptionError("vary", f"{name} is given twice; list all its values once ({name}=A,B)")
-        typed = [_typed(name, v) if isinstance(v, str) else v for v in values]
-        typed = list(dict.fromkeys(typed))
+        typed = list(dict.fromkeys(_typed(name, v) for v in values))
         if not typed:
             raise OptionError("vary", f"{name}: give at least one value")
         for value in typed:
@@ -100,6 +118,10 @@ def parse_vary(specs) -> dict[str, list]:
         vary[name] = typed
     if not vary:
         raise OptionError("vary", "give at least one NAME=V1,V2")
+    if math.prod(len(values) for values in vary.values()) < 2:
+        raise OptionError(
+            "vary", "a grid needs two cells or more: give some field two values (batch_size=16,32)"
+        )
     return vary
 
 
@@ -197,10 +219,19 @@ class GridResults:
 
 
 def evaluate_grid(
-    variants, *, vary, out, recipe: TrainConfig | None = None, evaluate=None, **kwargs
+    variants,
+    *,
+    vary,
+    out,
+    evaluate,
+    recipe: TrainConfig | None = None,
+    registration=None,
+    progress=None,
+    **kwargs,
 ) -> GridResults:
     """Run ``evaluate`` in every cell of a recipe grid, each cell an ordinary run folder under
-    ``out`` (shared splits and seeds; jobs resume and are reused across cells).
+    ``out`` (shared splits and seeds; jobs resume and are reused across cells). ``cvkit.evaluate``
+    with ``vary=`` calls this with itself as ``evaluate``.
 
     Parameters
     ----------
@@ -210,13 +241,19 @@ def evaluate_grid(
         The grid: ``{"batch_size": [16, 32]}`` or ``["batch_size=16,32"]``.
     out : str or path
         The grid's folder; each cell's run lies in a sub-folder named by ``cell_name``.
+    evaluate : callable
+        The function that runs one cell (``cvkit.evaluate``; a stand-in in tests).
     recipe : TrainConfig or None, default=None
         The recipe the grid varies (None: the defaults); keyword shortcuts of its fields apply to
         every cell.
-    evaluate : callable or None, default=None
-        The function that runs one cell (``cvkit.evaluate``; injected for tests).
+    registration : AnalysisPlan or None, default=None
+        The pre-registered plan every cell follows; its ``[design] vary`` must be this grid.
+    progress : object or None, default=None
+        As for ``evaluate``. A display of your own with an ``epochs`` attribute (``JobProgress``,
+        ``NotebookProgress``) is set to each cell's epochs before the cell runs, so that a grid
+        that varies the epochs counts each cell's own.
     **kwargs
-        Every other argument of ``evaluate`` (data, design, execution, progress, ...).
+        Every other argument of ``evaluate`` (data, design, execution, ...).
 
     Returns
     -------
@@ -227,9 +264,12 @@ def evaluate_grid(
     ------
     OptionError
         A malformed grid, or a varied field also given as a keyword.
+    ConfigError
+        A ``registration`` whose grid is not this one.
     """
-    evaluate = evaluate or run_one
     vary = parse_vary(vary)
+    if registration is not None:
+        check_registered_grid(registration.design.get("vary"), vary, where="this grid")
     recipe = recipe or TrainConfig()
     given = {f.name for f in fields(TrainConfig)} & set(kwargs)
     clash = sorted(given & set(vary))
@@ -239,9 +279,50 @@ def evaluate_grid(
     root = Path(out)
     cells = []
     for cell in recipe_cells(vary):
-        results = evaluate(variants, recipe=replace(recipe, **cell), out=root / cell_name(cell), **kwargs)
+        cell_recipe = replace(recipe, **cell)
+        if hasattr(progress, "epochs"):
+            progress.epochs = cell_recipe.epochs
+        results = evaluate(
+            variants,
+            recipe=cell_recipe,
+            out=root / cell_name(cell),
+            registration=registration,
+            progress=progress,
+            **kwargs,
+        )
         cells.append((cell, results))
     return GridResults(root, vary, cells)
+
+
+def check_registered_grid(planned, asked, *, where: str, plan="the pre-registered plan") -> None:
+    """Refuse a grid that is not the one a pre-registered plan fixes (the same fields and values,
+    in any order), in one line naming both.
+
+    Parameters
+    ----------
+    planned : dict or None
+        The plan's ``[design] vary`` (None: the plan fixes a single recipe).
+    asked : dict or None
+        The grid asked for (``parse_vary``'s; None: no grid).
+    where : str
+        What asks for it, for the message (``--vary ...``, ``this grid``).
+    plan : str or path, default="the pre-registered plan"
+        The plan, for the message (its file on the command line).
+
+    Raises
+    ------
+    ConfigError
+        The two differ.
+    """
+
+    def as_sets(grid):
+        return {k: set(v) for k, v in (grid or {}).items()}
+
+    if as_sets(planned) == as_sets(asked):
+        return
+    fixed = f"the grid {describe_grid(planned)}" if planned else "a single recipe (no grid)"
+    wanted = f"the grid {describe_grid(asked)}" if asked else "a single recipe"
+    raise ConfigError(f"{plan} fixes {fixed}; {where} asks for {wanted}: run the plan as written")
 
 
 @dataclass(frozen=True)
@@ -277,7 +358,8 @@ class AcrossRecipes:
 
 @dataclass(frozen=True)
 class GridReport:
-    """The across-recipe analysis of a grid, for every report format."""
+    """The across-recipe analysis of a grid, for every report format. ``registration`` is the
+    pre-registered plan every cell was run under, with whether this analysis keeps to it."""
 
     vary: dict
     cells: tuple
@@ -285,6 +367,7 @@ class GridReport:
     alpha: float
     rope: float
     variants: tuple
+    registration: Registration | None = None
 
 
 def _answer(n_better, cell_verdicts, heterogeneity, overall, alpha) -> str:
@@ -320,6 +403,7 @@ def analyse_cells(
     metric: str = "auc",
     alpha: float = 0.05,
     rope: float = 0.01,
+    registration: Registration | None = None,
 ) -> GridReport:
     """The across-recipe analysis from per-cell paired job scores.
 
@@ -340,6 +424,8 @@ def analyse_cells(
         across variants for the grid averages, and the heterogeneity test's level.
     rope : float, default=0.01
         Region of practical equivalence of the difference.
+    registration : Registration or None, default=None
+        The pre-registered plan the cells were run under, for the reports.
 
     Returns
     -------
@@ -382,29 +468,30 @@ def analyse_cells(
                 sentence,
             )
         )
-    return GridReport(vary, tuple(cells), metric, alpha, rope, tuple(out))
+    return GridReport(vary, tuple(cells), metric, alpha, rope, tuple(out), registration)
 
 
 def analyse_grid(
-    grid: GridResults, *, metric: str = "auc", alpha: float = 0.05, rope: float | None = None
+    grid: GridResults, *, metric: str | None = None, alpha: float | None = None, rope: float | None = None
 ) -> GridReport:
-    """The across-recipe analysis of a grid's runs (``evaluate_grid``).
+    """The across-recipe analysis of a grid's runs (``cvkit.evaluate(..., vary=...)``).
 
     Parameters
     ----------
     grid : GridResults
         The grid's runs.
-    metric : str, default="auc"
-        The verdict metric.
-    alpha : float, default=0.05
-        Family-wise error rate (see ``analyse_cells``).
+    metric : str or None, default=None
+        The verdict metric; None: the pre-registered plan's, else AUC.
+    alpha : float or None, default=None
+        Family-wise error rate (see ``analyse_cells``); None: the plan's, else 0.05.
     rope : float or None, default=None
-        Region of practical equivalence; None: the metric's default for the first cell's folds.
+        Region of practical equivalence; None: the plan's, else the metric's default for the
+        first cell's folds.
 
     Returns
     -------
     GridReport
-        See ``analyse_cells``.
+        See ``analyse_cells``; with the plan's registration.
 
     Raises
     ------
@@ -423,10 +510,16 @@ def analyse_grid(
             raise ConfigError(
                 f"{results.run_dir}: its models differ from the grid's first cell ({cell_name(cell)})"
             )
-    if rope is None:
-        n_train, n_test = first.fold_sizes
-        positives = np.mean([np.sum(first.labels[s["test"]] == first.positive) for s in first.plan])
-        rope = stats.default_rope(metric, n_test, float(positives))
+    # Pre-registered only when every cell was run under the same plan.
+    registered = first.registration if all(r.registration == first.registration for r in runs) else None
+    planned = registered["content"]["analysis"] if registered else {}
+    asked = dict(metric=metric, alpha=alpha, rope=rope)
+    metric = metric or planned.get("metric", "auc")
+    alpha = alpha or planned.get("alpha", 0.05)
+    n_train, n_test = first.fold_sizes
+    positives = np.mean([np.sum(first.labels[s["test"]] == first.positive) for s in first.plan])
+    default_rope = stats.default_rope(metric, n_test, float(positives))
+    rope = planned.get("rope", default_rope) if rope is None else rope
     jobs = {
         variant: [paired_job_scores(results, variant, metric=metric) for results in runs]
         for variant in first.variants
@@ -446,11 +539,13 @@ def analyse_grid(
         metric=metric,
         alpha=alpha,
         rope=rope,
+        registration=registration_status(registered, asked, default_rope, first.baseline),
     )
 
 
 def grid_record(report: GridReport) -> dict:
-    """The grid analysis as JSON-ready data (cells, per-cell verdicts, grid average, heterogeneity).
+    """The grid analysis as JSON-ready data (cells, per-cell verdicts, grid average, heterogeneity
+    and the pre-registered plan).
 
     Parameters
     ----------
@@ -479,9 +574,30 @@ def grid_record(report: GridReport) -> dict:
             method=t.method,
         )
 
+    def heterogeneity(h: stats.RecipeHeterogeneity) -> dict:
+        return dict(
+            pvalue=num(h.pvalue),
+            deviations=[num(d) for d in h.deviations],
+            pvalues=[num(p) for p in h.pvalues],
+            recipe_x_model_variance=num(h.interaction_variance),
+            noise_variance=num(h.noise_variance),
+            split_variance=num(h.split_variance),
+            residual_variance=num(h.residual_variance),
+        )
+
+    registration = report.registration
     return dict(
         vary={k: list(v) for k, v in report.vary.items()},
+        grid=describe_grid(report.vary),
         cells=[dict(name=cell_name(c), recipe=dict(c)) for c in report.cells],
+        registration=None
+        if registration is None
+        else dict(
+            sha256=registration.sha256,
+            status=registration.status,
+            deviations=list(registration.deviations),
+            plan=registration.plan,
+        ),
         metric=report.metric,
         alpha=report.alpha,
         rope=report.rope,
@@ -491,15 +607,7 @@ def grid_record(report: GridReport) -> dict:
                 baseline=a.baseline,
                 cells=[dict(name=cell_name(c.cell), **verdict(c.verdict)) for c in a.cells],
                 overall=verdict(a.overall),
-                heterogeneity=dict(
-                    pvalue=num(a.heterogeneity.pvalue),
-                    deviations=[num(d) for d in a.heterogeneity.deviations],
-                    pvalues=[num(p) for p in a.heterogeneity.pvalues],
-                    recipe_x_model_variance=num(a.heterogeneity.interaction_variance),
-                    noise_variance=num(a.heterogeneity.noise_variance),
-                    split_variance=num(a.heterogeneity.split_variance),
-                    residual_variance=num(a.heterogeneity.residual_variance),
-                ),
+                heterogeneity=heterogeneity(a.heterogeneity),
                 n_better=a.n_better,
                 robust=a.robust,
                 answer=a.answer,

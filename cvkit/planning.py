@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import stats
-from .errors import ConfigError
+from .errors import ConfigError, OptionError
 
 PLAN_FOLDS = (5, 10)
 PLAN_REPEATS = (1, 2, 3, 5, 10, 20)
@@ -443,10 +443,15 @@ _SECTIONS = {
     "analysis": {"metric": str, "alpha": float, "rope": float, "min_effect": float, "decision_rule": str,
                  "stopping_rule": str},
     "models": {"baseline": str, "variants": list},
-    "design": {"folds": int, "repeats": int, "seeds": int, "seed": int, "sequential": bool},
+    "design": {"folds": int, "repeats": int, "seeds": int, "seed": int, "sequential": bool, "vary": dict},
     "power": {"target": float, "projected": float, "detectable": float, "source": str},
 }  # fmt: skip
-_OPTIONAL = {("analysis", "rope"), ("power", "detectable"), ("design", "sequential")}
+# Optional keys are absent when unused, so that plans written before them keep their hash.
+_OPTIONAL = {("analysis", "rope"), ("power", "detectable"), ("design", "sequential"), ("design", "vary")}
+_GRID_NOT_SEQUENTIAL = (
+    "a recipe grid (vary) runs a fixed design in every cell; it cannot be sequential (cells stopping at "
+    "different repeats could not be paired job by job)"
+)
 
 
 @dataclass(frozen=True)
@@ -490,6 +495,7 @@ def analysis_plan(
     variants: list[str],
     rope: float | None = None,
     seed: int = 0,
+    vary: dict | None = None,
 ) -> AnalysisPlan:
     """The pre-registration of ``design`` from ``plan``, for ``baseline`` and ``variants``
     (plugin files or built-in names, as ``cvkit evaluate`` takes them).
@@ -509,6 +515,9 @@ def analysis_plan(
         The ROPE (default: the metric's own, resolved at analysis time).
     seed : int
         The seed of the splits and training seeds.
+    vary : dict or None, default=None
+        A recipe grid (``cvkit.multiverse.parse_vary``'s) to run the design in every cell of
+        (``[design] vary``); None: a single recipe. Not with a sequential design.
 
     Returns
     -------
@@ -517,6 +526,8 @@ def analysis_plan(
     if not variants:
         raise ConfigError("a pre-registered plan needs at least one variant")
     sequential = isinstance(design, SequentialDesign)
+    if sequential and vary:
+        raise ConfigError(_GRID_NOT_SEQUENTIAL)
     analysis = dict(
         metric=plan.metric, alpha=plan.alpha, min_effect=plan.min_effect, decision_rule=DECISION_RULE,
         stopping_rule=SEQUENTIAL_STOPPING if sequential else FIXED_DESIGN,
@@ -528,6 +539,8 @@ def analysis_plan(
         power["detectable"] = round(design.detectable, 5)
     repeats = design.max_repeats if sequential else design.n_repeats
     fixed = dict(folds=design.n_folds, repeats=repeats, seeds=design.n_seeds, seed=seed)
+    if vary:
+        fixed["vary"] = {name: list(values) for name, values in vary.items()}
     return AnalysisPlan.from_content(
         dict(
             analysis=analysis,
@@ -634,6 +647,15 @@ def read_analysis_plan(path) -> AnalysisPlan:
     design = checked["design"]
     if design["folds"] < 2 or design["repeats"] < 1 or design["seeds"] < 1:
         raise ConfigError(f"{path}: [design] needs folds >= 2, repeats >= 1 and seeds >= 1")
+    if "vary" in design:
+        from .multiverse import parse_vary
+
+        if design.get("sequential"):
+            raise ConfigError(f"{path}: {_GRID_NOT_SEQUENTIAL}")
+        try:  # typed as the recipe takes them: the content hashed is the grid that runs
+            design["vary"] = parse_vary(design["vary"])
+        except OptionError as error:
+            raise ConfigError(f"{path}: [design] vary: {error.problem}") from None
     return AnalysisPlan.from_content(checked)
 
 
@@ -644,6 +666,8 @@ def _toml_value(value) -> str:
         return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string; true, false
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table; its keys are recipe field names (bare keys)
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
     return repr(value)
 
 

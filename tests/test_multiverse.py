@@ -3,6 +3,7 @@
 import importlib.util
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,18 +14,18 @@ from rich.console import Console
 
 import cvkit
 from cvkit.cli import main
-from cvkit.errors import OptionError
+from cvkit.errors import ConfigError, OptionError
 from cvkit.multiverse import (
     analyse_cells,
     analyse_grid,
     cell_name,
     default_grid_dir,
     describe_grid,
-    evaluate_grid,
     grid_record,
     parse_vary,
     recipe_cells,
 )
+from cvkit.planning import read_analysis_plan, write_analysis_plan
 from cvkit.report import forest_figure, render_grid, write_grid_reports
 from cvkit.stats import PairedJobScores, recipe_heterogeneity
 from cvkit.trainers import TrainConfig
@@ -169,14 +170,15 @@ TINY_GRID = dict(folds=2, repeats=1, epochs=1)
 
 def test_a_tiny_grid_shares_splits_and_a_wider_grid_trains_only_its_new_cells(tiny, tmp_path):
     out = tmp_path / "grid"
-    first = evaluate_grid(
+    first = cvkit.evaluate(
         "plugins/fc_attention.py", vary={"batch_size": [16, 32]}, out=out, data=tiny, **TINY_GRID
     )
+    assert isinstance(first, cvkit.GridResults)
     assert [cell_name(c) for c, _ in first.cells] == ["batch_size=16", "batch_size=32"]
     assert first.counts == dict(trained=8, resumed=0, reused=0)
     (a, b) = (r for _, r in first.cells)
     assert a.plan == b.plan and a.run_dir.parent == b.run_dir.parent == out
-    wider = evaluate_grid(
+    wider = cvkit.evaluate(
         "plugins/fc_attention.py", vary=["batch_size=16,32,8"], out=out, data=tiny, **TINY_GRID
     )
     assert [r.counts.trained for _, r in wider.cells] == [0, 0, 4]
@@ -251,7 +253,7 @@ def test_a_field_both_varied_and_fixed_is_refused(tiny_npz, tiny, tmp_path, caps
     assert main(argv) == 2
     assert "--vary" in capsys.readouterr().err
     with pytest.raises(OptionError, match="both varied and fixed"):
-        evaluate_grid([], vary={"batch_size": [16, 32]}, batch_size=8, out=tmp_path / "g", data=tiny)
+        cvkit.evaluate([], vary={"batch_size": [16, 32]}, batch_size=8, out=tmp_path / "g", data=tiny)
 
 
 def test_the_variance_decomposition_recovers_known_components():
@@ -276,3 +278,225 @@ def test_the_variance_decomposition_recovers_known_components():
     split, residual, interaction = np.mean(estimates, axis=0)
     assert split == pytest.approx(0.03**2, rel=0.15) and residual == pytest.approx(0.02**2, rel=0.1)
     assert 0.5 * 0.02**2 < interaction <= 1.1 * 0.02**2  # conservative: the corrected t's noise
+
+
+# --- the grid in a pre-registered plan (issue 20) ---------------------------------------------
+
+PLAN_TOML = """
+[analysis]
+metric = "auc"
+alpha = 0.05
+min_effect = 0.1
+decision_rule = "as written"
+stopping_rule = "fixed design: every job runs, one analysis at the end"
+
+[models]
+baseline = "resnet18"
+variants = ["logreg"]
+
+[design]
+folds = 2
+repeats = 1
+seeds = 1
+seed = 0
+
+[power]
+target = 0.8
+projected = 0.5
+source = "stated priors"
+"""
+
+
+def test_a_plan_without_a_grid_keeps_its_hash_and_a_grid_is_part_of_the_content(tmp_path):
+    plain = tmp_path / "plain.toml"
+    plain.write_text(PLAN_TOML)
+    registered = read_analysis_plan(plain)
+    assert "vary" not in registered.design
+    # the hash this file had before a grid could be registered (cvkit at d2b82b3): unchanged
+    assert registered.sha256 == "83f5ba62905076357daa5ccc5b6ffb5bfc7c48e988e9ed6af07421c1e05763b9"
+    gridded = tmp_path / "grid.toml"
+    gridded.write_text(PLAN_TOML.replace("seed = 0\n", "seed = 0\nvary = { drop_last = [true, false] }\n"))
+    with_grid = read_analysis_plan(gridded)
+    assert with_grid.design["vary"] == {"drop_last": [True, False]}
+    assert with_grid.sha256 != registered.sha256
+    for name in ("again.toml", "again.json"):  # written and read back: the same content and hash
+        write_analysis_plan(with_grid, tmp_path / name)
+        assert read_analysis_plan(tmp_path / name).sha256 == with_grid.sha256
+    # values are typed as the recipe takes them: an integer learning rate is the float
+    gridded.write_text(PLAN_TOML.replace("seed = 0\n", "seed = 0\nvary = { lr = [1, 0.1] }\n"))
+    assert read_analysis_plan(gridded).design["vary"] == {"lr": [1.0, 0.1]}
+
+
+@pytest.mark.parametrize(
+    "vary, words",
+    [
+        ("vary = { colour = [1, 2] }", "[design] vary: 'colour' is no recipe option"),
+        ('vary = { batch_size = ["big", 32] }', "[design] vary: batch_size='big': not a int"),
+        ("vary = { batch_size = 16 }", "[design] vary: batch_size: give a list of values"),
+        ("vary = { batch_size = [16] }", "[design] vary: a grid needs two cells or more"),
+        ('vary = "batch_size=16,32"', "[design] vary must be a dict"),
+        ("vary = { drop_last = [true, false] }\nsequential = true", "cannot be sequential"),
+    ],
+)
+def test_a_bad_grid_in_a_plan_file_is_one_line_naming_the_file(tmp_path, vary, words):
+    path = tmp_path / "plan.toml"
+    path.write_text(PLAN_TOML.replace("seed = 0\n", f"seed = 0\n{vary}\n"))
+    with pytest.raises(ConfigError) as caught:
+        read_analysis_plan(path)
+    assert str(caught.value).startswith(f"{path}: ") and words in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+PRIORS = ["plan", "--samples", "60", "--fold-sd", "0.1", "--min-effect", "0.1", "--folds", "2"]
+PRIORS += ["--baseline", "resnet18", "--variant", "logreg", "--design", "2x1x1"]
+
+
+def test_cvkit_plan_write_pre_registers_the_grid(tmp_path, capsys):
+    plan_file = tmp_path / "plan.toml"
+    argv = [*PRIORS, "--vary", "batch_size=16,32", "--vary", "drop_last=true,false"]
+    assert main([*argv, "--write", str(plan_file)]) == 0
+    assert "vary = { batch_size = [16, 32], drop_last = [true, false] }" in plan_file.read_text()
+    registered = read_analysis_plan(plan_file)
+    assert registered.design["vary"] == {"batch_size": [16, 32], "drop_last": [True, False]}
+    assert main([*PRIORS, "--write", str(tmp_path / "plain.toml")]) == 0
+    assert "vary" not in read_analysis_plan(tmp_path / "plain.toml").design
+    capsys.readouterr()
+    # a sequential design cannot be a grid: one line, exit 2
+    code = main([*argv[:-4], "--until-decided", "--vary", "drop_last=true,false", "--write", str(plan_file)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--vary" in err and "--until-decided" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def grid_plan(tmp_path):
+    """A pre-registered plan with a 2-cell grid, for the tiny set (2 folds x 1 repeat)."""
+    plan_file = tmp_path / "plan.toml"
+    assert main([*PRIORS, "--vary", "drop_last=true,false", "--write", str(plan_file)]) == 0
+    return plan_file
+
+
+def test_evaluate_plan_runs_the_registered_grid_and_every_output_says_so(
+    grid_plan, tiny_npz, tmp_path, capsys
+):
+    registered = read_analysis_plan(grid_plan)
+    out = tmp_path / "grid"
+    argv = ["evaluate", "--plan", str(grid_plan), "--data", str(tiny_npz), "--epochs", "1"]
+    assert main([*argv, "--batch-size", "16", "--out", str(out), "--report", "md,html"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"Pre-registered analysis: plan sha256 {registered.sha256[:12]}" in text
+    assert "Recipe grid: drop_last {yes, no}" in text and "2 recipe cells" in text
+    for cell in ("drop_last=true", "drop_last=false"):
+        assert cvkit.load(out / cell).registration["sha256"] == registered.sha256
+    assert "Pre-registered analysis: plan sha256" in (out / "grid.md").read_text()
+    assert "Pre-registered analysis: plan sha256" in (out / "grid.html").read_text()
+    record = json.loads((out / "grid.json").read_text())
+    assert record["registration"]["sha256"] == registered.sha256
+    assert record["registration"]["status"] == "pre-registered"
+    # the same grid given again on the command line (in another order) is the plan's: it resumes
+    assert main([*argv, "--batch-size", "16", "--out", str(out), "--vary", "drop_last=no,yes"]) == 0
+    assert "0 jobs trained" in capsys.readouterr().out
+
+
+def test_a_grid_that_contradicts_the_plan_is_refused_naming_both(grid_plan, tiny_npz, tmp_path, capsys):
+    argv = ["evaluate", "--plan", str(grid_plan), "--data", str(tiny_npz), "--out", str(tmp_path / "g")]
+    assert main([*argv, "--vary", "batch_size=16,32"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{grid_plan} fixes the grid drop_last {{yes, no}}" in err
+    assert "--vary batch_size=16,32 asks for the grid batch_size {16, 32}" in err
+    plain = tmp_path / "plain.toml"
+    assert main([*PRIORS, "--write", str(plain)]) == 0
+    capsys.readouterr()
+    assert (
+        main(["evaluate", "--plan", str(plain), "--data", str(tiny_npz), "--vary", "drop_last=true,false"])
+        == 2
+    )
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{plain} fixes a single recipe (no grid)" in err and "drop_last {yes, no}" in err
+    assert not (tmp_path / "g").exists()
+
+
+def test_vary_with_until_decided_is_one_line_and_exit_2(tiny_npz, capsys):
+    argv = ["evaluate", "--data", str(tiny_npz), "--until-decided", "--vary", "drop_last=true,false"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--vary" in err and "--until-decided" in err and len(err.strip().splitlines()) == 1
+
+
+# --- the Python API: cvkit.evaluate(vary=...) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "vary, words",
+    [
+        ({"batch_size": 16}, "batch_size: give a list of values"),
+        ({"colour": ["red", "blue"]}, "'colour' is no recipe option"),
+        ({"batch_size": [16, "big"]}, "batch_size='big': not a int"),
+        ({"drop_last": [True, 1]}, "drop_last=1: not a bool"),
+        ({"batch_size": [16]}, "a grid needs two cells or more"),
+        (16, "give a dict of field -> values"),
+    ],
+)
+def test_a_bad_vary_in_python_is_one_config_error_before_any_data_is_read(vary, words, tmp_path):
+    with pytest.raises(ConfigError, match=re.escape(words)) as caught:
+        cvkit.evaluate([], vary=vary, data=tmp_path / "absent.npz", out=tmp_path / "g")
+    assert "\n" not in str(caught.value)
+
+
+def test_the_python_api_refuses_until_decided_and_a_grid_the_plan_does_not_fix(tiny, tmp_path):
+    from cvkit.planning import SequentialRule
+
+    with pytest.raises(ConfigError, match="until_decided"):
+        cvkit.evaluate([], vary={"drop_last": [True, False]}, until_decided=SequentialRule(2), data=tiny)
+    path = tmp_path / "plan.toml"
+    path.write_text(PLAN_TOML.replace("seed = 0\n", "seed = 0\nvary = { drop_last = [true, false] }\n"))
+    registered = read_analysis_plan(path)
+    with pytest.raises(ConfigError, match=r"fixes the grid drop_last \{yes, no\}; this grid asks for"):
+        cvkit.evaluate(
+            "logreg", vary={"batch_size": [16, 32]}, registration=registered, data=tiny, folds=2,
+            repeats=1, out=tmp_path / "g",
+        )  # fmt: skip
+    # one run outside the plan's grid is not the registered one either
+    path.write_text(PLAN_TOML.replace("seed = 0\n", "seed = 0\nvary = { batch_size = [16, 32] }\n"))
+    with pytest.raises(ConfigError, match=r"batch_size 8 \(plan: \[16, 32\]\)"):
+        cvkit.evaluate(
+            "logreg", registration=read_analysis_plan(path), data=tiny, folds=2, repeats=1,
+            out=tmp_path / "one", batch_size=8,
+        )  # fmt: skip
+    assert not (tmp_path / "one").exists()
+
+
+# --- progress with varied epochs ----------------------------------------------------------------
+
+
+class CountingDisplay:
+    """A progress display of one's own: per run (cell), the epochs it expected and those trained."""
+
+    def __init__(self, epochs):
+        self.epochs = epochs
+        self.runs = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def start(self, total, done):
+        self.runs.append(dict(expected=(total - done) * self.epochs, trained=0))
+
+    def job_started(self, job):
+        pass
+
+    def epoch_done(self, job, record):
+        self.runs[-1]["trained"] += 1
+
+    def job_done(self, job):
+        pass
+
+
+def test_each_cell_shows_its_own_epochs_when_the_grid_varies_them(tiny, tmp_path):
+    display = CountingDisplay(epochs=5)  # the base recipe's epochs, as the command line sets them
+    cvkit.evaluate(
+        [], vary={"epochs": [1, 2]}, out=tmp_path / "g", data=tiny, folds=2, repeats=1, progress=display
+    )
+    assert display.runs == [dict(expected=2, trained=2), dict(expected=4, trained=4)]

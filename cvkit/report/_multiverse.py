@@ -11,6 +11,7 @@ import html
 import io
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 from rich import box
 from rich.console import Console
@@ -19,6 +20,7 @@ from rich.table import Table
 from .. import escape
 from ..files import atomic_write, write_bytes, write_text
 from ..stats import metric_label
+from ._narrative import registration_sentence
 
 DELTA = "\N{GREEK CAPITAL LETTER DELTA}"
 
@@ -48,6 +50,25 @@ def _rows(variant: dict) -> list[tuple[str, dict]]:
     return [*((c["name"], c) for c in variant["cells"]), ("grid average", variant["overall"])]
 
 
+def _notes(record: dict) -> list[str]:
+    """What the reader must know before the tables: the pre-registered plan the grid was run under."""
+    notes = []
+    registration = record["registration"]
+    if registration is not None:
+        notes.append(
+            f"{registration_sentence(SimpleNamespace(**registration))} Recipe grid: {record['grid']}."
+        )
+    return notes
+
+
+def _heterogeneity_line(het: dict) -> str:
+    return (
+        f"recipe x model: p = {het['pvalue']:.3f} (max-deviation test); variance of "
+        f"{DELTA}: recipe x model {het['recipe_x_model_variance']:.2g}, split "
+        f"{het['split_variance']:.2g}, within cell {het['residual_variance']:.2g}"
+    )
+
+
 def render_grid(record: dict, console: Console | None = None) -> None:
     """Print each variant's per-cell verdicts (a table that fits 80 columns) and its sentence.
 
@@ -60,6 +81,8 @@ def render_grid(record: dict, console: Console | None = None) -> None:
     """
     console = console or Console()
     label = metric_label(record["metric"])
+    for note in _notes(record):
+        console.print(escape.rich(note), highlight=False)
     for variant in record["variants"]:
         table = Table(
             title=escape.rich(f"{variant['variant']} vs {variant['baseline']} across recipes"),
@@ -76,15 +99,7 @@ def render_grid(record: dict, console: Console | None = None) -> None:
             shown = escape.rich(name.replace(",", ", "))
             table.add_row(shown, _interval(row), p_holm, escape.rich(row["verdict"]))
         console.print(table)
-        het = variant["heterogeneity"]
-        console.print(
-            escape.rich(
-                f"recipe x model: p = {het['pvalue']:.3f} (max-deviation test); variance of "
-                f"{DELTA}: recipe x model {het['recipe_x_model_variance']:.2g}, split "
-                f"{het['split_variance']:.2g}, within cell {het['residual_variance']:.2g}"
-            ),
-            highlight=False,
-        )
+        console.print(escape.rich(_heterogeneity_line(variant["heterogeneity"])), highlight=False)
         console.print(escape.rich(variant["sentence"]), highlight=False)
 
 
@@ -142,6 +157,8 @@ def grid_markdown(record: dict, figures: list[str]) -> str:
     """
     label = metric_label(record["metric"])
     lines = ["# Does the verdict survive the recipe?", ""]
+    for note in _notes(record):
+        lines += [escape.markdown(note), ""]
     for variant, figure in zip(record["variants"], figures):
         lines += [f"## {escape.markdown(variant['variant'])} vs {escape.markdown(variant['baseline'])}", ""]
         lines += [f"**{escape.markdown(variant['sentence'])}**", ""]
@@ -154,8 +171,8 @@ def grid_markdown(record: dict, figures: list[str]) -> str:
         het = variant["heterogeneity"]
         lines += [
             "",
-            f"Recipe x model heterogeneity: p = {het['pvalue']:.3f}. Variance of the difference: recipe x "
-            f"model {het['recipe_x_model_variance']:.2g} (beyond the noise of a cell's mean, "
+            f"Recipe x model heterogeneity: p = {het['pvalue']:.3f}. Variance of the difference: "
+            f"recipe x model {het['recipe_x_model_variance']:.2g} (beyond the noise of a cell's mean, "
             f"{het['noise_variance']:.2g}), split (shared by every cell) {het['split_variance']:.2g}, "
             f"within cell {het['residual_variance']:.2g}. "
             "Per-cell intervals and p-values are Holm-adjusted across cells x variants.",
@@ -185,6 +202,7 @@ def grid_html(record: dict, pngs: list[bytes]) -> str:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>cvkit: across recipes</title></head><body>",
         "<h1>Does the verdict survive the recipe?</h1>",
+        *(f"<p>{html.escape(note)}</p>" for note in _notes(record)),
     ]
     for variant, png in zip(record["variants"], pngs):
         parts.append(f"<h2>{html.escape(variant['variant'])} vs {html.escape(variant['baseline'])}</h2>")
