@@ -342,14 +342,14 @@ class AcrossRecipes:
     baseline: str
     cells: tuple
     overall: stats.Verdict
-    heterogeneity: stats.RecipeHeterogeneity
+    heterogeneity: stats.RecipeHeterogeneity | None  # None: one distinct recipe, nothing to compare
     n_better: int
     answer: str
     sentence: str
 
     @property
     def robust(self) -> bool:
-        return self.n_better == len(self.cells)
+        return self.heterogeneity is not None and self.n_better == len(self.cells)
 
     @property
     def recipe_dependent(self) -> bool:
@@ -358,8 +358,10 @@ class AcrossRecipes:
 
 @dataclass(frozen=True)
 class GridReport:
-    """The across-recipe analysis of a grid, for every report format. ``registration`` is the
-    pre-registered plan every cell was run under, with whether this analysis keeps to it."""
+    """The across-recipe analysis of a grid, for every report format. ``cells`` are the distinct
+    recipes analysed; ``identical`` the groups of cells that gave identical predictions, each
+    counted once as its first cell (which ``cells`` holds); ``registration`` the pre-registered
+    plan every cell was run under, with whether this analysis keeps to it."""
 
     vary: dict
     cells: tuple
@@ -367,7 +369,11 @@ class GridReport:
     alpha: float
     rope: float
     variants: tuple
+    identical: tuple = ()
     registration: Registration | None = None
+
+
+ONE_RECIPE = "every cell trained identically: the grid is one recipe, and the verdict is its own"
 
 
 def _answer(n_better, cell_verdicts, heterogeneity, overall, alpha) -> str:
@@ -376,6 +382,8 @@ def _answer(n_better, cell_verdicts, heterogeneity, overall, alpha) -> str:
     significantly worse (Holm-adjusted). Cells that merely differ in being decided do not make it:
     with a real advantage everywhere, some cells miss it by chance."""
     n = len(cell_verdicts)
+    if heterogeneity is None:
+        return ONE_RECIPE
     if n_better == n:
         return "holds in every recipe"
     worse = sum(v.startswith("worse") for v in cell_verdicts)
@@ -403,6 +411,7 @@ def analyse_cells(
     metric: str = "auc",
     alpha: float = 0.05,
     rope: float = 0.01,
+    identical: tuple = (),
     registration: Registration | None = None,
 ) -> GridReport:
     """The across-recipe analysis from per-cell paired job scores.
@@ -424,14 +433,17 @@ def analyse_cells(
         across variants for the grid averages, and the heterogeneity test's level.
     rope : float, default=0.01
         Region of practical equivalence of the difference.
+    identical : tuple of tuple of dict, default=()
+        Groups of grid cells that gave identical predictions (``identical_cells``), each already
+        counted once in ``cells`` as its first; the sentence then counts distinct recipes.
     registration : Registration or None, default=None
         The pre-registered plan the cells were run under, for the reports.
 
     Returns
     -------
     GridReport
-        Per variant, its cells' verdicts, the grid-average verdict, the heterogeneity test and
-        the sentence.
+        Per variant, its cells' verdicts, the grid-average verdict, the heterogeneity test (None
+        when a single distinct recipe is left) and the sentence.
 
     Raises
     ------
@@ -441,20 +453,26 @@ def analyse_cells(
     names = list(jobs)
     family = [cell_jobs for name in names for cell_jobs in jobs[name]]
     decided = stats.verdicts(family, alpha=alpha, rope=rope)
-    averages = [stats.grid_average(jobs[name]) for name in names]
+    single = len(cells) == 1  # every cell of the grid trained identically: nothing to average
+    averages = [cell_jobs[0] if single else stats.grid_average(cell_jobs) for cell_jobs in jobs.values()]
     overall = stats.verdicts(averages, alpha=alpha, rope=rope)
     label = stats.metric_label(metric)
     grid = describe_grid(vary)
+    if identical:
+        grid += f" ({len(cells)} distinct recipe{'s' * (len(cells) > 1)})"
     out = []
     for i, name in enumerate(names):
         mine = decided[i * len(cells) : (i + 1) * len(cells)]
-        heterogeneity = stats.recipe_heterogeneity(jobs[name])
+        heterogeneity = None if single else stats.recipe_heterogeneity(jobs[name])
         n_better = sum(v.verdict == "better" for v in mine)
         answer = _answer(n_better, [v.verdict for v in mine], heterogeneity, overall[i], alpha)
         t = overall[i].ttest
+        delta = f"\N{GREEK CAPITAL LETTER DELTA}{label} {t.mean:+.3f} [{t.low:+.3f}, {t.high:+.3f}]"
         sentence = (
-            f"{name} beats {baseline} in {n_better} of {len(cells)} recipes; averaged over {grid} "
-            f"\N{GREEK CAPITAL LETTER DELTA}{label} {t.mean:+.3f} [{t.low:+.3f}, {t.high:+.3f}]: {answer}"
+            f"{name} vs {baseline} over {grid}: {delta}, {overall[i].verdict}; {answer}"
+            if single
+            else f"{name} beats {baseline} in {n_better} of {len(cells)} recipes; averaged over {grid} "
+            f"{delta}: {answer}"
         )
         out.append(
             AcrossRecipes(
@@ -468,13 +486,20 @@ def analyse_cells(
                 sentence,
             )
         )
-    return GridReport(vary, tuple(cells), metric, alpha, rope, tuple(out), registration)
+    return GridReport(
+        vary, tuple(cells), metric, alpha, rope, tuple(out), tuple(map(tuple, identical)), registration
+    )
 
 
 def analyse_grid(
     grid: GridResults, *, metric: str | None = None, alpha: float | None = None, rope: float | None = None
 ) -> GridReport:
     """The across-recipe analysis of a grid's runs (``cvkit.evaluate(..., vary=...)``).
+
+    Cells whose predictions are identical for every model and job (``identical_cells``) are one
+    recipe in disguise: each such group is analysed as one cell (its first), so that it neither
+    counts twice towards "holds in every recipe" and the grid average nor widens the Holm family;
+    the reports name the groups.
 
     Parameters
     ----------
@@ -491,7 +516,7 @@ def analyse_grid(
     Returns
     -------
     GridReport
-        See ``analyse_cells``; with the plan's registration.
+        See ``analyse_cells``; with the groups of identical cells and the plan's registration.
 
     Raises
     ------
@@ -520,8 +545,11 @@ def analyse_grid(
     positives = np.mean([np.sum(first.labels[s["test"]] == first.positive) for s in first.plan])
     default_rope = stats.default_rope(metric, n_test, float(positives))
     rope = planned.get("rope", default_rope) if rope is None else rope
+    groups = identical_cells(runs)
+    merged = {i for group in groups for i in group[1:]}
+    kept = [i for i in range(len(runs)) if i not in merged]
     jobs = {
-        variant: [paired_job_scores(results, variant, metric=metric) for results in runs]
+        variant: [paired_job_scores(runs[i], variant, metric=metric) for i in kept]
         for variant in first.variants
     }
     for variant, cell_jobs in jobs.items():
@@ -532,20 +560,85 @@ def analyse_grid(
                 "cannot be paired job by job; run the same command again to finish the failed jobs"
             )
     return analyse_cells(
-        [cell for cell, _ in grid.cells],
+        [grid.cells[i][0] for i in kept],
         jobs,
         vary=grid.vary,
         baseline=first.baseline,
         metric=metric,
         alpha=alpha,
         rope=rope,
+        identical=tuple(tuple(grid.cells[i][0] for i in group) for group in groups),
         registration=registration_status(registered, asked, default_rope, first.baseline),
     )
 
 
+def identical_cells(runs) -> list[list[int]]:
+    """Which cells gave identical predictions for every model and job: the same probabilities of
+    every test sample under each job's selected checkpoint (at a batch size every training part
+    divides, say, ``drop_last`` changes nothing).
+
+    Parameters
+    ----------
+    runs : list of Results
+        The grid's cells, in grid order, with the same models, splits and seeds.
+
+    Returns
+    -------
+    list of list of int
+        Groups of two or more cell indices, each group in grid order; cells in no group are unique.
+    """
+    keys = ["model", "repeat", "fold", "seed_index", "seed", "sample_idx"]
+    frames = []
+    for results in runs:
+        frame = results.predictions
+        frames.append(frame[[*keys, *(c for c in frame.columns if c.startswith("prob_"))]])
+    groups: list[list[int]] = []
+    for i, frame in enumerate(frames):
+        same = next((g for g in groups if frames[g[0]].equals(frame)), None)
+        if same is None:
+            groups.append([i])
+        else:
+            same.append(i)
+    return [group for group in groups if len(group) > 1]
+
+
+def identical_message(group) -> str:
+    """The warning for one group of identical cells: the settings that differ, the ones they share.
+
+    Parameters
+    ----------
+    group : sequence of dict
+        The cells' recipe values, in grid order.
+
+    Returns
+    -------
+    str
+        ``cells drop_last=true and drop_last=false (batch_size=16) gave identical predictions ...``.
+    """
+    differ = [name for name in group[0] if len({cell[name] for cell in group}) > 1]
+    shared = {name: value for name, value in group[0].items() if name not in differ}
+    shown = [cell_name({name: cell[name] for name in differ}) for cell in group]
+    listed = f"{', '.join(shown[:-1])} and {shown[-1]}"
+    where = f" ({cell_name(shared)})" if shared else ""
+    return (
+        f"cells {listed}{where} gave identical predictions for every model and job: one recipe in "
+        "disguise; the grid counts them as one"
+    )
+
+
+def _label(cell: dict, identical) -> tuple[str, list[str]]:
+    """A kept cell's row label, naming the cells counted with it (by the settings that differ)."""
+    group = next((g for g in identical if g[0] == cell), None)
+    if group is None:
+        return cell_name(cell), []
+    differ = [name for name in cell if len({c[name] for c in group}) > 1]
+    others = [cell_name({name: c[name] for name in differ}) for c in group[1:]]
+    return f"{cell_name(cell)} (= {' = '.join(others)})", [cell_name(c) for c in group[1:]]
+
+
 def grid_record(report: GridReport) -> dict:
-    """The grid analysis as JSON-ready data (cells, per-cell verdicts, grid average, heterogeneity
-    and the pre-registered plan).
+    """The grid analysis as JSON-ready data (cells, per-cell verdicts, grid average, heterogeneity,
+    the groups of identical cells and the pre-registered plan).
 
     Parameters
     ----------
@@ -555,7 +648,9 @@ def grid_record(report: GridReport) -> dict:
     Returns
     -------
     dict
-        Plain values only (NaN as None).
+        Plain values only (NaN as None). Each analysed cell has its ``label`` (its name, with the
+        cells counted with it) and ``also`` (their names); ``identical`` holds each group's cells
+        and its warning; ``heterogeneity`` is None when one distinct recipe is left.
     """
 
     def num(x):
@@ -574,7 +669,9 @@ def grid_record(report: GridReport) -> dict:
             method=t.method,
         )
 
-    def heterogeneity(h: stats.RecipeHeterogeneity) -> dict:
+    def heterogeneity(h: stats.RecipeHeterogeneity | None) -> dict | None:
+        if h is None:
+            return None
         return dict(
             pvalue=num(h.pvalue),
             deviations=[num(d) for d in h.deviations],
@@ -585,11 +682,19 @@ def grid_record(report: GridReport) -> dict:
             residual_variance=num(h.residual_variance),
         )
 
+    def row(cell: dict) -> dict:
+        label, also = _label(cell, report.identical)
+        return dict(name=cell_name(cell), label=label, also=also)
+
     registration = report.registration
     return dict(
         vary={k: list(v) for k, v in report.vary.items()},
         grid=describe_grid(report.vary),
-        cells=[dict(name=cell_name(c), recipe=dict(c)) for c in report.cells],
+        cells=[dict(**row(c), recipe=dict(c)) for c in report.cells],
+        identical=[
+            dict(cells=[cell_name(c) for c in group], message=identical_message(group))
+            for group in report.identical
+        ],
         registration=None
         if registration is None
         else dict(
@@ -605,7 +710,7 @@ def grid_record(report: GridReport) -> dict:
             dict(
                 variant=a.variant,
                 baseline=a.baseline,
-                cells=[dict(name=cell_name(c.cell), **verdict(c.verdict)) for c in a.cells],
+                cells=[dict(**row(c.cell), **verdict(c.verdict)) for c in a.cells],
                 overall=verdict(a.overall),
                 heterogeneity=heterogeneity(a.heterogeneity),
                 n_better=a.n_better,

@@ -1,5 +1,6 @@
 """The recipe grid (``--vary``): drop_last, parsing, shared splits, reuse and the across-recipe analysis."""
 
+import html
 import importlib.util
 import io
 import json
@@ -13,15 +14,18 @@ import torch
 from rich.console import Console
 
 import cvkit
+from cvkit import escape
 from cvkit.cli import main
 from cvkit.errors import ConfigError, OptionError
 from cvkit.multiverse import (
+    ONE_RECIPE,
     analyse_cells,
     analyse_grid,
     cell_name,
     default_grid_dir,
     describe_grid,
     grid_record,
+    identical_message,
     parse_vary,
     recipe_cells,
 )
@@ -207,6 +211,10 @@ def test_vary_on_the_command_line(tiny_npz, tmp_path, capsys):
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "drop_last=true" in text and "2 recipe cells: 8 jobs trained" in text
+    # every training part of the tiny set fits in one batch of 32: drop_last cannot matter
+    assert "gave identical predictions for every model and job: one recipe in disguise" in " ".join(
+        text.split()
+    )
     assert (out / "drop_last=false").is_dir() and (out / "grid.md").exists() and (out / "grid.html").exists()
     predictions = pd.read_csv(out / "grid-predictions.csv")
     assert set(predictions.recipe_cell) == {"drop_last=true", "drop_last=false"}
@@ -463,6 +471,79 @@ def test_the_python_api_refuses_until_decided_and_a_grid_the_plan_does_not_fix(t
             out=tmp_path / "one", batch_size=8,
         )  # fmt: skip
     assert not (tmp_path / "one").exists()
+
+
+# --- cells that train identically --------------------------------------------------------------
+
+
+def test_cells_that_train_identically_are_named_and_counted_once(tiny, tmp_path):
+    # Each training part of the tiny set holds fewer than 64 samples: at batch size 64 it is one
+    # batch, which drop_last keeps either way; at 16 the last, incomplete batch differs.
+    out = tmp_path / "grid"
+    grid = cvkit.evaluate(
+        "logreg", vary={"batch_size": [16, 64], "drop_last": [True, False]}, out=out, data=tiny, **TINY_GRID
+    )
+    report = analyse_grid(grid)
+    assert [[cell_name(c) for c in group] for group in report.identical] == [
+        ["batch_size=64,drop_last=true", "batch_size=64,drop_last=false"]
+    ]
+    (variant,) = report.variants
+    assert [cell_name(c.cell) for c in variant.cells] == [
+        "batch_size=16,drop_last=true", "batch_size=16,drop_last=false", "batch_size=64,drop_last=true",
+    ]  # fmt: skip
+    assert variant.cells[0].verdict.family_size == 3  # the duplicate does not widen the Holm family
+    assert f"in {variant.n_better} of 3 recipes" in variant.sentence
+    assert "(3 distinct recipes)" in variant.sentence
+    message = (
+        "cells drop_last=true and drop_last=false (batch_size=64) gave identical predictions for every "
+        "model and job: one recipe in disguise; the grid counts them as one"
+    )
+    record = grid_record(report)
+    assert record["identical"] == [
+        dict(cells=["batch_size=64,drop_last=true", "batch_size=64,drop_last=false"], message=message)
+    ]
+    assert record["cells"][2]["label"] == "batch_size=64,drop_last=true (= drop_last=false)"
+    assert record["cells"][2]["also"] == ["batch_size=64,drop_last=false"]
+    written = write_grid_reports(record, out)
+    assert escape.markdown(message) in written["md"].read_text()
+    assert html.escape(message) in written["html"].read_text()
+    assert json.loads(written["json"].read_text())["identical"][0]["message"] == message
+    console = Console(file=io.StringIO(), width=80)
+    render_grid(record, console)
+    assert message in " ".join(console.file.getvalue().split())
+    # the same cells counted as they were run: the batch-16 cells (which differ) stay apart
+    assert len(analyse_grid(cvkit.GridResults(out, grid.vary, grid.cells[:2])).cells) == 2
+
+
+def test_a_grid_whose_cells_all_train_identically_is_one_recipe(tiny, tmp_path):
+    grid = cvkit.evaluate(
+        "logreg", vary={"drop_last": [True, False]}, batch_size=64, out=tmp_path / "g", data=tiny, **TINY_GRID
+    )
+    report = analyse_grid(grid)
+    (variant,) = report.variants
+    assert len(report.cells) == 1 and variant.heterogeneity is None and not variant.robust
+    assert variant.answer == ONE_RECIPE and variant.answer in variant.sentence
+    record = grid_record(report)
+    assert record["variants"][0]["heterogeneity"] is None
+    written = write_grid_reports(record, tmp_path / "g")
+    assert "identical predictions" in written["md"].read_text()
+    console = Console(file=io.StringIO(), width=80)
+    render_grid(record, console)
+    assert "recipe x model" not in console.file.getvalue()
+
+
+def test_the_warning_names_the_settings_that_differ_and_those_shared():
+    group = [
+        {"batch_size": 16, "drop_last": True, "lr": 0.01},
+        {"batch_size": 16, "drop_last": False, "lr": 0.01},
+        {"batch_size": 16, "drop_last": False, "lr": 0.1},
+    ]
+    assert identical_message(group).startswith(
+        "cells drop_last=true,lr=0.01, drop_last=false,lr=0.01 and drop_last=false,lr=0.1 (batch_size=16) "
+        "gave identical predictions"
+    )
+    assert identical_message(group[:2][::-1]).startswith("cells drop_last=false and drop_last=true (")
+    assert "(" not in identical_message([{"lr": 0.01}, {"lr": 0.1}])
 
 
 # --- progress with varied epochs ----------------------------------------------------------------

@@ -47,18 +47,19 @@ def _interval(row: dict) -> str:
 
 
 def _rows(variant: dict) -> list[tuple[str, dict]]:
-    return [*((c["name"], c) for c in variant["cells"]), ("grid average", variant["overall"])]
+    return [*((c["label"], c) for c in variant["cells"]), ("grid average", variant["overall"])]
 
 
 def _notes(record: dict) -> list[str]:
-    """What the reader must know before the tables: the pre-registered plan the grid was run under."""
+    """What the reader must know before the tables: the pre-registered plan the grid was run
+    under, and cells that trained identically (counted once)."""
     notes = []
     registration = record["registration"]
     if registration is not None:
         notes.append(
             f"{registration_sentence(SimpleNamespace(**registration))} Recipe grid: {record['grid']}."
         )
-    return notes
+    return notes + [f"Warning: {group['message']}." for group in record["identical"]]
 
 
 def _heterogeneity_line(het: dict) -> str:
@@ -99,7 +100,8 @@ def render_grid(record: dict, console: Console | None = None) -> None:
             shown = escape.rich(name.replace(",", ", "))
             table.add_row(shown, _interval(row), p_holm, escape.rich(row["verdict"]))
         console.print(table)
-        console.print(escape.rich(_heterogeneity_line(variant["heterogeneity"])), highlight=False)
+        if variant["heterogeneity"] is not None:
+            console.print(escape.rich(_heterogeneity_line(variant["heterogeneity"])), highlight=False)
         console.print(escape.rich(variant["sentence"]), highlight=False)
 
 
@@ -171,7 +173,9 @@ def grid_markdown(record: dict, figures: list[str]) -> str:
         het = variant["heterogeneity"]
         lines += [
             "",
-            f"Recipe x model heterogeneity: p = {het['pvalue']:.3f}. Variance of the difference: "
+            "Per-cell intervals and p-values are Holm-adjusted across cells x variants."
+            if het is None
+            else f"Recipe x model heterogeneity: p = {het['pvalue']:.3f}. Variance of the difference: "
             f"recipe x model {het['recipe_x_model_variance']:.2g} (beyond the noise of a cell's mean, "
             f"{het['noise_variance']:.2g}), split (shared by every cell) {het['split_variance']:.2g}, "
             f"within cell {het['residual_variance']:.2g}. "
