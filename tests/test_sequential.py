@@ -166,3 +166,20 @@ def test_the_projection_crosses_the_t_scale_boundaries_the_looks_use():
     assert stats.sequential_detectable_effect(
         variances, dfs=[9, 14, 19, 24]
     ) > stats.sequential_detectable_effect(variances)
+
+
+def test_a_run_stopped_early_at_full_information_says_so():
+    from types import SimpleNamespace
+
+    from cvkit.verdict_text import sequential_sentence
+
+    first = stats.sequential_look(
+        0.0, 0.02, repeats=2, final_se=0.016, final=False, min_effect=0.05, rope=0.001
+    )
+    early = stats.sequential_look(
+        0.0, 0.0159, repeats=3, final_se=0.016, previous=(first,), final=False, min_effect=0.05, rope=0.001
+    )
+    assert early.decision == "inconclusive"
+    text = sequential_sentence(SimpleNamespace(sequential=[first, early]), max_repeats=8)
+    assert "stopped after 3 of at most 8 repeats" in text
+    assert "the information planned for the maximum was already reached" in text
