@@ -1,9 +1,11 @@
 """Calibration bench for the verdict's test, the seed-noise (A/A) check and the design advice.
 
 It does not assume the model it checks: data sets of the user's size are drawn from a large
-tabular population, real learners are trained with real seed noise on the splits cvkit makes
-(``cvkit.splits.make_plan``), and every candidate verdict test is run on the per-job AUCs the
-pipeline would compute. Measured per training regime (converged to very unstable):
+tabular population (or, in the ``breastmnist`` regime, with replacement from the 780 BreastMNIST
+images, when ``../shared/data/breastmnist.npz`` is there), real learners are trained with real
+seed noise on the splits cvkit makes (``cvkit.splits.make_plan``), and every candidate verdict
+test is run on the per-job AUCs the pipeline would compute. Measured per training regime
+(converged to very unstable):
 
 - false-positive rate under A = B (the variant sees a different but exchangeable feature),
 - power and CI coverage at a stated true difference (the variant also sees one informative
@@ -12,10 +14,13 @@ pipeline would compute. Measured per training regime (converged to very unstable
 - the A/A seed-noise check: its false-positive rate, and its power against an offset of one
   seed-sd versus the power it states,
 - the design advice: the power the design model projects from a small pilot for bigger designs
-  versus the power those designs reach in the bench.
+  versus the power those designs reach in the bench,
+- the sequential rule (``--until-decided``): its false-positive rate, its power at the effect it
+  is planned for, the jobs it saves, and the power ``cvkit plan`` states for a difference of 0.03
+  (two fixed designs and the rule) versus the power reached.
 
-    python benchmarks/calibration.py --out table.md            # full run (about 40 min, 2 cores)
-    python benchmarks/calibration.py --reduced --out table.md  # CI run (about a minute, 1 core)
+    python benchmarks/calibration.py --out table.md            # full run (about 20 min, 2 cores)
+    python benchmarks/calibration.py --reduced --out table.md  # CI run (about 2 minutes, 2 cores)
 
 Binomial margins are 1.96 sqrt(p (1 - p) / N) at the nominal rate (5% for FPR, 95% for coverage).
 """
