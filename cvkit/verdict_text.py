@@ -91,8 +91,12 @@ def sequential_sentence(c, max_repeats: int) -> str:
         equivalent="the repeated interval lies inside the ROPE",
         futile=f"futility: {100 * look.conditional_power:.0f}% conditional power to reach the boundary for "
         "the smallest effect of interest",
-        inconclusive=f"the maximum was reached without crossing the boundary (|z| {abs(look.z):.2f} < "
-        f"{look.boundary:.2f})",
+        inconclusive=(
+            "the maximum was reached"
+            if look.repeats >= max_repeats
+            else "the information planned for the maximum was already reached"
+        )
+        + f" without crossing the boundary (|z| {abs(look.z):.2f} < {look.boundary:.2f})",
     )
     if look.decision == "continue":
         head = f"Sequential design: still running, {look.repeats} of at most {max_repeats} repeats so far"

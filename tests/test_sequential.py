@@ -83,10 +83,10 @@ def test_repeated_confidence_intervals_cover_at_every_look_at_once():
     [(0.10, "better"), (-0.10, "worse"), (0.0005, "equivalent"), (0.0, "futile"), (0.03, "continue")],
 )
 def test_a_look_decides(estimate, decision):
+    scale = 1.0 if decision != "equivalent" else 0.1  # a precise run: its final se is small too
     look = stats.sequential_look(
-        estimate, 0.02 if decision != "equivalent" else 0.002, repeats=2, final_se=0.016, final=False,
-        min_effect=0.05, rope=0.01,
-    )  # fmt: skip
+        estimate, 0.02 * scale, repeats=2, final_se=0.016 * scale, final=False, min_effect=0.05, rope=0.01
+    )
     assert look.decision == decision
     assert look.low == pytest.approx(estimate - look.boundary * look.se)
     assert 0 < look.fraction < 1
@@ -112,6 +112,24 @@ def test_the_last_look_without_a_crossing_is_inconclusive_and_fractions_keep_inc
         rope=0.01,
     )
     assert last.fraction == 1.0 and last.decision == "inconclusive"
+
+
+def test_a_look_that_already_holds_the_planned_information_is_the_last():
+    # The se can fall to the projected final se before the maximum (a lucky run, or a projection
+    # from a noisy pilot); once the information fraction is at 1 the look is final, not an error.
+    first = stats.sequential_look(
+        0.02, 0.02, repeats=2, final_se=0.016, final=False, min_effect=0.05, rope=0.01
+    )
+    early = stats.sequential_look(
+        0.02, 0.0159, repeats=3, final_se=0.016, previous=(first,), final=False, min_effect=0.05, rope=0.01
+    )
+    assert early.fraction == 1.0 and early.decision in ("better", "inconclusive")
+    assert early.decision == ("better" if early.z >= early.boundary else "inconclusive")
+    almost = stats.sequential_look(
+        0.02, 0.016 * (1 + 1e-8), repeats=3, final_se=0.016, previous=(first,), final=False,
+        min_effect=0.05, rope=0.01,
+    )  # fmt: skip
+    assert almost.fraction == 1.0
 
 
 def test_the_t_scale_boundary_is_wider_with_few_degrees_of_freedom():
@@ -148,3 +166,20 @@ def test_the_projection_crosses_the_t_scale_boundaries_the_looks_use():
     assert stats.sequential_detectable_effect(
         variances, dfs=[9, 14, 19, 24]
     ) > stats.sequential_detectable_effect(variances)
+
+
+def test_a_run_stopped_early_at_full_information_says_so():
+    from types import SimpleNamespace
+
+    from cvkit.verdict_text import sequential_sentence
+
+    first = stats.sequential_look(
+        0.0, 0.02, repeats=2, final_se=0.016, final=False, min_effect=0.05, rope=0.001
+    )
+    early = stats.sequential_look(
+        0.0, 0.0159, repeats=3, final_se=0.016, previous=(first,), final=False, min_effect=0.05, rope=0.001
+    )
+    assert early.decision == "inconclusive"
+    text = sequential_sentence(SimpleNamespace(sequential=[first, early]), max_repeats=8)
+    assert "stopped after 3 of at most 8 repeats" in text
+    assert "the information planned for the maximum was already reached" in text

@@ -264,10 +264,12 @@ def sequential_look(
     """
     before = [look.fraction for look in previous]
     floor = before[-1] + 1e-6 if before else 1e-6
-    fraction = (
-        1.0 if final else float(np.clip(final_se**2 / se**2 if se > 0 else 1.0 - 1e-6, floor, 1.0 - 1e-6))
-    )
-    fraction = max(fraction, floor)
+    observed = final_se**2 / se**2 if se > 0 else 1.0
+    # A look that already holds the information planned for the maximum (its se at or below the
+    # projected final se, after earlier looks took fractions up to just under 1) is the last look:
+    # the rest of alpha is spent on it, as a group-sequential design does when information runs ahead.
+    final = final or max(observed, floor) >= 1.0 - 1e-6
+    fraction = 1.0 if final else float(max(observed, floor))
     boundaries = sequential_boundaries([*before, fraction], alpha)
     c = _on_t_scale(float(boundaries[-1]), df)
     if se > 0:
