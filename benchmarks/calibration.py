@@ -2,7 +2,7 @@
 
 It does not assume the model it checks: data sets of the user's size are drawn from a large
 tabular population (or, in the ``breastmnist`` regime, with replacement from the 780 BreastMNIST
-images, when ``../shared/data/breastmnist.npz`` is there), real learners are trained with real
+images, when the BreastMNIST file is there), real learners are trained with real
 seed noise on the splits cvkit makes (``cvkit.splits.make_plan``), and every candidate verdict
 test is run on the per-job AUCs the pipeline would compute. Measured per training regime
 (converged to very unstable):
