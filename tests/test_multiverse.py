@@ -276,3 +276,66 @@ def test_the_variance_decomposition_recovers_known_components():
     split, residual, interaction = np.mean(estimates, axis=0)
     assert split == pytest.approx(0.03**2, rel=0.15) and residual == pytest.approx(0.02**2, rel=0.1)
     assert 0.5 * 0.02**2 < interaction <= 1.1 * 0.02**2  # conservative: the corrected t's noise
+
+
+# --- the recipe x model test: Hotelling's overlap-corrected T^2 (issue 20) -----------------------
+
+
+def _hotelling_by_hand(cells):
+    """The test from its definition, with another contrast basis (cell c - cell 0, not orthonormal):
+    T^2 is invariant to it, so an error in the module's contrasts or scaling shows."""
+    from scipy import stats
+
+    d = np.stack([c.split_differences() for c in cells])
+    y = d[1:] - d[0]
+    p, n_splits = y.shape
+    covariance = (1 / n_splits + cells[0].n_test / cells[0].n_train) * np.atleast_2d(np.cov(y))
+    t2 = y.mean(axis=1) @ np.linalg.solve(covariance, y.mean(axis=1))
+    return stats.f.sf((n_splits - p) / (p * (n_splits - 1)) * t2, p, n_splits - p)
+
+
+def test_the_recipe_x_model_test_is_the_overlap_corrected_hotelling_t2():
+    rng = np.random.default_rng(11)
+    for effects, structure in (([0.03, 0, 0, 0], "unequal"), ([0, 0.01, 0.02, 0.03], "unstable")):
+        cells = synthetic_grid(rng, effects, structure=structure)
+        h = recipe_heterogeneity(cells)
+        assert h.method == "hotelling" and h.df == (3.0, 12.0)
+        assert h.pvalue == pytest.approx(_hotelling_by_hand(cells), rel=1e-9)
+    # Two cells: the corrected resampled t on the difference between the cells' differences.
+    from cvkit.stats import difference_test
+
+    a, b = synthetic_grid(rng, [0.03, 0.0])
+    between = PairedJobScores(a.repeat, a.fold, a.seed, b.diffs, a.diffs, n_train=a.n_train, n_test=a.n_test)
+    assert recipe_heterogeneity([a, b]).pvalue == pytest.approx(difference_test(between, "corrected_t").p)
+
+
+def test_cells_in_lockstep_are_equal_or_certainly_different():
+    cells = synthetic_grid(np.random.default_rng(12), [0.0, 0.0])
+    assert recipe_heterogeneity([cells[0]] * 4).pvalue == 1.0
+    c = cells[0]
+    shifted = PairedJobScores(c.repeat, c.fold, c.seed, c.baseline, c.variant + 0.01, n_train=120, n_test=30)
+    assert recipe_heterogeneity([c, shifted]).pvalue == 0.0  # the same noise, 0.01 apart: no doubt
+
+
+def test_many_cells_on_few_splits_fall_back_to_the_max_deviation_test():
+    cells = synthetic_grid(np.random.default_rng(13), [0.0] * 4, repeats=1)  # J - p = 2 < p = 3
+    h = recipe_heterogeneity(cells)
+    assert h.method == "max_deviation" and h.pvalue == pytest.approx(min(1.0, 4 * min(h.pvalues)))
+
+
+@pytest.mark.parametrize("structure", ["unequal", "unstable", "repeat"])
+def test_the_recipe_x_model_test_keeps_its_level_under_every_noise_structure(structure):
+    n = 400
+    for effects in ([0.0] * 4, [0.0, 0.0]):
+        rates = bench.heterogeneity_rates(effects, n, seed=14, structure=structure)
+        assert rates["new"] <= binomial_ceiling(0.05, n), (structure, effects, rates)
+
+
+def test_the_recipe_x_model_test_outpowers_the_max_deviation_test_where_it_was_weak():
+    # Unequal noise across recipes (the max-deviation test's t of the advantaged cell carries the
+    # noisy cells' variance) and two cells (it doubled one p-value): the new test finds more,
+    # by more than twice the binomial se of a difference of the two rates.
+    n = 400
+    for effects, structure in (([0.03, 0, 0, 0], "unequal"), ([0.03, 0.0], "dataset")):
+        rates = bench.heterogeneity_rates(effects, n, seed=15, structure=structure)
+        assert rates["new"] - rates["old"] > 2 * np.sqrt(0.5 / n), (structure, rates)
