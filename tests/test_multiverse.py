@@ -3,6 +3,7 @@
 import importlib.util
 import io
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -339,3 +340,60 @@ def test_the_recipe_x_model_test_outpowers_the_max_deviation_test_where_it_was_w
     for effects, structure in (([0.03, 0, 0, 0], "unequal"), ([0.03, 0.0], "dataset")):
         rates = bench.heterogeneity_rates(effects, n, seed=15, structure=structure)
         assert rates["new"] - rates["old"] > 2 * np.sqrt(0.5 / n), (structure, rates)
+
+
+# --- the across-recipe analysis with real learners (benchmarks/calibration_recipes.py) ----------
+
+
+_real_spec = importlib.util.spec_from_file_location(
+    "calibration_recipes_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "calibration_recipes.py"
+)
+real = importlib.util.module_from_spec(_real_spec)
+sys.modules[_real_spec.name] = real  # its dataclasses look their module up there
+_real_spec.loader.exec_module(real)
+
+
+def test_the_real_learner_recipe_check_runs_cvkits_analysis_and_reports_each_claim(tmp_path):
+    out = tmp_path / "recipes.md"
+    summary = real.main(["--reduced", "--out", str(out)])
+    text = out.read_text(encoding="utf-8")
+    n = real.REDUCED.n_datasets
+    assert "## Across-recipe analysis (--vary) with real learners" in text
+    assert all(f"| {case} |" in text for case in real.CASES)
+    nowhere = summary["tallies"]["advantage nowhere"]
+    assert len(nowhere) == n and {t["method"] for t in nowhere} == {"hotelling"}
+    # Advantage nowhere: "robust" needs all four cells better by chance (about 0.05^4 per data set);
+    # 4 of 12 false claims of any kind has probability < 0.3% at a 5% rate.
+    assert sum(t["robust"] for t in nowhere) == 0
+    for key in ("false_cell_better", "overall_better", "heterogeneity", "depends"):
+        assert sum(t[key] for t in nowhere) <= 3, key
+
+
+def test_the_real_learner_grid_has_its_advantage_in_one_cell_only():
+    # The bench's known truth: under (b) the advantaged cell's difference is positive and the twin
+    # cells' differences are not (12 data sets: the se of a mean over them is about 0.004).
+    from cvkit.stats import difference_test
+
+    estimates = []
+    for index in range(12):
+        result = real.run_dataset(real.REDUCED, index)
+        estimates.append([difference_test(j).estimate for j in real.case_jobs(result, real.CASES[1])])
+    means = np.mean(estimates, axis=0)
+    advantaged = real.CELLS.index(real.ADVANTAGED)
+    assert means[advantaged] > 0.01
+    assert all(abs(m) < 0.012 for i, m in enumerate(means) if i != advantaged), means
+
+
+def test_calibration_recipes_flag_appends_the_section(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location(
+        "calibration_bench_hook", Path(__file__).resolve().parents[1] / "benchmarks" / "calibration.py"
+    )
+    calibration = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = calibration  # its dataclasses look their module up there
+    spec.loader.exec_module(calibration)
+    out = tmp_path / "table.md"
+    out.write_text("# Calibration bench\n", encoding="utf-8")
+    monkeypatch.setattr(calibration, "run", lambda config, on_regime=None: ({}, {}, {}))  # no regimes
+    calibration.main(["--out", str(out), "--recipes", "2", "--regimes", "converged"])
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("# Calibration bench\n") and "2 data sets of n = 428 per case" in text
