@@ -235,12 +235,15 @@ def main(argv=None) -> dict:
         with open(args.from_raw, "rb") as f:
             raw = pickle.load(f)
         config, results = raw["config"], raw["results"]
+        config = RecipeConfig(**config) if isinstance(config, dict) else config
     summary = run(config, progress=lambda text: print(text, flush=True), results=results)
     if args.from_raw:
         summary["seconds"] = raw["seconds"]  # the training's wall time, not the re-analysis's
     if args.raw:
         with open(args.raw, "wb") as f:
-            pickle.dump(dict(config=config, results=summary["results"], seconds=summary["seconds"]), f)
+            # the config as a dict: the class lives in __main__ when this file runs as a script
+            raw = dict(config=config.__dict__, results=summary["results"], seconds=summary["seconds"])
+            pickle.dump(raw, f)
     text = section(summary)
     with open(args.out, "w", encoding="utf-8") as f:
         f.write(text)
