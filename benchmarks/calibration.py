@@ -827,6 +827,9 @@ def main(argv=None):
     )
     parser.add_argument("--raw", help="pickle of the per-job scores, written after each regime")
     parser.add_argument("--from-raw", help="re-evaluate a --raw pickle instead of training")
+    parser.add_argument(
+        "--recipes", type=int, default=0, help="also run the across-recipe check on N data sets (appended)"
+    )
     args = parser.parse_args(argv)
     config = REDUCED if args.reduced else FULL
     overrides = {}
@@ -868,6 +871,9 @@ def main(argv=None):
         write(results, truths, summary)
         return summary
     _, _, summary = run(config, on_regime=write)
+    if args.recipes:  # --vary's analysis with real learners: benchmarks/calibration_recipes.py
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        __import__("calibration_recipes").append_section(args.out, args.recipes, n_samples=config.n_samples)
     return summary
 
 

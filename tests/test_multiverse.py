@@ -5,6 +5,7 @@ import importlib.util
 import io
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -581,3 +582,142 @@ def test_each_cell_shows_its_own_epochs_when_the_grid_varies_them(tiny, tmp_path
         [], vary={"epochs": [1, 2]}, out=tmp_path / "g", data=tiny, folds=2, repeats=1, progress=display
     )
     assert display.runs == [dict(expected=2, trained=2), dict(expected=4, trained=4)]
+
+
+# --- the recipe x model test: Hotelling's overlap-corrected T^2 (issue 20) -----------------------
+
+
+def _hotelling_by_hand(cells):
+    """The test from its definition, with another contrast basis (cell c - cell 0, not orthonormal):
+    T^2 is invariant to it, so an error in the module's contrasts or scaling shows."""
+    from scipy import stats
+
+    d = np.stack([c.split_differences() for c in cells])
+    y = d[1:] - d[0]
+    p, n_splits = y.shape
+    covariance = (1 / n_splits + cells[0].n_test / cells[0].n_train) * np.atleast_2d(np.cov(y))
+    t2 = y.mean(axis=1) @ np.linalg.solve(covariance, y.mean(axis=1))
+    return stats.f.sf((n_splits - p) / (p * (n_splits - 1)) * t2, p, n_splits - p)
+
+
+def test_the_recipe_x_model_test_is_the_overlap_corrected_hotelling_t2():
+    rng = np.random.default_rng(11)
+    for effects, structure in (([0.03, 0, 0, 0], "unequal"), ([0, 0.01, 0.02, 0.03], "unstable")):
+        cells = synthetic_grid(rng, effects, structure=structure)
+        h = recipe_heterogeneity(cells)
+        assert h.method == "hotelling" and h.df == (3.0, 12.0)
+        assert h.pvalue == pytest.approx(_hotelling_by_hand(cells), rel=1e-9)
+    # Two cells: the corrected resampled t on the difference between the cells' differences.
+    from cvkit.stats import difference_test
+
+    a, b = synthetic_grid(rng, [0.03, 0.0])
+    between = PairedJobScores(a.repeat, a.fold, a.seed, b.diffs, a.diffs, n_train=a.n_train, n_test=a.n_test)
+    assert recipe_heterogeneity([a, b]).pvalue == pytest.approx(difference_test(between, "corrected_t").p)
+
+
+def test_cells_in_lockstep_are_equal_or_certainly_different():
+    cells = synthetic_grid(np.random.default_rng(12), [0.0, 0.0])
+    assert recipe_heterogeneity([cells[0]] * 4).pvalue == 1.0
+    c = cells[0]
+    shifted = PairedJobScores(c.repeat, c.fold, c.seed, c.baseline, c.variant + 0.01, n_train=120, n_test=30)
+    assert recipe_heterogeneity([c, shifted]).pvalue == 0.0  # the same noise, 0.01 apart: no doubt
+
+
+def test_many_cells_on_few_splits_fall_back_to_the_max_deviation_test():
+    cells = synthetic_grid(np.random.default_rng(13), [0.0] * 4, repeats=1)  # J - p = 2 < p = 3
+    h = recipe_heterogeneity(cells)
+    assert h.method == "max_deviation" and h.pvalue == pytest.approx(min(1.0, 4 * min(h.pvalues)))
+
+
+@pytest.mark.parametrize("structure", ["unequal", "unstable", "repeat"])
+def test_the_recipe_x_model_test_keeps_its_level_under_every_noise_structure(structure):
+    n = 400
+    for effects in ([0.0] * 4, [0.0, 0.0]):
+        rates = bench.heterogeneity_rates(effects, n, seed=14, structure=structure)
+        assert rates["new"] <= binomial_ceiling(0.05, n), (structure, effects, rates)
+
+
+def test_the_recipe_x_model_test_outpowers_the_max_deviation_test_where_it_was_weak():
+    # Unequal noise across recipes (the max-deviation test's t of the advantaged cell carries the
+    # noisy cells' variance) and two cells (it doubled one p-value): the new test finds more,
+    # by more than twice the binomial se of a difference of the two rates.
+    n = 400
+    for effects, structure in (([0.03, 0, 0, 0], "unequal"), ([0.03, 0.0], "dataset")):
+        rates = bench.heterogeneity_rates(effects, n, seed=15, structure=structure)
+        assert rates["new"] - rates["old"] > 2 * np.sqrt(0.5 / n), (structure, rates)
+
+
+# --- the across-recipe analysis with real learners (benchmarks/calibration_recipes.py) ----------
+
+
+_real_spec = importlib.util.spec_from_file_location(
+    "calibration_recipes_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "calibration_recipes.py"
+)
+real = importlib.util.module_from_spec(_real_spec)
+sys.modules[_real_spec.name] = real  # its dataclasses look their module up there
+_real_spec.loader.exec_module(real)
+
+
+def test_the_real_learner_recipe_check_runs_cvkits_analysis_and_reports_each_claim(tmp_path):
+    out = tmp_path / "recipes.md"
+    summary = real.main(["--reduced", "--out", str(out)])
+    text = out.read_text(encoding="utf-8")
+    n = real.REDUCED.n_datasets
+    assert "## Across-recipe analysis (--vary) with real learners" in text
+    assert all(f"| {case} |" in text for case in real.CASES)
+    nowhere = summary["tallies"]["advantage nowhere"]
+    assert len(nowhere) == n and {t["method"] for t in nowhere} == {"hotelling"}
+    # Advantage nowhere: "robust" needs all four cells better by chance (about 0.05^4 per data set);
+    # 4 of 12 false claims of any kind has probability < 0.3% at a 5% rate.
+    assert sum(t["robust"] for t in nowhere) == 0
+    for key in ("false_cell_better", "overall_better", "heterogeneity", "depends"):
+        assert sum(t[key] for t in nowhere) <= 3, key
+
+
+def test_the_real_learner_grid_has_its_advantage_in_one_cell_only():
+    # The bench's known truth: under (b) the advantaged cell's difference is positive and the twin
+    # cells' differences are not (12 data sets: the se of a mean over them is about 0.004).
+    from cvkit.stats import difference_test
+
+    estimates = []
+    for index in range(12):
+        result = real.run_dataset(real.REDUCED, index)
+        estimates.append([difference_test(j).estimate for j in real.case_jobs(result, real.CASES[1])])
+    means = np.mean(estimates, axis=0)
+    advantaged = real.CELLS.index(real.ADVANTAGED)
+    assert means[advantaged] > 0.01
+    assert all(abs(m) < 0.012 for i, m in enumerate(means) if i != advantaged), means
+
+
+def test_calibration_recipes_flag_appends_the_section(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location(
+        "calibration_bench_hook", Path(__file__).resolve().parents[1] / "benchmarks" / "calibration.py"
+    )
+    calibration = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = calibration  # its dataclasses look their module up there
+    spec.loader.exec_module(calibration)
+    out = tmp_path / "table.md"
+    out.write_text("# Calibration bench\n", encoding="utf-8")
+    monkeypatch.setattr(calibration, "run", lambda config, on_regime=None: ({}, {}, {}))  # no regimes
+    calibration.main(["--out", str(out), "--recipes", "2", "--regimes", "converged"])
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("# Calibration bench\n") and "2 data sets of n = 428 per case" in text
+
+
+def test_the_grid_average_carries_a_bound_on_the_test_sample_variance():
+    # Cauchy-Schwarz: the test-sample sd of a mean of differences is at most the mean of their sds;
+    # with it the grid average is tested by the verdict's default method, like a cell (the
+    # corrected t on averaged scores rejected 12.0% of 400 A = B real-learner grids, this 7.0%).
+    from cvkit.stats import DEFAULT_VERDICT_METHOD, grid_average
+
+    a, b = synthetic_grid(np.random.default_rng(16), [0.0, 0.0])
+    with_variances = [
+        PairedJobScores(c.repeat, c.fold, c.seed, c.baseline, c.variant, 120, 30, np.full(15, v))
+        for c, v in ((a, 0.0004), (b, 0.0016))
+    ]
+    average = grid_average(with_variances)
+    assert average.diff_variance == pytest.approx(np.full(15, 0.03**2))  # ((0.02 + 0.04) / 2)^2
+    report = analyse_cells(recipe_cells({"drop_last": [True, False]}), {"v": with_variances},
+                           vary={"drop_last": [True, False]}, baseline="b")  # fmt: skip
+    assert report.variants[0].overall.ttest.method == DEFAULT_VERDICT_METHOD
+    assert grid_average([a, b]).diff_variance is None  # no variances: the corrected t, as before
