@@ -790,7 +790,7 @@ def _compare_as_asked(results, args, **more):
 
 
 def _plan(args, console, errors) -> int:
-    from .planning import plan_from_priors, plan_from_run, write_analysis_plan
+    from .planning import grid_power, plan_from_priors, plan_from_run, write_analysis_plan
     from .report import check_not_store, render_plan, write_plan_json
     from .results import Results
 
@@ -836,17 +836,19 @@ def _plan(args, console, errors) -> int:
 
         grid = parse_vary(args.vary)
     render_plan(plan, console, jobs=args.jobs)
-    if grid is not None and plan.recommended is not None:
+    # Before anything is written: the design to pre-register (refused in one line when there is
+    # none); a grid's power is stated for it, else for the recommended design.
+    design = _registered_design(args, plan, grid) if args.write else plan.recommended
+    power = None if grid is None or design is None else grid_power(plan, design, grid)
+    if power is not None:
         from .multiverse import grid_cost
 
-        n_variants = max(1, len(plan.variants))
-        cost = grid_cost(plan.recommended, grid, n_variants=n_variants, alpha=plan.alpha, jobs=args.jobs)
-        console.print(escape.rich(cost), highlight=False)
+        console.print(escape.rich(grid_cost(power, jobs=args.jobs)), highlight=False)
     if args.json:
-        write_plan_json(plan, args.json)
+        write_plan_json(plan, args.json, grid=power)
         console.print(f"plan -> {escape.rich(args.json)}", highlight=False)
     if args.write:
-        registered = _pre_register(args, plan, results, grid)
+        registered = _pre_register(args, plan, results, grid, design)
         write_analysis_plan(registered, args.write)
         say(
             console,
@@ -929,10 +931,10 @@ def _apply_plan(args):
     return registration
 
 
-def _pre_register(args, plan, results, grid):
-    """The analysis plan ``cvkit plan --write`` fixes: the chosen (or recommended) design, the
-    models from the flags or the earlier run, and the recipe grid of ``--vary`` if any."""
-    from .planning import analysis_plan, plan_design, plan_sequential
+def _registered_design(args, plan, grid):
+    """The design ``cvkit plan --write`` fixes: sequential (``--until-decided``), ``--design``, or
+    the recommended one."""
+    from .planning import plan_design, plan_sequential
 
     if args.until_decided:
         if grid is not None:
@@ -943,25 +945,31 @@ def _pre_register(args, plan, results, grid):
             )
         if args.design is not None:
             raise CvkitError("--design fixes a fixed design; with --until-decided give --max-repeats")
-        design = plan_sequential(plan, args.max_repeats)
-    elif args.design is None:
-        design = plan.recommended
-        if design is None or design.data_factor != 1:
+        return plan_sequential(plan, args.max_repeats)
+    if args.design is None:
+        if plan.recommended is None or plan.recommended.data_factor != 1:
             raise CvkitError(
                 "no design on this data reaches the target power: choose the one to pre-register with "
                 "--design KxRxS (e.g. --design 5x3x2)"
             )
-    else:
-        try:
-            k, r, s = (int(part) for part in args.design.lower().split("x"))
-        except ValueError:
-            raise CvkitError(f"--design {args.design!r}: write folds x repeats x seeds, e.g. 5x3x2") from None
-        if k < 2 or r < 1 or s < 1:
-            raise CvkitError(f"--design {args.design!r}: needs folds >= 2, repeats >= 1, seeds >= 1")
-        matches = [
-            d for d in plan.designs if (d.n_folds, d.n_repeats, d.n_seeds, d.data_factor) == (k, r, s, 1.0)
-        ]
-        design = matches[0] if matches else plan_design(plan, k, r, s)
+        return plan.recommended
+    try:
+        k, r, s = (int(part) for part in args.design.lower().split("x"))
+    except ValueError:
+        raise CvkitError(f"--design {args.design!r}: write folds x repeats x seeds, e.g. 5x3x2") from None
+    if k < 2 or r < 1 or s < 1:
+        raise CvkitError(f"--design {args.design!r}: needs folds >= 2, repeats >= 1, seeds >= 1")
+    matches = [
+        d for d in plan.designs if (d.n_folds, d.n_repeats, d.n_seeds, d.data_factor) == (k, r, s, 1.0)
+    ]
+    return matches[0] if matches else plan_design(plan, k, r, s)
+
+
+def _pre_register(args, plan, results, grid, design):
+    """The analysis plan ``cvkit plan --write`` fixes: ``design`` (``_registered_design``'s), the
+    models from the flags or the earlier run, and the recipe grid of ``--vary`` if any."""
+    from .planning import analysis_plan
+
     recipe = (results.recipe or {}) if results is not None else {}
     variants = args.variant or recipe.get("variants") or []
     baseline = args.baseline or recipe.get("baseline")

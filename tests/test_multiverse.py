@@ -24,14 +24,21 @@ from cvkit.multiverse import (
     cell_name,
     default_grid_dir,
     describe_grid,
+    grid_cost,
     grid_record,
     identical_message,
     parse_vary,
     recipe_cells,
 )
-from cvkit.planning import read_analysis_plan, write_analysis_plan
+from cvkit.planning import (
+    grid_power,
+    plan_design,
+    plan_from_priors,
+    read_analysis_plan,
+    write_analysis_plan,
+)
 from cvkit.report import forest_figure, render_grid, write_grid_reports
-from cvkit.stats import PairedJobScores, recipe_heterogeneity
+from cvkit.stats import PairedJobScores, design_power, recipe_heterogeneity
 from cvkit.trainers import TrainConfig
 from cvkit.trainers._torch import _batches
 
@@ -237,6 +244,67 @@ def test_cvkit_plan_states_the_cost_of_a_grid(capsys):
     assert "a grid of 4 recipe cells (batch_size {16, 32} x drop_last {yes, no})" in text
     assert "80 trainings, about 0.4 h" in text and "Holm family of 4" in text
     assert main([*argv, "--vary", "batch_size=big"]) == 2
+
+
+GRID_PRIORS = dict(n_samples=428, fold_sd=0.03, min_effect=0.05)
+
+
+@pytest.mark.parametrize("n_variants", [1, 2])
+def test_a_grid_plan_projects_each_cell_at_holms_first_step_and_the_average_conservatively(n_variants):
+    plan = plan_from_priors(**GRID_PRIORS, n_variants=n_variants)
+    vary = {"batch_size": [16, 32], "drop_last": [True, False]}
+    design = plan.recommended
+    power = grid_power(plan, design, vary)
+    where = dict(n_folds=design.n_folds, n_repeats=design.n_repeats, n_seeds=design.n_seeds)
+    # one cell's verdict: the first of a Holm family of cells x variants
+    assert power.n_cells == 4 and power.cell_alpha == pytest.approx(0.05 / (4 * n_variants))
+    expected = design_power(plan.variance, 0.05, alpha=0.05 / (4 * n_variants), method=plan.method, **where)
+    assert power.cell_power == pytest.approx(expected)
+    assert power.cell_power < design.power and power.cell_detectable > design.detectable
+    # the grid average, tested over the variants, with the single-design variance: the lower bound
+    assert power.average_alpha == pytest.approx(0.05 / n_variants)
+    assert power.average_power == pytest.approx(design.power) and design.reaches
+    text = " ".join(grid_cost(power).split())
+    assert f"one cell's verdict {100 * power.cell_power:.0f}%" in text
+    assert f"the grid average's at least {100 * design.power:.0f}%" in text
+    assert f"alpha {0.05 / (4 * n_variants):.3g}" in text and "conservative" in text
+
+
+def test_cvkit_plan_states_a_grids_power_in_the_terminal_the_json_and_the_plan_file(tmp_path, capsys):
+    argv = [*PRIORS, "--vary", "batch_size=16,32", "--vary", "drop_last=true,false"]
+    plan_file, plan_json = tmp_path / "plan.toml", tmp_path / "plan.json"
+    assert main([*argv, "--write", str(plan_file), "--json", str(plan_json)]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    # the design written (--design 2x1x1), not the recommended one, is the one stated
+    plan = plan_from_priors(n_samples=60, fold_sd=0.1, min_effect=0.1, folds=2)
+    power = grid_power(plan, plan_design(plan, 2, 1, 1), parse_vary(argv[-3::2]))
+    assert "at 2 folds x 1 repeat x 1 seed per split" in text
+    assert f"one cell's verdict {100 * power.cell_power:.0f}%" in text
+    recorded = json.loads(plan_json.read_text())["plan"]["grid"]
+    assert recorded["cell_power"] == pytest.approx(power.cell_power) and recorded["n_cells"] == 4
+    assert recorded["average_power"] == pytest.approx(power.average_power)
+    assert recorded["cell_alpha"] == pytest.approx(0.0125) and "conservative" in recorded["basis"]
+    registered = read_analysis_plan(plan_file)
+    stated = registered.content["power"]
+    assert stated["cell_alpha"] == pytest.approx(0.0125)
+    assert stated["cell_projected"] == pytest.approx(power.cell_power, abs=1e-4)
+    assert stated["projected"] == pytest.approx(power.average_power, abs=1e-4)
+    assert "single-design variance" in stated["grid_basis"]
+    for name in ("again.toml", "again.json"):  # the new keys round-trip with the hash
+        write_analysis_plan(registered, tmp_path / name)
+        assert read_analysis_plan(tmp_path / name).sha256 == registered.sha256
+
+
+def test_a_plan_without_a_grid_is_written_as_before(tmp_path, capsys):
+    plain, plain_json = tmp_path / "plain.toml", tmp_path / "plain.json"
+    assert main([*PRIORS, "--write", str(plain), "--json", str(plain_json)]) == 0
+    # the content hash this command wrote before grids stated their own power (cvkit at 4decc4f)
+    assert (
+        read_analysis_plan(plain).sha256 == "a775895696e39cefc03bd6f2c095692b02bf7a513bc4df7fc42810d38476c199"
+    )
+    assert not any(key.startswith(("cell_", "grid_")) for key in read_analysis_plan(plain).content["power"])
+    assert "grid" not in json.loads(plain_json.read_text())["plan"]
+    assert "one cell's verdict" not in capsys.readouterr().out
 
 
 def test_hostile_names_are_escaped_in_every_grid_report(tmp_path):
