@@ -263,8 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=V1,V2",
         help="run the comparison in every cell of a grid of recipes (repeatable: batch_size=16,32 "
         "--vary drop_last=true,false) and say whether the verdict holds in each; each cell is a run "
-        "under --out (default: reports/grid-<variants>-vs-<baseline>-<data>), grid.html/grid.md/grid.json "
-        "beside them",
+        "under --out (default: reports/grid-<variants>-vs-<baseline>-<data>), grid.json and "
+        "grid-predictions.csv beside them, and the --report documents grid.html, grid.md, grid.tex",
     )
     ev.add_argument("--reports-dir", default=REPORTS_DIR, help="where default run folders go")
     ev.add_argument("--json", default=None, metavar="PATH", help="also write a machine-readable summary")
@@ -272,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--report",
         default="html,md,latex",
         metavar="FORMATS",
-        help="reports written into the run folder: any of html,md,latex, or none",
+        help="reports written into the run folder (a grid's folder: grid.html, grid.md, grid.tex): any "
+        "of html,md,latex, or none",
     )
     ev.add_argument(
         "--holdout",
@@ -583,9 +584,10 @@ def _evaluate(args, console, errors) -> int:
     from .runner import JobProgress
 
     started = time.perf_counter()
+    formats = _report_formats(args.report)  # a mistyped format stops here, not after the training
     registration = _apply_plan(args) if args.plan else None
     if args.vary:
-        return _evaluate_grid(args, console, errors, started, registration)
+        return _evaluate_grid(args, console, errors, started, registration, formats)
     check_settings(rope=args.rope, alpha=args.alpha, min_effect=args.min_effect)  # now, not after training
     sequential = _sequential_rule(args)
     check_clinical_settings(args.nb_thresholds, args.operating_point)
@@ -625,11 +627,19 @@ def _evaluate(args, console, errors) -> int:
     )
     if args.json:
         write_json(results, args.json, report)
-    formats = [] if args.report == "none" else [f.strip() for f in args.report.split(",") if f.strip()]
     _write_documents(results, report, formats, console)
     if args.mlflow is not None:
         _export_mlflow(results, args.mlflow, None, console, report)
     return 0
+
+
+def _report_formats(text: str) -> list[str]:
+    """``--report``'s documents: ``none`` is none; an unknown format is refused in one line."""
+    from .report import check_formats
+
+    formats = [] if text == "none" else [f.strip() for f in text.split(",") if f.strip()]
+    check_formats(formats)
+    return formats
 
 
 def _config_objects(args):
@@ -642,9 +652,11 @@ def _config_objects(args):
     )
 
 
-def _evaluate_grid(args, console, errors, started, registration) -> int:
+def _evaluate_grid(args, console, errors, started, registration, formats) -> int:
     """``evaluate --vary`` (or a plan with a grid): every recipe cell as its own run, then the
-    across-recipe analysis."""
+    across-recipe analysis. ``formats`` (``--report``'s) are the documents written; the grid's
+    data, ``grid.json`` and ``grid-predictions.csv``, are written whatever they are, as a single
+    run's store is."""
     from .comparison import check_settings
     from .multiverse import analyse_grid, cell_name, grid_record, parse_vary
     from .report import render_grid, write_grid_predictions, write_grid_reports
@@ -688,12 +700,10 @@ def _evaluate_grid(args, console, errors, started, registration) -> int:
         f"{escape.rich(grid.run_dir)}",
         highlight=False,
     )
-    if args.report != "none":
-        written = write_grid_reports(record, grid.run_dir)
-        cells = [(cell_name(cell), cell, results) for cell, results in grid.cells]
-        written["csv"] = grid.run_dir / "grid-predictions.csv"
-        write_grid_predictions(cells, written["csv"])
-        console.print("reports: " + ", ".join(escape.rich(p) for p in written.values()), highlight=False)
+    written = write_grid_reports(record, grid.run_dir, formats)
+    written["csv"] = grid.run_dir / "grid-predictions.csv"
+    write_grid_predictions([(cell_name(cell), cell, results) for cell, results in grid.cells], written["csv"])
+    console.print("reports: " + ", ".join(escape.rich(p) for p in written.values()), highlight=False)
     if args.json:
         from .files import write_text
 

@@ -16,7 +16,7 @@ from rich.console import Console
 import cvkit
 from cvkit import escape
 from cvkit.cli import main
-from cvkit.errors import ConfigError, OptionError
+from cvkit.errors import ConfigError, CvkitError, OptionError
 from cvkit.multiverse import (
     ONE_RECIPE,
     analyse_cells,
@@ -214,8 +214,13 @@ def test_a_tiny_grid_shares_splits_and_a_wider_grid_trains_only_its_new_cells(ti
 def test_vary_on_the_command_line(tiny_npz, tmp_path, capsys):
     out = tmp_path / "grid"
     argv = ["evaluate", "plugins/fc_attention.py", "--data", str(tiny_npz), "--folds", "2", "--repeats", "1"]
-    argv += ["--epochs", "1", "--vary", "drop_last=true,false", "--out", str(out), "--report", "md,html"]
-    assert main(argv) == 0
+    argv += ["--epochs", "1", "--vary", "drop_last=true,false", "--out", str(out)]
+    # a format cvkit does not write: one line, exit 2, before any training
+    assert main([*argv, "--report", "md,pdf"]) == 2
+    err = capsys.readouterr().err
+    assert "--report pdf: choose from html, md, latex" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    assert main([*argv, "--report", "md,html"]) == 0
     text = capsys.readouterr().out
     assert "drop_last=true" in text and "2 recipe cells: 8 jobs trained" in text
     # every training part of the tiny set fits in one batch of 32: drop_last cannot matter
@@ -226,6 +231,19 @@ def test_vary_on_the_command_line(tiny_npz, tmp_path, capsys):
     predictions = pd.read_csv(out / "grid-predictions.csv")
     assert set(predictions.recipe_cell) == {"drop_last=true", "drop_last=false"}
     assert len(predictions) == 2 * predictions[predictions.recipe_cell == "drop_last=true"].shape[0]
+    assert not (out / "grid.tex").exists()  # --report md,html: no LaTeX
+    # --report as single runs take it: the grid's record and predictions always, the documents asked for
+    for path in (out / "grid.md", out / "grid.html", out / "grid.json"):
+        path.unlink()
+    assert main([*argv, "--report", "latex"]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "0 jobs trained" in shown and "grid.tex" in shown and "grid.md" not in shown
+    assert {p.name for p in out.glob("grid*") if p.is_file()} == {
+        "grid.json",
+        "grid.tex",
+        "grid-predictions.csv",
+        "grid-forest-1.png",  # the PNG: the first run's
+    }
 
 
 def test_the_default_grid_folder_names_the_data_and_the_baseline_not_the_varied_recipe():
@@ -322,6 +340,39 @@ def test_hostile_names_are_escaped_in_every_grid_report(tmp_path):
     render_grid(record, console)
     assert "script" in console.file.getvalue()  # printed as written, not taken as markup
     assert json.loads(written["json"].read_text())["variants"][0]["variant"] == name
+    latex = written["latex"].read_text()
+    assert "<script>" not in latex and "\\textless{}script\\textgreater{}" in latex and "\\$" in latex
+    assert "base|\\textless{}b\\textgreater{}" in latex and "\N{GREEK CAPITAL LETTER DELTA}" not in latex
+
+
+def _record(seed=9):
+    cells = recipe_cells(bench.GRID)
+    report = analyse_cells(
+        cells, {"v": synthetic_grid(np.random.default_rng(seed), [0.0] * 4)}, vary=bench.GRID, baseline="b"
+    )
+    return grid_record(report)
+
+
+@pytest.mark.parametrize(
+    "formats, files",
+    [
+        (["md"], {"grid.json", "grid.md", "grid-forest-1.png"}),
+        (["html"], {"grid.json", "grid.html"}),  # the forest plot is embedded: no PNG file
+        (["latex"], {"grid.json", "grid.tex"}),
+        ([], {"grid.json"}),  # --report none: the grid's record alone
+        (["html", "md", "latex"], {"grid.json", "grid.html", "grid.md", "grid-forest-1.png", "grid.tex"}),
+    ],
+)
+def test_the_grid_writes_the_documents_asked_for_and_always_its_record(tmp_path, formats, files):
+    written = write_grid_reports(_record(), tmp_path, formats)
+    assert {path.name for path in tmp_path.iterdir()} == files
+    assert set(written) == {"json", *formats}
+
+
+def test_an_unknown_grid_report_format_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(CvkitError, match="--report pdf: choose from html, md, latex"):
+        write_grid_reports(_record(), tmp_path, ["md", "pdf"])
+    assert not any(tmp_path.iterdir())
 
 
 def test_a_field_both_varied_and_fixed_is_refused(tiny_npz, tiny, tmp_path, capsys):
