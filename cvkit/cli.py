@@ -263,8 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=V1,V2",
         help="run the comparison in every cell of a grid of recipes (repeatable: batch_size=16,32 "
         "--vary drop_last=true,false) and say whether the verdict holds in each; each cell is a run "
-        "under --out (default: reports/grid-<variants>-vs-<baseline>-<data>), grid.html/grid.md/grid.json "
-        "beside them",
+        "under --out (default: reports/grid-<variants>-vs-<baseline>-<data>), grid.json and "
+        "grid-predictions.csv beside them, and the --report documents grid.html, grid.md, grid.tex",
     )
     ev.add_argument("--reports-dir", default=REPORTS_DIR, help="where default run folders go")
     ev.add_argument("--json", default=None, metavar="PATH", help="also write a machine-readable summary")
@@ -272,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--report",
         default="html,md,latex",
         metavar="FORMATS",
-        help="reports written into the run folder: any of html,md,latex, or none",
+        help="reports written into the run folder (a grid's folder: grid.html, grid.md, grid.tex): any "
+        "of html,md,latex, or none",
     )
     ev.add_argument(
         "--holdout",
@@ -583,9 +584,10 @@ def _evaluate(args, console, errors) -> int:
     from .runner import JobProgress
 
     started = time.perf_counter()
+    formats = _report_formats(args.report)  # a mistyped format stops here, not after the training
     registration = _apply_plan(args) if args.plan else None
     if args.vary:
-        return _evaluate_grid(args, console, errors, started, registration)
+        return _evaluate_grid(args, console, errors, started, registration, formats)
     check_settings(rope=args.rope, alpha=args.alpha, min_effect=args.min_effect)  # now, not after training
     sequential = _sequential_rule(args)
     check_clinical_settings(args.nb_thresholds, args.operating_point)
@@ -625,11 +627,19 @@ def _evaluate(args, console, errors) -> int:
     )
     if args.json:
         write_json(results, args.json, report)
-    formats = [] if args.report == "none" else [f.strip() for f in args.report.split(",") if f.strip()]
     _write_documents(results, report, formats, console)
     if args.mlflow is not None:
         _export_mlflow(results, args.mlflow, None, console, report)
     return 0
+
+
+def _report_formats(text: str) -> list[str]:
+    """``--report``'s documents: ``none`` is none; an unknown format is refused in one line."""
+    from .report import check_formats
+
+    formats = [] if text == "none" else [f.strip() for f in text.split(",") if f.strip()]
+    check_formats(formats)
+    return formats
 
 
 def _config_objects(args):
@@ -642,9 +652,11 @@ def _config_objects(args):
     )
 
 
-def _evaluate_grid(args, console, errors, started, registration) -> int:
+def _evaluate_grid(args, console, errors, started, registration, formats) -> int:
     """``evaluate --vary`` (or a plan with a grid): every recipe cell as its own run, then the
-    across-recipe analysis."""
+    across-recipe analysis. ``formats`` (``--report``'s) are the documents written; the grid's
+    data, ``grid.json`` and ``grid-predictions.csv``, are written whatever they are, as a single
+    run's store is."""
     from .comparison import check_settings
     from .multiverse import analyse_grid, cell_name, grid_record, parse_vary
     from .report import render_grid, write_grid_predictions, write_grid_reports
@@ -688,12 +700,10 @@ def _evaluate_grid(args, console, errors, started, registration) -> int:
         f"{escape.rich(grid.run_dir)}",
         highlight=False,
     )
-    if args.report != "none":
-        written = write_grid_reports(record, grid.run_dir)
-        cells = [(cell_name(cell), cell, results) for cell, results in grid.cells]
-        written["csv"] = grid.run_dir / "grid-predictions.csv"
-        write_grid_predictions(cells, written["csv"])
-        console.print("reports: " + ", ".join(escape.rich(p) for p in written.values()), highlight=False)
+    written = write_grid_reports(record, grid.run_dir, formats)
+    written["csv"] = grid.run_dir / "grid-predictions.csv"
+    write_grid_predictions([(cell_name(cell), cell, results) for cell, results in grid.cells], written["csv"])
+    console.print("reports: " + ", ".join(escape.rich(p) for p in written.values()), highlight=False)
     if args.json:
         from .files import write_text
 
@@ -790,7 +800,7 @@ def _compare_as_asked(results, args, **more):
 
 
 def _plan(args, console, errors) -> int:
-    from .planning import plan_from_priors, plan_from_run, write_analysis_plan
+    from .planning import grid_power, plan_from_priors, plan_from_run, write_analysis_plan
     from .report import check_not_store, render_plan, write_plan_json
     from .results import Results
 
@@ -836,17 +846,19 @@ def _plan(args, console, errors) -> int:
 
         grid = parse_vary(args.vary)
     render_plan(plan, console, jobs=args.jobs)
-    if grid is not None and plan.recommended is not None:
+    # Before anything is written: the design to pre-register (refused in one line when there is
+    # none); a grid's power is stated for it, else for the recommended design.
+    design = _registered_design(args, plan, grid) if args.write else plan.recommended
+    power = None if grid is None or design is None else grid_power(plan, design, grid)
+    if power is not None:
         from .multiverse import grid_cost
 
-        n_variants = max(1, len(plan.variants))
-        cost = grid_cost(plan.recommended, grid, n_variants=n_variants, alpha=plan.alpha, jobs=args.jobs)
-        console.print(escape.rich(cost), highlight=False)
+        console.print(escape.rich(grid_cost(power, jobs=args.jobs)), highlight=False)
     if args.json:
-        write_plan_json(plan, args.json)
+        write_plan_json(plan, args.json, grid=power)
         console.print(f"plan -> {escape.rich(args.json)}", highlight=False)
     if args.write:
-        registered = _pre_register(args, plan, results, grid)
+        registered = _pre_register(args, plan, results, grid, design)
         write_analysis_plan(registered, args.write)
         say(
             console,
@@ -929,10 +941,10 @@ def _apply_plan(args):
     return registration
 
 
-def _pre_register(args, plan, results, grid):
-    """The analysis plan ``cvkit plan --write`` fixes: the chosen (or recommended) design, the
-    models from the flags or the earlier run, and the recipe grid of ``--vary`` if any."""
-    from .planning import analysis_plan, plan_design, plan_sequential
+def _registered_design(args, plan, grid):
+    """The design ``cvkit plan --write`` fixes: sequential (``--until-decided``), ``--design``, or
+    the recommended one."""
+    from .planning import plan_design, plan_sequential
 
     if args.until_decided:
         if grid is not None:
@@ -943,25 +955,31 @@ def _pre_register(args, plan, results, grid):
             )
         if args.design is not None:
             raise CvkitError("--design fixes a fixed design; with --until-decided give --max-repeats")
-        design = plan_sequential(plan, args.max_repeats)
-    elif args.design is None:
-        design = plan.recommended
-        if design is None or design.data_factor != 1:
+        return plan_sequential(plan, args.max_repeats)
+    if args.design is None:
+        if plan.recommended is None or plan.recommended.data_factor != 1:
             raise CvkitError(
                 "no design on this data reaches the target power: choose the one to pre-register with "
                 "--design KxRxS (e.g. --design 5x3x2)"
             )
-    else:
-        try:
-            k, r, s = (int(part) for part in args.design.lower().split("x"))
-        except ValueError:
-            raise CvkitError(f"--design {args.design!r}: write folds x repeats x seeds, e.g. 5x3x2") from None
-        if k < 2 or r < 1 or s < 1:
-            raise CvkitError(f"--design {args.design!r}: needs folds >= 2, repeats >= 1, seeds >= 1")
-        matches = [
-            d for d in plan.designs if (d.n_folds, d.n_repeats, d.n_seeds, d.data_factor) == (k, r, s, 1.0)
-        ]
-        design = matches[0] if matches else plan_design(plan, k, r, s)
+        return plan.recommended
+    try:
+        k, r, s = (int(part) for part in args.design.lower().split("x"))
+    except ValueError:
+        raise CvkitError(f"--design {args.design!r}: write folds x repeats x seeds, e.g. 5x3x2") from None
+    if k < 2 or r < 1 or s < 1:
+        raise CvkitError(f"--design {args.design!r}: needs folds >= 2, repeats >= 1, seeds >= 1")
+    matches = [
+        d for d in plan.designs if (d.n_folds, d.n_repeats, d.n_seeds, d.data_factor) == (k, r, s, 1.0)
+    ]
+    return matches[0] if matches else plan_design(plan, k, r, s)
+
+
+def _pre_register(args, plan, results, grid, design):
+    """The analysis plan ``cvkit plan --write`` fixes: ``design`` (``_registered_design``'s), the
+    models from the flags or the earlier run, and the recipe grid of ``--vary`` if any."""
+    from .planning import analysis_plan
+
     recipe = (results.recipe or {}) if results is not None else {}
     variants = args.variant or recipe.get("variants") or []
     baseline = args.baseline or recipe.get("baseline")

@@ -723,39 +723,53 @@ def grid_record(report: GridReport) -> dict:
     )
 
 
-def grid_cost(design, vary: dict, *, n_variants: int = 1, alpha: float = 0.05, jobs: int = 1) -> str:
-    """What a recipe grid costs with a planned design (``cvkit plan --vary``), in one sentence.
+def grid_cost(power, *, jobs: int = 1) -> str:
+    """What a recipe grid costs with a planned design, and what its verdicts can detect
+    (``cvkit plan --vary``), in one sentence.
 
     Parameters
     ----------
-    design : PlannedDesign
-        The design each cell would run (its ``trainings`` and ``seconds``).
-    vary : dict of str to list
-        The grid.
-    n_variants : int, default=1
-        Variants compared in each cell.
-    alpha : float, default=0.05
-        The family-wise error rate of the per-cell verdicts.
+    power : cvkit.planning.GridPower
+        The grid, the design each cell would run (its ``trainings`` and ``seconds``) and the
+        projected power of one cell's verdict and of the grid average's
+        (``cvkit.planning.grid_power``).
     jobs : int, default=1
         Jobs at once, for the time.
 
     Returns
     -------
     str
-        The number of cells, trainings and (when known) time, and the per-cell Holm level.
+        The number of cells, trainings and (when known) time; the power of one cell's verdict at
+        Holm's first step and the grid average's conservative power, with how it was projected.
     """
-    n_cells = len(recipe_cells(vary))
-    trainings = design.trainings * n_cells
+    design, n_cells = power.design, power.n_cells
     time = ""
     if design.seconds is not None:
         time = f", about {design.seconds * n_cells / jobs / 3600:.1f} h at {jobs} job(s) at once"
+    effect = f"{power.min_effect:.3g} {stats.metric_label(power.metric)}"
+    family = n_cells * power.n_variants
     return (
-        f"a grid of {n_cells} recipe cells ({describe_grid(vary)}) at {design.describe()}"
+        f"a grid of {n_cells} recipe cells ({describe_grid(power.vary)}) at {design.describe()}"
         f"{'' if design.data_factor == 1 else f' on {design.n_samples} samples'}: "
-        f"{trainings} trainings{time} (cells already run, and jobs shared with earlier runs, are reused); "
-        f"the per-cell verdicts share one Holm family of {n_cells * n_variants}, so the first is tested "
-        f"at alpha {alpha / (n_cells * n_variants):.3g} and each cell has less power than the plan above"
+        f"{design.trainings * n_cells} trainings{time} (cells already run, and jobs shared with earlier "
+        f"runs, are reused). Power for {effect}: one cell's verdict {_percent(power.cell_power)} (one test "
+        f"of a Holm family of {family} (cells x variants), the first at alpha {power.cell_alpha:.3g}; "
+        f"{_detects(power.cell_detectable, power.target_power)}); the grid average's at least "
+        f"{_percent(power.average_power)} (alpha {power.average_alpha:.3g} over the variants; "
+        f"{_detects(power.average_detectable, power.target_power)}), projected with the single-design "
+        f"variance: conservative, since the cells share splits and seeds and the variance of the "
+        f"average lies between that / {n_cells} (independent cells) and that (perfectly correlated cells)"
     )
+
+
+def _percent(power: float) -> str:
+    return f"{100 * power:.0f}%"
+
+
+def _detects(detectable: float, target: float) -> str:
+    if not math.isfinite(detectable):
+        return f"no difference reaches {_percent(target)} power"
+    return f"detects {detectable:.3g} with {_percent(target)} power"
 
 
 def default_grid_dir(reports_dir, variants, baseline, data_name: str) -> Path:

@@ -363,6 +363,90 @@ def plan_design(plan: DesignPlan, n_folds: int, n_repeats: int, n_seeds: int, da
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class GridPower:
+    """What a recipe grid's verdicts can detect when every cell runs one planned design.
+
+    Each cell's verdict is one test of a Holm family of cells x variants: its power is projected
+    at Holm's first step, alpha / (cells x variants), with the plan's variance model (each cell as
+    noisy as the design the model describes). The grid average is tested per job over all cells,
+    Holm over the variants (alpha / variants). The cells share splits and seeds, so the variance
+    of the per-job average lies between the single-design variance / cells (independent cells) and
+    the single-design variance (perfectly correlated cells); its power is projected with the
+    single-design variance, a lower bound (conservative).
+    """
+
+    vary: dict  # the grid, as ``cvkit.multiverse.parse_vary`` gives it
+    design: PlannedDesign  # what every cell runs
+    metric: str
+    min_effect: float
+    target_power: float
+    n_cells: int
+    n_variants: int
+    cell_alpha: float
+    cell_power: float  # one cell's verdict, at Holm's first step, for the smallest effect
+    cell_detectable: float  # the smallest true difference one cell's verdict detects with the target power
+    average_alpha: float
+    average_power: float  # the grid average's verdict, conservatively (a lower bound)
+    average_detectable: float  # conservatively (an upper bound)
+
+    @property
+    def basis(self) -> str:
+        """How the powers were projected, in words (also a grid plan's ``[power] grid_basis``)."""
+        return GRID_BASIS
+
+
+GRID_BASIS = (
+    "projected and detectable (average_* in cvkit plan --json): the grid-average verdict, tested per "
+    "job over the cells at alpha / variants, projected with the single-design variance; conservative, "
+    "since the cells share splits and seeds and the variance of the per-job average lies between the "
+    "single-design variance / cells (independent cells) and the single-design variance (perfectly "
+    "correlated cells). cell_*: one cell's verdict at Holm's first step, alpha / (cells x variants). "
+    "Each cell as noisy as the plan's variance model"
+)
+
+
+def grid_power(plan: DesignPlan, design: PlannedDesign, vary: dict) -> GridPower:
+    """The power of a recipe grid's per-cell and grid-average verdicts when every cell of ``vary``
+    runs ``design``, projected as ``plan`` projects its own designs (see ``GridPower``).
+
+    Parameters
+    ----------
+    plan : DesignPlan
+        The plan whose variance model, smallest effect, alpha, target power and test are used.
+    design : PlannedDesign
+        The fixed design every cell runs.
+    vary : dict of str to list
+        The grid (``cvkit.multiverse.parse_vary``'s): its cells are every combination of values.
+
+    Returns
+    -------
+    GridPower
+    """
+    n_cells = math.prod(len(values) for values in vary.values())
+    n_variants = len(plan.variants)
+    cell_alpha = plan.alpha / (n_cells * n_variants)
+
+    def projected(alpha):
+        where = dict(
+            n_folds=design.n_folds, n_repeats=design.n_repeats, n_seeds=design.n_seeds,
+            data_factor=design.data_factor, alpha=alpha, method=plan.method,
+        )  # fmt: skip
+        return (
+            stats.design_power(plan.variance, plan.min_effect, **where),
+            stats.detectable_effect(plan.variance, power=plan.target_power, **where),
+        )
+
+    # The grid average's variance is at most the single design's: its projection there is the
+    # plan's own at alpha / variants, the lower bound stated.
+    cell_power, cell_detectable = projected(cell_alpha)
+    average_power, average_detectable = projected(plan.alpha_per_test)
+    return GridPower(
+        dict(vary), design, plan.metric, plan.min_effect, plan.target_power, n_cells, n_variants, cell_alpha,
+        cell_power, cell_detectable, plan.alpha_per_test, average_power, average_detectable,
+    )  # fmt: skip
+
+
 def _project(
     model, min_effect, alpha, power, method, n_models, seconds_per_split, k, r, s, m
 ) -> PlannedDesign:
@@ -444,10 +528,14 @@ _SECTIONS = {
                  "stopping_rule": str},
     "models": {"baseline": str, "variants": list},
     "design": {"folds": int, "repeats": int, "seeds": int, "seed": int, "sequential": bool, "vary": dict},
-    "power": {"target": float, "projected": float, "detectable": float, "source": str},
+    "power": {"target": float, "projected": float, "detectable": float, "source": str, "cell_alpha": float,
+              "cell_projected": float, "cell_detectable": float, "grid_basis": str},
 }  # fmt: skip
 # Optional keys are absent when unused, so that plans written before them keep their hash.
-_OPTIONAL = {("analysis", "rope"), ("power", "detectable"), ("design", "sequential"), ("design", "vary")}
+_OPTIONAL = {
+    ("analysis", "rope"), ("power", "detectable"), ("design", "sequential"), ("design", "vary"),
+    *(("power", key) for key in ("cell_alpha", "cell_projected", "cell_detectable", "grid_basis")),
+}  # fmt: skip
 _GRID_NOT_SEQUENTIAL = (
     "a recipe grid (vary) runs a fixed design in every cell; it cannot be sequential (cells stopping at "
     "different repeats could not be paired job by job)"
@@ -517,7 +605,11 @@ def analysis_plan(
         The seed of the splits and training seeds.
     vary : dict or None, default=None
         A recipe grid (``cvkit.multiverse.parse_vary``'s) to run the design in every cell of
-        (``[design] vary``); None: a single recipe. Not with a sequential design.
+        (``[design] vary``); None: a single recipe. Not with a sequential design. With a grid,
+        ``[power]`` states the grid's verdicts (``grid_power``): ``projected`` and ``detectable``
+        are then the grid average's (conservatively: the single design's), ``cell_projected`` and
+        ``cell_detectable`` one cell's at Holm's first step ``cell_alpha``, and ``grid_basis``
+        says so.
 
     Returns
     -------
@@ -537,6 +629,8 @@ def analysis_plan(
     power = dict(target=plan.target_power, projected=round(design.power, 4), source=plan.source)
     if not sequential and math.isfinite(design.detectable):
         power["detectable"] = round(design.detectable, 5)
+    if vary:
+        power.update(_grid_power_record(grid_power(plan, design, vary)))
     repeats = design.max_repeats if sequential else design.n_repeats
     fixed = dict(folds=design.n_folds, repeats=repeats, seeds=design.n_seeds, seed=seed)
     if vary:
@@ -549,6 +643,15 @@ def analysis_plan(
             power=power,
         )
     )
+
+
+def _grid_power_record(grid: GridPower) -> dict:
+    """A grid plan's ``[power]`` beyond the single design's: one cell's verdict at Holm's first
+    step, and how ``projected`` (the grid average's, conservatively) was projected."""
+    record = dict(cell_alpha=grid.cell_alpha, cell_projected=round(grid.cell_power, 4), grid_basis=grid.basis)
+    if math.isfinite(grid.cell_detectable):  # as ``detectable``: left out when no effect is detected
+        record["cell_detectable"] = round(grid.cell_detectable, 5)
+    return record
 
 
 def write_analysis_plan(plan: AnalysisPlan, path) -> None:

@@ -57,6 +57,13 @@ def test_evaluate_prints_tables_and_writes_json_and_export(tiny_npz, tmp_path, c
     assert "0 jobs trained, 6 resumed" in capsys.readouterr().out
 
 
+def test_an_unknown_report_format_is_refused_before_any_training(tiny_npz, tmp_path, capsys):
+    assert _evaluate(tiny_npz, tmp_path / "run", "--report", "html,pdf") == 2
+    err = capsys.readouterr().err
+    assert "--report pdf: choose from html, md, latex" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
 def test_named_positive_class(tiny_npz, tmp_path, capsys):
     assert _evaluate(tiny_npz, tmp_path / "run", "--positive", "normal/benign") == 0
     assert "positive class = normal/benign" in capsys.readouterr().out

@@ -17,7 +17,7 @@ from rich.console import Console
 import cvkit
 from cvkit import escape
 from cvkit.cli import main
-from cvkit.errors import ConfigError, OptionError
+from cvkit.errors import ConfigError, CvkitError, OptionError
 from cvkit.multiverse import (
     ONE_RECIPE,
     analyse_cells,
@@ -25,14 +25,21 @@ from cvkit.multiverse import (
     cell_name,
     default_grid_dir,
     describe_grid,
+    grid_cost,
     grid_record,
     identical_message,
     parse_vary,
     recipe_cells,
 )
-from cvkit.planning import read_analysis_plan, write_analysis_plan
+from cvkit.planning import (
+    grid_power,
+    plan_design,
+    plan_from_priors,
+    read_analysis_plan,
+    write_analysis_plan,
+)
 from cvkit.report import forest_figure, render_grid, write_grid_reports
-from cvkit.stats import PairedJobScores, recipe_heterogeneity
+from cvkit.stats import PairedJobScores, design_power, recipe_heterogeneity
 from cvkit.trainers import TrainConfig
 from cvkit.trainers._torch import _batches
 
@@ -208,8 +215,13 @@ def test_a_tiny_grid_shares_splits_and_a_wider_grid_trains_only_its_new_cells(ti
 def test_vary_on_the_command_line(tiny_npz, tmp_path, capsys):
     out = tmp_path / "grid"
     argv = ["evaluate", "plugins/fc_attention.py", "--data", str(tiny_npz), "--folds", "2", "--repeats", "1"]
-    argv += ["--epochs", "1", "--vary", "drop_last=true,false", "--out", str(out), "--report", "md,html"]
-    assert main(argv) == 0
+    argv += ["--epochs", "1", "--vary", "drop_last=true,false", "--out", str(out)]
+    # a format cvkit does not write: one line, exit 2, before any training
+    assert main([*argv, "--report", "md,pdf"]) == 2
+    err = capsys.readouterr().err
+    assert "--report pdf: choose from html, md, latex" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    assert main([*argv, "--report", "md,html"]) == 0
     text = capsys.readouterr().out
     assert "drop_last=true" in text and "2 recipe cells: 8 jobs trained" in text
     # every training part of the tiny set fits in one batch of 32: drop_last cannot matter
@@ -220,6 +232,19 @@ def test_vary_on_the_command_line(tiny_npz, tmp_path, capsys):
     predictions = pd.read_csv(out / "grid-predictions.csv")
     assert set(predictions.recipe_cell) == {"drop_last=true", "drop_last=false"}
     assert len(predictions) == 2 * predictions[predictions.recipe_cell == "drop_last=true"].shape[0]
+    assert not (out / "grid.tex").exists()  # --report md,html: no LaTeX
+    # --report as single runs take it: the grid's record and predictions always, the documents asked for
+    for path in (out / "grid.md", out / "grid.html", out / "grid.json"):
+        path.unlink()
+    assert main([*argv, "--report", "latex"]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "0 jobs trained" in shown and "grid.tex" in shown and "grid.md" not in shown
+    assert {p.name for p in out.glob("grid*") if p.is_file()} == {
+        "grid.json",
+        "grid.tex",
+        "grid-predictions.csv",
+        "grid-forest-1.png",  # the PNG: the first run's
+    }
 
 
 def test_the_default_grid_folder_names_the_data_and_the_baseline_not_the_varied_recipe():
@@ -240,6 +265,67 @@ def test_cvkit_plan_states_the_cost_of_a_grid(capsys):
     assert main([*argv, "--vary", "batch_size=big"]) == 2
 
 
+GRID_PRIORS = dict(n_samples=428, fold_sd=0.03, min_effect=0.05)
+
+
+@pytest.mark.parametrize("n_variants", [1, 2])
+def test_a_grid_plan_projects_each_cell_at_holms_first_step_and_the_average_conservatively(n_variants):
+    plan = plan_from_priors(**GRID_PRIORS, n_variants=n_variants)
+    vary = {"batch_size": [16, 32], "drop_last": [True, False]}
+    design = plan.recommended
+    power = grid_power(plan, design, vary)
+    where = dict(n_folds=design.n_folds, n_repeats=design.n_repeats, n_seeds=design.n_seeds)
+    # one cell's verdict: the first of a Holm family of cells x variants
+    assert power.n_cells == 4 and power.cell_alpha == pytest.approx(0.05 / (4 * n_variants))
+    expected = design_power(plan.variance, 0.05, alpha=0.05 / (4 * n_variants), method=plan.method, **where)
+    assert power.cell_power == pytest.approx(expected)
+    assert power.cell_power < design.power and power.cell_detectable > design.detectable
+    # the grid average, tested over the variants, with the single-design variance: the lower bound
+    assert power.average_alpha == pytest.approx(0.05 / n_variants)
+    assert power.average_power == pytest.approx(design.power) and design.reaches
+    text = " ".join(grid_cost(power).split())
+    assert f"one cell's verdict {100 * power.cell_power:.0f}%" in text
+    assert f"the grid average's at least {100 * design.power:.0f}%" in text
+    assert f"alpha {0.05 / (4 * n_variants):.3g}" in text and "conservative" in text
+
+
+def test_cvkit_plan_states_a_grids_power_in_the_terminal_the_json_and_the_plan_file(tmp_path, capsys):
+    argv = [*PRIORS, "--vary", "batch_size=16,32", "--vary", "drop_last=true,false"]
+    plan_file, plan_json = tmp_path / "plan.toml", tmp_path / "plan.json"
+    assert main([*argv, "--write", str(plan_file), "--json", str(plan_json)]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    # the design written (--design 2x1x1), not the recommended one, is the one stated
+    plan = plan_from_priors(n_samples=60, fold_sd=0.1, min_effect=0.1, folds=2)
+    power = grid_power(plan, plan_design(plan, 2, 1, 1), parse_vary(argv[-3::2]))
+    assert "at 2 folds x 1 repeat x 1 seed per split" in text
+    assert f"one cell's verdict {100 * power.cell_power:.0f}%" in text
+    recorded = json.loads(plan_json.read_text())["plan"]["grid"]
+    assert recorded["cell_power"] == pytest.approx(power.cell_power) and recorded["n_cells"] == 4
+    assert recorded["average_power"] == pytest.approx(power.average_power)
+    assert recorded["cell_alpha"] == pytest.approx(0.0125) and "conservative" in recorded["basis"]
+    registered = read_analysis_plan(plan_file)
+    stated = registered.content["power"]
+    assert stated["cell_alpha"] == pytest.approx(0.0125)
+    assert stated["cell_projected"] == pytest.approx(power.cell_power, abs=1e-4)
+    assert stated["projected"] == pytest.approx(power.average_power, abs=1e-4)
+    assert "single-design variance" in stated["grid_basis"]
+    for name in ("again.toml", "again.json"):  # the new keys round-trip with the hash
+        write_analysis_plan(registered, tmp_path / name)
+        assert read_analysis_plan(tmp_path / name).sha256 == registered.sha256
+
+
+def test_a_plan_without_a_grid_is_written_as_before(tmp_path, capsys):
+    plain, plain_json = tmp_path / "plain.toml", tmp_path / "plain.json"
+    assert main([*PRIORS, "--write", str(plain), "--json", str(plain_json)]) == 0
+    # the content hash this command wrote before grids stated their own power (cvkit at 4decc4f)
+    assert (
+        read_analysis_plan(plain).sha256 == "a775895696e39cefc03bd6f2c095692b02bf7a513bc4df7fc42810d38476c199"
+    )
+    assert not any(key.startswith(("cell_", "grid_")) for key in read_analysis_plan(plain).content["power"])
+    assert "grid" not in json.loads(plain_json.read_text())["plan"]
+    assert "one cell's verdict" not in capsys.readouterr().out
+
+
 def test_hostile_names_are_escaped_in_every_grid_report(tmp_path):
     rng = np.random.default_rng(9)
     name = "<script>x</script>|*[a](b)$"
@@ -255,6 +341,39 @@ def test_hostile_names_are_escaped_in_every_grid_report(tmp_path):
     render_grid(record, console)
     assert "script" in console.file.getvalue()  # printed as written, not taken as markup
     assert json.loads(written["json"].read_text())["variants"][0]["variant"] == name
+    latex = written["latex"].read_text()
+    assert "<script>" not in latex and "\\textless{}script\\textgreater{}" in latex and "\\$" in latex
+    assert "base|\\textless{}b\\textgreater{}" in latex and "\N{GREEK CAPITAL LETTER DELTA}" not in latex
+
+
+def _record(seed=9):
+    cells = recipe_cells(bench.GRID)
+    report = analyse_cells(
+        cells, {"v": synthetic_grid(np.random.default_rng(seed), [0.0] * 4)}, vary=bench.GRID, baseline="b"
+    )
+    return grid_record(report)
+
+
+@pytest.mark.parametrize(
+    "formats, files",
+    [
+        (["md"], {"grid.json", "grid.md", "grid-forest-1.png"}),
+        (["html"], {"grid.json", "grid.html"}),  # the forest plot is embedded: no PNG file
+        (["latex"], {"grid.json", "grid.tex"}),
+        ([], {"grid.json"}),  # --report none: the grid's record alone
+        (["html", "md", "latex"], {"grid.json", "grid.html", "grid.md", "grid-forest-1.png", "grid.tex"}),
+    ],
+)
+def test_the_grid_writes_the_documents_asked_for_and_always_its_record(tmp_path, formats, files):
+    written = write_grid_reports(_record(), tmp_path, formats)
+    assert {path.name for path in tmp_path.iterdir()} == files
+    assert set(written) == {"json", *formats}
+
+
+def test_an_unknown_grid_report_format_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(CvkitError, match="--report pdf: choose from html, md, latex"):
+        write_grid_reports(_record(), tmp_path, ["md", "pdf"])
+    assert not any(tmp_path.iterdir())
 
 
 def test_a_field_both_varied_and_fixed_is_refused(tiny_npz, tiny, tmp_path, capsys):

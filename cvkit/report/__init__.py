@@ -1,7 +1,7 @@
 """Report stage: pure functions of a run's results and its comparison report."""
 
 from ..verdict_text import verdict_paragraph
-from ._documents import FORMATS, write_reports
+from ._documents import FORMATS, check_formats, write_reports
 from ._export import check_not_store, write_json, write_plan_json, write_predictions_csv, write_ranking_json
 from ._figures import draw_figures, write_cd_diagram
 from ._mlflow import export_mlflow, resolve_tracking_uri
@@ -15,6 +15,7 @@ __all__ = [
     "FORMATS",
     "GLOSSARY",
     "NotebookProgress",
+    "check_formats",
     "check_not_store",
     "describe_run",
     "draw_figures",

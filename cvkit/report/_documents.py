@@ -33,6 +33,25 @@ CHECKLIST_NOTE = (
 )
 
 
+def check_formats(formats) -> None:
+    """Refuse a report format cvkit does not write, in one line (before any training, when the
+    command line asks for it).
+
+    Parameters
+    ----------
+    formats : sequence of str
+        The formats asked for (``--report``'s, split at commas).
+
+    Raises
+    ------
+    CvkitError
+        A format not in ``FORMATS``.
+    """
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise CvkitError(f"--report {','.join(unknown)}: choose from {', '.join(FORMATS)}")
+
+
 def write_reports(results, report, formats=FORMATS, out_dir=None) -> dict[str, Path]:
     """Write a run's reports: HTML, Markdown (with its figures) and a LaTeX table.
 
@@ -57,9 +76,7 @@ def write_reports(results, report, formats=FORMATS, out_dir=None) -> dict[str, P
     CvkitError
         An unknown format, or a folder that cannot be written.
     """
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        raise CvkitError(f"--report {','.join(unknown)}: choose from {', '.join(FORMATS)}")
+    check_formats(formats)
     out_dir = Path(out_dir or results.run_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

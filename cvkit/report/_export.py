@@ -53,7 +53,7 @@ def write_ranking_json(ranking, path) -> None:
     _write(path, lambda f: json.dump(record, f, indent=1, allow_nan=False))
 
 
-def write_plan_json(plan, path) -> None:
+def write_plan_json(plan, path, grid=None) -> None:
     """A design plan (``cvkit plan``) as JSON.
 
     The record is ``plan_record``'s under the key ``plan``, NaN and infinity written as null; the
@@ -65,6 +65,9 @@ def write_plan_json(plan, path) -> None:
         The plan (``cvkit.planning.plan_from_run`` or ``plan_from_priors``).
     path : str or path
         The JSON file to write.
+    grid : GridPower or None, default=None
+        A recipe grid's projected power (``cvkit.planning.grid_power``), recorded under the plan's
+        ``grid``; None: no grid.
 
     Raises
     ------
@@ -73,7 +76,7 @@ def write_plan_json(plan, path) -> None:
     """
     from ._serialise import plan_record
 
-    record = _finite(dict(plan=plan_record(plan)))
+    record = _finite(dict(plan=plan_record(plan, grid)))
     _write(path, lambda f: json.dump(record, f, indent=1, allow_nan=False))
 
 

@@ -233,13 +233,15 @@ def ranking_record(ranking) -> dict:
     )
 
 
-def plan_record(plan) -> dict:
+def plan_record(plan, grid=None) -> dict:
     """A design plan (``cvkit.planning.DesignPlan``): every design with its power and cost.
 
     Parameters
     ----------
     plan : DesignPlan
         The plan (``cvkit.planning.plan_from_run`` or ``plan_from_priors``).
+    grid : GridPower or None, default=None
+        A recipe grid's projected power (``cvkit.planning.grid_power``); None: no grid.
 
     Returns
     -------
@@ -248,10 +250,12 @@ def plan_record(plan) -> dict:
         variant, target power, test, models, sample and class counts, seconds per split), every
         design (folds, repeats, seeds, data factor, samples, power, smallest detectable difference,
         trainings, seconds, whether it reaches the power), the recommended one, the data needed,
-        the sentence, the sequential designs and the estimand. NaN and infinity are kept
-        (``write_plan_json`` writes them as null).
+        the sentence, the sequential designs and the estimand; with a grid, ``grid``: the grid,
+        the design each cell runs, one cell's verdict's alpha (Holm's first step), power and
+        detectable difference, the grid average's (conservatively) and how they were projected.
+        NaN and infinity are kept (``write_plan_json`` writes them as null).
     """
-    return dict(
+    record = dict(
         source=plan.source,
         metric=plan.metric,
         min_effect=plan.min_effect,
@@ -272,6 +276,14 @@ def plan_record(plan) -> dict:
         sequential=[dataclasses.asdict(d) for d in plan.sequential],
         estimand=ESTIMANDS["plan"],
     )
+    if grid is not None:  # a key of its own: the record of a plan without a grid is as it was
+        record["grid"] = dict(
+            vary=grid.vary, design=_design_record(grid.design), n_cells=grid.n_cells,
+            n_variants=grid.n_variants, cell_alpha=grid.cell_alpha, cell_power=grid.cell_power,
+            cell_detectable=grid.cell_detectable, average_alpha=grid.average_alpha,
+            average_power=grid.average_power, average_detectable=grid.average_detectable, basis=grid.basis,
+        )  # fmt: skip
+    return record
 
 
 def _design_record(design) -> dict:
