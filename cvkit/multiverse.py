@@ -373,6 +373,11 @@ class GridReport:
     registration: Registration | None = None
 
 
+# What each recipe x model test is, in the words every report uses.
+HETEROGENEITY_TESTS = {
+    "hotelling": "Hotelling's T\N{SUPERSCRIPT TWO} of the cells' contrasts, overlap-corrected",
+    "max_deviation": "max-deviation test: the smallest cell's corrected-t p-value times the cells",
+}
 ONE_RECIPE = "every cell trained identically: the grid is one recipe, and the verdict is its own"
 
 
@@ -674,6 +679,10 @@ def grid_record(report: GridReport) -> dict:
             return None
         return dict(
             pvalue=num(h.pvalue),
+            method=h.method,
+            test=HETEROGENEITY_TESTS[h.method],
+            statistic=num(h.statistic),
+            df=[num(d) for d in h.df],
             deviations=[num(d) for d in h.deviations],
             pvalues=[num(p) for p in h.pvalues],
             recipe_x_model_variance=num(h.interaction_variance),

@@ -354,6 +354,20 @@ def _record(seed=9):
     return grid_record(report)
 
 
+def test_every_grid_report_names_the_recipe_x_model_test_that_ran(tmp_path):
+    # 4 cells on 15 splits: Hotelling's test decides; its name, F and degrees of freedom are in the
+    # record, and each document says which test the p-value is from.
+    record = _record()
+    het = record["variants"][0]["heterogeneity"]
+    assert het["method"] == "hotelling" and het["df"] == [3.0, 12.0] and het["statistic"] >= 0
+    written = write_grid_reports(record, tmp_path, ["html", "md"])
+    for path in (written["md"], written["html"]):
+        assert "Hotelling" in path.read_text() and f"p = {het['pvalue']:.3f}" in path.read_text()
+    console = Console(file=io.StringIO(), width=80)
+    render_grid(record, console)
+    assert "Hotelling" in console.file.getvalue() and "max-deviation" not in console.file.getvalue()
+
+
 @pytest.mark.parametrize(
     "formats, files",
     [

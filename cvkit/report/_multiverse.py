@@ -65,7 +65,7 @@ def _notes(record: dict) -> list[str]:
 
 def _heterogeneity_line(het: dict) -> str:
     return (
-        f"recipe x model: p = {het['pvalue']:.3f} (max-deviation test); variance of "
+        f"recipe x model: p = {het['pvalue']:.3f} ({het['test']}); variance of "
         f"{DELTA}: recipe x model {het['recipe_x_model_variance']:.2g}, split "
         f"{het['split_variance']:.2g}, within cell {het['residual_variance']:.2g}"
     )
@@ -176,7 +176,8 @@ def grid_markdown(record: dict, figures: list[str]) -> str:
             "",
             "Per-cell intervals and p-values are Holm-adjusted across cells x variants."
             if het is None
-            else f"Recipe x model heterogeneity: p = {het['pvalue']:.3f}. Variance of the difference: "
+            else f"Recipe x model heterogeneity: p = {het['pvalue']:.3f} ({escape.markdown(het['test'])}). "
+            "Variance of the difference: "
             f"recipe x model {het['recipe_x_model_variance']:.2g} (beyond the noise of a cell's mean, "
             f"{het['noise_variance']:.2g}), split (shared by every cell) {het['split_variance']:.2g}, "
             f"within cell {het['residual_variance']:.2g}. "
@@ -222,6 +223,8 @@ def grid_html(record: dict, pngs: list[bytes]) -> str:
                 f"<td>{html.escape(row['verdict'])}</td></tr>"
             )
         parts.append("</table>")
+        if variant["heterogeneity"] is not None:
+            parts.append(f"<p>{html.escape(_heterogeneity_line(variant['heterogeneity']))}</p>")
         encoded = base64.b64encode(png).decode()
         parts.append(f"<img alt='forest plot' src='data:image/png;base64,{encoded}'>")
     parts.append("</body></html>")
