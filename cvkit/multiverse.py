@@ -14,6 +14,8 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -278,20 +280,41 @@ def evaluate_grid(
     recipe = replace(recipe, **{k: kwargs.pop(k) for k in given})
     root = Path(out)
     cells = []
-    for cell in recipe_cells(vary):
-        cell_recipe = replace(recipe, **cell)
-        if hasattr(progress, "epochs"):
-            progress.epochs = cell_recipe.epochs
-        results = evaluate(
-            variants,
-            recipe=cell_recipe,
-            out=root / cell_name(cell),
-            registration=registration,
-            progress=progress,
-            **kwargs,
-        )
-        cells.append((cell, results))
+    with _each_warning_shown_once():
+        for cell in recipe_cells(vary):
+            cell_recipe = replace(recipe, **cell)
+            if hasattr(progress, "epochs"):
+                progress.epochs = cell_recipe.epochs
+            results = evaluate(
+                variants,
+                recipe=cell_recipe,
+                out=root / cell_name(cell),
+                registration=registration,
+                progress=progress,
+                **kwargs,
+            )
+            cells.append((cell, results))
     return GridResults(root, vary, cells)
+
+
+@contextmanager
+def _each_warning_shown_once():
+    """Every cell reads the same data, so its warnings (duplicate images, class balance) repeat
+    cell after cell: show each text once. Each cell still records every warning among its run's
+    caveats (``record_warnings`` records before it shows)."""
+    shown: set[str] = set()
+    show = warnings.showwarning
+
+    def once(message, category, filename, lineno, file=None, line=None):
+        if str(message) not in shown:
+            shown.add(str(message))
+            show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = once
+    try:
+        yield
+    finally:
+        warnings.showwarning = show
 
 
 def check_registered_grid(planned, asked, *, where: str, plan="the pre-registered plan") -> None:

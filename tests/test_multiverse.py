@@ -854,3 +854,28 @@ def test_the_grid_average_carries_a_bound_on_the_test_sample_variance():
                            vary={"drop_last": [True, False]}, baseline="b")  # fmt: skip
     assert report.variants[0].overall.ttest.method == DEFAULT_VERDICT_METHOD
     assert grid_average([a, b]).diff_variance is None  # no variances: the corrected t, as before
+
+
+def test_a_grid_shows_each_warning_once_and_every_cell_keeps_it(tmp_path, monkeypatch):
+    # Every cell loads the same data: its warnings would repeat cell after cell. Shown once; each
+    # cell's run still records all of them among its caveats.
+    import warnings
+
+    from cvkit.api import record_warnings
+    from cvkit.multiverse import evaluate_grid
+
+    shown, kept = [], []
+
+    def one_cell(variants, *, recipe, out, registration, progress, **kwargs):
+        with record_warnings() as caught:
+            warnings.warn("12 duplicate image pairs", UserWarning, stacklevel=1)
+            warnings.warn(f"batch size {recipe.batch_size}", UserWarning, stacklevel=1)
+        kept.append(caught)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        monkeypatch.setattr(warnings, "showwarning", lambda message, *args, **kw: shown.append(str(message)))
+        evaluate_grid([], vary={"batch_size": [16, 32]}, out=tmp_path, evaluate=one_cell)
+    assert shown == ["12 duplicate image pairs", "batch size 16", "batch size 32"]
+    duplicates = "12 duplicate image pairs"
+    assert kept == [[duplicates, "batch size 16"], [duplicates, "batch size 32"]]
