@@ -119,8 +119,9 @@ def grid_average(cells: list[PairedJobScores]) -> PairedJobScores:
     # test-sample variance of a mean of C differences on one test fold is at most the square of
     # their mean sd (Cauchy-Schwarz): with it the default method applies (7.0% there).
     variance = None
-    if all(c.diff_variance is not None for c in cells):
-        sds = [np.sqrt(c.diff_variance[order]) for c, order in zip(cells, orders)]
+    variances = [c.diff_variance for c in cells]
+    if all(v is not None for v in variances):
+        sds = [np.sqrt(v[order]) for v, order in zip(variances, orders) if v is not None]
         variance = np.mean(sds, axis=0) ** 2
     return PairedJobScores(
         repeat=first.repeat[o],
@@ -237,6 +238,7 @@ def recipe_heterogeneity(cells: list[PairedJobScores]) -> RecipeHeterogeneity:
     # and one cell departing, its power falls below the max-deviation test's as p / (J - p) grows
     # (recipe_grid.py: 3-4.5 points at 4 cells x 15 splits; about 14 at 9 cells x 15 splits in a
     # 1,000-grid trial), so below J - p = p the max-deviation test decides.
+    df: tuple[float, ...]
     if n_splits - (n_cells - 1) >= n_cells - 1:
         pvalue, statistic, df = hotelling_contrasts(split_diffs, first.n_test / first.n_train)
         method = "hotelling"
