@@ -261,9 +261,10 @@ def run_dataset(config: Config, regime: str, index: int) -> dict:
 def truth(config: Config, regime: str, n_train: int, part: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
     """AUC differences (better variant - baseline) of models trained on independent training sets
     of ``n_train`` samples (``part`` of ``processes``), scored on one large sample of the
-    population; their mean is the true expected difference. Also the summed DeLong placement
-    differences of that sample (None when it is the whole population): the large sample is shared
-    by every training set, so its own noise does not average out over them (``truth_value``)."""
+    population; their mean is the true expected difference. Also, as a 2 x n array, the summed
+    DeLong placement differences of that sample over its labels (None when the sample is the whole
+    population): the large sample is shared by every training set, so its own noise does not
+    average out over them (``truth_value``)."""
     make, world = REGIMES[regime][0], population(regime)
     rng = np.random.default_rng([config.master_seed, 99, list(REGIMES).index(regime), n_train])
     x_test, y_test, exact = world.truth_sample(rng, config.truth_test)
@@ -277,7 +278,7 @@ def truth(config: Config, regime: str, n_train: int, part: int = 0) -> tuple[np.
         better = _fit_scores(make, seed, better_features, x, y, x_test)
         diffs.append(roc_auc_score(y_test, better) - roc_auc_score(y_test, base))
         placements = placements + _placements(y_test, better) - _placements(y_test, base)
-    return np.asarray(diffs), None if exact else placements
+    return np.asarray(diffs), None if exact else np.stack([placements, y_test])
 
 
 def _placements(y, scores) -> np.ndarray:
@@ -295,19 +296,14 @@ def _placements(y, scores) -> np.ndarray:
     return out
 
 
-def _truth_labels(config: Config, regime: str, n_train: int) -> np.ndarray:
-    rng = np.random.default_rng([config.master_seed, 99, list(REGIMES).index(regime), n_train])
-    return population(regime).truth_sample(rng, config.truth_test)[1]
-
-
-def truth_value(chunks, y_test_labels) -> tuple[float, float]:
+def truth_value(chunks) -> tuple[float, float]:
     """The true difference and its Monte Carlo se: the training sets' spread and, when the scoring
     sample is not the whole population, that sample's own DeLong variance of the mean difference."""
     diffs = np.concatenate([d for d, _ in chunks])
     se2 = diffs.var(ddof=1) / len(diffs)
     if chunks[0][1] is not None:
-        mean_placements = sum(p for _, p in chunks) / len(diffs)
-        positive = y_test_labels == 1
+        mean_placements = sum(p[0] for _, p in chunks) / len(diffs)
+        positive = chunks[0][1][1] == 1
         se2 += mean_placements[positive].var(ddof=1) / positive.sum()
         se2 += mean_placements[~positive].var(ddof=1) / (~positive).sum()
     return float(diffs.mean()), float(np.sqrt(se2))
@@ -775,7 +771,7 @@ def run(config: Config, on_regime=None) -> tuple[dict, dict, dict]:
         chunks = Parallel(n_jobs=config.processes)(
             delayed(truth)(config, regime, n_train, part) for part in range(config.processes)
         )
-        truths[regime] = truth_value(chunks, _truth_labels(config, regime, n_train))
+        truths[regime] = truth_value(chunks)
         summary = evaluate(config, results, truths)
         if on_regime is not None:
             on_regime(results, truths, summary)
