@@ -28,7 +28,7 @@ from .data import (
     write_thumbnails,
 )
 from .errors import ConfigError, OptionError
-from .multiverse import GridResults, default_grid_dir, evaluate_grid, parse_vary
+from .multiverse import GridResults, default_grid_dir, evaluate_grid, not_sequential, parse_vary
 from .planning import AnalysisPlan, SequentialRule, sequential_looks
 from .report import NotebookProgress
 from .results import Results
@@ -203,11 +203,7 @@ def evaluate(
     """
     if vary is not None:
         if until_decided is not None:
-            raise OptionError(
-                "vary",
-                "runs a fixed design in every cell; it cannot be combined with until_decided (cells "
-                "stopping at different repeats could not be paired job by job)",
-            )
+            raise not_sequential("until_decided")
         vary = parse_vary(vary)  # a bad grid stops here, before the data is read
         # The data is loaded once, here: the default folder names it, and no cell loads it again.
         data_fields = {name: shortcuts.pop(name) for name in _SHORTCUTS[Data] if name in shortcuts}

@@ -658,17 +658,13 @@ def _evaluate_grid(args, console, errors, started, registration, formats) -> int
     data, ``grid.json`` and ``grid-predictions.csv``, are written whatever they are, as a single
     run's store is."""
     from .comparison import check_settings
-    from .multiverse import analyse_grid, cell_name, grid_record, parse_vary
+    from .multiverse import analyse_grid, cell_name, grid_record, not_sequential, parse_vary
     from .report import render_grid, write_grid_predictions, write_grid_reports
     from .runner import JobProgress
 
     vary = parse_vary(args.vary)  # a bad grid stops here, before any data is read
     if args.until_decided:
-        raise OptionError(
-            "vary",
-            "runs a fixed design in every cell; it cannot be combined with --until-decided (cells "
-            "stopping at different repeats could not be paired job by job)",
-        )
+        raise not_sequential("--until-decided")
     check_settings(rope=args.rope, alpha=args.alpha, min_effect=args.min_effect)
     data, design, recipe, execution = _config_objects(args)
     fixed = [name for name in vary if getattr(recipe, name) != getattr(TrainConfig, name)]
@@ -948,11 +944,9 @@ def _registered_design(args, plan, grid):
 
     if args.until_decided:
         if grid is not None:
-            raise OptionError(
-                "vary",
-                "runs a fixed design in every cell; it cannot be pre-registered with --until-decided "
-                "(cells stopping at different repeats could not be paired job by job)",
-            )
+            from .multiverse import not_sequential
+
+            raise not_sequential("--until-decided")
         if args.design is not None:
             raise CvkitError("--design fixes a fixed design; with --until-decided give --max-repeats")
         return plan_sequential(plan, args.max_repeats)

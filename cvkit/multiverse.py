@@ -24,6 +24,7 @@ import numpy as np
 from . import stats
 from .comparison import Registration, paired_job_scores, registration_status
 from .errors import ConfigError, OptionError
+from .report import registration_record
 from .trainers import TrainConfig
 
 # Recipe fields a grid may vary (the device, backbone and weights are not training choices).
@@ -315,6 +316,23 @@ def _each_warning_shown_once():
         yield
     finally:
         warnings.showwarning = show
+
+
+# Why a recipe grid and a sequential design exclude each other, in every message that says so.
+GRID_NOT_SEQUENTIAL_WHY = "cells stopping at different repeats could not be paired job by job"
+GRID_NOT_SEQUENTIAL = (
+    "a recipe grid (vary) runs a fixed design in every cell; it cannot be sequential "
+    f"({GRID_NOT_SEQUENTIAL_WHY})"
+)
+
+
+def not_sequential(flag: str) -> OptionError:
+    """The one-line refusal of a recipe grid together with a sequential design (``flag``: how the
+    caller spells it, ``--until-decided`` or ``until_decided``)."""
+    return OptionError(
+        "vary",
+        f"runs a fixed design in every cell; it cannot be combined with {flag} ({GRID_NOT_SEQUENTIAL_WHY})",
+    )
 
 
 def check_registered_grid(planned, asked, *, where: str, plan="the pre-registered plan") -> None:
@@ -727,14 +745,7 @@ def grid_record(report: GridReport) -> dict:
             dict(cells=[cell_name(c) for c in group], message=identical_message(group))
             for group in report.identical
         ],
-        registration=None
-        if registration is None
-        else dict(
-            sha256=registration.sha256,
-            status=registration.status,
-            deviations=list(registration.deviations),
-            plan=registration.plan,
-        ),
+        registration=None if registration is None else registration_record(registration),
         metric=report.metric,
         alpha=report.alpha,
         rope=report.rope,

@@ -536,10 +536,6 @@ _OPTIONAL = {
     ("analysis", "rope"), ("power", "detectable"), ("design", "sequential"), ("design", "vary"),
     *(("power", key) for key in ("cell_alpha", "cell_projected", "cell_detectable", "grid_basis")),
 }  # fmt: skip
-_GRID_NOT_SEQUENTIAL = (
-    "a recipe grid (vary) runs a fixed design in every cell; it cannot be sequential (cells stopping at "
-    "different repeats could not be paired job by job)"
-)
 
 
 @dataclass(frozen=True)
@@ -619,7 +615,9 @@ def analysis_plan(
         raise ConfigError("a pre-registered plan needs at least one variant")
     sequential = isinstance(design, SequentialDesign)
     if sequential and vary:
-        raise ConfigError(_GRID_NOT_SEQUENTIAL)
+        from .multiverse import GRID_NOT_SEQUENTIAL
+
+        raise ConfigError(GRID_NOT_SEQUENTIAL)
     analysis = dict(
         metric=plan.metric, alpha=plan.alpha, min_effect=plan.min_effect, decision_rule=DECISION_RULE,
         stopping_rule=SEQUENTIAL_STOPPING if sequential else FIXED_DESIGN,
@@ -751,10 +749,10 @@ def read_analysis_plan(path) -> AnalysisPlan:
     if design["folds"] < 2 or design["repeats"] < 1 or design["seeds"] < 1:
         raise ConfigError(f"{path}: [design] needs folds >= 2, repeats >= 1 and seeds >= 1")
     if "vary" in design:
-        from .multiverse import parse_vary
+        from .multiverse import GRID_NOT_SEQUENTIAL, parse_vary
 
         if design.get("sequential"):
-            raise ConfigError(f"{path}: {_GRID_NOT_SEQUENTIAL}")
+            raise ConfigError(f"{path}: {GRID_NOT_SEQUENTIAL}")
         try:  # typed as the recipe takes them: the content hashed is the grid that runs
             design["vary"] = parse_vary(design["vary"])
         except OptionError as error:

@@ -8,7 +8,7 @@ from ._mlflow import export_mlflow, resolve_tracking_uri
 from ._multiverse import forest_figure, render_grid, write_grid_predictions, write_grid_reports
 from ._narrative import GLOSSARY
 from ._notebook import NotebookProgress, describe_run, results_html
-from ._serialise import plan_record, ranking_record, report_record
+from ._serialise import plan_record, ranking_record, registration_record, report_record
 from ._terminal import render_comparison, render_plan, render_ranking, render_summary, render_verification
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "forest_figure",
     "plan_record",
     "ranking_record",
+    "registration_record",
     "render_comparison",
     "render_grid",
     "render_plan",

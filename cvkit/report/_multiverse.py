@@ -11,7 +11,6 @@ import html
 import io
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 from rich import box
 from rich.console import Console
@@ -21,7 +20,6 @@ from .. import escape
 from ..files import atomic_write, write_bytes, write_text
 from ..stats import metric_label
 from ._documents import FORMATS, check_formats
-from ._narrative import registration_sentence
 
 DELTA = "\N{GREEK CAPITAL LETTER DELTA}"
 
@@ -57,9 +55,7 @@ def _notes(record: dict) -> list[str]:
     notes = []
     registration = record["registration"]
     if registration is not None:
-        notes.append(
-            f"{registration_sentence(SimpleNamespace(**registration))} Recipe grid: {record['grid']}."
-        )
+        notes.append(f"{registration['sentence']} Recipe grid: {record['grid']}.")
     return notes + [f"Warning: {group['message']}." for group in record["identical"]]
 
 

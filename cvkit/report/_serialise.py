@@ -72,7 +72,19 @@ def report_record(report) -> dict:
 
 
 def registration_record(registration) -> dict:
-    """The run's pre-registered plan and whether this analysis keeps to it."""
+    """The run's pre-registered plan and whether this analysis keeps to it, for every record (a
+    run's comparison, a grid's).
+
+    Parameters
+    ----------
+    registration : cvkit.comparison.Registration
+        The plan's sha256, the analysis's status against it and its deviations.
+
+    Returns
+    -------
+    dict
+        ``status``, ``sha256``, ``deviations``, ``plan`` and the ``sentence`` every report opens with.
+    """
     return dict(
         status=registration.status,
         sha256=registration.sha256,
